@@ -1,0 +1,192 @@
+//! What the user typed: the clap definition of every flag, its environment variable and its default.
+//!
+//! Nothing here is validated beyond parsing; [`crate::config`] turns this into a [`crate::config::Config`]
+//! the program runs on. Every option can also come from `SINGLETON_EXEC_<OPTION>`; the etcd connection
+//! options fall back to etcdctl's `ETCDCTL_*` variables (resolved in the config step, since clap reads one
+//! variable per option).
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
+
+use crate::exit_code::HELP_TABLE;
+
+/// Run exactly one copy of COMMAND across all replicas, elected through an etcd lease.
+///
+/// Every replica campaigns in the same etcd election. Only the leader runs COMMAND (exec'd directly,
+/// no shell). If the lease cannot be renewed in time, the command's process tree is stopped (stop
+/// signal, grace, SIGKILL) before etcd can expire the lease and let another replica win.
+#[derive(Debug, Parser)]
+#[command(
+    name = "singleton-exec",
+    version,
+    after_long_help = HELP_TABLE,
+    after_help = HELP_TABLE,
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true,
+    override_usage = "singleton-exec [OPTIONS] -- COMMAND [ARG]...\n       singleton-exec status [OPTIONS]"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub subcommand: Option<Command>,
+
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Print the current leader of an election (id, key, lease, fencing revision).
+    /// Exits 0 if there is a leader, 1 if there is none.
+    Status(StatusArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Election to read.
+    #[arg(long, env = "SINGLETON_EXEC_ELECTION", required = true)]
+    pub election: String,
+
+    #[command(flatten)]
+    pub etcd: EtcdArgs,
+
+    #[command(flatten)]
+    pub log: LogArgs,
+}
+
+/// Options of the supervising (default) mode.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub etcd: EtcdArgs,
+
+    /// Election name: replicas with the same name share one leader. Letters, digits, '.', '_', '-'.
+    /// [default: the file name of COMMAND]
+    #[arg(long, env = "SINGLETON_EXEC_ELECTION")]
+    pub election: Option<String>,
+
+    /// This replica's identity, stored as the election value and shown by `status`. [default: host name]
+    #[arg(long, env = "SINGLETON_EXEC_ID")]
+    pub id: Option<String>,
+
+    /// Lease TTL, whole seconds, at least 2s. A crashed leader is replaced after about this long.
+    #[arg(long, env = "SINGLETON_EXEC_TTL", value_parser = parse_duration, default_value = "10s")]
+    pub ttl: Duration,
+
+    /// Time between the stop signal and SIGKILL. [default: 30% of --ttl]
+    #[arg(long, env = "SINGLETON_EXEC_GRACE", value_parser = parse_duration)]
+    pub grace: Option<Duration>,
+
+    /// Slack kept between SIGKILL and the earliest moment etcd may expire the lease. [default: 10% of --ttl]
+    #[arg(long, env = "SINGLETON_EXEC_MARGIN", value_parser = parse_duration)]
+    pub margin: Option<Duration>,
+
+    /// Time between keepalives while all is well. [default: 20% of --ttl]
+    #[arg(long, env = "SINGLETON_EXEC_KEEPALIVE_INTERVAL", value_parser = parse_duration)]
+    pub keepalive_interval: Option<Duration>,
+
+    /// Signal that asks the child to stop (name like TERM or SIGTERM, or a number).
+    #[arg(long, env = "SINGLETON_EXEC_STOP_SIGNAL", default_value = "TERM")]
+    pub stop_signal: String,
+
+    /// What to do when leadership is lost: stop the child, then campaign again or exit (code 122).
+    #[arg(long, env = "SINGLETON_EXEC_ON_LEASE_LOST", value_enum, default_value_t = OnLeaseLost::Recampaign)]
+    pub on_lease_lost: OnLeaseLost,
+
+    /// What to do when the child exits while leader: give up leadership and exit with its status,
+    /// restart it (with backoff) while still leader, or give up leadership and campaign again.
+    #[arg(long, env = "SINGLETON_EXEC_ON_CHILD_EXIT", value_enum, default_value_t = OnChildExit::Exit)]
+    pub on_child_exit: OnChildExit,
+
+    /// Give up (exit 124) if not leader after this long. [default: wait forever]
+    #[arg(long, env = "SINGLETON_EXEC_ACQUIRE_TIMEOUT", value_parser = parse_duration)]
+    pub acquire_timeout: Option<Duration>,
+
+    /// Key prefix under which elections live; the election's keys are PREFIX/NAME/.
+    #[arg(long, env = "SINGLETON_EXEC_PREFIX", default_value = crate::election::DEFAULT_PREFIX)]
+    pub prefix: String,
+
+    #[command(flatten)]
+    pub log: LogArgs,
+
+    /// The command to run while leader, and its arguments (after `--`).
+    #[arg(trailing_var_arg = true, value_name = "COMMAND", required = true)]
+    pub command: Vec<OsString>,
+}
+
+/// How to reach etcd. Shared by the supervisor and `status`.
+#[derive(Debug, Args, Clone)]
+pub struct EtcdArgs {
+    /// etcd endpoints, comma-separated. Falls back to ETCDCTL_ENDPOINTS. [default: http://127.0.0.1:2379]
+    #[arg(long, env = "SINGLETON_EXEC_ENDPOINTS", value_delimiter = ',')]
+    pub endpoints: Vec<String>,
+
+    /// CA certificate (PEM) to verify etcd's server certificate. Falls back to ETCDCTL_CACERT.
+    #[arg(long, env = "SINGLETON_EXEC_CACERT")]
+    pub cacert: Option<PathBuf>,
+
+    /// Client certificate (PEM) for mutual TLS. Falls back to ETCDCTL_CERT.
+    #[arg(long, env = "SINGLETON_EXEC_CERT")]
+    pub cert: Option<PathBuf>,
+
+    /// Client private key (PEM) for mutual TLS. Falls back to ETCDCTL_KEY.
+    #[arg(long, env = "SINGLETON_EXEC_KEY")]
+    pub key: Option<PathBuf>,
+
+    /// etcd user name. Falls back to ETCDCTL_USER (which may be USER:PASSWORD).
+    #[arg(long, env = "SINGLETON_EXEC_USER")]
+    pub user: Option<String>,
+
+    /// etcd password; prefer the environment variable. Never logged. Falls back to ETCDCTL_PASSWORD.
+    #[arg(long, env = "SINGLETON_EXEC_PASSWORD", hide_env_values = true)]
+    pub password: Option<String>,
+
+    /// Timeout of each etcd request and of connecting.
+    #[arg(long, env = "SINGLETON_EXEC_DIAL_TIMEOUT", value_parser = parse_duration, default_value = "5s")]
+    pub dial_timeout: Duration,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct LogArgs {
+    /// Log format on stderr.
+    #[arg(long, env = "SINGLETON_EXEC_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
+    /// More log detail (-v debug, -vv trace).
+    #[arg(short, long, action = ArgAction::Count, conflicts_with = "quiet")]
+    pub verbose: u8,
+
+    /// Less log detail (-q warnings only, -qq errors only).
+    #[arg(short, long, action = ArgAction::Count)]
+    pub quiet: u8,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OnLeaseLost {
+    /// Exit with code 122 once the child's tree is gone.
+    Exit,
+    /// Take a new lease and go back to standby.
+    Recampaign,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OnChildExit {
+    /// Revoke the lease (a standby takes over at once) and exit with the child's status.
+    Exit,
+    /// Start the child again, with backoff, while still leader.
+    Restart,
+    /// Revoke the lease and campaign again as a standby.
+    Recampaign,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s).map_err(|e| format!("{e} (examples: 10s, 500ms, 1m30s)"))
+}

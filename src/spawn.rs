@@ -1,0 +1,147 @@
+//! Starting the child: fork and exec with a clean slate. Called only from the process thread.
+//!
+//! The child gets its own process group (so its tree can be signalled as one), `PR_SET_PDEATHSIG` so it
+//! dies if the supervisor is SIGKILLed (the death signal fires when the forking *thread* exits, which is
+//! why only the long-lived process thread forks), the signal mask and ignored set the user started us
+//! with (not the everything-blocked mask we run with), and an environment without the systemd
+//! protocol variables that are meant for us, plus the leadership variables. stdin, stdout and stderr are
+//! passed through untouched. Between fork and exec only async-signal-safe calls run.
+//!
+//! `std::process::Command` is used for the fork/exec itself: it reports exec failures through a
+//! close-on-exec pipe, resolves PATH, and reaps a child whose exec failed. We never call `wait` on the
+//! returned handle; the process thread's `waitpid(-1)` loop is the only reaper.
+
+use std::ffi::OsString;
+use std::io;
+use std::os::unix::process::CommandExt;
+use std::process::Command;
+
+use crate::config::CommandSpec;
+use crate::exit_code;
+use crate::signals;
+
+/// Variables that belong to the supervisor's own service manager, never to the child.
+const SCRUBBED: [&str; 6] = [
+    "NOTIFY_SOCKET",
+    "WATCHDOG_USEC",
+    "WATCHDOG_PID",
+    "LISTEN_FDS",
+    "LISTEN_PID",
+    "LISTEN_FDNAMES",
+];
+
+/// Why the child could not be started, with the exit code a shell would use.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot run {program:?}: {source}")]
+pub struct SpawnError {
+    pub program: OsString,
+    pub source: io::Error,
+}
+
+impl SpawnError {
+    /// 127 for a missing command, 126 for one that exists but cannot be executed, 125 otherwise.
+    pub fn exit_code(&self) -> i32 {
+        match self.source.raw_os_error() {
+            Some(libc::ENOENT) | Some(libc::ENOTDIR) => exit_code::NOT_FOUND,
+            Some(libc::EACCES) | Some(libc::ENOEXEC) | Some(libc::EISDIR) | Some(libc::EPERM)
+            | Some(libc::ETXTBSY) => exit_code::NOT_EXECUTABLE,
+            _ => exit_code::INTERNAL,
+        }
+    }
+}
+
+/// Finds the program the way exec will (PATH search unless it contains '/'), so a missing or
+/// non-executable command is reported before campaigning rather than after winning.
+pub fn preflight(spec: &CommandSpec) -> Result<std::path::PathBuf, SpawnError> {
+    use std::os::unix::ffi::OsStrExt;
+    use std::path::{Path, PathBuf};
+    let fail = |errno| SpawnError {
+        program: spec.program.clone(),
+        source: io::Error::from_raw_os_error(errno),
+    };
+    let executable = |p: &Path| -> Result<(), i32> {
+        let meta = std::fs::metadata(p).map_err(|e| e.raw_os_error().unwrap_or(libc::ENOENT))?;
+        if meta.is_dir() {
+            return Err(libc::EISDIR);
+        }
+        let c = std::ffi::CString::new(p.as_os_str().as_bytes()).map_err(|_| libc::ENOENT)?;
+        // SAFETY: access(2) on a NUL-terminated path.
+        if unsafe { libc::access(c.as_ptr(), libc::X_OK) } != 0 {
+            return Err(libc::EACCES);
+        }
+        Ok(())
+    };
+    if spec.program.as_bytes().contains(&b'/') {
+        let p = PathBuf::from(&spec.program);
+        return executable(&p).map(|_| p).map_err(fail);
+    }
+    let path = std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into());
+    let mut found_denied = None;
+    for dir in std::env::split_paths(&path) {
+        let candidate = dir.join(&spec.program);
+        match executable(&candidate) {
+            Ok(()) => return Ok(candidate),
+            Err(libc::ENOENT) | Err(libc::ENOTDIR) => {}
+            Err(e) => found_denied = found_denied.or(Some(e)),
+        }
+    }
+    Err(fail(found_denied.unwrap_or(libc::ENOENT)))
+}
+
+/// Forks and execs `spec` with `extra_env` added. Returns the child's pid.
+pub fn spawn(
+    spec: &CommandSpec,
+    extra_env: &[(String, String)],
+) -> Result<libc::pid_t, SpawnError> {
+    let mut cmd = Command::new(&spec.program);
+    cmd.args(&spec.args).process_group(0);
+    for name in SCRUBBED {
+        cmd.env_remove(name);
+    }
+    // Our own configuration (including any password) is not the child's business.
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("SINGLETON_EXEC_") {
+            cmd.env_remove(name);
+        }
+    }
+    for (k, v) in extra_env {
+        cmd.env(k, v);
+    }
+    let inherited = signals::inherited().copied();
+    // SAFETY: getpid before fork; the closure below only makes async-signal-safe calls
+    // (prctl, getppid, sigaction, pthread_sigmask) and allocates nothing.
+    let parent = unsafe { libc::getpid() };
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            // The parent may have died between fork and prctl: then nothing would kill us later.
+            if libc::getppid() != parent {
+                return Err(io::Error::from_raw_os_error(libc::ESRCH));
+            }
+            if let Some(inh) = &inherited {
+                for sig in 1..=signals::MAX_SIGNAL {
+                    if sig == libc::SIGKILL || sig == libc::SIGSTOP || (32..34).contains(&sig) {
+                        continue;
+                    }
+                    let handler = if inh.ignored & (1 << (sig - 1)) != 0 {
+                        libc::SIG_IGN
+                    } else {
+                        libc::SIG_DFL
+                    };
+                    libc::signal(sig, handler);
+                }
+                libc::pthread_sigmask(libc::SIG_SETMASK, &inh.mask, std::ptr::null_mut());
+            }
+            Ok(())
+        });
+    }
+    match cmd.spawn() {
+        Ok(child) => Ok(child.id() as libc::pid_t),
+        Err(source) => Err(SpawnError {
+            program: spec.program.clone(),
+            source,
+        }),
+    }
+}

@@ -1,0 +1,277 @@
+//! The timing model: why the child is dead before etcd can hand leadership to anyone else.
+//!
+//! ```text
+//!   sent ─────────── renew_deadline ───────────┬──── grace ────┬── margin ──┤
+//!   (last acknowledged keepalive request sent)  stop_at         kill_at      safe_until
+//!                                               stop signal     SIGKILL      = sent + ttl
+//! ```
+//!
+//! * etcd refreshes a lease when it *receives* a keepalive, which is after we *sent* it. So the server
+//!   cannot expire the lease before `safe_until = sent + ttl`, measured from the send instant of the
+//!   last keepalive that was acknowledged (never the reply time: that is one round trip too late).
+//! * `ttl` is the smaller of what we asked for and what the server granted.
+//! * If no later keepalive is acknowledged by `stop_at = safe_until - grace - margin`, the supervisor
+//!   sends the stop signal to the child's tree; at `kill_at = safe_until - margin` it sends SIGKILL.
+//!   The child is dead, and reaped, before `safe_until`, so before any standby can win.
+//! * `margin` absorbs what the argument above ignores: the rate difference between our clock and the
+//!   server's over one TTL (ppm, so microseconds), SIGKILL delivery and reaping (milliseconds), and
+//!   scheduling delays of the supervisor itself.
+//! * Keepalives go out every `keepalive_interval`; the rule `2 × keepalive_interval ≤ renew_deadline`
+//!   means one lost keepalive never stops the child, and the defaults tolerate an outage of about
+//!   `renew_deadline - keepalive_interval` (4 s at the defaults), longer than a normal etcd leader
+//!   election.
+//! * All instants are on [`BootInstant`](crate::clock::BootInstant), which counts suspend.
+//!
+//! What this cannot protect against: a supervisor that is itself frozen (SIGSTOP, a VM paused for
+//! longer than the TTL) cannot kill anything. The fencing revision handed to the child is the defence
+//! there; see the README.
+
+use std::time::Duration;
+
+use crate::clock::BootInstant;
+
+/// etcd's smallest lease TTL with its default election timeout (a request for 1 s is granted 2 s).
+pub const MIN_TTL: Duration = Duration::from_secs(2);
+/// Below this the margin cannot cover SIGKILL delivery and reaping under load.
+pub const MIN_MARGIN: Duration = Duration::from_millis(100);
+/// Keepalives more often than this only load etcd.
+pub const MIN_KEEPALIVE_INTERVAL: Duration = Duration::from_millis(50);
+
+/// A validated set of durations. Construct it with [`TimingModel::new`], which enforces the rules.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimingModel {
+    /// Lease time-to-live we request from etcd.
+    pub ttl: Duration,
+    /// How often a keepalive is sent while all is well.
+    pub keepalive_interval: Duration,
+    /// Time between the stop signal and SIGKILL.
+    pub grace: Duration,
+    /// Slack kept between SIGKILL and the earliest instant the server may expire the lease.
+    pub margin: Duration,
+}
+
+/// Durations the user gave; `None` takes the default derived from the TTL.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TimingInput {
+    pub ttl: Option<Duration>,
+    pub keepalive_interval: Option<Duration>,
+    pub grace: Option<Duration>,
+    pub margin: Option<Duration>,
+}
+
+/// A rule of the timing model that the given durations break. The message names the rule.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TimingError {
+    #[error("--ttl {} is below etcd's minimum lease TTL of 2s (rule: ttl >= 2s)", fmt(*.0))]
+    TtlTooShort(Duration),
+    #[error("--ttl {} is not a whole number of seconds (rule: etcd leases have 1s resolution)", fmt(*.0))]
+    TtlNotWholeSeconds(Duration),
+    #[error("--margin {} is below 100ms (rule: margin >= 100ms, to cover SIGKILL delivery and reaping)", fmt(*.0))]
+    MarginTooSmall(Duration),
+    #[error("--keepalive-interval {} is below 50ms (rule: keepalive interval >= 50ms)", fmt(*.0))]
+    KeepaliveTooShort(Duration),
+    #[error(
+        "--grace {grace} and --margin {margin} do not fit in --ttl {ttl} \
+         (rule: grace + margin < ttl, so that the child is dead before the lease can expire)",
+        grace = fmt(*.grace), margin = fmt(*.margin), ttl = fmt(*.ttl)
+    )]
+    GraceDoesNotFit {
+        ttl: Duration,
+        grace: Duration,
+        margin: Duration,
+    },
+    #[error(
+        "--keepalive-interval {keepalive} is too long for the renew deadline {renew} = ttl - grace - margin \
+         (rule: 2 x keepalive interval <= ttl - grace - margin, so one lost keepalive never stops the child)",
+        keepalive = fmt(*.keepalive), renew = fmt(*.renew)
+    )]
+    KeepaliveTooLong {
+        keepalive: Duration,
+        renew: Duration,
+    },
+}
+
+fn fmt(d: Duration) -> String {
+    humantime::format_duration(d).to_string()
+}
+
+impl TimingModel {
+    /// Default TTL: long enough to ride out an etcd leader election, short enough for a crash failover.
+    pub const DEFAULT_TTL: Duration = Duration::from_secs(10);
+
+    /// Fills in defaults (derived from the TTL: grace 30 %, margin 10 %, keepalive 20 %) and checks
+    /// every rule.
+    pub fn new(input: TimingInput) -> Result<Self, TimingError> {
+        let ttl = input.ttl.unwrap_or(Self::DEFAULT_TTL);
+        if ttl < MIN_TTL {
+            return Err(TimingError::TtlTooShort(ttl));
+        }
+        if ttl.subsec_nanos() != 0 {
+            return Err(TimingError::TtlNotWholeSeconds(ttl));
+        }
+        let grace = input.grace.unwrap_or(ttl * 3 / 10);
+        let margin = input.margin.unwrap_or(ttl / 10);
+        let keepalive_interval = input.keepalive_interval.unwrap_or(ttl / 5);
+        if margin < MIN_MARGIN {
+            return Err(TimingError::MarginTooSmall(margin));
+        }
+        if keepalive_interval < MIN_KEEPALIVE_INTERVAL {
+            return Err(TimingError::KeepaliveTooShort(keepalive_interval));
+        }
+        if grace + margin >= ttl {
+            return Err(TimingError::GraceDoesNotFit { ttl, grace, margin });
+        }
+        let model = TimingModel {
+            ttl,
+            keepalive_interval,
+            grace,
+            margin,
+        };
+        if keepalive_interval * 2 > model.renew_deadline() {
+            return Err(TimingError::KeepaliveTooLong {
+                keepalive: keepalive_interval,
+                renew: model.renew_deadline(),
+            });
+        }
+        Ok(model)
+    }
+
+    /// How long after sending the last acknowledged keepalive the stop sequence begins.
+    pub fn renew_deadline(&self) -> Duration {
+        self.ttl - self.grace - self.margin
+    }
+
+    /// The TTL our own deadline uses: the smaller of requested and granted.
+    pub fn effective_ttl(&self, granted: Duration) -> Duration {
+        self.ttl.min(granted)
+    }
+
+    /// The lease cannot expire on the server before this, given when the keepalive was sent.
+    pub fn safe_until(&self, sent: BootInstant, granted: Duration) -> BootInstant {
+        sent + self.effective_ttl(granted)
+    }
+
+    /// When the stop sequence must begin if nothing newer is acknowledged.
+    pub fn stop_at(&self, safe_until: BootInstant) -> BootInstant {
+        safe_until - self.grace - self.margin
+    }
+
+    /// When the child's tree gets SIGKILL at the latest.
+    pub fn kill_at(&self, safe_until: BootInstant) -> BootInstant {
+        safe_until - self.margin
+    }
+
+    /// How long to wait for a keepalive reply before the stream is presumed broken.
+    pub fn reply_timeout(&self) -> Duration {
+        self.keepalive_interval
+    }
+
+    /// Delay before retrying after a failed keepalive: faster than the normal cadence.
+    pub fn retry_interval(&self) -> Duration {
+        (self.keepalive_interval / 4).max(MIN_KEEPALIVE_INTERVAL)
+    }
+
+    /// Outage etcd may have without the child being stopped, in the worst case.
+    pub fn tolerated_outage(&self) -> Duration {
+        self.renew_deadline() - self.keepalive_interval
+    }
+}
+
+impl std::fmt::Display for TimingModel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "ttl={} keepalive_interval={} renew_deadline={} grace={} margin={}",
+            fmt(self.ttl),
+            fmt(self.keepalive_interval),
+            fmt(self.renew_deadline()),
+            fmt(self.grace),
+            fmt(self.margin)
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn secs(s: u64) -> Option<Duration> {
+        Some(Duration::from_secs(s))
+    }
+
+    #[test]
+    fn defaults_tolerate_an_etcd_election() {
+        let t = TimingModel::new(TimingInput::default()).unwrap();
+        assert_eq!(t.ttl, Duration::from_secs(10));
+        assert_eq!(t.grace, Duration::from_secs(3));
+        assert_eq!(t.margin, Duration::from_secs(1));
+        assert_eq!(t.keepalive_interval, Duration::from_secs(2));
+        assert_eq!(t.renew_deadline(), Duration::from_secs(6));
+        assert!(t.tolerated_outage() >= Duration::from_secs(3));
+    }
+
+    #[test]
+    fn defaults_scale_with_ttl() {
+        for ttl in [2, 3, 5, 10, 30, 600] {
+            let t = TimingModel::new(TimingInput {
+                ttl: secs(ttl),
+                ..Default::default()
+            });
+            assert!(t.is_ok(), "ttl {ttl}: {t:?}");
+        }
+    }
+
+    #[test]
+    fn rules_are_named() {
+        let e = TimingModel::new(TimingInput {
+            ttl: secs(0),
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert_eq!(e, TimingError::TtlTooShort(Duration::ZERO));
+        assert!(e.to_string().contains("ttl >= 2s"));
+        let e = TimingModel::new(TimingInput {
+            ttl: Some(Duration::from_millis(2500)),
+            ..Default::default()
+        });
+        assert!(matches!(e, Err(TimingError::TtlNotWholeSeconds(_))));
+        let e = TimingModel::new(TimingInput {
+            ttl: secs(10),
+            grace: secs(9),
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert!(e.to_string().contains("grace + margin < ttl"), "{e}");
+        let e = TimingModel::new(TimingInput {
+            ttl: secs(10),
+            grace: secs(6),
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert!(e.to_string().contains("2 x keepalive interval"), "{e}");
+        let e = TimingModel::new(TimingInput {
+            margin: Some(Duration::from_millis(10)),
+            ..Default::default()
+        });
+        assert!(matches!(e, Err(TimingError::MarginTooSmall(_))));
+    }
+
+    #[test]
+    fn deadlines_order_and_use_the_smaller_ttl() {
+        let t = TimingModel::new(TimingInput::default()).unwrap();
+        let sent = BootInstant::now();
+        // The server granted more than we asked: our deadline keeps the smaller one.
+        let safe = t.safe_until(sent, Duration::from_secs(30));
+        assert_eq!(safe, sent + Duration::from_secs(10));
+        // The server granted less: we follow it.
+        assert_eq!(
+            t.safe_until(sent, Duration::from_secs(5)),
+            sent + Duration::from_secs(5)
+        );
+        let stop = t.stop_at(safe);
+        let kill = t.kill_at(safe);
+        assert!(stop < kill && kill < safe);
+        assert_eq!(stop, sent + t.renew_deadline());
+        assert_eq!(kill + t.margin, safe);
+    }
+}
