@@ -65,6 +65,8 @@ pub fn block_all() -> &'static Inherited {
             // The Rust runtime ignores SIGPIPE before main runs, so we cannot tell whether the user
             // did; like std::process::Command, the child gets the default.
             ignored &= !(1 << (libc::SIGPIPE - 1));
+            // 32 and 33 belong to the C library (thread cancellation, setxid); never the user's.
+            ignored &= !(0b11 << 31);
             Inherited {
                 mask: old.assume_init(),
                 ignored,
@@ -77,6 +79,34 @@ pub fn block_all() -> &'static Inherited {
 /// The state recorded by [`block_all`], if it ran.
 pub fn inherited() -> Option<&'static Inherited> {
     INHERITED.get()
+}
+
+/// Sets `sig` to the default disposition (or SIG_IGN) with the raw system call, which also works for
+/// the C library's internal signals 32 and 33 that `signal(3)` refuses. Async-signal-safe.
+///
+/// # Safety
+/// Changes process-wide signal dispositions; meant for the child between fork and exec.
+pub unsafe fn set_disposition_raw(sig: libc::c_int, ignore: bool) {
+    #[repr(C)]
+    struct KernelSigaction {
+        handler: usize,
+        flags: libc::c_ulong,
+        restorer: usize,
+        mask: u64,
+    }
+    let act = KernelSigaction {
+        handler: if ignore { libc::SIG_IGN } else { libc::SIG_DFL },
+        flags: 0,
+        restorer: 0,
+        mask: 0,
+    };
+    libc::syscall(
+        libc::SYS_rt_sigaction,
+        sig,
+        &act as *const KernelSigaction,
+        std::ptr::null_mut::<KernelSigaction>(),
+        8usize,
+    );
 }
 
 /// Whether `sig` is one the supervisor forwards to the child (everything catchable but SIGCHLD).

@@ -122,15 +122,10 @@ pub fn spawn(
             }
             if let Some(inh) = &inherited {
                 for sig in 1..=signals::MAX_SIGNAL {
-                    if sig == libc::SIGKILL || sig == libc::SIGSTOP || (32..34).contains(&sig) {
+                    if sig == libc::SIGKILL || sig == libc::SIGSTOP {
                         continue;
                     }
-                    let handler = if inh.ignored & (1 << (sig - 1)) != 0 {
-                        libc::SIG_IGN
-                    } else {
-                        libc::SIG_DFL
-                    };
-                    libc::signal(sig, handler);
+                    signals::set_disposition_raw(sig, inh.ignored & (1u64 << (sig - 1)) != 0);
                 }
                 libc::pthread_sigmask(libc::SIG_SETMASK, &inh.mask, std::ptr::null_mut());
             }

@@ -1,0 +1,190 @@
+//! The command-line contract: help, usage errors and their exit codes, secrets kept out of output.
+
+use std::process::Command;
+
+use crate::support::bin;
+
+fn run(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(bin())
+        .args(args)
+        .env("SINGLETON_EXEC_ENDPOINTS", "http://127.0.0.1:1")
+        .env("SINGLETON_EXEC_ACQUIRE_TIMEOUT", "1s")
+        .output()
+        .expect("run");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
+}
+
+#[test]
+fn help_documents_every_option_env_var_default_and_exit_code() {
+    let (code, out, _) = run(&["--help"]);
+    assert_eq!(code, 0);
+    for opt in [
+        "--endpoints",
+        "--election",
+        "--id",
+        "--ttl",
+        "--grace",
+        "--stop-signal",
+        "--on-lease-lost",
+        "--on-child-exit",
+        "--acquire-timeout",
+        "--cacert",
+        "--cert",
+        "--key",
+        "--user",
+        "--password",
+        "--log-format",
+        "--verbose",
+        "--quiet",
+        "--margin",
+        "--keepalive-interval",
+    ] {
+        assert!(out.contains(opt), "--help lacks {opt}");
+    }
+    for env in [
+        "SINGLETON_EXEC_ENDPOINTS",
+        "SINGLETON_EXEC_TTL",
+        "SINGLETON_EXEC_GRACE",
+        "SINGLETON_EXEC_PASSWORD",
+        "ETCDCTL_ENDPOINTS",
+    ] {
+        assert!(out.contains(env), "--help lacks {env}");
+    }
+    for default in [
+        "http://127.0.0.1:2379",
+        "[default: 10s]",
+        "[default: TERM]",
+        "recampaign",
+        "the file name of COMMAND",
+    ] {
+        assert!(out.contains(default), "--help lacks default {default}");
+    }
+    for code in ["128+S", "122", "124", "125", "126", "127"] {
+        assert!(out.contains(code), "--help lacks exit code {code}");
+    }
+}
+
+#[test]
+fn usage_errors_exit_2_with_the_rule_named() {
+    let (code, _, err) = run(&["--bogus", "--", "true"]);
+    assert_eq!(code, 2, "{err}");
+    let (code, _, err) = run(&["--ttl", "0s", "--", "true"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("ttl >= 2s"), "{err}");
+    let (code, _, err) = run(&["--ttl", "10s", "--grace", "9500ms", "--", "true"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("grace + margin < ttl"), "{err}");
+    let (code, _, err) = run(&[
+        "--ttl",
+        "5s",
+        "--grace",
+        "2s",
+        "--keepalive-interval",
+        "2s",
+        "--",
+        "true",
+    ]);
+    assert_eq!(code, 2);
+    assert!(err.contains("2 x keepalive interval"), "{err}");
+    let (code, _, _) = run(&["--ttl", "ten", "--", "true"]);
+    assert_eq!(code, 2);
+    let (code, _, _) = run(&[]);
+    assert_eq!(code, 2, "no command");
+    let (code, _, err) = run(&["--", ""]);
+    assert_eq!(code, 2, "{err}");
+    let (code, _, err) = run(&["--election", "a/b", "--", "true"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("election name"), "{err}");
+    let (code, _, err) = run(&["--stop-signal", "KILL", "--", "true"]);
+    assert_eq!(code, 2, "{err}");
+    let (code, _, err) = run(&["--stop-signal", "NOPE", "--", "true"]);
+    assert_eq!(code, 2, "{err}");
+    let (code, _, err) = run(&[
+        "--endpoints",
+        "https://127.0.0.1:1",
+        "--cacert",
+        "/nonexistent/ca.pem",
+        "--",
+        "true",
+    ]);
+    assert_eq!(code, 2);
+    assert!(err.contains("cannot read --cacert"), "{err}");
+    let (code, _, err) = run(&[
+        "--endpoints",
+        "https://127.0.0.1:1",
+        "--cacert",
+        "/etc/hostname",
+        "--",
+        "true",
+    ]);
+    assert_eq!(code, 2);
+    assert!(err.contains("not a PEM file"), "{err}");
+    let (code, _, err) = run(&[
+        "--endpoints",
+        "http://127.0.0.1:1",
+        "--cacert",
+        "/etc/hostname",
+        "--",
+        "true",
+    ]);
+    assert_eq!(code, 2, "{err}");
+}
+
+#[test]
+fn missing_and_non_executable_commands_fail_before_campaigning() {
+    let (code, _, err) = run(&["--", "/nonexistent/command"]);
+    assert_eq!(code, 127, "{err}");
+    let (code, _, err) = run(&["--", "no-such-command-anywhere"]);
+    assert_eq!(code, 127, "{err}");
+    let plain = tempfile::NamedTempFile::new().unwrap();
+    let (code, _, err) = run(&["--", plain.path().to_str().unwrap()]);
+    assert_eq!(code, 126, "{err}");
+    let (code, _, err) = run(&["--", "/tmp"]);
+    assert_eq!(code, 126, "{err}");
+}
+
+#[test]
+fn unreachable_etcd_gives_up_at_the_acquire_timeout_without_running_the_child() {
+    let marker = tempfile::NamedTempFile::new().unwrap().into_temp_path();
+    std::fs::remove_file(&marker).unwrap();
+    let (code, _, err) = run(&["--election", "x", "--", "touch", marker.to_str().unwrap()]);
+    assert_eq!(code, 124, "{err}");
+    assert!(err.contains("acquire-timeout"), "{err}");
+    assert!(err.contains("127.0.0.1:1"), "the log says why: {err}");
+    assert!(!marker.exists(), "the child ran without leadership");
+}
+
+#[test]
+fn secrets_never_appear_in_help_or_logs() {
+    let out = Command::new(bin())
+        .args(["--help"])
+        .env("SINGLETON_EXEC_PASSWORD", "hunter2-secret")
+        .output()
+        .unwrap();
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("hunter2-secret"));
+    let out = Command::new(bin())
+        .args([
+            "-vv",
+            "--endpoints",
+            "http://127.0.0.1:1",
+            "--acquire-timeout",
+            "1s",
+            "--user",
+            "root",
+            "--",
+            "true",
+        ])
+        .env("SINGLETON_EXEC_PASSWORD", "hunter2-secret")
+        .output()
+        .unwrap();
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!all.contains("hunter2-secret"), "{all}");
+}

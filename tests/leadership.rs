@@ -1,0 +1,536 @@
+//! Leadership against a real etcd: one child at a time, handoffs, crash takeover, partitions, etcd
+//! faults, every --on-child-exit/--on-lease-lost mode, --acquire-timeout and `status`.
+//!
+//! Children are `tests/programs/worker.py`, which records start/stop on the boot clock and detects
+//! overlap by itself (it checks whether any other worker is alive when it starts).
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use crate::support::proxy::FaultProxy;
+use crate::support::{alive, bin, program, wait_for, EtcdCluster, Replica};
+
+const LONG: Duration = Duration::from_secs(30);
+
+#[derive(Debug, Clone)]
+struct Ev {
+    kind: String,
+    id: String,
+    revision: i64,
+    pid: i32,
+    boot_ns: u128,
+    overlap: usize,
+}
+
+fn events(dir: &Path) -> Vec<Ev> {
+    std::fs::read_to_string(dir.join("events.log"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            Some(Ev {
+                kind: f.first()?.to_string(),
+                id: f.get(1)?.to_string(),
+                revision: f.get(2)?.parse().ok()?,
+                pid: f.get(3)?.parse().ok()?,
+                boot_ns: f.get(4)?.parse().ok()?,
+                overlap: f
+                    .get(5)
+                    .and_then(|o| o.strip_prefix("overlap="))
+                    .and_then(|n| n.parse().ok())
+                    .unwrap_or(0),
+            })
+        })
+        .collect()
+}
+
+fn starts(dir: &Path) -> Vec<Ev> {
+    events(dir)
+        .into_iter()
+        .filter(|e| e.kind == "start")
+        .collect()
+}
+
+fn worker(dir: &Path) -> Vec<String> {
+    vec![
+        "--".into(),
+        "python3".into(),
+        program("worker.py").to_string_lossy().into(),
+        dir.to_string_lossy().into(),
+    ]
+}
+
+fn replica(name: &str, endpoints: &str, election: &str, extra: &[&str], dir: &Path) -> Replica {
+    let mut args: Vec<String> = vec!["--election".into(), election.into()];
+    args.extend(extra.iter().map(|s| s.to_string()));
+    args.extend(worker(dir));
+    Replica::start(name, endpoints, &args)
+}
+
+fn wait_starts(dir: &Path, n: usize, what: &str) {
+    wait_for(
+        LONG,
+        || starts(dir).len() >= n,
+        || format!("{what}: expected {n} child starts, have {:?}", events(dir)),
+    );
+}
+
+fn leader_index(rs: &[Replica], dir: &Path) -> usize {
+    let last = starts(dir).last().cloned().expect("a start");
+    rs.iter()
+        .position(|r| r.name == last.id)
+        .expect("leader replica")
+}
+
+fn assert_no_overlap(dir: &Path) {
+    let evs = events(dir);
+    assert!(
+        evs.iter().all(|e| e.overlap == 0),
+        "two children ran at once: {evs:?}"
+    );
+}
+
+fn boot_ns() -> u128 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) };
+    ts.tv_sec as u128 * 1_000_000_000 + ts.tv_nsec as u128
+}
+
+#[test]
+fn three_replicas_one_child_sigterm_hands_over_and_revisions_grow() {
+    let etcd = EtcdCluster::single();
+    let dir = tempfile::tempdir().unwrap();
+    let mut rs: Vec<Replica> = ["a", "b", "c"]
+        .iter()
+        .map(|n| replica(n, &etcd.endpoints(), "three", &["--ttl", "5s"], dir.path()))
+        .collect();
+    wait_starts(dir.path(), 1, "first leader");
+    for r in &rs {
+        r.wait_log("role=\"standby\"", LONG);
+    }
+    assert_eq!(
+        starts(dir.path()).len(),
+        1,
+        "exactly one child with three replicas"
+    );
+    for round in 1..=2 {
+        let l = leader_index(&rs, dir.path());
+        rs[l].signal(libc::SIGTERM);
+        assert_eq!(
+            rs[l].wait(LONG),
+            0,
+            "the leader exits with its child's status"
+        );
+        wait_starts(dir.path(), round + 1, "handoff after SIGTERM");
+        let evs = events(dir.path());
+        let stop = evs
+            .iter()
+            .rev()
+            .find(|e| e.kind == "stop")
+            .expect("stop recorded");
+        let start = evs.iter().rev().find(|e| e.kind == "start").unwrap();
+        assert!(start.boot_ns > stop.boot_ns);
+        println!(
+            "handoff after SIGTERM (old child stopped -> new child started): {:.1} ms",
+            (start.boot_ns - stop.boot_ns) as f64 / 1e6
+        );
+        assert!(
+            start.boot_ns - stop.boot_ns < 4_000_000_000,
+            "graceful handoff must not wait for the TTL"
+        );
+        rs.remove(l);
+    }
+    assert_no_overlap(dir.path());
+    let revs: Vec<i64> = starts(dir.path()).iter().map(|e| e.revision).collect();
+    assert!(
+        revs.windows(2).all(|w| w[1] > w[0]),
+        "fencing revisions must grow: {revs:?}"
+    );
+}
+
+#[test]
+fn sigkill_of_the_leader_hands_over_after_about_the_ttl() {
+    let etcd = EtcdCluster::single();
+    let dir = tempfile::tempdir().unwrap();
+    let rs: Vec<Replica> = ["a", "b"]
+        .iter()
+        .map(|n| replica(n, &etcd.endpoints(), "crash", &["--ttl", "3s"], dir.path()))
+        .collect();
+    wait_starts(dir.path(), 1, "first leader");
+    let l = leader_index(&rs, dir.path());
+    let other = 1 - l;
+    rs[other].wait_log("role=\"standby\"", LONG);
+    let old = starts(dir.path())[0].clone();
+    let killed_at = Instant::now();
+    rs[l].signal(libc::SIGKILL);
+    wait_for(
+        Duration::from_secs(2),
+        || !alive(old.pid),
+        || "old child survived SIGKILL of its supervisor".into(),
+    );
+    wait_starts(dir.path(), 2, "takeover after crash");
+    let took = killed_at.elapsed();
+    println!(
+        "takeover after SIGKILL of the leader (TTL 3s): {:.2} s",
+        took.as_secs_f64()
+    );
+    assert!(
+        took >= Duration::from_secs(2),
+        "took over before the lease could expire: {took:?}"
+    );
+    assert!(took < Duration::from_secs(10), "took {took:?}");
+    assert_no_overlap(dir.path());
+}
+
+#[test]
+fn a_partitioned_leader_stops_its_child_before_another_starts() {
+    let etcd = EtcdCluster::single();
+    let proxy = FaultProxy::start(&etcd.endpoint(0));
+    let dir = tempfile::tempdir().unwrap();
+    let a = replica(
+        "a",
+        &proxy.url,
+        "part",
+        &["--ttl", "3s", "--grace", "1s", "--dial-timeout", "1s"],
+        dir.path(),
+    );
+    wait_starts(dir.path(), 1, "a leads");
+    let b = replica(
+        "b",
+        &etcd.endpoints(),
+        "part",
+        &["--ttl", "3s", "--grace", "1s"],
+        dir.path(),
+    );
+    b.wait_log("role=\"standby\"", LONG);
+    let cut_at = boot_ns();
+    proxy.cut();
+    wait_starts(dir.path(), 2, "b takes over after the partition");
+    let evs = events(dir.path());
+    let a_stop = evs
+        .iter()
+        .find(|e| e.kind == "stop" && e.id == "a")
+        .expect("a's child got the stop signal");
+    let b_start = evs
+        .iter()
+        .find(|e| e.kind == "start" && e.id == "b")
+        .unwrap();
+    assert!(a_stop.boot_ns < b_start.boot_ns, "{evs:?}");
+    assert_eq!(
+        b_start.overlap, 0,
+        "a's child was still alive when b's started"
+    );
+    println!(
+        "partition: cut -> a's child stopped {:.2} s, -> b's child started {:.2} s, margin {:.2} s",
+        (a_stop.boot_ns - cut_at) as f64 / 1e9,
+        (b_start.boot_ns - cut_at) as f64 / 1e9,
+        (b_start.boot_ns - a_stop.boot_ns) as f64 / 1e9
+    );
+    a.wait_log("fail-closed deadline fired", LONG);
+    proxy.heal();
+    // a recampaigns (default --on-lease-lost) and waits behind b.
+    wait_for(
+        LONG,
+        || a.log().matches("role=\"standby\"").count() >= 2,
+        || format!("a did not return to standby:\n{}", a.log()),
+    );
+    assert_no_overlap(dir.path());
+}
+
+#[test]
+fn on_lease_lost_exit_exits_122_after_the_child_is_gone() {
+    let etcd = EtcdCluster::single();
+    let proxy = FaultProxy::start(&etcd.endpoint(0));
+    let dir = tempfile::tempdir().unwrap();
+    let mut a = replica(
+        "a",
+        &proxy.url,
+        "lostexit",
+        &[
+            "--ttl",
+            "2s",
+            "--on-lease-lost",
+            "exit",
+            "--dial-timeout",
+            "500ms",
+        ],
+        dir.path(),
+    );
+    wait_starts(dir.path(), 1, "a leads");
+    let child = starts(dir.path())[0].pid;
+    proxy.cut();
+    assert_eq!(a.wait(LONG), 122, "{}", a.log());
+    assert!(!alive(child));
+}
+
+#[test]
+fn paused_and_stopped_etcd_stop_the_child_then_it_leads_again() {
+    let mut etcd = EtcdCluster::single();
+    let dir = tempfile::tempdir().unwrap();
+    let a = replica(
+        "a",
+        &etcd.endpoints(),
+        "pause",
+        &["--ttl", "2s", "--dial-timeout", "500ms"],
+        dir.path(),
+    );
+    wait_starts(dir.path(), 1, "a leads");
+    let first = starts(dir.path())[0].pid;
+
+    etcd.pause(0);
+    wait_for(
+        LONG,
+        || !alive(first),
+        || format!("child kept running while etcd was frozen:\n{}", a.log()),
+    );
+    let resumed_at = boot_ns();
+    etcd.resume(0);
+    wait_starts(dir.path(), 2, "leads again after etcd resumed");
+    assert!(starts(dir.path())[1].boot_ns > resumed_at);
+
+    let second = starts(dir.path())[1].pid;
+    etcd.stop(0);
+    wait_for(
+        LONG,
+        || !alive(second),
+        || format!("child kept running while etcd was down:\n{}", a.log()),
+    );
+    etcd.restart(0);
+    wait_starts(dir.path(), 3, "leads again after etcd restarted");
+    assert!(a.log().contains("fail-closed deadline fired"));
+    assert_no_overlap(dir.path());
+}
+
+#[test]
+fn stopping_the_etcd_leader_member_does_not_cost_leadership() {
+    let mut etcd = EtcdCluster::start(3);
+    let raft_leader = etcd.leader_index().expect("raft leader");
+    // The replica talks to the raft leader first, so it must move to another endpoint.
+    let mut eps = vec![etcd.endpoint(raft_leader)];
+    eps.extend(
+        (0..3)
+            .filter(|&i| i != raft_leader)
+            .map(|i| etcd.endpoint(i)),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let a = replica("a", &eps.join(","), "cluster", &[], dir.path());
+    wait_starts(dir.path(), 1, "a leads");
+    let child = starts(dir.path())[0].pid;
+    etcd.stop(raft_leader);
+    // Observe for longer than the renew deadline (6 s at the defaults).
+    let until = Instant::now() + Duration::from_secs(9);
+    while Instant::now() < until {
+        assert!(
+            alive(child),
+            "child stopped after the etcd leader member went away:\n{}",
+            a.log()
+        );
+        assert!(!a.log().contains("role=\"stopping\""), "{}", a.log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(a.log().contains("switching etcd endpoint"), "{}", a.log());
+    assert_eq!(starts(dir.path()).len(), 1);
+}
+
+#[test]
+fn on_child_exit_exit_revokes_so_a_standby_takes_over_at_once() {
+    let etcd = EtcdCluster::single();
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("runs");
+    let script = format!(
+        "echo $SINGLETON_EXEC_ID >> {}; sleep 0.3; exit 3",
+        f.display()
+    );
+    let args = [
+        "--election",
+        "childexit",
+        "--ttl",
+        "10s",
+        "--",
+        "sh",
+        "-c",
+        &script,
+    ];
+    let mut a = Replica::start("a", &etcd.endpoints(), &args);
+    wait_for(LONG, || f.exists(), || a.log());
+    let mut b = Replica::start("b", &etcd.endpoints(), &args);
+    assert_eq!(a.wait(LONG), 3, "exit with the child's status");
+    let t = Instant::now();
+    wait_for(
+        LONG,
+        || {
+            std::fs::read_to_string(&f)
+                .unwrap_or_default()
+                .lines()
+                .count()
+                >= 2
+        },
+        || b.log(),
+    );
+    assert!(
+        t.elapsed() < Duration::from_secs(5),
+        "standby waited for the TTL instead of the revoke"
+    );
+    assert_eq!(b.wait(LONG), 3);
+}
+
+#[test]
+fn on_child_exit_restart_restarts_while_leader() {
+    let etcd = EtcdCluster::single();
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("runs");
+    let script = format!("echo $SINGLETON_EXEC_REVISION >> {}; exit 1", f.display());
+    let mut a = Replica::start(
+        "a",
+        &etcd.endpoints(),
+        &[
+            "--election",
+            "restart",
+            "--on-child-exit",
+            "restart",
+            "--",
+            "sh",
+            "-c",
+            &script,
+        ],
+    );
+    wait_for(
+        LONG,
+        || {
+            std::fs::read_to_string(&f)
+                .unwrap_or_default()
+                .lines()
+                .count()
+                >= 3
+        },
+        || a.log(),
+    );
+    let runs = std::fs::read_to_string(&f).unwrap();
+    let revs: Vec<&str> = runs.lines().collect();
+    assert!(
+        revs.iter().all(|r| *r == revs[0]),
+        "restarts keep the same leadership: {revs:?}"
+    );
+    a.signal(libc::SIGTERM);
+    assert_eq!(a.wait(LONG), 1, "exit with the last child's status");
+}
+
+#[test]
+fn on_child_exit_recampaign_leads_again_with_a_new_revision() {
+    let etcd = EtcdCluster::single();
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("runs");
+    let script = format!("echo $SINGLETON_EXEC_REVISION >> {}; exit 0", f.display());
+    let mut a = Replica::start(
+        "a",
+        &etcd.endpoints(),
+        &[
+            "--election",
+            "recamp",
+            "--on-child-exit",
+            "recampaign",
+            "--",
+            "sh",
+            "-c",
+            &script,
+        ],
+    );
+    wait_for(
+        LONG,
+        || {
+            std::fs::read_to_string(&f)
+                .unwrap_or_default()
+                .lines()
+                .count()
+                >= 3
+        },
+        || a.log(),
+    );
+    let revs: Vec<i64> = std::fs::read_to_string(&f)
+        .unwrap()
+        .lines()
+        .map(|l| l.parse().unwrap())
+        .collect();
+    assert!(
+        revs.windows(2).all(|w| w[1] > w[0]),
+        "each leadership has a larger revision: {revs:?}"
+    );
+    a.signal(libc::SIGTERM);
+    a.wait(LONG);
+}
+
+#[test]
+fn acquire_timeout_and_standby_withdrawal_and_status() {
+    let etcd = EtcdCluster::single();
+    let dir = tempfile::tempdir().unwrap();
+    let status = |election: &str| {
+        let out = Command::new(bin())
+            .args([
+                "status",
+                "--election",
+                election,
+                "--endpoints",
+                &etcd.endpoints(),
+            ])
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let (code, out) = status("acq");
+    assert_eq!(code, 1, "no leader yet: {out}");
+    let mut a = replica("a", &etcd.endpoints(), "acq", &[], dir.path());
+    wait_starts(dir.path(), 1, "a leads");
+    let (code, out) = status("acq");
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("leader:     a"), "{out}");
+    assert!(
+        out.contains(&format!("revision:   {}", starts(dir.path())[0].revision)),
+        "{out}"
+    );
+
+    let mut b = replica(
+        "b",
+        &etcd.endpoints(),
+        "acq",
+        &["--acquire-timeout", "1s"],
+        dir.path(),
+    );
+    assert_eq!(b.wait(LONG), 124, "{}", b.log());
+    assert_eq!(starts(dir.path()).len(), 1, "b's child never ran");
+
+    let mut c = replica("c", &etcd.endpoints(), "acq", &[], dir.path());
+    c.wait_log("role=\"standby\"", LONG);
+    assert!(status("acq").1.contains("candidates: 2"));
+    c.signal(libc::SIGTERM);
+    assert_eq!(
+        c.wait(Duration::from_secs(5)),
+        0,
+        "a standby withdraws at once"
+    );
+    assert!(
+        status("acq").1.contains("candidates: 1"),
+        "the standby's key was revoked"
+    );
+
+    a.signal(libc::SIGTERM);
+    a.wait(LONG);
+    assert_eq!(status("acq").0, 1);
+}
+
+#[test]
+fn elections_whose_names_are_prefixes_do_not_collide() {
+    let etcd = EtcdCluster::single();
+    let d1 = tempfile::tempdir().unwrap();
+    let d2 = tempfile::tempdir().unwrap();
+    let _a = replica("a", &etcd.endpoints(), "app", &[], d1.path());
+    let _b = replica("b", &etcd.endpoints(), "app2", &[], d2.path());
+    wait_starts(d1.path(), 1, "app leads");
+    wait_starts(d2.path(), 1, "app2 leads independently");
+}

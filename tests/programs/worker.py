@@ -1,0 +1,60 @@
+#!/usr/bin/env python3
+"""A leader's child that proves or disproves overlap.
+
+Usage: worker.py DIR [--ignore-term]. On start it registers its pid in DIR, then checks whether any
+other registered worker is still alive: that would be two children at once (OVERLAP). It appends
+`start ID REVISION PID BOOT_NS overlap=N` and, on SIGTERM, `stop ID REVISION PID BOOT_NS` to
+DIR/events.log. Registration happens before the check, so of two workers starting together at least
+one sees the other.
+"""
+import os
+import signal
+import sys
+import time
+
+d = sys.argv[1]
+ignore_term = "--ignore-term" in sys.argv
+os.makedirs(d, exist_ok=True)
+me = os.getpid()
+ident = os.environ.get("SINGLETON_EXEC_ID", "?")
+rev = os.environ.get("SINGLETON_EXEC_REVISION", "0")
+
+
+def now():
+    return time.clock_gettime_ns(time.CLOCK_BOOTTIME)
+
+
+def record(line):
+    with open(os.path.join(d, "events.log"), "a") as f:
+        f.write(line + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def alive_worker(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            state = f.read().rsplit(")", 1)[1].split()[0]
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            cmd = f.read()
+        return state != "Z" and b"worker.py" in cmd
+    except OSError:
+        return False
+
+
+open(os.path.join(d, f"{me}.pid"), "w").close()
+others = [int(n[:-4]) for n in os.listdir(d) if n.endswith(".pid") and int(n[:-4]) != me]
+overlap = [p for p in others if alive_worker(p)]
+record(f"start {ident} {rev} {me} {now()} overlap={len(overlap)}")
+
+
+def on_term(_sig, _frame):
+    if ignore_term:
+        return
+    record(f"stop {ident} {rev} {me} {now()}")
+    sys.exit(0)
+
+
+signal.signal(signal.SIGTERM, on_term)
+while True:
+    signal.pause()

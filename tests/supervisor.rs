@@ -1,0 +1,374 @@
+//! PID 1 and process-tree behaviour: exit statuses, signal forwarding, reaping, the stop sequence.
+//! Each test runs the real binary against a real etcd; PID 1 is tested with
+//! `unshare --pid --fork --mount-proc` (needs root, as CI runs).
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use crate::support::{alive, bin, program, wait_for, EtcdCluster, Replica};
+
+const LONG: Duration = Duration::from_secs(20);
+
+fn run_once(etcd: &EtcdCluster, election: &str, cmd: &[&str]) -> i32 {
+    let mut r = Replica::start(
+        "r",
+        &etcd.endpoints(),
+        &[&["--election", election, "--"], cmd].concat(),
+    );
+    r.wait(LONG)
+}
+
+#[test]
+fn exit_codes_pass_through() {
+    let etcd = EtcdCluster::single();
+    for code in 0..=255 {
+        let got = run_once(&etcd, "codes", &["sh", "-c", &format!("exit {code}")]);
+        assert_eq!(got, code, "child exit {code}");
+    }
+    for (sig, name) in [(15, "TERM"), (9, "KILL"), (10, "USR1")] {
+        let got = run_once(&etcd, "codes", &["sh", "-c", &format!("kill -{name} $$")]);
+        assert_eq!(got, 128 + sig, "child killed by {name}");
+    }
+}
+
+#[test]
+fn every_forwardable_signal_reaches_the_child() {
+    let etcd = EtcdCluster::single();
+    let mut r = Replica::start(
+        "r",
+        &etcd.endpoints(),
+        &[
+            "--election",
+            "sig",
+            "--",
+            "python3",
+            program("sigecho.py").to_str().unwrap(),
+        ],
+    );
+    r.wait_stdout("ready", LONG);
+    let mut sigs: Vec<(i32, String)> = [
+        (libc::SIGHUP, "SIGHUP"),
+        (libc::SIGQUIT, "SIGQUIT"),
+        (libc::SIGUSR1, "SIGUSR1"),
+        (libc::SIGUSR2, "SIGUSR2"),
+        (libc::SIGWINCH, "SIGWINCH"),
+        (libc::SIGCONT, "SIGCONT"),
+        (libc::SIGALRM, "SIGALRM"),
+        (libc::SIGPIPE, "SIGPIPE"),
+        (libc::SIGURG, "SIGURG"),
+        (libc::SIGVTALRM, "SIGVTALRM"),
+        (libc::SIGPROF, "SIGPROF"),
+        (libc::SIGIO, "SIGIO"),
+        (libc::SIGPWR, "SIGPWR"),
+        (libc::SIGXCPU, "SIGXCPU"),
+        (libc::SIGXFSZ, "SIGXFSZ"),
+        (libc::SIGTSTP, "SIGTSTP"),
+        (libc::SIGTTIN, "SIGTTIN"),
+        (libc::SIGTTOU, "SIGTTOU"),
+        (libc::SIGSTKFLT, "SIGSTKFLT"),
+    ]
+    .iter()
+    .map(|(s, n)| (*s, n.to_string()))
+    .collect();
+    for rt in libc::SIGRTMIN()..=libc::SIGRTMAX() {
+        sigs.push((rt, format!("SIGRTMIN+{}", rt - libc::SIGRTMIN())));
+    }
+    for (n, (sig, name)) in sigs.iter().enumerate() {
+        r.signal(*sig);
+        wait_for(
+            Duration::from_secs(5),
+            || {
+                r.stdout()
+                    .lines()
+                    .filter(|l| !l.starts_with("ready"))
+                    .count()
+                    > n
+            },
+            || {
+                format!(
+                    "{name} did not reach the child; stdout:\n{}\nlog:\n{}",
+                    r.stdout(),
+                    r.log()
+                )
+            },
+        );
+        let last = r.stdout().lines().last().unwrap_or_default().to_owned();
+        assert_eq!(last, *name);
+    }
+    r.signal(libc::SIGTERM);
+    assert_eq!(r.wait(LONG), 0, "{}", r.log());
+    assert!(r.stdout().lines().any(|l| l == "SIGTERM"));
+}
+
+#[test]
+fn the_child_starts_with_a_clean_signal_state() {
+    let etcd = EtcdCluster::single();
+    let mut r = Replica::start(
+        "r",
+        &etcd.endpoints(),
+        &[
+            "--election",
+            "mask",
+            "--",
+            "grep",
+            "-E",
+            "^Sig(Blk|Ign)",
+            "/proc/self/status",
+        ],
+    );
+    assert_eq!(r.wait(LONG), 0, "{}", r.log());
+    let out = r.stdout();
+    assert!(out.contains("SigBlk:\t0000000000000000"), "{out}");
+    assert!(out.contains("SigIgn:\t0000000000000000"), "{out}");
+
+    // A signal the user ignored on purpose stays ignored (nohup-style).
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c")
+        .arg(format!("trap '' HUP; exec {} --endpoints {} --id r --election mask2 -- grep -E '^SigIgn' /proc/self/status", bin(), etcd.endpoints()));
+    let mut r = Replica::spawn("r2", cmd);
+    assert_eq!(r.wait(LONG), 0, "{}", r.log());
+    assert!(
+        r.stdout().contains("SigIgn:\t0000000000000001"),
+        "{}",
+        r.stdout()
+    );
+}
+
+#[test]
+fn a_child_that_ignores_the_stop_signal_is_killed_after_the_grace() {
+    let etcd = EtcdCluster::single();
+    let mut r = Replica::start(
+        "r",
+        &etcd.endpoints(),
+        &[
+            "--election",
+            "stubborn",
+            "--grace",
+            "1s",
+            "--",
+            "sh",
+            "-c",
+            "trap '' TERM; echo ready; while :; do sleep 0.05; done",
+        ],
+    );
+    r.wait_stdout("ready", LONG);
+    let t = Instant::now();
+    r.signal(libc::SIGTERM);
+    let code = r.wait(LONG);
+    let took = t.elapsed();
+    assert_eq!(code, 137, "killed by SIGKILL; log:\n{}", r.log());
+    assert!(
+        took >= Duration::from_millis(900),
+        "killed before the grace: {took:?}"
+    );
+    assert!(took < Duration::from_secs(10), "took {took:?}");
+    assert!(r.log().contains("grace period over"), "{}", r.log());
+}
+
+#[test]
+fn a_grandchild_finishes_its_slow_term_handler_before_the_supervisor_exits() {
+    let etcd = EtcdCluster::single();
+    let dir = tempfile::tempdir().unwrap();
+    let marker = dir.path().join("marker");
+    let mut r = Replica::start(
+        "r",
+        &etcd.endpoints(),
+        &[
+            "--election",
+            "slow",
+            "--grace",
+            "3s",
+            "--",
+            "python3",
+            program("slow_grandchild.py").to_str().unwrap(),
+            marker.to_str().unwrap(),
+        ],
+    );
+    r.wait_stdout("grandchild ready", LONG);
+    r.signal(libc::SIGTERM);
+    let code = r.wait(LONG);
+    assert!(
+        marker.exists(),
+        "the grandchild was cut off; exit {code}; log:\n{}",
+        r.log()
+    );
+    assert_eq!(
+        code,
+        0,
+        "the main child exited 0 on TERM; log:\n{}",
+        r.log()
+    );
+}
+
+/// Children of `pid` per /proc, with their state letter.
+fn children_of(pid: i32) -> Vec<(i32, String)> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(p) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{p}/stat")) else {
+            continue;
+        };
+        let rest: Vec<&str> = stat
+            .rsplit(')')
+            .next()
+            .unwrap_or("")
+            .split_whitespace()
+            .collect();
+        if rest.get(1).and_then(|s| s.parse::<i32>().ok()) == Some(pid) {
+            out.push((p, rest[0].to_owned()));
+        }
+    }
+    out
+}
+
+fn orphans_are_reaped(r: &mut Replica, supervisor: impl Fn() -> i32) {
+    r.wait_stdout("spawned", LONG);
+    let sup = supervisor();
+    // The orphans exit quickly; the main child keeps running, so reaping is the supervisor's doing.
+    wait_for(
+        Duration::from_secs(10),
+        || {
+            let kids = children_of(sup);
+            kids.len() == 1 && kids.iter().all(|(_, st)| st != "Z")
+        },
+        || {
+            format!(
+                "zombies or orphans left under {sup}: {:?}\nlog:\n{}",
+                children_of(sup),
+                r.log()
+            )
+        },
+    );
+    assert!(
+        r.try_status().is_none(),
+        "supervisor exited early: {}",
+        r.log()
+    );
+    unsafe { libc::kill(sup, libc::SIGTERM) };
+    assert_eq!(r.wait(LONG), 143, "{}", r.log());
+}
+
+const ORPHANS: &str = "for i in $(seq 100); do (sleep 0.2 &); done; echo spawned; exec sleep 30";
+
+#[test]
+fn orphans_are_reaped_as_subreaper() {
+    let etcd = EtcdCluster::single();
+    let mut r = Replica::start(
+        "r",
+        &etcd.endpoints(),
+        &["--election", "orphans", "--", "sh", "-c", ORPHANS],
+    );
+    let pid = r.pid();
+    orphans_are_reaped(&mut r, || pid);
+}
+
+#[test]
+fn orphans_are_reaped_as_pid_1() {
+    let etcd = EtcdCluster::single();
+    let mut cmd = Command::new("unshare");
+    cmd.args([
+        "--pid",
+        "--fork",
+        "--mount-proc",
+        bin(),
+        "--endpoints",
+        &etcd.endpoints(),
+        "--id",
+        "p1",
+        "--election",
+        "orphans1",
+        "--",
+        "sh",
+        "-c",
+        ORPHANS,
+    ]);
+    let mut r = Replica::spawn("pid1", cmd);
+    let unshare = r.pid();
+    orphans_are_reaped(&mut r, || {
+        let kids = children_of(unshare);
+        assert_eq!(kids.len(), 1, "unshare has one child, our PID 1: {kids:?}");
+        kids[0].0
+    });
+}
+
+#[test]
+fn pid_1_forwards_signals_and_passes_the_exit_status() {
+    let etcd = EtcdCluster::single();
+    let mut cmd = Command::new("unshare");
+    cmd.args([
+        "--pid",
+        "--fork",
+        "--mount-proc",
+        bin(),
+        "--endpoints",
+        &etcd.endpoints(),
+        "--id",
+        "p1",
+        "--election",
+        "pid1sig",
+        "--",
+        "python3",
+        program("sigecho.py").to_str().unwrap(),
+    ]);
+    let mut r = Replica::spawn("pid1", cmd);
+    r.wait_stdout("ready", LONG);
+    let sup = children_of(r.pid())[0].0;
+    unsafe { libc::kill(sup, libc::SIGUSR1) };
+    r.wait_stdout("SIGUSR1", LONG);
+    unsafe { libc::kill(sup, libc::SIGTERM) };
+    assert_eq!(r.wait(LONG), 0, "{}", r.log());
+    let mut cmd = Command::new("unshare");
+    cmd.args([
+        "--pid",
+        "--fork",
+        "--mount-proc",
+        bin(),
+        "--endpoints",
+        &etcd.endpoints(),
+        "--id",
+        "p1",
+        "--election",
+        "pid1code",
+        "--",
+        "sh",
+        "-c",
+        "exit 42",
+    ]);
+    assert_eq!(Replica::spawn("pid1", cmd).wait(LONG), 42);
+}
+
+#[test]
+fn sigkill_of_the_supervisor_takes_the_child_down() {
+    let etcd = EtcdCluster::single();
+    let r = Replica::start(
+        "r",
+        &etcd.endpoints(),
+        &[
+            "--election",
+            "pdeath",
+            "--",
+            "python3",
+            program("sigecho.py").to_str().unwrap(),
+        ],
+    );
+    r.wait_stdout("ready", LONG);
+    let child: i32 = r
+        .stdout()
+        .lines()
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(alive(child));
+    r.signal(libc::SIGKILL);
+    wait_for(
+        Duration::from_secs(1),
+        || !alive(child),
+        || format!("child {child} survived SIGKILL of its supervisor"),
+    );
+}

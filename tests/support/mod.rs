@@ -1,0 +1,220 @@
+//! Shared helpers for the integration tests: real etcd ([`etcd`]), a fault-injecting TCP proxy
+//! ([`proxy`]), and [`Replica`], a running singleton-exec whose log can be read and which is killed on
+//! drop. Waits are for conditions with timeouts, never fixed sleeps.
+
+#![allow(dead_code)]
+
+pub mod etcd;
+pub mod proxy;
+
+use std::ffi::OsStr;
+use std::fs::File;
+use std::net::TcpListener;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+pub use etcd::EtcdCluster;
+
+/// The binary under test.
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_singleton-exec")
+}
+
+/// A helper program shipped with the tests.
+pub fn program(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/programs")
+        .join(name)
+}
+
+/// A loopback port that was free a moment ago.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// Spawns with PR_SET_PDEATHSIG so the process dies if the spawning test thread dies.
+pub fn spawn_with_deathsig(cmd: &mut Command) -> std::io::Result<Child> {
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
+            Ok(())
+        });
+    }
+    cmd.spawn()
+}
+
+/// Polls `cond` until it holds; panics with `what()` after `timeout`.
+pub fn wait_for(timeout: Duration, mut cond: impl FnMut() -> bool, what: impl FnOnce() -> String) {
+    let deadline = Instant::now() + timeout;
+    while !cond() {
+        if Instant::now() > deadline {
+            panic!("timed out after {timeout:?}: {}", what());
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Whether a process exists (and is not a zombie).
+pub fn alive(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => {
+            stat.rsplit(')')
+                .next()
+                .and_then(|r| r.split_whitespace().next())
+                != Some("Z")
+        }
+        Err(_) => false,
+    }
+}
+
+/// A singleton-exec process under test. Killed (SIGKILL) and reaped on drop.
+pub struct Replica {
+    pub name: String,
+    child: Option<Child>,
+    status: Option<ExitStatus>,
+    pub log: PathBuf,
+    pub out: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Replica {
+    /// Starts `singleton-exec ARGS` with `--endpoints` set, logging to files.
+    pub fn start<S: AsRef<OsStr>>(name: &str, endpoints: &str, args: &[S]) -> Replica {
+        let mut cmd = Command::new(bin());
+        cmd.arg("--endpoints")
+            .arg(endpoints)
+            .arg("--id")
+            .arg(name)
+            .args(args);
+        Self::spawn(name, cmd)
+    }
+
+    /// Starts an arbitrary command line (e.g. `unshare ... singleton-exec ...`), logging to files.
+    pub fn spawn(name: &str, mut cmd: Command) -> Replica {
+        let dir = tempfile::Builder::new()
+            .prefix("singleton-exec-replica-")
+            .tempdir()
+            .expect("temp dir");
+        let log = dir.path().join("stderr.log");
+        let out = dir.path().join("stdout.log");
+        cmd.stdin(Stdio::null())
+            .stdout(File::create(&out).expect("stdout file"))
+            .stderr(File::create(&log).expect("stderr file"))
+            .env_remove("SINGLETON_EXEC_ENDPOINTS")
+            .env("SINGLETON_EXEC_LOG", "singleton_exec=debug");
+        let child = spawn_with_deathsig(&mut cmd).expect("start singleton-exec");
+        Replica {
+            name: name.into(),
+            child: Some(child),
+            status: None,
+            log,
+            out,
+            _dir: dir,
+        }
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.as_ref().map(|c| c.id() as i32).unwrap_or(-1)
+    }
+
+    pub fn signal(&self, sig: i32) {
+        if self.status.is_none() {
+            unsafe { libc::kill(self.pid(), sig) };
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn stdout(&self) -> String {
+        std::fs::read_to_string(&self.out).unwrap_or_default()
+    }
+
+    /// The exit status if it has exited (reaps it).
+    pub fn try_status(&mut self) -> Option<ExitStatus> {
+        if self.status.is_none() {
+            if let Some(c) = self.child.as_mut() {
+                self.status = c.try_wait().ok().flatten();
+            }
+        }
+        self.status
+    }
+
+    /// Waits for exit and returns the exit code (128+S if killed by a signal).
+    pub fn wait(&mut self, timeout: Duration) -> i32 {
+        let name = self.name.clone();
+        let log = self.log.clone();
+        wait_for(
+            timeout,
+            || self.try_status().is_some(),
+            || {
+                format!(
+                    "replica {name} did not exit; log:\n{}",
+                    std::fs::read_to_string(&log).unwrap_or_default()
+                )
+            },
+        );
+        let st = self.status.expect("status");
+        st.code().unwrap_or_else(|| 128 + st.signal().unwrap_or(0))
+    }
+
+    /// Waits until the log contains `needle`.
+    pub fn wait_log(&self, needle: &str, timeout: Duration) {
+        wait_for(
+            timeout,
+            || self.log().contains(needle),
+            || {
+                format!(
+                    "replica {} log lacks {needle:?}:\n{}",
+                    self.name,
+                    self.log()
+                )
+            },
+        );
+    }
+
+    /// Waits until stdout contains `needle`.
+    pub fn wait_stdout(&self, needle: &str, timeout: Duration) {
+        wait_for(
+            timeout,
+            || self.stdout().contains(needle),
+            || {
+                format!(
+                    "replica {} stdout lacks {needle:?}:\nstdout:\n{}\nlog:\n{}",
+                    self.name,
+                    self.stdout(),
+                    self.log()
+                )
+            },
+        );
+    }
+
+    pub fn is_leader(&self) -> bool {
+        self.log().contains("role=\"leader\"")
+    }
+}
+
+impl Drop for Replica {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            if self.status.is_none() {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+        }
+    }
+}
+
+/// A runtime for the few tests that talk to etcd directly.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+}

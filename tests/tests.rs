@@ -1,0 +1,8 @@
+//! All integration tests, one binary. Each module covers one area against a real etcd.
+
+mod support;
+
+mod cli;
+mod harness;
+mod leadership;
+mod supervisor;
