@@ -359,6 +359,10 @@ fn leader_env(cfg: &Config, me: &Candidacy) -> Vec<(String, String)> {
         ("SINGLETON_EXEC_KEY".into(), me.key.clone()),
         ("SINGLETON_EXEC_LEASE_ID".into(), format!("{:x}", me.lease)),
         ("SINGLETON_EXEC_REVISION".into(), me.revision.to_string()),
+        (
+            "SINGLETON_EXEC_ENDPOINTS".into(),
+            cfg.etcd.endpoints.join(","),
+        ),
     ]
 }
 

@@ -98,12 +98,8 @@ pub fn spawn(
     for name in SCRUBBED {
         cmd.env_remove(name);
     }
-    // Our own configuration (including any password) is not the child's business.
-    for (name, _) in std::env::vars_os() {
-        if name.to_string_lossy().starts_with("SINGLETON_EXEC_") {
-            cmd.env_remove(name);
-        }
-    }
+    // Our credentials are not the child's business; ETCDCTL_* stay, as the user set them.
+    cmd.env_remove("SINGLETON_EXEC_PASSWORD");
     for (k, v) in extra_env {
         cmd.env(k, v);
     }

@@ -534,3 +534,56 @@ fn elections_whose_names_are_prefixes_do_not_collide() {
     wait_starts(d1.path(), 1, "app leads");
     wait_starts(d2.path(), 1, "app2 leads independently");
 }
+
+#[test]
+fn the_fencing_example_writes_while_leading_and_is_refused_with_a_stale_revision() {
+    let etcd = EtcdCluster::single();
+    let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/fencing.sh");
+    let mut a = Replica::start(
+        "a",
+        &etcd.endpoints(),
+        &[
+            "--election",
+            "fenced",
+            "--",
+            example.to_str().unwrap(),
+            "/fenced/state",
+        ],
+    );
+    a.wait_stdout("write 2 accepted", LONG);
+    a.signal(libc::SIGTERM);
+    a.wait(LONG);
+    let stdout = a.stdout();
+    let first = stdout
+        .lines()
+        .next()
+        .unwrap()
+        .trim_end_matches(')')
+        .to_owned();
+    let key = first
+        .split("key ")
+        .nth(1)
+        .unwrap()
+        .split(' ')
+        .next()
+        .unwrap()
+        .to_owned();
+    let revision = first.split("revision ").nth(1).unwrap().to_owned();
+    // The deposed leader's key and token, replayed after it lost leadership, are refused.
+    let out = Command::new(&example)
+        .arg("/fenced/state")
+        .env("SINGLETON_EXEC_KEY", key)
+        .env("SINGLETON_EXEC_REVISION", &revision)
+        .env("SINGLETON_EXEC_ID", "stale")
+        .env("SINGLETON_EXEC_ENDPOINTS", etcd.endpoints())
+        .env("FENCING_ONCE", "1")
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "stale write accepted: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("refused"));
+}
