@@ -438,6 +438,9 @@ async fn lead(
         }
 
         let mut state = session.state();
+        // Once the keepalive task has ended, its channel is closed and `changed()` would return at
+        // once forever: stop listening to it.
+        let mut lease_open = true;
         let mut ending: Option<Ending> = shutting_down.then_some(Ending::Shutdown);
         let status = loop {
             tokio::select! {
@@ -469,7 +472,8 @@ async fn lead(
                     Some(_) => {}
                     None => return Outcome::Exit(exit_code::INTERNAL),
                 },
-                changed = state.changed() => {
+                changed = state.changed(), if lease_open => {
+                    lease_open = changed.is_ok();
                     let now = if changed.is_ok() { *state.borrow_and_update() } else { LeaseState::Lost };
                     match now {
                         LeaseState::Alive { safe_until } => sup.request(Request::Extend(deadline_of(cfg, safe_until))),

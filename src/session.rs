@@ -91,10 +91,22 @@ impl Session {
         &self.connector
     }
 
-    /// Stops the keepalives and revokes the lease so a standby can take over at once. Best effort:
-    /// if etcd cannot be reached the lease simply expires after its TTL.
+    /// Stops the keepalives and revokes the lease so a standby can take over at once. Best effort,
+    /// bounded by one request timeout in all: if etcd cannot be reached the lease simply expires
+    /// after its TTL.
     pub async fn revoke(self) {
         self.keepalive.abort();
+        let deadline = self.connector.request_timeout();
+        let lease = self.lease_id;
+        if tokio::time::timeout(deadline, self.revoke_on_any_endpoint())
+            .await
+            .is_err()
+        {
+            tracing::warn!(lease = %format!("{lease:x}"), "revoking the lease timed out; it will expire after its TTL");
+        }
+    }
+
+    async fn revoke_on_any_endpoint(&self) {
         let deadline = self.connector.request_timeout();
         for _ in 0..self.connector.endpoints().len().max(1) {
             let Ok(conn) = self.connector.get().await else {
