@@ -31,14 +31,24 @@ pub fn etcd_bin() -> PathBuf {
 pub struct Member {
     pub name: String,
     pub client_url: String,
+    /// Plain-HTTP /health and /metrics, also when clients need TLS.
+    pub metrics_url: String,
     peer_url: String,
     data_dir: PathBuf,
     log: PathBuf,
     child: Option<Child>,
 }
 
+/// How to start the members beyond the defaults.
+#[derive(Default, Clone)]
+pub struct Options {
+    /// Serve clients over TLS with these PEM files (server cert, server key, client CA).
+    pub tls: Option<(PathBuf, PathBuf, PathBuf)>,
+}
+
 pub struct EtcdCluster {
     pub members: Vec<Member>,
+    options: Options,
     initial_cluster: String,
     token: String,
     _dir: tempfile::TempDir,
@@ -52,7 +62,17 @@ impl EtcdCluster {
 
     /// `n` members (3 for a real quorum).
     pub fn start(n: usize) -> Self {
+        Self::start_with(n, Options::default())
+    }
+
+    /// `n` members with `options`.
+    pub fn start_with(n: usize, options: Options) -> Self {
         let bin = etcd_bin();
+        let scheme = if options.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
         assert!(bin.exists(), "ETCD_BIN={} does not exist", bin.display());
         let dir = tempfile::Builder::new()
             .prefix("singleton-exec-etcd-")
@@ -62,7 +82,8 @@ impl EtcdCluster {
             .map(|i| {
                 let name = format!("m{i}");
                 Member {
-                    client_url: format!("http://127.0.0.1:{}", free_port()),
+                    client_url: format!("{scheme}://127.0.0.1:{}", free_port()),
+                    metrics_url: format!("http://127.0.0.1:{}", free_port()),
                     peer_url: format!("http://127.0.0.1:{}", free_port()),
                     data_dir: dir.path().join(&name),
                     log: dir.path().join(format!("{name}.log")),
@@ -79,6 +100,7 @@ impl EtcdCluster {
         let token = format!("t{}", free_port());
         let mut cluster = EtcdCluster {
             members,
+            options,
             initial_cluster,
             token,
             _dir: dir,
@@ -123,17 +145,28 @@ impl EtcdCluster {
             .arg("100")
             .arg("--election-timeout")
             .arg("1000")
+            .arg("--listen-metrics-urls")
+            .arg(&m.metrics_url)
             .arg("--logger")
             .arg("zap")
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log fd"))
             .stderr(log);
+        if let Some((cert, key, ca)) = &self.options.tls {
+            cmd.arg("--cert-file")
+                .arg(cert)
+                .arg("--key-file")
+                .arg(key)
+                .arg("--trusted-ca-file")
+                .arg(ca)
+                .arg("--client-cert-auth");
+        }
         m.child = Some(spawn_with_deathsig(&mut cmd).expect("start etcd"));
     }
 
     /// Waits until member `i` answers /health with true.
     pub fn wait_healthy(&self, i: usize) {
-        let url = self.members[i].client_url.clone();
+        let url = self.members[i].metrics_url.clone();
         let log = self.members[i].log.clone();
         wait_for(
             Duration::from_secs(30),
@@ -184,6 +217,12 @@ impl EtcdCluster {
         self.wait_healthy(i);
     }
 
+    /// Starts member `i` again without waiting: a lone member of three cannot be healthy alone.
+    pub fn restart_no_wait(&mut self, i: usize) {
+        self.stop(i);
+        self.spawn(i);
+    }
+
     /// Freezes member `i` (SIGSTOP).
     pub fn pause(&self, i: usize) {
         self.signal(i, libc::SIGSTOP);
@@ -204,7 +243,7 @@ impl EtcdCluster {
     pub fn leader_index(&self) -> Option<usize> {
         (0..self.members.len()).find(|&i| {
             self.members[i].child.is_some()
-                && http_get(&self.members[i].client_url, "/metrics")
+                && http_get(&self.members[i].metrics_url, "/metrics")
                     .map(|body| body.lines().any(|l| l.trim() == "etcd_server_is_leader 1"))
                     .unwrap_or(false)
         })
@@ -212,7 +251,7 @@ impl EtcdCluster {
 
     /// A client-side read of etcd's own Prometheus metrics on member `i`.
     pub fn metrics(&self, i: usize) -> String {
-        http_get(&self.members[i].client_url, "/metrics").unwrap_or_default()
+        http_get(&self.members[i].metrics_url, "/metrics").unwrap_or_default()
     }
 }
 

@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod etcd;
+pub mod netns;
 pub mod proxy;
 
 use std::ffi::OsStr;
@@ -91,6 +92,28 @@ impl Replica {
             .arg("--id")
             .arg(name)
             .args(args);
+        Self::spawn(name, cmd)
+    }
+
+    /// Starts `singleton-exec ARGS` inside network namespace `netns`.
+    pub fn start_in_netns<S: AsRef<OsStr>>(
+        netns: &str,
+        name: &str,
+        endpoints: &str,
+        args: &[S],
+    ) -> Replica {
+        let mut cmd = Command::new("ip");
+        cmd.args([
+            "netns",
+            "exec",
+            netns,
+            bin(),
+            "--endpoints",
+            endpoints,
+            "--id",
+            name,
+        ])
+        .args(args);
         Self::spawn(name, cmd)
     }
 

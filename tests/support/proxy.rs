@@ -18,8 +18,13 @@ pub struct FaultProxy {
 impl FaultProxy {
     /// Listens on a free loopback port and forwards to `target` ("http://127.0.0.1:PORT").
     pub fn start(target: &str) -> FaultProxy {
+        Self::start_on("127.0.0.1", target)
+    }
+
+    /// Listens on a free port of `host` and forwards to `target`.
+    pub fn start_on(host: &str, target: &str) -> FaultProxy {
         let target = target.trim_start_matches("http://").to_owned();
-        let listener = TcpListener::bind("127.0.0.1:0").expect("proxy bind");
+        let listener = TcpListener::bind((host, 0)).expect("proxy bind");
         listener.set_nonblocking(true).expect("nonblocking");
         let url = format!("http://{}", listener.local_addr().expect("addr"));
         let cut = Arc::new(AtomicBool::new(false));
