@@ -6,4 +6,5 @@ mod chaos;
 mod cli;
 mod harness;
 mod leadership;
+mod security;
 mod supervisor;
