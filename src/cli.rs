@@ -104,6 +104,20 @@ pub struct RunArgs {
     #[arg(long, env = "SINGLETON_EXEC_ACQUIRE_TIMEOUT", value_parser = parse_duration)]
     pub acquire_timeout: Option<Duration>,
 
+    /// Serve /healthz, /leader, /status, /metrics and POST /resign on PORT, :PORT or HOST:PORT
+    /// (loopback unless a host is given). Off unless given; without a value, 127.0.0.1:8080.
+    #[arg(long, env = "SINGLETON_EXEC_HEALTH_ADDR", num_args = 0..=1, default_missing_value = "127.0.0.1:8080", value_name = "ADDR")]
+    pub health_addr: Option<String>,
+
+    /// A signal that makes the leader step down (stop the child, revoke, hold off, campaign again)
+    /// instead of being forwarded to the child. [default: none, every signal reaches the child]
+    #[arg(long, env = "SINGLETON_EXEC_RESIGN_SIGNAL", value_name = "SIGNAL")]
+    pub resign_signal: Option<String>,
+
+    /// After stepping down, wait this long before campaigning again, so a standby takes over.
+    #[arg(long, env = "SINGLETON_EXEC_RESIGN_HOLDOFF", value_parser = parse_duration, default_value = "2s")]
+    pub resign_holdoff: Duration,
+
     /// Key prefix under which elections live; the election's keys are PREFIX/NAME/.
     #[arg(long, env = "SINGLETON_EXEC_PREFIX", default_value = crate::election::DEFAULT_PREFIX)]
     pub prefix: String,

@@ -54,6 +54,10 @@ pub enum ConfigError {
     },
     #[error("{what} {path:?} is not a PEM file (no -----BEGIN line)")]
     NotPem { what: &'static str, path: PathBuf },
+    #[error("--health-addr: {0}")]
+    BadHealthAddr(String),
+    #[error("--resign-signal {0} cannot be caught, or is SIGTERM/SIGINT/SIGCHLD which have their own meaning")]
+    BadResignSignal(Signal),
     #[error("--password given without --user")]
     PasswordWithoutUser,
     #[error("cannot determine the host name for the default --id: {0}; pass --id")]
@@ -112,6 +116,9 @@ pub struct Config {
     pub on_child_exit: OnChildExit,
     pub acquire_timeout: Option<Duration>,
     pub command: CommandSpec,
+    pub health_addr: Option<std::net::SocketAddr>,
+    pub resign_signal: Option<Signal>,
+    pub resign_holdoff: Duration,
 }
 
 /// Reads an environment variable, treating unset and empty alike.
@@ -160,7 +167,33 @@ impl Config {
         if matches!(stop_signal, Signal::SIGKILL | Signal::SIGSTOP) {
             return Err(ConfigError::UncatchableStopSignal(stop_signal));
         }
+        let health_addr = args
+            .health_addr
+            .as_deref()
+            .map(crate::http::parse_addr)
+            .transpose()
+            .map_err(ConfigError::BadHealthAddr)?;
+        let resign_signal = args
+            .resign_signal
+            .as_deref()
+            .map(parse_signal)
+            .transpose()?;
+        if let Some(sig) = resign_signal {
+            if matches!(
+                sig,
+                Signal::SIGKILL
+                    | Signal::SIGSTOP
+                    | Signal::SIGTERM
+                    | Signal::SIGINT
+                    | Signal::SIGCHLD
+            ) {
+                return Err(ConfigError::BadResignSignal(sig));
+            }
+        }
         Ok(Config {
+            health_addr,
+            resign_signal,
+            resign_holdoff: args.resign_holdoff,
             etcd: EtcdConfig::from_args(args.etcd)?,
             election,
             prefix: args.prefix,

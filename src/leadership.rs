@@ -15,6 +15,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
 use tokio::sync::watch;
 use tokio::time::{sleep, Instant};
 
@@ -24,6 +25,8 @@ use crate::config::Config;
 use crate::election::{Candidacy, Election};
 use crate::etcd::{Connector, EtcdError};
 use crate::exit_code;
+use crate::http::{self, Endpoints};
+use crate::observer::{Observer, RoleName};
 use crate::session::{LeaseState, Session};
 use crate::supervisor::{Event, LeaseDeadline, Request, StopReason, Supervisor};
 
@@ -32,7 +35,8 @@ const RESTART_RESET_AFTER: Duration = Duration::from_secs(10);
 const RESTART_BACKOFF_MIN: Duration = Duration::from_millis(500);
 const RESTART_BACKOFF_MAX: Duration = Duration::from_secs(30);
 const RETRY_BACKOFF_MIN: Duration = Duration::from_millis(200);
-const RETRY_BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// Short enough that a standby is back in the queue soon after an etcd outage ends.
+const RETRY_BACKOFF_MAX: Duration = Duration::from_secs(2);
 
 /// The lifecycle of a replica; each variant holds what is valid in that state.
 #[derive(Debug)]
@@ -66,8 +70,51 @@ enum Role<'a> {
 }
 
 /// Logs a role change as one structured event.
-fn transition(cfg: &Config, role: Role<'_>) {
+fn transition(cfg: &Config, obs: &Observer, role: Role<'_>) {
     let (id, election) = (cfg.id.as_str(), cfg.election.as_str());
+    match &role {
+        Role::Standby {
+            lease,
+            key,
+            revision,
+        } => obs.transition(
+            RoleName::Standby,
+            Some(key),
+            Some(*revision),
+            Some(*lease),
+            "waiting for leadership",
+        ),
+        Role::Leader {
+            lease,
+            key,
+            revision,
+            pid,
+        } => {
+            obs.transition(
+                RoleName::Leader,
+                Some(key),
+                Some(*revision),
+                Some(*lease),
+                "child started",
+            );
+            obs.child_started(*pid);
+        }
+        Role::Stopping {
+            key,
+            revision,
+            reason,
+            ..
+        } => obs.transition(
+            RoleName::Stopping,
+            Some(key),
+            Some(*revision),
+            None,
+            &reason.to_string(),
+        ),
+        Role::Lost { key, revision, why } => {
+            obs.transition(RoleName::Lost, Some(key), Some(*revision), None, why)
+        }
+    }
     match role {
         Role::Standby {
             lease,
@@ -140,17 +187,59 @@ enum Outcome {
 }
 
 /// Runs the replica until it exits; returns the process exit code.
-pub async fn run(cfg: Config, mut sup: Supervisor) -> i32 {
+/// `health` is the listener for the HTTP endpoints, bound by the caller so that a bad address fails
+/// at start-up.
+pub async fn run(
+    cfg: Config,
+    mut sup: Supervisor,
+    obs: Arc<Observer>,
+    health: Option<std::net::TcpListener>,
+) -> i32 {
     let connector = Arc::new(Connector::new(cfg.etcd.clone()));
     let election = Election::new(&cfg.prefix, &cfg.election);
+    let (resign_tx, mut resign) = unbounded_channel();
+    if let Some(listener) = health {
+        let endpoints = Endpoints {
+            observer: obs.clone(),
+            election: election.clone(),
+            connector: connector.clone(),
+            resign: resign_tx,
+        };
+        tokio::spawn(http::serve(listener, Arc::new(endpoints)));
+    }
+    if let Some(every) = obs.notifier.watchdog_interval() {
+        let notifier = obs.notifier.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            loop {
+                tick.tick().await;
+                notifier.watchdog();
+            }
+        });
+    }
+    obs.notifier.ready();
+    let code = campaign_until_exit(&cfg, &mut sup, &obs, &connector, &election, &mut resign).await;
+    obs.notifier.stopping();
+    code
+}
+
+async fn campaign_until_exit(
+    cfg: &Config,
+    sup: &mut Supervisor,
+    obs: &Arc<Observer>,
+    connector: &Arc<Connector>,
+    election: &Election,
+    resign: &mut UnboundedReceiver<()>,
+) -> i32 {
     tracing::info!(id = %cfg.id, election = %cfg.election, key_prefix = %election.dir(), timing = %cfg.timing,
         endpoints = ?connector.endpoints(), "singleton-exec starting");
     loop {
-        let (session, me) = match standby(&cfg, &connector, &election, &mut sup).await {
+        while resign.try_recv().is_ok() {} // a request that came too late to matter
+        let (session, me) = match standby(cfg, obs, connector, election, sup).await {
             Ok(won) => won,
             Err(code) => return code,
         };
-        match lead(&cfg, &election, &mut sup, session, me).await {
+        match lead(cfg, obs, election, sup, resign, session, me).await {
             Outcome::Exit(code) => return code,
             Outcome::Recampaign => continue,
         }
@@ -196,6 +285,7 @@ async fn lease_lost(mut state: watch::Receiver<LeaseState>) {
 /// candidacy, or the exit code to leave with.
 async fn standby(
     cfg: &Config,
+    obs: &Arc<Observer>,
     connector: &Arc<Connector>,
     election: &Election,
     sup: &mut Supervisor,
@@ -212,7 +302,7 @@ async fn standby(
         let granted = tokio::select! {
             sig = shutdown_signal(sup) => return Err(withdraw_code(sig)),
             _ = until(acquire_by) => return Err(timed_out(&last_error)),
-            r = Session::grant(connector.clone(), cfg.timing) => r,
+            r = Session::grant(connector.clone(), cfg.timing, obs.clone()) => r,
         };
         let session = match granted {
             Ok(s) => s,
@@ -241,7 +331,7 @@ async fn standby(
                     return Err(timed_out(&last_error));
                 }
                 _ = lease_lost(session.state()) => None,
-                r = campaign(cfg, election, &session) => Some(r),
+                r = campaign(cfg, obs, election, &session) => Some(r),
             };
             match outcome {
                 None => {
@@ -281,6 +371,7 @@ fn rejected(e: &EtcdError) -> i32 {
 /// Joins the queue, waits for our turn, and verifies the key is still ours.
 async fn campaign(
     cfg: &Config,
+    obs: &Observer,
     election: &Election,
     session: &Session,
 ) -> Result<Candidacy, EtcdError> {
@@ -293,6 +384,7 @@ async fn campaign(
             .await?;
         transition(
             cfg,
+            obs,
             Role::Standby {
                 lease: me.lease,
                 key: &me.key,
@@ -368,6 +460,8 @@ fn leader_env(cfg: &Config, me: &Candidacy) -> Vec<(String, String)> {
 
 /// Why the child's tree ended, as far as leadership is concerned.
 enum Ending {
+    /// Step-down requested (POST /resign or --resign-signal).
+    Resign,
     Shutdown,
     LeaseLost(String),
     ChildExited,
@@ -376,8 +470,10 @@ enum Ending {
 /// Leader: run the child while the lease holds; decide what follows when its tree is gone.
 async fn lead(
     cfg: &Config,
+    obs: &Observer,
     election: &Election,
     sup: &mut Supervisor,
+    resign: &mut UnboundedReceiver<()>,
     session: Session,
     me: Candidacy,
 ) -> Outcome {
@@ -395,6 +491,7 @@ async fn lead(
             _ => {
                 return lost(
                     cfg,
+                    obs,
                     &me,
                     session,
                     "the lease has less than grace + margin left at spawn time".into(),
@@ -424,6 +521,7 @@ async fn lead(
         };
         transition(
             cfg,
+            obs,
             Role::Leader {
                 lease: me.lease,
                 key: &me.key,
@@ -456,11 +554,16 @@ async fn lead(
                         }
                         break status;
                     }
+                    Some(Event::ResignSignal) if ending.is_none() => {
+                        ending = Some(Ending::Resign);
+                        sup.request(Request::Stop { reason: StopReason::Requested("step-down requested".into()) });
+                    }
                     Some(Event::ShutdownSignal(_)) => {
+                        obs.notifier.stopping();
                         ending.get_or_insert(Ending::Shutdown);
                     }
                     Some(Event::Stopping { reason, kill_in }) => {
-                        transition(cfg, Role::Stopping { key: &me.key, revision: me.revision, reason: &reason, kill_in });
+                        transition(cfg, obs, Role::Stopping { key: &me.key, revision: me.revision, reason: &reason, kill_in });
                         if reason == StopReason::LeaseDeadline {
                             let safe = match *state.borrow() { LeaseState::Alive { safe_until } => safe_until.as_millis() as i64, LeaseState::Lost => -1 };
                             tracing::warn!(safe_until_boot_ms = safe, now_boot_ms = BootInstant::now().as_millis() as u64,
@@ -484,19 +587,42 @@ async fn lead(
                         LeaseState::Lost => {}
                     }
                 }
+                Some(()) = resign.recv(), if ending.is_none() => {
+                    ending = Some(Ending::Resign);
+                    sup.request(Request::Stop { reason: StopReason::Requested("step-down requested".into()) });
+                }
                 _ = &mut key_gone, if ending.is_none() => {
                     ending = Some(Ending::LeaseLost("our leader key was deleted".into()));
                     sup.request(Request::Stop { reason: StopReason::Requested("our leader key was deleted".into()) });
                 }
             }
         };
+        let restarting = matches!(ending, None | Some(Ending::ChildExited))
+            && cfg.on_child_exit == OnChildExit::Restart;
+        obs.child_exited(status.exit_code(), restarting);
         match ending.unwrap_or(Ending::ChildExited) {
+            Ending::Resign => {
+                session.revoke().await;
+                transition(
+                    cfg,
+                    obs,
+                    Role::Lost {
+                        key: &me.key,
+                        revision: me.revision,
+                        why: "stepped down on request",
+                    },
+                );
+                tokio::select! {
+                    sig = shutdown_signal(sup) => return Outcome::Exit(withdraw_code(sig)),
+                    _ = sleep(cfg.resign_holdoff) => return Outcome::Recampaign,
+                }
+            }
             Ending::Shutdown => {
                 session.revoke().await;
                 tracing::info!(id = %cfg.id, %status, "leader stopped on request; lease revoked");
                 return Outcome::Exit(status.exit_code());
             }
-            Ending::LeaseLost(why) => return lost(cfg, &me, session, why).await,
+            Ending::LeaseLost(why) => return lost(cfg, obs, &me, session, why).await,
             Ending::ChildExited => match cfg.on_child_exit {
                 OnChildExit::Exit => {
                     session.revoke().await;
@@ -507,6 +633,7 @@ async fn lead(
                     session.revoke().await;
                     transition(
                         cfg,
+                        obs,
                         Role::Lost {
                             key: &me.key,
                             revision: me.revision,
@@ -528,8 +655,8 @@ async fn lead(
                             tracing::info!("leader withdrew on {} while waiting to restart", crate::signals::name(sig));
                             return Outcome::Exit(code);
                         }
-                        _ = lease_lost(session.state()) => return lost(cfg, &me, session, "lease lost while waiting to restart".into()).await,
-                        _ = &mut key_gone => return lost(cfg, &me, session, "our leader key was deleted".into()).await,
+                        _ = lease_lost(session.state()) => return lost(cfg, obs, &me, session, "lease lost while waiting to restart".into()).await,
+                        _ = &mut key_gone => return lost(cfg, obs, &me, session, "our leader key was deleted".into()).await,
                         _ = sleep(wait) => {}
                     }
                 }
@@ -539,16 +666,26 @@ async fn lead(
 }
 
 /// The child's tree is gone and leadership with it: revoke what is left and apply --on-lease-lost.
-async fn lost(cfg: &Config, me: &Candidacy, session: Session, why: String) -> Outcome {
+async fn lost(
+    cfg: &Config,
+    obs: &Observer,
+    me: &Candidacy,
+    session: Session,
+    why: String,
+) -> Outcome {
     transition(
         cfg,
+        obs,
         Role::Lost {
             key: &me.key,
             revision: me.revision,
             why: &why,
         },
     );
-    session.revoke().await;
+    // The lease is expired or about to be: revoking can only save a standby the last margin, so it
+    // is not worth waiting long for an etcd that may be unreachable.
+    let _ =
+        tokio::time::timeout(cfg.timing.margin + Duration::from_secs(1), session.revoke()).await;
     match cfg.on_lease_lost {
         OnLeaseLost::Exit => Outcome::Exit(exit_code::LEASE_LOST),
         OnLeaseLost::Recampaign => Outcome::Recampaign,

@@ -11,6 +11,8 @@
 //! * [`etcd`]: connections, one endpoint at a time, and error classification; [`session`]: the lease
 //!   and its keepalives; [`election`]: the queue by create-revision and the fencing revision.
 //! * [`leadership`]: the loop standby → leader → stopping → standby/exit.
+//! * [`observer`]: live status and Prometheus metrics; [`http`]: `/healthz`, `/leader`, `/status`,
+//!   `/metrics`, `POST /resign`; [`notify`]: the systemd notify protocol.
 //! * [`status`]: the `status` subcommand; [`logging`]; [`clock`]: `CLOCK_BOOTTIME`; [`exit_code`].
 
 pub mod cli;
@@ -19,8 +21,11 @@ pub mod config;
 pub mod election;
 pub mod etcd;
 pub mod exit_code;
+pub mod http;
 pub mod leadership;
 pub mod logging;
+pub mod notify;
+pub mod observer;
 pub mod process_tree;
 pub mod session;
 pub mod signals;

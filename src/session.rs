@@ -16,6 +16,7 @@ use tokio::time::timeout;
 
 use crate::clock::BootInstant;
 use crate::etcd::{Connector, EtcdError};
+use crate::observer::Observer;
 use crate::timing::TimingModel;
 
 /// What we know about our lease.
@@ -42,6 +43,7 @@ impl Session {
     pub async fn grant(
         connector: Arc<Connector>,
         timing: TimingModel,
+        observer: Arc<Observer>,
     ) -> Result<Session, EtcdError> {
         let conn = connector.get().await?;
         let sent = BootInstant::now();
@@ -63,7 +65,14 @@ impl Session {
         let granted_ttl = Duration::from_secs(resp.ttl().max(0) as u64);
         let safe_until = timing.safe_until(sent, granted_ttl);
         let (tx, rx) = watch::channel(LeaseState::Alive { safe_until });
-        let keepalive = tokio::spawn(keep_alive(connector.clone(), timing, resp.id(), tx));
+        observer.lease_renewed(safe_until, None);
+        let keepalive = tokio::spawn(keep_alive(
+            connector.clone(),
+            timing,
+            resp.id(),
+            tx,
+            observer,
+        ));
         tracing::debug!(lease = %format!("{:x}", resp.id()), granted_ttl_s = granted_ttl.as_secs(), endpoint = %conn.endpoint, "lease granted");
         Ok(Session {
             connector,
@@ -137,6 +146,7 @@ async fn keep_alive(
     timing: TimingModel,
     lease: i64,
     tx: watch::Sender<LeaseState>,
+    observer: Arc<Observer>,
 ) {
     let mut next_send = tokio::time::Instant::now() + timing.keepalive_interval;
     loop {
@@ -185,6 +195,7 @@ async fn keep_alive(
                         rtt_ms = started.elapsed().as_millis() as u64,
                         "keepalive acknowledged"
                     );
+                    observer.lease_renewed(safe_until, Some(started.elapsed()));
                     if tx.send(LeaseState::Alive { safe_until }).is_err() {
                         return;
                     }
@@ -193,6 +204,7 @@ async fn keep_alive(
                 }
                 Ok(Ok(Some(_))) => {
                     tracing::warn!(lease = %format!("{lease:x}"), "etcd reports the lease is gone (ttl 0)");
+                    observer.lease_dropped();
                     let _ = tx.send(LeaseState::Lost);
                     return;
                 }
@@ -211,6 +223,7 @@ async fn keep_alive(
                 }
             }
         }
+        observer.keepalive_failed();
         connector.failed(conn.generation);
         next_send = tokio::time::Instant::now() + timing.retry_interval();
     }

@@ -121,6 +121,8 @@ pub enum Event {
     SpawnFailed(SpawnError),
     /// SIGTERM or SIGINT reached the supervisor; the stop sequence has begun if a child runs.
     ShutdownSignal(libc::c_int),
+    /// The `--resign-signal` reached the supervisor (it is not forwarded).
+    ResignSignal,
     /// The stop sequence began.
     Stopping {
         reason: StopReason,
@@ -143,7 +145,11 @@ pub struct Supervisor {
 
 impl Supervisor {
     /// Starts the process thread. [`signals::block_all`] must have run first.
-    pub fn start(stop_signal: libc::c_int, grace: Duration) -> io::Result<Supervisor> {
+    pub fn start(
+        stop_signal: libc::c_int,
+        grace: Duration,
+        resign_signal: Option<libc::c_int>,
+    ) -> io::Result<Supervisor> {
         let inherited = signals::inherited().ok_or_else(|| {
             io::Error::other("signals::block_all must run before the supervisor starts")
         })?;
@@ -178,6 +184,7 @@ impl Supervisor {
             events: ev_tx,
             stop_signal,
             grace,
+            resign_signal,
             me,
             is_pid1: me == 1,
             tree: None,
@@ -241,6 +248,7 @@ struct Owner {
     events: UnboundedSender<Event>,
     stop_signal: libc::c_int,
     grace: Duration,
+    resign_signal: Option<libc::c_int>,
     me: libc::pid_t,
     is_pid1: bool,
     tree: Option<Tree>,
@@ -299,6 +307,10 @@ impl Owner {
                     tracing::info!(signal = %signals::name(sig), "shutdown requested");
                     self.begin_stop(StopReason::Signal(sig));
                     self.emit(Event::ShutdownSignal(sig));
+                }
+                _ if Some(sig) == self.resign_signal => {
+                    tracing::info!(signal = %signals::name(sig), "step-down requested");
+                    self.emit(Event::ResignSignal);
                 }
                 _ if signals::is_forwardable(sig) => {
                     if let Some(pid) = self.tree.as_ref().and_then(|t| t.main) {

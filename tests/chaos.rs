@@ -248,6 +248,28 @@ fn tail(s: &str, n: usize) -> String {
     lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
+/// How many candidates are in the queue, read from any member that answers.
+fn candidates(etcd: &EtcdCluster) -> Option<i64> {
+    crate::support::runtime().block_on(async {
+        for m in 0..etcd.members.len() {
+            let opts = etcd_client::ConnectOptions::new()
+                .with_timeout(Duration::from_secs(1))
+                .with_connect_timeout(Duration::from_secs(1));
+            let Ok(mut c) = etcd_client::Client::connect([etcd.endpoint(m)], Some(opts)).await
+            else {
+                continue;
+            };
+            let get = etcd_client::GetOptions::new()
+                .with_prefix()
+                .with_count_only();
+            if let Ok(r) = c.get("/singleton-exec/chaos/", Some(get)).await {
+                return Some(r.count());
+            }
+        }
+        None
+    })
+}
+
 #[derive(Default)]
 struct Report {
     faults: BTreeMap<Fault, usize>,
@@ -309,6 +331,17 @@ fn chaos_no_two_children_ever_run_at_once() {
         order.swap(i, rng.below(i as u64 + 1) as usize);
     }
     for round in 0..rounds {
+        // Each fault starts from a settled system: every replica back in the queue.
+        wait_for(
+            long,
+            || candidates(&etcd) == Some(REPLICAS as i64),
+            || {
+                format!(
+                    "round {round}: replicas not all back in the queue: {:?}",
+                    candidates(&etcd)
+                )
+            },
+        );
         let before = wait_running(dir.path(), &mon, None, long, &slots);
         let leader = slots
             .iter()

@@ -592,17 +592,37 @@ fn the_fencing_example_writes_while_leading_and_is_refused_with_a_stale_revision
 fn deleting_the_leader_key_stops_the_child_at_once() {
     let etcd = EtcdCluster::single();
     let dir = tempfile::tempdir().unwrap();
-    let a = replica("a", &etcd.endpoints(), "keydel", &["--ttl", "30s"], dir.path());
+    let a = replica(
+        "a",
+        &etcd.endpoints(),
+        "keydel",
+        &["--ttl", "30s"],
+        dir.path(),
+    );
     wait_starts(dir.path(), 1, "a leads");
     let child = starts(dir.path())[0].pid;
     let deleted = Instant::now();
     crate::support::runtime().block_on(async {
-        let mut c = etcd_client::Client::connect([etcd.endpoint(0)], None).await.unwrap();
-        c.delete("/singleton-exec/keydel/", Some(etcd_client::DeleteOptions::new().with_prefix())).await.unwrap();
+        let mut c = etcd_client::Client::connect([etcd.endpoint(0)], None)
+            .await
+            .unwrap();
+        c.delete(
+            "/singleton-exec/keydel/",
+            Some(etcd_client::DeleteOptions::new().with_prefix()),
+        )
+        .await
+        .unwrap();
     });
     wait_for(LONG, || !alive(child), || a.log());
-    assert!(deleted.elapsed() < Duration::from_secs(10), "stopped by the key watch, not the 30 s lease");
-    assert!(a.log().contains("our leader key was deleted"), "{}", a.log());
+    assert!(
+        deleted.elapsed() < Duration::from_secs(10),
+        "stopped by the key watch, not the 30 s lease"
+    );
+    assert!(
+        a.log().contains("our leader key was deleted"),
+        "{}",
+        a.log()
+    );
     // It recampaigns with a new lease and leads again.
     wait_starts(dir.path(), 2, "a leads again");
 }

@@ -6,5 +6,6 @@ mod chaos;
 mod cli;
 mod harness;
 mod leadership;
+mod operations;
 mod security;
 mod supervisor;
