@@ -238,7 +238,7 @@ fn systemd_notify_protocol_in_order_and_hidden_from_the_child() {
     }
     let pos = |pred: &dyn Fn(&String) -> bool| {
         seen.iter()
-            .position(|l| pred(l))
+            .position(pred)
             .unwrap_or_else(|| panic!("missing in {seen:?}"))
     };
     let ready = pos(&|l| l == "READY=1");
