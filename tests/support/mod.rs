@@ -30,12 +30,21 @@ pub fn program(name: &str) -> PathBuf {
         .join(name)
 }
 
-/// A loopback port that was free a moment ago.
+/// A loopback port that was free a moment ago, never the same twice in this process (the kernel
+/// may hand a just-released port out again).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("free port");
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+    }
 }
 
 /// Spawns with PR_SET_PDEATHSIG so the process dies if the spawning test thread dies.

@@ -1,0 +1,500 @@
+//! singleton-exec beside `etcdctl lock`, against one local etcd, alternating A B A B.
+//!
+//! `cargo bench --bench compare` prints a table of medians, spreads (min–max) and ratios:
+//! launch overhead, handoff on child exit and on SIGTERM, takeover after SIGKILL (TTL 5s) and
+//! whether the old child survives, resident memory and idle CPU, etcd requests per leader change
+//! with 1, 10 and 100 standbys. `BENCH_REPS` sets the repetitions (default 10).
+//! Under `cargo test` it does nothing: it is a benchmark, not a test.
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::{channel, Receiver};
+use std::time::{Duration, Instant};
+
+use support::etcd::http_get;
+use support::{bin, EtcdCluster};
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Tool {
+    Se,
+    Etcdctl,
+}
+
+impl Tool {
+    fn name(self) -> &'static str {
+        match self {
+            Tool::Se => "singleton-exec",
+            Tool::Etcdctl => "etcdctl lock",
+        }
+    }
+    /// The key prefix under which this tool queues for `name`.
+    fn prefix(self, name: &str) -> String {
+        match self {
+            Tool::Se => format!("/singleton-exec/{name}/"),
+            Tool::Etcdctl => format!("{name}/"),
+        }
+    }
+}
+
+/// A running holder or waiter, its stdout lines timestamped as they arrive.
+struct Proc {
+    child: Child,
+    lines: Receiver<(Instant, String)>,
+    seen: Vec<(Instant, String)>,
+}
+
+impl Proc {
+    fn spawn(mut cmd: Command) -> Proc {
+        cmd.stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .stdin(Stdio::null())
+            .process_group(0);
+        let mut child = cmd.spawn().expect("spawn");
+        let out = child.stdout.take().unwrap();
+        let (tx, rx) = channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                if tx.send((Instant::now(), line)).is_err() {
+                    break;
+                }
+            }
+        });
+        Proc {
+            child,
+            lines: rx,
+            seen: Vec::new(),
+        }
+    }
+
+    /// When a line starting with `prefix` arrived, waiting up to `timeout`.
+    fn wait_line(&mut self, prefix: &str, timeout: Duration) -> Option<(Instant, String)> {
+        if let Some(hit) = self.seen.iter().find(|(_, l)| l.starts_with(prefix)) {
+            return Some(hit.clone());
+        }
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.checked_duration_since(Instant::now())?;
+            let (t, line) = self.lines.recv_timeout(left).ok()?;
+            self.seen.push((t, line.clone()));
+            if line.starts_with(prefix) {
+                return Some((t, line));
+            }
+        }
+    }
+
+    fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    fn signal(&self, sig: i32) {
+        unsafe { libc::kill(self.pid(), sig) };
+    }
+
+    /// Kills the process group (the tool and, for etcdctl, its child) and reaps.
+    fn kill(mut self) {
+        unsafe { libc::killpg(self.pid(), libc::SIGKILL) };
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+struct Bench {
+    etcd: EtcdCluster,
+    dir: tempfile::TempDir,
+    seq: u32,
+}
+
+impl Bench {
+    fn fresh_name(&mut self) -> String {
+        self.seq += 1;
+        format!("bench{}", self.seq)
+    }
+
+    fn fifo(&mut self) -> PathBuf {
+        self.seq += 1;
+        let p = self.dir.path().join(format!("fifo{}", self.seq));
+        let c = std::ffi::CString::new(p.to_str().unwrap()).unwrap();
+        unsafe { libc::mkfifo(c.as_ptr(), 0o600) };
+        p
+    }
+
+    /// `tool` holding or waiting for `name`, running `script` under sh.
+    fn start(&self, tool: Tool, name: &str, id: &str, ttl: u64, script: &str) -> Proc {
+        let ep = self.etcd.endpoints();
+        let mut cmd = match tool {
+            Tool::Se => {
+                let mut c = Command::new(bin());
+                c.args([
+                    "--endpoints",
+                    &ep,
+                    "--id",
+                    id,
+                    "--election",
+                    name,
+                    "--ttl",
+                    &format!("{ttl}s"),
+                    "-q",
+                    "--",
+                ]);
+                c
+            }
+            Tool::Etcdctl => {
+                let mut c = Command::new("etcdctl");
+                c.env("ETCDCTL_API", "3").args([
+                    "--endpoints",
+                    &ep,
+                    "lock",
+                    "--ttl",
+                    &ttl.to_string(),
+                    name,
+                ]);
+                c
+            }
+        };
+        cmd.args(["sh", "-c", script]);
+        Proc::spawn(cmd)
+    }
+
+    /// Keys queued for `name` by `tool`.
+    fn queued(&self, tool: Tool, name: &str) -> i64 {
+        support::runtime().block_on(async {
+            let Ok(mut c) = etcd_client::Client::connect([self.etcd.endpoint(0)], None).await
+            else {
+                return -1;
+            };
+            let opts = etcd_client::GetOptions::new()
+                .with_prefix()
+                .with_count_only();
+            c.get(tool.prefix(name), Some(opts))
+                .await
+                .map(|r| r.count())
+                .unwrap_or(-1)
+        })
+    }
+
+    fn wait_queued(&self, tool: Tool, name: &str, n: i64) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while self.queued(tool, name) < n {
+            assert!(
+                Instant::now() < deadline,
+                "{} never queued {n} for {name}",
+                tool.name()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Sum of every gRPC message etcd received.
+    fn etcd_requests(&self) -> f64 {
+        let body = http_get(&self.etcd.members[0].metrics_url, "/metrics").unwrap_or_default();
+        body.lines()
+            .filter(|l| l.starts_with("grpc_server_msg_received_total"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+}
+
+fn release(fifo: &Path) {
+    let mut f = std::fs::OpenOptions::new().write(true).open(fifo).unwrap();
+    let _ = f.write_all(b"go\n");
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+/// Median, min, max.
+fn stats(v: &[f64]) -> Option<(f64, f64, f64)> {
+    if v.is_empty() {
+        return None;
+    }
+    let mut s = v.to_vec();
+    s.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    Some((s[s.len() / 2], s[0], s[s.len() - 1]))
+}
+
+fn fmt(v: &[f64], unit: &str) -> String {
+    match stats(v) {
+        Some((m, lo, hi)) => format!("{m:.1} {unit} [{lo:.1}–{hi:.1}]"),
+        None => "n/a".into(),
+    }
+}
+
+fn row(what: &str, se: &[f64], ctl: &[f64], unit: &str) {
+    let ratio = match (stats(se), stats(ctl)) {
+        (Some((a, ..)), Some((b, ..))) if b > 0.0 => format!("{:.2}", a / b),
+        _ => "-".into(),
+    };
+    println!(
+        "| {what} | {} | {} | {ratio} |",
+        fmt(se, unit),
+        fmt(ctl, unit)
+    );
+}
+
+const TOOLS: [Tool; 2] = [Tool::Se, Tool::Etcdctl];
+
+fn main() {
+    if !std::env::args().any(|a| a == "--bench") {
+        println!("compare: a benchmark; run it with `cargo bench --bench compare`");
+        return;
+    }
+    let reps: usize = std::env::var("BENCH_REPS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10);
+    let mut b = Bench {
+        etcd: EtcdCluster::single(),
+        dir: tempfile::tempdir().unwrap(),
+        seq: 0,
+    };
+    let long = Duration::from_secs(20);
+    println!("singleton-exec vs etcdctl lock, one local etcd, {reps} repetitions, alternating; median [min–max]\n");
+
+    // 1. Launch to child running, no contention.
+    let (mut base, mut launch) = (Vec::new(), [Vec::new(), Vec::new()]);
+    for _ in 0..reps {
+        let t = Instant::now();
+        let mut p = Proc::spawn({
+            let mut c = Command::new("sh");
+            c.args(["-c", "echo started $$; exec sleep 100"]);
+            c
+        });
+        let (at, _) = p.wait_line("started", long).expect("child alone");
+        base.push(ms(at - t));
+        p.kill();
+        for (i, tool) in TOOLS.iter().enumerate() {
+            let name = b.fresh_name();
+            let t = Instant::now();
+            let mut p = b.start(*tool, &name, "a", 10, "echo started $$; exec sleep 100");
+            let (at, _) = p.wait_line("started", long).expect("launch");
+            launch[i].push(ms(at - t));
+            p.kill();
+        }
+    }
+    let child_alone = stats(&base).unwrap().0;
+    let overhead: Vec<Vec<f64>> = launch
+        .iter()
+        .map(|v| v.iter().map(|x| x - child_alone).collect())
+        .collect();
+
+    // 2. Handoff when the holder's child exits; 3. handoff when the holder gets SIGTERM.
+    let mut exit_handoff = [Vec::new(), Vec::new()];
+    let mut term_handoff = [Vec::new(), Vec::new()];
+    let mut term_ignored = [0usize, 0usize];
+    for _ in 0..reps {
+        for (i, tool) in TOOLS.iter().enumerate() {
+            let name = b.fresh_name();
+            let fifo = b.fifo();
+            let mut a = b.start(
+                *tool,
+                &name,
+                "a",
+                10,
+                &format!("echo started $$; read x < {}", fifo.display()),
+            );
+            a.wait_line("started", long).expect("holder");
+            let mut w = b.start(*tool, &name, "b", 10, "echo started $$; exec sleep 100");
+            b.wait_queued(*tool, &name, 2);
+            let t = Instant::now();
+            release(&fifo);
+            let (at, _) = w.wait_line("started", long).expect("handoff on child exit");
+            exit_handoff[i].push(ms(at - t));
+            a.kill();
+            w.kill();
+
+            let name = b.fresh_name();
+            let mut a = b.start(*tool, &name, "a", 10, "echo started $$; exec sleep 100");
+            a.wait_line("started", long).expect("holder");
+            let mut w = b.start(*tool, &name, "b", 10, "echo started $$; exec sleep 100");
+            b.wait_queued(*tool, &name, 2);
+            let t = Instant::now();
+            a.signal(libc::SIGTERM);
+            match w.wait_line("started", Duration::from_secs(3)) {
+                Some((at, _)) => term_handoff[i].push(ms(at - t)),
+                None => term_ignored[i] += 1,
+            }
+            a.kill();
+            w.kill();
+        }
+    }
+
+    // 4. Takeover after SIGKILL of the holder at TTL 5s; is the old child still alive?
+    let mut kill_takeover = [Vec::new(), Vec::new()];
+    let mut orphans = [0usize, 0usize];
+    let kill_reps = reps.min(3);
+    for _ in 0..kill_reps {
+        for (i, tool) in TOOLS.iter().enumerate() {
+            let name = b.fresh_name();
+            let mut a = b.start(*tool, &name, "a", 5, "echo started $$; exec sleep 100");
+            let (_, line) = a.wait_line("started", long).expect("holder");
+            let old: i32 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+            let mut w = b.start(*tool, &name, "b", 5, "echo started $$; exec sleep 100");
+            b.wait_queued(*tool, &name, 2);
+            let t = Instant::now();
+            a.signal(libc::SIGKILL);
+            let (at, _) = w
+                .wait_line("started", Duration::from_secs(30))
+                .expect("takeover after SIGKILL");
+            kill_takeover[i].push((at - t).as_secs_f64());
+            if support::alive(old) {
+                orphans[i] += 1;
+                unsafe { libc::kill(old, libc::SIGKILL) };
+            }
+            a.kill();
+            w.kill();
+        }
+    }
+
+    // 5. Resident memory while leading, CPU over 10 idle seconds.
+    let mut rss = [Vec::new(), Vec::new()];
+    let mut cpu = [Vec::new(), Vec::new()];
+    let holders: Vec<Proc> = TOOLS
+        .iter()
+        .map(|tool| {
+            let name = b.fresh_name();
+            let mut p = b.start(*tool, &name, "a", 10, "echo started $$; exec sleep 100");
+            p.wait_line("started", long).expect("holder");
+            p
+        })
+        .collect();
+    std::thread::sleep(Duration::from_secs(1));
+    let cpu0: Vec<f64> = holders.iter().map(|p| cpu_ms(p.pid())).collect();
+    std::thread::sleep(Duration::from_secs(10));
+    for (i, p) in holders.iter().enumerate() {
+        cpu[i].push(cpu_ms(p.pid()) - cpu0[i]);
+        rss[i].push(rss_kib(p.pid()) as f64 / 1024.0);
+    }
+    holders.into_iter().for_each(Proc::kill);
+
+    // 6. etcd requests per leader change with 1, 10, 100 standbys; handoff with 100.
+    let mut scaling = Vec::new();
+    for n in [1usize, 10, 100] {
+        for tool in TOOLS {
+            let name = b.fresh_name();
+            let fifo = b.fifo();
+            let mut a = b.start(
+                tool,
+                &name,
+                "a",
+                60,
+                &format!("echo started $$; read x < {}", fifo.display()),
+            );
+            a.wait_line("started", long).expect("holder");
+            let mut standbys: Vec<Proc> = (0..n)
+                .map(|k| {
+                    b.start(
+                        tool,
+                        &name,
+                        &format!("s{k}"),
+                        60,
+                        "echo started $$; exec sleep 300",
+                    )
+                })
+                .collect();
+            b.wait_queued(tool, &name, n as i64 + 1);
+            // Background: keepalives and the like over the same window without a change.
+            let window = Duration::from_millis(1500);
+            let r0 = b.etcd_requests();
+            std::thread::sleep(window);
+            let background = b.etcd_requests() - r0;
+            let r1 = b.etcd_requests();
+            let t = Instant::now();
+            release(&fifo);
+            let mut started = None;
+            let deadline = Instant::now() + long;
+            while started.is_none() && Instant::now() < deadline {
+                for s in standbys.iter_mut() {
+                    if let Some((at, _)) = s.wait_line("started", Duration::from_millis(1)) {
+                        started = Some(at);
+                        break;
+                    }
+                }
+            }
+            let handoff = started.map(|at| ms(at - t));
+            std::thread::sleep(window.saturating_sub(t.elapsed()));
+            let per_change = b.etcd_requests() - r1 - background;
+            scaling.push((tool, n, per_change, background, handoff));
+            a.kill();
+            standbys.into_iter().for_each(Proc::kill);
+        }
+    }
+
+    println!("| measure | singleton-exec | etcdctl lock | ratio |");
+    println!("|---|---|---|---|");
+    println!(
+        "| child alone: launch to running | {} | | |",
+        fmt(&base, "ms")
+    );
+    row(
+        "launch overhead over the child alone",
+        &overhead[0],
+        &overhead[1],
+        "ms",
+    );
+    row(
+        "handoff when the holder's child exits",
+        &exit_handoff[0],
+        &exit_handoff[1],
+        "ms",
+    );
+    row(
+        "handoff on SIGTERM to the holder",
+        &term_handoff[0],
+        &term_handoff[1],
+        "ms",
+    );
+    println!(
+        "| SIGTERM ignored (no handoff within 3 s) | {}/{reps} | {}/{reps} | |",
+        term_ignored[0], term_ignored[1]
+    );
+    row(
+        "takeover after SIGKILL of the holder, TTL 5s",
+        &kill_takeover[0],
+        &kill_takeover[1],
+        "s",
+    );
+    println!(
+        "| old child still alive after SIGKILL of the holder | {}/{kill_reps} | {}/{kill_reps} | |",
+        orphans[0], orphans[1]
+    );
+    row("resident memory while leading", &rss[0], &rss[1], "MiB");
+    row("CPU over 10 idle seconds", &cpu[0], &cpu[1], "ms");
+    for (tool, n, per_change, background, handoff) in &scaling {
+        println!(
+            "| {}: etcd requests per leader change, {n} standbys | {per_change:.0} (background {background:.0} per {:.1}s) | handoff {} | |",
+            tool.name(),
+            1.5,
+            handoff.map(|h| format!("{h:.1} ms")).unwrap_or_else(|| "none".into())
+        );
+    }
+}
+
+/// utime + stime of a process, in milliseconds.
+fn cpu_ms(pid: i32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let f: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    let ticks: f64 = f.get(11).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0)
+        + f.get(12).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    ticks * 1000.0 / hz
+}
+
+fn rss_kib(pid: i32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        .unwrap_or(0)
+}
