@@ -49,6 +49,10 @@ pub struct StatusArgs {
     #[arg(long, env = "SINGLETON_EXEC_ELECTION", required = true)]
     pub election: String,
 
+    /// Key prefix under which elections live (as given to the replicas).
+    #[arg(long, env = "SINGLETON_EXEC_PREFIX", default_value = crate::election::DEFAULT_PREFIX)]
+    pub prefix: String,
+
     #[command(flatten)]
     pub etcd: EtcdArgs,
 
