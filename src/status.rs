@@ -2,7 +2,7 @@
 
 use crate::cli::StatusArgs;
 use crate::config::{validate_election, EtcdConfig};
-use crate::election::{Election, DEFAULT_PREFIX};
+use crate::election::Election;
 use crate::etcd::Connector;
 use crate::exit_code;
 
@@ -25,9 +25,7 @@ pub async fn run(args: StatusArgs) -> i32 {
             return exit_code::USAGE;
         }
     };
-    let prefix =
-        std::env::var("SINGLETON_EXEC_PREFIX").unwrap_or_else(|_| DEFAULT_PREFIX.to_owned());
-    let election = Election::new(&prefix, &name);
+    let election = Election::new(&args.prefix, &name);
     let connector = Connector::new(etcd);
     let mut last = None;
     for _ in 0..connector.endpoints().len() {
