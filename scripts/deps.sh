@@ -11,6 +11,7 @@ ensure_deps() {
     command -v python3 >/dev/null 2>&1 || missing+=(python3)            # test helper programs
     command -v unshare >/dev/null 2>&1 || missing+=(util-linux)         # PID 1 tests
     command -v ip >/dev/null 2>&1 || missing+=(iproute2)                # network-namespace tests
+    command -v docker >/dev/null 2>&1 || [ "${CI:-}" != true ] || missing+=(docker.io)  # container test
     if ! command -v cargo >/dev/null 2>&1; then
         echo "cargo is missing: install Rust (https://rustup.rs) first" >&2
         return 1

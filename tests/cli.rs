@@ -188,3 +188,19 @@ fn secrets_never_appear_in_help_or_logs() {
     );
     assert!(!all.contains("hunter2-secret"), "{all}");
 }
+
+#[path = "../examples/gen_docs.rs"]
+mod gen_docs;
+
+#[test]
+fn man_page_and_completions_are_current() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("packaging");
+    for (path, bytes) in gen_docs::render() {
+        let committed = std::fs::read(root.join(&path)).unwrap_or_default();
+        assert!(
+            committed == bytes,
+            "packaging/{} is stale: run `cargo run --example gen_docs -- packaging`",
+            path.display()
+        );
+    }
+}

@@ -4,6 +4,7 @@ mod support;
 
 mod chaos;
 mod cli;
+mod containers;
 mod harness;
 mod leadership;
 mod operations;
