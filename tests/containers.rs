@@ -111,7 +111,7 @@ fn containers_stop_kill_disconnect_restart() {
         "--listen-client-urls",
         "http://0.0.0.0:2379",
         "--advertise-client-urls",
-        &format!("http://{etcd}:2379"),
+        "http://127.0.0.1:2379",
         "--listen-peer-urls",
         "http://127.0.0.1:2380",
         "--initial-advertise-peer-urls",
@@ -119,7 +119,15 @@ fn containers_stop_kill_disconnect_restart() {
         "--initial-cluster",
         "etcd=http://127.0.0.1:2380",
     ]);
-    let endpoints = format!("SINGLETON_EXEC_ENDPOINTS=http://{etcd}:2379");
+    // By address, not name: a glibc crt-static build (the fallback when musl is unavailable) has no
+    // NSS in a scratch image to resolve container names.
+    let ip = must(&[
+        "inspect",
+        "-f",
+        "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
+        &etcd,
+    ]);
+    let endpoints = format!("SINGLETON_EXEC_ENDPOINTS=http://{}:2379", ip.trim());
     for (i, name) in apps.iter().enumerate() {
         must(&[
             "run",
