@@ -272,6 +272,8 @@ fn orphans_are_reaped_as_pid_1() {
         "--pid",
         "--fork",
         "--mount-proc",
+        // If the test dies and kills unshare, the namespace's PID 1 goes too.
+        "--kill-child",
         bin(),
         "--endpoints",
         &etcd.endpoints(),
@@ -301,6 +303,8 @@ fn pid_1_forwards_signals_and_passes_the_exit_status() {
         "--pid",
         "--fork",
         "--mount-proc",
+        // If the test dies and kills unshare, the namespace's PID 1 goes too.
+        "--kill-child",
         bin(),
         "--endpoints",
         &etcd.endpoints(),
@@ -324,6 +328,8 @@ fn pid_1_forwards_signals_and_passes_the_exit_status() {
         "--pid",
         "--fork",
         "--mount-proc",
+        // If the test dies and kills unshare, the namespace's PID 1 goes too.
+        "--kill-child",
         bin(),
         "--endpoints",
         &etcd.endpoints(),
