@@ -145,6 +145,7 @@ impl Bench {
             }
             Tool::Etcdctl => {
                 let mut c = Command::new("etcdctl");
+                // `--` so that etcdctl does not take the command's own flags (sh -c) for its.
                 c.env("ETCDCTL_API", "3").args([
                     "--endpoints",
                     &ep,
@@ -152,6 +153,7 @@ impl Bench {
                     "--ttl",
                     &ttl.to_string(),
                     name,
+                    "--",
                 ]);
                 c
             }

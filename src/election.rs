@@ -63,48 +63,63 @@ impl Election {
     }
 
     /// Puts our key if absent (it survives from an earlier attempt with the same lease) and returns
-    /// our place in the queue.
+    /// our place in the queue, and whether we lead already. The same transaction reads the head of
+    /// the queue after the put, so an uncontended campaign is one round trip, and "the first key is
+    /// ours, with our lease and our create-revision" is its own verification.
     pub async fn join(
         &self,
         client: &mut Client,
         lease: i64,
         id: &str,
-    ) -> Result<Candidacy, EtcdError> {
+    ) -> Result<(Candidacy, bool), EtcdError> {
         let key = format!("{}{lease:x}", self.dir);
+        let head = || {
+            let opts = GetOptions::new()
+                .with_prefix()
+                .with_sort(SortTarget::Create, SortOrder::Ascend)
+                .with_limit(1);
+            TxnOp::get(self.dir.clone(), Some(opts))
+        };
         let txn = Txn::new()
             .when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)])
-            .and_then([TxnOp::put(
-                key.clone(),
-                id,
-                Some(PutOptions::new().with_lease(lease)),
-            )])
-            .or_else([TxnOp::get(key.clone(), None)]);
+            .and_then([
+                TxnOp::put(key.clone(), id, Some(PutOptions::new().with_lease(lease))),
+                head(),
+            ])
+            .or_else([TxnOp::get(key.clone(), None), head()]);
         let resp = client.txn(txn).await?;
+        let ops = resp.op_responses();
+        let first_kv = |op: Option<&etcd_client::TxnOpResponse>| match op {
+            Some(etcd_client::TxnOpResponse::Get(g)) => g
+                .kvs()
+                .first()
+                .map(|kv| (kv.key().to_vec(), kv.lease(), kv.create_revision())),
+            _ => None,
+        };
         let revision = if resp.succeeded() {
             resp.header().map(|h| h.revision()).unwrap_or_default()
         } else {
-            match resp.op_responses().into_iter().next() {
-                Some(etcd_client::TxnOpResponse::Get(g)) => g
-                    .kvs()
-                    .first()
-                    .map(|kv| kv.create_revision())
-                    .unwrap_or_default(),
-                _ => 0,
-            }
+            first_kv(ops.first())
+                .map(|(_, _, rev)| rev)
+                .unwrap_or_default()
         };
         if revision <= 0 {
             return Err(EtcdError::Unavailable(format!(
                 "could not place {key} in the election"
             )));
         }
-        Ok(Candidacy {
+        let me = Candidacy {
             key,
             lease,
             revision,
-        })
+        };
+        let leads = first_kv(ops.get(1))
+            .is_some_and(|(k, l, r)| k == me.key.as_bytes() && l == lease && r == revision);
+        Ok((me, leads))
     }
 
-    /// Returns once every candidate ahead of us is gone. Waits by watching the one key just ahead.
+    /// Returns once every candidate ahead of us is gone and our key is verified to still be ours.
+    /// Waits by watching the one key just ahead.
     pub async fn wait_turn(&self, client: &mut Client, me: &Candidacy) -> Result<(), EtcdError> {
         loop {
             let opts = GetOptions::new()
@@ -114,12 +129,45 @@ impl Election {
                 .with_limit(1);
             let resp = client.get(self.dir.clone(), Some(opts)).await?;
             let Some(ahead) = resp.kvs().first() else {
-                return Ok(());
+                // Nobody ahead. A candidate whose lease expired while it waited must not believe it
+                // leads: the key must still be ours.
+                return match self.verify(client, me).await? {
+                    Some(_) => Ok(()),
+                    None => Err(EtcdError::Unavailable(format!(
+                        "our key {} vanished while waiting (lease expired?)",
+                        me.key
+                    ))),
+                };
             };
             let ahead_key = ahead.key().to_vec();
             let from = resp.header().map(|h| h.revision()).unwrap_or_default() + 1;
             tracing::debug!(waiting_on = %String::from_utf8_lossy(&ahead_key), "standby: watching the candidate ahead");
             wait_deleted(client, ahead_key, from).await?;
+            // Usually the one ahead was the leader and we are first now: one read both tells and
+            // verifies it (our key, our lease, our create-revision).
+            let opts = GetOptions::new()
+                .with_prefix()
+                .with_sort(SortTarget::Create, SortOrder::Ascend)
+                .with_limit(1);
+            let head = client.get(self.dir.clone(), Some(opts)).await?;
+            match head.kvs().first() {
+                Some(kv) if kv.key() == me.key.as_bytes() => {
+                    if kv.lease() == me.lease && kv.create_revision() == me.revision {
+                        return Ok(());
+                    }
+                    return Err(EtcdError::Unavailable(format!(
+                        "our key {} was replaced while waiting",
+                        me.key
+                    )));
+                }
+                Some(kv) if kv.create_revision() < me.revision => continue,
+                _ => {
+                    return Err(EtcdError::Unavailable(format!(
+                        "our key {} vanished while waiting (lease expired?)",
+                        me.key
+                    )))
+                }
+            }
         }
     }
 

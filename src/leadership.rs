@@ -379,7 +379,7 @@ async fn campaign(
     let conn = connector.get().await?;
     let mut client = conn.client.clone();
     let result = async {
-        let me = election
+        let (me, leads) = election
             .join(&mut client, session.lease_id, &cfg.id)
             .await?;
         transition(
@@ -391,14 +391,10 @@ async fn campaign(
                 revision: me.revision,
             },
         );
-        election.wait_turn(&mut client, &me).await?;
-        match election.verify(&mut client, &me).await? {
-            Some(_) => Ok(me),
-            None => Err(EtcdError::Unavailable(format!(
-                "our key {} vanished while waiting (lease expired?)",
-                me.key
-            ))),
+        if !leads {
+            election.wait_turn(&mut client, &me).await?;
         }
+        Ok::<_, EtcdError>(me)
     }
     .await;
     if matches!(&result, Err(e) if !e.is_rejected()) {

@@ -1,6 +1,8 @@
-//! Log set-up: tracing to stderr, as text or JSON, at a level set by -v/-q or `RUST_LOG`.
+//! Log set-up: tracing to stderr, as text or JSON, at a level set by -v/-q or `SINGLETON_EXEC_LOG`.
 
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::Targets;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 
 use crate::cli::{LogArgs, LogFormat};
 
@@ -12,15 +14,22 @@ pub fn init(args: &LogArgs) {
         (_, 1) => "warn",
         _ => "error",
     };
-    let filter = EnvFilter::try_from_env("SINGLETON_EXEC_LOG")
-        .unwrap_or_else(|_| EnvFilter::new(format!("singleton_exec={level},warn")));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    // `target=level,...` as in RUST_LOG, without the regex engine EnvFilter would pull in.
+    let filter: Targets = std::env::var("SINGLETON_EXEC_LOG")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| {
+            format!("singleton_exec={level},warn")
+                .parse()
+                .expect("a valid default filter")
+        });
+    let layer = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_target(false);
+    let registry = tracing_subscriber::registry().with(filter);
     let result = match args.log_format {
-        LogFormat::Text => builder.with_ansi(false).try_init(),
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        LogFormat::Text => registry.with(layer.with_ansi(false)).try_init(),
+        LogFormat::Json => registry.with(layer.json().flatten_event(true)).try_init(),
     };
     // A second init (tests) keeps the first subscriber.
     let _ = result;
