@@ -441,7 +441,7 @@ impl Owner {
         if let Some(at) = at {
             let nanos = at.as_nanos();
             // An all-zero it_value disarms the timer, so an instant at 0 is nudged forward.
-            spec.it_value.tv_sec = (nanos / 1_000_000_000) as libc::time_t;
+            spec.it_value.tv_sec = (nanos / 1_000_000_000) as _;
             spec.it_value.tv_nsec = ((nanos % 1_000_000_000) as libc::c_long).max(1);
         }
         // SAFETY: setting an absolute CLOCK_BOOTTIME timer on our timerfd.

@@ -65,7 +65,9 @@ impl Fault {
     fn gap_bound(self, held: Duration) -> Duration {
         let ttl = Duration::from_secs(TTL_S);
         match self {
-            Fault::SigtermLeader => Duration::from_secs(1),
+            // Quiet runs stay under 0.3 s (the report prints the real figure); the bound is generous
+            // because the new child is a python interpreter, slow to start on a loaded machine.
+            Fault::SigtermLeader => Duration::from_secs(2),
             Fault::SigkillLeader | Fault::PartitionLeader | Fault::LinkDownLeader => {
                 ttl + Duration::from_secs(3)
             }
