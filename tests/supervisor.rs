@@ -378,3 +378,66 @@ fn sigkill_of_the_supervisor_takes_the_child_down() {
         || format!("child {child} survived SIGKILL of its supervisor"),
     );
 }
+
+#[test]
+fn what_the_main_child_leaves_behind_is_stopped_and_its_status_kept() {
+    let etcd = EtcdCluster::single();
+    // The main child exits 7 at once, leaving a grandchild that ignores SIGTERM.
+    let mut r = Replica::start(
+        "r",
+        &etcd.endpoints(),
+        &[
+            "--election",
+            "leftover",
+            "--grace",
+            "1s",
+            "--",
+            "sh",
+            "-c",
+            "(trap '' TERM; echo grandchild $$; exec sleep 300) & sleep 0.2; exit 7",
+        ],
+    );
+    r.wait_stdout("grandchild", LONG);
+    let t = Instant::now();
+    assert_eq!(
+        r.wait(LONG),
+        7,
+        "the main child's status, not the grandchild's: {}",
+        r.log()
+    );
+    assert!(
+        t.elapsed() >= Duration::from_millis(500),
+        "the leftover got its grace"
+    );
+    assert!(
+        r.log().contains("stopping what is left of its tree"),
+        "{}",
+        r.log()
+    );
+    assert!(r.log().contains("grace period over"), "{}", r.log());
+    let sleeps: Vec<i32> = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|p| {
+            std::fs::read_to_string(format!("/proc/{p}/cmdline"))
+                .map(|c| c == "sleep\u{0}300\u{0}")
+                .unwrap_or(false)
+        })
+        .filter(|p| alive(*p))
+        .collect();
+    // Other tests may run `sleep 300` too; ours was a child of the supervisor, which has exited, so
+    // any survivor would now be re-parented to init.
+    let orphaned: Vec<&i32> = sleeps
+        .iter()
+        .filter(|p| {
+            std::fs::read_to_string(format!("/proc/{p}/stat"))
+                .map(|s| s.rsplit(')').next().unwrap_or("").split_whitespace().nth(1) == Some("1"))
+                .unwrap_or(false)
+        })
+        .collect();
+    assert!(
+        orphaned.is_empty(),
+        "the grandchild outlived the supervisor: {orphaned:?}"
+    );
+}
