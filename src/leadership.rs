@@ -598,16 +598,7 @@ async fn lead(
         obs.child_exited(status.exit_code(), restarting);
         match ending.unwrap_or(Ending::ChildExited) {
             Ending::Resign => {
-                session.revoke().await;
-                transition(
-                    cfg,
-                    obs,
-                    Role::Lost {
-                        key: &me.key,
-                        revision: me.revision,
-                        why: "stepped down on request",
-                    },
-                );
+                release(cfg, obs, &me, session, "stepped down on request").await;
                 tokio::select! {
                     sig = shutdown_signal(sup) => return Outcome::Exit(withdraw_code(sig)),
                     _ = sleep(cfg.resign_holdoff) => return Outcome::Recampaign,
@@ -626,16 +617,14 @@ async fn lead(
                     return Outcome::Exit(status.exit_code());
                 }
                 OnChildExit::Recampaign => {
-                    session.revoke().await;
-                    transition(
+                    release(
                         cfg,
                         obs,
-                        Role::Lost {
-                            key: &me.key,
-                            revision: me.revision,
-                            why: "child exited; recampaigning (--on-child-exit=recampaign)",
-                        },
-                    );
+                        &me,
+                        session,
+                        "child exited; recampaigning (--on-child-exit=recampaign)",
+                    )
+                    .await;
                     return Outcome::Recampaign;
                 }
                 OnChildExit::Restart => {
@@ -659,6 +648,21 @@ async fn lead(
             },
         }
     }
+}
+
+/// Gives leadership up on purpose (the child's tree is gone): revoke, so a standby takes over at
+/// once, then log it.
+async fn release(cfg: &Config, obs: &Observer, me: &Candidacy, session: Session, why: &str) {
+    session.revoke().await;
+    transition(
+        cfg,
+        obs,
+        Role::Lost {
+            key: &me.key,
+            revision: me.revision,
+            why,
+        },
+    );
 }
 
 /// The child's tree is gone and leadership with it: revoke what is left and apply --on-lease-lost.

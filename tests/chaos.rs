@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use crate::support::netns::NetNs;
 use crate::support::proxy::FaultProxy;
-use crate::support::{alive, program, wait_for, EtcdCluster, Replica};
+use crate::support::{alive, boot_ns, program, wait_for, EtcdCluster, Replica};
 
 const TTL_S: u64 = 4;
 const REPLICAS: usize = 3;
@@ -79,15 +79,6 @@ impl Fault {
     fn may_change_leader(self) -> bool {
         !matches!(self, Fault::SigstopStandby)
     }
-}
-
-fn boot_ns() -> u128 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) };
-    ts.tv_sec as u128 * 1_000_000_000 + ts.tv_nsec as u128
 }
 
 #[derive(Debug, Clone)]

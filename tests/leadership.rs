@@ -9,7 +9,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::support::proxy::FaultProxy;
-use crate::support::{alive, bin, program, wait_for, EtcdCluster, Replica};
+use crate::support::{alive, bin, boot_ns, program, wait_for, EtcdCluster, Replica};
 
 const LONG: Duration = Duration::from_secs(30);
 
@@ -89,15 +89,6 @@ fn assert_no_overlap(dir: &Path) {
         evs.iter().all(|e| e.overlap == 0),
         "two children ran at once: {evs:?}"
     );
-}
-
-fn boot_ns() -> u128 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) };
-    ts.tv_sec as u128 * 1_000_000_000 + ts.tv_nsec as u128
 }
 
 #[test]

@@ -200,6 +200,24 @@ fn a_grandchild_finishes_its_slow_term_handler_before_the_supervisor_exits() {
     );
 }
 
+/// singleton-exec as PID 1 of a new PID namespace. `--kill-child`: if the test dies and kills
+/// unshare, the namespace's PID 1 goes too.
+fn pid1(etcd: &EtcdCluster, election: &str, command: &[&str]) -> Command {
+    let mut cmd = Command::new("unshare");
+    cmd.args([
+        "--pid",
+        "--fork",
+        "--mount-proc",
+        "--kill-child",
+        bin(),
+        "--endpoints",
+        &etcd.endpoints(),
+    ])
+    .args(["--id", "p1", "--election", election, "--"])
+    .args(command);
+    cmd
+}
+
 /// Children of `pid` per /proc, with their state letter.
 fn children_of(pid: i32) -> Vec<(i32, String)> {
     let mut out = Vec::new();
@@ -267,25 +285,7 @@ fn orphans_are_reaped_as_subreaper() {
 #[test]
 fn orphans_are_reaped_as_pid_1() {
     let etcd = EtcdCluster::single();
-    let mut cmd = Command::new("unshare");
-    cmd.args([
-        "--pid",
-        "--fork",
-        "--mount-proc",
-        // If the test dies and kills unshare, the namespace's PID 1 goes too.
-        "--kill-child",
-        bin(),
-        "--endpoints",
-        &etcd.endpoints(),
-        "--id",
-        "p1",
-        "--election",
-        "orphans1",
-        "--",
-        "sh",
-        "-c",
-        ORPHANS,
-    ]);
+    let cmd = pid1(&etcd, "orphans1", &["sh", "-c", ORPHANS]);
     let mut r = Replica::spawn("pid1", cmd);
     let unshare = r.pid();
     orphans_are_reaped(&mut r, || {
@@ -298,24 +298,11 @@ fn orphans_are_reaped_as_pid_1() {
 #[test]
 fn pid_1_forwards_signals_and_passes_the_exit_status() {
     let etcd = EtcdCluster::single();
-    let mut cmd = Command::new("unshare");
-    cmd.args([
-        "--pid",
-        "--fork",
-        "--mount-proc",
-        // If the test dies and kills unshare, the namespace's PID 1 goes too.
-        "--kill-child",
-        bin(),
-        "--endpoints",
-        &etcd.endpoints(),
-        "--id",
-        "p1",
-        "--election",
+    let cmd = pid1(
+        &etcd,
         "pid1sig",
-        "--",
-        "python3",
-        program("sigecho.py").to_str().unwrap(),
-    ]);
+        &["python3", program("sigecho.py").to_str().unwrap()],
+    );
     let mut r = Replica::spawn("pid1", cmd);
     r.wait_stdout("ready", LONG);
     let sup = children_of(r.pid())[0].0;
@@ -323,25 +310,7 @@ fn pid_1_forwards_signals_and_passes_the_exit_status() {
     r.wait_stdout("SIGUSR1", LONG);
     unsafe { libc::kill(sup, libc::SIGTERM) };
     assert_eq!(r.wait(LONG), 0, "{}", r.log());
-    let mut cmd = Command::new("unshare");
-    cmd.args([
-        "--pid",
-        "--fork",
-        "--mount-proc",
-        // If the test dies and kills unshare, the namespace's PID 1 goes too.
-        "--kill-child",
-        bin(),
-        "--endpoints",
-        &etcd.endpoints(),
-        "--id",
-        "p1",
-        "--election",
-        "pid1code",
-        "--",
-        "sh",
-        "-c",
-        "exit 42",
-    ]);
+    let cmd = pid1(&etcd, "pid1code", &["sh", "-c", "exit 42"]);
     assert_eq!(Replica::spawn("pid1", cmd).wait(LONG), 42);
 }
 
