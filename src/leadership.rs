@@ -654,6 +654,11 @@ async fn lead(
 /// once, then log it.
 async fn release(cfg: &Config, obs: &Observer, me: &Candidacy, session: Session, why: &str) {
     session.revoke().await;
+    log_lost(cfg, obs, me, why);
+}
+
+/// The Lost transition of this leadership.
+fn log_lost(cfg: &Config, obs: &Observer, me: &Candidacy, why: &str) {
     transition(
         cfg,
         obs,
@@ -673,15 +678,7 @@ async fn lost(
     session: Session,
     why: String,
 ) -> Outcome {
-    transition(
-        cfg,
-        obs,
-        Role::Lost {
-            key: &me.key,
-            revision: me.revision,
-            why: &why,
-        },
-    );
+    log_lost(cfg, obs, me, &why);
     // The lease is expired or about to be: revoking can only save a standby the last margin, so it
     // is not worth waiting long for an etcd that may be unreachable.
     let _ =

@@ -182,22 +182,7 @@ fn start_replica(name: &str, proxies: &[FaultProxy], netns: Option<&NetNs>, dir:
     if let Some(ns) = netns {
         return Replica::start_in_netns(&ns.name, name, &endpoints, &args);
     }
-    Replica::start(
-        name,
-        &endpoints,
-        &[
-            "--election",
-            "chaos",
-            "--ttl",
-            &ttl,
-            "--dial-timeout",
-            "1s",
-            "--",
-            "python3",
-            program("worker.py").to_str().unwrap(),
-            dir.to_str().unwrap(),
-        ],
-    )
+    Replica::start(name, &endpoints, &args)
 }
 
 /// The child that runs now: the newest start whose process is alive.

@@ -45,6 +45,15 @@ fn events(dir: &Path) -> Vec<Ev> {
         .collect()
 }
 
+/// The lines a child appended to `file` so far.
+fn lines(file: &Path) -> Vec<String> {
+    std::fs::read_to_string(file)
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
 fn starts(dir: &Path) -> Vec<Ev> {
     events(dir)
         .into_iter()
@@ -351,17 +360,7 @@ fn on_child_exit_exit_revokes_so_a_standby_takes_over_at_once() {
     let mut b = Replica::start("b", &etcd.endpoints(), &args);
     assert_eq!(a.wait(LONG), 3, "exit with the child's status");
     let t = Instant::now();
-    wait_for(
-        LONG,
-        || {
-            std::fs::read_to_string(&f)
-                .unwrap_or_default()
-                .lines()
-                .count()
-                >= 2
-        },
-        || b.log(),
-    );
+    wait_for(LONG, || lines(&f).len() >= 2, || b.log());
     assert!(
         t.elapsed() < Duration::from_secs(5),
         "standby waited for the TTL instead of the revoke"
@@ -389,19 +388,8 @@ fn on_child_exit_restart_restarts_while_leader() {
             &script,
         ],
     );
-    wait_for(
-        LONG,
-        || {
-            std::fs::read_to_string(&f)
-                .unwrap_or_default()
-                .lines()
-                .count()
-                >= 3
-        },
-        || a.log(),
-    );
-    let runs = std::fs::read_to_string(&f).unwrap();
-    let revs: Vec<&str> = runs.lines().collect();
+    wait_for(LONG, || lines(&f).len() >= 3, || a.log());
+    let revs = lines(&f);
     assert!(
         revs.iter().all(|r| *r == revs[0]),
         "restarts keep the same leadership: {revs:?}"
@@ -430,22 +418,8 @@ fn on_child_exit_recampaign_leads_again_with_a_new_revision() {
             &script,
         ],
     );
-    wait_for(
-        LONG,
-        || {
-            std::fs::read_to_string(&f)
-                .unwrap_or_default()
-                .lines()
-                .count()
-                >= 3
-        },
-        || a.log(),
-    );
-    let revs: Vec<i64> = std::fs::read_to_string(&f)
-        .unwrap()
-        .lines()
-        .map(|l| l.parse().unwrap())
-        .collect();
+    wait_for(LONG, || lines(&f).len() >= 3, || a.log());
+    let revs: Vec<i64> = lines(&f).iter().map(|l| l.parse().unwrap()).collect();
     assert!(
         revs.windows(2).all(|w| w[1] > w[0]),
         "each leadership has a larger revision: {revs:?}"

@@ -216,6 +216,16 @@ async fn enable_auth(endpoint: &str) -> Result<(), etcd_client::Error> {
     Ok(())
 }
 
+/// A replica etcd refuses for good: exit 3, the reason in the log, no child, no secret logged.
+fn refused(name: &str, endpoints: &str, args: &[&str], reason: &str, secret: &str) {
+    let d = tempfile::tempdir().unwrap();
+    let mut r = Replica::start(name, endpoints, &with(args, d.path()));
+    assert_eq!(r.wait(LONG), 3, "{}", r.log());
+    assert!(r.log().contains(reason), "{}", r.log());
+    assert!(!r.log().contains(secret), "secret in the log");
+    assert!(!child_started(d.path()));
+}
+
 #[test]
 fn auth_with_a_role_limited_to_the_election_prefix() {
     let etcd = EtcdCluster::single();
@@ -235,57 +245,37 @@ fn auth_with_a_role_limited_to_the_election_prefix() {
     assert_eq!(good.wait(LONG), 0, "{}", good.log());
     assert!(!good.log().contains("app-secret-pw"), "password in the log");
 
-    let d = tempfile::tempdir().unwrap();
-    let mut bad_pw = Replica::start(
+    refused(
         "badpw",
         &ep,
-        &with(
-            &[
-                "--election",
-                "authz",
-                "--user",
-                "app",
-                "--password",
-                "wrong-secret-pw",
-                "--acquire-timeout",
-                "20s",
-            ],
-            d.path(),
-        ),
+        &[
+            "--election",
+            "authz",
+            "--user",
+            "app",
+            "--password",
+            "wrong-secret-pw",
+            "--acquire-timeout",
+            "20s",
+        ],
+        "authentication failed",
+        "wrong-secret-pw",
     );
-    assert_eq!(bad_pw.wait(LONG), 3, "{}", bad_pw.log());
-    assert!(
-        bad_pw.log().contains("authentication failed"),
-        "{}",
-        bad_pw.log()
-    );
-    assert!(!bad_pw.log().contains("wrong-secret-pw"));
-    assert!(!child_started(d.path()));
 
-    let d = tempfile::tempdir().unwrap();
-    let mut no_perm = Replica::start(
+    refused(
         "noperm",
         &ep,
-        &with(
-            &[
-                "--election",
-                "elsewhere",
-                "--user",
-                "app:app-secret-pw",
-                "--acquire-timeout",
-                "20s",
-            ],
-            d.path(),
-        ),
+        &[
+            "--election",
+            "elsewhere",
+            "--user",
+            "app:app-secret-pw",
+            "--acquire-timeout",
+            "20s",
+        ],
+        "permission denied",
+        "app-secret-pw",
     );
-    assert_eq!(no_perm.wait(LONG), 3, "{}", no_perm.log());
-    assert!(
-        no_perm.log().contains("permission denied"),
-        "{}",
-        no_perm.log()
-    );
-    assert!(!no_perm.log().contains("app-secret-pw"));
-    assert!(!child_started(d.path()));
 }
 
 #[test]
