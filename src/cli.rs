@@ -13,6 +13,9 @@ use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
 
 use crate::exit_code::HELP_TABLE;
 
+/// Where elections live unless `--prefix` says otherwise.
+pub const DEFAULT_PREFIX: &str = "/singleton-exec";
+
 /// Run exactly one copy of COMMAND across all replicas, elected through an etcd lease.
 ///
 /// Every replica campaigns in the same etcd election. Only the leader runs COMMAND (exec'd directly,
@@ -26,7 +29,7 @@ use crate::exit_code::HELP_TABLE;
     after_help = HELP_TABLE,
     args_conflicts_with_subcommands = true,
     subcommand_negates_reqs = true,
-    override_usage = "singleton-exec [OPTIONS] -- COMMAND [ARG]...\n       singleton-exec status [OPTIONS]"
+    override_usage = "singleton-exec [OPTIONS] -- COMMAND [ARG]...\n       singleton-exec status [OPTIONS]\n       singleton-exec resign [OPTIONS]"
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -38,9 +41,41 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Print the current leader of an election (id, key, lease, fencing revision).
-    /// Exits 0 if there is a leader, 1 if there is none.
+    /// Print the current leader of an election (id, key, lease, fencing revision) and every
+    /// candidate in queue order. Exits 0 if there is a leader, 1 if there is none.
     Status(StatusArgs),
+    /// Ask the current leader to step down gracefully (planned switchover), from any machine with
+    /// etcd access. Exits 0 once it has, 1 if there is no leader, 124 after --timeout.
+    Resign(ResignArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    /// Lines for people.
+    Text,
+    /// One JSON object (with --watch: one per line).
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct ResignArgs {
+    /// Election whose leader should step down.
+    #[arg(long, env = "SINGLETON_EXEC_ELECTION", required = true)]
+    pub election: String,
+
+    /// Key prefix under which elections live (as given to the replicas).
+    #[arg(long, env = "SINGLETON_EXEC_PREFIX", default_value = DEFAULT_PREFIX)]
+    pub prefix: String,
+
+    /// Give up (exit 124) if the leader has not stepped down after this long.
+    #[arg(long, value_parser = parse_duration, default_value = "10s")]
+    pub timeout: Duration,
+
+    #[command(flatten)]
+    pub etcd: EtcdArgs,
+
+    #[command(flatten)]
+    pub log: LogArgs,
 }
 
 #[derive(Debug, Args)]
@@ -50,8 +85,17 @@ pub struct StatusArgs {
     pub election: String,
 
     /// Key prefix under which elections live (as given to the replicas).
-    #[arg(long, env = "SINGLETON_EXEC_PREFIX", default_value = crate::election::DEFAULT_PREFIX)]
+    #[arg(long, env = "SINGLETON_EXEC_PREFIX", default_value = DEFAULT_PREFIX)]
     pub prefix: String,
+
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
+
+    /// Keep running and print the leader again on every change (one line, or one JSON object per
+    /// line), until SIGINT or SIGTERM (then exit 0).
+    #[arg(long)]
+    pub watch: bool,
 
     #[command(flatten)]
     pub etcd: EtcdArgs,
@@ -87,7 +131,7 @@ pub struct RunArgs {
     #[arg(long, env = "SINGLETON_EXEC_MARGIN", value_parser = parse_duration)]
     pub margin: Option<Duration>,
 
-    /// Time between keepalives while all is well. [default: 20% of --ttl]
+    /// Time between keepalives while all is well. [default: 10% of --ttl]
     #[arg(long, env = "SINGLETON_EXEC_KEEPALIVE_INTERVAL", value_parser = parse_duration)]
     pub keepalive_interval: Option<Duration>,
 
@@ -118,12 +162,17 @@ pub struct RunArgs {
     #[arg(long, env = "SINGLETON_EXEC_RESIGN_SIGNAL", value_name = "SIGNAL")]
     pub resign_signal: Option<String>,
 
+    /// File holding the bearer token that POST /resign requires (read at start-up, trimmed). Without
+    /// it, POST /resign is open on a loopback --health-addr and off on any other.
+    #[arg(long, env = "SINGLETON_EXEC_RESIGN_TOKEN_FILE", value_name = "FILE")]
+    pub resign_token_file: Option<PathBuf>,
+
     /// After stepping down, wait this long before campaigning again, so a standby takes over.
     #[arg(long, env = "SINGLETON_EXEC_RESIGN_HOLDOFF", value_parser = parse_duration, default_value = "2s")]
     pub resign_holdoff: Duration,
 
-    /// Key prefix under which elections live; the election's keys are PREFIX/NAME/.
-    #[arg(long, env = "SINGLETON_EXEC_PREFIX", default_value = crate::election::DEFAULT_PREFIX)]
+    /// Key prefix under which elections live, one path segment; the election's keys are PREFIX/NAME/.
+    #[arg(long, env = "SINGLETON_EXEC_PREFIX", default_value = DEFAULT_PREFIX)]
     pub prefix: String,
 
     #[command(flatten)]

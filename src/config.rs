@@ -1,14 +1,16 @@
 //! CLI + environment → one validated [`Config`]. Every rule about the input lives here (or in
 //! [`crate::timing`] for durations), so the rest of the program never sees an impossible value.
+//!
+//! Depends on the CLI, the timing model and the etcd connection types; nothing downstream.
 
 use std::ffi::OsString;
-use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use nix::sys::signal::Signal;
 
 use crate::cli::{EtcdArgs, OnChildExit, OnLeaseLost, RunArgs};
+use crate::etcd::{EtcdConfig, Secret, TlsFiles};
 use crate::timing::{TimingError, TimingInput, TimingModel};
 
 const DEFAULT_ENDPOINT: &str = "http://127.0.0.1:2379";
@@ -31,7 +33,9 @@ pub enum ConfigError {
     #[error("--id {0:?} is invalid: it must be 1 to 256 bytes with no control characters")]
     BadId(String),
     #[error(
-        "--prefix {0:?} is invalid: it must be non-empty and must not end with '/' (one is added)"
+        "--prefix {0:?} is invalid: use one path segment like /singleton-exec ('/' and 1 to 128 of \
+         A-Z a-z 0-9 '.' '_' '-'); a longer prefix such as /a/b would share key space with \
+         --prefix /a --election b"
     )]
     BadPrefix(String),
     #[error("unknown signal {0:?}: use a name like TERM, SIGTERM, QUIT, INT, or a number")]
@@ -56,44 +60,14 @@ pub enum ConfigError {
     NotPem { what: &'static str, path: PathBuf },
     #[error("--health-addr: {0}")]
     BadHealthAddr(String),
-    #[error("--resign-signal {0} cannot be caught, or is SIGTERM/SIGINT/SIGCHLD which have their own meaning")]
+    #[error("--resign-signal {0} cannot be caught, is a fault signal (SIGSEGV, SIGABRT, ...), or is SIGTERM/SIGINT/SIGCHLD which have their own meaning")]
     BadResignSignal(Signal),
+    #[error("--resign-token-file {0:?} is empty or shorter than 16 characters: put a random token in it (e.g. `head -c 32 /dev/urandom | base64`)")]
+    EmptyToken(PathBuf),
     #[error("--password given without --user")]
     PasswordWithoutUser,
     #[error("cannot determine the host name for the default --id: {0}; pass --id")]
     NoHostname(nix::Error),
-}
-
-/// A value that must never reach a log line or `Debug` output.
-#[derive(Clone)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("\"<redacted>\"")
-    }
-}
-
-/// PEM bytes read at start-up, so an unreadable file is a usage error and not a runtime surprise.
-#[derive(Debug, Clone, Default)]
-pub struct TlsFiles {
-    pub ca: Option<Vec<u8>>,
-    pub identity: Option<(Vec<u8>, Vec<u8>)>,
-}
-
-/// How to reach etcd.
-#[derive(Debug, Clone)]
-pub struct EtcdConfig {
-    pub endpoints: Vec<String>,
-    pub tls: Option<TlsFiles>,
-    pub credentials: Option<(String, Secret)>,
-    pub dial_timeout: Duration,
 }
 
 /// The command to run while leader.
@@ -119,6 +93,8 @@ pub struct Config {
     pub health_addr: Option<std::net::SocketAddr>,
     pub resign_signal: Option<Signal>,
     pub resign_holdoff: Duration,
+    /// The bearer token `POST /resign` requires, from `--resign-token-file`.
+    pub resign_token: Option<Secret>,
 }
 
 /// Reads an environment variable, treating unset and empty alike.
@@ -133,30 +109,9 @@ impl Config {
         if program.is_empty() {
             return Err(ConfigError::EmptyProgram);
         }
-        let election = match args.election {
-            Some(name) => validate_election(&name)?,
-            None => {
-                let base = Path::new(&program)
-                    .file_name()
-                    .map(|f| f.to_string_lossy().into_owned());
-                let base = base.unwrap_or_default();
-                validate_election(&base)
-                    .map_err(|_| ConfigError::NoDefaultElection(program.to_string_lossy().into()))?
-            }
-        };
-        let id = match args.id {
-            Some(id) => id,
-            None => nix::unistd::gethostname()
-                .map_err(ConfigError::NoHostname)?
-                .to_string_lossy()
-                .into_owned(),
-        };
-        if id.is_empty() || id.len() > MAX_ID_LEN || id.chars().any(char::is_control) {
-            return Err(ConfigError::BadId(id));
-        }
-        if args.prefix.is_empty() || args.prefix.ends_with('/') {
-            return Err(ConfigError::BadPrefix(args.prefix));
-        }
+        let election = election_name(args.election, &program)?;
+        let id = replica_id(args.id)?;
+        let prefix = validate_prefix(&args.prefix)?;
         let timing = TimingModel::new(TimingInput {
             ttl: Some(args.ttl),
             keepalive_interval: args.keepalive_interval,
@@ -170,33 +125,27 @@ impl Config {
         let health_addr = args
             .health_addr
             .as_deref()
-            .map(crate::http::parse_addr)
+            .map(parse_addr)
             .transpose()
             .map_err(ConfigError::BadHealthAddr)?;
         let resign_signal = args
             .resign_signal
             .as_deref()
-            .map(parse_signal)
+            .map(resign_signal)
             .transpose()?;
-        if let Some(sig) = resign_signal {
-            if matches!(
-                sig,
-                Signal::SIGKILL
-                    | Signal::SIGSTOP
-                    | Signal::SIGTERM
-                    | Signal::SIGINT
-                    | Signal::SIGCHLD
-            ) {
-                return Err(ConfigError::BadResignSignal(sig));
-            }
-        }
+        let resign_token = args
+            .resign_token_file
+            .as_deref()
+            .map(read_token)
+            .transpose()?;
         Ok(Config {
+            resign_token,
             health_addr,
             resign_signal,
             resign_holdoff: args.resign_holdoff,
-            etcd: EtcdConfig::from_args(args.etcd)?,
+            etcd: etcd_config(args.etcd)?,
             election,
-            prefix: args.prefix,
+            prefix,
             id,
             timing,
             stop_signal,
@@ -211,71 +160,133 @@ impl Config {
     }
 }
 
-impl EtcdConfig {
-    pub fn from_args(args: EtcdArgs) -> Result<EtcdConfig, ConfigError> {
-        let mut endpoints = args.endpoints;
-        if endpoints.is_empty() {
-            endpoints = match env_var("ETCDCTL_ENDPOINTS") {
-                Some(list) => list.split(',').map(str::to_owned).collect(),
-                None => vec![DEFAULT_ENDPOINT.to_owned()],
-            };
+/// `--election`, or the command's file name.
+fn election_name(given: Option<String>, program: &OsString) -> Result<String, ConfigError> {
+    match given {
+        Some(name) => validate_election(&name),
+        None => {
+            let base = Path::new(program)
+                .file_name()
+                .map(|f| f.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            validate_election(&base)
+                .map_err(|_| ConfigError::NoDefaultElection(program.to_string_lossy().into()))
         }
-        let endpoints: Vec<String> = endpoints.iter().map(|e| e.trim().to_owned()).collect();
-        for e in &endpoints {
-            let host = e
-                .strip_prefix("http://")
-                .or_else(|| e.strip_prefix("https://"))
-                .unwrap_or(e);
-            if host.is_empty() || host.contains(char::is_whitespace) {
-                return Err(ConfigError::BadEndpoint(e.clone()));
-            }
-        }
-
-        let cacert = args
-            .cacert
-            .or_else(|| env_var("ETCDCTL_CACERT").map(PathBuf::from));
-        let cert = args
-            .cert
-            .or_else(|| env_var("ETCDCTL_CERT").map(PathBuf::from));
-        let key = args
-            .key
-            .or_else(|| env_var("ETCDCTL_KEY").map(PathBuf::from));
-        let tls = if cacert.is_some() || cert.is_some() || key.is_some() {
-            if let Some(e) = endpoints.iter().find(|e| e.starts_with("http://")) {
-                return Err(ConfigError::TlsOverHttp(e.clone()));
-            }
-            let identity = match (cert, key) {
-                (Some(c), Some(k)) => Some((read_pem("--cert", &c)?, read_pem("--key", &k)?)),
-                (None, None) => None,
-                _ => return Err(ConfigError::HalfIdentity),
-            };
-            let ca = cacert.map(|p| read_pem("--cacert", &p)).transpose()?;
-            Some(TlsFiles { ca, identity })
-        } else {
-            None
-        };
-
-        let mut user = args.user.or_else(|| env_var("ETCDCTL_USER"));
-        let mut password = args.password.or_else(|| env_var("ETCDCTL_PASSWORD"));
-        // etcdctl accepts --user USER:PASSWORD.
-        if let (Some(u), None) = (&user, &password) {
-            if let Some((name, pw)) = u.split_once(':') {
-                password = Some(pw.to_owned());
-                user = Some(name.to_owned());
-            }
-        }
-        let credentials = match (user, password) {
-            (Some(u), p) => Some((u, Secret(p.unwrap_or_default()))),
-            (None, Some(_)) => return Err(ConfigError::PasswordWithoutUser),
-            (None, None) => None,
-        };
-        Ok(EtcdConfig {
-            endpoints,
-            tls,
-            credentials,
-            dial_timeout: args.dial_timeout,
-        })
     }
+}
+
+/// `--id`, or the host name.
+fn replica_id(given: Option<String>) -> Result<String, ConfigError> {
+    let id = match given {
+        Some(id) => id,
+        None => nix::unistd::gethostname()
+            .map_err(ConfigError::NoHostname)?
+            .to_string_lossy()
+            .into_owned(),
+    };
+    if id.is_empty() || id.len() > MAX_ID_LEN || id.chars().any(char::is_control) {
+        return Err(ConfigError::BadId(id));
+    }
+    Ok(id)
+}
+
+/// `--resign-signal`: catchable, readable from the signalfd (not a fault signal, which cannot be
+/// blocked), and not one with a meaning of its own.
+fn resign_signal(name: &str) -> Result<Signal, ConfigError> {
+    let sig = parse_signal(name)?;
+    let reserved = matches!(
+        sig,
+        Signal::SIGKILL | Signal::SIGSTOP | Signal::SIGTERM | Signal::SIGINT | Signal::SIGCHLD
+    );
+    if reserved || crate::signals::is_synchronous(sig as i32) {
+        return Err(ConfigError::BadResignSignal(sig));
+    }
+    Ok(sig)
+}
+
+/// The etcd connection options, with etcdctl's `ETCDCTL_*` variables as fallbacks.
+pub fn etcd_config(args: EtcdArgs) -> Result<EtcdConfig, ConfigError> {
+    let mut endpoints = args.endpoints;
+    if endpoints.is_empty() {
+        endpoints = match env_var("ETCDCTL_ENDPOINTS") {
+            Some(list) => list.split(',').map(str::to_owned).collect(),
+            None => vec![DEFAULT_ENDPOINT.to_owned()],
+        };
+    }
+    let endpoints: Vec<String> = endpoints.iter().map(|e| e.trim().to_owned()).collect();
+    for e in &endpoints {
+        let host = e
+            .strip_prefix("http://")
+            .or_else(|| e.strip_prefix("https://"))
+            .unwrap_or(e);
+        if host.is_empty() || host.contains(char::is_whitespace) {
+            return Err(ConfigError::BadEndpoint(e.clone()));
+        }
+    }
+
+    let cacert = args
+        .cacert
+        .or_else(|| env_var("ETCDCTL_CACERT").map(PathBuf::from));
+    let cert = args
+        .cert
+        .or_else(|| env_var("ETCDCTL_CERT").map(PathBuf::from));
+    let key = args
+        .key
+        .or_else(|| env_var("ETCDCTL_KEY").map(PathBuf::from));
+    let tls = if cacert.is_some() || cert.is_some() || key.is_some() {
+        if let Some(e) = endpoints.iter().find(|e| e.starts_with("http://")) {
+            return Err(ConfigError::TlsOverHttp(e.clone()));
+        }
+        let identity = match (cert, key) {
+            (Some(c), Some(k)) => Some((read_pem("--cert", &c)?, read_pem("--key", &k)?)),
+            (None, None) => None,
+            _ => return Err(ConfigError::HalfIdentity),
+        };
+        let ca = cacert.map(|p| read_pem("--cacert", &p)).transpose()?;
+        Some(TlsFiles { ca, identity })
+    } else {
+        None
+    };
+
+    let mut user = args.user.or_else(|| env_var("ETCDCTL_USER"));
+    let mut password = args.password.or_else(|| env_var("ETCDCTL_PASSWORD"));
+    // etcdctl accepts --user USER:PASSWORD.
+    if let (Some(u), None) = (&user, &password) {
+        if let Some((name, pw)) = u.split_once(':') {
+            password = Some(pw.to_owned());
+            user = Some(name.to_owned());
+        }
+    }
+    let credentials = match (user, password) {
+        (Some(u), p) => Some((u, Secret::new(p.unwrap_or_default()))),
+        (None, Some(_)) => return Err(ConfigError::PasswordWithoutUser),
+        (None, None) => None,
+    };
+    Ok(EtcdConfig {
+        endpoints,
+        tls,
+        credentials,
+        dial_timeout: args.dial_timeout,
+    })
+}
+
+/// The token file is read once, at start-up, so a bad file is a usage error; surrounding whitespace
+/// (the newline `echo` and editors add) is not part of the token.
+/// Shorter tokens are refused (`head -c 32 /dev/urandom | base64` gives 44 characters).
+const MIN_TOKEN_LEN: usize = 16;
+
+fn read_token(path: &Path) -> Result<Secret, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::UnreadableFile {
+        what: "--resign-token-file",
+        path: path.into(),
+        source,
+    })?;
+    let token = text.trim();
+    // A short token is guessable: the endpoint is on the network when a token is required.
+    if token.len() < MIN_TOKEN_LEN {
+        return Err(ConfigError::EmptyToken(path.into()));
+    }
+    Ok(Secret::new(token.to_owned()))
 }
 
 fn read_pem(what: &'static str, path: &Path) -> Result<Vec<u8>, ConfigError> {
@@ -291,6 +302,29 @@ fn read_pem(what: &'static str, path: &Path) -> Result<Vec<u8>, ConfigError> {
         });
     }
     Ok(bytes)
+}
+
+/// The prefix is one path segment, so no election's key space can contain another's: with
+/// `/a/b` allowed, `--prefix /a --election b` would see `--prefix /a/b`'s candidates as its own.
+pub fn validate_prefix(prefix: &str) -> Result<String, ConfigError> {
+    match prefix.strip_prefix('/') {
+        Some(segment) if validate_election(segment).is_ok() => Ok(prefix.to_owned()),
+        _ => Err(ConfigError::BadPrefix(prefix.to_owned())),
+    }
+}
+
+/// Parses `--health-addr`: `PORT`, `:PORT` (both on loopback) or `HOST:PORT`.
+pub fn parse_addr(s: &str) -> Result<std::net::SocketAddr, String> {
+    let s = s.trim();
+    let full = if s.parse::<u16>().is_ok() {
+        format!("127.0.0.1:{s}")
+    } else if let Some(port) = s.strip_prefix(':') {
+        format!("127.0.0.1:{port}")
+    } else {
+        s.to_owned()
+    };
+    full.parse()
+        .map_err(|_| format!("{s:?} is not PORT, :PORT or HOST:PORT (e.g. 8080, 0.0.0.0:8080)"))
 }
 
 /// Election names become one path segment of an etcd key, so they are kept to a safe alphabet.
@@ -358,7 +392,45 @@ mod tests {
 
     #[test]
     fn secrets_are_redacted() {
-        let s = Secret("hunter2".into());
+        let s = Secret::new("hunter2".into());
         assert!(!format!("{s:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn prefixes_are_one_segment() {
+        for good in ["/singleton-exec", "/a", "/team_a.prod"] {
+            assert!(validate_prefix(good).is_ok(), "{good}");
+        }
+        for bad in ["", "/", "a", "/a/", "/a/b", "//a", "/a b", "/.."] {
+            assert!(validate_prefix(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn token_files_are_trimmed_and_never_empty() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("token");
+        std::fs::write(&file, "  abc123-long-enough-token\n").unwrap();
+        assert_eq!(
+            read_token(&file).unwrap().expose(),
+            "abc123-long-enough-token"
+        );
+        // Guessable tokens are refused.
+        std::fs::write(&file, "abc123\n").unwrap();
+        assert!(matches!(read_token(&file), Err(ConfigError::EmptyToken(_))));
+        std::fs::write(&file, " \n").unwrap();
+        assert!(matches!(read_token(&file), Err(ConfigError::EmptyToken(_))));
+        assert!(matches!(
+            read_token(&dir.path().join("missing")),
+            Err(ConfigError::UnreadableFile { .. })
+        ));
+    }
+
+    #[test]
+    fn health_addr_forms() {
+        assert_eq!(parse_addr("8080").unwrap().to_string(), "127.0.0.1:8080");
+        assert_eq!(parse_addr(":9").unwrap().to_string(), "127.0.0.1:9");
+        assert_eq!(parse_addr("0.0.0.0:80").unwrap().to_string(), "0.0.0.0:80");
+        assert!(parse_addr("localhost").is_err());
     }
 }

@@ -17,15 +17,11 @@ use etcd_client::{
     TxnOp, WatchOptions,
 };
 
-use crate::etcd::EtcdError;
-
-/// Where elections live unless `--prefix` says otherwise.
-pub const DEFAULT_PREFIX: &str = "/singleton-exec";
+use crate::etcd::{EtcdError, LeaseId};
 
 /// One election: the key space `PREFIX/NAME/`.
 #[derive(Debug, Clone)]
 pub struct Election {
-    pub name: String,
     dir: String,
 }
 
@@ -33,9 +29,39 @@ pub struct Election {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Candidacy {
     pub key: String,
-    pub lease: i64,
+    pub lease: LeaseId,
     /// The key's create-revision: queue position and, once leading, the fencing token.
     pub revision: i64,
+    /// The store revision at which we were first seen at the head of the queue (0 while queued):
+    /// what `etcdctl lock` hands its child as `ETCD_LOCK_REV`. It equals `revision` when nobody
+    /// was ahead, and is later when we waited, as etcdctl's is (the revision of the read that
+    /// found the queue ahead of us empty).
+    pub leads_since: i64,
+}
+
+/// One key in the queue, as read from etcd. The value is the candidate's id; it is empty for an
+/// `etcdctl lock` holder, which uses the same key layout.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Candidate {
+    pub id: String,
+    pub key: String,
+    pub lease: LeaseId,
+    /// Create-revision: the queue position; the leader's is its fencing revision.
+    pub revision: i64,
+}
+
+/// The whole queue at one store revision, leader first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Queue {
+    /// The store revision the read was made at; watch from `revision + 1` to see every change after.
+    pub revision: i64,
+    pub candidates: Vec<Candidate>,
+}
+
+impl Queue {
+    pub fn leader(&self) -> Option<&Candidate> {
+        self.candidates.first()
+    }
 }
 
 /// The leader as read from etcd.
@@ -43,7 +69,7 @@ pub struct Candidacy {
 pub struct LeaderInfo {
     pub id: String,
     pub key: String,
-    pub lease: i64,
+    pub lease: LeaseId,
     pub revision: i64,
     /// Candidates in the queue, the leader included.
     pub candidates: i64,
@@ -52,7 +78,6 @@ pub struct LeaderInfo {
 impl Election {
     pub fn new(prefix: &str, name: &str) -> Self {
         Election {
-            name: name.to_owned(),
             dir: format!("{prefix}/{name}/"),
         }
     }
@@ -62,6 +87,17 @@ impl Election {
         &self.dir
     }
 
+    /// Where a step-down request for this election's leader is put (`singleton-exec resign`):
+    /// `PREFIX/NAME@resign`. It must be outside every election's key space, or candidates (ours, and
+    /// `etcdctl elect` clients) would take it for a candidate. It is: an election's keys start with
+    /// `PREFIX'/NAME'/`, where the prefix is one segment and names use only `A-Z a-z 0-9 . _ -`; a
+    /// key under it would need a `/` after `NAME'`, and this key has none after `PREFIX/`. And since
+    /// `@` is in no name, no other election's request key is the same (`.resign` or `NAME.resign`
+    /// would have been: both are valid election names).
+    pub fn resign_key(&self) -> String {
+        format!("{}@resign", self.dir.trim_end_matches('/'))
+    }
+
     /// Puts our key if absent (it survives from an earlier attempt with the same lease) and returns
     /// our place in the queue, and whether we lead already. The same transaction reads the head of
     /// the queue after the put, so an uncontended campaign is one round trip, and "the first key is
@@ -69,10 +105,10 @@ impl Election {
     pub async fn join(
         &self,
         client: &mut Client,
-        lease: i64,
+        lease: LeaseId,
         id: &str,
     ) -> Result<(Candidacy, bool), EtcdError> {
-        let key = format!("{}{lease:x}", self.dir);
+        let key = format!("{}{lease}", self.dir);
         let head = || {
             let opts = GetOptions::new()
                 .with_prefix()
@@ -83,7 +119,7 @@ impl Election {
         let txn = Txn::new()
             .when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)])
             .and_then([
-                TxnOp::put(key.clone(), id, Some(PutOptions::new().with_lease(lease))),
+                TxnOp::put(key.clone(), id, Some(PutOptions::new().with_lease(lease.0))),
                 head(),
             ])
             .or_else([TxnOp::get(key.clone(), None), head()]);
@@ -93,7 +129,7 @@ impl Election {
             Some(etcd_client::TxnOpResponse::Get(g)) => g
                 .kvs()
                 .first()
-                .map(|kv| (kv.key().to_vec(), kv.lease(), kv.create_revision())),
+                .map(|kv| (kv.key().to_vec(), LeaseId(kv.lease()), kv.create_revision())),
             _ => None,
         };
         let revision = if resp.succeeded() {
@@ -108,19 +144,25 @@ impl Election {
                 "could not place {key} in the election"
             )));
         }
-        let me = Candidacy {
+        let mut me = Candidacy {
             key,
             lease,
             revision,
+            leads_since: 0,
         };
         let leads = first_kv(ops.get(1))
             .is_some_and(|(k, l, r)| k == me.key.as_bytes() && l == lease && r == revision);
+        if leads {
+            // The transaction's own revision: our put when it succeeded (then equal to `revision`).
+            me.leads_since = resp.header().map(|h| h.revision()).unwrap_or(revision);
+        }
         Ok((me, leads))
     }
 
-    /// Returns once every candidate ahead of us is gone and our key is verified to still be ours.
-    /// Waits by watching the one key just ahead.
-    pub async fn wait_turn(&self, client: &mut Client, me: &Candidacy) -> Result<(), EtcdError> {
+    /// Returns once every candidate ahead of us is gone and our key is verified to still be ours,
+    /// with the store revision at which that was read (our `leads_since`). Waits by watching the
+    /// one key just ahead.
+    pub async fn wait_turn(&self, client: &mut Client, me: &Candidacy) -> Result<i64, EtcdError> {
         loop {
             let opts = GetOptions::new()
                 .with_prefix()
@@ -132,7 +174,7 @@ impl Election {
                 // Nobody ahead. A candidate whose lease expired while it waited must not believe it
                 // leads: the key must still be ours.
                 return match self.verify(client, me).await? {
-                    Some(_) => Ok(()),
+                    Some(at) => Ok(at),
                     None => Err(EtcdError::Unavailable(format!(
                         "our key {} vanished while waiting (lease expired?)",
                         me.key
@@ -142,7 +184,7 @@ impl Election {
             let ahead_key = ahead.key().to_vec();
             let from = resp.header().map(|h| h.revision()).unwrap_or_default() + 1;
             tracing::debug!(waiting_on = %String::from_utf8_lossy(&ahead_key), "standby: watching the candidate ahead");
-            wait_deleted(client, ahead_key, from).await?;
+            wait_deleted(client, ahead_key.clone(), from).await?;
             // Usually the one ahead was the leader and we are first now: one read both tells and
             // verifies it (our key, our lease, our create-revision).
             let opts = GetOptions::new()
@@ -152,8 +194,9 @@ impl Election {
             let head = client.get(self.dir.clone(), Some(opts)).await?;
             match head.kvs().first() {
                 Some(kv) if kv.key() == me.key.as_bytes() => {
-                    if kv.lease() == me.lease && kv.create_revision() == me.revision {
-                        return Ok(());
+                    if kv.lease() == me.lease.0 && kv.create_revision() == me.revision {
+                        self.wait_predecessor_gone(client, &ahead_key).await?;
+                        return Ok(head.header().map(|h| h.revision()).unwrap_or(me.revision));
                     }
                     return Err(EtcdError::Unavailable(format!(
                         "our key {} was replaced while waiting",
@@ -171,6 +214,41 @@ impl Election {
         }
     }
 
+    /// The leader's key can vanish while its lease lives (an operator's `etcdctl del`): a leader of
+    /// ours then SIGKILLs its tree and revokes the lease once the tree is gone, within milliseconds.
+    /// Until then its child may still run, so wait until that lease is gone (in a normal handoff it
+    /// already is: one request), or its holder is back in the queue (then it is not leading), at
+    /// most [`PREDECESSOR_WAIT`]. The bound is for etcd's own clients: `etcdctl elect` and Go's
+    /// `Election.Resign` delete their key and keep their session's lease, which they stopped
+    /// leading under; waiting for it would cost their session TTL (60 s for etcdctl). A leader of
+    /// ours that is cut off from etcd when an operator deletes its key cannot see the deletion:
+    /// its child runs until its own fail-closed deadline, and the fencing revision is the defence.
+    async fn wait_predecessor_gone(
+        &self,
+        client: &mut Client,
+        key: &[u8],
+    ) -> Result<(), EtcdError> {
+        let Some(lease) = lease_of_key(&self.dir, key) else {
+            return Ok(()); // not a key of this layout: nothing to wait for
+        };
+        let start = tokio::time::Instant::now();
+        loop {
+            let alive = client.lease_time_to_live(lease, None).await?;
+            if alive.ttl() <= 0 {
+                return Ok(());
+            }
+            if start.elapsed() > PREDECESSOR_WAIT {
+                tracing::info!(lease = %LeaseId(lease), "the leader key ahead was deleted and its lease still lives (etcdctl elect, or a cut-off leader): going ahead");
+                return Ok(());
+            }
+            if client.get(key.to_vec(), None).await?.count() > 0 {
+                return Ok(()); // back in the queue, behind us
+            }
+            tracing::debug!(lease = %LeaseId(lease), "the leader key ahead was deleted while its lease lives; waiting for it");
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+
     /// Reads our key back: true only if it exists with our lease and our create-revision.
     /// Returns the store revision the answer is valid at.
     pub async fn verify(
@@ -183,7 +261,7 @@ impl Election {
         Ok(resp
             .kvs()
             .first()
-            .filter(|kv| kv.lease() == me.lease && kv.create_revision() == me.revision)
+            .filter(|kv| kv.lease() == me.lease.0 && kv.create_revision() == me.revision)
             .map(|_| at))
     }
 
@@ -197,6 +275,49 @@ impl Election {
         wait_deleted(client, me.key.clone().into_bytes(), from).await
     }
 
+    /// Every candidate, in queue order (the leader first).
+    pub async fn queue(&self, client: &mut Client) -> Result<Queue, EtcdError> {
+        let opts = GetOptions::new()
+            .with_prefix()
+            .with_sort(SortTarget::Create, SortOrder::Ascend);
+        let resp = client.get(self.dir.clone(), Some(opts)).await?;
+        let candidates = resp
+            .kvs()
+            .iter()
+            .map(|kv| Candidate {
+                id: String::from_utf8_lossy(kv.value()).into_owned(),
+                key: String::from_utf8_lossy(kv.key()).into_owned(),
+                lease: LeaseId(kv.lease()),
+                revision: kv.create_revision(),
+            })
+            .collect();
+        Ok(Queue {
+            revision: resp.header().map(|h| h.revision()).unwrap_or_default(),
+            candidates,
+        })
+    }
+
+    /// Returns at the first change of any key in the election after revision `from - 1`; an error
+    /// if the watch broke.
+    pub async fn wait_any_change(&self, client: &mut Client, from: i64) -> Result<(), EtcdError> {
+        let opts = WatchOptions::new().with_prefix().with_start_revision(from);
+        let mut stream = client.watch(self.dir.clone(), Some(opts)).await?;
+        loop {
+            let Some(resp) = stream.message().await? else {
+                return Err(EtcdError::Unavailable("watch stream closed".into()));
+            };
+            if resp.canceled() {
+                return Err(EtcdError::Unavailable(format!(
+                    "watch canceled: {}",
+                    resp.cancel_reason()
+                )));
+            }
+            if !resp.events().is_empty() {
+                return Ok(());
+            }
+        }
+    }
+
     /// The current leader, if any.
     pub async fn leader(&self, client: &mut Client) -> Result<Option<LeaderInfo>, EtcdError> {
         let opts = GetOptions::new()
@@ -207,11 +328,21 @@ impl Election {
         Ok(resp.kvs().first().map(|kv| LeaderInfo {
             id: String::from_utf8_lossy(kv.value()).into_owned(),
             key: String::from_utf8_lossy(kv.key()).into_owned(),
-            lease: kv.lease(),
+            lease: LeaseId(kv.lease()),
             revision: kv.create_revision(),
             candidates: resp.count(),
         }))
     }
+}
+
+/// How long a new leader waits for the lease of a deleted leader key to go (see
+/// `Election::wait_predecessor_gone`).
+pub const PREDECESSOR_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// The lease id in a candidate key of `dir` (`dir` + lease in hex), if the key has that layout.
+fn lease_of_key(dir: &str, key: &[u8]) -> Option<i64> {
+    let name = std::str::from_utf8(key).ok()?.strip_prefix(dir)?;
+    i64::from_str_radix(name, 16).ok().filter(|&l| l > 0)
 }
 
 /// Watches `key` from revision `from` until a DELETE event; an error if the stream ends or fails.
@@ -234,6 +365,39 @@ async fn wait_deleted(client: &mut Client, key: Vec<u8>, from: i64) -> Result<()
             .any(|e| e.event_type() == EventType::Delete)
         {
             return Ok(());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lease_ids_are_read_from_candidate_keys() {
+        let dir = "/singleton-exec/app/";
+        assert_eq!(
+            lease_of_key(dir, b"/singleton-exec/app/694d77aa9e4f2a1b"),
+            Some(0x694d77aa9e4f2a1b)
+        );
+        assert_eq!(lease_of_key(dir, b"/singleton-exec/app/ff"), Some(255));
+        // Not this election, not hex, nested: no lease.
+        assert_eq!(lease_of_key(dir, b"/singleton-exec/other/ff"), None);
+        assert_eq!(lease_of_key(dir, b"/singleton-exec/app/zz"), None);
+        assert_eq!(lease_of_key(dir, b"/singleton-exec/app/a/ff"), None);
+    }
+
+    #[test]
+    fn the_resign_key_is_outside_every_election() {
+        let e = Election::new("/singleton-exec", "myapp");
+        assert_eq!(e.resign_key(), "/singleton-exec/myapp@resign");
+        // Elections whose names look like a request key: none of their key spaces holds it.
+        for other in ["myapp", "myapp.resign", ".resign", "resign", "myapp-resign"] {
+            let o = Election::new("/singleton-exec", other);
+            assert!(!e.resign_key().starts_with(o.dir()), "{other}");
+            if other != "myapp" {
+                assert_ne!(e.resign_key(), o.resign_key(), "{other}");
+            }
         }
     }
 }

@@ -1,32 +1,93 @@
-//! Connections to etcd: one endpoint at a time, moving to the next when one fails.
+//! Connections to etcd: one endpoint at a time, moving to the next when one fails, and the one
+//! policy for what a failed call means.
 //!
 //! etcd-client balances requests over all endpoints without health checks and never re-opens a
 //! broken stream, so a dead endpoint would fail a share of requests forever. Instead we hold a client
-//! for one endpoint, and whoever sees a transport failure calls [`Connector::failed`], which moves to the
+//! for one endpoint, and every call goes through [`Connector::call`], which on failure moves to the
 //! next endpoint (once per failure, however many tasks report it). Streams are re-opened by their
 //! owners on the new client.
+//!
+//! The policy, in one place:
+//! * an unavailable endpoint (down, slow, partitioned) → next endpoint, the caller retries;
+//! * an expired auth token ("invalid auth token": simple tokens expire when unused, JWTs always) →
+//!   the client re-authenticates and retries once by itself; if that fails too, a fresh client
+//!   authenticates anew. Never a reason to give up;
+//! * a rejection (bad credentials, no permission, a TLS certificate one side refuses) → next
+//!   endpoint too, because one misconfigured member must not end a replica that others would serve;
+//!   only when every endpoint in turn has rejected us is it final ([`EtcdError::Rejected`]).
+//!
+//! This module depends on nothing else of the crate: the configuration types it needs live here.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::fmt;
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
 use etcd_client::{Certificate, Client, ConnectOptions, Identity, TlsOptions};
 
-use crate::config::EtcdConfig;
-
 /// HTTP/2 pings detect a dead or frozen connection; etcd closes connections that ping more often than
 /// every 5 s (its `--grpc-keepalive-min-time`).
 const HTTP2_PING_INTERVAL: Duration = Duration::from_secs(5);
 
+/// A lease id, printed as etcd prints it (lower-case hex), which is also its election key's name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct LeaseId(pub i64);
+
+impl fmt::Display for LeaseId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:x}", self.0)
+    }
+}
+
+/// A value that must never reach a log line or `Debug` output.
+#[derive(Clone)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: String) -> Self {
+        Secret(value)
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("\"<redacted>\"")
+    }
+}
+
+/// PEM bytes read at start-up, so an unreadable file is a usage error and not a runtime surprise.
+#[derive(Debug, Clone, Default)]
+pub struct TlsFiles {
+    pub ca: Option<Vec<u8>>,
+    pub identity: Option<(Vec<u8>, Vec<u8>)>,
+}
+
+/// How to reach etcd.
+#[derive(Debug, Clone)]
+pub struct EtcdConfig {
+    pub endpoints: Vec<String>,
+    pub tls: Option<TlsFiles>,
+    pub credentials: Option<(String, Secret)>,
+    pub dial_timeout: Duration,
+}
+
 /// An etcd failure, sorted by what the caller should do about it.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum EtcdError {
-    /// Retrying will not help: bad credentials, no permission, a TLS certificate etcd or we reject.
+    /// Retrying will not help: every endpoint refused our credentials, permissions or certificate.
     #[error("etcd rejected us: {0}")]
     Rejected(String),
-    /// The endpoint is down, slow or partitioned; try again (maybe elsewhere).
+    /// The endpoint is down, slow or partitioned, or our token expired; try again (maybe elsewhere).
     #[error("etcd unavailable: {0}")]
     Unavailable(String),
+    /// etcd says the lease does not exist (revoked, or expired on the server): final for that lease.
+    #[error("the lease is gone: {0}")]
+    LeaseGone(String),
 }
 
 impl EtcdError {
@@ -41,28 +102,56 @@ impl From<etcd_client::Error> for EtcdError {
     }
 }
 
-/// Sorts an etcd-client error into permanent and transient.
+/// Sorts an etcd-client error into permanent, transient and lease-gone.
 pub fn classify(e: &etcd_client::Error) -> EtcdError {
     use etcd_client::Error as E;
     let text = e.to_string();
-    let rejected = match e {
-        E::GRpcStatus(s) => {
-            matches!(
-                s.code(),
-                tonic::Code::Unauthenticated | tonic::Code::PermissionDenied
-            ) || s.message().contains("authentication failed")
-                || s.message().contains("permission denied")
-                || s.message().contains("user name is empty")
-                || is_tls_failure(&format!("{s:?}"))
-        }
-        E::InvalidArgs(_) | E::InvalidUri(_) => true,
-        E::TransportError(t) => is_tls_failure(&format!("{t:?}")),
-        _ => false,
+    let kind = match e {
+        E::GRpcStatus(s) => classify_status(s.code(), s.message(), &format!("{s:?}")),
+        // etcd-client's keepalive stream reports a first reply of TTL 0 this way.
+        E::LeaseKeepAliveError(m) if m.contains("lease not found") => Kind::LeaseGone,
+        E::InvalidArgs(_) | E::InvalidUri(_) => Kind::Rejected,
+        E::TransportError(t) if is_tls_failure(&format!("{t:?}")) => Kind::Rejected,
+        _ => Kind::Unavailable,
     };
+    match kind {
+        Kind::Rejected => EtcdError::Rejected(text),
+        Kind::Unavailable => EtcdError::Unavailable(text),
+        Kind::LeaseGone => EtcdError::LeaseGone(text),
+    }
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Kind {
+    Rejected,
+    Unavailable,
+    LeaseGone,
+}
+
+/// The decision behind [`classify`] for a gRPC status, on plain values so it can be tested.
+fn classify_status(code: tonic::Code, message: &str, debug: &str) -> Kind {
+    // Checked first: etcd answers an expired token with Unauthenticated, which is not a rejection.
+    const RETRYABLE: [&str; 2] = ["invalid auth token", "revision of auth store is old"];
+    const REJECTED: [&str; 3] = [
+        "authentication failed",
+        "permission denied",
+        "user name is empty",
+    ];
+    if RETRYABLE.iter().any(|m| message.contains(m)) {
+        return Kind::Unavailable;
+    }
+    if message.contains("requested lease not found") {
+        return Kind::LeaseGone;
+    }
+    let rejected = matches!(
+        code,
+        tonic::Code::Unauthenticated | tonic::Code::PermissionDenied
+    ) || REJECTED.iter().any(|m| message.contains(m))
+        || is_tls_failure(debug);
     if rejected {
-        EtcdError::Rejected(text)
+        Kind::Rejected
     } else {
-        EtcdError::Unavailable(text)
+        Kind::Unavailable
     }
 }
 
@@ -84,6 +173,8 @@ pub struct Connector {
     current: Mutex<Option<(u64, Client)>>,
     /// Bumped on every move; index into the endpoint list modulo its length.
     generation: AtomicU64,
+    /// Endpoints that rejected us in a row; reset by any success.
+    rejections: AtomicUsize,
 }
 
 /// A client and the generation it belongs to, so a failure report for an old client is ignored.
@@ -100,6 +191,7 @@ impl Connector {
             cfg,
             current: Mutex::new(None),
             generation: AtomicU64::new(0),
+            rejections: AtomicUsize::new(0),
         }
     }
 
@@ -110,6 +202,23 @@ impl Connector {
     /// Per-request timeout.
     pub fn request_timeout(&self) -> Duration {
         self.cfg.dial_timeout
+    }
+
+    /// Runs `op` on the current endpoint's client and applies the failure policy (module doc).
+    pub async fn call<T, F, Fut>(&self, op: F) -> Result<T, EtcdError>
+    where
+        F: FnOnce(Client) -> Fut,
+        Fut: Future<Output = Result<T, EtcdError>>,
+    {
+        let conn = self.get().await?;
+        let result = op(conn.client).await;
+        match result {
+            Ok(v) => {
+                self.succeeded();
+                Ok(v)
+            }
+            Err(e) => Err(self.report(conn.generation, &conn.endpoint, e)),
+        }
     }
 
     /// The client for the current endpoint, connecting if needed. With credentials this makes one
@@ -126,18 +235,13 @@ impl Connector {
             }
         }
         let endpoint = self.endpoint(generation);
-        let client = tokio::time::timeout(self.cfg.dial_timeout * 2, connect(&self.cfg, &endpoint))
+        let client = tokio::time::timeout(self.cfg.dial_timeout, connect(&self.cfg, &endpoint))
             .await
             .map_err(|_| EtcdError::Unavailable(format!("connecting to {endpoint} timed out")))
             .and_then(|r| r);
         let client = match client {
             Ok(c) => c,
-            Err(e) => {
-                if !e.is_rejected() {
-                    self.failed(generation);
-                }
-                return Err(e);
-            }
+            Err(e) => return Err(self.report(generation, &endpoint, e)),
         };
         *self.current.lock().expect("connector lock") = Some((generation, client.clone()));
         Ok(Conn {
@@ -147,7 +251,40 @@ impl Connector {
         })
     }
 
-    /// Reports that the client of `generation` failed: the next [`get`](Self::get) uses the next endpoint.
+    /// Applies the failure policy to an error seen on the client of `generation`; returns what the
+    /// caller should act on.
+    pub fn report(&self, generation: u64, endpoint: &str, e: EtcdError) -> EtcdError {
+        match e {
+            EtcdError::LeaseGone(_) => e,
+            EtcdError::Unavailable(_) => {
+                self.failed(generation);
+                e
+            }
+            EtcdError::Rejected(why) => {
+                let streak = self.rejections.fetch_add(1, Ordering::SeqCst) + 1;
+                self.failed(generation);
+                if streak >= self.cfg.endpoints.len() {
+                    self.rejections.store(0, Ordering::SeqCst);
+                    EtcdError::Rejected(why)
+                } else {
+                    tracing::warn!(endpoint, error = %why, "this etcd endpoint rejected us; trying the next");
+                    EtcdError::Unavailable(format!("{endpoint} rejected us: {why}"))
+                }
+            }
+        }
+    }
+
+    /// The generation of the current client, for a later [`failed`](Self::failed).
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::SeqCst)
+    }
+
+    fn succeeded(&self) {
+        self.rejections.store(0, Ordering::SeqCst);
+    }
+
+    /// Reports that the client of `generation` failed: the next [`get`](Self::get) uses the next
+    /// endpoint (the same one, with a fresh connection and token, when there is only one).
     pub fn failed(&self, generation: u64) {
         if self
             .generation
@@ -177,7 +314,10 @@ async fn connect(cfg: &EtcdConfig, endpoint: &str) -> Result<Client, EtcdError> 
         .with_keep_alive_while_idle(true)
         .with_require_leader(true);
     if let Some((user, password)) = &cfg.credentials {
-        opts = opts.with_user(user.clone(), password.expose().to_owned());
+        // Tokens expire while we only keep a lease alive and watch; re-authenticate on demand.
+        opts = opts
+            .with_user(user.clone(), password.expose().to_owned())
+            .with_auto_token_refresh(true);
     }
     if let Some(tls) = &cfg.tls {
         let mut t = TlsOptions::new();
@@ -190,4 +330,137 @@ async fn connect(cfg: &EtcdConfig, endpoint: &str) -> Result<Client, EtcdError> 
         opts = opts.with_tls(t);
     }
     Ok(Client::connect([endpoint], Some(opts)).await?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tonic::Code;
+
+    #[test]
+    fn lease_ids_print_as_etcd_does() {
+        assert_eq!(LeaseId(0x694d77aa9e4f2a1b).to_string(), "694d77aa9e4f2a1b");
+        assert_eq!(LeaseId(255).to_string(), "ff");
+    }
+
+    #[test]
+    fn status_classification_table() {
+        let cases = [
+            // An expired token is retryable, though etcd says Unauthenticated.
+            (
+                Code::Unauthenticated,
+                "etcdserver: invalid auth token",
+                Kind::Unavailable,
+            ),
+            (
+                Code::Unknown,
+                "etcdserver: invalid auth token",
+                Kind::Unavailable,
+            ),
+            (
+                Code::FailedPrecondition,
+                "etcdserver: revision of auth store is old",
+                Kind::Unavailable,
+            ),
+            (
+                Code::InvalidArgument,
+                "etcdserver: authentication failed, invalid user ID or password",
+                Kind::Rejected,
+            ),
+            (
+                Code::PermissionDenied,
+                "etcdserver: permission denied",
+                Kind::Rejected,
+            ),
+            (
+                Code::InvalidArgument,
+                "etcdserver: user name is empty",
+                Kind::Rejected,
+            ),
+            (
+                Code::NotFound,
+                "etcdserver: requested lease not found",
+                Kind::LeaseGone,
+            ),
+            (
+                Code::Unavailable,
+                "etcdserver: no leader",
+                Kind::Unavailable,
+            ),
+            (
+                Code::Unavailable,
+                "error trying to connect: tcp connect error",
+                Kind::Unavailable,
+            ),
+            (
+                Code::DeadlineExceeded,
+                "context deadline exceeded",
+                Kind::Unavailable,
+            ),
+        ];
+        for (code, message, want) in cases {
+            assert_eq!(classify_status(code, message, message), want, "{message}");
+        }
+        assert_eq!(
+            classify_status(
+                Code::Unknown,
+                "transport",
+                "InvalidCertificate(UnknownIssuer)"
+            ),
+            Kind::Rejected
+        );
+    }
+
+    #[test]
+    fn keepalive_open_on_a_gone_lease_is_lease_gone() {
+        let e = classify(&etcd_client::Error::LeaseKeepAliveError(
+            "lease not found".into(),
+        ));
+        assert!(matches!(e, EtcdError::LeaseGone(_)), "{e:?}");
+    }
+
+    fn connector(n: usize) -> Connector {
+        Connector::new(EtcdConfig {
+            endpoints: (0..n)
+                .map(|i| format!("http://127.0.0.{}:2379", i + 1))
+                .collect(),
+            tls: None,
+            credentials: None,
+            dial_timeout: Duration::from_secs(1),
+        })
+    }
+
+    #[test]
+    fn a_rejection_is_final_only_when_every_endpoint_rejected_in_a_row() {
+        let c = connector(3);
+        let rej = || EtcdError::Rejected("bad certificate".into());
+        assert!(matches!(c.report(0, "a", rej()), EtcdError::Unavailable(_)));
+        assert_eq!(
+            c.endpoint(c.generation.load(Ordering::SeqCst)),
+            "http://127.0.0.2:2379"
+        );
+        assert!(matches!(c.report(1, "b", rej()), EtcdError::Unavailable(_)));
+        assert!(c.report(2, "c", rej()).is_rejected());
+        // A success in between resets the streak.
+        let c = connector(2);
+        assert!(!c.report(0, "a", rej()).is_rejected());
+        c.succeeded();
+        assert!(!c.report(1, "b", rej()).is_rejected());
+        assert!(c.report(2, "a", rej()).is_rejected());
+        // One endpoint: its rejection is final at once.
+        assert!(connector(1).report(0, "a", rej()).is_rejected());
+    }
+
+    #[test]
+    fn failures_move_to_the_next_endpoint_once_per_generation() {
+        let c = connector(2);
+        let e = c.report(0, "a", EtcdError::Unavailable("down".into()));
+        assert!(matches!(e, EtcdError::Unavailable(_)));
+        // A second report about the same old client does not skip the next endpoint.
+        c.failed(0);
+        assert_eq!(c.generation.load(Ordering::SeqCst), 1);
+        // Lease gone is not the endpoint's fault.
+        c.report(1, "b", EtcdError::LeaseGone("x".into()));
+        assert_eq!(c.generation.load(Ordering::SeqCst), 1);
+    }
 }

@@ -1,8 +1,11 @@
-//! The exit codes singleton-exec itself uses, in one place so `--help`, the README and the code agree.
+//! How the process ends: the child's status when there is one, else one of the supervisor's own
+//! codes, in one place so `--help`, the README and the code agree.
 //!
 //! The child's own status always wins when there is one: exit N → N, killed by signal S → 128+S. The
 //! codes below are for the cases where the supervisor, not the child, decides how the process ends. A
 //! child may exit with the same numbers; the log always says which one happened.
+
+use crate::signals;
 
 /// Bad flags, a bad environment variable, an impossible timing model, unreadable TLS files.
 pub const USAGE: i32 = 2;
@@ -27,10 +30,123 @@ Exit codes:
   N        the child exited with status N (also 0)
   128+S    the child was killed by signal S (143 after SIGTERM, 137 after SIGKILL)
   2        usage or configuration error (bad flag, timing rule broken, unreadable TLS file)
-  3        etcd rejected the credentials or the permission on the election prefix
+  3        etcd rejected the credentials or the permission on the election prefix (every endpoint)
   122      leadership was lost and --on-lease-lost=exit
   124      --acquire-timeout passed before this replica became leader
   125      the supervisor itself failed
   126      the command could not be executed
   127      the command was not found
-  0        also: a standby stopped by SIGTERM/SIGINT before it ever led";
+  0        also: a standby stopped by SIGTERM/SIGINT before it led again";
+
+/// How the main child ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChildStatus {
+    Exited(i32),
+    Signaled(i32),
+}
+
+impl ChildStatus {
+    /// The status a shell would report: N, or 128+S.
+    pub fn code(self) -> i32 {
+        match self {
+            ChildStatus::Exited(code) => code,
+            ChildStatus::Signaled(sig) => SIGNALED_BASE + sig,
+        }
+    }
+
+    /// Decodes a `waitpid` status of a process that ended (not one that stopped).
+    pub fn from_wait(status: libc::c_int) -> Option<ChildStatus> {
+        if libc::WIFEXITED(status) {
+            Some(ChildStatus::Exited(libc::WEXITSTATUS(status)))
+        } else if libc::WIFSIGNALED(status) {
+            Some(ChildStatus::Signaled(libc::WTERMSIG(status)))
+        } else {
+            None
+        }
+    }
+}
+
+impl std::fmt::Display for ChildStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ChildStatus::Exited(code) => write!(f, "exited with status {code}"),
+            ChildStatus::Signaled(sig) => write!(f, "killed by {}", signals::name(*sig)),
+        }
+    }
+}
+
+/// Why the process ends, and so its exit status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// The child's status is ours.
+    Child(ChildStatus),
+    /// A standby (or a replica between two leaderships) stopped on request: 0.
+    Withdrew,
+    Usage,
+    EtcdRejected,
+    LeaseLost,
+    AcquireTimeout,
+    Internal,
+    NotExecutable,
+    NotFound,
+}
+
+impl Exit {
+    /// The process exit status.
+    pub fn code(self) -> i32 {
+        match self {
+            Exit::Child(status) => status.code(),
+            Exit::Withdrew => 0,
+            Exit::Usage => USAGE,
+            Exit::EtcdRejected => ETCD_REJECTED,
+            Exit::LeaseLost => LEASE_LOST,
+            Exit::AcquireTimeout => ACQUIRE_TIMEOUT,
+            Exit::Internal => INTERNAL,
+            Exit::NotExecutable => NOT_EXECUTABLE,
+            Exit::NotFound => NOT_FOUND,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_follow_the_shell_and_the_table() {
+        assert_eq!(Exit::Child(ChildStatus::Exited(7)).code(), 7);
+        assert_eq!(
+            Exit::Child(ChildStatus::Signaled(libc::SIGKILL)).code(),
+            137
+        );
+        assert_eq!(
+            Exit::Child(ChildStatus::Signaled(libc::SIGTERM)).code(),
+            143
+        );
+        assert_eq!(Exit::Withdrew.code(), 0);
+        for (exit, code) in [
+            (Exit::Usage, 2),
+            (Exit::EtcdRejected, 3),
+            (Exit::LeaseLost, 122),
+            (Exit::AcquireTimeout, 124),
+            (Exit::Internal, 125),
+            (Exit::NotExecutable, 126),
+            (Exit::NotFound, 127),
+        ] {
+            assert_eq!(exit.code(), code, "{exit:?}");
+            assert!(
+                HELP_TABLE.contains(&format!("  {code} ")),
+                "{code} not in --help"
+            );
+        }
+    }
+
+    #[test]
+    fn wait_statuses_decode() {
+        // Exit status 3 is encoded as 3 << 8; death by SIGKILL as 9.
+        assert_eq!(ChildStatus::from_wait(3 << 8), Some(ChildStatus::Exited(3)));
+        assert_eq!(ChildStatus::from_wait(9), Some(ChildStatus::Signaled(9)));
+        // Stopped by SIGTSTP (0x7f marker): not an end.
+        assert_eq!(ChildStatus::from_wait((libc::SIGTSTP << 8) | 0x7f), None);
+    }
+}

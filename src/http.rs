@@ -8,9 +8,14 @@
 //! * `GET /metrics`: Prometheus metrics (OpenMetrics text).
 //! * `POST /resign`: step down (stop the child, revoke, hold off, campaign again); 202 if leading,
 //!   409 otherwise.
+//!
+//! `POST /resign` is the one endpoint that changes anything, so it is guarded ([`ResignAuth`]): on a
+//! loopback address it is open (only local processes reach it) unless a token is configured; on any
+//! other address it needs `Authorization: Bearer TOKEN` with the token from `--resign-token-file`,
+//! and without a token file it is off (403). The read-only endpoints stay open everywhere: probes and
+//! scrapers carry no credentials.
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,8 +29,15 @@ use tokio::sync::mpsc::UnboundedSender;
 
 use crate::clock::BootInstant;
 use crate::election::Election;
-use crate::etcd::Connector;
-use crate::observer::{Observer, RoleName};
+use crate::etcd::{Connector, Secret};
+use crate::observer::Observer;
+
+/// Connections served at once; more wait in the kernel's backlog. Probes and scrapers need few.
+const MAX_CONNECTIONS: usize = 32;
+/// A connection that sends no complete request within this long is closed.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// After an accept error (EMFILE, ENFILE, ENOBUFS), wait before trying again instead of spinning.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
 /// What the handlers need.
 pub struct Endpoints {
@@ -33,20 +45,79 @@ pub struct Endpoints {
     pub election: Election,
     pub connector: Arc<Connector>,
     pub resign: UnboundedSender<()>,
+    pub resign_auth: ResignAuth,
 }
 
-/// Parses `--health-addr`: `PORT`, `:PORT` (both on loopback) or `HOST:PORT`.
-pub fn parse_addr(s: &str) -> Result<SocketAddr, String> {
-    let s = s.trim();
-    let full = if s.parse::<u16>().is_ok() {
-        format!("127.0.0.1:{s}")
-    } else if let Some(port) = s.strip_prefix(':') {
-        format!("127.0.0.1:{port}")
-    } else {
-        s.to_owned()
-    };
-    full.parse()
-        .map_err(|_| format!("{s:?} is not PORT, :PORT or HOST:PORT (e.g. 8080, 0.0.0.0:8080)"))
+/// Who may `POST /resign`.
+#[derive(Debug, Clone)]
+pub enum ResignAuth {
+    /// Anyone who can connect: the listener is on loopback and no token was configured.
+    Open,
+    /// Only a request with `Authorization: Bearer TOKEN`.
+    Token(Secret),
+    /// No one: a non-loopback listener without a token file.
+    Disabled,
+}
+
+/// The answer to one `POST /resign`, before the role is looked at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    Allowed,
+    /// No bearer token: 401 with `WWW-Authenticate: Bearer`.
+    NoToken,
+    /// A bearer token that is not ours: 403.
+    WrongToken,
+    /// Off on this address: 403, with how to enable it.
+    Disabled,
+}
+
+impl ResignAuth {
+    /// The rule: a token, when configured, is always required; without one, only loopback is open.
+    /// An unknown address counts as not loopback.
+    pub fn new(listen: Option<std::net::SocketAddr>, token: Option<Secret>) -> ResignAuth {
+        match (token, listen) {
+            (Some(t), _) => ResignAuth::Token(t),
+            (None, Some(a)) if a.ip().is_loopback() => ResignAuth::Open,
+            (None, _) => ResignAuth::Disabled,
+        }
+    }
+
+    /// Checks the `Authorization` header's value, if any.
+    pub fn check(&self, authorization: Option<&[u8]>) -> Access {
+        let token = match self {
+            ResignAuth::Open => return Access::Allowed,
+            ResignAuth::Disabled => return Access::Disabled,
+            ResignAuth::Token(t) => t,
+        };
+        let Some(given) = authorization.and_then(bearer) else {
+            return Access::NoToken;
+        };
+        if constant_time_eq(given, token.expose().as_bytes()) {
+            Access::Allowed
+        } else {
+            Access::WrongToken
+        }
+    }
+}
+
+/// The token of `Bearer TOKEN` (the scheme is case-insensitive, RFC 7235).
+fn bearer(value: &[u8]) -> Option<&[u8]> {
+    let (scheme, rest) = value.split_at_checked(7)?;
+    if !scheme.eq_ignore_ascii_case(b"bearer ") {
+        return None;
+    }
+    let token = rest.trim_ascii();
+    (!token.is_empty()).then_some(token)
+}
+
+/// Compares without an early exit, so the time taken does not tell how much of a guess was right.
+/// (The length may show; tokens are random, so that tells nothing useful.)
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    let mut diff = u8::from(a.len() != b.len());
+    for i in 0..a.len().max(b.len()) {
+        diff |= a.get(i).copied().unwrap_or(0) ^ b.get(i).copied().unwrap_or(0);
+    }
+    std::hint::black_box(diff) == 0
 }
 
 /// Serves until the runtime stops. The listener is bound by the caller, so a bad address fails
@@ -62,16 +133,27 @@ pub async fn serve(listener: std::net::TcpListener, endpoints: Arc<Endpoints>) {
             return;
         }
     };
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            continue;
+        let Ok(permit) = slots.clone().acquire_owned().await else {
+            return;
+        };
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                tracing::debug!(error = %e, "health endpoint: accept failed");
+                tokio::time::sleep(ACCEPT_BACKOFF).await;
+                continue;
+            }
         };
         let endpoints = endpoints.clone();
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |req| handle(req, endpoints.clone()));
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
+            let conn = hyper::server::conn::http1::Builder::new()
+                .keep_alive(false)
+                .serve_connection(TokioIo::new(stream), service);
+            let _ = tokio::time::timeout(REQUEST_TIMEOUT, conn).await;
+            drop(permit);
         });
     }
 }
@@ -104,7 +186,7 @@ async fn handle(
             }
         }
         (&Method::GET, "/leader") => {
-            if obs.status().role == RoleName::Leader && obs.session_fresh() {
+            if obs.status().is_leader() && obs.session_fresh() {
                 reply(StatusCode::OK, text, "leader\n".into())
             } else {
                 reply(StatusCode::SERVICE_UNAVAILABLE, text, "not leader\n".into())
@@ -118,13 +200,7 @@ async fn handle(
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
             obs.encode_metrics(),
         ),
-        (&Method::POST, "/resign") => {
-            if obs.status().role == RoleName::Leader && ep.resign.send(()).is_ok() {
-                reply(StatusCode::ACCEPTED, text, "resigning\n".into())
-            } else {
-                reply(StatusCode::CONFLICT, text, "not leader\n".into())
-            }
-        }
+        (&Method::POST, "/resign") => resign(&req, &ep),
         (_, "/healthz" | "/leader" | "/status" | "/metrics" | "/resign") => reply(
             StatusCode::METHOD_NOT_ALLOWED,
             text,
@@ -135,12 +211,68 @@ async fn handle(
     Ok(r)
 }
 
+fn resign(req: &Request<Incoming>, ep: &Endpoints) -> Response<Full<Bytes>> {
+    let text = "text/plain; charset=utf-8";
+    // A web page can make a browser POST here ("simple" cross-origin requests need no preflight),
+    // and browsers always say where from: no operator's tool does.
+    if req.headers().contains_key(hyper::header::ORIGIN) {
+        return reply(
+            StatusCode::FORBIDDEN,
+            text,
+            "POST /resign is not for browsers (a request with an Origin header)\n".into(),
+        );
+    }
+    let authorization = req
+        .headers()
+        .get(hyper::header::AUTHORIZATION)
+        .map(|v| v.as_bytes());
+    match ep.resign_auth.check(authorization) {
+        Access::Allowed => {}
+        Access::NoToken => {
+            let mut r = reply(
+                StatusCode::UNAUTHORIZED,
+                text,
+                "send Authorization: Bearer TOKEN (the token of --resign-token-file)\n".into(),
+            );
+            r.headers_mut().insert(
+                hyper::header::WWW_AUTHENTICATE,
+                hyper::header::HeaderValue::from_static("Bearer realm=\"singleton-exec\""),
+            );
+            return r;
+        }
+        Access::WrongToken => {
+            // Worth a warning: someone is guessing, or a token was rotated on one side only.
+            tracing::warn!("POST /resign with a wrong bearer token refused");
+            return reply(StatusCode::FORBIDDEN, text, "wrong token\n".into());
+        }
+        Access::Disabled => {
+            return reply(
+                StatusCode::FORBIDDEN,
+                text,
+                "POST /resign is off on a non-loopback --health-addr: start singleton-exec with \
+                 --resign-token-file FILE (or SINGLETON_EXEC_RESIGN_TOKEN_FILE) and send \
+                 Authorization: Bearer TOKEN; or use `singleton-exec resign`\n"
+                    .into(),
+            );
+        }
+    }
+    if ep.observer.status().is_leader() && ep.resign.send(()).is_ok() {
+        reply(StatusCode::ACCEPTED, text, "resigning\n".into())
+    } else {
+        reply(StatusCode::CONFLICT, text, "not leader\n".into())
+    }
+}
+
 async fn status_json(ep: &Endpoints) -> String {
     let obs = &ep.observer;
     let st = obs.status();
     let leader = async {
-        let conn = ep.connector.get().await.ok()?;
-        ep.election.leader(&mut conn.client.clone()).await.ok()?
+        let election = &ep.election;
+        ep.connector
+            .call(|mut c| async move { election.leader(&mut c).await })
+            .await
+            .ok()
+            .flatten()
     };
     let leader = tokio::time::timeout(Duration::from_secs(1), leader)
         .await
@@ -148,22 +280,75 @@ async fn status_json(ep: &Endpoints) -> String {
         .flatten();
     let now = BootInstant::now();
     let body = serde_json::json!({
-        "role": st.role.as_str(),
+        "role": st.phase.name(),
         "id": obs.id,
         "election": obs.election,
-        "key": st.key,
-        "lease_id": st.lease.map(|l| format!("{l:x}")),
-        "fencing_revision": st.revision,
+        "key": st.phase.key(),
+        "lease_id": st.phase.lease().map(|l| l.to_string()),
+        "fencing_revision": st.phase.revision(),
         "ms_until_deadline": obs.ms_until_deadline(),
         "session_fresh": obs.session_fresh(),
-        "child_pid": st.child_pid,
+        "child_pid": st.phase.child_pid(),
         "leader_id": leader.as_ref().map(|l| l.id.clone()),
         "leader_revision": leader.as_ref().map(|l| l.revision),
         "last_transition": st.last_transition.map(|(role, why, at)| serde_json::json!({
-            "role": role.as_str(),
+            "role": role,
             "why": why,
             "ms_ago": now.saturating_duration_since(at).as_millis() as u64,
         })),
     });
     body.to_string() + "\n"
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn token() -> Option<Secret> {
+        Some(Secret::new("s3cret-token".into()))
+    }
+
+    #[test]
+    fn who_may_resign_by_address_and_token() {
+        let addr = |s: &str| s.parse::<std::net::SocketAddr>().ok();
+        let (lo, lo6) = (addr("127.0.0.1:8080"), addr("[::1]:8080"));
+        let (any, pod) = (addr("0.0.0.0:8080"), addr("10.1.2.3:8080"));
+        type Case<'a> = (Option<std::net::SocketAddr>, bool, Option<&'a [u8]>, Access);
+        let cases: [Case; 15] = [
+            // (listen, token?, header, expected)
+            (lo, false, None, Access::Allowed),
+            (lo6, false, Some(b"Bearer x"), Access::Allowed),
+            (lo, true, None, Access::NoToken),
+            (lo, true, Some(b"Bearer s3cret-token"), Access::Allowed),
+            (any, false, None, Access::Disabled),
+            (pod, false, Some(b"Bearer s3cret-token"), Access::Disabled),
+            (None, false, None, Access::Disabled),
+            (any, true, None, Access::NoToken),
+            (any, true, Some(b"Basic czNjcmV0LXRva2Vu"), Access::NoToken),
+            (any, true, Some(b"Bearer "), Access::NoToken),
+            (any, true, Some(b"Bearer wrong"), Access::WrongToken),
+            (any, true, Some(b"Bearer s3cret-toke"), Access::WrongToken),
+            (any, true, Some(b"Bearer s3cret-tokenX"), Access::WrongToken),
+            (any, true, Some(b"Bearer s3cret-token"), Access::Allowed),
+            (any, true, Some(b"bearer  s3cret-token "), Access::Allowed),
+        ];
+        for (listen, with_token, header, want) in cases {
+            let auth = ResignAuth::new(listen, if with_token { token() } else { None });
+            assert_eq!(
+                auth.check(header),
+                want,
+                "{listen:?} token={with_token} {:?}",
+                header.map(String::from_utf8_lossy)
+            );
+        }
+    }
+
+    #[test]
+    fn constant_time_comparison_is_still_a_comparison() {
+        assert!(constant_time_eq(b"", b""));
+        assert!(constant_time_eq(b"abc", b"abc"));
+        assert!(!constant_time_eq(b"abc", b"abd"));
+        assert!(!constant_time_eq(b"abc", b"ab"));
+        assert!(!constant_time_eq(b"ab\0", b"ab"));
+    }
 }

@@ -1,34 +1,45 @@
-//! The leadership loop: standby → leader → (stopping) → standby or exit.
+//! The leadership loop: standby → leading → stopping → lost → standby or exit, as named steps.
 //!
-//! A replica is always in one [`Role`]; each change is logged once, with the fields that explain it.
+//! ```text
+//! run:    loop { standby → lead → (hold off) }
+//! lead:   loop { start the child → run until the tree is gone → decide → apply }
+//! ```
+//!
 //! The loop owns the etcd [`Session`] and the election; the process thread ([`Supervisor`]) owns the
 //! child. Safety does not rest on this loop being scheduled on time: the spawn request carries the
 //! lease's fail-closed deadline, every acknowledged keepalive moves it, and the process thread stops
 //! the child by itself if it is not moved (see [`crate::supervisor`]). This loop adds the fast paths:
-//! stop at once when etcd says the lease is gone or our leader key was deleted.
+//! kill at once when etcd says the lease is gone or our leader key was deleted.
 //!
 //! Rules kept here:
 //! * no child without a verified leader key and a lease with more than grace + margin left;
-//! * the lease is revoked only after the child's whole tree is gone;
-//! * SIGTERM/SIGINT: a standby withdraws at once; a leader stops its child first.
+//! * the lease is given up (`finish`, the one release path) only after the child's whole tree is
+//!   gone;
+//! * what follows a child's tree is [`decide`]d by one pure function; a shutdown request always
+//!   wins, and once one arrived the replica never campaigns or starts a child again;
+//! * a leader watches for step-down requests addressed to it ([`crate::resign`]) only once its
+//!   child runs, so a handoff never waits for that watch; they join `POST /resign`'s queue.
 
+use std::cell::RefCell;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
+use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 use tokio::sync::watch;
+use tokio::task::JoinHandle;
 use tokio::time::{sleep, Instant};
 
-use crate::cli::{OnChildExit, OnLeaseLost};
 use crate::clock::BootInstant;
 use crate::config::Config;
 use crate::election::{Candidacy, Election};
 use crate::etcd::{Connector, EtcdError};
-use crate::exit_code;
-use crate::http::{self, Endpoints};
-use crate::observer::{Observer, RoleName};
-use crate::session::{LeaseState, Session};
-use crate::supervisor::{Event, LeaseDeadline, Request, StopReason, Supervisor};
+use crate::exit_code::{ChildStatus, Exit};
+use crate::http::{self, Endpoints, ResignAuth};
+use crate::lifecycle::{decide, Next, Phase, Policies, StopReason};
+use crate::observer::Observer;
+use crate::resign::RequestWatch;
+use crate::session::{LeaseState, Revoked, Session};
+use crate::supervisor::{Event, LeaseDeadline, Request, Supervisor};
 
 /// A child restarted under `--on-child-exit restart` that ran this long resets the backoff.
 const RESTART_RESET_AFTER: Duration = Duration::from_secs(10);
@@ -38,120 +49,593 @@ const RETRY_BACKOFF_MIN: Duration = Duration::from_millis(200);
 /// Short enough that a standby is back in the queue soon after an etcd outage ends.
 const RETRY_BACKOFF_MAX: Duration = Duration::from_secs(2);
 
-/// The lifecycle of a replica; each variant holds what is valid in that state.
-#[derive(Debug)]
-enum Role<'a> {
-    /// Waiting in the queue with a live lease.
-    Standby {
-        lease: i64,
-        key: &'a str,
-        revision: i64,
-    },
-    /// Leading: the key is verified and the child runs.
-    Leader {
-        lease: i64,
-        key: &'a str,
-        revision: i64,
-        pid: libc::pid_t,
-    },
-    /// The child's tree is being stopped.
-    Stopping {
-        key: &'a str,
-        revision: i64,
-        reason: &'a StopReason,
-        kill_in: Duration,
-    },
-    /// Leadership is gone (or given up); the child's tree is gone.
-    Lost {
-        key: &'a str,
-        revision: i64,
-        why: &'a str,
-    },
+/// What the loop reads and does not change.
+struct Ctx<'a> {
+    cfg: &'a Config,
+    obs: &'a Arc<Observer>,
+    connector: Arc<Connector>,
+    election: Election,
+    /// Where step-down requests that arrive through etcd go (the same queue as `POST /resign`).
+    step_down: UnboundedSender<()>,
 }
 
-/// Logs a role change as one structured event.
-fn transition(cfg: &Config, obs: &Observer, role: Role<'_>) {
-    let (id, election) = (cfg.id.as_str(), cfg.election.as_str());
-    match &role {
-        Role::Standby {
-            lease,
-            key,
-            revision,
-        } => obs.transition(
-            RoleName::Standby,
-            Some(key),
-            Some(*revision),
-            Some(*lease),
-            "waiting for leadership",
-        ),
-        Role::Leader {
-            lease,
-            key,
-            revision,
-            pid,
-        } => {
-            obs.transition(
-                RoleName::Leader,
-                Some(key),
-                Some(*revision),
-                Some(*lease),
-                "child started",
-            );
-            obs.child_started(*pid);
-        }
-        Role::Stopping {
-            key,
-            revision,
-            reason,
-            ..
-        } => obs.transition(
-            RoleName::Stopping,
-            Some(key),
-            Some(*revision),
-            None,
-            &reason.to_string(),
-        ),
-        Role::Lost { key, revision, why } => {
-            obs.transition(RoleName::Lost, Some(key), Some(*revision), None, why)
+/// What the loop receives: the process thread's events, step-down requests, and whether a
+/// shutdown signal has arrived (sticky).
+struct Inputs {
+    sup: Supervisor,
+    resign: UnboundedReceiver<()>,
+    shutdown: Option<libc::c_int>,
+}
+
+/// How one leadership ended.
+enum After {
+    Exit(Exit),
+    Recampaign { holdoff: bool },
+}
+
+/// Runs the replica until it exits. `health` is the listener for the HTTP endpoints, bound by the
+/// caller so that a bad address fails at start-up.
+pub async fn run(
+    cfg: Config,
+    sup: Supervisor,
+    obs: Arc<Observer>,
+    health: Option<std::net::TcpListener>,
+) -> Exit {
+    let connector = Arc::new(Connector::new(cfg.etcd.clone()));
+    let election = Election::new(&cfg.prefix, &cfg.election);
+    let (resign_tx, resign) = unbounded_channel();
+    if let Some(listener) = health {
+        let listen = listener.local_addr().ok();
+        let endpoints = Endpoints {
+            observer: obs.clone(),
+            election: election.clone(),
+            connector: connector.clone(),
+            resign: resign_tx.clone(),
+            resign_auth: ResignAuth::new(listen, cfg.resign_token.clone()),
+        };
+        tokio::spawn(http::serve(listener, Arc::new(endpoints)));
+    }
+    if let Some(every) = obs.notifier.watchdog_interval() {
+        let notifier = obs.notifier.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            loop {
+                tick.tick().await;
+                notifier.watchdog();
+            }
+        });
+    }
+    obs.notifier.ready();
+    tracing::info!(id = %cfg.id, election = %cfg.election, key_prefix = %election.dir(), timing = %cfg.timing,
+        endpoints = ?connector.endpoints(), "singleton-exec starting");
+    let ctx = Ctx {
+        cfg: &cfg,
+        obs: &obs,
+        connector,
+        election,
+        step_down: resign_tx,
+    };
+    let mut inputs = Inputs {
+        sup,
+        resign,
+        shutdown: None,
+    };
+    let exit = campaign_until_exit(&ctx, &mut inputs).await;
+    obs.notifier.stopping();
+    exit
+}
+
+async fn campaign_until_exit(ctx: &Ctx<'_>, inp: &mut Inputs) -> Exit {
+    loop {
+        while inp.resign.try_recv().is_ok() {} // a request that came too late to matter
+        let (session, me) = match standby(ctx, inp).await {
+            Ok(won) => won,
+            Err(exit) => return exit,
+        };
+        match lead(ctx, inp, session, me).await {
+            After::Exit(exit) => return exit,
+            After::Recampaign { holdoff: true } => {
+                let held = tokio::select! {
+                    exit = shutdown_requested(&mut inp.sup, &mut inp.shutdown) => Some(exit),
+                    _ = sleep(ctx.cfg.resign_holdoff) => None,
+                };
+                if let Some(exit) = held {
+                    return exit;
+                }
+            }
+            After::Recampaign { holdoff: false } => {}
         }
     }
-    match role {
-        Role::Standby {
-            lease,
-            key,
-            revision,
-        } => {
-            tracing::info!(role = "standby", id, election, key, revision, lease = %format!("{lease:x}"), "standby: waiting for leadership")
+}
+
+/// The next event from the process thread, recording shutdown signals. `None`: the thread is gone.
+async fn next_event(sup: &mut Supervisor, shutdown: &mut Option<libc::c_int>) -> Option<Event> {
+    let event = sup.events.recv().await;
+    if let Some(Event::ShutdownSignal(sig)) = &event {
+        shutdown.get_or_insert(*sig);
+    }
+    event
+}
+
+/// Resolves once a shutdown signal has arrived (at once if one did already). Used while no child
+/// runs, so other events do not matter.
+async fn shutdown_requested(sup: &mut Supervisor, shutdown: &mut Option<libc::c_int>) -> Exit {
+    loop {
+        if let Some(sig) = *shutdown {
+            tracing::info!("withdrew on {}", crate::signals::name(sig));
+            return Exit::Withdrew;
         }
-        Role::Leader {
-            lease,
-            key,
-            revision,
+        match next_event(sup, shutdown).await {
+            Some(event) => tracing::debug!(?event, "while no child runs"),
+            None => {
+                tracing::error!("the process thread is gone");
+                return Exit::Internal;
+            }
+        }
+    }
+}
+
+/// Sleeps until `at`, or forever if there is none.
+async fn until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Waits until the lease is reported lost (`LeaseGone`) or its deadline passes (`Deadline`).
+async fn lease_lost(mut state: watch::Receiver<LeaseState>) -> StopReason {
+    loop {
+        let wait = match *state.borrow_and_update() {
+            LeaseState::Lost => return StopReason::LeaseGone,
+            LeaseState::Alive { safe_until } => safe_until.remaining(),
+        };
+        if wait.is_zero() {
+            return StopReason::Deadline;
+        }
+        // Re-checked at least every second so a suspend (BootInstant moves, tokio's clock does not)
+        // cannot make us miss it.
+        let _ = tokio::time::timeout(wait.min(Duration::from_secs(1)), state.changed()).await;
+    }
+}
+
+/// Standby: get a lease, join the queue, wait for our turn, verify. Returns the session and our
+/// candidacy, or how to exit.
+async fn standby(ctx: &Ctx<'_>, inp: &mut Inputs) -> Result<(Session, Candidacy), Exit> {
+    let acquire_by = ctx.cfg.acquire_timeout.map(|d| Instant::now() + d);
+    let last_error = RefCell::new(String::from("none"));
+    let timed_out = || {
+        tracing::error!(id = %ctx.cfg.id, election = %ctx.cfg.election, last_error = %last_error.borrow(),
+            "--acquire-timeout passed before this replica became leader");
+        Exit::AcquireTimeout
+    };
+    loop {
+        let session = tokio::select! {
+            exit = shutdown_requested(&mut inp.sup, &mut inp.shutdown) => return Err(exit),
+            _ = until(acquire_by) => return Err(timed_out()),
+            r = grant_with_retries(ctx, &last_error) => r.map_err(|e| rejected(&e))?,
+        };
+        let outcome = tokio::select! {
+            exit = shutdown_requested(&mut inp.sup, &mut inp.shutdown) => Err(exit),
+            _ = until(acquire_by) => Err(timed_out()),
+            reason = lease_lost(session.state()) => Ok(Err(reason)),
+            r = campaign(ctx, &session, &last_error) => Ok(Ok(r)),
+        };
+        match outcome {
+            Ok(Ok(Ok(me))) => return Ok((session, me)),
+            Ok(Err(reason)) => {
+                tracing::warn!(id = %ctx.cfg.id, lease = %session.lease_id, %reason,
+                    "lease lost while standby; taking a new one");
+                // The key may outlive our view of the lease: take it out of the queue.
+                session.revoke(ctx.connector.request_timeout()).await;
+            }
+            Ok(Ok(Err(e))) => {
+                session.revoke(ctx.connector.request_timeout()).await;
+                return Err(rejected(&e));
+            }
+            Err(exit) => {
+                session.revoke(ctx.connector.request_timeout()).await;
+                return Err(exit);
+            }
+        }
+    }
+}
+
+/// Grants a lease, retrying with backoff while etcd is unavailable; `Err` only when rejected.
+async fn grant_with_retries(
+    ctx: &Ctx<'_>,
+    last_error: &RefCell<String>,
+) -> Result<Session, EtcdError> {
+    let mut backoff = Backoff::new(RETRY_BACKOFF_MIN, RETRY_BACKOFF_MAX);
+    loop {
+        match Session::grant(ctx.connector.clone(), ctx.cfg.timing, ctx.obs.clone()).await {
+            Ok(s) => return Ok(s),
+            Err(e) if e.is_rejected() => return Err(e),
+            Err(e) => {
+                let wait = backoff.step();
+                tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "cannot get a lease from etcd; retrying");
+                *last_error.borrow_mut() = e.to_string();
+                sleep(wait).await;
+            }
+        }
+    }
+}
+
+fn rejected(e: &EtcdError) -> Exit {
+    tracing::error!(error = %e, "etcd refused this replica on every endpoint; check --user/--password, TLS files and the role's permissions");
+    Exit::EtcdRejected
+}
+
+/// Joins the queue and waits for our turn, retrying while etcd is unavailable. `Err` only when
+/// etcd rejects us.
+async fn campaign(
+    ctx: &Ctx<'_>,
+    session: &Session,
+    last_error: &RefCell<String>,
+) -> Result<Candidacy, EtcdError> {
+    let mut backoff = Backoff::new(RETRY_BACKOFF_MIN, RETRY_BACKOFF_MAX);
+    loop {
+        let (election, id, lease) = (&ctx.election, ctx.cfg.id.as_str(), session.lease_id);
+        let obs: &Observer = ctx.obs;
+        let attempt = ctx
+            .connector
+            .call(|mut client| async move {
+                let (mut me, leads) = election.join(&mut client, lease, id).await?;
+                obs.enter(Phase::Standby {
+                    lease: me.lease,
+                    key: me.key.clone(),
+                    revision: me.revision,
+                });
+                if !leads {
+                    me.leads_since = election.wait_turn(&mut client, &me).await?;
+                }
+                Ok(me)
+            })
+            .await;
+        match attempt {
+            Ok(me) => return Ok(me),
+            Err(e) if e.is_rejected() => return Err(e),
+            Err(e) => {
+                let wait = backoff.step();
+                tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "campaign interrupted; retrying");
+                *last_error.borrow_mut() = e.to_string();
+                sleep(wait).await;
+            }
+        }
+    }
+}
+
+/// Watches our leader key in the background; [`KeyWatch::deleted`] resolves once it is gone
+/// (deleted, or its lease expired), and again every time it is awaited after that.
+struct KeyWatch {
+    deleted: watch::Receiver<bool>,
+    task: JoinHandle<()>,
+}
+
+impl KeyWatch {
+    fn start(ctx: &Ctx<'_>, me: &Candidacy) -> KeyWatch {
+        let (tx, deleted) = watch::channel(false);
+        let (election, connector, me) = (ctx.election.clone(), ctx.connector.clone(), me.clone());
+        let task = tokio::spawn(async move {
+            let mut backoff = Backoff::new(RETRY_BACKOFF_MIN, RETRY_BACKOFF_MAX);
+            loop {
+                let (election, me) = (&election, &me);
+                let r = connector
+                    .call(|mut client| async move {
+                        match election.verify(&mut client, me).await? {
+                            None => Ok(()),
+                            Some(at) => election.wait_key_deleted(&mut client, me, at + 1).await,
+                        }
+                    })
+                    .await;
+                match r {
+                    Ok(()) => {
+                        let _ = tx.send(true);
+                        return;
+                    }
+                    Err(e) => {
+                        tracing::debug!(error = %e, "watch on our leader key broke; re-watching");
+                        sleep(backoff.step()).await;
+                    }
+                }
+            }
+        });
+        KeyWatch { deleted, task }
+    }
+
+    async fn deleted(&mut self) {
+        if self.deleted.wait_for(|d| *d).await.is_err() {
+            // The watching task ended without seeing a deletion: nothing more to learn.
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+impl Drop for KeyWatch {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+fn deadline_of(cfg: &Config, safe_until: BootInstant) -> LeaseDeadline {
+    LeaseDeadline {
+        stop_at: cfg.timing.stop_at(safe_until),
+        kill_at: cfg.timing.kill_at(safe_until),
+    }
+}
+
+/// The variables the child gets while it leads. None of their names is an option's environment
+/// variable, so a `singleton-exec` run inside the child reads none of them as configuration.
+/// `ETCD_LOCK_KEY` and `ETCD_LOCK_REV` carry what `etcdctl lock NAME -- cmd` gives its child, so
+/// scripts written for it run unchanged.
+pub fn leader_env(cfg: &Config, me: &Candidacy) -> Vec<(String, String)> {
+    vec![
+        ("ETCD_LOCK_KEY".into(), me.key.clone()),
+        ("ETCD_LOCK_REV".into(), me.leads_since.to_string()),
+        (
+            "SINGLETON_EXEC_LEADER_ELECTION".into(),
+            cfg.election.clone(),
+        ),
+        ("SINGLETON_EXEC_LEADER_ID".into(), cfg.id.clone()),
+        ("SINGLETON_EXEC_LEADER_KEY".into(), me.key.clone()),
+        ("SINGLETON_EXEC_LEASE_ID".into(), me.lease.to_string()),
+        ("SINGLETON_EXEC_REVISION".into(), me.revision.to_string()),
+        (
+            "SINGLETON_EXEC_ETCD_ENDPOINTS".into(),
+            cfg.etcd.endpoints.join(","),
+        ),
+    ]
+}
+
+fn policies(cfg: &Config) -> Policies {
+    Policies {
+        on_child_exit: cfg.on_child_exit,
+        on_lease_lost: cfg.on_lease_lost,
+    }
+}
+
+/// Why a child could not be started.
+enum NotStarted {
+    /// Leadership ended before the child could start (lease too short, shutdown).
+    Ended(StopReason),
+    /// exec failed, or the process thread is gone: exit with this.
+    Failed(Exit),
+}
+
+/// Leader: start the child, run until its tree is gone, decide, apply; again while restarting.
+async fn lead(ctx: &Ctx<'_>, inp: &mut Inputs, session: Session, me: Candidacy) -> After {
+    let mut key = KeyWatch::start(ctx, &me);
+    // Started once the first child runs, so it never delays a handoff; dropped with the leadership.
+    let mut requests: Option<RequestWatch> = None;
+    let mut restarts = Backoff::new(RESTART_BACKOFF_MIN, RESTART_BACKOFF_MAX);
+    let mut last: Option<ChildStatus> = None;
+    loop {
+        let started_at = Instant::now();
+        // A restart comes after a pause: the key may have been deleted meanwhile.
+        if last.is_some() && !still_ours(ctx, &me).await {
+            let next = decide(
+                StopReason::KeyDeleted,
+                inp.shutdown.is_some(),
+                last.unwrap_or(ChildStatus::Exited(0)),
+                policies(ctx.cfg),
+            );
+            return finish(ctx, session, &me, Some(StopReason::KeyDeleted), next).await;
+        }
+        let pid = match start_child(ctx, inp, &session, &me).await {
+            Ok(pid) => pid,
+            Err(NotStarted::Failed(exit)) => {
+                return finish(ctx, session, &me, None, Next::Exit(exit)).await
+            }
+            Err(NotStarted::Ended(reason)) => {
+                let status = last.unwrap_or(ChildStatus::Exited(0));
+                let next = match decide(reason, inp.shutdown.is_some(), status, policies(ctx.cfg)) {
+                    // No child ran this time: a shutdown exits with the last child's status, if any.
+                    Next::Exit(Exit::Child(_)) if last.is_none() => Next::Exit(Exit::Withdrew),
+                    next => next,
+                };
+                return finish(ctx, session, &me, Some(reason), next).await;
+            }
+        };
+        ctx.obs.enter(Phase::Leading {
+            lease: me.lease,
+            key: me.key.clone(),
+            revision: me.revision,
             pid,
-        } => tracing::info!(
-            role = "leader", id, election, key, revision, lease = %format!("{lease:x}"), pid,
-            "leader: child started (fencing revision {revision})"
-        ),
-        Role::Stopping {
-            key,
-            revision,
-            reason,
-            kill_in,
-        } => tracing::warn!(
-            role = "stopping", id, election, key, revision, reason = %reason, kill_in_ms = kill_in.as_millis() as u64,
-            "stopping the child: {reason}"
-        ),
-        Role::Lost { key, revision, why } => {
-            tracing::warn!(
-                role = "lost",
-                id,
-                election,
-                key,
-                revision,
-                why,
-                "leadership lost: {why}"
+        });
+        requests.get_or_insert_with(|| {
+            RequestWatch::start(
+                ctx.connector.clone(),
+                &ctx.election,
+                &me,
+                ctx.step_down.clone(),
             )
+        });
+        let Some((status, reason)) = run_until_tree_gone(ctx, inp, &session, &me, &mut key).await
+        else {
+            return After::Exit(Exit::Internal);
+        };
+        last = Some(status);
+        let next = decide(reason, inp.shutdown.is_some(), status, policies(ctx.cfg));
+        ctx.obs.child_exited(status.code(), next == Next::Restart);
+        if next != Next::Restart {
+            return finish(ctx, session, &me, Some(reason), next).await;
         }
+        if started_at.elapsed() >= RESTART_RESET_AFTER {
+            restarts.reset();
+        }
+        let wait = restarts.step();
+        tracing::info!(id = %ctx.cfg.id, %status, restart_in_ms = wait.as_millis() as u64,
+            "child exited; restarting (--on-child-exit=restart)");
+        if let Some(reason) = wait_to_restart(inp, &session, &mut key, wait).await {
+            let next = decide(reason, inp.shutdown.is_some(), status, policies(ctx.cfg));
+            return finish(ctx, session, &me, Some(reason), next).await;
+        }
+    }
+}
+
+/// Whether our leader key is still ours. When etcd cannot tell us, yes: the lease deadline still
+/// holds, and the key watch still runs.
+async fn still_ours(ctx: &Ctx<'_>, me: &Candidacy) -> bool {
+    let election = &ctx.election;
+    let read = ctx
+        .connector
+        .call(|mut c| async move { election.verify(&mut c, me).await });
+    match tokio::time::timeout(ctx.connector.request_timeout(), read).await {
+        Ok(Ok(None)) => false,
+        Ok(Ok(Some(_))) | Ok(Err(_)) | Err(_) => true,
+    }
+}
+
+/// Asks the process thread to start the child under the lease's current deadline.
+async fn start_child(
+    ctx: &Ctx<'_>,
+    inp: &mut Inputs,
+    session: &Session,
+    me: &Candidacy,
+) -> Result<libc::pid_t, NotStarted> {
+    let LeaseState::Alive { safe_until } = session.current() else {
+        return Err(NotStarted::Ended(StopReason::Deadline));
+    };
+    inp.sup.request(Request::Spawn {
+        command: ctx.cfg.command.clone(),
+        env: leader_env(ctx.cfg, me),
+        deadline: deadline_of(ctx.cfg, safe_until),
+    });
+    loop {
+        match next_event(&mut inp.sup, &mut inp.shutdown).await {
+            Some(Event::Started { pid }) => return Ok(pid),
+            Some(Event::SpawnFailed(e)) => {
+                tracing::error!(error = %e, code = e.exit_code(), "cannot start the command");
+                return Err(NotStarted::Failed(e.exit()));
+            }
+            Some(Event::SpawnRefused(reason)) => {
+                tracing::warn!(%reason, "the child was not started");
+                return Err(NotStarted::Ended(reason));
+            }
+            Some(_) => {} // a shutdown signal is recorded; the process thread refuses or stops
+            None => return Err(NotStarted::Failed(Exit::Internal)),
+        }
+    }
+}
+
+/// Runs while the child's tree exists: moves the deadline on every acknowledged keepalive, asks for
+/// the stop when leadership ends or a step-down is requested. Returns the main child's status and
+/// why its tree ended, or `None` if the process thread is gone.
+async fn run_until_tree_gone(
+    ctx: &Ctx<'_>,
+    inp: &mut Inputs,
+    session: &Session,
+    me: &Candidacy,
+    key: &mut KeyWatch,
+) -> Option<(ChildStatus, StopReason)> {
+    let mut state = session.state();
+    // Once the keepalive task has ended, `changed()` returns at once forever: stop listening.
+    let mut lease_open = true;
+    let mut key_deleted = false;
+    // What we asked for first: it still counts if the child happened to exit by itself meanwhile
+    // (a step-down must not turn into a restart).
+    let mut requested: Option<StopReason> = None;
+    loop {
+        let stop = tokio::select! {
+            event = next_event(&mut inp.sup, &mut inp.shutdown) => match event? {
+                Event::Finished { status, reason } => {
+                    let reason = match (reason, requested) {
+                        (StopReason::ChildExited, Some(asked)) => asked,
+                        _ => reason,
+                    };
+                    return Some((status, reason));
+                }
+                Event::Stopping { reason, kill_in } => {
+                    ctx.obs.enter(Phase::Stopping { key: me.key.clone(), revision: me.revision, reason, kill_in });
+                    None
+                }
+                Event::ShutdownSignal(_) => {
+                    ctx.obs.notifier.stopping();
+                    None
+                }
+                Event::ResignSignal => Some(StopReason::Resign),
+                _ => None,
+            },
+            changed = state.changed(), if lease_open => {
+                lease_open = changed.is_ok();
+                match *state.borrow_and_update() {
+                    LeaseState::Alive { safe_until } if lease_open => {
+                        inp.sup.request(Request::Extend(deadline_of(ctx.cfg, safe_until)));
+                        None
+                    }
+                    _ => Some(StopReason::LeaseGone),
+                }
+            }
+            Some(()) = inp.resign.recv() => Some(StopReason::Resign),
+            _ = key.deleted(), if !key_deleted => {
+                key_deleted = true;
+                Some(StopReason::KeyDeleted)
+            }
+        };
+        if let Some(reason) = stop {
+            requested.get_or_insert(reason);
+            inp.sup.request(Request::Stop(reason));
+        }
+    }
+}
+
+/// Between two children under `--on-child-exit=restart`: `Some(reason)` if leadership ends (or a
+/// shutdown arrives) before it is time to restart.
+async fn wait_to_restart(
+    inp: &mut Inputs,
+    session: &Session,
+    key: &mut KeyWatch,
+    wait: Duration,
+) -> Option<StopReason> {
+    tokio::select! {
+        _ = shutdown_requested(&mut inp.sup, &mut inp.shutdown) => {
+            inp.shutdown.map(StopReason::Shutdown)
+        }
+        reason = lease_lost(session.state()) => Some(reason),
+        _ = key.deleted() => Some(StopReason::KeyDeleted),
+        Some(()) = inp.resign.recv() => Some(StopReason::Resign),
+        _ = sleep(wait) => None,
+    }
+}
+
+/// The one release path: the child's tree is gone; give the lease up (revoke, so a standby takes
+/// over at once), record how leadership ended, and say what comes next.
+async fn finish(
+    ctx: &Ctx<'_>,
+    session: Session,
+    me: &Candidacy,
+    reason: Option<StopReason>,
+    next: Next,
+) -> After {
+    // After a lease loss the lease is expired or about to be: revoking can only save a standby the
+    // last margin, so it is not worth waiting long for an etcd that may be unreachable.
+    let within = match reason {
+        Some(r) if r.is_lease_loss() => ctx.cfg.timing.margin + Duration::from_secs(1),
+        _ => ctx.connector.request_timeout() * 2,
+    };
+    let revoked = session.revoke(within).await;
+    if let Some(reason) = reason {
+        ctx.obs.enter(Phase::Lost {
+            key: me.key.clone(),
+            revision: me.revision,
+            reason,
+        });
+    }
+    let given_up = match &revoked {
+        Revoked::Now => "lease revoked",
+        Revoked::AlreadyGone => "lease already gone",
+        Revoked::Failed(_) => "lease not revoked: it expires after its TTL",
+    };
+    match next {
+        Next::Exit(exit) => {
+            tracing::info!(id = %ctx.cfg.id, code = exit.code(), "leadership given up ({given_up}); exiting");
+            After::Exit(exit)
+        }
+        Next::Recampaign { holdoff } => {
+            tracing::info!(id = %ctx.cfg.id, holdoff, "leadership given up ({given_up}); campaigning again");
+            After::Recampaign { holdoff }
+        }
+        Next::Restart => After::Recampaign { holdoff: false },
     }
 }
 
@@ -180,511 +664,52 @@ impl Backoff {
     }
 }
 
-/// How a phase ended.
-enum Outcome {
-    Exit(i32),
-    Recampaign,
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-/// Runs the replica until it exits; returns the process exit code.
-/// `health` is the listener for the HTTP endpoints, bound by the caller so that a bad address fails
-/// at start-up.
-pub async fn run(
-    cfg: Config,
-    mut sup: Supervisor,
-    obs: Arc<Observer>,
-    health: Option<std::net::TcpListener>,
-) -> i32 {
-    let connector = Arc::new(Connector::new(cfg.etcd.clone()));
-    let election = Election::new(&cfg.prefix, &cfg.election);
-    let (resign_tx, mut resign) = unbounded_channel();
-    if let Some(listener) = health {
-        let endpoints = Endpoints {
-            observer: obs.clone(),
-            election: election.clone(),
-            connector: connector.clone(),
-            resign: resign_tx,
+    /// A `singleton-exec` (or `status`) run by the child must not read the child's variables as
+    /// its configuration: none is an option's variable, nor one of etcdctl's that we fall back to.
+    #[test]
+    fn the_child_variables_are_no_configuration_of_ours() {
+        use clap::{CommandFactory, Parser};
+        let cli = crate::cli::Cli::try_parse_from(["singleton-exec", "--id", "r1", "--", "true"])
+            .expect("arguments");
+        let cfg = Config::from_args(cli.run).expect("config");
+        let me = Candidacy {
+            key: "/singleton-exec/true/694d".into(),
+            lease: crate::etcd::LeaseId(0x694d),
+            revision: 7,
+            leads_since: 9,
         };
-        tokio::spawn(http::serve(listener, Arc::new(endpoints)));
-    }
-    if let Some(every) = obs.notifier.watchdog_interval() {
-        let notifier = obs.notifier.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(every);
-            loop {
-                tick.tick().await;
-                notifier.watchdog();
-            }
-        });
-    }
-    obs.notifier.ready();
-    let code = campaign_until_exit(&cfg, &mut sup, &obs, &connector, &election, &mut resign).await;
-    obs.notifier.stopping();
-    code
-}
-
-async fn campaign_until_exit(
-    cfg: &Config,
-    sup: &mut Supervisor,
-    obs: &Arc<Observer>,
-    connector: &Arc<Connector>,
-    election: &Election,
-    resign: &mut UnboundedReceiver<()>,
-) -> i32 {
-    tracing::info!(id = %cfg.id, election = %cfg.election, key_prefix = %election.dir(), timing = %cfg.timing,
-        endpoints = ?connector.endpoints(), "singleton-exec starting");
-    loop {
-        while resign.try_recv().is_ok() {} // a request that came too late to matter
-        let (session, me) = match standby(cfg, obs, connector, election, sup).await {
-            Ok(won) => won,
-            Err(code) => return code,
-        };
-        match lead(cfg, obs, election, sup, resign, session, me).await {
-            Outcome::Exit(code) => return code,
-            Outcome::Recampaign => continue,
+        let env = leader_env(&cfg, &me);
+        let mut ours: Vec<String> = vec!["SINGLETON_EXEC_LOG".into()];
+        let cmd = crate::cli::Cli::command();
+        for c in std::iter::once(&cmd).chain(cmd.get_subcommands()) {
+            ours.extend(
+                c.get_arguments()
+                    .filter_map(|a| a.get_env())
+                    .map(|e| e.to_string_lossy().into_owned()),
+            );
         }
-    }
-}
-
-/// Waits for a shutdown signal; other events cannot happen while no child runs.
-async fn shutdown_signal(sup: &mut Supervisor) -> i32 {
-    loop {
-        match sup.events.recv().await {
-            Some(Event::ShutdownSignal(sig)) => return sig,
-            Some(other) => tracing::debug!(event = ?other, "ignored while standby"),
-            None => return -1,
+        for (name, _) in &env {
+            assert!(
+                !ours.contains(name) && !name.starts_with("ETCDCTL_"),
+                "{name}"
+            );
         }
+        let get = |n: &str| env.iter().find(|(k, _)| k == n).map(|(_, v)| v.as_str());
+        assert_eq!(get("ETCD_LOCK_KEY"), Some("/singleton-exec/true/694d"));
+        assert_eq!(get("ETCD_LOCK_REV"), Some("9"));
+        assert_eq!(get("SINGLETON_EXEC_REVISION"), Some("7"));
     }
-}
 
-/// Sleeps until `at`, or forever if there is none.
-async fn until(at: Option<Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
-    }
-}
-
-/// Waits until the lease is reported lost or its deadline passes.
-async fn lease_lost(mut state: watch::Receiver<LeaseState>) {
-    loop {
-        let wait = match *state.borrow_and_update() {
-            LeaseState::Lost => return,
-            LeaseState::Alive { safe_until } => safe_until.remaining(),
-        };
-        if wait.is_zero() {
-            return;
-        }
-        // Re-checked at least every second so a suspend (BootInstant moves, tokio's clock does not)
-        // cannot make us miss it.
-        let _ = tokio::time::timeout(wait.min(Duration::from_secs(1)), state.changed()).await;
-    }
-}
-
-/// Standby: get a lease, join the queue, wait for our turn, verify. Returns the session and our
-/// candidacy, or the exit code to leave with.
-async fn standby(
-    cfg: &Config,
-    obs: &Arc<Observer>,
-    connector: &Arc<Connector>,
-    election: &Election,
-    sup: &mut Supervisor,
-) -> Result<(Session, Candidacy), i32> {
-    let acquire_by = cfg.acquire_timeout.map(|d| Instant::now() + d);
-    let mut backoff = Backoff::new(RETRY_BACKOFF_MIN, RETRY_BACKOFF_MAX);
-    let mut last_error = String::from("none");
-    let timed_out = |last_error: &str| {
-        tracing::error!(id = %cfg.id, election = %cfg.election, last_error,
-            "--acquire-timeout passed before this replica became leader");
-        exit_code::ACQUIRE_TIMEOUT
-    };
-    loop {
-        let granted = tokio::select! {
-            sig = shutdown_signal(sup) => return Err(withdraw_code(sig)),
-            _ = until(acquire_by) => return Err(timed_out(&last_error)),
-            r = Session::grant(connector.clone(), cfg.timing, obs.clone()) => r,
-        };
-        let session = match granted {
-            Ok(s) => s,
-            Err(e) if e.is_rejected() => return Err(rejected(&e)),
-            Err(e) => {
-                let wait = backoff.step();
-                tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "cannot get a lease from etcd; retrying");
-                last_error = e.to_string();
-                tokio::select! {
-                    sig = shutdown_signal(sup) => return Err(withdraw_code(sig)),
-                    _ = until(acquire_by) => return Err(timed_out(&last_error)),
-                    _ = sleep(wait) => continue,
-                }
-            }
-        };
-        backoff.reset();
-        // Campaign with this lease until it wins or the lease is lost.
-        loop {
-            let outcome = tokio::select! {
-                sig = shutdown_signal(sup) => {
-                    session.revoke().await;
-                    return Err(withdraw_code(sig));
-                }
-                _ = until(acquire_by) => {
-                    session.revoke().await;
-                    return Err(timed_out(&last_error));
-                }
-                _ = lease_lost(session.state()) => None,
-                r = campaign(cfg, obs, election, &session) => Some(r),
-            };
-            match outcome {
-                None => {
-                    tracing::warn!(id = %cfg.id, lease = %format!("{:x}", session.lease_id), "lease lost while standby; taking a new one");
-                    break;
-                }
-                Some(Ok(me)) => return Ok((session, me)),
-                Some(Err(e)) if e.is_rejected() => {
-                    session.revoke().await;
-                    return Err(rejected(&e));
-                }
-                Some(Err(e)) => {
-                    let wait = backoff.step();
-                    tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "campaign interrupted; retrying");
-                    last_error = e.to_string();
-                    sleep(wait).await;
-                }
-            }
-        }
-    }
-}
-
-fn withdraw_code(sig: i32) -> i32 {
-    if sig < 0 {
-        tracing::error!("the process thread is gone");
-        return exit_code::INTERNAL;
-    }
-    tracing::info!("standby withdrew on {}", crate::signals::name(sig));
-    0
-}
-
-fn rejected(e: &EtcdError) -> i32 {
-    tracing::error!(error = %e, "etcd refused this replica; check --user/--password, TLS files and the role's permissions");
-    exit_code::ETCD_REJECTED
-}
-
-/// Joins the queue, waits for our turn, and verifies the key is still ours.
-async fn campaign(
-    cfg: &Config,
-    obs: &Observer,
-    election: &Election,
-    session: &Session,
-) -> Result<Candidacy, EtcdError> {
-    let connector = session.connector();
-    let conn = connector.get().await?;
-    let mut client = conn.client.clone();
-    let result = async {
-        let (me, leads) = election
-            .join(&mut client, session.lease_id, &cfg.id)
-            .await?;
-        transition(
-            cfg,
-            obs,
-            Role::Standby {
-                lease: me.lease,
-                key: &me.key,
-                revision: me.revision,
-            },
-        );
-        if !leads {
-            election.wait_turn(&mut client, &me).await?;
-        }
-        Ok::<_, EtcdError>(me)
-    }
-    .await;
-    if matches!(&result, Err(e) if !e.is_rejected()) {
-        connector.failed(conn.generation);
-    }
-    result
-}
-
-/// Resolves when our leader key is gone (deleted, or its lease expired). Survives broken watches.
-async fn key_deleted(election: Election, connector: Arc<Connector>, me: Candidacy) {
-    let mut backoff = Backoff::new(RETRY_BACKOFF_MIN, RETRY_BACKOFF_MAX);
-    loop {
-        let attempt = async {
-            let conn = connector.get().await?;
-            let mut client = conn.client.clone();
-            let r = async {
-                match election.verify(&mut client, &me).await? {
-                    None => Ok(()),
-                    Some(at) => election.wait_key_deleted(&mut client, &me, at + 1).await,
-                }
-            }
-            .await;
-            if r.is_err() {
-                connector.failed(conn.generation);
-            }
-            r
-        };
-        match attempt.await {
-            Ok(()) => return,
-            Err(e) => {
-                tracing::debug!(error = %e, "watch on our leader key broke; re-watching");
-                sleep(backoff.step()).await;
-            }
-        }
-    }
-}
-
-fn deadline_of(cfg: &Config, safe_until: BootInstant) -> LeaseDeadline {
-    LeaseDeadline {
-        stop_at: cfg.timing.stop_at(safe_until),
-        kill_at: cfg.timing.kill_at(safe_until),
-    }
-}
-
-/// The variables the child gets while it leads.
-fn leader_env(cfg: &Config, me: &Candidacy) -> Vec<(String, String)> {
-    vec![
-        ("SINGLETON_EXEC_ELECTION".into(), cfg.election.clone()),
-        ("SINGLETON_EXEC_ID".into(), cfg.id.clone()),
-        ("SINGLETON_EXEC_KEY".into(), me.key.clone()),
-        ("SINGLETON_EXEC_LEASE_ID".into(), format!("{:x}", me.lease)),
-        ("SINGLETON_EXEC_REVISION".into(), me.revision.to_string()),
-        (
-            "SINGLETON_EXEC_ENDPOINTS".into(),
-            cfg.etcd.endpoints.join(","),
-        ),
-    ]
-}
-
-/// Why the child's tree ended, as far as leadership is concerned.
-enum Ending {
-    /// Step-down requested (POST /resign or --resign-signal).
-    Resign,
-    Shutdown,
-    LeaseLost(String),
-    ChildExited,
-}
-
-/// Leader: run the child while the lease holds; decide what follows when its tree is gone.
-async fn lead(
-    cfg: &Config,
-    obs: &Observer,
-    election: &Election,
-    sup: &mut Supervisor,
-    resign: &mut UnboundedReceiver<()>,
-    session: Session,
-    me: Candidacy,
-) -> Outcome {
-    let mut restart_backoff = Backoff::new(RESTART_BACKOFF_MIN, RESTART_BACKOFF_MAX);
-    let mut key_gone = Box::pin(key_deleted(
-        election.clone(),
-        session.connector().clone(),
-        me.clone(),
-    ));
-    loop {
-        let safe_until = match session.current() {
-            LeaseState::Alive { safe_until } if !cfg.timing.stop_at(safe_until).has_passed() => {
-                safe_until
-            }
-            _ => {
-                return lost(
-                    cfg,
-                    obs,
-                    &me,
-                    session,
-                    "the lease has less than grace + margin left at spawn time".into(),
-                )
-                .await
-            }
-        };
-        sup.request(Request::Spawn {
-            command: cfg.command.clone(),
-            env: leader_env(cfg, &me),
-            deadline: deadline_of(cfg, safe_until),
-        });
-        let started_at = Instant::now();
-        let mut shutting_down = false;
-        let pid = loop {
-            match sup.events.recv().await {
-                Some(Event::Started { pid }) => break pid,
-                Some(Event::SpawnFailed(e)) => {
-                    tracing::error!(error = %e, code = e.exit_code(), "cannot start the command");
-                    session.revoke().await;
-                    return Outcome::Exit(e.exit_code());
-                }
-                Some(Event::ShutdownSignal(_)) => shutting_down = true,
-                Some(_) => {}
-                None => return Outcome::Exit(exit_code::INTERNAL),
-            }
-        };
-        transition(
-            cfg,
-            obs,
-            Role::Leader {
-                lease: me.lease,
-                key: &me.key,
-                revision: me.revision,
-                pid,
-            },
-        );
-        if shutting_down {
-            sup.request(Request::Stop {
-                reason: StopReason::Requested("shutdown requested while starting".into()),
-            });
-        }
-
-        let mut state = session.state();
-        // Once the keepalive task has ended, its channel is closed and `changed()` would return at
-        // once forever: stop listening to it.
-        let mut lease_open = true;
-        let mut ending: Option<Ending> = shutting_down.then_some(Ending::Shutdown);
-        let status = loop {
-            tokio::select! {
-                ev = sup.events.recv() => match ev {
-                    Some(Event::Finished { status, stopped }) => {
-                        if ending.is_none() {
-                            ending = Some(match stopped {
-                                Some(StopReason::Signal(_)) => Ending::Shutdown,
-                                Some(StopReason::LeaseDeadline) => Ending::LeaseLost("renew deadline passed".into()),
-                                Some(StopReason::Requested(why)) => Ending::LeaseLost(why),
-                                Some(StopReason::ChildExited) | None => Ending::ChildExited,
-                            });
-                        }
-                        break status;
-                    }
-                    Some(Event::ResignSignal) if ending.is_none() => {
-                        ending = Some(Ending::Resign);
-                        sup.request(Request::Stop { reason: StopReason::Requested("step-down requested".into()) });
-                    }
-                    Some(Event::ShutdownSignal(_)) => {
-                        obs.notifier.stopping();
-                        ending.get_or_insert(Ending::Shutdown);
-                    }
-                    Some(Event::Stopping { reason, kill_in }) => {
-                        transition(cfg, obs, Role::Stopping { key: &me.key, revision: me.revision, reason: &reason, kill_in });
-                        if reason == StopReason::LeaseDeadline {
-                            let safe = match *state.borrow() { LeaseState::Alive { safe_until } => safe_until.as_millis() as i64, LeaseState::Lost => -1 };
-                            tracing::warn!(safe_until_boot_ms = safe, now_boot_ms = BootInstant::now().as_millis() as u64,
-                                renew_deadline_ms = cfg.timing.renew_deadline().as_millis() as u64,
-                                "fail-closed deadline fired: no keepalive acknowledged within the renew deadline");
-                            ending.get_or_insert(Ending::LeaseLost("renew deadline passed".into()));
-                        }
-                    }
-                    Some(_) => {}
-                    None => return Outcome::Exit(exit_code::INTERNAL),
-                },
-                changed = state.changed(), if lease_open => {
-                    lease_open = changed.is_ok();
-                    let now = if changed.is_ok() { *state.borrow_and_update() } else { LeaseState::Lost };
-                    match now {
-                        LeaseState::Alive { safe_until } => sup.request(Request::Extend(deadline_of(cfg, safe_until))),
-                        LeaseState::Lost if ending.is_none() => {
-                            ending = Some(Ending::LeaseLost("etcd reports the lease is gone".into()));
-                            sup.request(Request::Stop { reason: StopReason::Requested("etcd reports the lease is gone".into()) });
-                        }
-                        LeaseState::Lost => {}
-                    }
-                }
-                Some(()) = resign.recv(), if ending.is_none() => {
-                    ending = Some(Ending::Resign);
-                    sup.request(Request::Stop { reason: StopReason::Requested("step-down requested".into()) });
-                }
-                _ = &mut key_gone, if ending.is_none() => {
-                    ending = Some(Ending::LeaseLost("our leader key was deleted".into()));
-                    sup.request(Request::Stop { reason: StopReason::Requested("our leader key was deleted".into()) });
-                }
-            }
-        };
-        let restarting = matches!(ending, None | Some(Ending::ChildExited))
-            && cfg.on_child_exit == OnChildExit::Restart;
-        obs.child_exited(status.exit_code(), restarting);
-        match ending.unwrap_or(Ending::ChildExited) {
-            Ending::Resign => {
-                release(cfg, obs, &me, session, "stepped down on request").await;
-                tokio::select! {
-                    sig = shutdown_signal(sup) => return Outcome::Exit(withdraw_code(sig)),
-                    _ = sleep(cfg.resign_holdoff) => return Outcome::Recampaign,
-                }
-            }
-            Ending::Shutdown => {
-                session.revoke().await;
-                tracing::info!(id = %cfg.id, %status, "leader stopped on request; lease revoked");
-                return Outcome::Exit(status.exit_code());
-            }
-            Ending::LeaseLost(why) => return lost(cfg, obs, &me, session, why).await,
-            Ending::ChildExited => match cfg.on_child_exit {
-                OnChildExit::Exit => {
-                    session.revoke().await;
-                    tracing::info!(id = %cfg.id, %status, "child exited; lease revoked, exiting (--on-child-exit=exit)");
-                    return Outcome::Exit(status.exit_code());
-                }
-                OnChildExit::Recampaign => {
-                    release(
-                        cfg,
-                        obs,
-                        &me,
-                        session,
-                        "child exited; recampaigning (--on-child-exit=recampaign)",
-                    )
-                    .await;
-                    return Outcome::Recampaign;
-                }
-                OnChildExit::Restart => {
-                    if started_at.elapsed() >= RESTART_RESET_AFTER {
-                        restart_backoff.reset();
-                    }
-                    let wait = restart_backoff.step();
-                    tracing::info!(id = %cfg.id, %status, restart_in_ms = wait.as_millis() as u64, "child exited; restarting (--on-child-exit=restart)");
-                    tokio::select! {
-                        sig = shutdown_signal(sup) => {
-                            session.revoke().await;
-                            let code = status.exit_code();
-                            tracing::info!("leader withdrew on {} while waiting to restart", crate::signals::name(sig));
-                            return Outcome::Exit(code);
-                        }
-                        _ = lease_lost(session.state()) => return lost(cfg, obs, &me, session, "lease lost while waiting to restart".into()).await,
-                        _ = &mut key_gone => return lost(cfg, obs, &me, session, "our leader key was deleted".into()).await,
-                        _ = sleep(wait) => {}
-                    }
-                }
-            },
-        }
-    }
-}
-
-/// Gives leadership up on purpose (the child's tree is gone): revoke, so a standby takes over at
-/// once, then log it.
-async fn release(cfg: &Config, obs: &Observer, me: &Candidacy, session: Session, why: &str) {
-    session.revoke().await;
-    log_lost(cfg, obs, me, why);
-}
-
-/// The Lost transition of this leadership.
-fn log_lost(cfg: &Config, obs: &Observer, me: &Candidacy, why: &str) {
-    transition(
-        cfg,
-        obs,
-        Role::Lost {
-            key: &me.key,
-            revision: me.revision,
-            why,
-        },
-    );
-}
-
-/// The child's tree is gone and leadership with it: revoke what is left and apply --on-lease-lost.
-async fn lost(
-    cfg: &Config,
-    obs: &Observer,
-    me: &Candidacy,
-    session: Session,
-    why: String,
-) -> Outcome {
-    log_lost(cfg, obs, me, &why);
-    // The lease is expired or about to be: revoking can only save a standby the last margin, so it
-    // is not worth waiting long for an etcd that may be unreachable.
-    let _ =
-        tokio::time::timeout(cfg.timing.margin + Duration::from_secs(1), session.revoke()).await;
-    match cfg.on_lease_lost {
-        OnLeaseLost::Exit => Outcome::Exit(exit_code::LEASE_LOST),
-        OnLeaseLost::Recampaign => Outcome::Recampaign,
+    #[test]
+    fn backoff_doubles_to_its_cap_and_resets() {
+        let mut b = Backoff::new(Duration::from_millis(200), Duration::from_secs(2));
+        let steps: Vec<u64> = (0..6).map(|_| b.step().as_millis() as u64).collect();
+        assert_eq!(steps, [200, 400, 800, 1600, 2000, 2000]);
+        b.reset();
+        assert_eq!(b.step(), Duration::from_millis(200));
     }
 }

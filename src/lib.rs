@@ -2,34 +2,57 @@
 //!
 //! The map, in the order a request flows through it:
 //! * [`cli`]: what the user typed (clap), every option with its environment variable.
-//! * [`config`]: CLI + environment → a validated [`config::Config`]; [`timing`]: the timing model and
-//!   its rules, and why the child is dead before the lease can expire.
-//! * [`signals`]: blocks every signal first thing in `main`, records what the child should inherit.
+//! * [`config`]: CLI + environment → a validated [`config::Config`]; [`timing`]: the timing model,
+//!   its rules and the retry schedule, and why the child is dead before the lease can expire.
+//! * [`signals`]: blocks every signal first thing in `main`, records what the child should inherit,
+//!   forwards fault signals that other processes send.
 //! * [`supervisor`]: the process thread, sole owner of spawn ([`spawn`]), signal forwarding, reaping
 //!   and the stop sequence, including the fail-closed lease deadline; [`process_tree`] finds every
-//!   descendant.
-//! * [`etcd`]: connections, one endpoint at a time, and error classification; [`session`]: the lease
-//!   and its keepalives; [`election`]: the queue by create-revision and the fencing revision.
-//! * [`leadership`]: the loop standby → leader → stopping → standby/exit.
+//!   descendant; [`guard`] kills the child's group if the supervisor is SIGKILLed.
+//! * [`etcd`]: connections, one endpoint at a time, and the one failure policy; [`session`]: the
+//!   lease and its keepalives; [`election`]: the queue by create-revision and the fencing revision.
+//! * [`lifecycle`]: the one lifecycle type ([`lifecycle::Phase`]), typed stop reasons and the pure
+//!   [`lifecycle::decide`]; [`leadership`]: the loop that moves through it (standby, then lead:
+//!   start the child, run until its tree is gone, decide, apply).
 //! * [`observer`]: live status and Prometheus metrics; [`http`]: `/healthz`, `/leader`, `/status`,
 //!   `/metrics`, `POST /resign`; [`notify`]: the systemd notify protocol.
-//! * [`status`]: the `status` subcommand; [`logging`]; [`clock`]: `CLOCK_BOOTTIME`; [`exit_code`].
+//! * [`resign`]: step-down requests through etcd (their format, and the leader's watch for them);
+//!   [`switchover`]: the `resign` subcommand that puts one and waits for the handoff.
+//! * [`status`]: the `status` subcommand; [`logging`]: non-blocking logs; [`clock`]:
+//!   `CLOCK_BOOTTIME`; [`exit_code`]: the [`exit_code::Exit`] type.
+//!
+//! Dependencies point one way: `etcd`, `timing` and `clock` depend on nothing upstream; `config` on
+//! `cli`, `timing` and the etcd types; `leadership` on everything it drives.
+
+// The map above links the crate-private modules too; read it with `--document-private-items`.
+#![allow(rustdoc::private_intra_doc_links)]
+
+#[cfg(test)]
+/// Unit tests that start children take turns: the process thread reaps with `waitpid(-1)`.
+pub(crate) fn test_children() -> std::sync::MutexGuard<'static, ()> {
+    static CHILDREN: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    CHILDREN.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 pub mod cli;
-pub mod clock;
+pub(crate) mod clock;
 pub mod config;
-pub mod election;
-pub mod etcd;
+pub(crate) mod election;
+pub(crate) mod etcd;
 pub mod exit_code;
-pub mod http;
+pub mod guard;
+pub(crate) mod http;
 pub mod leadership;
+pub(crate) mod lifecycle;
 pub mod logging;
 pub mod notify;
 pub mod observer;
-pub mod process_tree;
-pub mod session;
+pub(crate) mod process_tree;
+pub(crate) mod resign;
+pub(crate) mod session;
 pub mod signals;
 pub mod spawn;
 pub mod status;
 pub mod supervisor;
-pub mod timing;
+pub mod switchover;
+pub(crate) mod timing;

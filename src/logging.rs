@@ -1,10 +1,164 @@
 //! Log set-up: tracing to stderr, as text or JSON, at a level set by -v/-q or `SINGLETON_EXEC_LOG`.
+//!
+//! Logging never blocks the caller. stderr is shared with the child and read by whoever started us
+//! (a container log driver, journald, a pipe): when that reader stalls, a write to a full pipe
+//! blocks. A blocked log call in the process thread would delay the stop signal and SIGKILL at the
+//! fail-closed deadline; in the async side, the keepalives. So every line is formatted by its caller
+//! and handed to a bounded queue without waiting; one log thread writes the queue to stderr. When the
+//! queue is full the line is dropped and counted, and the count is written as soon as stderr takes
+//! lines again. Lossy, never blocking.
+
+use std::io::{self, Write};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
+use std::sync::OnceLock;
+use std::time::Duration;
 
 use tracing_subscriber::filter::Targets;
+use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
 use crate::cli::{LogArgs, LogFormat};
+
+/// Lines waiting for stderr. About 200 KB of typical lines: more than a pipe buffer, so a short
+/// stall loses nothing.
+const QUEUE_LINES: usize = 1024;
+
+enum Message {
+    Line(Vec<u8>),
+    /// Answered once everything queued before it was written.
+    Flush(SyncSender<()>),
+}
+
+struct Queue {
+    tx: SyncSender<Message>,
+    dropped: AtomicU64,
+}
+
+static QUEUE: OnceLock<Queue> = OnceLock::new();
+
+/// Starts the log thread (once) and returns the queue.
+fn queue() -> &'static Queue {
+    QUEUE.get_or_init(|| {
+        let (tx, rx) = mpsc::sync_channel(QUEUE_LINES);
+        let started = std::thread::Builder::new()
+            .name("log".into())
+            .spawn(move || write_lines(rx, io::stderr()));
+        if started.is_err() {
+            // No thread, no logs; never a reason to block or fail.
+            eprintln!("singleton-exec: cannot start the log thread; logging is off");
+        }
+        Queue {
+            tx,
+            dropped: AtomicU64::new(0),
+        }
+    })
+}
+
+fn write_lines(rx: Receiver<Message>, mut out: impl Write) {
+    for msg in rx {
+        match msg {
+            Message::Line(line) => {
+                let dropped = QUEUE
+                    .get()
+                    .map(|q| q.dropped.swap(0, Ordering::Relaxed))
+                    .unwrap_or(0);
+                if dropped > 0 {
+                    let _ = writeln!(
+                        out,
+                        "singleton-exec: {dropped} log lines dropped: stderr was not being read"
+                    );
+                }
+                let _ = out.write_all(&line);
+            }
+            Message::Flush(done) => {
+                let _ = out.flush();
+                let _ = done.send(());
+            }
+        }
+    }
+}
+
+/// Hands one formatted line to the log thread; drops it (counted) if the queue is full.
+fn enqueue(line: &[u8]) {
+    let q = queue();
+    match q.tx.try_send(Message::Line(line.to_vec())) {
+        Ok(()) => {}
+        Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
+            q.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Waits up to `timeout` for queued lines to reach stderr; called before exiting.
+pub fn flush(timeout: Duration) {
+    let Some(q) = QUEUE.get() else { return };
+    let (done_tx, done_rx) = mpsc::sync_channel(1);
+    if q.tx.try_send(Message::Flush(done_tx)).is_ok() {
+        let _ = done_rx.recv_timeout(timeout);
+    }
+}
+
+/// Lines dropped so far and not yet reported.
+pub fn dropped() -> u64 {
+    QUEUE
+        .get()
+        .map(|q| q.dropped.load(Ordering::Relaxed))
+        .unwrap_or(0)
+}
+
+/// The tracing writer: one event is formatted into one buffer, then queued without blocking.
+#[derive(Clone, Copy, Default)]
+pub struct NonBlocking;
+
+/// Collects one event's bytes; queued when the formatter drops it.
+pub struct LineBuffer(Vec<u8>);
+
+impl Write for LineBuffer {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for LineBuffer {
+    fn drop(&mut self) {
+        if !self.0.is_empty() {
+            enqueue(&self.0);
+        }
+    }
+}
+
+impl<'a> MakeWriter<'a> for NonBlocking {
+    type Writer = LineBuffer;
+    fn make_writer(&'a self) -> LineBuffer {
+        LineBuffer(Vec::with_capacity(256))
+    }
+}
+
+/// A panic message must not block either (the default hook writes to stderr and waits): it is
+/// written only if stderr can take it now, then the process aborts (release builds) as usual.
+pub fn install_panic_hook() {
+    std::panic::set_hook(Box::new(|info| {
+        let mut msg = format!("singleton-exec: internal error: {info}\n").into_bytes();
+        msg.truncate(512);
+        let mut pfd = libc::pollfd {
+            fd: 2,
+            events: libc::POLLOUT,
+            revents: 0,
+        };
+        // SAFETY: polling fd 2 without waiting, then one write that fits a pipe's atomic size.
+        unsafe {
+            if libc::poll(&mut pfd, 1, 0) == 1 && pfd.revents & libc::POLLOUT != 0 {
+                libc::write(2, msg.as_ptr().cast(), msg.len());
+            }
+        }
+    }));
+}
 
 pub fn init(args: &LogArgs) {
     let level = match (args.verbose, args.quiet) {
@@ -24,7 +178,7 @@ pub fn init(args: &LogArgs) {
                 .expect("a valid default filter")
         });
     let layer = tracing_subscriber::fmt::layer()
-        .with_writer(std::io::stderr)
+        .with_writer(NonBlocking)
         .with_target(false);
     let registry = tracing_subscriber::registry().with(filter);
     let result = match args.log_format {
@@ -33,4 +187,52 @@ pub fn init(args: &LogArgs) {
     };
     // A second init (tests) keeps the first subscriber.
     let _ = result;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Instant;
+
+    #[test]
+    fn a_full_queue_drops_and_counts_instead_of_blocking() {
+        // Nobody drains this queue: the writer must still return at once.
+        let (tx, _rx) = mpsc::sync_channel::<Message>(2);
+        let q = Queue {
+            tx,
+            dropped: AtomicU64::new(0),
+        };
+        let start = Instant::now();
+        for _ in 0..10_000 {
+            if q.tx.try_send(Message::Line(b"x\n".to_vec())).is_err() {
+                q.dropped.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        assert!(start.elapsed() < Duration::from_secs(1));
+        assert_eq!(q.dropped.load(Ordering::Relaxed), 10_000 - 2);
+    }
+
+    #[test]
+    fn the_writer_reports_drops_before_the_next_line() {
+        let (tx, rx) = mpsc::sync_channel(8);
+        let out = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        struct Shared(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+        impl Write for Shared {
+            fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(b);
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> io::Result<()> {
+                Ok(())
+            }
+        }
+        // The global queue's counter is what the writer reports; use it through `queue()`.
+        queue().dropped.fetch_add(3, Ordering::Relaxed);
+        tx.send(Message::Line(b"after\n".to_vec())).unwrap();
+        drop(tx);
+        write_lines(rx, Shared(out.clone()));
+        let text = String::from_utf8(out.lock().unwrap().clone()).unwrap();
+        assert!(text.contains("log lines dropped"), "{text}");
+        assert!(text.ends_with("after\n"), "{text}");
+    }
 }

@@ -1,18 +1,28 @@
-//! The `singleton-exec` binary: the steps of start-up in order, each one a library call.
+//! The `singleton-exec` binary: the duties of start-up in order, each one a library call.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use clap::Parser;
 
 use singleton_exec::cli::{Cli, Command};
 use singleton_exec::config::Config;
+use singleton_exec::exit_code::Exit;
 use singleton_exec::observer::Observer;
-use singleton_exec::{exit_code, leadership, logging, notify, signals, spawn, status, supervisor};
+use singleton_exec::{
+    guard, leadership, logging, notify, signals, spawn, status, supervisor, switchover,
+};
 
 fn main() {
+    if let Some(code) = guard::run_if_guard() {
+        std::process::exit(code);
+    }
     // Before any thread exists: every thread and the child inherit this mask.
     signals::block_all();
-    std::process::exit(run());
+    let code = run();
+    // Queued log lines get a moment to reach stderr; a stalled reader does not hold up the exit.
+    logging::flush(Duration::from_millis(500));
+    std::process::exit(code);
 }
 
 fn run() -> i32 {
@@ -20,28 +30,64 @@ fn run() -> i32 {
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();
-            return if e.use_stderr() { exit_code::USAGE } else { 0 };
+            return if e.use_stderr() {
+                Exit::Usage.code()
+            } else {
+                0
+            };
         }
     };
-    if let Some(Command::Status(args)) = cli.subcommand {
-        logging::init(&args.log);
-        return block_on(status::run(args));
+    match cli.subcommand {
+        Some(Command::Status(args)) => {
+            logging::init(&args.log);
+            return block_on(status::run(args));
+        }
+        Some(Command::Resign(args)) => {
+            logging::init(&args.log);
+            return block_on(switchover::run(args));
+        }
+        None => {}
     }
     logging::init(&cli.run.log);
+    logging::install_panic_hook();
+    supervise(cli).code()
+}
+
+/// The supervising mode: validate, check the command, become a subreaper, bind the health port,
+/// start the process thread, run the leadership loop.
+fn supervise(cli: Cli) -> Exit {
     let config = match Config::from_args(cli.run) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("singleton-exec: {e}");
-            return exit_code::USAGE;
+            return Exit::Usage;
         }
     };
     if let Err(e) = spawn::preflight(&config.command) {
         eprintln!("singleton-exec: {e}");
-        return e.exit_code();
+        return e.exit();
     }
+    let sent_faults = match signals::forward_sent_faults() {
+        Ok(fd) => Some(fd),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot forward SIGABRT/SIGSEGV/... sent by other processes");
+            None
+        }
+    };
+    // Before becoming a subreaper, so the double-forked guard is not re-parented to us; a subreaper
+    // setting inherited across exec would have the same effect, so it is cleared first.
+    // SAFETY: prctl with integer arguments.
+    unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0) };
+    let guard = if std::process::id() == 1 {
+        None // the kernel kills the PID namespace with us
+    } else {
+        guard::Guard::start()
+            .inspect_err(|e| tracing::warn!(error = %e, "cannot start the guard: the child's tree may outlive a SIGKILL of singleton-exec"))
+            .ok()
+    };
     if let Err(e) = supervisor::become_subreaper() {
         tracing::error!(error = %e, "cannot become a child subreaper");
-        return exit_code::INTERNAL;
+        return Exit::Internal;
     }
     let health = match config
         .health_addr
@@ -51,7 +97,7 @@ fn run() -> i32 {
         Ok(l) => l,
         Err(e) => {
             eprintln!("singleton-exec: --health-addr: cannot listen: {e}");
-            return exit_code::USAGE;
+            return Exit::Usage;
         }
     };
     // Read before the child could ever see them (spawn removes them from its environment).
@@ -62,29 +108,37 @@ fn run() -> i32 {
         config.timing,
         notifier,
     ));
-    let sup = match supervisor::Supervisor::start(
-        config.stop_signal as i32,
-        config.timing.grace,
-        config.resign_signal.map(|s| s as i32),
-    ) {
+    let settings = supervisor::Settings {
+        stop_signal: config.stop_signal as i32,
+        grace: config.timing.grace,
+        resign_signal: config.resign_signal.map(|s| s as i32),
+    };
+    let sup = match supervisor::Supervisor::start(settings, sent_faults, guard) {
         Ok(s) => s,
         Err(e) => {
             tracing::error!(error = %e, "cannot start the process thread");
-            return exit_code::INTERNAL;
+            return Exit::Internal;
         }
     };
-    block_on(leadership::run(config, sup, observer, health))
+    match runtime() {
+        Ok(rt) => rt.block_on(leadership::run(config, sup, observer, health)),
+        Err(code) => code,
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, Exit> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            eprintln!("singleton-exec: cannot start the async runtime: {e}");
+            Exit::Internal
+        })
 }
 
 fn block_on<F: std::future::Future<Output = i32>>(f: F) -> i32 {
-    match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    match runtime() {
         Ok(rt) => rt.block_on(f),
-        Err(e) => {
-            eprintln!("singleton-exec: cannot start the async runtime: {e}");
-            exit_code::INTERNAL
-        }
+        Err(exit) => exit.code(),
     }
 }

@@ -67,6 +67,8 @@ impl Notifier {
 
 fn send_to(path: &str, message: &str) -> std::io::Result<()> {
     let sock = UnixDatagram::unbound()?;
+    // A service manager that does not read must not stall the caller (it may be the keepalive path).
+    sock.set_nonblocking(true)?;
     if let Some(abstract_name) = path.strip_prefix('@') {
         use std::os::linux::net::SocketAddrExt;
         let addr = std::os::unix::net::SocketAddr::from_abstract_name(abstract_name.as_bytes())?;

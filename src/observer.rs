@@ -12,43 +12,25 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
 use crate::clock::BootInstant;
+use crate::lifecycle::Phase;
 use crate::notify::Notifier;
 use crate::timing::TimingModel;
-
-/// The replica's role as shown in `/status` and `STATUS=`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RoleName {
-    Starting,
-    Standby,
-    Leader,
-    Stopping,
-    Lost,
-}
-
-impl RoleName {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RoleName::Starting => "starting",
-            RoleName::Standby => "standby",
-            RoleName::Leader => "leader",
-            RoleName::Stopping => "stopping",
-            RoleName::Lost => "lost",
-        }
-    }
-}
 
 /// The live status behind `/status`.
 #[derive(Debug, Clone)]
 pub struct Status {
-    pub role: RoleName,
-    pub key: Option<String>,
-    pub lease: Option<i64>,
-    pub revision: Option<i64>,
-    pub child_pid: Option<i32>,
+    pub phase: Phase,
     /// The instant the lease cannot have expired before, from the last acknowledged keepalive.
     pub safe_until: Option<BootInstant>,
-    pub last_transition: Option<(RoleName, String, BootInstant)>,
+    /// The last phase entered: its name, why, and when.
+    pub last_transition: Option<(&'static str, String, BootInstant)>,
     pub became_standby: Option<BootInstant>,
+}
+
+impl Status {
+    pub fn is_leader(&self) -> bool {
+        matches!(self.phase, Phase::Leading { .. })
+    }
 }
 
 struct Metrics {
@@ -133,11 +115,7 @@ impl Observer {
             timing,
             notifier,
             status: Mutex::new(Status {
-                role: RoleName::Starting,
-                key: None,
-                lease: None,
-                revision: None,
-                child_pid: None,
+                phase: Phase::Starting,
                 safe_until: None,
                 last_transition: None,
                 became_standby: None,
@@ -160,58 +138,66 @@ impl Observer {
         self.status.lock().expect("status lock").clone()
     }
 
-    /// Records a role change and tells systemd.
-    pub fn transition(
-        &self,
-        role: RoleName,
-        key: Option<&str>,
-        revision: Option<i64>,
-        lease: Option<i64>,
-        why: &str,
-    ) {
+    /// Enters `phase`: one log line, the status, the metrics and systemd `STATUS=`, all from the
+    /// same value.
+    pub fn enter(&self, phase: Phase) {
         let now = BootInstant::now();
+        let name = phase.name();
+        let why = phase.summary();
+        self.log(&phase, &why);
         {
             let mut st = self.status.lock().expect("status lock");
-            if role == RoleName::Standby && st.role != RoleName::Standby {
-                st.became_standby = Some(now);
-            }
-            if role == RoleName::Leader {
-                if let Some(since) = st.became_standby.take() {
-                    self.metrics
-                        .lock()
-                        .expect("metrics lock")
-                        .election_wait
-                        .observe(now.saturating_duration_since(since).as_secs_f64());
+            let was_standby = matches!(st.phase, Phase::Standby { .. });
+            match &phase {
+                Phase::Standby { .. } if !was_standby => st.became_standby = Some(now),
+                Phase::Leading { .. } => {
+                    if let Some(since) = st.became_standby.take() {
+                        self.metrics
+                            .lock()
+                            .expect("metrics lock")
+                            .election_wait
+                            .observe(now.saturating_duration_since(since).as_secs_f64());
+                    }
                 }
+                _ => {}
             }
-            st.role = role;
-            st.key = key.map(str::to_owned);
-            st.revision = revision;
-            st.lease = lease;
-            if role != RoleName::Leader && role != RoleName::Stopping {
-                st.child_pid = None;
-            }
-            st.last_transition = Some((role, why.to_owned(), now));
+            st.last_transition = Some((name, why.clone(), now));
+            st.phase = phase.clone();
         }
         let m = self.metrics.lock().expect("metrics lock");
-        m.is_leader.set(i64::from(role == RoleName::Leader));
+        m.is_leader
+            .set(i64::from(matches!(phase, Phase::Leading { .. })));
         m.transitions
-            .get_or_create(&vec![("role".to_owned(), role.as_str().to_owned())])
+            .get_or_create(&vec![("role".to_owned(), name.to_owned())])
             .inc();
         drop(m);
-        let rev = revision
+        let rev = phase
+            .revision()
             .map(|r| format!(" revision {r}"))
             .unwrap_or_default();
-        self.notifier
-            .status(&format!("{}{rev}: {why}", role.as_str()));
+        self.notifier.status(&format!("{name}{rev}: {why}"));
     }
 
-    pub fn child_started(&self, pid: i32) {
-        self.status.lock().expect("status lock").child_pid = Some(pid);
+    /// One line per phase entered: info while all is well, a warning when leadership is at risk or
+    /// was lost to the lease.
+    fn log(&self, phase: &Phase, why: &str) {
+        let (id, election, role) = (self.id.as_str(), self.election.as_str(), phase.name());
+        let key = phase.key().unwrap_or("");
+        let revision = phase.revision().unwrap_or(0);
+        let lease = phase.lease().map(|l| l.to_string()).unwrap_or_default();
+        let pid = phase.child_pid().unwrap_or(0);
+        let at_risk = match phase {
+            Phase::Stopping { reason, .. } | Phase::Lost { reason, .. } => reason.is_lease_loss(),
+            _ => false,
+        };
+        if at_risk {
+            tracing::warn!(role, id, election, key, revision, "{role}: {why}");
+        } else {
+            tracing::info!(role, id, election, key, revision, lease = %lease, pid, "{role}: {why}");
+        }
     }
 
     pub fn child_exited(&self, code: i32, restarting: bool) {
-        self.status.lock().expect("status lock").child_pid = None;
         let m = self.metrics.lock().expect("metrics lock");
         m.last_exit_code.set(i64::from(code));
         if restarting {

@@ -4,12 +4,48 @@
 //! us; walking `/proc/*/stat` parent links from our own pid finds the rest. Pids of our direct
 //! children cannot be reused until we reap them; a deeper pid could in principle be reused between
 //! the scan and the signal, which is why the scan is repeated right before each signal round.
+//!
+//! `/proc` may belong to another PID namespace than ours (`unshare --pid` without a new `/proc`,
+//! a container that mounts the host's): its numbers are not the ones `kill(2)` takes. So the walk
+//! starts from `/proc/self` (our pid in `/proc`'s numbering) and every pid found is translated to our
+//! namespace through the last field of its `NSpid:` line. A process that cannot be translated is
+//! left out: signalling a number from another namespace could hit an unrelated process.
 
 use std::collections::HashMap;
 use std::fs;
 
-/// Every live (or zombie) descendant of `root`, parents before children.
-pub fn descendants(root: libc::pid_t) -> Vec<libc::pid_t> {
+/// Every live (or zombie) descendant of this process, parents before children, as pids of our
+/// own PID namespace.
+pub fn descendants() -> Vec<libc::pid_t> {
+    // SAFETY: getpid has no preconditions.
+    let me = unsafe { libc::getpid() };
+    let Some(root) = self_in_proc() else {
+        return Vec::new();
+    };
+    let found = descendants_in_proc(root);
+    // How many PID namespaces lie between /proc's and ours (1: /proc is ours). Without NSpid (Linux
+    // before 4.1) only an identical pid can tell, and then the numbers are taken as ours.
+    let depth = match ns_pids(root) {
+        Some(ours) => ours.len(),
+        None if root == me => 1,
+        None => return Vec::new(),
+    };
+    if depth == 1 {
+        return found;
+    }
+    found
+        .into_iter()
+        .filter_map(|p| ns_pids(p)?.get(depth - 1).copied())
+        .collect()
+}
+
+/// Our pid as `/proc` numbers it.
+fn self_in_proc() -> Option<libc::pid_t> {
+    fs::read_link("/proc/self").ok()?.to_str()?.parse().ok()
+}
+
+/// The descendants of `root`, in `/proc`'s numbering.
+fn descendants_in_proc(root: libc::pid_t) -> Vec<libc::pid_t> {
     let mut children: HashMap<libc::pid_t, Vec<libc::pid_t>> = HashMap::new();
     let Ok(dir) = fs::read_dir("/proc") else {
         return Vec::new();
@@ -39,12 +75,56 @@ pub fn descendants(root: libc::pid_t) -> Vec<libc::pid_t> {
     out
 }
 
+/// A process' pids from `/proc`'s namespace down to its own (the `NSpid:` line). Our pid in our
+/// namespace is the last of ours; a descendant's pid in our namespace is at the same depth (it may
+/// have further ones in namespaces of its own).
+fn ns_pids(proc_pid: libc::pid_t) -> Option<Vec<libc::pid_t>> {
+    let status = fs::read_to_string(format!("/proc/{proc_pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("NSpid:"))?;
+    line.split_whitespace()
+        .skip(1)
+        .map(|f| f.parse().ok())
+        .collect()
+}
+
 /// The parent pid from `/proc/PID/stat`. The command name may hold spaces and parentheses, so the
 /// fields are read after the last ')'.
 fn parent_of(pid: libc::pid_t) -> Option<libc::pid_t> {
     let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let rest = &stat[stat.rfind(')')? + 1..];
     rest.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Whether `/proc` numbers processes as our PID namespace does.
+fn proc_is_ours() -> bool {
+    match self_in_proc().and_then(ns_pids) {
+        Some(ours) => ours.len() == 1,
+        // SAFETY: getpid has no preconditions.
+        None => self_in_proc() == Some(unsafe { libc::getpid() }),
+    }
+}
+
+/// State and process group of `pid` (of our namespace), when `/proc` is ours.
+fn state_and_group(pid: libc::pid_t) -> Option<(char, libc::pid_t)> {
+    if !proc_is_ours() {
+        return None;
+    }
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let mut fields = stat[stat.rfind(')')? + 1..].split_whitespace();
+    let state = fields.next()?.chars().next()?;
+    let group = fields.nth(1)?.parse().ok()?;
+    Some((state, group))
+}
+
+/// Whether `pid` is stopped (state `T`: SIGSTOP, SIGTSTP, SIGTTIN, SIGTTOU). Only answered when
+/// `/proc` is ours; otherwise false (a SIGCONT too few, never one too many).
+pub fn is_stopped(pid: libc::pid_t) -> bool {
+    state_and_group(pid).is_some_and(|(state, _)| state == 'T')
+}
+
+/// The process group of `pid`, when `/proc` can tell.
+pub fn group_of(pid: libc::pid_t) -> Option<libc::pid_t> {
+    state_and_group(pid).map(|(_, group)| group)
 }
 
 /// Sends `sig` to each pid, ignoring those that are already gone.
@@ -61,22 +141,30 @@ mod tests {
 
     #[test]
     fn finds_a_grandchild() {
+        let _serial = crate::test_children();
         let mut child = std::process::Command::new("sh")
             .args(["-c", "sleep 5 & wait"])
             .spawn()
             .unwrap();
-        let me = std::process::id() as libc::pid_t;
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
         let found = loop {
-            let d = descendants(me);
+            let d = descendants();
             if d.len() >= 2 || std::time::Instant::now() > deadline {
                 break d;
             }
             std::thread::sleep(std::time::Duration::from_millis(10));
         };
         signal_all(&found, libc::SIGKILL);
-        child.wait().unwrap();
+        let _ = child.wait();
         assert!(found.contains(&(child.id() as libc::pid_t)), "{found:?}");
         assert!(found.len() >= 2, "{found:?}");
+    }
+
+    #[test]
+    fn our_own_pid_translates_to_itself() {
+        let me = std::process::id() as libc::pid_t;
+        assert_eq!(self_in_proc(), Some(me));
+        assert_eq!(ns_pids(me).and_then(|p| p.last().copied()), Some(me));
+        assert!(!is_stopped(me));
     }
 }

@@ -2,20 +2,25 @@
 //!
 //! Invariant: [`LeaseState::Alive::safe_until`] is the send instant of the last *acknowledged*
 //! keepalive plus the smaller of requested and granted TTL, on [`BootInstant`]. Keepalives are sent
-//! one at a time (send, wait for its reply with a timeout, sleep), so each reply is matched to the
-//! request that caused it; a reply that comes too late is dropped with its stream. A reply with
-//! `ttl <= 0` means the lease is gone (revoked or expired): that is final. Any other failure makes
-//! the session move to the next endpoint and retry faster, for as long as the lease may still live.
+//! one at a time (send, wait for its reply, sleep), so each reply is matched to the request that
+//! caused it. Opening the stream sends a keepalive too, and its reply counts.
+//!
+//! The retry schedule is the one [`crate::timing`] reasons about: every attempt (reconnect,
+//! re-authenticate, open the stream, get the reply) is bounded by `attempt_timeout` as a whole, and
+//! after a failed attempt the next one starts `attempt_timeout` after the failed one started. A
+//! reply with `ttl <= 0`, or "lease not found" when (re)opening the stream, means the lease is gone
+//! (revoked or expired): that is final and reported at once as [`LeaseState::Lost`].
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use etcd_client::{LeaseKeepAliveStream, LeaseKeeper};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use tokio::time::timeout;
+use tokio::time::{timeout, Instant};
 
 use crate::clock::BootInstant;
-use crate::etcd::{Connector, EtcdError};
+use crate::etcd::{Connector, EtcdError, LeaseId};
 use crate::observer::Observer;
 use crate::timing::TimingModel;
 
@@ -31,11 +36,20 @@ pub enum LeaseState {
 /// A granted lease and the task that keeps it alive.
 pub struct Session {
     connector: Arc<Connector>,
-    pub lease_id: i64,
-    /// What the server granted (it may be more than we asked).
-    pub granted_ttl: Duration,
+    pub lease_id: LeaseId,
     state: watch::Receiver<LeaseState>,
     keepalive: JoinHandle<()>,
+}
+
+/// How giving the lease up went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Revoked {
+    /// etcd revoked it now: a standby can take over at once.
+    Now,
+    /// It was already gone.
+    AlreadyGone,
+    /// etcd could not be asked in time: it expires after its TTL.
+    Failed(String),
 }
 
 impl Session {
@@ -45,39 +59,31 @@ impl Session {
         timing: TimingModel,
         observer: Arc<Observer>,
     ) -> Result<Session, EtcdError> {
-        let conn = connector.get().await?;
         let sent = BootInstant::now();
-        let resp = match conn
-            .client
-            .clone()
-            .lease_grant(timing.ttl.as_secs() as i64, None)
-            .await
-        {
-            Ok(r) => r,
-            Err(e) => {
-                let e = EtcdError::from(e);
-                if !e.is_rejected() {
-                    connector.failed(conn.generation);
-                }
-                return Err(e);
-            }
-        };
+        let started = Instant::now();
+        let ttl = timing.ttl.as_secs() as i64;
+        let resp = connector
+            .call(|mut c| async move { Ok(c.lease_grant(ttl, None).await?) })
+            .await?;
+        let lease_id = LeaseId(resp.id());
         let granted_ttl = Duration::from_secs(resp.ttl().max(0) as u64);
         let safe_until = timing.safe_until(sent, granted_ttl);
         let (tx, rx) = watch::channel(LeaseState::Alive { safe_until });
         observer.lease_renewed(safe_until, None);
-        let keepalive = tokio::spawn(keep_alive(
-            connector.clone(),
+        let keeper = KeepAlive {
+            connector: connector.clone(),
             timing,
-            resp.id(),
+            lease: lease_id,
+            granted_ttl,
             tx,
             observer,
-        ));
-        tracing::debug!(lease = %format!("{:x}", resp.id()), granted_ttl_s = granted_ttl.as_secs(), endpoint = %conn.endpoint, "lease granted");
+        };
+        // The first keepalive is due one interval after the grant was *sent*, like every later one.
+        let keepalive = tokio::spawn(keeper.run(started + timing.keepalive_interval));
+        tracing::debug!(lease = %lease_id, granted_ttl_s = granted_ttl.as_secs(), "lease granted");
         Ok(Session {
             connector,
-            lease_id: resp.id(),
-            granted_ttl,
+            lease_id,
             state: rx,
             keepalive,
         })
@@ -96,42 +102,37 @@ impl Session {
         }
     }
 
-    pub fn connector(&self) -> &Arc<Connector> {
-        &self.connector
-    }
-
-    /// Stops the keepalives and revokes the lease so a standby can take over at once. Best effort,
-    /// bounded by one request timeout in all: if etcd cannot be reached the lease simply expires
-    /// after its TTL.
-    pub async fn revoke(self) {
+    /// Stops the keepalives and revokes the lease so a standby can take over at once, trying every
+    /// endpoint (and a fresh token) within `within`. Never reports success it did not get.
+    pub async fn revoke(self, within: Duration) -> Revoked {
         self.keepalive.abort();
-        let deadline = self.connector.request_timeout();
         let lease = self.lease_id;
-        if tokio::time::timeout(deadline, self.revoke_on_any_endpoint())
-            .await
-            .is_err()
-        {
-            tracing::warn!(lease = %format!("{lease:x}"), "revoking the lease timed out; it will expire after its TTL");
-        }
-    }
-
-    async fn revoke_on_any_endpoint(&self) {
-        let deadline = self.connector.request_timeout();
-        for _ in 0..self.connector.endpoints().len().max(1) {
-            let Ok(conn) = self.connector.get().await else {
-                continue;
-            };
-            match timeout(deadline, conn.client.clone().lease_revoke(self.lease_id)).await {
-                Ok(Ok(_)) => {
-                    tracing::debug!(lease = %format!("{:x}", self.lease_id), "lease revoked");
-                    return;
+        let attempts = self.connector.endpoints().len().max(2);
+        let tries = async {
+            let mut last = String::from("no attempt");
+            for _ in 0..attempts {
+                let r = self
+                    .connector
+                    .call(|mut c| async move { Ok(c.lease_revoke(lease.0).await?) })
+                    .await;
+                match r {
+                    Ok(_) => return Revoked::Now,
+                    Err(EtcdError::LeaseGone(_)) => return Revoked::AlreadyGone,
+                    Err(e) => last = e.to_string(),
                 }
-                Ok(Err(e)) if e.to_string().contains("requested lease not found") => return,
-                Ok(Err(e)) => tracing::warn!(error = %e, "revoking the lease failed"),
-                Err(_) => tracing::warn!("revoking the lease timed out"),
             }
-            self.connector.failed(conn.generation);
+            Revoked::Failed(last)
+        };
+        let outcome = timeout(within, tries)
+            .await
+            .unwrap_or_else(|_| Revoked::Failed("timed out".into()));
+        match &outcome {
+            Revoked::Now => tracing::debug!(%lease, "lease revoked"),
+            Revoked::AlreadyGone => tracing::debug!(%lease, "lease was already gone"),
+            Revoked::Failed(why) => tracing::warn!(%lease, error = %why,
+                "revoking the lease failed; it expires after its TTL"),
         }
+        outcome
     }
 }
 
@@ -141,90 +142,161 @@ impl Drop for Session {
     }
 }
 
-async fn keep_alive(
+/// The keepalive task's state.
+struct KeepAlive {
     connector: Arc<Connector>,
     timing: TimingModel,
-    lease: i64,
+    lease: LeaseId,
+    /// What the server granted; a reply that opens a stream does not show it to us.
+    granted_ttl: Duration,
     tx: watch::Sender<LeaseState>,
     observer: Arc<Observer>,
-) {
-    let mut next_send = tokio::time::Instant::now() + timing.keepalive_interval;
-    loop {
-        tokio::time::sleep_until(next_send).await;
-        let conn = match connector.get().await {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::warn!(error = %e, "keepalive: cannot reach etcd");
-                next_send = tokio::time::Instant::now() + timing.retry_interval();
-                continue;
+}
+
+/// How one keepalive attempt or stream ended.
+enum Broke {
+    /// The lease is gone: stop.
+    LeaseGone,
+    /// Nobody listens any more: stop.
+    Closed,
+    /// Transport failure, timeout or closed stream: retry per the schedule.
+    Retry,
+}
+
+impl KeepAlive {
+    async fn run(self, first: Instant) {
+        let attempt = self.timing.attempt_timeout();
+        let mut next = first;
+        loop {
+            tokio::time::sleep_until(next).await;
+            let started = Instant::now();
+            match self.open_and_keep().await {
+                Broke::LeaseGone => {
+                    tracing::warn!(lease = %self.lease, "etcd reports the lease is gone");
+                    self.observer.lease_dropped();
+                    let _ = self.tx.send(LeaseState::Lost);
+                    return;
+                }
+                Broke::Closed => return,
+                Broke::Retry => self.observer.keepalive_failed(),
             }
-        };
-        let opened = timeout(
-            timing.reply_timeout(),
-            conn.client.clone().lease_keep_alive(lease),
-        )
+            // The next attempt starts one attempt-time after the failed one started (see timing).
+            next = (started + attempt).max(Instant::now() + Duration::from_millis(1));
+        }
+    }
+
+    /// One attempt to (re)open the stream, then keepalives on it until it breaks.
+    async fn open_and_keep(&self) -> Broke {
+        let attempt = self.timing.attempt_timeout();
+        let sent = BootInstant::now();
+        let started = Instant::now();
+        let lease = self.lease;
+        let generation = self.connector.generation();
+        // Connecting, authenticating and the first reply all count against one attempt. An endpoint
+        // that fails fast (refused, reset) is followed at once by the next, within the same attempt,
+        // so one dead endpoint in the list does not cost a whole attempt.
+        let opened = timeout(attempt, async {
+            let mut tries = self.connector.endpoints().len();
+            loop {
+                tries -= 1;
+                let result = async {
+                    let conn = self.connector.get().await?;
+                    match conn.client.clone().lease_keep_alive(lease.0).await {
+                        Ok((keeper, stream)) => Ok((conn, keeper, stream)),
+                        Err(e) => {
+                            Err(self
+                                .connector
+                                .report(conn.generation, &conn.endpoint, e.into()))
+                        }
+                    }
+                }
+                .await;
+                match result {
+                    Err(EtcdError::Unavailable(_)) if tries > 0 => {
+                        tokio::time::sleep(Duration::from_millis(10)).await
+                    }
+                    other => return other,
+                }
+            }
+        })
         .await;
-        let (mut keeper, mut stream) = match opened {
-            Ok(Ok(pair)) => pair,
+        let (conn, mut keeper, mut stream) = match opened {
+            Ok(Ok(opened)) => opened,
+            Ok(Err(EtcdError::LeaseGone(_))) => return Broke::LeaseGone,
             Ok(Err(e)) => {
-                tracing::warn!(error = %e, endpoint = %conn.endpoint, "keepalive: cannot open the stream");
-                connector.failed(conn.generation);
-                next_send = tokio::time::Instant::now() + timing.retry_interval();
-                continue;
+                tracing::warn!(error = %e, "keepalive: cannot open the stream");
+                return Broke::Retry;
             }
             Err(_) => {
-                tracing::warn!(endpoint = %conn.endpoint, "keepalive: opening the stream timed out");
-                connector.failed(conn.generation);
-                next_send = tokio::time::Instant::now() + timing.retry_interval();
-                continue;
+                tracing::warn!(
+                    timeout_ms = attempt.as_millis() as u64,
+                    "keepalive: reconnecting timed out"
+                );
+                // Whatever connection it was waiting on is not serving us: next time, a fresh one.
+                self.connector.failed(generation);
+                return Broke::Retry;
             }
         };
-        // One request in flight at a time on this stream, until it fails.
+        // Opening sent a keepalive, and its reply (TTL > 0, or the open would have failed) counts.
+        if !self.acknowledged(sent, started, self.granted_ttl) {
+            return Broke::Closed;
+        }
+        let why = self.keep(&mut keeper, &mut stream, started).await;
+        if matches!(why, Broke::Retry) {
+            self.connector.failed(conn.generation);
+            tracing::warn!(endpoint = %conn.endpoint, "keepalive stream broke; reconnecting");
+        }
+        why
+    }
+
+    /// Keepalives on an open stream, one in flight at a time.
+    async fn keep(
+        &self,
+        keeper: &mut LeaseKeeper,
+        stream: &mut LeaseKeepAliveStream,
+        mut last: Instant,
+    ) -> Broke {
         loop {
+            tokio::time::sleep_until(last + self.timing.keepalive_interval).await;
             let sent = BootInstant::now();
-            let started = tokio::time::Instant::now();
+            last = Instant::now();
             let reply = async {
                 keeper.keep_alive().await?;
                 stream.message().await
             };
-            match timeout(timing.reply_timeout(), reply).await {
+            match timeout(self.timing.attempt_timeout(), reply).await {
                 Ok(Ok(Some(resp))) if resp.ttl() > 0 => {
-                    let safe_until =
-                        timing.safe_until(sent, Duration::from_secs(resp.ttl() as u64));
-                    tracing::trace!(
-                        rtt_ms = started.elapsed().as_millis() as u64,
-                        "keepalive acknowledged"
-                    );
-                    observer.lease_renewed(safe_until, Some(started.elapsed()));
-                    if tx.send(LeaseState::Alive { safe_until }).is_err() {
-                        return;
+                    let granted = Duration::from_secs(resp.ttl() as u64);
+                    if !self.acknowledged(sent, last, granted) {
+                        return Broke::Closed;
                     }
-                    next_send = started + timing.keepalive_interval;
-                    tokio::time::sleep_until(next_send).await;
                 }
-                Ok(Ok(Some(_))) => {
-                    tracing::warn!(lease = %format!("{lease:x}"), "etcd reports the lease is gone (ttl 0)");
-                    observer.lease_dropped();
-                    let _ = tx.send(LeaseState::Lost);
-                    return;
-                }
+                Ok(Ok(Some(_))) => return Broke::LeaseGone,
                 Ok(Ok(None)) => {
-                    tracing::warn!(endpoint = %conn.endpoint, "keepalive stream closed by etcd");
-                    break;
+                    tracing::warn!("keepalive stream closed by etcd");
+                    return Broke::Retry;
                 }
                 Ok(Err(e)) => {
-                    tracing::warn!(error = %e, endpoint = %conn.endpoint, "keepalive failed");
-                    break;
+                    tracing::warn!(error = %e, "keepalive failed");
+                    return Broke::Retry;
                 }
                 Err(_) => {
-                    tracing::warn!(endpoint = %conn.endpoint, timeout_ms = timing.reply_timeout().as_millis() as u64,
-                        "keepalive: no reply in time");
-                    break;
+                    tracing::warn!(
+                        timeout_ms = self.timing.attempt_timeout().as_millis() as u64,
+                        "keepalive: no reply in time"
+                    );
+                    return Broke::Retry;
                 }
             }
         }
-        observer.keepalive_failed();
-        connector.failed(conn.generation);
-        next_send = tokio::time::Instant::now() + timing.retry_interval();
+    }
+
+    /// Publishes the deadline bought by a keepalive sent at `sent`; false if nobody listens.
+    fn acknowledged(&self, sent: BootInstant, started: Instant, granted: Duration) -> bool {
+        let safe_until = self.timing.safe_until(sent, granted);
+        let rtt = started.elapsed();
+        tracing::trace!(rtt_ms = rtt.as_millis() as u64, "keepalive acknowledged");
+        self.observer.lease_renewed(safe_until, Some(rtt));
+        self.tx.send(LeaseState::Alive { safe_until }).is_ok()
     }
 }

@@ -7,8 +7,18 @@
 //!
 //! We also record what the user handed us, the original mask and which signals were ignored, so the
 //! child can start with exactly that (see [`crate::spawn`]).
+//!
+//! The synchronous signals (SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGTRAP, SIGSYS, SIGABRT) cannot be
+//! blocked: a genuine fault must still crash us. But another process may *send* them (`kill -ABRT`,
+//! systemd's watchdog abort, a shared PID namespace), and then they belong to the child, as every
+//! other signal does. [`forward_sent_faults`] installs a handler that tells the two apart by
+//! `si_code` (≤ 0: sent by kill/tgkill/sigqueue) and `si_pid` (not ourselves): a sent signal is
+//! written to a pipe the process thread reads and forwards; a genuine fault, or our own `abort()`,
+//! restores the default action and re-raises, so it stays fatal with its core dump.
 
 use std::mem::MaybeUninit;
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::OnceLock;
 
 /// Signals raised synchronously by faults: blocking them is undefined behaviour, and a crash must
@@ -22,6 +32,9 @@ const SYNCHRONOUS: [libc::c_int; 7] = [
     libc::SIGSYS,
     libc::SIGABRT,
 ];
+
+/// Write end of the pipe the fault handler reports sent signals on (-1 until installed).
+static SENT_FAULTS_PIPE: AtomicI32 = AtomicI32::new(-1);
 
 /// The highest signal number on Linux.
 pub const MAX_SIGNAL: libc::c_int = 64;
@@ -67,6 +80,10 @@ pub fn block_all() -> &'static Inherited {
             ignored &= !(1 << (libc::SIGPIPE - 1));
             // 32 and 33 belong to the C library (thread cancellation, setxid); never the user's.
             ignored &= !(0b11 << 31);
+            // An inherited SIG_IGN for SIGCHLD makes the kernel reap our children by itself, so
+            // their statuses would be lost and the child's end never seen. The child still starts
+            // with it ignored (it is recorded above); we take the default.
+            set_disposition_raw(libc::SIGCHLD, false);
             Inherited {
                 mask: old.assume_init(),
                 ignored,
@@ -74,6 +91,111 @@ pub fn block_all() -> &'static Inherited {
             }
         }
     })
+}
+
+impl Inherited {
+    /// Whether `sig` was ignored when we started (then the child ignores it too).
+    pub fn was_ignored(&self, sig: libc::c_int) -> bool {
+        (1..=MAX_SIGNAL).contains(&sig) && self.ignored & (1 << (sig - 1)) != 0
+    }
+}
+
+/// Installs the handler described in the module doc for the synchronous signals and returns the
+/// read end of the pipe on which sent ones arrive (one byte each: the signal number). Call once,
+/// early in `main`.
+pub fn forward_sent_faults() -> std::io::Result<OwnedFd> {
+    let mut fds = [0; 2];
+    // SAFETY: pipe2 fills two fds; both are owned right after.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC | libc::O_NONBLOCK) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: fds[0] is a fresh fd we own; fds[1] is kept for the handler for the process' life.
+    let read = unsafe { OwnedFd::from_raw_fd(fds[0]) };
+    SENT_FAULTS_PIPE.store(fds[1], Ordering::SeqCst);
+    for sig in SYNCHRONOUS {
+        // SAFETY: installing an SA_SIGINFO handler that only makes async-signal-safe calls.
+        unsafe {
+            let mut act: libc::sigaction = std::mem::zeroed();
+            act.sa_sigaction = on_synchronous_signal as *const () as usize;
+            act.sa_flags = libc::SA_SIGINFO | libc::SA_RESTART;
+            libc::sigemptyset(&mut act.sa_mask);
+            if libc::sigaction(sig, &act, std::ptr::null_mut()) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+        }
+    }
+    Ok(read)
+}
+
+/// Whether a signal with this `si_code` and sender was sent by another process (forward it) rather
+/// than raised by a fault or by ourselves (keep it fatal).
+pub fn sent_by_another_process(si_code: libc::c_int, si_pid: libc::pid_t, me: libc::pid_t) -> bool {
+    // SI_USER (0), SI_QUEUE (-1), SI_TKILL (-6), ... are all <= 0; kernel-raised faults are > 0, and
+    // the kernel refuses a non-negative si_code from another process. A sender outside our PID
+    // namespace shows as pid 0; our own abort() or raise() always carries our own pid.
+    si_code <= 0 && si_pid != me
+}
+
+extern "C" fn on_synchronous_signal(
+    sig: libc::c_int,
+    info: *mut libc::siginfo_t,
+    _ctx: *mut libc::c_void,
+) {
+    // SAFETY: the kernel passes a valid siginfo; getpid, write, raise and rt_sigaction are
+    // async-signal-safe.
+    unsafe {
+        let me = libc::getpid();
+        let (code, pid) = if info.is_null() {
+            (1, 0)
+        } else {
+            ((*info).si_code, (*info).si_pid())
+        };
+        let fd = SENT_FAULTS_PIPE.load(Ordering::Relaxed);
+        if fd >= 0 && sent_by_another_process(code, pid, me) {
+            let byte = sig as u8;
+            libc::write(fd, (&byte as *const u8).cast(), 1);
+            return;
+        }
+        // A genuine fault re-executes the faulting instruction on return and dies of it with the
+        // default action; a raised one (abort) is raised again, now with the default action.
+        set_disposition_raw(sig, false);
+        if code <= 0 {
+            libc::raise(sig);
+        }
+    }
+}
+
+/// For the one-shot subcommands (`status --watch`, `resign`), which have no process thread: a
+/// thread that waits for SIGINT or SIGTERM and reports the first one. The signals stay blocked (as
+/// [`block_all`] left them, in every thread), so `sigwait` is the one place they are taken from;
+/// unblocking them for a tokio handler instead would race with threads already started.
+pub fn interrupted() -> impl std::future::Future<Output = libc::c_int> {
+    use nix::sys::signal::{SigSet, Signal};
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let mut set = SigSet::empty();
+    set.add(Signal::SIGINT);
+    set.add(Signal::SIGTERM);
+    // A closed terminal (SIGHUP) or Ctrl-\ (SIGQUIT) ends the command too.
+    set.add(Signal::SIGHUP);
+    set.add(Signal::SIGQUIT);
+    let spawned = std::thread::Builder::new()
+        .name("interrupt".into())
+        .spawn(move || {
+            if let Ok(sig) = set.wait() {
+                let _ = tx.send(sig as libc::c_int);
+            }
+        });
+    if let Err(e) = spawned {
+        // Without the thread, Ctrl-C is not seen: say so rather than fail the command.
+        tracing::warn!(error = %e, "cannot start the signal thread: SIGINT/SIGTERM will not stop this command");
+    }
+    async move {
+        match rx.await {
+            Ok(sig) => sig,
+            // No thread (see above): never interrupted.
+            Err(_) => std::future::pending().await,
+        }
+    }
 }
 
 /// The state recorded by [`block_all`], if it ran.
@@ -109,12 +231,18 @@ pub unsafe fn set_disposition_raw(sig: libc::c_int, ignore: bool) {
     );
 }
 
-/// Whether `sig` is one the supervisor forwards to the child (everything catchable but SIGCHLD).
+/// Whether `sig`, read from the signalfd, is one the supervisor forwards to the child (everything
+/// catchable but SIGCHLD; the synchronous ones arrive through [`forward_sent_faults`] instead).
 pub fn is_forwardable(sig: libc::c_int) -> bool {
     sig != libc::SIGCHLD
         && sig != libc::SIGKILL
         && sig != libc::SIGSTOP
         && !SYNCHRONOUS.contains(&sig)
+}
+
+/// Whether `sig` is one of the signals raised by faults (and forwarded only when sent).
+pub fn is_synchronous(sig: libc::c_int) -> bool {
+    SYNCHRONOUS.contains(&sig)
 }
 
 /// A human name for a signal number, for logs.
@@ -125,5 +253,38 @@ pub fn name(sig: libc::c_int) -> String {
             format!("SIGRTMIN+{}", sig - libc::SIGRTMIN())
         }
         Err(_) => format!("signal {sig}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sent_signals_are_told_from_faults() {
+        let me = 100;
+        // kill(2) from another process: SI_USER.
+        assert!(sent_by_another_process(libc::SI_USER, 42, me));
+        // sigqueue and tgkill from another process.
+        assert!(sent_by_another_process(libc::SI_QUEUE, 42, me));
+        assert!(sent_by_another_process(libc::SI_TKILL, 42, me));
+        // Our own abort() (tgkill to ourselves) stays fatal.
+        assert!(!sent_by_another_process(libc::SI_TKILL, me, me));
+        // A sender in a parent PID namespace (docker kill, the host's kill) shows as pid 0.
+        assert!(sent_by_another_process(libc::SI_USER, 0, me));
+        // A genuine fault: SEGV_MAPERR (1), BUS_ADRERR (2), FPE_INTDIV (1), kernel (0x80).
+        assert!(!sent_by_another_process(1, 0, me));
+        assert!(!sent_by_another_process(2, 0, me));
+        assert!(!sent_by_another_process(0x80, 0, me));
+    }
+
+    #[test]
+    fn names_and_classes() {
+        assert_eq!(name(libc::SIGTERM), "SIGTERM");
+        assert!(name(libc::SIGRTMIN() + 2).starts_with("SIGRTMIN+"));
+        assert!(is_forwardable(libc::SIGUSR1));
+        assert!(!is_forwardable(libc::SIGCHLD));
+        assert!(!is_forwardable(libc::SIGSEGV));
+        assert!(is_synchronous(libc::SIGABRT));
     }
 }

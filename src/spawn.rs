@@ -7,6 +7,11 @@
 //! protocol variables that are meant for us, plus the leadership variables. stdin, stdout and stderr are
 //! passed through untouched. Between fork and exec only async-signal-safe calls run.
 //!
+//! Terminals: when stdin is a terminal and we are in its foreground process group (a shell, `docker
+//! run -it`), the child's new process group is made the terminal's foreground group before exec, as
+//! tini does. Otherwise its first read of the terminal would stop it with SIGTTIN, and Ctrl-C would
+//! reach us instead of it. [`take_back_terminal`] returns the terminal once the tree is gone.
+//!
 //! `std::process::Command` is used for the fork/exec itself: it reports exec failures through a
 //! close-on-exec pipe, resolves PATH, and reaps a child whose exec failed. We never call `wait` on the
 //! returned handle; the process thread's `waitpid(-1)` loop is the only reaper.
@@ -39,6 +44,16 @@ pub struct SpawnError {
 }
 
 impl SpawnError {
+    /// How the process ends when the command cannot be started.
+    pub fn exit(&self) -> crate::exit_code::Exit {
+        use crate::exit_code::Exit;
+        match self.exit_code() {
+            exit_code::NOT_FOUND => Exit::NotFound,
+            exit_code::NOT_EXECUTABLE => Exit::NotExecutable,
+            _ => Exit::Internal,
+        }
+    }
+
     /// 127 for a missing command, 126 for one that exists but cannot be executed, 125 otherwise.
     pub fn exit_code(&self) -> i32 {
         match self.source.raw_os_error() {
@@ -88,10 +103,29 @@ pub fn preflight(spec: &CommandSpec) -> Result<std::path::PathBuf, SpawnError> {
     Err(fail(found_denied.unwrap_or(libc::ENOENT)))
 }
 
-/// Forks and execs `spec` with `extra_env` added. Returns the child's pid.
+/// Whether stdin is a terminal whose foreground process group is ours.
+pub fn owns_terminal_foreground() -> bool {
+    // SAFETY: isatty/tcgetpgrp/getpgrp on fd 0 have no memory-safety preconditions.
+    unsafe { libc::isatty(0) == 1 && libc::tcgetpgrp(0) == libc::getpgrp() }
+}
+
+/// Makes our process group the terminal's foreground group again (after the child's tree is gone).
+/// SIGTTOU is blocked in every thread of ours, so this works from the background group.
+pub fn take_back_terminal() {
+    // SAFETY: tcsetpgrp on fd 0 to our own group.
+    unsafe {
+        if libc::isatty(0) == 1 {
+            libc::tcsetpgrp(0, libc::getpgrp());
+        }
+    }
+}
+
+/// Forks and execs `spec` with `extra_env` added, handing it the terminal's foreground when
+/// `hand_terminal`. Returns the child's pid.
 pub fn spawn(
     spec: &CommandSpec,
     extra_env: &[(String, String)],
+    hand_terminal: bool,
 ) -> Result<libc::pid_t, SpawnError> {
     let mut cmd = Command::new(&spec.program);
     cmd.args(&spec.args).process_group(0);
@@ -115,6 +149,11 @@ pub fn spawn(
             // The parent may have died between fork and prctl: then nothing would kill us later.
             if libc::getppid() != parent {
                 return Err(io::Error::from_raw_os_error(libc::ESRCH));
+            }
+            // Our own group exists by now (std calls setpgid before this closure); every signal is
+            // still blocked, SIGTTOU included, so a background group may take the terminal.
+            if hand_terminal {
+                libc::tcsetpgrp(0, libc::getpid());
             }
             if let Some(inh) = &inherited {
                 for sig in 1..=signals::MAX_SIGNAL {

@@ -1,67 +1,332 @@
-//! `singleton-exec status`: who leads an election right now.
+//! `singleton-exec status`: who leads an election right now, and who waits behind it; with `--watch`,
+//! every leader change until interrupted (like `etcdctl elect -l`).
+//!
+//! Reading is I/O ([`run`]); what is printed is a pure function of the [`Queue`] read
+//! ([`render_text`], [`render_json`], [`render_change`]), so the formats are unit-tested.
 
-use crate::cli::StatusArgs;
-use crate::config::{validate_election, EtcdConfig};
-use crate::election::Election;
-use crate::etcd::Connector;
+use std::io::Write;
+use std::time::Duration;
+
+use etcd_client::Client;
+
+use crate::cli::{EtcdArgs, OutputFormat, StatusArgs};
+use crate::config::{etcd_config, validate_election, validate_prefix, ConfigError};
+use crate::election::{Candidate, Election, Queue};
+use crate::etcd::{Connector, EtcdError};
 use crate::exit_code;
+use crate::signals;
 
 /// Exit code when the election has no leader.
 pub const NO_LEADER: i32 = 1;
 
-/// Prints the leader and returns 0, or prints that there is none and returns 1.
-pub async fn run(args: StatusArgs) -> i32 {
-    let name = match validate_election(&args.election) {
-        Ok(n) => n,
-        Err(e) => {
-            eprintln!("singleton-exec: {e}");
-            return exit_code::USAGE;
-        }
-    };
-    let etcd = match EtcdConfig::from_args(args.etcd) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("singleton-exec: {e}");
-            return exit_code::USAGE;
-        }
-    };
-    let election = Election::new(&args.prefix, &name);
-    let connector = Connector::new(etcd);
-    let mut last = None;
-    for _ in 0..connector.endpoints().len() {
-        let result = async {
-            let conn = connector.get().await?;
-            let r = election.leader(&mut conn.client.clone()).await;
-            if r.is_err() {
-                connector.failed(conn.generation);
+/// How an `etcdctl lock` holder (which stores an empty value under the same layout) is shown.
+pub const EMPTY_ID: &str = "(no id: empty value, e.g. an etcdctl lock holder)";
+
+const WATCH_RETRY_MIN: Duration = Duration::from_millis(200);
+const WATCH_RETRY_MAX: Duration = Duration::from_secs(2);
+
+/// An election to read or act on from outside the replicas: validated names and a connection.
+pub(crate) struct Target {
+    pub name: String,
+    pub prefix: String,
+    pub election: Election,
+    pub connector: Connector,
+}
+
+impl Target {
+    pub(crate) fn new(election: &str, prefix: &str, etcd: EtcdArgs) -> Result<Target, ConfigError> {
+        let name = validate_election(election)?;
+        let prefix = validate_prefix(prefix)?;
+        let connector = Connector::new(etcd_config(etcd)?);
+        Ok(Target {
+            election: Election::new(&prefix, &name),
+            name,
+            prefix,
+            connector,
+        })
+    }
+
+    /// One read, tried on each endpoint in turn until one answers: etcd's answer, or the last
+    /// failure (a rejection at once, since only a full round of them is reported as one).
+    pub async fn read<T, F, Fut>(&self, op: F) -> Result<T, EtcdError>
+    where
+        F: Fn(Client) -> Fut,
+        Fut: std::future::Future<Output = Result<T, EtcdError>>,
+    {
+        let mut last = EtcdError::Unavailable("no endpoint".into());
+        for _ in 0..self.connector.endpoints().len() {
+            match self.connector.call(&op).await {
+                Ok(v) => return Ok(v),
+                Err(e) if e.is_rejected() => return Err(e),
+                Err(e) => last = e,
             }
-            r
         }
-        .await;
-        match result {
-            Ok(Some(l)) => {
-                println!("election:   {name}");
-                println!("leader:     {}", l.id);
-                println!("key:        {}", l.key);
-                println!("lease:      {:x}", l.lease);
-                println!("revision:   {}", l.revision);
-                println!("candidates: {}", l.candidates);
+        Err(last)
+    }
+
+    /// The queue, read on any endpoint.
+    pub async fn queue(&self) -> Result<Queue, EtcdError> {
+        let election = &self.election;
+        self.read(|mut c| async move { election.queue(&mut c).await })
+            .await
+    }
+}
+
+/// The exit code for an etcd failure, after printing it.
+pub(crate) fn failed(e: &EtcdError) -> i32 {
+    if e.is_rejected() {
+        eprintln!("singleton-exec: {e}");
+        exit_code::ETCD_REJECTED
+    } else {
+        eprintln!("singleton-exec: cannot read the election: {e}");
+        exit_code::INTERNAL
+    }
+}
+
+/// Prints the queue once (0 with a leader, 1 without), or follows it with `--watch`.
+pub async fn run(args: StatusArgs) -> i32 {
+    let target = match Target::new(&args.election, &args.prefix, args.etcd) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("singleton-exec: {e}");
+            return exit_code::USAGE;
+        }
+    };
+    if args.watch {
+        let interrupted = signals::interrupted();
+        return tokio::select! {
+            code = watch(&target, args.output) => code,
+            _ = interrupted => 0,
+        };
+    }
+    match target.queue().await {
+        Ok(queue) => {
+            match args.output {
+                OutputFormat::Text => print!("{}", render_text(&target.name, &queue)),
+                OutputFormat::Json => println!("{}", render_json(&target, &queue)),
+            }
+            if queue.leader().is_some() {
+                0
+            } else {
+                NO_LEADER
+            }
+        }
+        Err(e) => failed(&e),
+    }
+}
+
+/// Prints the leader at start and on every change of it; returns only when etcd rejects us or
+/// stdout is closed (`status --watch | head -1`: the reader is done, so are we, with 0).
+async fn watch(target: &Target, format: OutputFormat) -> i32 {
+    let mut shown: Option<Option<(String, i64)>> = None;
+    let mut wait = WATCH_RETRY_MIN;
+    loop {
+        let queue = match target.queue().await {
+            Ok(q) => q,
+            Err(e) if e.is_rejected() => return failed(&e),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the election; retrying");
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(WATCH_RETRY_MAX);
+                continue;
+            }
+        };
+        wait = WATCH_RETRY_MIN;
+        let leader = queue.leader().map(|l| (l.key.clone(), l.revision));
+        if shown.as_ref() != Some(&leader) {
+            let line = render_change(format, target, &queue);
+            if writeln!(std::io::stdout(), "{line}").is_err() {
                 return 0;
             }
-            Ok(None) => {
-                println!("election:   {name}");
-                println!("leader:     none");
-                return NO_LEADER;
-            }
-            Err(e) if e.is_rejected() => {
-                eprintln!("singleton-exec: {e}");
-                return exit_code::ETCD_REJECTED;
-            }
-            Err(e) => last = Some(e),
+            shown = Some(leader);
+        }
+        // Any change in the queue may be a leader change; the next read tells. Watching from the
+        // read's revision misses nothing in between.
+        let (election, from) = (&target.election, queue.revision + 1);
+        let changed = target
+            .connector
+            .call(|mut c| async move { election.wait_any_change(&mut c, from).await })
+            .await;
+        if let Err(e) = changed {
+            tracing::debug!(error = %e, "watch broke; reading again");
+            tokio::time::sleep(wait).await;
         }
     }
-    if let Some(e) = last {
-        eprintln!("singleton-exec: cannot read the election: {e}");
+}
+
+fn shown_id(c: &Candidate) -> &str {
+    if c.id.is_empty() {
+        EMPTY_ID
+    } else {
+        &c.id
     }
-    exit_code::INTERNAL
+}
+
+/// The default output: today's lines for the leader (scripts parse them), then the queue.
+pub fn render_text(name: &str, queue: &Queue) -> String {
+    let mut out = format!("election:   {name}\n");
+    let Some(l) = queue.leader() else {
+        out.push_str("leader:     none\n");
+        return out;
+    };
+    out += &format!("leader:     {}\n", shown_id(l));
+    out += &format!("key:        {}\n", l.key);
+    out += &format!("lease:      {}\n", l.lease);
+    out += &format!("revision:   {}\n", l.revision);
+    out += &format!("candidates: {}\n", queue.candidates.len());
+    for (i, c) in queue.candidates.iter().enumerate() {
+        out += &format!(
+            "  {}. {}  key={}  lease={}  create_revision={}\n",
+            i + 1,
+            shown_id(c),
+            c.key,
+            c.lease,
+            c.revision
+        );
+    }
+    out
+}
+
+fn candidate_json(c: &Candidate) -> serde_json::Value {
+    serde_json::json!({
+        "id": c.id,
+        "key": c.key,
+        "lease": c.lease.to_string(),
+        "create_revision": c.revision,
+    })
+}
+
+/// `--output json` (the schema is in the README): the raw id (empty for an `etcdctl lock` holder).
+pub(crate) fn render_json(target: &Target, queue: &Queue) -> serde_json::Value {
+    json_of(&target.name, &target.prefix, queue)
+}
+
+fn json_of(name: &str, prefix: &str, queue: &Queue) -> serde_json::Value {
+    let leader = queue.leader().map(|l| {
+        let mut v = candidate_json(l);
+        v["fencing_revision"] = l.revision.into();
+        v
+    });
+    serde_json::json!({
+        "election": name,
+        "prefix": prefix,
+        "revision": queue.revision,
+        "leader": leader,
+        "candidates": queue.candidates.iter().map(candidate_json).collect::<Vec<_>>(),
+    })
+}
+
+/// One `--watch` line: the JSON object on one line, or a one-line text summary.
+pub(crate) fn render_change(format: OutputFormat, target: &Target, queue: &Queue) -> String {
+    change_line(format, &target.name, &target.prefix, queue)
+}
+
+fn change_line(format: OutputFormat, name: &str, prefix: &str, queue: &Queue) -> String {
+    match (format, queue.leader()) {
+        (OutputFormat::Json, _) => json_of(name, prefix, queue).to_string(),
+        (OutputFormat::Text, None) => format!("election {name}: leader none"),
+        (OutputFormat::Text, Some(l)) => format!(
+            "election {name}: leader {}  key={}  lease={}  fencing_revision={}  candidates={}",
+            shown_id(l),
+            l.key,
+            l.lease,
+            l.revision,
+            queue.candidates.len()
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::etcd::LeaseId;
+
+    fn queue() -> Queue {
+        let c = |id: &str, lease: i64, revision: i64| Candidate {
+            id: id.into(),
+            key: format!("/singleton-exec/app/{lease:x}"),
+            lease: LeaseId(lease),
+            revision,
+        };
+        Queue {
+            revision: 20,
+            candidates: vec![c("", 0xa1, 5), c("b", 0xb2, 9), c("c", 0xc3, 12)],
+        }
+    }
+
+    #[test]
+    fn text_keeps_the_leader_lines_and_lists_the_queue() {
+        let out = render_text("app", &queue());
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines[0], "election:   app");
+        assert_eq!(lines[1], format!("leader:     {EMPTY_ID}"));
+        assert_eq!(lines[2], "key:        /singleton-exec/app/a1");
+        assert_eq!(lines[3], "lease:      a1");
+        assert_eq!(lines[4], "revision:   5");
+        assert_eq!(lines[5], "candidates: 3");
+        assert_eq!(
+            lines[7],
+            "  2. b  key=/singleton-exec/app/b2  lease=b2  create_revision=9"
+        );
+        let none = Queue {
+            revision: 3,
+            candidates: vec![],
+        };
+        assert_eq!(
+            render_text("app", &none),
+            "election:   app\nleader:     none\n"
+        );
+    }
+
+    #[test]
+    fn json_has_the_leader_and_every_candidate_in_order() {
+        let v = json_of("app", "/singleton-exec", &queue());
+        assert_eq!(v["election"], "app");
+        assert_eq!(v["prefix"], "/singleton-exec");
+        assert_eq!(v["revision"], 20);
+        assert_eq!(v["leader"]["id"], "");
+        assert_eq!(v["leader"]["key"], "/singleton-exec/app/a1");
+        assert_eq!(v["leader"]["lease"], "a1");
+        assert_eq!(v["leader"]["fencing_revision"], 5);
+        assert_eq!(v["leader"]["create_revision"], 5);
+        let ids: Vec<&str> = v["candidates"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["id"].as_str().unwrap())
+            .collect();
+        assert_eq!(ids, ["", "b", "c"]);
+        assert!(v["candidates"][1].get("fencing_revision").is_none());
+        let none = Queue {
+            revision: 3,
+            candidates: vec![],
+        };
+        let v = json_of("app", "/p", &none);
+        assert!(v["leader"].is_null());
+        assert_eq!(v["candidates"].as_array().unwrap().len(), 0);
+    }
+
+    #[test]
+    fn watch_lines_are_one_line_each() {
+        let q = queue();
+        let text = change_line(OutputFormat::Text, "app", "/p", &q);
+        assert!(
+            text.contains("fencing_revision=5") && text.contains(EMPTY_ID),
+            "{text}"
+        );
+        let json = change_line(OutputFormat::Json, "app", "/p", &q);
+        assert!(!json.contains('\n'));
+        assert_eq!(
+            serde_json::from_str::<serde_json::Value>(&json).unwrap()["leader"]["lease"],
+            "a1"
+        );
+        let none = Queue {
+            revision: 1,
+            candidates: vec![],
+        };
+        assert_eq!(
+            change_line(OutputFormat::Text, "app", "/p", &none),
+            "election app: leader none"
+        );
+    }
 }

@@ -3,15 +3,20 @@
 //! Everything about the child's processes happens on one plain OS thread that lives as long as the
 //! supervisor: it forks the child (so `PR_SET_PDEATHSIG` stays armed), reads every signal from a
 //! signalfd, reaps with `waitpid(-1, WNOHANG)` (so the main child's status is never stolen and a pid is
-//! never signalled after it was reaped), and runs the stop sequence: stop signal to the whole tree,
-//! SIGKILL at the kill deadline, reap until no process is left.
+//! never signalled after it was reaped), and runs the stop sequence: stop signal and SIGCONT to the
+//! whole tree, SIGKILL at the kill deadline, reap until no process is left.
 //!
 //! It also enforces the lease deadline on its own. The async side sends the fail-closed deadlines
 //! ([`LeaseDeadline`]) with the spawn request and every time a keepalive is acknowledged; if they are
 //! not moved in time, this thread starts the stop sequence by itself, woken by a `CLOCK_BOOTTIME`
 //! timerfd. So the safety of the lease does not depend on the async runtime being scheduled.
 //!
-//! Callers talk to it only through [`Request`]s and receive [`Event`]s.
+//! The deadline path waits on nothing but the kernel: deadlines are checked first on every wake-up,
+//! signals go out before anything is logged, and logging never blocks ([`crate::logging`]).
+//!
+//! Its duties, each a method of `Owner`: `enforce_deadlines`, `read_signals`,
+//! `forward_sent_faults`, `handle` (requests), `reap`. Callers talk to it only through [`Request`]s
+//! and receive [`Event`]s.
 
 use std::io;
 use std::mem::MaybeUninit;
@@ -23,42 +28,15 @@ use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 
 use crate::clock::BootInstant;
 use crate::config::CommandSpec;
+use crate::exit_code::ChildStatus;
+use crate::guard::Guard;
+use crate::lifecycle::StopReason;
 use crate::process_tree;
 use crate::signals;
 use crate::spawn::{self, SpawnError};
 
 /// While killing, re-scan for processes that appeared (re-parented orphans, late forks) this often.
 const KILL_RESCAN: Duration = Duration::from_millis(20);
-
-/// How the main child ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ChildStatus {
-    Exited(i32),
-    Signaled(i32),
-}
-
-impl ChildStatus {
-    /// The status a shell would report: N, or 128+S.
-    pub fn exit_code(self) -> i32 {
-        match self {
-            ChildStatus::Exited(code) => code,
-            ChildStatus::Signaled(sig) => crate::exit_code::SIGNALED_BASE + sig,
-        }
-    }
-
-    pub fn success(self) -> bool {
-        self == ChildStatus::Exited(0)
-    }
-}
-
-impl std::fmt::Display for ChildStatus {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            ChildStatus::Exited(code) => write!(f, "exited with status {code}"),
-            ChildStatus::Signaled(sig) => write!(f, "killed by {}", signals::name(*sig)),
-        }
-    }
-}
 
 /// The fail-closed deadlines of the current lease (see [`crate::timing`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,38 +47,10 @@ pub struct LeaseDeadline {
     pub kill_at: BootInstant,
 }
 
-/// Why the stop sequence began.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum StopReason {
-    /// SIGTERM or SIGINT reached the supervisor.
-    Signal(libc::c_int),
-    /// No keepalive was acknowledged in time: the fail-closed deadline fired in the process thread.
-    LeaseDeadline,
-    /// The main child exited; what is left of its tree is being stopped.
-    ChildExited,
-    /// The leadership loop asked (lease reported gone, leader key deleted, ...).
-    Requested(String),
-}
-
-impl std::fmt::Display for StopReason {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            StopReason::Signal(sig) => write!(f, "received {}", signals::name(*sig)),
-            StopReason::LeaseDeadline => {
-                f.write_str("lease renew deadline passed without an acknowledged keepalive")
-            }
-            StopReason::ChildExited => {
-                f.write_str("the main child exited; stopping what is left of its tree")
-            }
-            StopReason::Requested(why) => f.write_str(why),
-        }
-    }
-}
-
 /// What the async side asks of the process thread.
 #[derive(Debug)]
 pub enum Request {
-    /// Start the child. Refused if a tree is still running or `deadline.stop_at` has passed.
+    /// Start the child. Refused after a shutdown signal, or if `deadline.stop_at` has passed.
     Spawn {
         command: CommandSpec,
         env: Vec<(String, String)>,
@@ -108,8 +58,8 @@ pub enum Request {
     },
     /// A keepalive was acknowledged: move the deadlines later.
     Extend(LeaseDeadline),
-    /// Begin the stop sequence now.
-    Stop { reason: StopReason },
+    /// Begin the stop sequence now (or, for a known loss of leadership, kill at once).
+    Stop(StopReason),
 }
 
 /// What the process thread reports.
@@ -118,22 +68,37 @@ pub enum Event {
     Started {
         pid: libc::pid_t,
     },
+    /// exec failed (missing or non-executable command, fork failure).
     SpawnFailed(SpawnError),
+    /// Not started: `Deadline` (the lease has too little time left) or `Shutdown` (a shutdown signal
+    /// came first).
+    SpawnRefused(StopReason),
     /// SIGTERM or SIGINT reached the supervisor; the stop sequence has begun if a child runs.
     ShutdownSignal(libc::c_int),
     /// The `--resign-signal` reached the supervisor (it is not forwarded).
     ResignSignal,
-    /// The stop sequence began.
+    /// The stop sequence began; SIGKILL follows after `kill_in` (zero: it was sent at once).
     Stopping {
         reason: StopReason,
         kill_in: Duration,
     },
-    /// The main child was reaped and no process of its tree is left. `stopped` is why the stop
-    /// sequence began, if it did before the main child ended.
+    /// The main child was reaped and no process of its tree is left. `reason` is why the stop
+    /// sequence began, or `ChildExited` if the child ended by itself.
     Finished {
         status: ChildStatus,
-        stopped: Option<StopReason>,
+        reason: StopReason,
     },
+}
+
+/// How the process thread stops a child.
+#[derive(Debug, Clone, Copy)]
+pub struct Settings {
+    /// `--stop-signal`.
+    pub stop_signal: libc::c_int,
+    /// Time between the stop signal and SIGKILL.
+    pub grace: Duration,
+    /// `--resign-signal`, not forwarded.
+    pub resign_signal: Option<libc::c_int>,
 }
 
 /// The handle the async side holds.
@@ -141,14 +106,20 @@ pub struct Supervisor {
     requests: mpsc::Sender<Request>,
     wake: OwnedFd,
     pub events: UnboundedReceiver<Event>,
+    /// The process thread; it ends once this handle is dropped and no tree is left. Only tests
+    /// join it: the binary ends with `process::exit`.
+    #[cfg_attr(not(test), allow(dead_code))]
+    thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Supervisor {
-    /// Starts the process thread. [`signals::block_all`] must have run first.
+    /// Starts the process thread. [`signals::block_all`] must have run first. `sent_faults` is the
+    /// pipe from [`signals::forward_sent_faults`], if installed; `guard` is told every child's
+    /// process group ([`crate::guard`]).
     pub fn start(
-        stop_signal: libc::c_int,
-        grace: Duration,
-        resign_signal: Option<libc::c_int>,
+        settings: Settings,
+        sent_faults: Option<OwnedFd>,
+        guard: Option<Guard>,
     ) -> io::Result<Supervisor> {
         let inherited = signals::inherited().ok_or_else(|| {
             io::Error::other("signals::block_all must run before the supervisor starts")
@@ -175,27 +146,29 @@ impl Supervisor {
         let wake_thread = wake.try_clone()?;
         let (req_tx, req_rx) = mpsc::channel();
         let (ev_tx, ev_rx) = unbounded_channel();
-        let me = std::process::id() as libc::pid_t;
         let owner = Owner {
             sigfd,
             wake: wake_thread,
             timer,
+            sent_faults,
             requests: req_rx,
             events: ev_tx,
-            stop_signal,
-            grace,
-            resign_signal,
-            me,
-            is_pid1: me == 1,
+            settings,
+            sigint_ignored: inherited.was_ignored(libc::SIGINT),
+            blocked: inherited.blocked,
+            is_pid1: std::process::id() == 1,
+            shutdown: None,
             tree: None,
+            guard,
         };
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name("process".into())
             .spawn(move || owner.run())?;
         Ok(Supervisor {
             requests: req_tx,
             wake,
             events: ev_rx,
+            thread: Some(thread),
         })
     }
 
@@ -206,6 +179,28 @@ impl Supervisor {
             // SAFETY: writing 8 bytes to an eventfd we own.
             unsafe { libc::write(self.wake.as_raw_fd(), (&one as *const u64).cast(), 8) };
         }
+    }
+}
+
+#[cfg(test)]
+impl Supervisor {
+    /// Ends the process thread (no tree may be left) and waits for it, so that its `waitpid(-1)`
+    /// cannot reap the next test's children.
+    fn end(mut self) {
+        let thread = self.thread.take();
+        drop(self);
+        if let Some(t) = thread {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Supervisor {
+    fn drop(&mut self) {
+        // Wake the thread so it notices the closed channel (it then ends once no tree is left).
+        let one: u64 = 1;
+        // SAFETY: writing 8 bytes to an eventfd we own.
+        unsafe { libc::write(self.wake.as_raw_fd(), (&one as *const u64).cast(), 8) };
     }
 }
 
@@ -222,67 +217,126 @@ pub fn become_subreaper() -> io::Result<()> {
     Ok(())
 }
 
-/// The child's tree while it exists.
-struct Tree {
-    /// The main child while it has not been reaped.
-    main: Option<libc::pid_t>,
-    /// Its process group (== its pid).
-    pgid: libc::pid_t,
-    /// Its status once reaped.
-    status: Option<ChildStatus>,
-    deadline: LeaseDeadline,
-    stop: Option<StopPhase>,
+/// The main child: running (unreaped, so its pid and group id cannot be reused) or reaped.
+#[derive(Debug)]
+enum Main {
+    /// `pidfd` becomes readable when it ends: a wake-up that does not depend on SIGCHLD reaching
+    /// our signalfd (it always does in the binary; not in a test harness with other threads).
+    Running {
+        pid: libc::pid_t,
+        pidfd: Option<OwnedFd>,
+    },
+    Reaped(ChildStatus),
 }
 
-struct StopPhase {
-    kill_at: BootInstant,
-    killed: bool,
-    reason: StopReason,
+/// Where the stop sequence is.
+#[derive(Debug, Clone, Copy)]
+enum Stop {
+    /// Not begun; the lease deadlines apply.
+    NotBegun { lease: LeaseDeadline },
+    /// Stop signal sent; SIGKILL at `kill_at`.
+    Stopping {
+        reason: StopReason,
+        kill_at: BootInstant,
+    },
+    /// SIGKILL sent; repeated every [`KILL_RESCAN`] until nothing is left.
+    Killing { reason: StopReason },
+}
+
+/// The child's tree while it exists.
+struct Tree {
+    /// The main child's process group (== its pid).
+    pgid: libc::pid_t,
+    main: Main,
+    stop: Stop,
+    /// Whether the terminal's foreground was handed to the child's group.
+    terminal: bool,
+}
+
+impl Tree {
+    fn main_pid(&self) -> Option<libc::pid_t> {
+        match self.main {
+            Main::Running { pid, .. } => Some(pid),
+            Main::Reaped(_) => None,
+        }
+    }
+
+    fn pidfd(&self) -> Option<RawFd> {
+        match &self.main {
+            Main::Running { pidfd, .. } => pidfd.as_ref().map(|f| f.as_raw_fd()),
+            Main::Reaped(_) => None,
+        }
+    }
+
+    /// When the process thread must wake up next for this tree.
+    fn next_wake(&self) -> BootInstant {
+        match self.stop {
+            Stop::NotBegun { lease } => lease.stop_at,
+            Stop::Stopping { kill_at, .. } => kill_at,
+            Stop::Killing { .. } => BootInstant::now() + KILL_RESCAN,
+        }
+    }
 }
 
 struct Owner {
     sigfd: OwnedFd,
     wake: OwnedFd,
     timer: OwnedFd,
+    sent_faults: Option<OwnedFd>,
     requests: mpsc::Receiver<Request>,
     events: UnboundedSender<Event>,
-    stop_signal: libc::c_int,
-    grace: Duration,
-    resign_signal: Option<libc::c_int>,
-    me: libc::pid_t,
+    settings: Settings,
+    /// SIGINT was ignored when we started (`nohup`, a background job): it must not stop anything.
+    sigint_ignored: bool,
+    blocked: libc::sigset_t,
     is_pid1: bool,
+    /// A shutdown signal arrived: no child is started again.
+    shutdown: Option<libc::c_int>,
     tree: Option<Tree>,
+    guard: Option<Guard>,
 }
 
 impl Owner {
     fn run(mut self) {
+        // This thread reads the signalfd: it must block those signals itself, whatever the thread
+        // that started it did.
+        // SAFETY: setting this thread's mask to a valid set.
+        unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &self.blocked, std::ptr::null_mut()) };
         loop {
             self.arm_timer();
-            let mut fds = [
-                self.sigfd.as_raw_fd(),
-                self.wake.as_raw_fd(),
-                self.timer.as_raw_fd(),
-            ]
-            .map(|fd| libc::pollfd {
-                fd,
-                events: libc::POLLIN,
-                revents: 0,
-            });
-            // SAFETY: polling three valid fds.
-            let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, -1) };
-            if n < 0 && io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
-                tracing::error!(error = %io::Error::last_os_error(), "poll failed in the process thread");
-                std::thread::sleep(Duration::from_millis(10));
-            }
-            drain(self.wake.as_raw_fd(), 8);
-            drain(self.timer.as_raw_fd(), 8);
+            self.poll();
+            // Deadlines first: the fail-closed path never waits behind anything else.
+            self.enforce_deadlines();
             self.read_signals();
-            while let Ok(req) = self.requests.try_recv() {
-                self.handle(req);
+            self.forward_sent_faults();
+            if !self.handle_requests() && self.tree.is_none() {
+                return; // the handle is gone and nothing is left to look after
             }
             self.reap();
             self.enforce_deadlines();
         }
+    }
+
+    fn poll(&self) {
+        let mut fds = [
+            Some(self.sigfd.as_raw_fd()),
+            Some(self.wake.as_raw_fd()),
+            Some(self.timer.as_raw_fd()),
+            self.sent_faults.as_ref().map(|f| f.as_raw_fd()),
+            self.tree.as_ref().and_then(Tree::pidfd),
+        ]
+        .map(|fd| libc::pollfd {
+            fd: fd.unwrap_or(-1),
+            events: libc::POLLIN,
+            revents: 0,
+        });
+        // SAFETY: polling valid fds (a negative fd is ignored by poll).
+        let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, -1) };
+        if n < 0 && io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        drain(self.wake.as_raw_fd());
+        drain(self.timer.as_raw_fd());
     }
 
     fn emit(&self, event: Event) {
@@ -300,26 +354,83 @@ impl Owner {
                 return;
             }
             // SAFETY: the kernel filled the whole record.
-            let sig = unsafe { info.assume_init() }.ssi_signo as libc::c_int;
-            match sig {
-                libc::SIGCHLD => {} // reaped right after
-                libc::SIGTERM | libc::SIGINT => {
-                    tracing::info!(signal = %signals::name(sig), "shutdown requested");
-                    self.begin_stop(StopReason::Signal(sig));
-                    self.emit(Event::ShutdownSignal(sig));
+            let info = unsafe { info.assume_init() };
+            let sig = info.ssi_signo as libc::c_int;
+            // A signal the kernel raised at us for our own doing (SIGPIPE after a write to a closed
+            // pipe carries our own pid) is nobody's request: never forward it.
+            if info.ssi_pid == std::process::id() && sig != libc::SIGCHLD {
+                tracing::debug!(signal = %signals::name(sig), "ignored a signal raised by our own action");
+                continue;
+            }
+            self.on_signal(sig);
+        }
+    }
+
+    fn on_signal(&mut self, sig: libc::c_int) {
+        match sig {
+            libc::SIGCHLD => {} // reaped right after
+            libc::SIGINT if self.sigint_ignored => {
+                tracing::debug!("SIGINT ignored: it was ignored when singleton-exec started");
+            }
+            libc::SIGTERM | libc::SIGINT => {
+                self.shutdown = Some(sig);
+                let reason = StopReason::Shutdown(sig);
+                let already = self
+                    .tree
+                    .as_ref()
+                    .is_some_and(|t| !matches!(t.stop, Stop::NotBegun { .. }));
+                if already {
+                    // A stop is under way for another reason: pass this one on as well.
+                    self.forward(reason.stop_signal(self.settings.stop_signal));
+                } else {
+                    self.begin_stop(reason);
                 }
-                _ if Some(sig) == self.resign_signal => {
-                    tracing::info!(signal = %signals::name(sig), "step-down requested");
-                    self.emit(Event::ResignSignal);
-                }
-                _ if signals::is_forwardable(sig) => {
-                    if let Some(pid) = self.tree.as_ref().and_then(|t| t.main) {
-                        tracing::debug!(signal = %signals::name(sig), pid, "forwarding signal");
-                        // SAFETY: pid is our unreaped child, so it cannot have been reused.
-                        unsafe { libc::kill(pid, sig) };
-                    }
-                }
-                _ => {}
+                tracing::info!(signal = %signals::name(sig), "shutdown requested");
+                self.emit(Event::ShutdownSignal(sig));
+            }
+            _ if Some(sig) == self.settings.resign_signal => {
+                tracing::info!(signal = %signals::name(sig), "step-down requested");
+                self.emit(Event::ResignSignal);
+            }
+            _ if signals::is_forwardable(sig) => self.forward(sig),
+            _ => {}
+        }
+    }
+
+    /// Signals that another process sent us and that faults could also raise (see [`signals`]).
+    fn forward_sent_faults(&mut self) {
+        let Some(fd) = self.sent_faults.as_ref().map(|f| f.as_raw_fd()) else {
+            return;
+        };
+        let mut buf = [0u8; 64];
+        loop {
+            // SAFETY: reading into a buffer of its size from a non-blocking pipe we own.
+            let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
+            if n <= 0 {
+                return;
+            }
+            for &sig in &buf[..n as usize] {
+                self.forward(libc::c_int::from(sig));
+            }
+        }
+    }
+
+    /// Passes `sig` to the main child, if it runs.
+    fn forward(&self, sig: libc::c_int) {
+        if let Some(pid) = self.tree.as_ref().and_then(Tree::main_pid) {
+            // SAFETY: pid is our unreaped child, so it cannot have been reused.
+            unsafe { libc::kill(pid, sig) };
+            tracing::debug!(signal = %signals::name(sig), pid, "forwarded signal");
+        }
+    }
+
+    /// Handles every pending request; false once the handle is gone.
+    fn handle_requests(&mut self) -> bool {
+        loop {
+            match self.requests.try_recv() {
+                Ok(req) => self.handle(req),
+                Err(mpsc::TryRecvError::Empty) => return true,
+                Err(mpsc::TryRecvError::Disconnected) => return false,
             }
         }
     }
@@ -330,70 +441,118 @@ impl Owner {
                 command,
                 env,
                 deadline,
-            } => {
-                if self.tree.is_some() {
-                    tracing::error!("spawn refused: the previous child's tree is still running");
-                    return;
-                }
-                if deadline.stop_at.has_passed() {
-                    let err = io::Error::other("the lease has less than grace + margin left");
-                    self.emit(Event::SpawnFailed(SpawnError {
-                        program: command.program,
-                        source: err,
-                    }));
-                    return;
-                }
-                match spawn::spawn(&command, &env) {
-                    Ok(pid) => {
-                        self.tree = Some(Tree {
-                            main: Some(pid),
-                            pgid: pid,
-                            status: None,
-                            deadline,
-                            stop: None,
-                        });
-                        self.emit(Event::Started { pid });
-                    }
-                    Err(e) => self.emit(Event::SpawnFailed(e)),
-                }
-            }
+            } => self.spawn(&command, &env, deadline),
             Request::Extend(deadline) => {
-                if let Some(tree) = &mut self.tree {
-                    tree.deadline = deadline;
+                if let Some(Tree {
+                    stop: Stop::NotBegun { lease },
+                    ..
+                }) = &mut self.tree
+                {
+                    *lease = deadline;
                 }
             }
-            Request::Stop { reason } => self.begin_stop(reason),
+            Request::Stop(reason) => self.begin_stop(reason),
         }
     }
 
-    /// Stop signal to every process of the tree now, SIGKILL at the earlier of grace and the lease's
-    /// kill deadline.
-    fn begin_stop(&mut self, reason: StopReason) {
-        let grace = self.grace;
-        let Some(tree) = &mut self.tree else { return };
-        if tree.stop.is_some() {
+    fn spawn(&mut self, command: &CommandSpec, env: &[(String, String)], lease: LeaseDeadline) {
+        if let Some(sig) = self.shutdown {
+            self.emit(Event::SpawnRefused(StopReason::Shutdown(sig)));
             return;
         }
-        let now = BootInstant::now();
-        let kill_at = (now + grace).min(tree.deadline.kill_at);
-        tree.stop = Some(StopPhase {
-            kill_at,
-            killed: false,
-            reason: reason.clone(),
-        });
-        let mut pids = process_tree::descendants(self.me);
-        if let Some(main) = tree.main {
-            if !pids.contains(&main) {
-                pids.push(main);
+        if self.tree.is_some() {
+            tracing::error!("spawn refused: the previous child's tree is still running");
+            self.emit(Event::SpawnFailed(SpawnError {
+                program: command.program.clone(),
+                source: io::Error::other("the previous child's tree is still running"),
+            }));
+            return;
+        }
+        if lease.stop_at.has_passed() {
+            self.emit(Event::SpawnRefused(StopReason::Deadline));
+            return;
+        }
+        let terminal = spawn::owns_terminal_foreground();
+        match spawn::spawn(command, env, terminal) {
+            Ok(pid) => {
+                self.tell_guard(pid);
+                self.tree = Some(Tree {
+                    pgid: pid,
+                    main: Main::Running {
+                        pid,
+                        pidfd: pidfd_open(pid),
+                    },
+                    stop: Stop::NotBegun { lease },
+                    terminal,
+                });
+                self.emit(Event::Started { pid });
+            }
+            Err(e) => {
+                if terminal {
+                    spawn::take_back_terminal();
+                }
+                self.emit(Event::SpawnFailed(e));
             }
         }
-        tracing::info!(reason = %reason, processes = pids.len(), signal = %signals::name(self.stop_signal),
-            kill_in_ms = kill_at.saturating_duration_since(now).as_millis() as u64, "stopping the child's tree");
-        process_tree::signal_all(&pids, self.stop_signal);
-        self.emit(Event::Stopping {
-            reason,
-            kill_in: kill_at.saturating_duration_since(now),
-        });
+    }
+
+    /// Begins the stop sequence: stop signal and SIGCONT to every process of the tree now, SIGKILL
+    /// at the earlier of grace and the lease's kill deadline. When leadership is known to be lost
+    /// (another replica may already lead), SIGKILL at once. Signals first, log afterwards.
+    fn begin_stop(&mut self, reason: StopReason) {
+        let now = BootInstant::now();
+        let grace = self.settings.grace;
+        let Some(tree) = &mut self.tree else { return };
+        let (first, kill_at) = match tree.stop {
+            Stop::NotBegun { lease } => (reason, (now + grace).min(lease.kill_at)),
+            // Already stopping: only a known loss of leadership changes anything (kill now).
+            Stop::Stopping { reason: first, .. } if reason.leadership_known_lost() => (first, now),
+            Stop::Stopping { .. } | Stop::Killing { .. } => return,
+        };
+        if reason.leadership_known_lost() || kill_at <= now {
+            tree.stop = Stop::Killing { reason: first };
+            self.kill_round();
+            tracing::warn!(reason = %reason, "killing the child's tree at once");
+            self.emit(Event::Stopping {
+                reason: first,
+                kill_in: Duration::ZERO,
+            });
+            return;
+        }
+        tree.stop = Stop::Stopping {
+            reason: first,
+            kill_at,
+        };
+        let sig = reason.stop_signal(self.settings.stop_signal);
+        // The child's group first, with one call and no /proc scan; then whatever left the group.
+        let pgid = tree.pgid;
+        let group_alive = tree.main_pid().is_some();
+        if group_alive {
+            // SAFETY: the group leader is unreaped, so the group id cannot have been reused.
+            unsafe { libc::killpg(pgid, sig) };
+        }
+        let pids = process_tree::descendants();
+        // Each process gets the stop signal once (a second one makes some programs quit hard).
+        // When /proc cannot tell a process' group, the group signal is taken to have reached it;
+        // SIGKILL at the deadline reaches every descendant anyway.
+        let outside: Vec<libc::pid_t> = pids
+            .iter()
+            .copied()
+            .filter(|&p| !group_alive || process_tree::group_of(p).is_some_and(|g| g != pgid))
+            .collect();
+        process_tree::signal_all(&outside, sig);
+        // A stopped process (SIGSTOP, Ctrl-Z) would never run its handler: wake it, as systemd
+        // does; only the stopped ones, so a running child does not see a SIGCONT it never asked for.
+        let stopped: Vec<libc::pid_t> = pids
+            .iter()
+            .copied()
+            .filter(|&p| process_tree::is_stopped(p))
+            .collect();
+        process_tree::signal_all(&stopped, libc::SIGCONT);
+        let kill_in = kill_at.saturating_duration_since(now);
+        tracing::info!(reason = %reason, processes = pids.len(), signal = %signals::name(sig),
+            kill_in_ms = kill_in.as_millis() as u64, "stopping the child's tree");
+        self.emit(Event::Stopping { reason, kill_in });
     }
 
     fn kill_round(&mut self) {
@@ -402,43 +561,38 @@ impl Owner {
             // SAFETY: kill(-1) from PID 1 signals every other process of the namespace.
             unsafe { libc::kill(-1, libc::SIGKILL) };
         } else {
-            if tree.main.is_some() {
+            if tree.main_pid().is_some() {
                 // SAFETY: the group leader is unreaped, so the group id cannot have been reused.
                 unsafe { libc::killpg(tree.pgid, libc::SIGKILL) };
             }
-            process_tree::signal_all(&process_tree::descendants(self.me), libc::SIGKILL);
+            process_tree::signal_all(&process_tree::descendants(), libc::SIGKILL);
         }
     }
 
     fn enforce_deadlines(&mut self) {
         let now = BootInstant::now();
         let Some(tree) = &mut self.tree else { return };
-        match &mut tree.stop {
-            None if now >= tree.deadline.stop_at => {
-                let late = now.saturating_duration_since(tree.deadline.stop_at);
-                tracing::warn!(late_ms = late.as_millis() as u64,
-                    "lease renew deadline passed without an acknowledged keepalive: stopping the child");
-                self.begin_stop(StopReason::LeaseDeadline);
+        match tree.stop {
+            Stop::NotBegun { lease } if now >= lease.stop_at => {
+                self.begin_stop(StopReason::Deadline);
+                tracing::warn!(
+                    late_ms = now.saturating_duration_since(lease.stop_at).as_millis() as u64,
+                    "lease renew deadline passed without an acknowledged keepalive"
+                );
             }
-            Some(stop) if !stop.killed && now >= stop.kill_at => {
-                stop.killed = true;
-                tracing::warn!("grace period over: killing the child's tree");
+            Stop::Stopping { reason, kill_at } if now >= kill_at => {
+                tree.stop = Stop::Killing { reason };
                 self.kill_round();
+                tracing::warn!("grace period over: killed the child's tree");
             }
-            Some(stop) if stop.killed => self.kill_round(),
+            Stop::Killing { .. } => self.kill_round(),
             _ => {}
         }
     }
 
     fn arm_timer(&self) {
-        let at = self.tree.as_ref().map(|tree| match &tree.stop {
-            None => Some(tree.deadline.stop_at),
-            Some(stop) if !stop.killed => Some(stop.kill_at),
-            Some(_) => Some(BootInstant::now() + KILL_RESCAN),
-        });
-        let at: Option<BootInstant> = at.flatten();
         let mut spec: libc::itimerspec = unsafe { std::mem::zeroed() };
-        if let Some(at) = at {
+        if let Some(at) = self.tree.as_ref().map(Tree::next_wake) {
             let nanos = at.as_nanos();
             // An all-zero it_value disarms the timer, so an instant at 0 is nudged forward.
             spec.it_value.tv_sec = (nanos / 1_000_000_000) as _;
@@ -455,41 +609,97 @@ impl Owner {
         };
     }
 
-    /// Reaps every child that has exited; notices when the tree is gone.
+    /// Reaps every child that has ended; notices when the tree is gone.
     fn reap(&mut self) {
-        let any_left;
-        loop {
+        let any_left = loop {
             let mut status = 0;
-            // SAFETY: waitpid on any child, non-blocking.
-            let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
-            if pid > 0 {
-                let how = if libc::WIFEXITED(status) {
-                    ChildStatus::Exited(libc::WEXITSTATUS(status))
-                } else if libc::WIFSIGNALED(status) {
-                    ChildStatus::Signaled(libc::WTERMSIG(status))
-                } else {
-                    continue;
-                };
+            // SAFETY: waitpid on any child, non-blocking; stopped children are reported too.
+            let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG | libc::WUNTRACED) };
+            if pid < 0 && io::Error::last_os_error().raw_os_error() == Some(libc::ECHILD) {
+                self.no_children_left();
+            }
+            if pid <= 0 {
+                break pid == 0;
+            }
+            if libc::WIFSTOPPED(status) {
+                self.on_stopped(pid, libc::WSTOPSIG(status));
+            } else if let Some(how) = ChildStatus::from_wait(status) {
                 self.on_reaped(pid, how);
-                continue;
             }
-            any_left = pid == 0;
-            break;
+        };
+        let Some(tree) = &self.tree else { return };
+        let main_reaped = matches!(tree.main, Main::Reaped(_));
+        if main_reaped && any_left {
+            // The main child ended and left processes behind (waitpid says so, /proc or not):
+            // they get the stop sequence.
+            if matches!(tree.stop, Stop::NotBegun { .. }) {
+                self.begin_stop(StopReason::ChildExited);
+            }
+            return;
         }
-        let tree_gone = self
-            .tree
-            .as_ref()
-            .is_some_and(|t| t.status.is_some() && !any_left);
-        if tree_gone {
-            if let Some(tree) = self.tree.take() {
-                if let Some(status) = tree.status {
-                    tracing::info!(%status, "the child's tree is gone");
-                    self.emit(Event::Finished {
-                        status,
-                        stopped: tree.stop.map(|s| s.reason),
-                    });
-                }
+        if !main_reaped {
+            return;
+        }
+        let Some(tree) = self.tree.take() else { return };
+        self.tell_guard(0);
+        if tree.terminal {
+            spawn::take_back_terminal();
+        }
+        let Main::Reaped(status) = tree.main else {
+            return;
+        };
+        let reason = match tree.stop {
+            Stop::NotBegun { .. } => StopReason::ChildExited,
+            Stop::Stopping { reason, .. } | Stop::Killing { reason } => reason,
+        };
+        self.emit(Event::Finished { status, reason });
+        tracing::info!(%status, "the child's tree is gone");
+    }
+
+    /// The main child was stopped. Ctrl-Z does not suspend a singleton: a suspended leader would
+    /// hold leadership while doing nothing, and suspending ourselves would let the lease expire
+    /// while the child lives on. So a terminal stop (SIGTSTP) is undone at once; an explicit
+    /// SIGSTOP is respected until the stop sequence, which sends SIGCONT.
+    fn on_stopped(&mut self, pid: libc::pid_t, sig: libc::c_int) {
+        let Some(tree) = &self.tree else { return };
+        if tree.main_pid() != Some(pid) {
+            return;
+        }
+        match sig {
+            libc::SIGTSTP => {
+                // SAFETY: the group leader is unreaped, so the group id cannot have been reused.
+                unsafe { libc::killpg(tree.pgid, libc::SIGCONT) };
+                tracing::warn!(
+                    "the child was stopped by SIGTSTP (Ctrl-Z): continued; a singleton is not \
+                     suspended, stop it with Ctrl-C or SIGTERM"
+                );
             }
+            libc::SIGTTIN | libc::SIGTTOU => tracing::warn!(signal = %signals::name(sig),
+                "the child was stopped for using the terminal from the background"),
+            _ => tracing::info!(signal = %signals::name(sig), pid, "the child was stopped"),
+        }
+    }
+
+    /// Tells the guard which process group to kill if we die; forgets a guard that is gone.
+    fn tell_guard(&mut self, pgid: libc::pid_t) {
+        if let Some(guard) = &mut self.guard {
+            if let Err(e) = guard.watch(pgid) {
+                tracing::warn!(error = %e, "the guard is gone: the child's tree may outlive a SIGKILL of singleton-exec");
+                self.guard = None;
+            }
+        }
+    }
+
+    /// `waitpid` says we have no children while the main child was never reaped: someone else
+    /// reaped it (SIGCHLD ignored by the kernel's rules). Its status is lost; never wait forever.
+    fn no_children_left(&mut self) {
+        let Some(tree) = &mut self.tree else { return };
+        if let Main::Running { pid, .. } = tree.main {
+            tracing::error!(
+                pid,
+                "the child was reaped by someone else: its status is lost"
+            );
+            tree.main = Main::Reaped(ChildStatus::Exited(crate::exit_code::INTERNAL));
         }
     }
 
@@ -498,22 +708,284 @@ impl Owner {
             tracing::debug!(pid, status = %how, "reaped an orphan");
             return;
         };
-        if tree.main != Some(pid) {
+        if tree.main_pid() != Some(pid) {
             tracing::debug!(pid, status = %how, "reaped a process of the child's tree");
             return;
         }
-        tree.main = None;
-        tree.status = Some(how);
-        tracing::info!(pid, status = %how, "the child ended");
-        if tree.stop.is_none() && !process_tree::descendants(self.me).is_empty() {
-            self.begin_stop(StopReason::ChildExited);
+        tree.main = Main::Reaped(how);
+        // With the terminal handed over, Ctrl-C, Ctrl-\ and a hang-up reach the child, not us: as
+        // in a shell, the child's death by one of them is the user's request to stop.
+        let from_terminal = matches!(
+            how,
+            ChildStatus::Signaled(libc::SIGINT | libc::SIGQUIT | libc::SIGHUP)
+        );
+        let we_stopped_it = !matches!(tree.stop, Stop::NotBegun { .. });
+        if tree.terminal && from_terminal && !we_stopped_it && self.shutdown.is_none() {
+            let ChildStatus::Signaled(sig) = how else {
+                return;
+            };
+            self.shutdown = Some(sig);
+            tracing::info!(signal = %signals::name(sig), "the child died of a terminal signal: shutting down");
+            self.emit(Event::ShutdownSignal(sig));
         }
+        tracing::info!(pid, status = %how, "the child ended");
     }
 }
 
+/// A pidfd for our child, if the kernel has them (5.3+).
+fn pidfd_open(pid: libc::pid_t) -> Option<OwnedFd> {
+    // SAFETY: pidfd_open with a pid and no flags; the fd is owned at once.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    // SAFETY: a non-negative return is a fresh fd.
+    (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
 /// Reads and discards what is pending on a non-blocking counter fd.
-fn drain(fd: RawFd, size: usize) {
+fn drain(fd: RawFd) {
     let mut buf = [0u8; 8];
     // SAFETY: reading at most 8 bytes into an 8-byte buffer.
-    unsafe { libc::read(fd, buf.as_mut_ptr().cast(), size.min(8)) };
+    unsafe { libc::read(fd, buf.as_mut_ptr().cast(), 8) };
+}
+
+#[cfg(test)]
+mod tests {
+    //! The process thread on its own, no etcd: real children, real signals, real deadlines.
+    use super::*;
+    use std::ffi::OsString;
+    use std::time::Instant;
+
+    fn supervisor(grace_ms: u64) -> Supervisor {
+        signals::block_all();
+        Supervisor::start(
+            Settings {
+                stop_signal: libc::SIGTERM,
+                grace: Duration::from_millis(grace_ms),
+                resign_signal: None,
+            },
+            None,
+            None,
+        )
+        .expect("process thread")
+    }
+
+    fn sh(script: &str) -> CommandSpec {
+        CommandSpec {
+            program: "/bin/sh".into(),
+            args: vec![OsString::from("-c"), script.into()],
+        }
+    }
+
+    fn deadline_in(stop_ms: u64, kill_ms: u64) -> LeaseDeadline {
+        let now = BootInstant::now();
+        LeaseDeadline {
+            stop_at: now + Duration::from_millis(stop_ms),
+            kill_at: now + Duration::from_millis(kill_ms),
+        }
+    }
+
+    fn next(sup: &mut Supervisor) -> Event {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            match sup.events.try_recv() {
+                Ok(ev) => return ev,
+                Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(2)),
+                Err(e) => panic!("no event from the process thread: {e:?}"),
+            }
+        }
+    }
+
+    fn start(sup: &mut Supervisor, script: &str, deadline: LeaseDeadline) -> libc::pid_t {
+        sup.request(Request::Spawn {
+            command: sh(script),
+            env: vec![],
+            deadline,
+        });
+        match next(sup) {
+            Event::Started { pid } => pid,
+            other => panic!("expected Started, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn an_unextended_lease_stops_then_kills_at_the_deadlines() {
+        let _serial = crate::test_children();
+        let mut sup = supervisor(10_000);
+        let t0 = Instant::now();
+        // The child ignores the stop signal, so only SIGKILL at kill_at ends it.
+        start(
+            &mut sup,
+            "trap '' TERM; while :; do sleep 0.05; done",
+            deadline_in(300, 900),
+        );
+        match next(&mut sup) {
+            Event::Stopping { reason, kill_in } => {
+                assert_eq!(reason, StopReason::Deadline);
+                // kill_at is the lease's (600 ms later), not the 10 s grace.
+                assert!(kill_in <= Duration::from_millis(650), "{kill_in:?}");
+            }
+            other => panic!("expected Stopping, got {other:?}"),
+        }
+        let stopped = t0.elapsed();
+        assert!(
+            stopped >= Duration::from_millis(290),
+            "stopped early: {stopped:?}"
+        );
+        match next(&mut sup) {
+            Event::Finished { status, reason } => {
+                assert_eq!(status, ChildStatus::Signaled(libc::SIGKILL));
+                assert_eq!(reason, StopReason::Deadline);
+            }
+            other => panic!("expected Finished, got {other:?}"),
+        }
+        let killed = t0.elapsed();
+        assert!(
+            killed >= Duration::from_millis(890),
+            "killed early: {killed:?}"
+        );
+        assert!(killed < Duration::from_secs(5), "killed late: {killed:?}");
+        sup.end();
+    }
+
+    #[test]
+    fn extensions_keep_the_child_running() {
+        let _serial = crate::test_children();
+        let mut sup = supervisor(1_000);
+        start(&mut sup, "sleep 0.6; exit 7", deadline_in(200, 400));
+        for _ in 0..6 {
+            std::thread::sleep(Duration::from_millis(100));
+            sup.request(Request::Extend(deadline_in(200, 400)));
+        }
+        match next(&mut sup) {
+            Event::Finished { status, reason } => {
+                assert_eq!(status, ChildStatus::Exited(7));
+                assert_eq!(reason, StopReason::ChildExited);
+            }
+            other => panic!("expected Finished, got {other:?}"),
+        }
+        sup.end();
+    }
+
+    #[test]
+    fn known_loss_of_leadership_kills_without_grace() {
+        let _serial = crate::test_children();
+        let mut sup = supervisor(30_000);
+        let t0 = Instant::now();
+        start(
+            &mut sup,
+            "trap '' TERM; sleep 30",
+            deadline_in(60_000, 60_000),
+        );
+        sup.request(Request::Stop(StopReason::KeyDeleted));
+        match next(&mut sup) {
+            Event::Stopping { reason, kill_in } => {
+                assert_eq!(reason, StopReason::KeyDeleted);
+                assert_eq!(kill_in, Duration::ZERO);
+            }
+            other => panic!("expected Stopping, got {other:?}"),
+        }
+        match next(&mut sup) {
+            Event::Finished { status, .. } => {
+                assert_eq!(status, ChildStatus::Signaled(libc::SIGKILL))
+            }
+            other => panic!("expected Finished, got {other:?}"),
+        }
+        assert!(t0.elapsed() < Duration::from_secs(5), "{:?}", t0.elapsed());
+        sup.end();
+    }
+
+    #[test]
+    fn a_stop_already_under_way_escalates_on_known_loss() {
+        let _serial = crate::test_children();
+        let mut sup = supervisor(30_000);
+        start(
+            &mut sup,
+            "trap '' TERM; sleep 30",
+            deadline_in(60_000, 60_000),
+        );
+        sup.request(Request::Stop(StopReason::Resign));
+        assert!(matches!(
+            next(&mut sup),
+            Event::Stopping {
+                reason: StopReason::Resign,
+                ..
+            }
+        ));
+        sup.request(Request::Stop(StopReason::LeaseGone));
+        // The first reason is kept (it decides what follows); the kill is immediate.
+        assert!(matches!(
+            next(&mut sup),
+            Event::Stopping {
+                reason: StopReason::Resign,
+                kill_in: Duration::ZERO
+            }
+        ));
+        match next(&mut sup) {
+            Event::Finished { status, reason } => {
+                assert_eq!(status, ChildStatus::Signaled(libc::SIGKILL));
+                assert_eq!(reason, StopReason::Resign);
+            }
+            other => panic!("expected Finished, got {other:?}"),
+        }
+        sup.end();
+    }
+
+    #[test]
+    fn a_stopped_child_is_continued_so_it_can_stop() {
+        let _serial = crate::test_children();
+        let mut sup = supervisor(30_000);
+        let pid = start(
+            &mut sup,
+            "trap 'exit 5' TERM; while :; do sleep 0.05; done",
+            deadline_in(60_000, 60_000),
+        );
+        // SAFETY: our own child.
+        unsafe { libc::kill(pid, libc::SIGSTOP) };
+        std::thread::sleep(Duration::from_millis(100));
+        sup.request(Request::Stop(StopReason::Resign));
+        assert!(matches!(next(&mut sup), Event::Stopping { .. }));
+        match next(&mut sup) {
+            Event::Finished { status, .. } => assert_eq!(status, ChildStatus::Exited(5)),
+            other => panic!("expected Finished, got {other:?}"),
+        }
+        sup.end();
+    }
+
+    #[test]
+    fn a_spawn_with_no_lease_time_left_is_refused_as_a_deadline() {
+        let _serial = crate::test_children();
+        let mut sup = supervisor(1_000);
+        let now = BootInstant::now();
+        sup.request(Request::Spawn {
+            command: sh("exit 0"),
+            env: vec![],
+            deadline: LeaseDeadline {
+                stop_at: now - Duration::from_millis(1),
+                kill_at: now + Duration::from_millis(100),
+            },
+        });
+        assert!(matches!(
+            next(&mut sup),
+            Event::SpawnRefused(StopReason::Deadline)
+        ));
+        sup.end();
+    }
+
+    #[test]
+    fn an_exec_failure_is_reported_with_its_code() {
+        let _serial = crate::test_children();
+        let mut sup = supervisor(1_000);
+        sup.request(Request::Spawn {
+            command: CommandSpec {
+                program: "/nonexistent/command".into(),
+                args: vec![],
+            },
+            env: vec![],
+            deadline: deadline_in(60_000, 60_000),
+        });
+        match next(&mut sup) {
+            Event::SpawnFailed(e) => assert_eq!(e.exit_code(), crate::exit_code::NOT_FOUND),
+            other => panic!("expected SpawnFailed, got {other:?}"),
+        }
+        sup.end();
+    }
 }

@@ -1,0 +1,357 @@
+//! The lifecycle of a replica, as data: the one [`Phase`] type that the leadership loop moves
+//! through and that logs, `/status` and systemd `STATUS=` all show; the typed [`StopReason`]s that
+//! flow from the process thread to the loop; and [`decide`], the pure function that says what
+//! follows once the child's tree is gone.
+//!
+//! ```text
+//!   Starting ─► Standby ─► Leading ─► Stopping ─► Lost ─► Standby (recampaign) or exit
+//!                              └──── child exited, --on-child-exit=restart ───┘ (stays Leading)
+//! ```
+//!
+//! Invariants kept by the types: only `Leading` has a child pid; `Stopping` always has a reason;
+//! `Lost` says why leadership ended. A shutdown request (SIGTERM, SIGINT) always wins in
+//! [`decide`]: whatever else happened, the replica exits and never campaigns again.
+
+use std::fmt;
+use std::time::Duration;
+
+use crate::cli::{OnChildExit, OnLeaseLost};
+use crate::etcd::LeaseId;
+use crate::exit_code::{ChildStatus, Exit};
+use crate::signals;
+
+/// Why the child's tree is being (or was) stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopReason {
+    /// etcd reported the lease gone (revoked or expired): leadership is known to be lost.
+    LeaseGone,
+    /// Our leader key was deleted (an operator, or the lease expired): leadership is known lost.
+    KeyDeleted,
+    /// No keepalive was acknowledged before the fail-closed deadline: leadership may be lost soon.
+    Deadline,
+    /// A step-down was requested (`--resign-signal`, `POST /resign`, `singleton-exec resign`).
+    Resign,
+    /// SIGTERM or SIGINT reached the supervisor.
+    Shutdown(libc::c_int),
+    /// The main child exited by itself; what is left of its tree is stopped.
+    ChildExited,
+}
+
+impl StopReason {
+    /// Whether another replica may already lead: then the tree gets SIGKILL at once, no grace.
+    pub fn leadership_known_lost(self) -> bool {
+        matches!(self, StopReason::LeaseGone | StopReason::KeyDeleted)
+    }
+
+    /// Whether this ends the leadership for lease reasons (`--on-lease-lost` applies).
+    pub fn is_lease_loss(self) -> bool {
+        matches!(
+            self,
+            StopReason::LeaseGone | StopReason::KeyDeleted | StopReason::Deadline
+        )
+    }
+
+    /// The signal that starts the stop: SIGINT stays SIGINT (as dumb-init and tini do); everything
+    /// else uses `--stop-signal`.
+    pub fn stop_signal(self, configured: libc::c_int) -> libc::c_int {
+        match self {
+            StopReason::Shutdown(libc::SIGINT) => libc::SIGINT,
+            _ => configured,
+        }
+    }
+}
+
+impl fmt::Display for StopReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StopReason::LeaseGone => f.write_str("etcd reports the lease is gone"),
+            StopReason::KeyDeleted => f.write_str("our leader key was deleted"),
+            StopReason::Deadline => {
+                f.write_str("no keepalive was acknowledged before the renew deadline")
+            }
+            StopReason::Resign => f.write_str("step-down requested"),
+            StopReason::Shutdown(sig) => write!(f, "received {}", signals::name(*sig)),
+            StopReason::ChildExited => f.write_str("the child exited"),
+        }
+    }
+}
+
+/// Where a replica is; each variant carries exactly what is valid in it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Phase {
+    /// Started, no lease yet.
+    Starting,
+    /// In the queue with a live lease.
+    Standby {
+        lease: LeaseId,
+        key: String,
+        revision: i64,
+    },
+    /// Leading: the key is verified and the child runs.
+    Leading {
+        lease: LeaseId,
+        key: String,
+        revision: i64,
+        pid: libc::pid_t,
+    },
+    /// The child's tree is being stopped; SIGKILL follows after `kill_in` (at once if zero).
+    Stopping {
+        key: String,
+        revision: i64,
+        reason: StopReason,
+        kill_in: Duration,
+    },
+    /// This leadership is over and the child's tree is gone.
+    Lost {
+        key: String,
+        revision: i64,
+        reason: StopReason,
+    },
+}
+
+impl Phase {
+    /// The role name shown in logs, `/status` and `STATUS=`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Phase::Starting => "starting",
+            Phase::Standby { .. } => "standby",
+            Phase::Leading { .. } => "leader",
+            Phase::Stopping { .. } => "stopping",
+            Phase::Lost { .. } => "lost",
+        }
+    }
+
+    pub fn key(&self) -> Option<&str> {
+        match self {
+            Phase::Starting => None,
+            Phase::Standby { key, .. }
+            | Phase::Leading { key, .. }
+            | Phase::Stopping { key, .. }
+            | Phase::Lost { key, .. } => Some(key),
+        }
+    }
+
+    pub fn revision(&self) -> Option<i64> {
+        match self {
+            Phase::Starting => None,
+            Phase::Standby { revision, .. }
+            | Phase::Leading { revision, .. }
+            | Phase::Stopping { revision, .. }
+            | Phase::Lost { revision, .. } => Some(*revision),
+        }
+    }
+
+    pub fn lease(&self) -> Option<LeaseId> {
+        match self {
+            Phase::Standby { lease, .. } | Phase::Leading { lease, .. } => Some(*lease),
+            _ => None,
+        }
+    }
+
+    pub fn child_pid(&self) -> Option<libc::pid_t> {
+        match self {
+            Phase::Leading { pid, .. } => Some(*pid),
+            _ => None,
+        }
+    }
+
+    /// One line on why the replica is here, for logs and `STATUS=`.
+    pub fn summary(&self) -> String {
+        match self {
+            Phase::Starting => "campaigning".into(),
+            Phase::Standby { .. } => "waiting for leadership".into(),
+            Phase::Leading { revision, .. } => {
+                format!("child started (fencing revision {revision})")
+            }
+            Phase::Stopping {
+                reason, kill_in, ..
+            } if kill_in.is_zero() => format!("killing the child's tree at once: {reason}"),
+            Phase::Stopping { reason, .. } => format!("stopping the child: {reason}"),
+            Phase::Lost { reason, .. } => format!("leadership over: {reason}"),
+        }
+    }
+}
+
+/// The policies the user chose.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Policies {
+    pub on_child_exit: OnChildExit,
+    pub on_lease_lost: OnLeaseLost,
+}
+
+/// What follows once the child's tree is gone. Everything but `Restart` gives the lease up
+/// (revokes it) first, in one place ([`crate::leadership`]'s release path).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Next {
+    /// Exit with this status.
+    Exit(Exit),
+    /// Start the child again under the same lease (with backoff).
+    Restart,
+    /// Campaign again; `holdoff` first waits `--resign-holdoff` so a standby takes over.
+    Recampaign { holdoff: bool },
+}
+
+/// The decision table. `reason` is why the tree was stopped first (or `ChildExited`), `shutdown`
+/// whether SIGTERM/SIGINT arrived at any point, `status` the main child's status.
+pub fn decide(reason: StopReason, shutdown: bool, status: ChildStatus, p: Policies) -> Next {
+    if shutdown || matches!(reason, StopReason::Shutdown(_)) {
+        return Next::Exit(Exit::Child(status));
+    }
+    match reason {
+        StopReason::Resign => Next::Recampaign { holdoff: true },
+        r if r.is_lease_loss() => match p.on_lease_lost {
+            OnLeaseLost::Exit => Next::Exit(Exit::LeaseLost),
+            OnLeaseLost::Recampaign => Next::Recampaign { holdoff: false },
+        },
+        _ => match p.on_child_exit {
+            OnChildExit::Exit => Next::Exit(Exit::Child(status)),
+            OnChildExit::Restart => Next::Restart,
+            OnChildExit::Recampaign => Next::Recampaign { holdoff: false },
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const REASONS: [StopReason; 7] = [
+        StopReason::LeaseGone,
+        StopReason::KeyDeleted,
+        StopReason::Deadline,
+        StopReason::Resign,
+        StopReason::Shutdown(libc::SIGTERM),
+        StopReason::Shutdown(libc::SIGINT),
+        StopReason::ChildExited,
+    ];
+    const CHILD_EXIT: [OnChildExit; 3] = [
+        OnChildExit::Exit,
+        OnChildExit::Restart,
+        OnChildExit::Recampaign,
+    ];
+    const LEASE_LOST: [OnLeaseLost; 2] = [OnLeaseLost::Exit, OnLeaseLost::Recampaign];
+
+    /// The expected row of the table, written out independently of `decide`'s structure.
+    fn expected(reason: StopReason, shutdown: bool, status: ChildStatus, p: Policies) -> Next {
+        use OnChildExit as C;
+        use OnLeaseLost as L;
+        use StopReason as R;
+        match (reason, shutdown, p.on_child_exit, p.on_lease_lost) {
+            (_, true, _, _) | (R::Shutdown(_), _, _, _) => Next::Exit(Exit::Child(status)),
+            (R::Resign, false, _, _) => Next::Recampaign { holdoff: true },
+            (R::LeaseGone | R::KeyDeleted | R::Deadline, false, _, L::Exit) => {
+                Next::Exit(Exit::LeaseLost)
+            }
+            (R::LeaseGone | R::KeyDeleted | R::Deadline, false, _, L::Recampaign) => {
+                Next::Recampaign { holdoff: false }
+            }
+            (R::ChildExited, false, C::Exit, _) => Next::Exit(Exit::Child(status)),
+            (R::ChildExited, false, C::Restart, _) => Next::Restart,
+            (R::ChildExited, false, C::Recampaign, _) => Next::Recampaign { holdoff: false },
+        }
+    }
+
+    #[test]
+    fn every_combination_of_reason_shutdown_and_policies() {
+        let mut rows = 0;
+        for reason in REASONS {
+            for shutdown in [false, true] {
+                for on_child_exit in CHILD_EXIT {
+                    for on_lease_lost in LEASE_LOST {
+                        for status in [ChildStatus::Exited(0), ChildStatus::Signaled(9)] {
+                            let p = Policies {
+                                on_child_exit,
+                                on_lease_lost,
+                            };
+                            assert_eq!(
+                                decide(reason, shutdown, status, p),
+                                expected(reason, shutdown, status, p),
+                                "{reason:?} shutdown={shutdown} {p:?} {status:?}"
+                            );
+                            rows += 1;
+                        }
+                    }
+                }
+            }
+        }
+        assert_eq!(rows, 7 * 2 * 3 * 2 * 2);
+    }
+
+    #[test]
+    fn a_shutdown_always_wins() {
+        for reason in REASONS {
+            for on_child_exit in CHILD_EXIT {
+                for on_lease_lost in LEASE_LOST {
+                    let p = Policies {
+                        on_child_exit,
+                        on_lease_lost,
+                    };
+                    let next = decide(reason, true, ChildStatus::Exited(3), p);
+                    assert_eq!(next, Next::Exit(Exit::Child(ChildStatus::Exited(3))));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn known_loss_kills_at_once_and_sigint_stays_sigint() {
+        assert!(StopReason::LeaseGone.leadership_known_lost());
+        assert!(StopReason::KeyDeleted.leadership_known_lost());
+        for r in [
+            StopReason::Deadline,
+            StopReason::Resign,
+            StopReason::ChildExited,
+            StopReason::Shutdown(libc::SIGTERM),
+        ] {
+            assert!(!r.leadership_known_lost(), "{r:?}");
+        }
+        assert_eq!(
+            StopReason::Shutdown(libc::SIGINT).stop_signal(libc::SIGQUIT),
+            libc::SIGINT
+        );
+        assert_eq!(
+            StopReason::Shutdown(libc::SIGTERM).stop_signal(libc::SIGQUIT),
+            libc::SIGQUIT
+        );
+        assert_eq!(
+            StopReason::Deadline.stop_signal(libc::SIGTERM),
+            libc::SIGTERM
+        );
+    }
+
+    #[test]
+    fn phases_carry_only_their_data() {
+        let leading = Phase::Leading {
+            lease: LeaseId(0xab),
+            key: "/p/e/ab".into(),
+            revision: 7,
+            pid: 42,
+        };
+        assert_eq!(leading.name(), "leader");
+        assert_eq!(leading.child_pid(), Some(42));
+        assert_eq!(leading.lease(), Some(LeaseId(0xab)));
+        assert!(leading.summary().contains("fencing revision 7"));
+        let stopping = Phase::Stopping {
+            key: "/p/e/ab".into(),
+            revision: 7,
+            reason: StopReason::KeyDeleted,
+            kill_in: Duration::ZERO,
+        };
+        assert_eq!(stopping.child_pid(), None);
+        assert!(
+            stopping.summary().contains("at once"),
+            "{}",
+            stopping.summary()
+        );
+        assert_eq!(Phase::Starting.key(), None);
+        assert_eq!(
+            Phase::Lost {
+                key: "k".into(),
+                revision: 3,
+                reason: StopReason::Resign
+            }
+            .summary(),
+            "leadership over: step-down requested"
+        );
+    }
+}
