@@ -1,0 +1,239 @@
+//! `singleton-exec resign`: a planned switchover, from any machine with etcd access.
+//!
+//! 1. Read the leader (none: exit 1).
+//! 2. Put a step-down request addressed to its key and fencing revision ([`crate::resign`]), under a
+//!    lease of our own, so a request whose requester died is gone within about `--timeout`.
+//! 3. Wait until that leader key is gone: the leader stopped its child's tree and revoked its lease,
+//!    so a standby can take over (and the old leader waits as a standby after `--resign-holdoff`).
+//!    Exit 0, printing who leads now.
+//!
+//! After `--timeout`: exit 124, saying whether the leader had acknowledged (deleted) the request,
+//! i.e. is still stopping its child, or never saw it. On SIGINT/SIGTERM: exit 128+signal. In every
+//! case the request is withdrawn (its lease revoked) first, so it cannot act after we have gone.
+
+use std::time::Duration;
+
+use etcd_client::PutOptions;
+use tokio::time::Instant;
+
+use crate::cli::ResignArgs;
+use crate::election::{Candidacy, Candidate};
+use crate::etcd::EtcdError;
+use crate::exit_code;
+use crate::resign::ResignRequest;
+use crate::signals;
+use crate::status::{failed, Target, NO_LEADER};
+
+/// `--timeout` passed: the same code as `--acquire-timeout` and timeout(1).
+pub const TIMED_OUT: i32 = exit_code::ACQUIRE_TIMEOUT;
+
+const RETRY_MIN: Duration = Duration::from_millis(100);
+const RETRY_MAX: Duration = Duration::from_secs(1);
+
+/// How the wait ended.
+#[derive(Debug)]
+enum Outcome {
+    SteppedDown,
+    TimedOut,
+    Interrupted(libc::c_int),
+    Failed(EtcdError),
+}
+
+pub async fn run(args: ResignArgs) -> i32 {
+    let target = match Target::new(&args.election, &args.prefix, args.etcd) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("singleton-exec: {e}");
+            return exit_code::USAGE;
+        }
+    };
+    let interrupted = signals::interrupted();
+    let deadline = Instant::now() + args.timeout;
+    let queue = match target.queue().await {
+        Ok(q) => q,
+        Err(e) => return failed(&e),
+    };
+    let Some(old) = queue.leader().cloned() else {
+        println!("election {}: no leader, nothing to resign", target.name);
+        return NO_LEADER;
+    };
+    let request = ResignRequest {
+        leader_key: old.key.clone(),
+        fencing_revision: old.revision,
+        by: requester(),
+    };
+    let mut lease = None;
+    let outcome = tokio::select! {
+        r = request_and_wait(&target, &request, queue.revision + 1, args.timeout, &mut lease) => match r {
+            Ok(()) => Outcome::SteppedDown,
+            Err(e) => Outcome::Failed(e),
+        },
+        _ = tokio::time::sleep_until(deadline) => Outcome::TimedOut,
+        sig = interrupted => Outcome::Interrupted(sig),
+    };
+    let acknowledged = match outcome {
+        Outcome::TimedOut => Some(acknowledged(&target, &request).await),
+        _ => None,
+    };
+    if let Some(id) = lease {
+        withdraw(&target, id).await;
+    }
+    report(&target, &old, outcome, acknowledged, args.timeout).await
+}
+
+/// Puts the request and waits for the leader key to go. `lease` is set as soon as there is one, so
+/// the caller can withdraw the request whatever ends the wait.
+async fn request_and_wait(
+    target: &Target,
+    request: &ResignRequest,
+    from: i64,
+    timeout: Duration,
+    lease: &mut Option<i64>,
+) -> Result<(), EtcdError> {
+    // The request lives about as long as we wait for it, at least etcd's minimum TTL.
+    let ttl = (timeout.as_secs() as i64 + 1).max(2);
+    let id = retrying(|| {
+        target
+            .connector
+            .call(|mut c| async move { Ok::<_, EtcdError>(c.lease_grant(ttl, None).await?.id()) })
+    })
+    .await?;
+    *lease = Some(id);
+    let (key, value) = (target.election.resign_key(), request.encode());
+    retrying(|| {
+        let (key, value) = (key.clone(), value.clone());
+        target.connector.call(|mut c| async move {
+            c.put(key, value, Some(PutOptions::new().with_lease(id)))
+                .await?;
+            Ok::<_, EtcdError>(())
+        })
+    })
+    .await?;
+    tracing::debug!(%key, %value, "step-down request put");
+    // Only the key is watched; its deletion after `from` is the leader giving the lease up.
+    let old = Candidacy {
+        key: request.leader_key.clone(),
+        lease: crate::etcd::LeaseId(0),
+        revision: request.fencing_revision,
+        leads_since: request.fencing_revision,
+    };
+    let (election, old) = (&target.election, &old);
+    retrying(|| {
+        target
+            .connector
+            .call(|mut c| async move { election.wait_key_deleted(&mut c, old, from).await })
+    })
+    .await
+}
+
+/// Retries while etcd is unavailable (the caller bounds the whole wait); a rejection is final.
+async fn retrying<T, F, Fut>(mut op: F) -> Result<T, EtcdError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, EtcdError>>,
+{
+    let mut wait = RETRY_MIN;
+    loop {
+        match op().await {
+            Ok(v) => return Ok(v),
+            Err(e) if e.is_rejected() => return Err(e),
+            Err(e) => {
+                tracing::debug!(error = %e, "etcd unavailable; retrying");
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(RETRY_MAX);
+            }
+        }
+    }
+}
+
+/// Whether the leader took the request (deleted it, or a newer request replaced it).
+async fn acknowledged(target: &Target, request: &ResignRequest) -> bool {
+    let key = target.election.resign_key();
+    let key = &key;
+    let read =
+        target.read(|mut c| async move { Ok::<_, EtcdError>(c.get(key.as_str(), None).await?) });
+    match tokio::time::timeout(target.connector.request_timeout(), read).await {
+        Ok(Ok(resp)) => resp
+            .kvs()
+            .first()
+            .is_none_or(|kv| ResignRequest::parse(kv.value()).ok().as_ref() != Some(request)),
+        _ => false,
+    }
+}
+
+/// Revokes the request's lease, which deletes the request if it is still there.
+async fn withdraw(target: &Target, lease: i64) {
+    let revoke = target.read(|mut c| async move {
+        c.lease_revoke(lease).await?;
+        Ok::<_, EtcdError>(())
+    });
+    match tokio::time::timeout(target.connector.request_timeout(), revoke).await {
+        Ok(Ok(())) => {}
+        _ => tracing::warn!(
+            lease = %crate::etcd::LeaseId(lease),
+            "cannot withdraw the step-down request; it expires with its lease"
+        ),
+    }
+}
+
+fn requester() -> String {
+    let host = nix::unistd::gethostname()
+        .map(|h| h.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    format!(
+        "singleton-exec resign on {host} (pid {})",
+        std::process::id()
+    )
+}
+
+fn describe(c: &Candidate) -> String {
+    let id = if c.id.is_empty() {
+        crate::status::EMPTY_ID
+    } else {
+        &c.id
+    };
+    format!("{id} (key {}, fencing revision {})", c.key, c.revision)
+}
+
+async fn report(
+    target: &Target,
+    old: &Candidate,
+    outcome: Outcome,
+    acknowledged: Option<bool>,
+    timeout: Duration,
+) -> i32 {
+    match outcome {
+        Outcome::SteppedDown => {
+            println!("stepped down: {}", describe(old));
+            match target.queue().await.map(|q| q.leader().cloned()) {
+                Ok(Some(new)) => println!("leader:       {}", describe(&new)),
+                Ok(None) => println!(
+                    "leader:       none yet (no standby was waiting; the old leader campaigns again after its --resign-holdoff)"
+                ),
+                Err(e) => println!("leader:       unknown ({e})"),
+            }
+            0
+        }
+        Outcome::TimedOut => {
+            let why = if acknowledged == Some(true) {
+                "it took the request and is still stopping its child (see its --grace)"
+            } else {
+                "it did not take the request (a singleton-exec without `resign` support, or no read permission on the request key?)"
+            };
+            eprintln!(
+                "singleton-exec: {} has not stepped down within {}: {why}",
+                describe(old),
+                humantime::format_duration(timeout)
+            );
+            TIMED_OUT
+        }
+        Outcome::Interrupted(sig) => {
+            eprintln!(
+                "singleton-exec: interrupted by {}; the request was withdrawn (unless the leader had already taken it)",
+                signals::name(sig)
+            );
+            exit_code::SIGNALED_BASE + sig
+        }
+        Outcome::Failed(e) => failed(&e),
+    }
+}
