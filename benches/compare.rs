@@ -3,7 +3,8 @@
 //! `cargo bench --bench compare` prints a table of medians, spreads (min–max) and ratios:
 //! launch overhead, handoff on child exit and on SIGTERM, takeover after SIGKILL (TTL 5s) and
 //! whether the old child survives, resident memory and idle CPU, etcd requests per leader change
-//! with 1, 10 and 100 standbys. `BENCH_REPS` sets the repetitions (default 10).
+//! with 1, 10 and 100 standbys, and the longest etcd black hole a leader at the defaults survives at
+//! the worst phase. `BENCH_REPS` sets the repetitions (default 10).
 //! Under `cargo test` it does nothing: it is a benchmark, not a test.
 
 #[path = "../tests/support/mod.rs"]
@@ -17,6 +18,7 @@ use std::sync::mpsc::{channel, Receiver};
 use std::time::{Duration, Instant};
 
 use support::etcd::http_get;
+use support::proxy::FaultProxy;
 use support::{bin, EtcdCluster};
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -467,6 +469,27 @@ fn main() {
     );
     row("resident memory while leading", &rss[0], &rss[1], "MiB");
     row("CPU over 10 idle seconds", &cpu[0], &cpu[1], "ms");
+    // The tolerated outage, measured: the worst phase, 250 ms steps.
+    let mut survived = None;
+    let mut stopped = None;
+    for step in 14..=24u64 {
+        let outage = Duration::from_millis(step * 250);
+        if survives_black_hole(&mut b, outage) {
+            survived = Some(outage);
+        } else {
+            stopped = Some(outage);
+            break;
+        }
+    }
+    let secs = |d: Option<Duration>| {
+        d.map(|d| format!("{:.2} s", d.as_secs_f64()))
+            .unwrap_or_else(|| "-".into())
+    };
+    println!(
+        "| etcd black hole survived at the worst phase, defaults (TTL 10s; model: 4 s) | {} (stopped at {}) | | |",
+        secs(survived),
+        secs(stopped)
+    );
     for (tool, n, per_change, background, handoff) in &scaling {
         println!(
             "| {}: etcd requests per leader change, {n} standbys | {per_change:.0} (background {background:.0} per {:.1}s) | handoff {} | |",
@@ -475,6 +498,61 @@ fn main() {
             handoff.map(|h| format!("{h:.1} ms")).unwrap_or_else(|| "none".into())
         );
     }
+}
+
+/// LeaseKeepAlive requests etcd has received so far.
+fn keepalives_received(etcd: &EtcdCluster) -> u64 {
+    http_get(&etcd.members[0].metrics_url, "/metrics")
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| {
+            l.starts_with("grpc_server_msg_received_total{")
+                && l.contains("grpc_method=\"LeaseKeepAlive\"")
+        })
+        .filter_map(|l| l.split_whitespace().last()?.parse::<f64>().ok())
+        .sum::<f64>() as u64
+}
+
+/// Whether a leader at the default timing keeps its child through an etcd black hole of `outage`
+/// that starts right after etcd received a keepalive (its reply is lost too: the worst phase).
+fn survives_black_hole(b: &mut Bench, outage: Duration) -> bool {
+    let proxy = FaultProxy::start(&b.etcd.endpoint(0));
+    let name = b.fresh_name();
+    let mut cmd = Command::new(bin());
+    cmd.args([
+        "--endpoints",
+        &proxy.url,
+        "--id",
+        "a",
+        "--election",
+        &name,
+        "-q",
+    ])
+    .args(["--", "sh", "-c", "echo started $$; exec sleep 1000"]);
+    let mut p = Proc::spawn(cmd);
+    let Some((_, line)) = p.wait_line("started", Duration::from_secs(20)) else {
+        p.kill();
+        return false;
+    };
+    let child: i32 = line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(-1);
+    std::thread::sleep(Duration::from_millis(2500));
+    let seen = keepalives_received(&b.etcd);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while keepalives_received(&b.etcd) == seen && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    proxy.cut();
+    std::thread::sleep(outage);
+    proxy.heal();
+    // The renew deadline is at most 6 s after the last acknowledged keepalive: long past by now.
+    std::thread::sleep(Duration::from_secs(4));
+    let alive = unsafe { libc::kill(child, 0) } == 0;
+    p.kill();
+    alive
 }
 
 /// utime + stime of a process, in milliseconds.

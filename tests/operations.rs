@@ -136,7 +136,7 @@ fn endpoints_as_leader_and_standby_and_resign_hands_over() {
         || a.log(),
     );
     assert_eq!(http("GET", pa, "/leader").0, 503);
-    assert!(a.log().contains("stepped down on request"));
+    assert!(a.log().contains("step-down requested"), "{}", a.log());
     let m = http("GET", pa, "/metrics").1;
     assert!(
         metric(&m, "singleton_exec_last_child_exit_code") == 143.0,

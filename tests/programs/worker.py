@@ -6,6 +6,11 @@ other registered worker is still alive: that would be two children at once (OVER
 `start ID REVISION PID BOOT_NS overlap=N` and, on SIGTERM, `stop ID REVISION PID BOOT_NS` to
 DIR/events.log. Registration happens before the check, so of two workers starting together at least
 one sees the other.
+
+SIGTERM is ignored (`ignored ID REVISION PID BOOT_NS` is logged) with --ignore-term or while the
+file DIR/ignore-term exists, so a test can choose per round. SIGUSR2 writes STDERR_FLOOD bytes
+(70 KB) to stderr in one blocking write loop: more than a pipe holds, so the worker blocks when
+nobody reads its stderr.
 """
 import os
 import signal
@@ -14,9 +19,10 @@ import time
 
 d = sys.argv[1]
 ignore_term = "--ignore-term" in sys.argv
+STDERR_FLOOD = 70 * 1024
 os.makedirs(d, exist_ok=True)
 me = os.getpid()
-ident = os.environ.get("SINGLETON_EXEC_ID", "?")
+ident = os.environ.get("SINGLETON_EXEC_LEADER_ID", "?")
 rev = os.environ.get("SINGLETON_EXEC_REVISION", "0")
 
 
@@ -42,19 +48,31 @@ def alive_worker(pid):
         return False
 
 
+def on_term(_sig, _frame):
+    if ignore_term or os.path.exists(os.path.join(d, "ignore-term")):
+        record(f"ignored {ident} {rev} {me} {now()}")
+        return
+    record(f"stop {ident} {rev} {me} {now()}")
+    os._exit(0)
+
+
+def on_usr2(_sig, _frame):
+    line = (f"worker {ident} pid {me}: stderr flood " + "x" * 100 + "\n").encode()
+    data = (line * (STDERR_FLOOD // len(line) + 1))[:STDERR_FLOOD]
+    while data:
+        try:
+            n = os.write(2, data)
+        except InterruptedError:
+            continue
+        data = data[n:]
+
+
+# Handlers first: a test may signal the worker as soon as it sees the start line.
+signal.signal(signal.SIGTERM, on_term)
+signal.signal(signal.SIGUSR2, on_usr2)
 open(os.path.join(d, f"{me}.pid"), "w").close()
 others = [int(n[:-4]) for n in os.listdir(d) if n.endswith(".pid") and int(n[:-4]) != me]
 overlap = [p for p in others if alive_worker(p)]
 record(f"start {ident} {rev} {me} {now()} overlap={len(overlap)}")
-
-
-def on_term(_sig, _frame):
-    if ignore_term:
-        return
-    record(f"stop {ident} {rev} {me} {now()}")
-    sys.exit(0)
-
-
-signal.signal(signal.SIGTERM, on_term)
 while True:
     signal.pause()

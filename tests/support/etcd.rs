@@ -49,6 +49,8 @@ pub struct Options {
 pub struct EtcdCluster {
     pub members: Vec<Member>,
     options: Options,
+    /// Appended to every member's command line (see [`EtcdCluster::start_with_args`]).
+    extra_args: Vec<String>,
     initial_cluster: String,
     token: String,
     _dir: tempfile::TempDir,
@@ -67,6 +69,12 @@ impl EtcdCluster {
 
     /// `n` members with `options`.
     pub fn start_with(n: usize, options: Options) -> Self {
+        Self::start_with_args(n, options, &[])
+    }
+
+    /// `n` members with `options`, and `extra_args` appended to each member's command line (e.g.
+    /// `--auth-token-ttl 2`).
+    pub fn start_with_args(n: usize, options: Options, extra_args: &[&str]) -> Self {
         let bin = etcd_bin();
         let scheme = if options.tls.is_some() {
             "https"
@@ -101,6 +109,7 @@ impl EtcdCluster {
         let mut cluster = EtcdCluster {
             members,
             options,
+            extra_args: extra_args.iter().map(|a| a.to_string()).collect(),
             initial_cluster,
             token,
             _dir: dir,
@@ -161,6 +170,7 @@ impl EtcdCluster {
                 .arg(ca)
                 .arg("--client-cert-auth");
         }
+        cmd.args(&self.extra_args);
         m.child = Some(spawn_with_deathsig(&mut cmd).expect("start etcd"));
     }
 

@@ -18,9 +18,16 @@ use std::time::{Duration, Instant};
 
 pub use etcd::EtcdCluster;
 
-/// The binary under test.
+/// The binary under test: `$SINGLETON_EXEC_BIN` if set (to point the tests at another build), else
+/// the one cargo built.
 pub fn bin() -> &'static str {
-    env!("CARGO_BIN_EXE_singleton-exec")
+    static BIN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    BIN.get_or_init(|| {
+        std::env::var("SINGLETON_EXEC_BIN")
+            .ok()
+            .filter(|b| !b.is_empty())
+            .unwrap_or_else(|| env!("CARGO_BIN_EXE_singleton-exec").to_owned())
+    })
 }
 
 /// A helper program shipped with the tests.
@@ -100,6 +107,8 @@ pub struct Replica {
     pub log: PathBuf,
     pub out: PathBuf,
     _dir: tempfile::TempDir,
+    /// With [`Replica::spawn_piped`]: the thread that copies stderr from its pipe into `log`.
+    pub drain: Option<LogDrain>,
 }
 
 impl Replica {
@@ -157,6 +166,7 @@ impl Replica {
             log,
             out,
             _dir: dir,
+            drain: None,
         }
     }
 
@@ -249,6 +259,104 @@ impl Drop for Replica {
                 let _ = c.kill();
                 let _ = c.wait();
             }
+        }
+    }
+}
+
+/// Copies a replica's stderr from a pipe into its log file; can be paused, so that the pipe fills up
+/// and every write to stderr (the supervisor's logs and its child's output alike) blocks.
+pub struct LogDrain {
+    paused: std::sync::Arc<(std::sync::Mutex<bool>, std::sync::Condvar)>,
+    pipe: std::sync::Arc<File>,
+}
+
+impl LogDrain {
+    fn start(pipe: File, log: &Path) -> LogDrain {
+        use std::io::{Read, Write};
+        let paused = std::sync::Arc::new((std::sync::Mutex::new(false), std::sync::Condvar::new()));
+        let pipe = std::sync::Arc::new(pipe);
+        let mut out = File::create(log).expect("stderr file");
+        let (p, r) = (paused.clone(), pipe.clone());
+        std::thread::spawn(move || {
+            // Small reads: when paused, at most one of them is taken after the pause.
+            let mut buf = [0u8; 4096];
+            loop {
+                {
+                    let (lock, cv) = &*p;
+                    let mut g = lock.lock().unwrap();
+                    while *g {
+                        g = cv.wait(g).unwrap();
+                    }
+                }
+                match (&*r).read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => {
+                        let _ = out.write_all(&buf[..n]);
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(_) => break,
+                }
+            }
+        });
+        LogDrain { paused, pipe }
+    }
+
+    /// Stops reading the pipe (after the read in progress, if any).
+    pub fn pause(&self) {
+        *self.paused.0.lock().unwrap() = true;
+    }
+
+    /// Reads the pipe again.
+    pub fn resume(&self) {
+        *self.paused.0.lock().unwrap() = false;
+        self.paused.1.notify_all();
+    }
+
+    /// Bytes waiting in the pipe (FIONREAD).
+    pub fn queued(&self) -> usize {
+        use std::os::fd::AsRawFd;
+        let mut n: libc::c_int = 0;
+        // SAFETY: FIONREAD writes one int.
+        unsafe { libc::ioctl(self.pipe.as_raw_fd(), libc::FIONREAD, &mut n) };
+        n.max(0) as usize
+    }
+}
+
+impl Drop for LogDrain {
+    fn drop(&mut self) {
+        // Let the thread read to the end of the pipe and stop.
+        self.resume();
+    }
+}
+
+impl Replica {
+    /// Like [`Replica::spawn`], but stderr is a pipe that a thread copies into `log`; pause it with
+    /// `drain.pause()` to make the replica's stderr block once the pipe is full.
+    pub fn spawn_piped(name: &str, mut cmd: Command) -> Replica {
+        let dir = tempfile::Builder::new()
+            .prefix("singleton-exec-replica-")
+            .tempdir()
+            .expect("temp dir");
+        let log = dir.path().join("stderr.log");
+        let out = dir.path().join("stdout.log");
+        cmd.stdin(Stdio::null())
+            .stdout(File::create(&out).expect("stdout file"))
+            .stderr(Stdio::piped())
+            .env_remove("SINGLETON_EXEC_ENDPOINTS")
+            .env("SINGLETON_EXEC_LOG", "singleton_exec=debug");
+        let mut child = spawn_with_deathsig(&mut cmd).expect("start singleton-exec");
+        let pipe = File::from(std::os::fd::OwnedFd::from(
+            child.stderr.take().expect("stderr pipe"),
+        ));
+        let drain = LogDrain::start(pipe, &log);
+        Replica {
+            name: name.into(),
+            child: Some(child),
+            status: None,
+            log,
+            out,
+            _dir: dir,
+            drain: Some(drain),
         }
     }
 }

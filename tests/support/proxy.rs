@@ -1,18 +1,29 @@
 //! A fault-injecting TCP proxy between one replica and etcd. `cut()` black-holes traffic in both
 //! directions (connections stay open, bytes vanish, as in a network partition); `heal()` restores it.
-//! Threads stop when the proxy is dropped.
+//! `set_delay()` adds latency to every chunk in both directions (a slow link; chunks keep their
+//! order and are not slowed down by each other). Threads stop when the proxy is dropped.
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::{Duration, Instant};
 
 pub struct FaultProxy {
     pub url: String,
     cut: Arc<AtomicBool>,
+    /// One-way latency added to every chunk, in microseconds.
+    delay_us: Arc<AtomicU64>,
     stop: Arc<AtomicBool>,
     conns: Arc<Mutex<Vec<TcpStream>>>,
+}
+
+/// What the pump threads of one proxy share.
+#[derive(Clone)]
+struct Faults {
+    cut: Arc<AtomicBool>,
+    delay_us: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
 }
 
 impl FaultProxy {
@@ -27,12 +38,15 @@ impl FaultProxy {
         let listener = TcpListener::bind((host, 0)).expect("proxy bind");
         listener.set_nonblocking(true).expect("nonblocking");
         let url = format!("http://{}", listener.local_addr().expect("addr"));
-        let cut = Arc::new(AtomicBool::new(false));
-        let stop = Arc::new(AtomicBool::new(false));
+        let faults = Faults {
+            cut: Arc::new(AtomicBool::new(false)),
+            delay_us: Arc::new(AtomicU64::new(0)),
+            stop: Arc::new(AtomicBool::new(false)),
+        };
         let conns = Arc::new(Mutex::new(Vec::new()));
-        let (c, s, k) = (cut.clone(), stop.clone(), conns.clone());
+        let (f, k) = (faults.clone(), conns.clone());
         std::thread::spawn(move || {
-            while !s.load(Ordering::SeqCst) {
+            while !f.stop.load(Ordering::SeqCst) {
                 match listener.accept() {
                     Ok((down, _)) => {
                         let _ = down.set_nonblocking(false);
@@ -47,10 +61,9 @@ impl FaultProxy {
                         pump(
                             down.try_clone().unwrap(),
                             up.try_clone().unwrap(),
-                            c.clone(),
-                            s.clone(),
+                            f.clone(),
                         );
-                        pump(up, down, c.clone(), s.clone());
+                        pump(up, down, f.clone());
                     }
                     Err(_) => std::thread::sleep(Duration::from_millis(5)),
                 }
@@ -58,8 +71,9 @@ impl FaultProxy {
         });
         FaultProxy {
             url,
-            cut,
-            stop,
+            cut: faults.cut,
+            delay_us: faults.delay_us,
+            stop: faults.stop,
             conns,
         }
     }
@@ -73,20 +87,50 @@ impl FaultProxy {
     pub fn heal(&self) {
         self.cut.store(false, Ordering::SeqCst);
     }
+
+    /// Delay every chunk by `d` in each direction from now on (zero: no delay). A chunk read before
+    /// the change keeps the delay it was read with.
+    pub fn set_delay(&self, d: Duration) {
+        self.delay_us.store(d.as_micros() as u64, Ordering::SeqCst);
+    }
 }
 
-fn pump(mut from: TcpStream, mut to: TcpStream, cut: Arc<AtomicBool>, stop: Arc<AtomicBool>) {
+/// Forwards `from` → `to`: a reader thread stamps each chunk with its due time, a writer thread
+/// writes it then. Bytes read or due while cut are dropped.
+fn pump(mut from: TcpStream, mut to: TcpStream, f: Faults) {
+    let (tx, rx) = mpsc::channel::<(Instant, Vec<u8>)>();
+    let fw = f.clone();
+    std::thread::spawn(move || {
+        for (due, chunk) in rx {
+            if fw.stop.load(Ordering::SeqCst) {
+                break;
+            }
+            let now = Instant::now();
+            if due > now {
+                std::thread::sleep(due - now);
+            }
+            if !fw.cut.load(Ordering::SeqCst) && to.write_all(&chunk).is_err() {
+                break;
+            }
+        }
+        let _ = to.shutdown(Shutdown::Both);
+    });
     std::thread::spawn(move || {
         let _ = from.set_read_timeout(Some(Duration::from_millis(100)));
         let mut buf = [0u8; 16384];
         loop {
-            if stop.load(Ordering::SeqCst) {
+            if f.stop.load(Ordering::SeqCst) {
                 break;
             }
             match from.read(&mut buf) {
                 Ok(0) => break,
                 Ok(n) => {
-                    if !cut.load(Ordering::SeqCst) && to.write_all(&buf[..n]).is_err() {
+                    if f.cut.load(Ordering::SeqCst) {
+                        continue;
+                    }
+                    let due =
+                        Instant::now() + Duration::from_micros(f.delay_us.load(Ordering::SeqCst));
+                    if tx.send((due, buf[..n].to_vec())).is_err() {
                         break;
                     }
                 }
@@ -98,7 +142,7 @@ fn pump(mut from: TcpStream, mut to: TcpStream, cut: Arc<AtomicBool>, stop: Arc<
                 Err(_) => break,
             }
         }
-        let _ = to.shutdown(Shutdown::Both);
+        // Dropping `tx` lets the writer flush what is due, then shut the other side down.
     });
 }
 

@@ -1,0 +1,553 @@
+//! The operator's toolkit against a real etcd: `singleton-exec resign` (a planned switchover through
+//! etcd), `status --output json` and `status --watch`, and the bearer token that guards
+//! `POST /resign` off loopback.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::support::{bin, free_port, spawn_with_deathsig, wait_for, EtcdCluster, Replica};
+
+const LONG: Duration = Duration::from_secs(30);
+
+/// A child that prints when it started (wall clock, ns), then waits to be stopped.
+fn stamped_child(tag: &str) -> Vec<String> {
+    vec![
+        "--".into(),
+        "sh".into(),
+        "-c".into(),
+        format!("echo {tag} $(date +%s%N); exec sleep 300"),
+    ]
+}
+
+fn replica(name: &str, etcd: &EtcdCluster, election: &str, extra: &[&str]) -> Replica {
+    let mut args: Vec<String> = vec!["--election".into(), election.into()];
+    args.extend(extra.iter().map(|s| s.to_string()));
+    args.extend(stamped_child(&format!("started-{name}")));
+    Replica::start(name, &etcd.endpoints(), &args)
+}
+
+/// Runs `singleton-exec SUBCOMMAND --endpoints E ARGS` to completion.
+fn run(sub: &str, etcd: &EtcdCluster, args: &[&str]) -> Output {
+    Command::new(bin())
+        .arg(sub)
+        .args(["--endpoints", &etcd.endpoints()])
+        .args(args)
+        .output()
+        .expect("run singleton-exec")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// `status --output json` for `election`.
+fn status_json(etcd: &EtcdCluster, election: &str) -> serde_json::Value {
+    let out = run(
+        "status",
+        etcd,
+        &["--election", election, "--output", "json"],
+    );
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", text(&out.stdout)))
+}
+
+fn leader_key(etcd: &EtcdCluster, election: &str) -> Option<String> {
+    status_json(etcd, election)["leader"]["key"]
+        .as_str()
+        .map(str::to_owned)
+}
+
+fn etcdctl(etcd: &EtcdCluster) -> Command {
+    let mut c = Command::new("etcdctl");
+    c.env("ETCDCTL_API", "3")
+        .args(["--endpoints", &etcd.endpoints()]);
+    c
+}
+
+/// A process killed (and reaped) on drop.
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn now_ns() -> u128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos()
+}
+
+#[test]
+fn resign_moves_leadership_at_once_and_the_old_leader_stays_a_standby() {
+    let etcd = EtcdCluster::single();
+    let a = replica("a", &etcd, "switch", &[]);
+    a.wait_stdout("started-a", LONG);
+    let b = replica("b", &etcd, "switch", &[]);
+    b.wait_log("role=\"standby\"", LONG);
+    let before = status_json(&etcd, "switch");
+    assert_eq!(before["leader"]["id"], "a");
+
+    let asked_at = now_ns();
+    let out = run("resign", &etcd, &["--election", "switch"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    b.wait_stdout("started-b", LONG);
+    let started: u128 = b
+        .stdout()
+        .split_whitespace()
+        .nth(1)
+        .and_then(|n| n.parse().ok())
+        .expect("b's start time");
+    let took = Duration::from_nanos((started - asked_at) as u64);
+    eprintln!("resign → new child started: {took:?}");
+    assert!(took < Duration::from_secs(2), "took {took:?}");
+    let printed = text(&out.stdout);
+    assert!(printed.contains("stepped down: a"), "{printed}");
+    assert!(printed.contains("leader:       b"), "{printed}");
+    assert!(a.log().contains("step-down requested"), "{}", a.log());
+
+    // The old leader's process keeps running and queues again behind b (after --resign-holdoff).
+    wait_for(
+        LONG,
+        || a.log().matches("role=\"standby\"").count() >= 2,
+        || a.log(),
+    );
+    let after = status_json(&etcd, "switch");
+    assert_eq!(after["leader"]["id"], "b");
+    let ids: Vec<&str> = after["candidates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|c| c["id"].as_str())
+        .collect();
+    assert_eq!(ids, ["b", "a"]);
+    assert!(
+        after["leader"]["fencing_revision"].as_i64()
+            > before["leader"]["fencing_revision"].as_i64()
+    );
+    assert_eq!(a.stdout().matches("started-a").count(), 1);
+    // The request was withdrawn: nothing lingers to surprise a later leader.
+    let left = etcdctl(&etcd)
+        .args(["get", "/singleton-exec/switch@resign"])
+        .output()
+        .unwrap();
+    assert!(left.stdout.is_empty(), "{}", text(&left.stdout));
+}
+
+#[test]
+fn a_stale_request_does_not_make_a_later_leader_step_down() {
+    let etcd = EtcdCluster::single();
+    let a = replica("a", &etcd, "stale", &[]);
+    a.wait_stdout("started-a", LONG);
+    let b = replica("b", &etcd, "stale", &[]);
+    b.wait_log("role=\"standby\"", LONG);
+    let first = status_json(&etcd, "stale")["leader"].clone();
+    let out = run("resign", &etcd, &["--election", "stale"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    b.wait_stdout("started-b", LONG);
+    let second = status_json(&etcd, "stale")["leader"].clone();
+    assert_eq!(second["id"], "b");
+
+    // Requests addressed to the earlier leadership, and to b's key at an older revision.
+    let stale = [
+        (
+            first["key"].as_str().unwrap(),
+            first["fencing_revision"].as_i64().unwrap(),
+            "stale-1",
+        ),
+        (
+            second["key"].as_str().unwrap(),
+            first["fencing_revision"].as_i64().unwrap(),
+            "stale-2",
+        ),
+    ];
+    for (key, revision, by) in stale {
+        let value =
+            format!(r#"{{"leader_key":"{key}","fencing_revision":{revision},"by":"{by}"}}"#);
+        let put = etcdctl(&etcd)
+            .args(["put", "/singleton-exec/stale@resign", &value])
+            .output()
+            .unwrap();
+        assert!(put.status.success(), "{}", text(&put.stderr));
+        b.wait_log(by, LONG);
+    }
+    assert!(
+        b.log().contains("ignoring a step-down request"),
+        "{}",
+        b.log()
+    );
+    assert_eq!(
+        leader_key(&etcd, "stale").as_deref(),
+        second["key"].as_str(),
+        "b still leads"
+    );
+    assert!(!b.log().contains("step-down requested"), "{}", b.log());
+    assert_eq!(b.stdout().matches("started-b").count(), 1);
+}
+
+#[test]
+fn resign_without_a_leader_exits_1_and_bad_input_exits_2() {
+    let etcd = EtcdCluster::single();
+    let out = run("resign", &etcd, &["--election", "nobody"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("no leader"));
+    let out = run("resign", &etcd, &["--election", "a/b"]);
+    assert_eq!(out.status.code(), Some(2));
+    let out = run("resign", &etcd, &["--election", "x", "--timeout", "soon"]);
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn resign_gives_up_with_124_while_the_leader_is_still_stopping() {
+    let etcd = EtcdCluster::single();
+    // The child ignores SIGTERM: stopping it takes the whole --grace (10 s).
+    let a = Replica::start(
+        "a",
+        &etcd.endpoints(),
+        &[
+            "--election",
+            "slow",
+            "--ttl",
+            "20s",
+            "--grace",
+            "10s",
+            "--",
+            "sh",
+            "-c",
+            "trap '' TERM; echo started; while :; do sleep 0.1; done",
+        ],
+    );
+    a.wait_stdout("started", LONG);
+    let t0 = std::time::Instant::now();
+    let out = run("resign", &etcd, &["--election", "slow", "--timeout", "1s"]);
+    let took = t0.elapsed();
+    assert_eq!(out.status.code(), Some(124), "{}", text(&out.stderr));
+    assert!(took < Duration::from_secs(5), "took {took:?}");
+    let err = text(&out.stderr);
+    assert!(err.contains("still stopping its child"), "{err}");
+    a.wait_log("step-down requested", LONG);
+}
+
+#[test]
+fn status_json_lists_the_queue_and_shows_an_etcdctl_lock_holder() {
+    let etcd = EtcdCluster::single();
+    let dir = tempfile::tempdir().unwrap();
+    // `etcdctl lock` uses the same layout with an empty value: it leads, our replicas wait.
+    let lock_out = std::fs::File::create(dir.path().join("lock.out")).unwrap();
+    let mut lock = etcdctl(&etcd);
+    lock.args(["lock", "/singleton-exec/queue"])
+        .stdout(lock_out)
+        .stderr(Stdio::null());
+    let _lock = Killed(spawn_with_deathsig(&mut lock).expect("etcdctl lock"));
+    wait_for(
+        LONG,
+        || leader_key(&etcd, "queue").is_some(),
+        || "etcdctl lock never held the lock".into(),
+    );
+    let a = replica("a", &etcd, "queue", &[]);
+    a.wait_log("role=\"standby\"", LONG);
+    let b = replica("b", &etcd, "queue", &[]);
+    b.wait_log("role=\"standby\"", LONG);
+
+    let v = status_json(&etcd, "queue");
+    assert_eq!(v["election"], "queue");
+    assert_eq!(v["prefix"], "/singleton-exec");
+    assert_eq!(v["leader"]["id"], "");
+    let key = v["leader"]["key"].as_str().unwrap();
+    assert!(key.starts_with("/singleton-exec/queue/"), "{v}");
+    assert_eq!(key.rsplit('/').next(), v["leader"]["lease"].as_str());
+    assert_eq!(
+        v["leader"]["fencing_revision"],
+        v["leader"]["create_revision"]
+    );
+    let c = v["candidates"].as_array().unwrap();
+    let ids: Vec<&str> = c.iter().map(|c| c["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["", "a", "b"], "{v}");
+    let revs: Vec<i64> = c
+        .iter()
+        .map(|c| c["create_revision"].as_i64().unwrap())
+        .collect();
+    assert!(revs.windows(2).all(|w| w[0] < w[1]), "{revs:?}");
+
+    let out = run("status", &etcd, &["--election", "queue"]);
+    assert_eq!(out.status.code(), Some(0));
+    let t = text(&out.stdout);
+    assert!(
+        t.contains("leader:     (no id: empty value, e.g. an etcdctl lock holder)"),
+        "{t}"
+    );
+    assert!(t.contains(&format!("key:        {key}")), "{t}");
+    assert!(
+        t.contains("candidates: 3") && t.contains("  3. b  key="),
+        "{t}"
+    );
+
+    let none = run(
+        "status",
+        &etcd,
+        &["--election", "empty", "--output", "json"],
+    );
+    assert_eq!(none.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&none.stdout).unwrap();
+    assert!(v["leader"].is_null(), "{v}");
+}
+
+/// Starts `status --watch ARGS`, its stdout in `dir/watch.out`.
+fn watch(etcd: &EtcdCluster, dir: &Path, args: &[&str]) -> (Killed, std::path::PathBuf) {
+    let path = dir.join("watch.out");
+    let mut cmd = Command::new(bin());
+    cmd.args(["status", "--watch", "--endpoints", &etcd.endpoints()])
+        .args(args)
+        .stdout(std::fs::File::create(&path).unwrap())
+        .stderr(Stdio::null());
+    (
+        Killed(spawn_with_deathsig(&mut cmd).expect("status --watch")),
+        path,
+    )
+}
+
+fn lines(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+fn exits_with(child: &mut Child, sig: i32) -> Option<i32> {
+    unsafe { libc::kill(child.id() as i32, sig) };
+    let mut status = None;
+    wait_for(
+        Duration::from_secs(5),
+        || {
+            status = child.try_wait().ok().flatten();
+            status.is_some()
+        },
+        || format!("status --watch ignored signal {sig}"),
+    );
+    status.and_then(|s| s.code())
+}
+
+#[test]
+fn status_watch_prints_each_leader_change_and_stops_on_ctrl_c() {
+    let etcd = EtcdCluster::single();
+    let dir = tempfile::tempdir().unwrap();
+    let (mut w, out) = watch(
+        &etcd,
+        dir.path(),
+        &["--election", "watched", "--output", "json"],
+    );
+    wait_for(
+        LONG,
+        || lines(&out).len() == 1,
+        || format!("{:?}", lines(&out)),
+    );
+    let json = |i: usize| -> serde_json::Value { serde_json::from_str(&lines(&out)[i]).unwrap() };
+    assert!(json(0)["leader"].is_null());
+
+    let mut a = replica("a", &etcd, "watched", &[]);
+    a.wait_stdout("started-a", LONG);
+    wait_for(
+        LONG,
+        || lines(&out).len() == 2,
+        || format!("{:?}", lines(&out)),
+    );
+    assert_eq!(json(1)["leader"]["id"], "a");
+    // A standby joining is no leader change.
+    let b = replica("b", &etcd, "watched", &[]);
+    b.wait_log("role=\"standby\"", LONG);
+    a.signal(libc::SIGTERM);
+    a.wait(LONG);
+    b.wait_stdout("started-b", LONG);
+    wait_for(
+        LONG,
+        || lines(&out).len() >= 3,
+        || format!("{:?}", lines(&out)),
+    );
+    assert_eq!(json(2)["leader"]["id"], "b", "{:?}", lines(&out));
+    assert_eq!(lines(&out).len(), 3, "{:?}", lines(&out));
+    assert_eq!(exits_with(&mut w.0, libc::SIGINT), Some(0));
+
+    // Text, stopped by SIGTERM.
+    let (mut w, out) = watch(&etcd, dir.path(), &["--election", "watched"]);
+    wait_for(LONG, || !lines(&out).is_empty(), || "no line".into());
+    assert!(
+        lines(&out)[0].starts_with("election watched: leader b "),
+        "{:?}",
+        lines(&out)
+    );
+    assert_eq!(exits_with(&mut w.0, libc::SIGTERM), Some(0));
+}
+
+/// One HTTP/1.1 request with extra headers; returns (status, head, body). Status 0 if nothing
+/// answered.
+fn http(port: u16, method: &str, path: &str, headers: &[&str]) -> (u16, String, String) {
+    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
+        return (0, String::new(), String::new());
+    };
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let extra: String = headers.iter().map(|h| format!("{h}\r\n")).collect();
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 0\r\n{extra}\r\n"
+    );
+    if s.write_all(req.as_bytes()).is_err() {
+        return (0, String::new(), String::new());
+    }
+    let mut resp = String::new();
+    let _ = s.read_to_string(&mut resp);
+    let status = resp
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let (head, body) = resp.split_once("\r\n\r\n").unwrap_or((&resp, ""));
+    (status, head.to_owned(), body.to_owned())
+}
+
+#[test]
+fn post_resign_off_loopback_needs_the_bearer_token() {
+    let etcd = EtcdCluster::single();
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, "correct-horse-battery\n").unwrap();
+    let token_file = token_file.to_str().unwrap();
+    let (pa, pb) = (free_port(), free_port());
+    let any = |p: u16| format!("0.0.0.0:{p}");
+    let a = replica(
+        "a",
+        &etcd,
+        "tok",
+        &["--health-addr", &any(pa), "--resign-token-file", token_file],
+    );
+    a.wait_stdout("started-a", LONG);
+    // Without a token file: POST /resign is off, the rest stays open.
+    let b = replica("b", &etcd, "tok", &["--health-addr", &any(pb)]);
+    b.wait_log("role=\"standby\"", LONG);
+    wait_for(
+        LONG,
+        || http(pb, "GET", "/healthz", &[]).0 == 200,
+        || b.log(),
+    );
+    let (code, _, body) = http(pb, "POST", "/resign", &[]);
+    assert_eq!(code, 403);
+    assert!(body.contains("--resign-token-file"), "{body}");
+    assert_eq!(http(pb, "GET", "/status", &[]).0, 200);
+
+    let (code, head, _) = http(pa, "POST", "/resign", &[]);
+    assert_eq!(code, 401);
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("www-authenticate: bearer"),
+        "{head}"
+    );
+    let wrong = http(
+        pa,
+        "POST",
+        "/resign",
+        &["Authorization: Bearer correct-horse"],
+    );
+    assert_eq!(wrong.0, 403);
+    assert_eq!(
+        http(pa, "GET", "/leader", &[]).0,
+        200,
+        "the read-only endpoints stay open"
+    );
+    assert!(!a.log().contains("step-down requested"));
+    // A browser on some web page may carry the token (a cached credential) or not: refused anyway.
+    let from_a_page = http(
+        pa,
+        "POST",
+        "/resign",
+        &[
+            "Authorization: Bearer correct-horse-battery",
+            "Origin: http://somewhere.example",
+        ],
+    );
+    assert_eq!(from_a_page.0, 403, "{}", from_a_page.2);
+    let right = http(
+        pa,
+        "POST",
+        "/resign",
+        &["Authorization: Bearer correct-horse-battery"],
+    );
+    assert_eq!(right.0, 202, "{}", right.2);
+    b.wait_stdout("started-b", LONG);
+    assert!(
+        !a.log().contains("correct-horse-battery"),
+        "the token reached the log"
+    );
+}
+
+#[test]
+fn a_bad_token_file_is_a_usage_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let empty = dir.path().join("empty");
+    std::fs::write(&empty, "  \n").unwrap();
+    for file in [empty, dir.path().join("missing")] {
+        let out = Command::new(bin())
+            .args(["--health-addr", "0.0.0.0:0", "--resign-token-file"])
+            .arg(&file)
+            .args(["--", "true"])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+        assert!(text(&out.stderr).contains("--resign-token-file"));
+    }
+}
+
+/// A role limited to the election's own keys: the leader cannot read step-down requests. It says so
+/// once and keeps leading; the operator's `resign`, refused the request key, exits 3.
+#[test]
+fn without_permission_on_the_request_key_the_leader_keeps_leading() {
+    use etcd_client::{Client, Permission};
+    let etcd = EtcdCluster::single();
+    crate::support::runtime()
+        .block_on(async {
+            let mut c = Client::connect([etcd.endpoint(0)], None).await?;
+            c.user_add("root", "root-pw", None).await?;
+            c.user_grant_role("root", "root").await?;
+            c.role_add("app").await?;
+            let dir = Permission::read_write("/singleton-exec/perm/").with_prefix();
+            c.role_grant_permission("app", dir).await?;
+            c.user_add("app", "app-pw", None).await?;
+            c.user_grant_role("app", "app").await?;
+            c.auth_enable().await
+        })
+        .expect("enable auth");
+    let a = replica("a", &etcd, "perm", &["--user", "app:app-pw"]);
+    a.wait_stdout("started-a", LONG);
+    a.wait_log("cannot read step-down requests", LONG);
+    let out = run(
+        "resign",
+        &etcd,
+        &[
+            "--election",
+            "perm",
+            "--user",
+            "app:app-pw",
+            "--timeout",
+            "2s",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("permission denied"),
+        "{}",
+        text(&out.stderr)
+    );
+    let st = run(
+        "status",
+        &etcd,
+        &["--election", "perm", "--user", "app:app-pw"],
+    );
+    assert_eq!(st.status.code(), Some(0), "{}", text(&st.stderr));
+    assert!(!a.log().contains("step-down requested"));
+    let mut a = a;
+    assert!(a.try_status().is_none(), "{}", a.log());
+}
