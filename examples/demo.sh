@@ -17,7 +17,7 @@ WORK=$(mktemp -d /tmp/singleton-exec-demo.XXXXXX)
 PIDS=()
 cleanup() {
     for p in "${PIDS[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
-    wait 2>/dev/null || true
+    for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
     rm -rf "$WORK"
 }
 trap cleanup EXIT INT TERM
@@ -75,6 +75,8 @@ sleep 2.5
 say ">>> SIGKILL to the leader $L2 (a crash: its app dies with it, the lease must expire)"
 T=$(date +%s%N)
 kill -KILL "${REPLICA[$L2]}"
+# Reap it here, quietly: otherwise bash reports the SIGKILLed job ("Killed") in the middle of the output.
+wait "${REPLICA[$L2]}" 2>/dev/null || true
 L3=$(wait_leader_change "$L2")
 say "leader: $L3, took over after $(( ($(date +%s%N) - T) / 1000000 )) ms (TTL 3s)"
 sleep 2.5

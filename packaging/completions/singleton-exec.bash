@@ -19,11 +19,17 @@ _singleton__exec() {
             singleton__exec,help)
                 cmd="singleton__exec__subcmd__help"
                 ;;
+            singleton__exec,resign)
+                cmd="singleton__exec__subcmd__resign"
+                ;;
             singleton__exec,status)
                 cmd="singleton__exec__subcmd__status"
                 ;;
             singleton__exec__subcmd__help,help)
                 cmd="singleton__exec__subcmd__help__subcmd__help"
+                ;;
+            singleton__exec__subcmd__help,resign)
+                cmd="singleton__exec__subcmd__help__subcmd__resign"
                 ;;
             singleton__exec__subcmd__help,status)
                 cmd="singleton__exec__subcmd__help__subcmd__status"
@@ -35,7 +41,7 @@ _singleton__exec() {
 
     case "${cmd}" in
         singleton__exec)
-            opts="-v -q -h -V --endpoints --cacert --cert --key --user --password --dial-timeout --election --id --ttl --grace --margin --keepalive-interval --stop-signal --on-lease-lost --on-child-exit --acquire-timeout --health-addr --resign-signal --resign-holdoff --prefix --log-format --verbose --quiet --help --version status help"
+            opts="-v -q -h -V --endpoints --cacert --cert --key --user --password --dial-timeout --election --id --ttl --grace --margin --keepalive-interval --stop-signal --on-lease-lost --on-child-exit --acquire-timeout --health-addr --resign-signal --resign-token-file --resign-holdoff --prefix --log-format --verbose --quiet --help --version status resign help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -117,6 +123,10 @@ _singleton__exec() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --resign-token-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --resign-holdoff)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -137,7 +147,7 @@ _singleton__exec() {
             return 0
             ;;
         singleton__subcmd__exec__subcmd__help)
-            opts="status help"
+            opts="status resign help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -151,6 +161,20 @@ _singleton__exec() {
             return 0
             ;;
         singleton__subcmd__exec__subcmd__help__subcmd__help)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        singleton__subcmd__exec__subcmd__help__subcmd__resign)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -178,8 +202,8 @@ _singleton__exec() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        singleton__subcmd__exec__subcmd__status)
-            opts="-v -q -h --election --prefix --endpoints --cacert --cert --key --user --password --dial-timeout --log-format --verbose --quiet --help"
+        singleton__subcmd__exec__subcmd__resign)
+            opts="-v -q -h --election --prefix --timeout --endpoints --cacert --cert --key --user --password --dial-timeout --log-format --verbose --quiet --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -191,6 +215,68 @@ _singleton__exec() {
                     ;;
                 --prefix)
                     COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --endpoints)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --cacert)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --cert)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --key)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --user)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --password)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --dial-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log-format)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        singleton__subcmd__exec__subcmd__status)
+            opts="-v -q -h --election --prefix --output --watch --endpoints --cacert --cert --key --user --password --dial-timeout --log-format --verbose --quiet --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --election)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --prefix)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --output)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
                     return 0
                     ;;
                 --endpoints)

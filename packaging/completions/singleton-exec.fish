@@ -1,6 +1,6 @@
 # Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
 function __fish_singleton_exec_global_optspecs
-    string join \n endpoints= cacert= cert= key= user= password= dial-timeout= election= id= ttl= grace= margin= keepalive-interval= stop-signal= on-lease-lost= on-child-exit= acquire-timeout= health-addr= resign-signal= resign-holdoff= prefix= log-format= v/verbose q/quiet h/help V/version
+    string join \n endpoints= cacert= cert= key= user= password= dial-timeout= election= id= ttl= grace= margin= keepalive-interval= stop-signal= on-lease-lost= on-child-exit= acquire-timeout= health-addr= resign-signal= resign-token-file= resign-holdoff= prefix= log-format= v/verbose q/quiet h/help V/version
 end
 
 function __fish_singleton_exec_needs_command
@@ -36,7 +36,7 @@ complete -c singleton-exec -n "__fish_singleton_exec_needs_command" -l id -d 'Th
 complete -c singleton-exec -n "__fish_singleton_exec_needs_command" -l ttl -d 'Lease TTL, whole seconds, at least 2s. A crashed leader is replaced after about this long' -r
 complete -c singleton-exec -n "__fish_singleton_exec_needs_command" -l grace -d 'Time between the stop signal and SIGKILL. [default: 30% of --ttl]' -r
 complete -c singleton-exec -n "__fish_singleton_exec_needs_command" -l margin -d 'Slack kept between SIGKILL and the earliest moment etcd may expire the lease. [default: 10% of --ttl]' -r
-complete -c singleton-exec -n "__fish_singleton_exec_needs_command" -l keepalive-interval -d 'Time between keepalives while all is well. [default: 20% of --ttl]' -r
+complete -c singleton-exec -n "__fish_singleton_exec_needs_command" -l keepalive-interval -d 'Time between keepalives while all is well. [default: 10% of --ttl]' -r
 complete -c singleton-exec -n "__fish_singleton_exec_needs_command" -l stop-signal -d 'Signal that asks the child to stop (name like TERM or SIGTERM, or a number)' -r
 complete -c singleton-exec -n "__fish_singleton_exec_needs_command" -l on-lease-lost -d 'What to do when leadership is lost: stop the child, then campaign again or exit (code 122)' -r -f -a "exit\t'Exit with code 122 once the child\'s tree is gone'
 recampaign\t'Take a new lease and go back to standby'"
@@ -46,18 +46,22 @@ recampaign\t'Revoke the lease and campaign again as a standby'"
 complete -c singleton-exec -n "__fish_singleton_exec_needs_command" -l acquire-timeout -d 'Give up (exit 124) if not leader after this long. [default: wait forever]' -r
 complete -c singleton-exec -n "__fish_singleton_exec_needs_command" -l health-addr -d 'Serve /healthz, /leader, /status, /metrics and POST /resign on PORT, :PORT or HOST:PORT (loopback unless a host is given). Off unless given; without a value, 127.0.0.1:8080' -r
 complete -c singleton-exec -n "__fish_singleton_exec_needs_command" -l resign-signal -d 'A signal that makes the leader step down (stop the child, revoke, hold off, campaign again) instead of being forwarded to the child. [default: none, every signal reaches the child]' -r
+complete -c singleton-exec -n "__fish_singleton_exec_needs_command" -l resign-token-file -d 'File holding the bearer token that POST /resign requires (read at start-up, trimmed). Without it, POST /resign is open on a loopback --health-addr and off on any other' -r -F
 complete -c singleton-exec -n "__fish_singleton_exec_needs_command" -l resign-holdoff -d 'After stepping down, wait this long before campaigning again, so a standby takes over' -r
-complete -c singleton-exec -n "__fish_singleton_exec_needs_command" -l prefix -d 'Key prefix under which elections live; the election\'s keys are PREFIX/NAME/' -r
+complete -c singleton-exec -n "__fish_singleton_exec_needs_command" -l prefix -d 'Key prefix under which elections live, one path segment; the election\'s keys are PREFIX/NAME/' -r
 complete -c singleton-exec -n "__fish_singleton_exec_needs_command" -l log-format -d 'Log format on stderr' -r -f -a "text\t''
 json\t''"
 complete -c singleton-exec -n "__fish_singleton_exec_needs_command" -s v -l verbose -d 'More log detail (-v debug, -vv trace)'
 complete -c singleton-exec -n "__fish_singleton_exec_needs_command" -s q -l quiet -d 'Less log detail (-q warnings only, -qq errors only)'
 complete -c singleton-exec -n "__fish_singleton_exec_needs_command" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c singleton-exec -n "__fish_singleton_exec_needs_command" -s V -l version -d 'Print version'
-complete -c singleton-exec -n "__fish_singleton_exec_needs_command" -a "status" -d 'Print the current leader of an election (id, key, lease, fencing revision). Exits 0 if there is a leader, 1 if there is none'
+complete -c singleton-exec -n "__fish_singleton_exec_needs_command" -a "status" -d 'Print the current leader of an election (id, key, lease, fencing revision) and every candidate in queue order. Exits 0 if there is a leader, 1 if there is none'
+complete -c singleton-exec -n "__fish_singleton_exec_needs_command" -a "resign" -d 'Ask the current leader to step down gracefully (planned switchover), from any machine with etcd access. Exits 0 once it has, 1 if there is no leader, 124 after --timeout'
 complete -c singleton-exec -n "__fish_singleton_exec_needs_command" -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c singleton-exec -n "__fish_singleton_exec_using_subcommand status" -l election -d 'Election to read' -r
 complete -c singleton-exec -n "__fish_singleton_exec_using_subcommand status" -l prefix -d 'Key prefix under which elections live (as given to the replicas)' -r
+complete -c singleton-exec -n "__fish_singleton_exec_using_subcommand status" -l output -d 'Output format' -r -f -a "text\t'Lines for people'
+json\t'One JSON object (with --watch: one per line)'"
 complete -c singleton-exec -n "__fish_singleton_exec_using_subcommand status" -l endpoints -d 'etcd endpoints, comma-separated. Falls back to ETCDCTL_ENDPOINTS. [default: http://127.0.0.1:2379]' -r
 complete -c singleton-exec -n "__fish_singleton_exec_using_subcommand status" -l cacert -d 'CA certificate (PEM) to verify etcd\'s server certificate. Falls back to ETCDCTL_CACERT' -r -F
 complete -c singleton-exec -n "__fish_singleton_exec_using_subcommand status" -l cert -d 'Client certificate (PEM) for mutual TLS. Falls back to ETCDCTL_CERT' -r -F
@@ -67,8 +71,25 @@ complete -c singleton-exec -n "__fish_singleton_exec_using_subcommand status" -l
 complete -c singleton-exec -n "__fish_singleton_exec_using_subcommand status" -l dial-timeout -d 'Timeout of each etcd request and of connecting' -r
 complete -c singleton-exec -n "__fish_singleton_exec_using_subcommand status" -l log-format -d 'Log format on stderr' -r -f -a "text\t''
 json\t''"
+complete -c singleton-exec -n "__fish_singleton_exec_using_subcommand status" -l watch -d 'Keep running and print the leader again on every change (one line, or one JSON object per line), until SIGINT or SIGTERM (then exit 0)'
 complete -c singleton-exec -n "__fish_singleton_exec_using_subcommand status" -s v -l verbose -d 'More log detail (-v debug, -vv trace)'
 complete -c singleton-exec -n "__fish_singleton_exec_using_subcommand status" -s q -l quiet -d 'Less log detail (-q warnings only, -qq errors only)'
-complete -c singleton-exec -n "__fish_singleton_exec_using_subcommand status" -s h -l help -d 'Print help'
-complete -c singleton-exec -n "__fish_singleton_exec_using_subcommand help; and not __fish_seen_subcommand_from status help" -f -a "status" -d 'Print the current leader of an election (id, key, lease, fencing revision). Exits 0 if there is a leader, 1 if there is none'
-complete -c singleton-exec -n "__fish_singleton_exec_using_subcommand help; and not __fish_seen_subcommand_from status help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c singleton-exec -n "__fish_singleton_exec_using_subcommand status" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c singleton-exec -n "__fish_singleton_exec_using_subcommand resign" -l election -d 'Election whose leader should step down' -r
+complete -c singleton-exec -n "__fish_singleton_exec_using_subcommand resign" -l prefix -d 'Key prefix under which elections live (as given to the replicas)' -r
+complete -c singleton-exec -n "__fish_singleton_exec_using_subcommand resign" -l timeout -d 'Give up (exit 124) if the leader has not stepped down after this long' -r
+complete -c singleton-exec -n "__fish_singleton_exec_using_subcommand resign" -l endpoints -d 'etcd endpoints, comma-separated. Falls back to ETCDCTL_ENDPOINTS. [default: http://127.0.0.1:2379]' -r
+complete -c singleton-exec -n "__fish_singleton_exec_using_subcommand resign" -l cacert -d 'CA certificate (PEM) to verify etcd\'s server certificate. Falls back to ETCDCTL_CACERT' -r -F
+complete -c singleton-exec -n "__fish_singleton_exec_using_subcommand resign" -l cert -d 'Client certificate (PEM) for mutual TLS. Falls back to ETCDCTL_CERT' -r -F
+complete -c singleton-exec -n "__fish_singleton_exec_using_subcommand resign" -l key -d 'Client private key (PEM) for mutual TLS. Falls back to ETCDCTL_KEY' -r -F
+complete -c singleton-exec -n "__fish_singleton_exec_using_subcommand resign" -l user -d 'etcd user name. Falls back to ETCDCTL_USER (which may be USER:PASSWORD)' -r
+complete -c singleton-exec -n "__fish_singleton_exec_using_subcommand resign" -l password -d 'etcd password; prefer the environment variable. Never logged. Falls back to ETCDCTL_PASSWORD' -r
+complete -c singleton-exec -n "__fish_singleton_exec_using_subcommand resign" -l dial-timeout -d 'Timeout of each etcd request and of connecting' -r
+complete -c singleton-exec -n "__fish_singleton_exec_using_subcommand resign" -l log-format -d 'Log format on stderr' -r -f -a "text\t''
+json\t''"
+complete -c singleton-exec -n "__fish_singleton_exec_using_subcommand resign" -s v -l verbose -d 'More log detail (-v debug, -vv trace)'
+complete -c singleton-exec -n "__fish_singleton_exec_using_subcommand resign" -s q -l quiet -d 'Less log detail (-q warnings only, -qq errors only)'
+complete -c singleton-exec -n "__fish_singleton_exec_using_subcommand resign" -s h -l help -d 'Print help'
+complete -c singleton-exec -n "__fish_singleton_exec_using_subcommand help; and not __fish_seen_subcommand_from status resign help" -f -a "status" -d 'Print the current leader of an election (id, key, lease, fencing revision) and every candidate in queue order. Exits 0 if there is a leader, 1 if there is none'
+complete -c singleton-exec -n "__fish_singleton_exec_using_subcommand help; and not __fish_seen_subcommand_from status resign help" -f -a "resign" -d 'Ask the current leader to step down gracefully (planned switchover), from any machine with etcd access. Exits 0 once it has, 1 if there is no leader, 124 after --timeout'
+complete -c singleton-exec -n "__fish_singleton_exec_using_subcommand help; and not __fish_seen_subcommand_from status resign help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
