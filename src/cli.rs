@@ -176,11 +176,53 @@ pub struct RunArgs {
     pub prefix: String,
 
     #[command(flatten)]
+    pub health: HealthArgs,
+
+    #[command(flatten)]
     pub log: LogArgs,
 
     /// The command to run while leader, and its arguments (after `--`).
     #[arg(trailing_var_arg = true, value_name = "COMMAND", required = true)]
     pub command: Vec<OsString>,
+}
+
+/// The leader's health check of its child (named after Docker's HEALTHCHECK options). After
+/// --health-retries failures in a row the leader steps down: the child is stopped, the lease
+/// revoked, a standby takes over, and this replica waits --resign-holdoff before campaigning again.
+#[derive(Debug, Args, Clone)]
+pub struct HealthArgs {
+    /// Health check command, run with `/bin/sh -c` while leading; exit status 0 is healthy.
+    /// [default: no health check]
+    #[arg(
+        long,
+        env = "SINGLETON_EXEC_HEALTH_CMD",
+        value_name = "CMD",
+        conflicts_with = "health_url"
+    )]
+    pub health_cmd: Option<String>,
+
+    /// Health check by HTTP GET of an http:// URL; a 2xx status is healthy. Needs no shell, so it
+    /// works in FROM-scratch images. [default: no health check]
+    #[arg(long, env = "SINGLETON_EXEC_HEALTH_URL", value_name = "URL")]
+    pub health_url: Option<String>,
+
+    /// Time between health checks; the first runs this long after the child starts.
+    #[arg(long, env = "SINGLETON_EXEC_HEALTH_INTERVAL", value_parser = parse_duration, default_value = "10s")]
+    pub health_interval: Duration,
+
+    /// A check that takes longer fails (a command is killed with its process group). At most
+    /// --health-interval.
+    #[arg(long, env = "SINGLETON_EXEC_HEALTH_TIMEOUT", value_parser = parse_duration, default_value = "5s")]
+    pub health_timeout: Duration,
+
+    /// Consecutive failed checks that make the leader step down.
+    #[arg(long, env = "SINGLETON_EXEC_HEALTH_RETRIES", default_value_t = 3)]
+    pub health_retries: u32,
+
+    /// Failed checks during this time after the child starts are not counted (until the first
+    /// check passes).
+    #[arg(long, env = "SINGLETON_EXEC_HEALTH_START_PERIOD", value_parser = parse_duration, default_value = "0s")]
+    pub health_start_period: Duration,
 }
 
 /// How to reach etcd. Shared by the supervisor and `status`.

@@ -11,6 +11,7 @@ use nix::sys::signal::Signal;
 
 use crate::cli::{EtcdArgs, OnChildExit, OnLeaseLost, RunArgs};
 use crate::etcd::{EtcdConfig, Secret, TlsFiles};
+use crate::health::HealthConfig;
 use crate::timing::{TimingError, TimingInput, TimingModel};
 
 const DEFAULT_ENDPOINT: &str = "http://127.0.0.1:2379";
@@ -64,6 +65,8 @@ pub enum ConfigError {
     BadResignSignal(Signal),
     #[error("--resign-token-file {0:?} is empty or shorter than 16 characters: put a random token in it (e.g. `head -c 32 /dev/urandom | base64`)")]
     EmptyToken(PathBuf),
+    #[error("{0}")]
+    BadHealth(String),
     #[error("--password given without --user")]
     PasswordWithoutUser,
     #[error("cannot determine the host name for the default --id: {0}; pass --id")]
@@ -95,6 +98,8 @@ pub struct Config {
     pub resign_holdoff: Duration,
     /// The bearer token `POST /resign` requires, from `--resign-token-file`.
     pub resign_token: Option<Secret>,
+    /// The leader's health check of its child, if asked for.
+    pub health: Option<HealthConfig>,
 }
 
 /// Reads an environment variable, treating unset and empty alike.
@@ -138,7 +143,18 @@ impl Config {
             .as_deref()
             .map(read_token)
             .transpose()?;
+        let h = args.health;
+        let health = HealthConfig::new(
+            h.health_cmd,
+            h.health_url,
+            h.health_interval,
+            h.health_timeout,
+            h.health_retries,
+            h.health_start_period,
+        )
+        .map_err(ConfigError::BadHealth)?;
         Ok(Config {
+            health,
             resign_token,
             health_addr,
             resign_signal,

@@ -56,6 +56,9 @@ pub struct Queue {
     /// The store revision the read was made at; watch from `revision + 1` to see every change after.
     pub revision: i64,
     pub candidates: Vec<Candidate>,
+    /// The leader's last health-check result, when it runs one (read separately; see
+    /// [`Election::health`]).
+    pub health: Option<HealthRecord>,
 }
 
 impl Queue {
@@ -73,6 +76,48 @@ pub struct LeaderInfo {
     pub revision: i64,
     /// Candidates in the queue, the leader included.
     pub candidates: i64,
+}
+
+/// A leader's last health-check result, as shown in etcd for `status`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthRecord {
+    pub id: String,
+    /// The leader key it belongs to (a record of an earlier leader is not shown).
+    pub key: String,
+    pub revision: i64,
+    pub healthy: bool,
+    pub consecutive_failures: u32,
+    pub retries: u32,
+    /// "healthy", or why the last check failed.
+    pub last: String,
+}
+
+impl HealthRecord {
+    pub fn to_json(&self) -> String {
+        serde_json::json!({
+            "id": self.id,
+            "key": self.key,
+            "revision": self.revision,
+            "healthy": self.healthy,
+            "consecutive_failures": self.consecutive_failures,
+            "retries": self.retries,
+            "last": self.last,
+        })
+        .to_string()
+    }
+
+    pub fn from_json(bytes: &[u8]) -> Option<HealthRecord> {
+        let v: serde_json::Value = serde_json::from_slice(bytes).ok()?;
+        Some(HealthRecord {
+            id: v["id"].as_str()?.to_string(),
+            key: v["key"].as_str()?.to_string(),
+            revision: v["revision"].as_i64()?,
+            healthy: v["healthy"].as_bool()?,
+            consecutive_failures: u32::try_from(v["consecutive_failures"].as_u64()?).ok()?,
+            retries: u32::try_from(v["retries"].as_u64()?).ok()?,
+            last: v["last"].as_str()?.to_string(),
+        })
+    }
 }
 
 impl Election {
@@ -96,6 +141,41 @@ impl Election {
     /// would have been: both are valid election names).
     pub fn resign_key(&self) -> String {
         format!("{}@resign", self.dir.trim_end_matches('/'))
+    }
+
+    /// Where the leader shows its last health-check result (`--health-cmd`, `--health-url`):
+    /// `PREFIX/NAME@health`, outside every election's key space for the reasons given for
+    /// [`Election::resign_key`], attached to the leader's lease so it goes with the leadership.
+    pub fn health_key(&self) -> String {
+        format!("{}@health", self.dir.trim_end_matches('/'))
+    }
+
+    /// Shows a leader's health result (see [`Election::health_key`]).
+    pub async fn put_health(
+        &self,
+        client: &mut Client,
+        lease: LeaseId,
+        record: &HealthRecord,
+    ) -> Result<(), EtcdError> {
+        let opts = PutOptions::new().with_lease(lease.0);
+        client
+            .put(self.health_key(), record.to_json(), Some(opts))
+            .await?;
+        Ok(())
+    }
+
+    /// The health result shown by the leader whose key is `leader_key`, if it shows one.
+    pub async fn health(
+        &self,
+        client: &mut Client,
+        leader_key: &str,
+    ) -> Result<Option<HealthRecord>, EtcdError> {
+        let resp = client.get(self.health_key(), None).await?;
+        Ok(resp
+            .kvs()
+            .first()
+            .and_then(|kv| HealthRecord::from_json(kv.value()))
+            .filter(|r| r.key == leader_key))
     }
 
     /// Puts our key if absent (it survives from an earlier attempt with the same lease) and returns
@@ -294,6 +374,7 @@ impl Election {
         Ok(Queue {
             revision: resp.header().map(|h| h.revision()).unwrap_or_default(),
             candidates,
+            health: None,
         })
     }
 
@@ -385,6 +466,25 @@ mod tests {
         assert_eq!(lease_of_key(dir, b"/singleton-exec/other/ff"), None);
         assert_eq!(lease_of_key(dir, b"/singleton-exec/app/zz"), None);
         assert_eq!(lease_of_key(dir, b"/singleton-exec/app/a/ff"), None);
+    }
+
+    #[test]
+    fn a_health_record_round_trips_and_garbage_is_none() {
+        let r = HealthRecord {
+            id: "a".into(),
+            key: "/p/e/1".into(),
+            revision: 4,
+            healthy: false,
+            consecutive_failures: 2,
+            retries: 3,
+            last: "exited with status 1: \"quoted\"".into(),
+        };
+        assert_eq!(HealthRecord::from_json(r.to_json().as_bytes()), Some(r));
+        assert_eq!(HealthRecord::from_json(b"not json"), None);
+        assert_eq!(HealthRecord::from_json(b"{\"id\":1}"), None);
+        let e = Election::new("/singleton-exec", "myapp");
+        assert_eq!(e.health_key(), "/singleton-exec/myapp@health");
+        assert!(!e.health_key().starts_with(e.dir()));
     }
 
     #[test]

@@ -296,6 +296,14 @@ async fn status_json(ep: &Endpoints) -> String {
             "why": why,
             "ms_ago": now.saturating_duration_since(at).as_millis() as u64,
         })),
+        "health": st.health.map(|h| serde_json::json!({
+            "healthy": h.healthy,
+            "consecutive_failures": h.consecutive_failures,
+            "retries": h.retries,
+            "last": h.last,
+            "ms_ago": now.saturating_duration_since(h.checked_at).as_millis() as u64,
+            "took_ms": h.took.as_millis() as u64,
+        })),
     });
     body.to_string() + "\n"
 }

@@ -31,9 +31,10 @@ use tokio::time::{sleep, Instant};
 
 use crate::clock::BootInstant;
 use crate::config::Config;
-use crate::election::{Candidacy, Election};
+use crate::election::{Candidacy, Election, HealthRecord};
 use crate::etcd::{Connector, EtcdError};
 use crate::exit_code::{ChildStatus, Exit};
+use crate::health::{self, Monitor, Outcome, Report, Verdict};
 use crate::http::{self, Endpoints, ResignAuth};
 use crate::lifecycle::{decide, Next, Phase, Policies, StopReason};
 use crate::observer::Observer;
@@ -108,6 +109,11 @@ pub async fn run(
     obs.notifier.ready();
     tracing::info!(id = %cfg.id, election = %cfg.election, key_prefix = %election.dir(), timing = %cfg.timing,
         endpoints = ?connector.endpoints(), "singleton-exec starting");
+    if let Some(h) = &cfg.health {
+        tracing::info!(check = %h.describe(),
+            wedged_leader_bound_ms = h.worst_case(cfg.timing.grace).as_millis() as u64,
+            "health checks on: a leader whose child fails them steps down");
+    }
     let ctx = Ctx {
         cfg: &cfg,
         obs: &obs,
@@ -450,7 +456,17 @@ async fn lead(ctx: &Ctx<'_>, inp: &mut Inputs, session: Session, me: Candidacy) 
                 ctx.step_down.clone(),
             )
         });
-        let Some((status, reason)) = run_until_tree_gone(ctx, inp, &session, &me, &mut key).await
+        let health = ctx.cfg.health.as_ref().map(|h| {
+            let (monitor, results) = Monitor::new(h, Instant::now());
+            let health = Health {
+                monitor,
+                env: leader_env(ctx.cfg, &me),
+                publish: HealthPublisher::start(ctx, &me),
+            };
+            (health, results)
+        });
+        let Some((status, reason)) =
+            run_until_tree_gone(ctx, inp, &session, &me, &mut key, health).await
         else {
             return After::Exit(Exit::Internal);
         };
@@ -527,7 +543,10 @@ async fn run_until_tree_gone(
     session: &Session,
     me: &Candidacy,
     key: &mut KeyWatch,
+    health: Option<(Health, health::Results)>,
 ) -> Option<(ChildStatus, StopReason)> {
+    // Apart, so the loop can wait for the next check and for a result at once.
+    let (mut health, mut results) = health.unzip();
     let mut state = session.state();
     // Once the keepalive task has ended, `changed()` returns at once forever: stop listening.
     let mut lease_open = true;
@@ -554,8 +573,24 @@ async fn run_until_tree_gone(
                     None
                 }
                 Event::ResignSignal => Some(StopReason::Resign),
+                Event::CheckEnded { id, exit } => {
+                    if let Some(h) = &mut health {
+                        h.monitor.check_ended(id, exit);
+                    }
+                    None
+                }
                 _ => None,
             },
+            _ = check_due(health.as_ref()), if requested.is_none() => {
+                if let Some(h) = &mut health {
+                    h.start_check(&inp.sup);
+                }
+                None
+            }
+            Some((id, outcome)) = check_result(results.as_mut()) => {
+                health.as_mut().and_then(|h| h.record(ctx, id, outcome))
+                    .filter(|_| requested.is_none())
+            }
             changed = state.changed(), if lease_open => {
                 lease_open = changed.is_ok();
                 match *state.borrow_and_update() {
@@ -576,6 +611,155 @@ async fn run_until_tree_gone(
             requested.get_or_insert(reason);
             inp.sup.request(Request::Stop(reason));
         }
+    }
+}
+
+/// The health checks of one child: the monitor, the environment a
+/// command check gets (the child's), and the task that shows the result in etcd for `status`.
+struct Health {
+    monitor: Monitor,
+    env: Vec<(String, String)>,
+    publish: HealthPublisher,
+}
+
+impl Health {
+    fn start_check(&mut self, sup: &Supervisor) {
+        if let Some(c) = self.monitor.start() {
+            sup.request(Request::Check {
+                id: c.id,
+                command: c.command,
+                env: self.env.clone(),
+                output: c.output,
+                timeout: c.timeout,
+            });
+        }
+    }
+
+    /// Reports a result; `Some(Unhealthy)` when the leader must step down.
+    fn record(&mut self, ctx: &Ctx<'_>, id: u64, outcome: Outcome) -> Option<StopReason> {
+        let report = self.monitor.record(id, outcome)?;
+        ctx.obs.health_checked(&report);
+        self.publish.show(&report);
+        let took_ms = report.took.as_millis() as u64;
+        match (&report.verdict, &report.outcome) {
+            (Verdict::Healthy, _) => {
+                tracing::debug!(took_ms, "health check passed");
+                None
+            }
+            (Verdict::Ignored, Outcome::Failed(why)) => {
+                tracing::info!(%why, took_ms, "health check failed during --health-start-period: not counted");
+                None
+            }
+            (Verdict::Failing(n), Outcome::Failed(why)) => {
+                tracing::warn!(%why, failures = n, retries = report.retries, took_ms, "health check failed");
+                None
+            }
+            (Verdict::Unhealthy(n), Outcome::Failed(why)) => {
+                tracing::warn!(%why, failures = n, retries = report.retries, took_ms,
+                    "health check failed {n} times in a row: stepping down so a standby takes over");
+                ctx.obs.health_step_down();
+                Some(StopReason::Unhealthy)
+            }
+            (_, Outcome::Healthy) => None,
+        }
+    }
+}
+
+async fn check_due(health: Option<&Health>) {
+    match health {
+        Some(h) => h.monitor.due().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn check_result(results: Option<&mut health::Results>) -> Option<(u64, Outcome)> {
+    match results {
+        Some(r) => r.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Shows the leader's last health result in etcd, at `PREFIX/NAME@health` under the leader's
+/// lease, so `singleton-exec status` can print it from anywhere. Written only when what it shows
+/// changes (healthy or not, the failure count), by a task of its own: never in the loop's way, the
+/// latest value wins, and a failed write costs nothing but the display.
+struct HealthPublisher {
+    shown: watch::Sender<Option<HealthShown>>,
+    task: JoinHandle<()>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct HealthShown {
+    healthy: bool,
+    failures: u32,
+    detail: String,
+}
+
+impl HealthPublisher {
+    fn start(ctx: &Ctx<'_>, me: &Candidacy) -> HealthPublisher {
+        let (shown, mut rx) = watch::channel::<Option<HealthShown>>(None);
+        let (connector, election, me) = (ctx.connector.clone(), ctx.election.clone(), me.clone());
+        let (id, retries) = (
+            ctx.cfg.id.clone(),
+            ctx.cfg.health.as_ref().map_or(0, |h| h.retries),
+        );
+        let task = tokio::spawn(async move {
+            while rx.changed().await.is_ok() {
+                let Some(s) = rx.borrow_and_update().clone() else {
+                    continue;
+                };
+                let value = HealthRecord {
+                    id: id.clone(),
+                    key: me.key.clone(),
+                    revision: me.revision,
+                    healthy: s.healthy,
+                    consecutive_failures: s.failures,
+                    retries,
+                    last: s.detail,
+                };
+                let (election, lease) = (&election, me.lease);
+                let put = connector.call(|mut c| {
+                    let value = value.clone();
+                    async move { election.put_health(&mut c, lease, &value).await }
+                });
+                if let Err(e) = tokio::time::timeout(connector.request_timeout(), put)
+                    .await
+                    .unwrap_or_else(|_| {
+                        Err(crate::etcd::EtcdError::Unavailable("timed out".into()))
+                    })
+                {
+                    tracing::debug!(error = %e, "cannot show the health result in etcd");
+                }
+            }
+        });
+        HealthPublisher { shown, task }
+    }
+
+    fn show(&self, report: &Report) {
+        let s = HealthShown {
+            healthy: matches!(report.outcome, Outcome::Healthy),
+            failures: report.failures,
+            detail: match &report.outcome {
+                Outcome::Healthy => "healthy".into(),
+                Outcome::Failed(why) => why.clone(),
+            },
+        };
+        // Only a change of state is written; a new failure detail alone is not worth a write.
+        self.shown.send_if_modified(|cur| {
+            let changed = cur
+                .as_ref()
+                .is_none_or(|c| c.healthy != s.healthy || c.failures != s.failures);
+            if changed {
+                *cur = Some(s);
+            }
+            changed
+        });
+    }
+}
+
+impl Drop for HealthPublisher {
+    fn drop(&mut self) {
+        self.task.abort();
     }
 }
 

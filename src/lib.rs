@@ -13,7 +13,8 @@
 //!   lease and its keepalives; [`election`]: the queue by create-revision and the fencing revision.
 //! * [`lifecycle`]: the one lifecycle type ([`lifecycle::Phase`]), typed stop reasons and the pure
 //!   [`lifecycle::decide`]; [`leadership`]: the loop that moves through it (standby, then lead:
-//!   start the child, run until its tree is gone, decide, apply).
+//!   start the child, run until its tree is gone, decide, apply); [`health`]: the leader's health
+//!   checks of its child, which make a wedged leader step down.
 //! * [`observer`]: live status and Prometheus metrics; [`http`]: `/healthz`, `/leader`, `/status`,
 //!   `/metrics`, `POST /resign`; [`notify`]: the systemd notify protocol.
 //! * [`resign`]: step-down requests through etcd (their format, and the leader's watch for them);
@@ -41,6 +42,7 @@ pub(crate) mod election;
 pub(crate) mod etcd;
 pub mod exit_code;
 pub mod guard;
+pub mod health;
 pub(crate) mod http;
 pub mod leadership;
 pub(crate) mod lifecycle;

@@ -31,6 +31,8 @@ pub enum StopReason {
     Deadline,
     /// A step-down was requested (`--resign-signal`, `POST /resign`, `singleton-exec resign`).
     Resign,
+    /// The child failed `--health-retries` health checks in a row: the leader steps down.
+    Unhealthy,
     /// SIGTERM or SIGINT reached the supervisor.
     Shutdown(libc::c_int),
     /// The main child exited by itself; what is left of its tree is stopped.
@@ -70,6 +72,7 @@ impl fmt::Display for StopReason {
                 f.write_str("no keepalive was acknowledged before the renew deadline")
             }
             StopReason::Resign => f.write_str("step-down requested"),
+            StopReason::Unhealthy => f.write_str("the child failed its health checks"),
             StopReason::Shutdown(sig) => write!(f, "received {}", signals::name(*sig)),
             StopReason::ChildExited => f.write_str("the child exited"),
         }
@@ -198,7 +201,9 @@ pub fn decide(reason: StopReason, shutdown: bool, status: ChildStatus, p: Polici
         return Next::Exit(Exit::Child(status));
     }
     match reason {
-        StopReason::Resign => Next::Recampaign { holdoff: true },
+        // A wedged child steps down like a resign: a standby with a working child takes over;
+        // with none, this replica leads again after the holdoff, which restarts the child.
+        StopReason::Resign | StopReason::Unhealthy => Next::Recampaign { holdoff: true },
         r if r.is_lease_loss() => match p.on_lease_lost {
             OnLeaseLost::Exit => Next::Exit(Exit::LeaseLost),
             OnLeaseLost::Recampaign => Next::Recampaign { holdoff: false },
@@ -215,11 +220,12 @@ pub fn decide(reason: StopReason, shutdown: bool, status: ChildStatus, p: Polici
 mod tests {
     use super::*;
 
-    const REASONS: [StopReason; 7] = [
+    const REASONS: [StopReason; 8] = [
         StopReason::LeaseGone,
         StopReason::KeyDeleted,
         StopReason::Deadline,
         StopReason::Resign,
+        StopReason::Unhealthy,
         StopReason::Shutdown(libc::SIGTERM),
         StopReason::Shutdown(libc::SIGINT),
         StopReason::ChildExited,
@@ -238,7 +244,7 @@ mod tests {
         use StopReason as R;
         match (reason, shutdown, p.on_child_exit, p.on_lease_lost) {
             (_, true, _, _) | (R::Shutdown(_), _, _, _) => Next::Exit(Exit::Child(status)),
-            (R::Resign, false, _, _) => Next::Recampaign { holdoff: true },
+            (R::Resign | R::Unhealthy, false, _, _) => Next::Recampaign { holdoff: true },
             (R::LeaseGone | R::KeyDeleted | R::Deadline, false, _, L::Exit) => {
                 Next::Exit(Exit::LeaseLost)
             }
@@ -274,7 +280,7 @@ mod tests {
                 }
             }
         }
-        assert_eq!(rows, 7 * 2 * 3 * 2 * 2);
+        assert_eq!(rows, 8 * 2 * 3 * 2 * 2);
     }
 
     #[test]
@@ -300,6 +306,7 @@ mod tests {
         for r in [
             StopReason::Deadline,
             StopReason::Resign,
+            StopReason::Unhealthy,
             StopReason::ChildExited,
             StopReason::Shutdown(libc::SIGTERM),
         ] {

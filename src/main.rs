@@ -8,6 +8,7 @@ use clap::Parser;
 use singleton_exec::cli::{Cli, Command};
 use singleton_exec::config::Config;
 use singleton_exec::exit_code::Exit;
+use singleton_exec::health::Check;
 use singleton_exec::observer::Observer;
 use singleton_exec::{
     guard, leadership, logging, notify, signals, spawn, status, supervisor, switchover,
@@ -66,6 +67,16 @@ fn supervise(cli: Cli) -> Exit {
     if let Err(e) = spawn::preflight(&config.command) {
         eprintln!("singleton-exec: {e}");
         return e.exit();
+    }
+    if let Some(Check::Command(_)) = config.health.as_ref().map(|h| &h.check) {
+        let sh = singleton_exec::config::CommandSpec {
+            program: "/bin/sh".into(),
+            args: vec![],
+        };
+        if let Err(e) = spawn::preflight(&sh) {
+            eprintln!("singleton-exec: --health-cmd runs /bin/sh -c, and {e}; without a shell (a FROM-scratch image), use --health-url");
+            return Exit::Usage;
+        }
     }
     let sent_faults = match signals::forward_sent_faults() {
         Ok(fd) => Some(fd),

@@ -12,6 +12,7 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
 use crate::clock::BootInstant;
+use crate::health::{Outcome, Report};
 use crate::lifecycle::Phase;
 use crate::notify::Notifier;
 use crate::timing::TimingModel;
@@ -25,6 +26,55 @@ pub struct Status {
     /// The last phase entered: its name, why, and when.
     pub last_transition: Option<(&'static str, String, BootInstant)>,
     pub became_standby: Option<BootInstant>,
+    /// The last health check of the current child (`--health-cmd`, `--health-url`).
+    pub health: Option<HealthView>,
+}
+
+/// The last health check, for `/status`.
+#[derive(Debug, Clone)]
+pub struct HealthView {
+    pub healthy: bool,
+    pub consecutive_failures: u32,
+    pub retries: u32,
+    /// "healthy", or why the check failed.
+    pub last: String,
+    pub checked_at: BootInstant,
+    pub took: Duration,
+}
+
+/// Health-check metrics (zero without a check).
+struct HealthMetrics {
+    checks: Family<Vec<(String, String)>, Counter>,
+    consecutive_failures: Gauge,
+    step_downs: Counter,
+}
+
+impl HealthMetrics {
+    fn register(registry: &mut Registry) -> HealthMetrics {
+        let checks = Family::<Vec<(String, String)>, Counter>::default();
+        registry.register(
+            "health_checks",
+            "Health checks of the leader's child, by result (healthy, unhealthy)",
+            checks.clone(),
+        );
+        let consecutive_failures = Gauge::default();
+        registry.register(
+            "health_consecutive_failures",
+            "Failed health checks in a row of the current child",
+            consecutive_failures.clone(),
+        );
+        let step_downs = Counter::default();
+        registry.register(
+            "health_step_downs",
+            "Times this replica stepped down because its child failed its health checks",
+            step_downs.clone(),
+        );
+        HealthMetrics {
+            checks,
+            consecutive_failures,
+            step_downs,
+        }
+    }
 }
 
 impl Status {
@@ -43,6 +93,7 @@ struct Metrics {
     child_restarts: Counter,
     last_exit_code: Gauge,
     election_wait: Histogram,
+    health: HealthMetrics,
 }
 
 /// Shared by the leadership loop, the keepalive task and the HTTP server.
@@ -109,6 +160,7 @@ impl Observer {
             "Time from joining the election to leading",
             election_wait.clone(),
         );
+        let health = HealthMetrics::register(&mut registry);
         Observer {
             id,
             election,
@@ -119,6 +171,7 @@ impl Observer {
                 safe_until: None,
                 last_transition: None,
                 became_standby: None,
+                health: None,
             }),
             metrics: Mutex::new(Metrics {
                 registry,
@@ -130,6 +183,7 @@ impl Observer {
                 child_restarts,
                 last_exit_code,
                 election_wait,
+                health,
             }),
         }
     }
@@ -160,6 +214,9 @@ impl Observer {
                     }
                 }
                 _ => {}
+            }
+            if matches!(phase, Phase::Leading { .. } | Phase::Standby { .. }) {
+                st.health = None; // a new child, or none: the last result was of another one
             }
             st.last_transition = Some((name, why.clone(), now));
             st.phase = phase.clone();
@@ -195,6 +252,37 @@ impl Observer {
         } else {
             tracing::info!(role, id, election, key, revision, lease = %lease, pid, "{role}: {why}");
         }
+    }
+
+    /// A health check of the child ended.
+    pub fn health_checked(&self, report: &Report) {
+        let healthy = matches!(report.outcome, Outcome::Healthy);
+        self.status.lock().expect("status lock").health = Some(HealthView {
+            healthy,
+            consecutive_failures: report.failures,
+            retries: report.retries,
+            last: match &report.outcome {
+                Outcome::Healthy => "healthy".into(),
+                Outcome::Failed(why) => why.clone(),
+            },
+            checked_at: BootInstant::now(),
+            took: report.took,
+        });
+        let m = self.metrics.lock().expect("metrics lock");
+        let result = if healthy { "healthy" } else { "unhealthy" };
+        m.health
+            .checks
+            .get_or_create(&vec![("result".to_owned(), result.to_owned())])
+            .inc();
+        m.health
+            .consecutive_failures
+            .set(i64::from(report.failures));
+    }
+
+    /// The leader steps down because its child failed its health checks.
+    pub fn health_step_down(&self) {
+        let m = self.metrics.lock().expect("metrics lock");
+        m.health.step_downs.inc();
     }
 
     pub fn child_exited(&self, code: i32, restarting: bool) {

@@ -18,8 +18,9 @@
 
 use std::ffi::OsString;
 use std::io;
+use std::os::fd::OwnedFd;
 use std::os::unix::process::CommandExt;
-use std::process::Command;
+use std::process::{Command, Stdio};
 
 use crate::config::CommandSpec;
 use crate::exit_code;
@@ -128,7 +129,44 @@ pub fn spawn(
     hand_terminal: bool,
 ) -> Result<libc::pid_t, SpawnError> {
     let mut cmd = Command::new(&spec.program);
-    cmd.args(&spec.args).process_group(0);
+    cmd.args(&spec.args);
+    clean_slate(&mut cmd, extra_env, hand_terminal);
+    match cmd.spawn() {
+        Ok(child) => Ok(child.id() as libc::pid_t),
+        Err(source) => Err(SpawnError {
+            program: spec.program.clone(),
+            source,
+        }),
+    }
+}
+
+/// Forks and execs a health check, `/bin/sh -c CHECK`, with the child's environment, in a process
+/// group of its own (so it and whatever it started can be killed as one), stdin from /dev/null and
+/// stdout and stderr into `output`. Never given the terminal.
+pub fn spawn_check(
+    check: &str,
+    extra_env: &[(String, String)],
+    output: OwnedFd,
+) -> Result<libc::pid_t, SpawnError> {
+    let program = OsString::from("/bin/sh");
+    let mut cmd = Command::new(&program);
+    cmd.arg("-c").arg(check).stdin(Stdio::null());
+    let fail = |source| SpawnError {
+        program: program.clone(),
+        source,
+    };
+    cmd.stderr(Stdio::from(output.try_clone().map_err(fail)?));
+    cmd.stdout(Stdio::from(output));
+    clean_slate(&mut cmd, extra_env, false);
+    cmd.spawn()
+        .map(|child| child.id() as libc::pid_t)
+        .map_err(fail)
+}
+
+/// What every process we start gets: its own process group, `PR_SET_PDEATHSIG`, the signal state
+/// the user started us with, an environment without our service manager's and our own secrets.
+fn clean_slate(cmd: &mut Command, extra_env: &[(String, String)], hand_terminal: bool) {
+    cmd.process_group(0);
     for name in SCRUBBED {
         cmd.env_remove(name);
     }
@@ -166,12 +204,5 @@ pub fn spawn(
             }
             Ok(())
         });
-    }
-    match cmd.spawn() {
-        Ok(child) => Ok(child.id() as libc::pid_t),
-        Err(source) => Err(SpawnError {
-            program: spec.program.clone(),
-            source,
-        }),
     }
 }

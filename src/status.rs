@@ -11,7 +11,7 @@ use etcd_client::Client;
 
 use crate::cli::{EtcdArgs, OutputFormat, StatusArgs};
 use crate::config::{etcd_config, validate_election, validate_prefix, ConfigError};
-use crate::election::{Candidate, Election, Queue};
+use crate::election::{Candidate, Election, HealthRecord, Queue};
 use crate::etcd::{Connector, EtcdError};
 use crate::exit_code;
 use crate::signals;
@@ -64,11 +64,18 @@ impl Target {
         Err(last)
     }
 
-    /// The queue, read on any endpoint.
+    /// The queue and the leader's health result, read on any endpoint.
     pub async fn queue(&self) -> Result<Queue, EtcdError> {
         let election = &self.election;
-        self.read(|mut c| async move { election.queue(&mut c).await })
-            .await
+        self.read(|mut c| async move {
+            let mut queue = election.queue(&mut c).await?;
+            if let Some(key) = queue.leader().map(|l| l.key.clone()) {
+                // Only shown: a leader without a check, or a role that may not read it, shows none.
+                queue.health = election.health(&mut c, &key).await.unwrap_or(None);
+            }
+            Ok(queue)
+        })
+        .await
     }
 }
 
@@ -184,7 +191,22 @@ pub fn render_text(name: &str, queue: &Queue) -> String {
             c.revision
         );
     }
+    if let Some(h) = &queue.health {
+        out += &format!("health:     {}\n", health_text(h));
+    }
     out
+}
+
+/// The leader's health in one phrase.
+fn health_text(h: &HealthRecord) -> String {
+    if h.healthy {
+        "healthy".into()
+    } else {
+        format!(
+            "failing ({} of {} failures before stepping down): {}",
+            h.consecutive_failures, h.retries, h.last
+        )
+    }
 }
 
 fn candidate_json(c: &Candidate) -> serde_json::Value {
@@ -205,6 +227,14 @@ fn json_of(name: &str, prefix: &str, queue: &Queue) -> serde_json::Value {
     let leader = queue.leader().map(|l| {
         let mut v = candidate_json(l);
         v["fencing_revision"] = l.revision.into();
+        v["health"] = queue.health.as_ref().map_or(serde_json::Value::Null, |h| {
+            serde_json::json!({
+                "healthy": h.healthy,
+                "consecutive_failures": h.consecutive_failures,
+                "retries": h.retries,
+                "last": h.last,
+            })
+        });
         v
     });
     serde_json::json!({
@@ -251,6 +281,7 @@ mod tests {
         Queue {
             revision: 20,
             candidates: vec![c("", 0xa1, 5), c("b", 0xb2, 9), c("c", 0xc3, 12)],
+            health: None,
         }
     }
 
@@ -271,6 +302,7 @@ mod tests {
         let none = Queue {
             revision: 3,
             candidates: vec![],
+            health: None,
         };
         assert_eq!(
             render_text("app", &none),
@@ -300,10 +332,37 @@ mod tests {
         let none = Queue {
             revision: 3,
             candidates: vec![],
+            health: None,
         };
         let v = json_of("app", "/p", &none);
         assert!(v["leader"].is_null());
         assert_eq!(v["candidates"].as_array().unwrap().len(), 0);
+    }
+
+    #[test]
+    fn the_leaders_health_is_shown_when_it_runs_a_check() {
+        let mut q = queue();
+        assert!(!render_text("app", &q).contains("health:"));
+        assert!(json_of("app", "/p", &q)["leader"]["health"].is_null());
+        q.health = Some(HealthRecord {
+            id: "".into(),
+            key: "/singleton-exec/app/a1".into(),
+            revision: 5,
+            healthy: false,
+            consecutive_failures: 2,
+            retries: 3,
+            last: "exited with status 1: db down".into(),
+        });
+        let text = render_text("app", &q);
+        assert!(
+            text.ends_with(
+                "health:     failing (2 of 3 failures before stepping down): exited with status 1: db down\n"
+            ),
+            "{text}"
+        );
+        let v = json_of("app", "/p", &q);
+        assert_eq!(v["leader"]["health"]["consecutive_failures"], 2);
+        assert_eq!(v["leader"]["health"]["healthy"], false);
     }
 
     #[test]
@@ -323,6 +382,7 @@ mod tests {
         let none = Queue {
             revision: 1,
             candidates: vec![],
+            health: None,
         };
         assert_eq!(
             change_line(OutputFormat::Text, "app", "/p", &none),

@@ -30,6 +30,7 @@ use crate::clock::BootInstant;
 use crate::config::CommandSpec;
 use crate::exit_code::ChildStatus;
 use crate::guard::Guard;
+use crate::health::CheckExit;
 use crate::lifecycle::StopReason;
 use crate::process_tree;
 use crate::signals;
@@ -60,6 +61,17 @@ pub enum Request {
     Extend(LeaseDeadline),
     /// Begin the stop sequence now (or, for a known loss of leadership, kill at once).
     Stop(StopReason),
+    /// Run a health check (`/bin/sh -c command`) while the child runs: killed with its process
+    /// group after `timeout`, when it ends, or when the stop sequence begins. Answered with
+    /// [`Event::CheckEnded`] carrying the same `id`.
+    Check {
+        id: u64,
+        command: String,
+        env: Vec<(String, String)>,
+        /// Becomes the check's stdout and stderr.
+        output: OwnedFd,
+        timeout: Duration,
+    },
 }
 
 /// What the process thread reports.
@@ -81,6 +93,11 @@ pub enum Event {
     Stopping {
         reason: StopReason,
         kill_in: Duration,
+    },
+    /// A health check requested with [`Request::Check`] ended.
+    CheckEnded {
+        id: u64,
+        exit: CheckExit,
     },
     /// The main child was reaped and no process of its tree is left. `reason` is why the stop
     /// sequence began, or `ChildExited` if the child ended by itself.
@@ -159,6 +176,7 @@ impl Supervisor {
             is_pid1: std::process::id() == 1,
             shutdown: None,
             tree: None,
+            check: None,
             guard,
         };
         let thread = std::thread::Builder::new()
@@ -293,7 +311,17 @@ struct Owner {
     /// A shutdown signal arrived: no child is started again.
     shutdown: Option<libc::c_int>,
     tree: Option<Tree>,
+    /// The health check in flight, if any; only while the child runs.
+    check: Option<CheckProcess>,
     guard: Option<Guard>,
+}
+
+/// A running health check: its own process group (pgid == pid), unreaped until it ends.
+struct CheckProcess {
+    id: u64,
+    pid: libc::pid_t,
+    timeout_at: BootInstant,
+    timed_out: bool,
 }
 
 impl Owner {
@@ -307,6 +335,7 @@ impl Owner {
             self.poll();
             // Deadlines first: the fail-closed path never waits behind anything else.
             self.enforce_deadlines();
+            self.enforce_check_timeout();
             self.read_signals();
             self.forward_sent_faults();
             if !self.handle_requests() && self.tree.is_none() {
@@ -452,6 +481,99 @@ impl Owner {
                 }
             }
             Request::Stop(reason) => self.begin_stop(reason),
+            Request::Check {
+                id,
+                command,
+                env,
+                output,
+                timeout,
+            } => self.start_check(id, &command, &env, output, timeout),
+        }
+    }
+
+    /// Forks a health check, only while the main child runs and no stop has begun.
+    fn start_check(
+        &mut self,
+        id: u64,
+        command: &str,
+        env: &[(String, String)],
+        output: OwnedFd,
+        timeout: Duration,
+    ) {
+        let running = matches!(
+            &self.tree,
+            Some(Tree {
+                main: Main::Running { .. },
+                stop: Stop::NotBegun { .. },
+                ..
+            })
+        );
+        let refused = match () {
+            _ if self.check.is_some() => Some("a check is still running"),
+            _ if !running || self.shutdown.is_some() => Some("the child is not running"),
+            _ => None,
+        };
+        if let Some(why) = refused {
+            self.emit(Event::CheckEnded {
+                id,
+                exit: CheckExit::NotRun(why.into()),
+            });
+            return;
+        }
+        match spawn::spawn_check(command, env, output) {
+            Ok(pid) => {
+                self.check = Some(CheckProcess {
+                    id,
+                    pid,
+                    timeout_at: BootInstant::now() + timeout,
+                    timed_out: false,
+                })
+            }
+            Err(e) => self.emit(Event::CheckEnded {
+                id,
+                exit: CheckExit::SpawnFailed(e.to_string()),
+            }),
+        }
+    }
+
+    /// Kills a health check that ran past its timeout, with its process group.
+    fn enforce_check_timeout(&mut self) {
+        if let Some(c) = &mut self.check {
+            if !c.timed_out && c.timeout_at.has_passed() {
+                c.timed_out = true;
+                // SAFETY: the check is unreaped, so its group id cannot have been reused.
+                unsafe { libc::killpg(c.pid, libc::SIGKILL) };
+            }
+        }
+    }
+
+    /// Kills the health check's process group if its leader has exited (a zombie still holds the
+    /// group id, so the id cannot name another group): nothing a check started is left behind.
+    /// Called before reaping.
+    fn kill_ended_check_group(&self) {
+        let Some(c) = &self.check else { return };
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        // SAFETY: waitid on one pid without reaping it (WNOWAIT), non-blocking.
+        let r = unsafe {
+            libc::waitid(
+                libc::P_PID,
+                c.pid as libc::id_t,
+                &mut info,
+                libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
+            )
+        };
+        // SAFETY: si_pid is valid for a waitid result; 0 means the check has not ended.
+        if r == 0 && unsafe { info.si_pid() } == c.pid {
+            // SAFETY: the check's leader is a zombie, not reaped: its group id is still its own.
+            unsafe { libc::killpg(c.pid, libc::SIGKILL) };
+        }
+    }
+
+    /// A stop began: the check has nothing left to say. Killed with its group, reaped as usual.
+    fn kill_check(&mut self) {
+        if let Some(c) = &self.check {
+            // SAFETY: the check is unreaped, so its group id cannot have been reused.
+            unsafe { libc::killpg(c.pid, libc::SIGKILL) };
         }
     }
 
@@ -500,6 +622,7 @@ impl Owner {
     /// at the earlier of grace and the lease's kill deadline. When leadership is known to be lost
     /// (another replica may already lead), SIGKILL at once. Signals first, log afterwards.
     fn begin_stop(&mut self, reason: StopReason) {
+        self.kill_check();
         let now = BootInstant::now();
         let grace = self.settings.grace;
         let Some(tree) = &mut self.tree else { return };
@@ -592,7 +715,17 @@ impl Owner {
 
     fn arm_timer(&self) {
         let mut spec: libc::itimerspec = unsafe { std::mem::zeroed() };
-        if let Some(at) = self.tree.as_ref().map(Tree::next_wake) {
+        let check = self
+            .check
+            .as_ref()
+            .filter(|c| !c.timed_out)
+            .map(|c| c.timeout_at);
+        let tree = self.tree.as_ref().map(Tree::next_wake);
+        let next = match (tree, check) {
+            (Some(t), Some(c)) => Some(t.min(c)),
+            (t, c) => t.or(c),
+        };
+        if let Some(at) = next {
             let nanos = at.as_nanos();
             // An all-zero it_value disarms the timer, so an instant at 0 is nudged forward.
             spec.it_value.tv_sec = (nanos / 1_000_000_000) as _;
@@ -611,6 +744,7 @@ impl Owner {
 
     /// Reaps every child that has ended; notices when the tree is gone.
     fn reap(&mut self) {
+        self.kill_ended_check_group();
         let any_left = loop {
             let mut status = 0;
             // SAFETY: waitpid on any child, non-blocking; stopped children are reported too.
@@ -704,6 +838,15 @@ impl Owner {
     }
 
     fn on_reaped(&mut self, pid: libc::pid_t, how: ChildStatus) {
+        if let Some(c) = self.check.take_if(|c| c.pid == pid) {
+            let exit = if c.timed_out {
+                CheckExit::TimedOut
+            } else {
+                CheckExit::Exited(how)
+            };
+            self.emit(Event::CheckEnded { id: c.id, exit });
+            return;
+        }
         let Some(tree) = &mut self.tree else {
             tracing::debug!(pid, status = %how, "reaped an orphan");
             return;

@@ -9,7 +9,8 @@
 //! Every replica's stderr is a pipe that a test thread copies into its log, so a fault can stop
 //! reading it. By default the cluster runs with authentication and a 2 s token TTL, so tokens expire
 //! all the time (`CHAOS_AUTH=0`: no authentication). In a third of the rounds (always for
-//! `SignalDuringStop`) the children ignore SIGTERM, so every stop lasts the whole grace.
+//! `SignalDuringStop`) the children ignore SIGTERM, so every stop lasts the whole grace. Every leader
+//! runs a health check of its child (a shell every 300 ms), which `ChildWedges` makes fail.
 //!
 //! A failure (an overlap, a leaderless gap over its bound, a replica that exits on its own, ...) is
 //! recorded with its round, fault and the replicas' log tails, and the run goes on; the test fails at
@@ -87,9 +88,12 @@ enum Fault {
     OperatorDeletesKey,
     /// SIGTERM or SIGINT to the leader while it stops its child (cut off, child ignoring SIGTERM).
     SignalDuringStop,
+    /// The leader's child wedges: alive, but its health check fails from now on. The leader steps
+    /// down (stop, grace, SIGKILL, revoke) and a standby's child takes over.
+    ChildWedges,
 }
 
-const FAULTS: [Fault; 12] = [
+const FAULTS: [Fault; 13] = [
     Fault::SigtermLeader,
     Fault::SigkillLeader,
     Fault::PartitionLeader,
@@ -102,6 +106,7 @@ const FAULTS: [Fault; 12] = [
     Fault::SlowThenCut,
     Fault::OperatorDeletesKey,
     Fault::SignalDuringStop,
+    Fault::ChildWedges,
 ];
 
 impl Fault {
@@ -131,6 +136,9 @@ impl Fault {
             // grace: someone else may win now); the standbys see the deletion too and campaign again.
             // Allow a grace in case the child gets one, and 3 s for the new campaign and python.
             Fault::OperatorDeletesKey => Duration::from_secs(3) + GRACE,
+            // A step-down: the stop (with its grace if SIGTERM is ignored), the revoke, the new
+            // child, as SigtermLeader.
+            Fault::ChildWedges => Duration::from_secs(2) + grace,
             _ => ttl + held + Duration::from_secs(10) + grace,
         }
     }
@@ -151,6 +159,7 @@ impl Fault {
 #[derive(Debug, Clone)]
 struct Start {
     id: String,
+    revision: i64,
     pid: i32,
     boot_ns: u128,
     overlap: usize,
@@ -165,6 +174,7 @@ fn starts(dir: &Path) -> Vec<Start> {
             let f: Vec<&str> = l.split_whitespace().collect();
             Some(Start {
                 id: f.get(1)?.to_string(),
+                revision: f.get(2)?.parse().ok()?,
                 pid: f.get(3)?.parse().ok()?,
                 boot_ns: f.get(4)?.parse().ok()?,
                 overlap: f.get(5)?.strip_prefix("overlap=")?.parse().ok()?,
@@ -357,7 +367,21 @@ impl Chaos {
                 .env("SINGLETON_EXEC_PASSWORD", USER_PW);
         }
         let worker = program("worker.py");
+        // Every leader checks its child; `ChildWedges` makes the check of one leadership (by its
+        // fencing revision) fail from then on.
+        let check = format!(
+            "test ! -e {}/wedged-$SINGLETON_EXEC_REVISION",
+            dir.display()
+        );
         cmd.args([
+            "--health-cmd",
+            &check,
+            "--health-interval",
+            "300ms",
+            "--health-timeout",
+            "300ms",
+            "--health-retries",
+            "2",
             "--election",
             "chaos",
             "--ttl",
@@ -776,6 +800,10 @@ fn chaos_no_two_children_ever_run_at_once() {
                 c.wait_running(Some(before.pid), round, fault);
                 c.slots[leader].cut(false);
                 c.slots[leader].set_delay(Duration::ZERO);
+            }
+            Fault::ChildWedges => {
+                std::fs::write(c.dir().join(format!("wedged-{}", before.revision)), "").unwrap();
+                c.wait_running(Some(before.pid), round, fault);
             }
             Fault::OperatorDeletesKey => {
                 let m = rng.below(3) as usize;

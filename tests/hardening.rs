@@ -15,8 +15,9 @@ use std::time::{Duration, Instant};
 
 use crate::support::etcd::Options;
 use crate::support::proxy::FaultProxy;
+use crate::support::worker::{assert_no_overlap, events, starts};
 use crate::support::{
-    alive, bin, free_port, program, spawn_with_deathsig, wait_for, EtcdCluster, Replica,
+    alive, bin, free_port, http, program, spawn_with_deathsig, wait_for, EtcdCluster, Replica,
 };
 
 const LONG: Duration = Duration::from_secs(30);
@@ -24,42 +25,6 @@ const LONG: Duration = Duration::from_secs(30);
 // ---------------------------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------------------------
-
-#[derive(Debug, Clone)]
-struct Ev {
-    kind: String,
-    id: String,
-    pid: i32,
-    overlap: usize,
-}
-
-/// The lines the workers appended to DIR/events.log.
-fn events(dir: &Path) -> Vec<Ev> {
-    std::fs::read_to_string(dir.join("events.log"))
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            Some(Ev {
-                kind: f.first()?.to_string(),
-                id: f.get(1)?.to_string(),
-                pid: f.get(3)?.parse().ok()?,
-                overlap: f
-                    .get(5)
-                    .and_then(|o| o.strip_prefix("overlap="))
-                    .and_then(|n| n.parse().ok())
-                    .unwrap_or(0),
-            })
-        })
-        .collect()
-}
-
-fn starts(dir: &Path) -> Vec<Ev> {
-    events(dir)
-        .into_iter()
-        .filter(|e| e.kind == "start")
-        .collect()
-}
 
 fn wait_starts(dir: &Path, n: usize, timeout: Duration, what: impl FnOnce() -> String) {
     wait_for(
@@ -72,14 +37,6 @@ fn wait_starts(dir: &Path, n: usize, timeout: Duration, what: impl FnOnce() -> S
                 what()
             )
         },
-    );
-}
-
-fn assert_no_overlap(dir: &Path) {
-    let evs = events(dir);
-    assert!(
-        evs.iter().all(|e| e.overlap == 0),
-        "two children ran at once: {evs:?}"
     );
 }
 
@@ -276,32 +233,6 @@ fn hold(d: Duration, mut ok: impl FnMut() -> bool, what: impl Fn() -> String) {
         std::thread::sleep(Duration::from_millis(50));
     }
     assert!(ok(), "{}", what());
-}
-
-/// One HTTP/1.1 request; returns (status, body). Status 0 if nothing answered.
-fn http(method: &str, port: u16, path: &str) -> (u16, String) {
-    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
-        return (0, String::new());
-    };
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    let req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
-    );
-    if s.write_all(req.as_bytes()).is_err() {
-        return (0, String::new());
-    }
-    let mut resp = String::new();
-    let _ = s.read_to_string(&mut resp);
-    let status = resp
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = resp
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    (status, body)
 }
 
 /// Sets a resource limit in the child before exec.

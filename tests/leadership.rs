@@ -9,41 +9,10 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::support::proxy::FaultProxy;
+use crate::support::worker::{assert_no_overlap, events, starts};
 use crate::support::{alive, bin, boot_ns, program, wait_for, EtcdCluster, Replica};
 
 const LONG: Duration = Duration::from_secs(30);
-
-#[derive(Debug, Clone)]
-struct Ev {
-    kind: String,
-    id: String,
-    revision: i64,
-    pid: i32,
-    boot_ns: u128,
-    overlap: usize,
-}
-
-fn events(dir: &Path) -> Vec<Ev> {
-    std::fs::read_to_string(dir.join("events.log"))
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            Some(Ev {
-                kind: f.first()?.to_string(),
-                id: f.get(1)?.to_string(),
-                revision: f.get(2)?.parse().ok()?,
-                pid: f.get(3)?.parse().ok()?,
-                boot_ns: f.get(4)?.parse().ok()?,
-                overlap: f
-                    .get(5)
-                    .and_then(|o| o.strip_prefix("overlap="))
-                    .and_then(|n| n.parse().ok())
-                    .unwrap_or(0),
-            })
-        })
-        .collect()
-}
 
 /// The lines a child appended to `file` so far.
 fn lines(file: &Path) -> Vec<String> {
@@ -51,13 +20,6 @@ fn lines(file: &Path) -> Vec<String> {
         .unwrap_or_default()
         .lines()
         .map(str::to_owned)
-        .collect()
-}
-
-fn starts(dir: &Path) -> Vec<Ev> {
-    events(dir)
-        .into_iter()
-        .filter(|e| e.kind == "start")
         .collect()
 }
 
@@ -90,14 +52,6 @@ fn leader_index(rs: &[Replica], dir: &Path) -> usize {
     rs.iter()
         .position(|r| r.name == last.id)
         .expect("leader replica")
-}
-
-fn assert_no_overlap(dir: &Path) {
-    let evs = events(dir);
-    assert!(
-        evs.iter().all(|e| e.overlap == 0),
-        "two children ran at once: {evs:?}"
-    );
 }
 
 #[test]

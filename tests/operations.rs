@@ -1,42 +1,15 @@
 //! Operations: the HTTP endpoints as leader and as standby, stepping down, the systemd notify
 //! protocol, and metrics that a Prometheus parser accepts.
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::os::unix::net::UnixDatagram;
 use std::process::Command;
 use std::time::Duration;
 
-use crate::support::{bin, free_port, wait_for, EtcdCluster, Replica};
+use crate::support::{bin, free_port, http, wait_for, EtcdCluster, Replica};
 
 const LONG: Duration = Duration::from_secs(30);
 
 /// One HTTP/1.1 request; returns (status, body). Status 0 if nothing answered.
-fn http(method: &str, port: u16, path: &str) -> (u16, String) {
-    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
-        return (0, String::new());
-    };
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    let req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
-    );
-    if s.write_all(req.as_bytes()).is_err() {
-        return (0, String::new());
-    }
-    let mut resp = String::new();
-    let _ = s.read_to_string(&mut resp);
-    let status = resp
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = resp
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    (status, body)
-}
-
 fn start(name: &str, etcd: &EtcdCluster, port: u16, election: &str) -> Replica {
     Replica::start(
         name,

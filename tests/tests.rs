@@ -7,6 +7,7 @@ mod cli;
 mod containers;
 mod hardening;
 mod harness;
+mod health;
 mod interop;
 mod leadership;
 mod operations;

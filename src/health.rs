@@ -1,0 +1,759 @@
+//! Health-gated leadership: the leader checks its child, and a child that stops working (alive but
+//! wedged) makes the leader step down, so a standby with a working child takes over.
+//!
+//! What lives here: the check's settings ([`HealthConfig`], validated from the `--health-*`
+//! options), the pure bookkeeping of consecutive failures and the start period ([`Tracker`], table
+//! tested), the schedule of checks ([`Schedule`]), the HTTP check ([`http_check`]) and the output
+//! pipe of a command check ([`output_pipe`]).
+//!
+//! Invariants:
+//! * a check never runs in the process thread's way: a command check is forked by the process
+//!   thread (the only reaper) in its own process group with its own timeout enforced there, killed
+//!   with its whole group when it ends or times out, and killed at once when the stop sequence
+//!   begins; an HTTP check is a task with a timeout. Neither can delay the fail-closed deadline or a
+//!   keepalive;
+//! * at most one check is in flight; checks start on a fixed tick (`interval` after the child
+//!   started, then every `interval`), and `timeout <= interval`, so a wedged leader keeps its
+//!   leadership at most `start_period + interval × retries + timeout + grace` ([`HealthConfig::worst_case`]).
+
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::time::Duration;
+
+use tokio::io::AsyncReadExt;
+use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use crate::exit_code::ChildStatus;
+
+/// What a check does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Check {
+    /// `/bin/sh -c CMD`; exit status 0 is healthy.
+    Command(String),
+    /// HTTP GET; a 2xx answer is healthy.
+    Url(HttpTarget),
+}
+
+/// A validated `http://host[:port]/path` URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpTarget {
+    pub url: String,
+    /// `host:port` to connect to.
+    pub connect: String,
+    /// The `Host` header.
+    pub host: String,
+    /// Path and query.
+    pub path: String,
+}
+
+/// The `--health-*` options, validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthConfig {
+    pub check: Check,
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub retries: u32,
+    pub start_period: Duration,
+}
+
+impl HealthConfig {
+    /// Validates the options: `Ok(None)` when no check was asked for.
+    pub fn new(
+        cmd: Option<String>,
+        url: Option<String>,
+        interval: Duration,
+        timeout: Duration,
+        retries: u32,
+        start_period: Duration,
+    ) -> Result<Option<HealthConfig>, String> {
+        let check = match (cmd, url) {
+            (None, None) => return Ok(None),
+            (Some(_), Some(_)) => {
+                return Err("--health-cmd and --health-url cannot be used together".into())
+            }
+            (Some(c), None) if c.trim().is_empty() => {
+                return Err("--health-cmd is empty".into());
+            }
+            (Some(c), None) => Check::Command(c),
+            (None, Some(u)) => Check::Url(parse_url(&u)?),
+        };
+        if interval < Duration::from_millis(100) {
+            return Err(format!(
+                "--health-interval {} is too short: at least 100ms",
+                humantime::format_duration(interval)
+            ));
+        }
+        if timeout.is_zero() || timeout > interval {
+            return Err(format!(
+                "--health-timeout {} must be more than 0 and at most --health-interval {}, so \
+                 checks never overlap and a wedged leader is found in a bounded time",
+                humantime::format_duration(timeout),
+                humantime::format_duration(interval)
+            ));
+        }
+        if retries == 0 {
+            return Err("--health-retries must be at least 1".into());
+        }
+        Ok(Some(HealthConfig {
+            check,
+            interval,
+            timeout,
+            retries,
+            start_period,
+        }))
+    }
+
+    /// How long a leader whose child wedged can keep leadership: the start period, `retries` checks
+    /// on the `interval` tick, the last one running to its `timeout`, then the stop's `grace`.
+    pub fn worst_case(&self, grace: Duration) -> Duration {
+        self.start_period + self.interval * self.retries + self.timeout + grace
+    }
+
+    /// What the start-up log shows.
+    pub fn describe(&self) -> String {
+        let what = match &self.check {
+            Check::Command(c) => format!("cmd {c:?}"),
+            Check::Url(t) => format!("url {}", t.url),
+        };
+        format!(
+            "{what} interval={} timeout={} retries={} start_period={}",
+            humantime::format_duration(self.interval),
+            humantime::format_duration(self.timeout),
+            self.retries,
+            humantime::format_duration(self.start_period)
+        )
+    }
+}
+
+/// Parses `http://host[:port][/path]`. Only plain HTTP: a health endpoint is the app's own,
+/// normally on loopback; a check through TLS would need certificates the app's probe rarely has.
+pub fn parse_url(s: &str) -> Result<HttpTarget, String> {
+    let bad = |why: &str| format!("--health-url {s:?}: {why}");
+    let rest = s
+        .strip_prefix("http://")
+        .ok_or_else(|| bad("use an http:// URL (https is not supported for health checks)"))?;
+    let (authority, path) = match rest.find(['/', '?']) {
+        Some(i) if rest[i..].starts_with('/') => (&rest[..i], rest[i..].to_string()),
+        Some(i) => (&rest[..i], format!("/{}", &rest[i..])),
+        None => (rest, "/".to_string()),
+    };
+    if authority.is_empty() || authority.contains('@') {
+        return Err(bad(
+            "give a host (and no user info), e.g. http://127.0.0.1:8080/healthz",
+        ));
+    }
+    if path.chars().any(|c| c.is_whitespace() || c.is_control()) || path.contains('#') {
+        return Err(bad("the path has spaces, control characters or a fragment"));
+    }
+    // The port is after the last ':' unless that is inside an IPv6 literal's brackets.
+    let (host, port) = match authority.rfind(':') {
+        Some(i) if !authority[i..].contains(']') => {
+            let port: u16 = authority[i + 1..]
+                .parse()
+                .map_err(|_| bad("the port is not a number from 1 to 65535"))?;
+            (&authority[..i], port)
+        }
+        _ => (authority, 80),
+    };
+    if host.is_empty() || port == 0 {
+        return Err(bad("give a host and a port from 1 to 65535"));
+    }
+    Ok(HttpTarget {
+        url: s.to_string(),
+        connect: format!("{host}:{port}"),
+        host: authority.to_string(),
+        path,
+    })
+}
+
+/// How a health check process ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CheckExit {
+    Exited(ChildStatus),
+    /// Killed (with its process group) at its timeout.
+    TimedOut,
+    /// Not started because no child runs, a stop has begun or a check is in flight: no result.
+    NotRun(String),
+    /// The fork or exec failed (counts as a failed check).
+    SpawnFailed(String),
+}
+
+/// The result of one check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Healthy,
+    /// Unhealthy, and why: the exit status and the end of the output, the HTTP status, a timeout.
+    Failed(String),
+}
+
+/// What one result means for the leader.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Healthy,
+    /// A failure during the start period: not counted.
+    Ignored,
+    /// `n` consecutive failures, fewer than `retries`.
+    Failing(u32),
+    /// `n` consecutive failures, at least `retries`: step down.
+    Unhealthy(u32),
+}
+
+/// Consecutive failures and the start period of one child. Pure: fed results and the time since
+/// the child started, it says what each result means.
+#[derive(Debug, Clone)]
+pub struct Tracker {
+    retries: u32,
+    start_period: Duration,
+    /// Set by the first success or by the end of the start period, whichever comes first (as
+    /// Docker does: once a check passed, failures count even within the start period).
+    started: bool,
+    failures: u32,
+}
+
+impl Tracker {
+    pub fn new(cfg: &HealthConfig) -> Tracker {
+        Tracker {
+            retries: cfg.retries,
+            start_period: cfg.start_period,
+            started: cfg.start_period.is_zero(),
+            failures: 0,
+        }
+    }
+
+    /// Records a check that began `began_after` the child started.
+    pub fn record(&mut self, outcome: &Outcome, began_after: Duration) -> Verdict {
+        if matches!(outcome, Outcome::Healthy) {
+            self.started = true;
+            self.failures = 0;
+            return Verdict::Healthy;
+        }
+        if !self.started && began_after < self.start_period {
+            return Verdict::Ignored;
+        }
+        self.started = true;
+        self.failures = self.failures.saturating_add(1);
+        if self.failures >= self.retries {
+            Verdict::Unhealthy(self.failures)
+        } else {
+            Verdict::Failing(self.failures)
+        }
+    }
+
+    pub fn failures(&self) -> u32 {
+        self.failures
+    }
+}
+
+/// When checks start: on a fixed tick from the child's start, skipping ticks that passed while a
+/// check was still in flight.
+#[derive(Debug, Clone, Copy)]
+pub struct Schedule {
+    pub child_started: Instant,
+    next: Instant,
+    interval: Duration,
+}
+
+impl Schedule {
+    pub fn new(child_started: Instant, interval: Duration) -> Schedule {
+        Schedule {
+            child_started,
+            next: child_started + interval,
+            interval,
+        }
+    }
+
+    pub fn next(&self) -> Instant {
+        self.next
+    }
+
+    /// A check starts now: the next one is due on the first tick after `now`.
+    pub fn advance(&mut self, now: Instant) {
+        while self.next <= now {
+            self.next += self.interval;
+        }
+    }
+}
+
+/// The first and last lines of a check's output kept for the log and `/status`.
+const OUTPUT_KEPT: usize = 4096;
+const DETAIL_CHARS: usize = 200;
+
+/// A pipe for a command check's stdout and stderr: `(read, write)`. The write end goes to the
+/// check (mapped by the process thread onto its stdout and stderr); both ends are close-on-exec,
+/// so no other process inherits them. Reading ends at EOF, which comes when the check's process
+/// group is killed.
+pub fn output_pipe() -> std::io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0; 2];
+    // SAFETY: pipe2 fills two fds, owned at once below.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: both fds were just created and are owned by nobody else.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+/// Reads a check's output until EOF (at most `OUTPUT_KEPT` bytes kept, the rest drained so the
+/// check never blocks on a full pipe), or until `within` passes.
+pub async fn collect_output(read: OwnedFd, within: Duration) -> String {
+    let Ok(mut rx) = tokio::net::unix::pipe::Receiver::from_owned_fd(read) else {
+        return String::new();
+    };
+    let mut kept = Vec::new();
+    let mut buf = [0u8; 1024];
+    let _ = tokio::time::timeout(within, async {
+        loop {
+            match rx.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    let room = OUTPUT_KEPT.saturating_sub(kept.len());
+                    kept.extend_from_slice(&buf[..n.min(room)]);
+                }
+            }
+        }
+    })
+    .await;
+    String::from_utf8_lossy(&kept).into_owned()
+}
+
+/// One line of detail from a check's output: its last non-empty line, shortened.
+pub fn last_line(output: &str) -> Option<String> {
+    let line = output
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| !l.is_empty())?;
+    let mut s: String = line.chars().take(DETAIL_CHARS).collect();
+    if line.chars().count() > DETAIL_CHARS {
+        s.push('…');
+    }
+    Some(s)
+}
+
+/// An HTTP GET of `target` within `timeout`: healthy on a 2xx status.
+pub async fn http_check(target: &HttpTarget, timeout: Duration) -> Outcome {
+    match tokio::time::timeout(timeout, get_status(target)).await {
+        Ok(Ok(status)) if (200..300).contains(&status) => Outcome::Healthy,
+        Ok(Ok(status)) => Outcome::Failed(format!("HTTP status {status}")),
+        Ok(Err(e)) => Outcome::Failed(e),
+        Err(_) => Outcome::Failed(format!(
+            "timed out after {}",
+            humantime::format_duration(timeout)
+        )),
+    }
+}
+
+async fn get_status(target: &HttpTarget) -> Result<u16, String> {
+    use http_body_util::Empty;
+    let stream = tokio::net::TcpStream::connect(&target.connect)
+        .await
+        .map_err(|e| format!("cannot connect to {}: {e}", target.connect))?;
+    let io = hyper_util::rt::TokioIo::new(stream);
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(io)
+        .await
+        .map_err(|e| format!("HTTP: {e}"))?;
+    let conn = tokio::spawn(conn);
+    let req = hyper::Request::get(target.path.as_str())
+        .header(hyper::header::HOST, target.host.as_str())
+        .header(hyper::header::USER_AGENT, "singleton-exec health check")
+        .header(hyper::header::CONNECTION, "close")
+        .body(Empty::<bytes::Bytes>::new())
+        .map_err(|e| format!("HTTP request: {e}"))?;
+    let answer = sender.send_request(req).await;
+    conn.abort();
+    answer
+        .map(|r| r.status().as_u16())
+        .map_err(|e| format!("HTTP: {e}"))
+}
+
+/// One check's result as the leader sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Report {
+    pub verdict: Verdict,
+    pub outcome: Outcome,
+    /// Consecutive failures counted so far.
+    pub failures: u32,
+    pub retries: u32,
+    pub took: Duration,
+}
+
+/// A command check the process thread is asked to run (see [`crate::supervisor::Request::Check`]).
+pub struct CheckRequest {
+    pub id: u64,
+    pub command: String,
+    pub output: OwnedFd,
+    pub timeout: Duration,
+}
+
+struct InFlight {
+    id: u64,
+    began: Instant,
+    /// Reads a command check's output; its result joins the exit status.
+    output: Option<JoinHandle<String>>,
+}
+
+/// Checks one child while it runs: says when the next check is due, starts it, turns what comes
+/// back into [`Report`]s. Owned by the leadership loop; dropping it abandons a check in flight (the
+/// process thread kills a command check when the stop begins).
+pub struct Monitor {
+    cfg: HealthConfig,
+    tracker: Tracker,
+    schedule: Schedule,
+    in_flight: Option<InFlight>,
+    next_id: u64,
+    results: UnboundedSender<(u64, Outcome)>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+/// Where a [`Monitor`]'s results arrive; kept apart so the loop can wait on it and on
+/// [`Monitor::due`] at once.
+pub type Results = UnboundedReceiver<(u64, Outcome)>;
+
+impl Monitor {
+    pub fn new(cfg: &HealthConfig, child_started: Instant) -> (Monitor, Results) {
+        let (results, rx) = unbounded_channel();
+        let monitor = Monitor {
+            cfg: cfg.clone(),
+            tracker: Tracker::new(cfg),
+            schedule: Schedule::new(child_started, cfg.interval),
+            in_flight: None,
+            next_id: 0,
+            results,
+            tasks: Vec::new(),
+        };
+        (monitor, rx)
+    }
+
+    /// Resolves when the next check should start (never while one is in flight).
+    pub async fn due(&self) {
+        if self.in_flight.is_some() {
+            return std::future::pending().await;
+        }
+        tokio::time::sleep_until(self.schedule.next()).await;
+    }
+
+    /// Starts the next check: an HTTP check runs here as a task; a command check is returned for
+    /// the process thread to fork.
+    pub fn start(&mut self) -> Option<CheckRequest> {
+        let now = Instant::now();
+        self.schedule.advance(now);
+        self.next_id += 1;
+        let id = self.next_id;
+        let timeout = self.cfg.timeout;
+        self.tasks.retain(|t| !t.is_finished());
+        match &self.cfg.check {
+            Check::Url(target) => {
+                let (target, tx) = (target.clone(), self.results.clone());
+                self.tasks.push(tokio::spawn(async move {
+                    let _ = tx.send((id, http_check(&target, timeout).await));
+                }));
+                self.in_flight = Some(InFlight {
+                    id,
+                    began: now,
+                    output: None,
+                });
+                None
+            }
+            Check::Command(command) => {
+                let (read, write) = match output_pipe() {
+                    Ok(p) => p,
+                    Err(e) => {
+                        let _ = self
+                            .results
+                            .send((id, Outcome::Failed(format!("cannot make a pipe: {e}"))));
+                        self.in_flight = Some(InFlight {
+                            id,
+                            began: now,
+                            output: None,
+                        });
+                        return None;
+                    }
+                };
+                // The output is read until the check's group is killed; bounded in case something
+                // that left the group keeps the pipe open.
+                let output = tokio::spawn(collect_output(read, timeout + Duration::from_secs(1)));
+                self.in_flight = Some(InFlight {
+                    id,
+                    began: now,
+                    output: Some(output),
+                });
+                Some(CheckRequest {
+                    id,
+                    command: command.clone(),
+                    output: write,
+                    timeout,
+                })
+            }
+        }
+    }
+
+    /// The process thread says how command check `id` ended; its result follows on [`Results`]
+    /// once its output is read.
+    pub fn check_ended(&mut self, id: u64, exit: CheckExit) {
+        let Some(flight) = self.in_flight.as_mut().filter(|f| f.id == id) else {
+            return;
+        };
+        let output = flight.output.take();
+        if let CheckExit::NotRun(why) = &exit {
+            // No result: the child is not running (its end is on the way) or a check overlapped.
+            tracing::debug!(%why, "health check not run");
+            self.in_flight = None;
+            return;
+        }
+        let (tx, timeout) = (self.results.clone(), self.cfg.timeout);
+        self.tasks.push(tokio::spawn(async move {
+            let text = match output {
+                Some(h) => tokio::time::timeout(Duration::from_millis(500), h)
+                    .await
+                    .ok()
+                    .and_then(Result::ok)
+                    .unwrap_or_default(),
+                None => String::new(),
+            };
+            let _ = tx.send((id, command_outcome(&exit, &text, timeout)));
+        }));
+    }
+
+    /// Records a result: `None` if it belongs to no check in flight (a stale one).
+    pub fn record(&mut self, id: u64, outcome: Outcome) -> Option<Report> {
+        let flight = self.in_flight.take_if(|f| f.id == id)?;
+        let began_after = flight
+            .began
+            .saturating_duration_since(self.schedule.child_started);
+        let verdict = self.tracker.record(&outcome, began_after);
+        Some(Report {
+            verdict,
+            outcome,
+            failures: self.tracker.failures(),
+            retries: self.cfg.retries,
+            took: flight.began.elapsed(),
+        })
+    }
+}
+
+impl Drop for Monitor {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+        if let Some(h) = self.in_flight.as_ref().and_then(|f| f.output.as_ref()) {
+            h.abort();
+        }
+    }
+}
+
+/// A command check's result from its exit and output.
+fn command_outcome(exit: &CheckExit, output: &str, timeout: Duration) -> Outcome {
+    let with_output = |what: String| match last_line(output) {
+        Some(line) => format!("{what}: {line}"),
+        None => what,
+    };
+    match exit {
+        CheckExit::Exited(ChildStatus::Exited(0)) => Outcome::Healthy,
+        CheckExit::Exited(status) => Outcome::Failed(with_output(status.to_string())),
+        CheckExit::TimedOut => Outcome::Failed(with_output(format!(
+            "timed out after {} (killed)",
+            humantime::format_duration(timeout)
+        ))),
+        CheckExit::SpawnFailed(e) | CheckExit::NotRun(e) => Outcome::Failed(e.clone()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(retries: u32, start_period_s: u64) -> HealthConfig {
+        HealthConfig {
+            check: Check::Command("true".into()),
+            interval: Duration::from_secs(10),
+            timeout: Duration::from_secs(5),
+            retries,
+            start_period: Duration::from_secs(start_period_s),
+        }
+    }
+
+    const OK: Outcome = Outcome::Healthy;
+    fn bad() -> Outcome {
+        Outcome::Failed("exit status 1".into())
+    }
+
+    /// Each row: retries, start period (s), then (healthy?, seconds since the child started,
+    /// expected verdict) in order.
+    #[test]
+    fn consecutive_failures_and_the_start_period() {
+        use Verdict::*;
+        type Row = (u32, u64, &'static [(bool, u64, Verdict)]);
+        let rows: &[Row] = &[
+            // Failures count up to retries; the retries-th is the step-down.
+            (
+                3,
+                0,
+                &[
+                    (false, 10, Failing(1)),
+                    (false, 20, Failing(2)),
+                    (false, 30, Unhealthy(3)),
+                ],
+            ),
+            // A success resets the count.
+            (
+                3,
+                0,
+                &[
+                    (false, 10, Failing(1)),
+                    (false, 20, Failing(2)),
+                    (true, 30, Healthy),
+                    (false, 40, Failing(1)),
+                ],
+            ),
+            // retries 1: the first failure.
+            (1, 0, &[(false, 10, Unhealthy(1))]),
+            // Failures within the start period are not counted; after it they are.
+            (
+                2,
+                25,
+                &[
+                    (false, 10, Ignored),
+                    (false, 20, Ignored),
+                    (false, 30, Failing(1)),
+                    (false, 40, Unhealthy(2)),
+                ],
+            ),
+            // A success ends the start period early: failures count from then on.
+            (
+                2,
+                60,
+                &[
+                    (true, 10, Healthy),
+                    (false, 20, Failing(1)),
+                    (false, 30, Unhealthy(2)),
+                ],
+            ),
+            // Past Unhealthy the count keeps growing (a restart under the same tracker never happens,
+            // but the verdict stays Unhealthy).
+            (
+                1,
+                0,
+                &[(false, 10, Unhealthy(1)), (false, 20, Unhealthy(2))],
+            ),
+        ];
+        for (retries, start, steps) in rows {
+            let mut t = Tracker::new(&cfg(*retries, *start));
+            for (i, (healthy, at, want)) in steps.iter().enumerate() {
+                let outcome = if *healthy { OK } else { bad() };
+                let got = t.record(&outcome, Duration::from_secs(*at));
+                assert_eq!(got, *want, "retries={retries} start={start} step {i}");
+            }
+        }
+    }
+
+    #[test]
+    fn the_worst_case_is_start_period_plus_retries_intervals_plus_timeout_plus_grace() {
+        let c = cfg(3, 7);
+        assert_eq!(
+            c.worst_case(Duration::from_secs(3)),
+            Duration::from_secs(7 + 30 + 5 + 3)
+        );
+    }
+
+    #[test]
+    fn options_are_validated() {
+        let s = Duration::from_secs;
+        let ok = |cmd: Option<&str>, url: Option<&str>, i, t, r| {
+            HealthConfig::new(
+                cmd.map(Into::into),
+                url.map(Into::into),
+                s(i),
+                s(t),
+                r,
+                s(0),
+            )
+        };
+        assert_eq!(ok(None, None, 10, 5, 3), Ok(None));
+        assert!(ok(Some("true"), None, 10, 5, 3).unwrap().is_some());
+        assert!(ok(Some("true"), None, 10, 10, 3).unwrap().is_some());
+        for (cmd, url, i, t, r, why) in [
+            (Some("true"), Some("http://a/"), 10, 5, 3, "together"),
+            (Some("  "), None, 10, 5, 3, "empty"),
+            (Some("true"), None, 10, 11, 3, "at most"),
+            (Some("true"), None, 10, 0, 3, "more than 0"),
+            (Some("true"), None, 10, 5, 0, "at least 1"),
+            (Some("true"), None, 0, 0, 3, "too short"),
+            (None, Some("https://a/"), 10, 5, 3, "http://"),
+        ] {
+            let e = ok(cmd, url, i, t, r).unwrap_err();
+            assert!(e.contains(why), "{e}");
+        }
+    }
+
+    #[test]
+    fn urls() {
+        let t = parse_url("http://127.0.0.1:8080/healthz?deep=1").unwrap();
+        assert_eq!(t.connect, "127.0.0.1:8080");
+        assert_eq!(t.host, "127.0.0.1:8080");
+        assert_eq!(t.path, "/healthz?deep=1");
+        let t = parse_url("http://localhost").unwrap();
+        assert_eq!((t.connect.as_str(), t.path.as_str()), ("localhost:80", "/"));
+        let t = parse_url("http://[::1]:9000/h").unwrap();
+        assert_eq!(t.connect, "[::1]:9000");
+        let t = parse_url("http://[::1]/h").unwrap();
+        assert_eq!(t.connect, "[::1]:80");
+        let t = parse_url("http://h?x=1").unwrap();
+        assert_eq!(t.path, "/?x=1");
+        for bad in [
+            "127.0.0.1:8080/healthz",
+            "https://h/",
+            "http://",
+            "http:///x",
+            "http://u@h/",
+            "http://h:0/",
+            "http://h:99999/",
+            "http://h:x/",
+            "http://h/a b",
+            "http://h/a#frag",
+        ] {
+            assert!(parse_url(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_schedule_ticks_from_the_child_start_and_skips_passed_ticks() {
+        let t0 = Instant::now();
+        let mut s = Schedule::new(t0, Duration::from_secs(10));
+        assert_eq!(s.next(), t0 + Duration::from_secs(10));
+        s.advance(t0 + Duration::from_secs(10));
+        assert_eq!(s.next(), t0 + Duration::from_secs(20));
+        s.advance(t0 + Duration::from_secs(35));
+        assert_eq!(s.next(), t0 + Duration::from_secs(40));
+    }
+
+    #[test]
+    fn command_results() {
+        let t = Duration::from_secs(5);
+        let ok = CheckExit::Exited(ChildStatus::Exited(0));
+        assert_eq!(command_outcome(&ok, "fine\n", t), Outcome::Healthy);
+        let bad = CheckExit::Exited(ChildStatus::Exited(1));
+        let Outcome::Failed(d) = command_outcome(&bad, "db: connection refused\n", t) else {
+            panic!()
+        };
+        assert!(
+            d.contains('1') && d.ends_with("db: connection refused"),
+            "{d}"
+        );
+        let Outcome::Failed(d) = command_outcome(&CheckExit::TimedOut, "", t) else {
+            panic!()
+        };
+        assert_eq!(d, "timed out after 5s (killed)");
+        let spawn = CheckExit::SpawnFailed("cannot run \"/bin/sh\"".into());
+        assert!(matches!(command_outcome(&spawn, "", t), Outcome::Failed(_)));
+    }
+
+    #[test]
+    fn the_detail_is_the_last_output_line_shortened() {
+        assert_eq!(last_line("a\nb\n\n  \n"), Some("b".into()));
+        assert_eq!(last_line(""), None);
+        let long = "x".repeat(500);
+        let d = last_line(&long).unwrap();
+        assert_eq!(d.chars().count(), DETAIL_CHARS + 1);
+    }
+}

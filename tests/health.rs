@@ -1,0 +1,448 @@
+//! Health-gated leadership against a real etcd: a healthy leader is left alone; a leader whose
+//! child fails its checks steps down, its child's tree gone before a standby's child starts; the
+//! unhealthy replica stays up as a standby; `--health-url` against an HTTP server of the test; a
+//! hanging check is killed (with what it started) at its timeout and counts as a failure; failures
+//! during the start period are not counted.
+//!
+//! Children are `tests/programs/worker.py`, which records start/stop on the boot clock and detects
+//! overlap by itself. Command checks read files the test writes, through the variables the child
+//! gets (`SINGLETON_EXEC_LEADER_ID`, `SINGLETON_EXEC_REVISION`), so a test wedges one leader.
+
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::Command;
+use std::sync::atomic::{AtomicU16, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::support::worker::{assert_no_overlap, events, starts};
+use crate::support::{
+    alive, bin, boot_ns, free_port, http, program, wait_for, EtcdCluster, Replica,
+};
+
+const LONG: Duration = Duration::from_secs(30);
+
+/// `--election E --health-addr PORT --grace 2s ARGS -- python3 worker.py DIR`
+fn replica(
+    name: &str,
+    etcd: &EtcdCluster,
+    election: &str,
+    port: u16,
+    args: &[&str],
+    dir: &Path,
+) -> Replica {
+    let mut all: Vec<String> = vec![
+        "--election".into(),
+        election.into(),
+        "--health-addr".into(),
+        port.to_string(),
+        "--grace".into(),
+        "2s".into(),
+        "--resign-holdoff".into(),
+        "1s".into(),
+    ];
+    all.extend(args.iter().map(|s| s.to_string()));
+    all.extend([
+        "--".into(),
+        "python3".into(),
+        program("worker.py").to_string_lossy().into(),
+        dir.to_string_lossy().into(),
+    ]);
+    Replica::start(name, &etcd.endpoints(), &all)
+}
+
+fn wait_starts(dir: &Path, n: usize, what: impl FnOnce() -> String) {
+    wait_for(
+        LONG,
+        || starts(dir).len() >= n,
+        || {
+            format!(
+                "expected {n} child starts, have {:?}; {}",
+                events(dir),
+                what()
+            )
+        },
+    );
+}
+
+fn status(port: u16) -> serde_json::Value {
+    serde_json::from_str(&http("GET", port, "/status").1).unwrap_or_default()
+}
+
+/// A counter's value in the replica's /metrics, 0 if absent.
+fn metric(port: u16, name: &str) -> f64 {
+    http("GET", port, "/metrics")
+        .1
+        .lines()
+        .find(|l| l.starts_with(name))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// A check that fails while DIR/wedged-ID exists for the leader running it.
+fn wedge_check(dir: &Path) -> String {
+    format!(
+        "test ! -e {}/wedged-$SINGLETON_EXEC_LEADER_ID",
+        dir.display()
+    )
+}
+
+#[test]
+fn a_healthy_leader_is_left_alone() {
+    let etcd = EtcdCluster::single();
+    let dir = tempfile::tempdir().unwrap();
+    let check = wedge_check(dir.path());
+    let opts = [
+        "--health-cmd",
+        &check,
+        "--health-interval",
+        "200ms",
+        "--health-timeout",
+        "200ms",
+        "--health-retries",
+        "1",
+    ];
+    let (pa, pb) = (free_port(), free_port());
+    let a = replica("a", &etcd, "healthy", pa, &opts, dir.path());
+    wait_starts(dir.path(), 1, || a.log());
+    let _b = replica("b", &etcd, "healthy", pb, &opts, dir.path());
+    // Ten passed checks in a row, and nothing moved.
+    wait_for(
+        LONG,
+        || metric(pa, "singleton_exec_health_checks_total{result=\"healthy\"}") >= 10.0,
+        || a.log(),
+    );
+    assert_eq!(starts(dir.path()).len(), 1, "{:?}", events(dir.path()));
+    let st = status(pa);
+    assert_eq!(st["role"], "leader");
+    assert_eq!(st["health"]["healthy"], true, "{st}");
+    assert_eq!(st["health"]["consecutive_failures"], 0);
+    assert_eq!(metric(pa, "singleton_exec_health_step_downs_total"), 0.0);
+    assert!(status(pb)["health"].is_null(), "a standby runs no checks");
+    assert_eq!(metric(pb, "singleton_exec_health_checks_total"), 0.0);
+}
+
+#[test]
+fn a_wedged_leader_steps_down_and_a_standby_with_a_working_child_takes_over() {
+    let etcd = EtcdCluster::single();
+    let dir = tempfile::tempdir().unwrap();
+    let check = wedge_check(dir.path());
+    // Bound from the issue: interval × retries + grace + 1 s.
+    let (interval, retries, grace) = (Duration::from_millis(500), 3u32, Duration::from_secs(2));
+    let opts = [
+        "--health-cmd",
+        &check,
+        "--health-interval",
+        "500ms",
+        "--health-timeout",
+        "500ms",
+        "--health-retries",
+        "3",
+    ];
+    let (pa, pb) = (free_port(), free_port());
+    let a = replica("a", &etcd, "wedge", pa, &opts, dir.path());
+    wait_starts(dir.path(), 1, || a.log());
+    let b = replica("b", &etcd, "wedge", pb, &opts, dir.path());
+    wait_for(LONG, || status(pb)["role"] == "standby", || b.log());
+    wait_for(LONG, || status(pa)["health"]["healthy"] == true, || a.log());
+
+    let wedged_at = boot_ns();
+    std::fs::write(dir.path().join("wedged-a"), "").unwrap();
+    // Failing, counted, visible before the step-down.
+    wait_for(
+        LONG,
+        || status(pa)["health"]["consecutive_failures"].as_u64() >= Some(1),
+        || a.log(),
+    );
+    wait_starts(dir.path(), 2, || format!("{}\n{}", a.log(), b.log()));
+    let took = Duration::from_nanos((starts(dir.path())[1].boot_ns - wedged_at) as u64);
+    eprintln!("wedged → standby's child started: {took:?}");
+    let bound = interval * retries + grace + Duration::from_secs(1);
+    assert!(took < bound, "took {took:?}, bound {bound:?}");
+    let evs = events(dir.path());
+    assert_eq!(starts(dir.path())[1].id, "b", "{evs:?}");
+    // The old child was stopped (stop signal, not SIGKILL: it exits on TERM) before b's started.
+    let a_stop = evs
+        .iter()
+        .find(|e| e.kind == "stop" && e.id == "a")
+        .expect("a's child stopped");
+    assert!(a_stop.boot_ns < starts(dir.path())[1].boot_ns, "{evs:?}");
+    assert_no_overlap(dir.path());
+    assert!(
+        a.log().contains("failed 3 times in a row: stepping down"),
+        "{}",
+        a.log()
+    );
+    assert!(
+        a.log().contains("the child failed its health checks"),
+        "{}",
+        a.log()
+    );
+    assert_eq!(metric(pa, "singleton_exec_health_step_downs_total"), 1.0);
+
+    // The unhealthy replica stays up, as a standby; `status` shows the new leader's health.
+    wait_for(LONG, || status(pa)["role"] == "standby", || a.log());
+    wait_for(
+        LONG,
+        || {
+            let out = status_json(&etcd, "wedge");
+            out["leader"]["id"] == "b" && out["leader"]["health"]["healthy"] == true
+        },
+        || format!("{}", status_json(&etcd, "wedge")),
+    );
+    // Once a's child would be healthy again, it takes over when b goes.
+    std::fs::remove_file(dir.path().join("wedged-a")).unwrap();
+    b.signal(libc::SIGTERM);
+    wait_starts(dir.path(), 3, || a.log());
+    assert_eq!(starts(dir.path())[2].id, "a");
+    assert_no_overlap(dir.path());
+}
+
+#[test]
+fn alone_an_unhealthy_leader_leads_again_which_restarts_its_child() {
+    let etcd = EtcdCluster::single();
+    let dir = tempfile::tempdir().unwrap();
+    // Fails for the revision written in DIR/bad-revision: only the first leadership's child.
+    let check = format!(
+        "test \"$(cat {}/bad-revision 2>/dev/null)\" != \"$SINGLETON_EXEC_REVISION\"",
+        dir.path().display()
+    );
+    let opts = [
+        "--health-cmd",
+        &check,
+        "--health-interval",
+        "200ms",
+        "--health-timeout",
+        "200ms",
+        "--health-retries",
+        "2",
+    ];
+    let a = replica("a", &etcd, "alone", free_port(), &opts, dir.path());
+    wait_starts(dir.path(), 1, || a.log());
+    let first = starts(dir.path())[0].clone();
+    std::fs::write(dir.path().join("bad-revision"), first.revision.to_string()).unwrap();
+    wait_starts(dir.path(), 2, || a.log());
+    let second = starts(dir.path())[1].clone();
+    assert_eq!(second.id, "a");
+    assert!(
+        second.revision > first.revision,
+        "a new leadership: {first:?} {second:?}"
+    );
+    wait_for(LONG, || !alive(first.pid), || a.log());
+    assert_no_overlap(dir.path());
+    assert!(a.log().contains("stepping down"), "{}", a.log());
+}
+
+/// An HTTP server of the test's: answers `code` to every GET, counts requests.
+struct HealthServer {
+    port: u16,
+    code: Arc<AtomicU16>,
+    hits: Arc<AtomicUsize>,
+}
+
+impl HealthServer {
+    fn start() -> HealthServer {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let code = Arc::new(AtomicU16::new(200));
+        let hits = Arc::new(AtomicUsize::new(0));
+        let (c, h) = (code.clone(), hits.clone());
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut s) = stream else { continue };
+                let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+                let mut buf = [0u8; 2048];
+                let n = s.read(&mut buf).unwrap_or(0);
+                let req = String::from_utf8_lossy(&buf[..n]);
+                if !req.starts_with("GET /healthz?deep=1 HTTP/1.1\r\n")
+                    || !req.contains("host: 127.0.0.1:") && !req.contains("Host: 127.0.0.1:")
+                {
+                    let _ = s.write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n");
+                    continue;
+                }
+                h.fetch_add(1, Ordering::SeqCst);
+                let code = c.load(Ordering::SeqCst);
+                let _ = write!(
+                    s,
+                    "HTTP/1.1 {code} X\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
+                );
+            }
+        });
+        HealthServer { port, code, hits }
+    }
+}
+
+#[test]
+fn health_url_checks_by_http_get_and_a_non_2xx_answer_steps_down() {
+    let etcd = EtcdCluster::single();
+    let dir = tempfile::tempdir().unwrap();
+    let server = HealthServer::start();
+    let url = format!("http://127.0.0.1:{}/healthz?deep=1", server.port);
+    let opts = [
+        "--health-url",
+        &url,
+        "--health-interval",
+        "200ms",
+        "--health-timeout",
+        "200ms",
+        "--health-retries",
+        "2",
+    ];
+    let (pa, pb) = (free_port(), free_port());
+    let a = replica("a", &etcd, "url", pa, &opts, dir.path());
+    wait_starts(dir.path(), 1, || a.log());
+    wait_for(LONG, || status(pa)["health"]["healthy"] == true, || a.log());
+    let b = replica("b", &etcd, "url", pb, &opts, dir.path());
+    wait_for(LONG, || status(pb)["role"] == "standby", || b.log());
+    assert!(server.hits.load(Ordering::SeqCst) >= 1);
+    server.code.store(503, Ordering::SeqCst);
+    wait_starts(dir.path(), 2, || a.log());
+    assert_eq!(starts(dir.path())[1].id, "b");
+    assert!(a.log().contains("HTTP status 503"), "{}", a.log());
+    assert_no_overlap(dir.path());
+    // b's checks get 503 too: it steps down as well, and a (now a standby) leads again: a wedged
+    // dependency every replica shares moves leadership around rather than stopping the service.
+    wait_starts(dir.path(), 3, || b.log());
+    assert_no_overlap(dir.path());
+}
+
+#[test]
+fn a_hanging_check_is_killed_with_what_it_started_at_its_timeout_and_counts_as_a_failure() {
+    let etcd = EtcdCluster::single();
+    let dir = tempfile::tempdir().unwrap();
+    let pids = dir.path().join("check-pids");
+    // The shell, a background sleep in its group, and a foreground sleep: all must die.
+    let check = format!(
+        "echo $$ >> {p}; sleep 1000 & echo $! >> {p}; exec sleep 1000",
+        p = pids.display()
+    );
+    let opts = [
+        "--health-cmd",
+        &check,
+        "--health-interval",
+        "500ms",
+        "--health-timeout",
+        "300ms",
+        "--health-retries",
+        "2",
+    ];
+    let pa = free_port();
+    let a = replica("a", &etcd, "hang", pa, &opts, dir.path());
+    wait_starts(dir.path(), 1, || a.log());
+    wait_for(LONG, || a.log().contains("stepping down"), || a.log());
+    assert!(
+        a.log().contains("timed out after 300ms (killed)"),
+        "{}",
+        a.log()
+    );
+    // Alone, it leads again; the checks it started are gone, none left behind.
+    wait_starts(dir.path(), 2, || a.log());
+    let started: Vec<i32> = std::fs::read_to_string(&pids)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect();
+    assert!(started.len() >= 4, "two checks, two pids each: {started:?}");
+    let before_last = started.len() - 2; // the latest check may still run
+    for &pid in &started[..before_last] {
+        wait_for(
+            Duration::from_secs(5),
+            || !alive(pid),
+            || format!("check process {pid} left behind"),
+        );
+    }
+    assert_no_overlap(dir.path());
+}
+
+#[test]
+fn failures_during_the_start_period_are_not_counted() {
+    let etcd = EtcdCluster::single();
+    let dir = tempfile::tempdir().unwrap();
+    let opts = [
+        "--health-cmd",
+        "exit 1",
+        "--health-interval",
+        "200ms",
+        "--health-timeout",
+        "200ms",
+        "--health-retries",
+        "2",
+        "--health-start-period",
+        "2s",
+    ];
+    let a = replica("a", &etcd, "startp", free_port(), &opts, dir.path());
+    wait_starts(dir.path(), 1, || a.log());
+    let started = starts(dir.path())[0].boot_ns;
+    wait_for(
+        LONG,
+        || events(dir.path()).iter().any(|e| e.kind == "stop"),
+        || a.log(),
+    );
+    let stopped = events(dir.path())
+        .into_iter()
+        .find(|e| e.kind == "stop")
+        .unwrap()
+        .boot_ns;
+    let after = Duration::from_nanos((stopped - started) as u64);
+    assert!(
+        after >= Duration::from_secs(2),
+        "stepped down {after:?} after the start, within the start period"
+    );
+    assert!(a.log().contains("not counted"), "{}", a.log());
+}
+
+#[test]
+fn bad_health_options_are_usage_errors() {
+    for (args, why) in [
+        (
+            &[
+                "--health-cmd",
+                "true",
+                "--health-url",
+                "http://127.0.0.1:1/",
+            ][..],
+            "cannot be used with",
+        ),
+        (
+            &["--health-cmd", "true", "--health-timeout", "11s"][..],
+            "at most --health-interval",
+        ),
+        (&["--health-url", "https://127.0.0.1/"][..], "http://"),
+        (
+            &["--health-cmd", "true", "--health-retries", "0"][..],
+            "at least 1",
+        ),
+        (
+            &["--health-cmd", "true", "--health-interval", "soon"][..],
+            "invalid value",
+        ),
+    ] {
+        let out = Command::new(bin())
+            .args(["--endpoints", "http://127.0.0.1:1", "--election", "x"])
+            .args(args)
+            .args(["--", "true"])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(why), "{args:?}: {err}");
+    }
+}
+
+fn status_json(etcd: &EtcdCluster, election: &str) -> serde_json::Value {
+    let out = Command::new(bin())
+        .args([
+            "status",
+            "--endpoints",
+            &etcd.endpoints(),
+            "--election",
+            election,
+            "--output",
+            "json",
+        ])
+        .output()
+        .unwrap();
+    serde_json::from_slice(&out.stdout).unwrap_or_default()
+}
