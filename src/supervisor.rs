@@ -14,6 +14,11 @@
 //! The deadline path waits on nothing but the kernel: deadlines are checked first on every wake-up,
 //! signals go out before anything is logged, and logging never blocks ([`crate::logging`]).
 //!
+//! Health-check commands ([`Request::Check`]) are forked here too, since this thread is the only
+//! reaper: each in its own process group, with its timeout on the same timerfd, killed with its group
+//! when it ends, times out or a stop begins. A check in flight is a child like any other, so the tree
+//! is reported gone only once it is reaped as well; it is killed at once when the stop begins.
+//!
 //! Its duties, each a method of `Owner`: `enforce_deadlines`, `read_signals`,
 //! `forward_sent_faults`, `handle` (requests), `reap`. Callers talk to it only through [`Request`]s
 //! and receive [`Event`]s.

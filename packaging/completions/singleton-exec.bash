@@ -41,7 +41,7 @@ _singleton__exec() {
 
     case "${cmd}" in
         singleton__exec)
-            opts="-v -q -h -V --endpoints --cacert --cert --key --user --password --dial-timeout --election --id --ttl --grace --margin --keepalive-interval --stop-signal --on-lease-lost --on-child-exit --acquire-timeout --health-addr --resign-signal --resign-token-file --resign-holdoff --prefix --log-format --verbose --quiet --help --version status resign help"
+            opts="-v -q -h -V --endpoints --cacert --cert --key --user --password --dial-timeout --election --id --ttl --grace --margin --keepalive-interval --stop-signal --on-lease-lost --on-child-exit --acquire-timeout --health-addr --resign-signal --resign-token-file --resign-holdoff --prefix --health-cmd --health-url --health-interval --health-timeout --health-retries --health-start-period --log-format --verbose --quiet --help --version status resign help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -132,6 +132,30 @@ _singleton__exec() {
                     return 0
                     ;;
                 --prefix)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --health-cmd)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --health-url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --health-interval)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --health-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --health-retries)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --health-start-period)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

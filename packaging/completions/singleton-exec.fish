@@ -1,6 +1,6 @@
 # Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
 function __fish_singleton_exec_global_optspecs
-    string join \n endpoints= cacert= cert= key= user= password= dial-timeout= election= id= ttl= grace= margin= keepalive-interval= stop-signal= on-lease-lost= on-child-exit= acquire-timeout= health-addr= resign-signal= resign-token-file= resign-holdoff= prefix= log-format= v/verbose q/quiet h/help V/version
+    string join \n endpoints= cacert= cert= key= user= password= dial-timeout= election= id= ttl= grace= margin= keepalive-interval= stop-signal= on-lease-lost= on-child-exit= acquire-timeout= health-addr= resign-signal= resign-token-file= resign-holdoff= prefix= health-cmd= health-url= health-interval= health-timeout= health-retries= health-start-period= log-format= v/verbose q/quiet h/help V/version
 end
 
 function __fish_singleton_exec_needs_command
@@ -49,6 +49,12 @@ complete -c singleton-exec -n "__fish_singleton_exec_needs_command" -l resign-si
 complete -c singleton-exec -n "__fish_singleton_exec_needs_command" -l resign-token-file -d 'File holding the bearer token that POST /resign requires (read at start-up, trimmed). Without it, POST /resign is open on a loopback --health-addr and off on any other' -r -F
 complete -c singleton-exec -n "__fish_singleton_exec_needs_command" -l resign-holdoff -d 'After stepping down, wait this long before campaigning again, so a standby takes over' -r
 complete -c singleton-exec -n "__fish_singleton_exec_needs_command" -l prefix -d 'Key prefix under which elections live, one path segment; the election\'s keys are PREFIX/NAME/' -r
+complete -c singleton-exec -n "__fish_singleton_exec_needs_command" -l health-cmd -d 'Health check command, run with `/bin/sh -c` while leading; exit status 0 is healthy. [default: no health check]' -r
+complete -c singleton-exec -n "__fish_singleton_exec_needs_command" -l health-url -d 'Health check by HTTP GET of an http:// URL; a 2xx status is healthy. Needs no shell, so it works in FROM-scratch images. [default: no health check]' -r
+complete -c singleton-exec -n "__fish_singleton_exec_needs_command" -l health-interval -d 'Time between health checks; the first runs this long after the child starts' -r
+complete -c singleton-exec -n "__fish_singleton_exec_needs_command" -l health-timeout -d 'A check that takes longer fails (a command is killed with its process group). At most --health-interval' -r
+complete -c singleton-exec -n "__fish_singleton_exec_needs_command" -l health-retries -d 'Consecutive failed checks that make the leader step down' -r
+complete -c singleton-exec -n "__fish_singleton_exec_needs_command" -l health-start-period -d 'Failed checks during this time after the child starts are not counted (until the first check passes)' -r
 complete -c singleton-exec -n "__fish_singleton_exec_needs_command" -l log-format -d 'Log format on stderr' -r -f -a "text\t''
 json\t''"
 complete -c singleton-exec -n "__fish_singleton_exec_needs_command" -s v -l verbose -d 'More log detail (-v debug, -vv trace)'
