@@ -9,15 +9,16 @@
 //! So, when not PID 1, start-up launches a guard: our own binary again, in a mode that only waits.
 //! It is double-forked, so it is nobody's child of ours (not reaped, not in the child's tree, not
 //! signalled by the stop sequence), and it holds the read end of a pipe whose write end only the
-//! supervisor holds. The supervisor writes the child's process group on every spawn and `0` when
-//! the tree is gone. When the pipe reaches end-of-file (the supervisor is gone, however it died), the
-//! guard SIGKILLs the last group it was told and exits: within milliseconds, long before the lease
-//! can expire.
+//! supervisor holds. The supervisor writes the process groups to kill (the child's, and a running
+//! health check's) whenever they change, and an empty line when none is left. When the pipe reaches
+//! end-of-file (the supervisor is gone, however it died), the guard SIGKILLs the last groups it was
+//! told and exits: within milliseconds, long before the lease can expire.
 //!
-//! Each message is one line, `PGID STARTTIME`, sent in one `send(MSG_NOSIGNAL)` on a socket pair
-//! (never half a line, never a SIGPIPE if the guard is gone). Before killing, the guard checks that
-//! a process numbered PGID, if there is one, is still the leader it was told about (its start time):
-//! after the leader was reaped and its group emptied, the number may belong to someone else.
+//! Each message is one line, `PGID STARTTIME` per group, sent in one `send(MSG_NOSIGNAL)` on a
+//! socket pair (never half a line, never a SIGPIPE if the guard is gone). Before killing, the guard
+//! checks that a process numbered PGID, if there is one, is still the leader it was told about (its
+//! start time): after the leader was reaped and its group emptied, the number may belong to someone
+//! else.
 //!
 //! What it cannot reach: a descendant that left the child's process group (`setsid`, a daemon that
 //! double-forks into its own group). Under systemd the unit's cgroup covers those (`KillMode=mixed`
@@ -62,10 +63,15 @@ impl Guard {
         Ok(Guard { socket: ours })
     }
 
-    /// The child's tree is process group `pgid` now (0: no tree). Never blocks; an error means the
-    /// guard is gone.
-    pub fn watch(&mut self, pgid: libc::pid_t) -> io::Result<()> {
-        let line = format!("{pgid} {}\n", start_time(pgid).unwrap_or(0));
+    /// The groups to kill if we die are `groups` now (none: nothing to kill). Never blocks; an
+    /// error means the guard is gone.
+    pub fn watch(&mut self, groups: &[libc::pid_t]) -> io::Result<()> {
+        let mut line = groups
+            .iter()
+            .map(|&g| format!("{g} {}", start_time(g).unwrap_or(0)))
+            .collect::<Vec<_>>()
+            .join(" ");
+        line.push('\n');
         // SAFETY: one send of a buffer we own; no SIGPIPE, no waiting.
         let n = unsafe {
             libc::send(
@@ -147,20 +153,38 @@ fn stage2() -> i32 {
         libc::sigemptyset(&mut none);
         libc::pthread_sigmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
     }
-    let mut last: Option<(libc::pid_t, u64)> = None;
+    let mut last: Vec<(libc::pid_t, u64)> = Vec::new();
     let stdin = io::stdin();
     for line in stdin.lock().lines() {
         let Ok(line) = line else { break };
         // A line we cannot read changes nothing; only end-of-file ends the guard.
-        let mut fields = line.split_whitespace().map(str::parse::<u64>);
-        if let (Some(Ok(pgid)), Some(Ok(started))) = (fields.next(), fields.next()) {
-            last = (pgid > 0).then_some((pgid as libc::pid_t, started));
+        if let Some(groups) = parse_groups(&line) {
+            last = groups;
         }
     }
-    if let Some((pgid, started)) = last {
+    for (pgid, started) in last {
         kill_group(pgid, started);
     }
     0
+}
+
+/// `PGID STARTTIME` pairs; `None` if the line is not made of them.
+fn parse_groups(line: &str) -> Option<Vec<(libc::pid_t, u64)>> {
+    let fields: Vec<u64> = line
+        .split_whitespace()
+        .map(str::parse)
+        .collect::<Result<_, _>>()
+        .ok()?;
+    if !fields.len().is_multiple_of(2) {
+        return None;
+    }
+    fields
+        .chunks(2)
+        .map(|p| {
+            let pgid = libc::pid_t::try_from(p[0]).ok().filter(|&g| g > 0)?;
+            Some((pgid, p[1]))
+        })
+        .collect()
 }
 
 /// SIGKILLs group `pgid` unless its number now belongs to another process than the leader that
@@ -198,6 +222,17 @@ fn socket_pair() -> io::Result<(OwnedFd, OwnedFd)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn group_lines() {
+        assert_eq!(parse_groups(""), Some(vec![]));
+        assert_eq!(parse_groups("12 345"), Some(vec![(12, 345)]));
+        assert_eq!(parse_groups("12 345 13 0"), Some(vec![(12, 345), (13, 0)]));
+        assert_eq!(parse_groups("12"), None);
+        assert_eq!(parse_groups("0 5"), None);
+        assert_eq!(parse_groups("x 5"), None);
+        assert_eq!(parse_groups("-3 5"), None);
+    }
 
     #[test]
     fn start_times_tell_a_pid_from_its_reuse() {

@@ -3,23 +3,23 @@
 //!
 //! What lives here: the check's settings ([`HealthConfig`], validated from the `--health-*`
 //! options), the pure bookkeeping of consecutive failures and the start period ([`Tracker`], table
-//! tested), the schedule of checks ([`Schedule`]), the HTTP check ([`http_check`]) and the output
-//! pipe of a command check ([`output_pipe`]).
+//! tested), the schedule of checks ([`Schedule`]), the HTTP check ([`http_check`]) and the
+//! [`Monitor`] that drives them for one child. Command checks run in the process thread
+//! ([`crate::check_process`]).
 //!
 //! Invariants:
 //! * a check never runs in the process thread's way: a command check is forked by the process
 //!   thread (the only reaper) in its own process group with its own timeout enforced there, killed
 //!   with its whole group when it ends or times out, and killed at once when the stop sequence
-//!   begins; an HTTP check is a task with a timeout. Neither can delay the fail-closed deadline or a
-//!   keepalive;
+//!   begins, its output read there without blocking; an HTTP check is a task with a timeout.
+//!   Neither can delay the fail-closed deadline or a keepalive, and a result is known the moment
+//!   the check ends (nothing waits for its output's end-of-file);
 //! * at most one check is in flight; checks start on a fixed tick (`interval` after the child
 //!   started, then every `interval`), and `timeout <= interval`, so a wedged leader keeps its
 //!   leadership at most `start_period + interval × retries + timeout + grace` ([`HealthConfig::worst_case`]).
 
-use std::os::fd::{FromRawFd, OwnedFd};
 use std::time::Duration;
 
-use tokio::io::AsyncReadExt;
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -245,8 +245,9 @@ impl Tracker {
     }
 }
 
-/// When checks start: on a fixed tick from the child's start, skipping ticks that passed while a
-/// check was still in flight.
+/// When checks start: on a fixed tick from the child's start. A check that ends just after the
+/// next tick (its timeout equals the interval) delays the next check by that little, not by a
+/// whole interval; only ticks more than an interval in the past are skipped.
 #[derive(Debug, Clone, Copy)]
 pub struct Schedule {
     pub child_started: Instant,
@@ -267,54 +268,17 @@ impl Schedule {
         self.next
     }
 
-    /// A check starts now: the next one is due on the first tick after `now`.
+    /// A check starts now, for the tick that was due: the next one is due on the following tick.
     pub fn advance(&mut self, now: Instant) {
-        while self.next <= now {
+        self.next += self.interval;
+        while self.next + self.interval <= now {
             self.next += self.interval;
         }
     }
 }
 
-/// The first and last lines of a check's output kept for the log and `/status`.
-const OUTPUT_KEPT: usize = 4096;
+/// Characters of a check's output shown as the reason it failed.
 const DETAIL_CHARS: usize = 200;
-
-/// A pipe for a command check's stdout and stderr: `(read, write)`. The write end goes to the
-/// check (mapped by the process thread onto its stdout and stderr); both ends are close-on-exec,
-/// so no other process inherits them. Reading ends at EOF, which comes when the check's process
-/// group is killed.
-pub fn output_pipe() -> std::io::Result<(OwnedFd, OwnedFd)> {
-    let mut fds = [0; 2];
-    // SAFETY: pipe2 fills two fds, owned at once below.
-    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: both fds were just created and are owned by nobody else.
-    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
-}
-
-/// Reads a check's output until EOF (at most `OUTPUT_KEPT` bytes kept, the rest drained so the
-/// check never blocks on a full pipe), or until `within` passes.
-pub async fn collect_output(read: OwnedFd, within: Duration) -> String {
-    let Ok(mut rx) = tokio::net::unix::pipe::Receiver::from_owned_fd(read) else {
-        return String::new();
-    };
-    let mut kept = Vec::new();
-    let mut buf = [0u8; 1024];
-    let _ = tokio::time::timeout(within, async {
-        loop {
-            match rx.read(&mut buf).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => {
-                    let room = OUTPUT_KEPT.saturating_sub(kept.len());
-                    kept.extend_from_slice(&buf[..n.min(room)]);
-                }
-            }
-        }
-    })
-    .await;
-    String::from_utf8_lossy(&kept).into_owned()
-}
 
 /// One line of detail from a check's output: its last non-empty line, shortened.
 pub fn last_line(output: &str) -> Option<String> {
@@ -381,15 +345,12 @@ pub struct Report {
 pub struct CheckRequest {
     pub id: u64,
     pub command: String,
-    pub output: OwnedFd,
     pub timeout: Duration,
 }
 
 struct InFlight {
     id: u64,
     began: Instant,
-    /// Reads a command check's output; its result joins the exit status.
-    output: Option<JoinHandle<String>>,
 }
 
 /// Checks one child while it runs: says when the next check is due, starts it, turns what comes
@@ -447,71 +408,35 @@ impl Monitor {
                 self.tasks.push(tokio::spawn(async move {
                     let _ = tx.send((id, http_check(&target, timeout).await));
                 }));
-                self.in_flight = Some(InFlight {
-                    id,
-                    began: now,
-                    output: None,
-                });
+                self.in_flight = Some(InFlight { id, began: now });
                 None
             }
             Check::Command(command) => {
-                let (read, write) = match output_pipe() {
-                    Ok(p) => p,
-                    Err(e) => {
-                        let _ = self
-                            .results
-                            .send((id, Outcome::Failed(format!("cannot make a pipe: {e}"))));
-                        self.in_flight = Some(InFlight {
-                            id,
-                            began: now,
-                            output: None,
-                        });
-                        return None;
-                    }
-                };
-                // The output is read until the check's group is killed; bounded in case something
-                // that left the group keeps the pipe open.
-                let output = tokio::spawn(collect_output(read, timeout + Duration::from_secs(1)));
-                self.in_flight = Some(InFlight {
-                    id,
-                    began: now,
-                    output: Some(output),
-                });
+                self.in_flight = Some(InFlight { id, began: now });
                 Some(CheckRequest {
                     id,
                     command: command.clone(),
-                    output: write,
                     timeout,
                 })
             }
         }
     }
 
-    /// The process thread says how command check `id` ended; its result follows on [`Results`]
-    /// once its output is read.
-    pub fn check_ended(&mut self, id: u64, exit: CheckExit) {
-        let Some(flight) = self.in_flight.as_mut().filter(|f| f.id == id) else {
+    /// The process thread says how command check `id` ended, with its output; the result
+    /// follows on [`Results`] at once.
+    pub fn check_ended(&mut self, id: u64, exit: CheckExit, output: &str) {
+        if self.in_flight.as_ref().is_none_or(|f| f.id != id) {
             return;
-        };
-        let output = flight.output.take();
+        }
         if let CheckExit::NotRun(why) = &exit {
-            // No result: the child is not running (its end is on the way) or a check overlapped.
+            // No result: the child is not running (its end is on the way), or a stop began.
             tracing::debug!(%why, "health check not run");
             self.in_flight = None;
             return;
         }
-        let (tx, timeout) = (self.results.clone(), self.cfg.timeout);
-        self.tasks.push(tokio::spawn(async move {
-            let text = match output {
-                Some(h) => tokio::time::timeout(Duration::from_millis(500), h)
-                    .await
-                    .ok()
-                    .and_then(Result::ok)
-                    .unwrap_or_default(),
-                None => String::new(),
-            };
-            let _ = tx.send((id, command_outcome(&exit, &text, timeout)));
-        }));
+        let _ = self
+            .results
+            .send((id, command_outcome(&exit, output, self.cfg.timeout)));
     }
 
     /// Records a result: `None` if it belongs to no check in flight (a stale one).
@@ -535,9 +460,6 @@ impl Drop for Monitor {
     fn drop(&mut self) {
         for t in &self.tasks {
             t.abort();
-        }
-        if let Some(h) = self.in_flight.as_ref().and_then(|f| f.output.as_ref()) {
-            h.abort();
         }
     }
 }
@@ -717,14 +639,20 @@ mod tests {
     }
 
     #[test]
-    fn the_schedule_ticks_from_the_child_start_and_skips_passed_ticks() {
+    fn the_schedule_ticks_from_the_child_start_and_only_skips_long_passed_ticks() {
         let t0 = Instant::now();
         let mut s = Schedule::new(t0, Duration::from_secs(10));
         assert_eq!(s.next(), t0 + Duration::from_secs(10));
         s.advance(t0 + Duration::from_secs(10));
         assert_eq!(s.next(), t0 + Duration::from_secs(20));
-        s.advance(t0 + Duration::from_secs(35));
-        assert_eq!(s.next(), t0 + Duration::from_secs(40));
+        // The check for tick 20 started late, at 21 (the previous one ran to its timeout): tick 30
+        // stays due.
+        s.advance(t0 + Duration::from_secs(21));
+        assert_eq!(s.next(), t0 + Duration::from_secs(30));
+        // Started at 52 for tick 30 (the process was suspended): ticks more than an interval past
+        // are skipped, the one just past is due at once.
+        s.advance(t0 + Duration::from_secs(52));
+        assert_eq!(s.next(), t0 + Duration::from_secs(50));
     }
 
     #[test]

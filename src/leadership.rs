@@ -554,17 +554,23 @@ async fn run_until_tree_gone(
     // What we asked for first: it still counts if the child happened to exit by itself meanwhile
     // (a step-down must not turn into a restart).
     let mut requested: Option<StopReason> = None;
+    // Once a stop is under way, whoever began it (the child exited and left processes behind, the
+    // deadline, a signal), health results mean nothing and no check starts.
+    let mut stopping = false;
     loop {
         let stop = tokio::select! {
             event = next_event(&mut inp.sup, &mut inp.shutdown) => match event? {
                 Event::Finished { status, reason } => {
                     let reason = match (reason, requested) {
-                        (StopReason::ChildExited, Some(asked)) => asked,
+                        // A health verdict never outranks the child's own exit (its status and
+                        // --on-child-exit apply); a step-down request does.
+                        (StopReason::ChildExited, Some(asked)) if asked != StopReason::Unhealthy => asked,
                         _ => reason,
                     };
                     return Some((status, reason));
                 }
                 Event::Stopping { reason, kill_in } => {
+                    stopping = true;
                     ctx.obs.enter(Phase::Stopping { key: me.key.clone(), revision: me.revision, reason, kill_in });
                     None
                 }
@@ -573,15 +579,15 @@ async fn run_until_tree_gone(
                     None
                 }
                 Event::ResignSignal => Some(StopReason::Resign),
-                Event::CheckEnded { id, exit } => {
+                Event::CheckEnded { id, exit, output } => {
                     if let Some(h) = &mut health {
-                        h.monitor.check_ended(id, exit);
+                        h.monitor.check_ended(id, exit, &output);
                     }
                     None
                 }
                 _ => None,
             },
-            _ = check_due(health.as_ref()), if requested.is_none() => {
+            _ = check_due(health.as_ref()), if requested.is_none() && !stopping => {
                 if let Some(h) = &mut health {
                     h.start_check(&inp.sup);
                 }
@@ -589,7 +595,7 @@ async fn run_until_tree_gone(
             }
             Some((id, outcome)) = check_result(results.as_mut()) => {
                 health.as_mut().and_then(|h| h.record(ctx, id, outcome))
-                    .filter(|_| requested.is_none())
+                    .filter(|_| requested.is_none() && !stopping)
             }
             changed = state.changed(), if lease_open => {
                 lease_open = changed.is_ok();
@@ -629,7 +635,6 @@ impl Health {
                 id: c.id,
                 command: c.command,
                 env: self.env.clone(),
-                output: c.output,
                 timeout: c.timeout,
             });
         }
@@ -718,17 +723,28 @@ impl HealthPublisher {
                     last: s.detail,
                 };
                 let (election, lease) = (&election, me.lease);
+                // A permission error comes back as Ok(Err): it is no fault of the endpoint, so
+                // the connector must not count it (and switch endpoints) as a rejection.
                 let put = connector.call(|mut c| {
                     let value = value.clone();
-                    async move { election.put_health(&mut c, lease, &value).await }
+                    async move {
+                        match election.put_health(&mut c, lease, &value).await {
+                            Err(EtcdError::Rejected(why)) => Ok(Err(why)),
+                            other => other.map(Ok),
+                        }
+                    }
                 });
-                if let Err(e) = tokio::time::timeout(connector.request_timeout(), put)
-                    .await
-                    .unwrap_or_else(|_| {
-                        Err(crate::etcd::EtcdError::Unavailable("timed out".into()))
-                    })
-                {
-                    tracing::debug!(error = %e, "cannot show the health result in etcd");
+                match tokio::time::timeout(connector.request_timeout(), put).await {
+                    Ok(Ok(Ok(()))) => {}
+                    Ok(Ok(Err(why))) => {
+                        tracing::warn!(key = %election.health_key(), error = %why,
+                            "cannot show health results in etcd (grant write on this key): `status` shows none");
+                        return;
+                    }
+                    Ok(Err(e)) => {
+                        tracing::debug!(error = %e, "cannot show the health result in etcd")
+                    }
+                    Err(_) => tracing::debug!("showing the health result in etcd timed out"),
                 }
             }
         });

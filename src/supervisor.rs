@@ -31,6 +31,7 @@ use std::time::Duration;
 
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 
+use crate::check_process::CheckSlot;
 use crate::clock::BootInstant;
 use crate::config::CommandSpec;
 use crate::exit_code::ChildStatus;
@@ -73,8 +74,6 @@ pub enum Request {
         id: u64,
         command: String,
         env: Vec<(String, String)>,
-        /// Becomes the check's stdout and stderr.
-        output: OwnedFd,
         timeout: Duration,
     },
 }
@@ -99,10 +98,12 @@ pub enum Event {
         reason: StopReason,
         kill_in: Duration,
     },
-    /// A health check requested with [`Request::Check`] ended.
+    /// A health check requested with [`Request::Check`] ended, with what it wrote (the first
+    /// 4 KiB of its stdout and stderr).
     CheckEnded {
         id: u64,
         exit: CheckExit,
+        output: String,
     },
     /// The main child was reaped and no process of its tree is left. `reason` is why the stop
     /// sequence began, or `ChildExited` if the child ended by itself.
@@ -181,7 +182,7 @@ impl Supervisor {
             is_pid1: std::process::id() == 1,
             shutdown: None,
             tree: None,
-            check: None,
+            check: CheckSlot::default(),
             guard,
         };
         let thread = std::thread::Builder::new()
@@ -317,16 +318,8 @@ struct Owner {
     shutdown: Option<libc::c_int>,
     tree: Option<Tree>,
     /// The health check in flight, if any; only while the child runs.
-    check: Option<CheckProcess>,
+    check: CheckSlot,
     guard: Option<Guard>,
-}
-
-/// A running health check: its own process group (pgid == pid), unreaped until it ends.
-struct CheckProcess {
-    id: u64,
-    pid: libc::pid_t,
-    timeout_at: BootInstant,
-    timed_out: bool,
 }
 
 impl Owner {
@@ -340,8 +333,9 @@ impl Owner {
             self.poll();
             // Deadlines first: the fail-closed path never waits behind anything else.
             self.enforce_deadlines();
-            self.enforce_check_timeout();
+            self.check.enforce_timeout();
             self.read_signals();
+            self.check.drain_output();
             self.forward_sent_faults();
             if !self.handle_requests() && self.tree.is_none() {
                 return; // the handle is gone and nothing is left to look after
@@ -358,6 +352,7 @@ impl Owner {
             Some(self.timer.as_raw_fd()),
             self.sent_faults.as_ref().map(|f| f.as_raw_fd()),
             self.tree.as_ref().and_then(Tree::pidfd),
+            self.check.output_fd(),
         ]
         .map(|fd| libc::pollfd {
             fd: fd.unwrap_or(-1),
@@ -490,21 +485,13 @@ impl Owner {
                 id,
                 command,
                 env,
-                output,
                 timeout,
-            } => self.start_check(id, &command, &env, output, timeout),
+            } => self.start_check(id, &command, &env, timeout),
         }
     }
 
     /// Forks a health check, only while the main child runs and no stop has begun.
-    fn start_check(
-        &mut self,
-        id: u64,
-        command: &str,
-        env: &[(String, String)],
-        output: OwnedFd,
-        timeout: Duration,
-    ) {
+    fn start_check(&mut self, id: u64, command: &str, env: &[(String, String)], timeout: Duration) {
         let running = matches!(
             &self.tree,
             Some(Tree {
@@ -513,72 +500,22 @@ impl Owner {
                 ..
             })
         );
-        let refused = match () {
-            _ if self.check.is_some() => Some("a check is still running"),
-            _ if !running || self.shutdown.is_some() => Some("the child is not running"),
-            _ => None,
-        };
-        if let Some(why) = refused {
-            self.emit(Event::CheckEnded {
-                id,
-                exit: CheckExit::NotRun(why.into()),
-            });
-            return;
-        }
-        match spawn::spawn_check(command, env, output) {
-            Ok(pid) => {
-                self.check = Some(CheckProcess {
-                    id,
-                    pid,
-                    timeout_at: BootInstant::now() + timeout,
-                    timed_out: false,
-                })
+        let result = match () {
+            _ if self.check.is_running() => {
+                Err(CheckExit::NotRun("a check is still running".into()))
             }
-            Err(e) => self.emit(Event::CheckEnded {
+            _ if !running || self.shutdown.is_some() => {
+                Err(CheckExit::NotRun("the child is not running".into()))
+            }
+            _ => self.check.start(id, command, env, timeout),
+        };
+        match result {
+            Ok(()) => self.tell_guard(),
+            Err(exit) => self.emit(Event::CheckEnded {
                 id,
-                exit: CheckExit::SpawnFailed(e.to_string()),
+                exit,
+                output: String::new(),
             }),
-        }
-    }
-
-    /// Kills a health check that ran past its timeout, with its process group.
-    fn enforce_check_timeout(&mut self) {
-        if let Some(c) = &mut self.check {
-            if !c.timed_out && c.timeout_at.has_passed() {
-                c.timed_out = true;
-                // SAFETY: the check is unreaped, so its group id cannot have been reused.
-                unsafe { libc::killpg(c.pid, libc::SIGKILL) };
-            }
-        }
-    }
-
-    /// Kills the health check's process group if its leader has exited (a zombie still holds the
-    /// group id, so the id cannot name another group): nothing a check started is left behind.
-    /// Called before reaping.
-    fn kill_ended_check_group(&self) {
-        let Some(c) = &self.check else { return };
-        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
-        // SAFETY: waitid on one pid without reaping it (WNOWAIT), non-blocking.
-        let r = unsafe {
-            libc::waitid(
-                libc::P_PID,
-                c.pid as libc::id_t,
-                &mut info,
-                libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
-            )
-        };
-        // SAFETY: si_pid is valid for a waitid result; 0 means the check has not ended.
-        if r == 0 && unsafe { info.si_pid() } == c.pid {
-            // SAFETY: the check's leader is a zombie, not reaped: its group id is still its own.
-            unsafe { libc::killpg(c.pid, libc::SIGKILL) };
-        }
-    }
-
-    /// A stop began: the check has nothing left to say. Killed with its group, reaped as usual.
-    fn kill_check(&mut self) {
-        if let Some(c) = &self.check {
-            // SAFETY: the check is unreaped, so its group id cannot have been reused.
-            unsafe { libc::killpg(c.pid, libc::SIGKILL) };
         }
     }
 
@@ -602,7 +539,6 @@ impl Owner {
         let terminal = spawn::owns_terminal_foreground();
         match spawn::spawn(command, env, terminal) {
             Ok(pid) => {
-                self.tell_guard(pid);
                 self.tree = Some(Tree {
                     pgid: pid,
                     main: Main::Running {
@@ -612,6 +548,7 @@ impl Owner {
                     stop: Stop::NotBegun { lease },
                     terminal,
                 });
+                self.tell_guard();
                 self.emit(Event::Started { pid });
             }
             Err(e) => {
@@ -627,7 +564,7 @@ impl Owner {
     /// at the earlier of grace and the lease's kill deadline. When leadership is known to be lost
     /// (another replica may already lead), SIGKILL at once. Signals first, log afterwards.
     fn begin_stop(&mut self, reason: StopReason) {
-        self.kill_check();
+        self.check.cancel();
         let now = BootInstant::now();
         let grace = self.settings.grace;
         let Some(tree) = &mut self.tree else { return };
@@ -720,11 +657,7 @@ impl Owner {
 
     fn arm_timer(&self) {
         let mut spec: libc::itimerspec = unsafe { std::mem::zeroed() };
-        let check = self
-            .check
-            .as_ref()
-            .filter(|c| !c.timed_out)
-            .map(|c| c.timeout_at);
+        let check = self.check.next_wake();
         let tree = self.tree.as_ref().map(Tree::next_wake);
         let next = match (tree, check) {
             (Some(t), Some(c)) => Some(t.min(c)),
@@ -749,16 +682,25 @@ impl Owner {
 
     /// Reaps every child that has ended; notices when the tree is gone.
     fn reap(&mut self) {
-        self.kill_ended_check_group();
         let any_left = loop {
+            let pid = match peek_waitable() {
+                Waitable::Exited(pid) => {
+                    // Still a zombie: a check's group id is still its own, so kill the group now.
+                    self.check.exited(pid);
+                    pid
+                }
+                Waitable::Stopped(pid) => pid,
+                Waitable::NoneYet => break true,
+                Waitable::NoChildren => {
+                    self.no_children_left();
+                    break false;
+                }
+                Waitable::Error => break false,
+            };
             let mut status = 0;
-            // SAFETY: waitpid on any child, non-blocking; stopped children are reported too.
-            let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG | libc::WUNTRACED) };
-            if pid < 0 && io::Error::last_os_error().raw_os_error() == Some(libc::ECHILD) {
-                self.no_children_left();
-            }
-            if pid <= 0 {
-                break pid == 0;
+            // SAFETY: waitpid on a child that is waitable now, non-blocking; stops reported too.
+            if unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG | libc::WUNTRACED) } != pid {
+                break true; // reaped by someone else meanwhile: look again on the next wake-up
             }
             if libc::WIFSTOPPED(status) {
                 self.on_stopped(pid, libc::WSTOPSIG(status));
@@ -780,7 +722,7 @@ impl Owner {
             return;
         }
         let Some(tree) = self.tree.take() else { return };
-        self.tell_guard(0);
+        self.tell_guard();
         if tree.terminal {
             spawn::take_back_terminal();
         }
@@ -819,10 +761,18 @@ impl Owner {
         }
     }
 
-    /// Tells the guard which process group to kill if we die; forgets a guard that is gone.
-    fn tell_guard(&mut self, pgid: libc::pid_t) {
+    /// Tells the guard which process groups to kill if we die (the child's, a check's); forgets a
+    /// guard that is gone.
+    fn tell_guard(&mut self) {
+        let groups: Vec<libc::pid_t> = self
+            .tree
+            .as_ref()
+            .map(|t| t.pgid)
+            .into_iter()
+            .chain(self.check.group())
+            .collect();
         if let Some(guard) = &mut self.guard {
-            if let Err(e) = guard.watch(pgid) {
+            if let Err(e) = guard.watch(&groups) {
                 tracing::warn!(error = %e, "the guard is gone: the child's tree may outlive a SIGKILL of singleton-exec");
                 self.guard = None;
             }
@@ -843,13 +793,13 @@ impl Owner {
     }
 
     fn on_reaped(&mut self, pid: libc::pid_t, how: ChildStatus) {
-        if let Some(c) = self.check.take_if(|c| c.pid == pid) {
-            let exit = if c.timed_out {
-                CheckExit::TimedOut
-            } else {
-                CheckExit::Exited(how)
-            };
-            self.emit(Event::CheckEnded { id: c.id, exit });
+        if let Some(ended) = self.check.reaped(pid, how) {
+            self.tell_guard();
+            self.emit(Event::CheckEnded {
+                id: ended.id,
+                exit: ended.exit,
+                output: ended.output,
+            });
             return;
         }
         let Some(tree) = &mut self.tree else {
@@ -877,6 +827,47 @@ impl Owner {
             self.emit(Event::ShutdownSignal(sig));
         }
         tracing::info!(pid, status = %how, "the child ended");
+    }
+}
+
+/// What `waitid(WNOWAIT)` says about our children, without reaping any.
+enum Waitable {
+    Exited(libc::pid_t),
+    Stopped(libc::pid_t),
+    /// Children exist, none has changed state.
+    NoneYet,
+    NoChildren,
+    Error,
+}
+
+/// Peeks at the next child that can be reaped (or reports a stop), leaving it unreaped, so a
+/// check's group can be killed while its leader's zombie still pins the group id.
+fn peek_waitable() -> Waitable {
+    // SAFETY: a zeroed siginfo_t is a valid out-parameter for waitid.
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    // SAFETY: waitid on any child, non-blocking, without reaping (WNOWAIT).
+    let r = unsafe {
+        libc::waitid(
+            libc::P_ALL,
+            0,
+            &mut info,
+            libc::WEXITED | libc::WSTOPPED | libc::WNOHANG | libc::WNOWAIT,
+        )
+    };
+    if r < 0 {
+        return match io::Error::last_os_error().raw_os_error() {
+            Some(libc::ECHILD) => Waitable::NoChildren,
+            _ => Waitable::Error,
+        };
+    }
+    // SAFETY: after a successful waitid, si_pid is set (0 when no child changed state).
+    let pid = unsafe { info.si_pid() };
+    match pid {
+        0 => Waitable::NoneYet,
+        _ if info.si_code == libc::CLD_STOPPED || info.si_code == libc::CLD_TRAPPED => {
+            Waitable::Stopped(pid)
+        }
+        _ => Waitable::Exited(pid),
     }
 }
 
@@ -1115,6 +1106,148 @@ mod tests {
             next(&mut sup),
             Event::SpawnRefused(StopReason::Deadline)
         ));
+        sup.end();
+    }
+
+    /// Runs one check to its end, returning how it ended and its output.
+    fn run_check(
+        sup: &mut Supervisor,
+        id: u64,
+        command: &str,
+        timeout_ms: u64,
+    ) -> (CheckExit, String) {
+        sup.request(Request::Check {
+            id,
+            command: command.into(),
+            env: vec![],
+            timeout: Duration::from_millis(timeout_ms),
+        });
+        loop {
+            if let Event::CheckEnded {
+                id: got,
+                exit,
+                output,
+            } = next(sup)
+            {
+                if got == id {
+                    return (exit, output);
+                }
+            }
+        }
+    }
+
+    /// The processes of group `pgid` that are not zombies.
+    fn group_members(pgid: libc::pid_t) -> Vec<String> {
+        std::fs::read_dir("/proc")
+            .unwrap()
+            .flatten()
+            .filter_map(|e| {
+                let stat = std::fs::read_to_string(e.path().join("stat")).ok()?;
+                let f: Vec<&str> = stat[stat.rfind(')')? + 2..].split(' ').collect();
+                (f.get(2)? == &pgid.to_string() && f[0] != "Z")
+                    .then(|| format!("{} {}", e.file_name().to_string_lossy(), f[0]))
+            })
+            .collect()
+    }
+
+    /// A check that leaves a process in its group is never left behind, even when it exits while
+    /// the process thread is busy (its group is killed while its zombie pins the group id).
+    #[test]
+    fn what_a_check_leaves_in_its_group_is_killed_when_it_ends() {
+        let _serial = crate::test_children();
+        let mut sup = supervisor(1_000);
+        start(&mut sup, "sleep 600", deadline_in(600_000, 600_000));
+        // Keep the process thread busy, as keepalive acknowledgements would.
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (requests, wake) = (sup.requests.clone(), sup.wake.try_clone().unwrap());
+        let busy = stop.clone();
+        let churn = std::thread::spawn(move || {
+            while !busy.load(std::sync::atomic::Ordering::Relaxed) {
+                let _ = requests.send(Request::Extend(deadline_in(600_000, 600_000)));
+                let one: u64 = 1;
+                // SAFETY: writing 8 bytes to an eventfd we own.
+                unsafe { libc::write(wake.as_raw_fd(), (&one as *const u64).cast(), 8) };
+            }
+        });
+        let mut leaked = Vec::new();
+        for id in 0..200 {
+            let (exit, output) = run_check(&mut sup, id, "echo $$; sleep 30 & exit 0", 5_000);
+            assert_eq!(exit, CheckExit::Exited(ChildStatus::Exited(0)));
+            let pgid: libc::pid_t = output.trim().parse().expect("the check's pid");
+            // SIGKILL is delivered asynchronously: give the group a moment to go.
+            let deadline = Instant::now() + Duration::from_secs(2);
+            while !group_members(pgid).is_empty() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            let left = group_members(pgid);
+            if !left.is_empty() {
+                leaked.push((pgid, left));
+                // SAFETY: cleaning up after a failed check of ours.
+                unsafe { libc::kill(-pgid, libc::SIGKILL) };
+            }
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        churn.join().unwrap();
+        sup.request(Request::Stop(StopReason::Resign));
+        while !matches!(next(&mut sup), Event::Finished { .. }) {}
+        sup.end();
+        assert!(
+            leaked.is_empty(),
+            "checks left processes behind: {leaked:?}"
+        );
+    }
+
+    #[test]
+    fn a_check_that_hangs_is_killed_with_its_group_at_its_timeout_and_its_output_kept() {
+        let _serial = crate::test_children();
+        let mut sup = supervisor(1_000);
+        start(&mut sup, "sleep 600", deadline_in(600_000, 600_000));
+        let t = Instant::now();
+        let (exit, output) = run_check(&mut sup, 1, "echo $$; echo wedged >&2; sleep 600", 300);
+        assert_eq!(exit, CheckExit::TimedOut);
+        assert!(
+            t.elapsed() >= Duration::from_millis(300),
+            "{:?}",
+            t.elapsed()
+        );
+        assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+        let mut lines = output.lines();
+        let pgid: libc::pid_t = lines.next().unwrap().parse().unwrap();
+        assert_eq!(
+            lines.next(),
+            Some("wedged"),
+            "stderr is captured too: {output:?}"
+        );
+        assert!(group_members(pgid).is_empty());
+        // A check that floods its output is drained, not blocked: it ends by itself.
+        let (exit, output) = run_check(
+            &mut sup,
+            2,
+            "head -c 300000 /dev/zero | tr '\\0' x; echo; echo done",
+            5_000,
+        );
+        assert_eq!(exit, CheckExit::Exited(ChildStatus::Exited(0)));
+        assert_eq!(output.len(), crate::check_process::OUTPUT_KEPT);
+        // A stop kills a running check at once: no result.
+        sup.request(Request::Check {
+            id: 3,
+            command: "sleep 600".into(),
+            env: vec![],
+            timeout: Duration::from_secs(60),
+        });
+        sup.request(Request::Stop(StopReason::Resign));
+        let mut check = None;
+        loop {
+            match next(&mut sup) {
+                Event::CheckEnded { id: 3, exit, .. } => check = Some(exit),
+                Event::Finished { .. } => break,
+                _ => {}
+            }
+        }
+        assert!(matches!(check, Some(CheckExit::NotRun(_))), "{check:?}");
+        // No child: a check is not run.
+        let (exit, _) = run_check(&mut sup, 4, "true", 1_000);
+        assert!(matches!(exit, CheckExit::NotRun(_)), "{exit:?}");
         sup.end();
     }
 

@@ -318,13 +318,14 @@ fn a_hanging_check_is_killed_with_what_it_started_at_its_timeout_and_counts_as_a
         "echo $$ >> {p}; sleep 1000 & echo $! >> {p}; exec sleep 1000",
         p = pids.display()
     );
+    // Timeout = interval: each check ends (killed) just as the next tick comes.
     let opts = [
         "--health-cmd",
         &check,
         "--health-interval",
         "500ms",
         "--health-timeout",
-        "300ms",
+        "500ms",
         "--health-retries",
         "2",
     ];
@@ -333,9 +334,24 @@ fn a_hanging_check_is_killed_with_what_it_started_at_its_timeout_and_counts_as_a
     wait_starts(dir.path(), 1, || a.log());
     wait_for(LONG, || a.log().contains("stepping down"), || a.log());
     assert!(
-        a.log().contains("timed out after 300ms (killed)"),
+        a.log().contains("timed out after 500ms (killed)"),
         "{}",
         a.log()
+    );
+    // The timing model: the stop begins by start period + interval × retries + timeout (1.5 s)
+    // after the child started (plus scheduling slack).
+    wait_for(
+        LONG,
+        || events(dir.path()).iter().any(|e| e.kind == "stop"),
+        || a.log(),
+    );
+    let evs = events(dir.path());
+    let stop = evs.iter().find(|e| e.kind == "stop").unwrap().boot_ns;
+    let took = Duration::from_nanos((stop - starts(dir.path())[0].boot_ns) as u64);
+    eprintln!("child start → stop signal with a hanging check: {took:?}");
+    assert!(
+        took < Duration::from_millis(2500),
+        "took {took:?}, model 1.5 s"
     );
     // Alone, it leads again; the checks it started are gone, none left behind.
     wait_starts(dir.path(), 2, || a.log());
@@ -445,4 +461,94 @@ fn status_json(etcd: &EtcdCluster, election: &str) -> serde_json::Value {
         .output()
         .unwrap();
     serde_json::from_slice(&out.stdout).unwrap_or_default()
+}
+
+/// The child's own exit is what counts, even when a check is running or fails while its leftovers
+/// are stopped: its status is the replica's, and it is not taken for a health step-down.
+#[test]
+fn a_child_that_exits_while_checked_keeps_its_exit_status() {
+    let etcd = EtcdCluster::single();
+    let dir = tempfile::tempdir().unwrap();
+    let starts_file = dir.path().join("starts");
+    let script = format!(
+        "echo x >> {}; trap '' TERM; sleep 100 & sleep 1.5; exit 7",
+        starts_file.display()
+    );
+    let mut a = Replica::start(
+        "a",
+        &etcd.endpoints(),
+        &[
+            "--election",
+            "exits",
+            "--grace",
+            "1s",
+            "--on-child-exit",
+            "exit",
+            "--health-cmd",
+            "sleep 0.8",
+            "--health-interval",
+            "1s",
+            "--health-timeout",
+            "1s",
+            "--health-retries",
+            "1",
+            "--",
+            "sh",
+            "-c",
+            &script,
+        ],
+    );
+    assert_eq!(a.wait(LONG), 7, "{}", a.log());
+    let runs = std::fs::read_to_string(&starts_file).unwrap_or_default();
+    assert_eq!(runs.lines().count(), 1, "started again: {}", a.log());
+    assert!(!a.log().contains("stepping down"), "{}", a.log());
+}
+
+/// SIGKILL of the supervisor while a check runs: the guard kills the check's group too.
+#[test]
+fn a_running_check_dies_with_a_sigkilled_supervisor() {
+    let etcd = EtcdCluster::single();
+    let dir = tempfile::tempdir().unwrap();
+    let pid_file = dir.path().join("check.pid");
+    // The sleep is the shell's child: PR_SET_PDEATHSIG reaches only the shell, the guard the group.
+    let check = format!("sleep 60 & echo $! > {}; wait", pid_file.display());
+    let a = replica(
+        "a",
+        &etcd,
+        "guarded",
+        free_port(),
+        &[
+            "--health-cmd",
+            &check,
+            "--health-interval",
+            "500ms",
+            "--health-timeout",
+            "500ms",
+        ],
+        dir.path(),
+    );
+    wait_starts(dir.path(), 1, || a.log());
+    let child = starts(dir.path())[0].pid;
+    wait_for(
+        LONG,
+        || std::fs::read_to_string(&pid_file).is_ok_and(|s| s.trim().parse::<i32>().is_ok()),
+        || a.log(),
+    );
+    let check_pid: i32 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(alive(check_pid));
+    a.signal(libc::SIGKILL);
+    wait_for(
+        Duration::from_secs(5),
+        || !alive(check_pid),
+        || format!("check {check_pid} outlived the supervisor"),
+    );
+    wait_for(
+        Duration::from_secs(5),
+        || !alive(child),
+        || format!("child {child} outlived the supervisor"),
+    );
 }

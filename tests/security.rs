@@ -236,11 +236,40 @@ fn auth_with_a_role_limited_to_the_election_prefix() {
 
     let d = tempfile::tempdir().unwrap();
     let mut cmd = std::process::Command::new(crate::support::bin());
-    cmd.args(["--endpoints", &ep, "--id", "app", "--user", "app"])
-        .args(with(&["--election", "authz"], d.path()));
+    // The endpoint twice: a refusal counted against it would show as a switch to "the next".
+    let twice = format!("{ep},{ep}");
+    cmd.args(["--endpoints", &twice, "--id", "app", "--user", "app"])
+        .args(with(
+            &[
+                "--election",
+                "authz",
+                // The role has no access to PREFIX/authz@health: health results are not shown,
+                // and nothing else changes.
+                "--health-cmd",
+                "true",
+                "--health-interval",
+                "200ms",
+                "--health-timeout",
+                "200ms",
+            ],
+            d.path(),
+        ));
     cmd.env("SINGLETON_EXEC_PASSWORD", "app-secret-pw");
     let mut good = Replica::spawn("app", cmd);
     wait_for(LONG, || child_started(d.path()), || good.log());
+    good.wait_log("cannot show health results in etcd", LONG);
+    // A few more checks pass without another write attempt or an endpoint switch.
+    wait_for(
+        LONG,
+        || good.log().matches("health check passed").count() >= 5,
+        || good.log(),
+    );
+    assert!(!good.log().contains("rejected us"), "{}", good.log());
+    assert!(
+        !good.log().contains("switching etcd endpoint"),
+        "{}",
+        good.log()
+    );
     good.signal(libc::SIGTERM);
     assert_eq!(good.wait(LONG), 0, "{}", good.log());
     assert!(!good.log().contains("app-secret-pw"), "password in the log");
