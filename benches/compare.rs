@@ -3,8 +3,8 @@
 //! `cargo bench --bench compare` prints a table of medians, spreads (min–max) and ratios:
 //! launch overhead, handoff on child exit and on SIGTERM, takeover after SIGKILL (TTL 5s) and
 //! whether the old child survives, resident memory and idle CPU, etcd requests per leader change
-//! with 1, 10 and 100 standbys, and the longest etcd black hole a leader at the defaults survives at
-//! the worst phase. `BENCH_REPS` sets the repetitions (default 10).
+//! with 1, 10, 100 and 300 standbys, and the longest etcd black hole a leader at the defaults survives at
+//! the worst phase. `BENCH_REPS` sets the repetitions (default 10); `BENCH_ONLY` picks parts.
 //! Under `cargo test` it does nothing: it is a benchmark, not a test.
 
 #[path = "../tests/support/mod.rs"]
@@ -193,11 +193,13 @@ impl Bench {
         }
     }
 
-    /// Sum of every gRPC message etcd received.
+    /// Every gRPC message etcd received except lease keepalives (a steady background, counted
+    /// apart by the scale benchmark).
     fn etcd_requests(&self) -> f64 {
         let body = http_get(&self.etcd.members[0].metrics_url, "/metrics").unwrap_or_default();
         body.lines()
             .filter(|l| l.starts_with("grpc_server_msg_received_total"))
+            .filter(|l| !l.contains("grpc_method=\"LeaseKeepAlive\""))
             .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
             .sum()
     }
@@ -242,6 +244,8 @@ fn row(what: &str, se: &[f64], ctl: &[f64], unit: &str) {
 }
 
 const TOOLS: [Tool; 2] = [Tool::Se, Tool::Etcdctl];
+/// Time between the standby being queued and the handoff.
+const SETTLE: Duration = Duration::from_millis(500);
 
 fn main() {
     if !std::env::args().any(|a| a == "--bench") {
@@ -258,11 +262,15 @@ fn main() {
         seq: 0,
     };
     let long = Duration::from_secs(20);
+    // `BENCH_ONLY=handoff,scaling` runs only those parts (launch, handoff, kill, memory, scaling,
+    // blackhole); the others print "n/a".
+    let only = std::env::var("BENCH_ONLY").unwrap_or_default();
+    let on = |part: &str| only.is_empty() || only.split(',').any(|p| p.trim() == part);
     println!("singleton-exec vs etcdctl lock, one local etcd, {reps} repetitions, alternating; median [min–max]\n");
 
     // 1. Launch to child running, no contention.
     let (mut base, mut launch) = (Vec::new(), [Vec::new(), Vec::new()]);
-    for _ in 0..reps {
+    for _ in 0..if on("launch") { reps } else { 0 } {
         let t = Instant::now();
         let mut p = Proc::spawn({
             let mut c = Command::new("sh");
@@ -281,7 +289,7 @@ fn main() {
             p.kill();
         }
     }
-    let child_alone = stats(&base).unwrap().0;
+    let child_alone = stats(&base).map_or(0.0, |s| s.0);
     let overhead: Vec<Vec<f64>> = launch
         .iter()
         .map(|v| v.iter().map(|x| x - child_alone).collect())
@@ -291,7 +299,7 @@ fn main() {
     let mut exit_handoff = [Vec::new(), Vec::new()];
     let mut term_handoff = [Vec::new(), Vec::new()];
     let mut term_ignored = [0usize, 0usize];
-    for _ in 0..reps {
+    for _ in 0..if on("handoff") { reps } else { 0 } {
         for (i, tool) in TOOLS.iter().enumerate() {
             let name = b.fresh_name();
             let fifo = b.fifo();
@@ -305,6 +313,9 @@ fn main() {
             a.wait_line("started", long).expect("holder");
             let mut w = b.start(*tool, &name, "b", 10, "echo started $$; exec sleep 100");
             b.wait_queued(*tool, &name, 2);
+            // Queued is not yet watching: give both tools time to set up their watch, so the
+            // figure is the handoff itself.
+            std::thread::sleep(SETTLE);
             let t = Instant::now();
             release(&fifo);
             let (at, _) = w.wait_line("started", long).expect("handoff on child exit");
@@ -317,6 +328,7 @@ fn main() {
             a.wait_line("started", long).expect("holder");
             let mut w = b.start(*tool, &name, "b", 10, "echo started $$; exec sleep 100");
             b.wait_queued(*tool, &name, 2);
+            std::thread::sleep(SETTLE);
             let t = Instant::now();
             a.signal(libc::SIGTERM);
             match w.wait_line("started", Duration::from_secs(3)) {
@@ -332,7 +344,7 @@ fn main() {
     let mut kill_takeover = [Vec::new(), Vec::new()];
     let mut orphans = [0usize, 0usize];
     let kill_reps = reps.min(3);
-    for _ in 0..kill_reps {
+    for _ in 0..if on("kill") { kill_reps } else { 0 } {
         for (i, tool) in TOOLS.iter().enumerate() {
             let name = b.fresh_name();
             let mut a = b.start(*tool, &name, "a", 5, "echo started $$; exec sleep 100");
@@ -360,6 +372,7 @@ fn main() {
     let mut cpu = [Vec::new(), Vec::new()];
     let holders: Vec<Proc> = TOOLS
         .iter()
+        .filter(|_| on("memory"))
         .map(|tool| {
             let name = b.fresh_name();
             let mut p = b.start(*tool, &name, "a", 10, "echo started $$; exec sleep 100");
@@ -367,65 +380,21 @@ fn main() {
             p
         })
         .collect();
-    std::thread::sleep(Duration::from_secs(1));
+    std::thread::sleep(Duration::from_secs(if on("memory") { 1 } else { 0 }));
     let cpu0: Vec<f64> = holders.iter().map(|p| cpu_ms(p.pid())).collect();
-    std::thread::sleep(Duration::from_secs(10));
+    std::thread::sleep(Duration::from_secs(if on("memory") { 10 } else { 0 }));
     for (i, p) in holders.iter().enumerate() {
         cpu[i].push(cpu_ms(p.pid()) - cpu0[i]);
         rss[i].push(rss_kib(p.pid()) as f64 / 1024.0);
     }
     holders.into_iter().for_each(Proc::kill);
 
-    // 6. etcd requests per leader change with 1, 10, 100 standbys; handoff with 100.
+    // 6. etcd requests per leader change and handoff, with 1, 10, 100 and 300 standbys: a chain
+    // of CHANGES handoffs in one queue (each new holder is released in turn).
     let mut scaling = Vec::new();
-    for n in [1usize, 10, 100] {
+    for n in [1usize, 10, 100, 300].into_iter().filter(|_| on("scaling")) {
         for tool in TOOLS {
-            let name = b.fresh_name();
-            let fifo = b.fifo();
-            let mut a = b.start(
-                tool,
-                &name,
-                "a",
-                60,
-                &format!("echo started $$; read x < {}", fifo.display()),
-            );
-            a.wait_line("started", long).expect("holder");
-            let mut standbys: Vec<Proc> = (0..n)
-                .map(|k| {
-                    b.start(
-                        tool,
-                        &name,
-                        &format!("s{k}"),
-                        60,
-                        "echo started $$; exec sleep 300",
-                    )
-                })
-                .collect();
-            b.wait_queued(tool, &name, n as i64 + 1);
-            // Background: keepalives and the like over the same window without a change.
-            let window = Duration::from_millis(1500);
-            let r0 = b.etcd_requests();
-            std::thread::sleep(window);
-            let background = b.etcd_requests() - r0;
-            let r1 = b.etcd_requests();
-            let t = Instant::now();
-            release(&fifo);
-            let mut started = None;
-            let deadline = Instant::now() + long;
-            while started.is_none() && Instant::now() < deadline {
-                for s in standbys.iter_mut() {
-                    if let Some((at, _)) = s.wait_line("started", Duration::from_millis(1)) {
-                        started = Some(at);
-                        break;
-                    }
-                }
-            }
-            let handoff = started.map(|at| ms(at - t));
-            std::thread::sleep(window.saturating_sub(t.elapsed()));
-            let per_change = b.etcd_requests() - r1 - background;
-            scaling.push((tool, n, per_change, background, handoff));
-            a.kill();
-            standbys.into_iter().for_each(Proc::kill);
+            scaling.push(chain(&mut b, tool, n, long));
         }
     }
 
@@ -472,7 +441,7 @@ fn main() {
     // The tolerated outage, measured: the worst phase, 250 ms steps.
     let mut survived = None;
     let mut stopped = None;
-    for step in 14..=24u64 {
+    for step in (14..=24u64).filter(|_| on("blackhole")) {
         let outage = Duration::from_millis(step * 250);
         if survives_black_hole(&mut b, outage) {
             survived = Some(outage);
@@ -490,14 +459,57 @@ fn main() {
         secs(survived),
         secs(stopped)
     );
-    for (tool, n, per_change, background, handoff) in &scaling {
+    for (tool, n, per_change, handoffs) in &scaling {
         println!(
-            "| {}: etcd requests per leader change, {n} standbys | {per_change:.0} (background {background:.0} per {:.1}s) | handoff {} | |",
+            "| {}: etcd requests per leader change (keepalives aside), {n} standbys | {per_change:.1} | handoff {} | |",
             tool.name(),
-            1.5,
-            handoff.map(|h| format!("{h:.1} ms")).unwrap_or_else(|| "none".into())
+            fmt(handoffs, "ms")
         );
     }
+}
+
+/// Leader changes measured per queue length.
+const CHANGES: usize = 5;
+
+/// A holder and `n` standbys of `tool`, every one of them holding until released through its own
+/// FIFO; then CHANGES handoffs in a row. Returns the tool, `n`, the etcd requests per change
+/// (keepalives aside) and each handoff (release → the next holder's child printed its line).
+fn chain(b: &mut Bench, tool: Tool, n: usize, long: Duration) -> (Tool, usize, f64, Vec<f64>) {
+    let name = b.fresh_name();
+    let fifos: Vec<PathBuf> = (0..=n).map(|_| b.fifo()).collect();
+    let script = |k: usize| format!("echo started {k}; read x < {}", fifos[k].display());
+    let mut procs: Vec<Proc> = vec![b.start(tool, &name, "p0", 60, &script(0))];
+    procs[0].wait_line("started", long).expect("holder");
+    for k in 1..=n {
+        procs.push(b.start(tool, &name, &format!("p{k}"), 60, &script(k)));
+    }
+    b.wait_queued(tool, &name, n as i64 + 1);
+    std::thread::sleep(SETTLE);
+    let (mut holder, mut handoffs) = (0usize, Vec::new());
+    let r0 = b.etcd_requests();
+    for _ in 0..CHANGES.min(n) {
+        let t = Instant::now();
+        release(&fifos[holder]);
+        let deadline = Instant::now() + long;
+        let mut next = None;
+        while next.is_none() && Instant::now() < deadline {
+            for (k, p) in procs.iter_mut().enumerate() {
+                if k != holder && p.seen.is_empty() {
+                    if let Some((at, _)) = p.wait_line("started", Duration::from_millis(1)) {
+                        next = Some((k, at));
+                        break;
+                    }
+                }
+            }
+        }
+        let Some((k, at)) = next else { break };
+        handoffs.push(ms(at - t));
+        holder = k;
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let per_change = (b.etcd_requests() - r0) / handoffs.len().max(1) as f64;
+    procs.into_iter().for_each(Proc::kill);
+    (tool, n, per_change, handoffs)
 }
 
 /// LeaseKeepAlive requests etcd has received so far.

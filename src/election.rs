@@ -19,6 +19,18 @@ use etcd_client::{
 
 use crate::etcd::{EtcdError, LeaseId};
 
+/// How a waiting candidate learns that the key just ahead is gone (implemented by
+/// [`crate::candidacy_watch::CandidacyWatch`], on the watch stream it set up when it joined).
+pub trait WaitAhead {
+    /// Resolves once `key` is deleted after revision `from - 1`; `Err` if waiting cannot go on
+    /// (our own key was deleted meanwhile).
+    fn wait_ahead_gone(
+        &mut self,
+        key: Vec<u8>,
+        from: i64,
+    ) -> impl std::future::Future<Output = Result<(), EtcdError>> + Send;
+}
+
 /// One election: the key space `PREFIX/NAME/`.
 #[derive(Debug, Clone)]
 pub struct Election {
@@ -65,6 +77,14 @@ impl Queue {
     pub fn leader(&self) -> Option<&Candidate> {
         self.candidates.first()
     }
+}
+
+/// Where a candidate stands after one read.
+enum Turn {
+    /// Nobody ahead: we lead, as of this store revision.
+    First(i64),
+    /// `key` is just ahead, as of revision `at`.
+    Behind { key: Vec<u8>, at: i64 },
 }
 
 /// The leader as read from etcd.
@@ -179,15 +199,16 @@ impl Election {
     }
 
     /// Puts our key if absent (it survives from an earlier attempt with the same lease) and returns
-    /// our place in the queue, and whether we lead already. The same transaction reads the head of
-    /// the queue after the put, so an uncontended campaign is one round trip, and "the first key is
-    /// ours, with our lease and our create-revision" is its own verification.
+    /// our place in the queue, whether we lead already, and the store revision of this read (watches
+    /// start after it). The same transaction reads the head of the queue after the put, so an
+    /// uncontended campaign is one round trip, and "the first key is ours, with our lease and our
+    /// create-revision" is its own verification.
     pub async fn join(
         &self,
         client: &mut Client,
         lease: LeaseId,
         id: &str,
-    ) -> Result<(Candidacy, bool), EtcdError> {
+    ) -> Result<(Candidacy, bool, i64), EtcdError> {
         let key = format!("{}{lease}", self.dir);
         let head = || {
             let opts = GetOptions::new()
@@ -232,66 +253,97 @@ impl Election {
         };
         let leads = first_kv(ops.get(1))
             .is_some_and(|(k, l, r)| k == me.key.as_bytes() && l == lease && r == revision);
+        let at = resp.header().map(|h| h.revision()).unwrap_or(revision);
         if leads {
             // The transaction's own revision: our put when it succeeded (then equal to `revision`).
-            me.leads_since = resp.header().map(|h| h.revision()).unwrap_or(revision);
+            me.leads_since = at;
         }
-        Ok((me, leads))
+        Ok((me, leads, at))
     }
 
     /// Returns once every candidate ahead of us is gone and our key is verified to still be ours,
-    /// with the store revision at which that was read (our `leads_since`). Waits by watching the
-    /// one key just ahead.
-    pub async fn wait_turn(&self, client: &mut Client, me: &Candidacy) -> Result<i64, EtcdError> {
+    /// with the store revision at which that was read (our `leads_since`). Waits on `watch` for the
+    /// one key just ahead to be deleted.
+    ///
+    /// Each wake-up costs one transaction (our key is ours, and who is just ahead, at one
+    /// revision) and, once we are first, one check that the lease of the key we waited on is gone,
+    /// sent together with it; no new watch: the stream was set up when we joined.
+    pub async fn wait_turn(
+        &self,
+        client: &mut Client,
+        me: &Candidacy,
+        watch: &mut impl WaitAhead,
+    ) -> Result<i64, EtcdError> {
+        let mut waited_on: Option<Vec<u8>> = None;
         loop {
-            let opts = GetOptions::new()
-                .with_prefix()
-                .with_max_create_revision(me.revision - 1)
-                .with_sort(SortTarget::Create, SortOrder::Descend)
-                .with_limit(1);
-            let resp = client.get(self.dir.clone(), Some(opts)).await?;
-            let Some(ahead) = resp.kvs().first() else {
-                // Nobody ahead. A candidate whose lease expired while it waited must not believe it
-                // leads: the key must still be ours.
-                return match self.verify(client, me).await? {
-                    Some(at) => Ok(at),
-                    None => Err(EtcdError::Unavailable(format!(
-                        "our key {} vanished while waiting (lease expired?)",
-                        me.key
-                    ))),
-                };
-            };
-            let ahead_key = ahead.key().to_vec();
-            let from = resp.header().map(|h| h.revision()).unwrap_or_default() + 1;
-            tracing::debug!(waiting_on = %String::from_utf8_lossy(&ahead_key), "standby: watching the candidate ahead");
-            wait_deleted(client, ahead_key.clone(), from).await?;
-            // Usually the one ahead was the leader and we are first now: one read both tells and
-            // verifies it (our key, our lease, our create-revision).
-            let opts = GetOptions::new()
-                .with_prefix()
-                .with_sort(SortTarget::Create, SortOrder::Ascend)
-                .with_limit(1);
-            let head = client.get(self.dir.clone(), Some(opts)).await?;
-            match head.kvs().first() {
-                Some(kv) if kv.key() == me.key.as_bytes() => {
-                    if kv.lease() == me.lease.0 && kv.create_revision() == me.revision {
-                        self.wait_predecessor_gone(client, &ahead_key).await?;
-                        return Ok(head.header().map(|h| h.revision()).unwrap_or(me.revision));
-                    }
-                    return Err(EtcdError::Unavailable(format!(
-                        "our key {} was replaced while waiting",
-                        me.key
-                    )));
+            let (turn, predecessor) = match waited_on.as_deref() {
+                Some(key) => {
+                    let (mut a, mut b) = (client.clone(), client.clone());
+                    let (turn, alive) =
+                        tokio::join!(self.next_ahead(&mut a, me), self.lease_alive(&mut b, key));
+                    tracing::trace!("read the queue and the lease of the candidate ahead");
+                    (turn?, alive?)
                 }
-                Some(kv) if kv.create_revision() < me.revision => continue,
-                _ => {
-                    return Err(EtcdError::Unavailable(format!(
-                        "our key {} vanished while waiting (lease expired?)",
-                        me.key
-                    )))
+                None => (self.next_ahead(client, me).await?, false),
+            };
+            match turn {
+                Turn::First(at) => {
+                    if predecessor {
+                        if let Some(key) = &waited_on {
+                            self.wait_predecessor_gone(client, key).await?;
+                        }
+                    }
+                    return Ok(at);
+                }
+                Turn::Behind { key, at } => {
+                    tracing::debug!(waiting_on = %String::from_utf8_lossy(&key), "standby: watching the candidate ahead");
+                    watch.wait_ahead_gone(key.clone(), at + 1).await?;
+                    waited_on = Some(key);
                 }
             }
         }
+    }
+
+    /// One transaction: if our key still exists with our lease and our create-revision, the key
+    /// just ahead of us in the queue (none: we are first), at the transaction's revision.
+    async fn next_ahead(&self, client: &mut Client, me: &Candidacy) -> Result<Turn, EtcdError> {
+        let ahead = GetOptions::new()
+            .with_prefix()
+            .with_max_create_revision(me.revision - 1)
+            .with_sort(SortTarget::Create, SortOrder::Descend)
+            .with_keys_only()
+            .with_limit(1);
+        let txn = Txn::new()
+            .when([
+                Compare::create_revision(me.key.clone(), CompareOp::Equal, me.revision),
+                Compare::lease(me.key.clone(), CompareOp::Equal, me.lease.0),
+            ])
+            .and_then([TxnOp::get(self.dir.clone(), Some(ahead))]);
+        let resp = client.txn(txn).await?;
+        if !resp.succeeded() {
+            // A candidate whose lease expired while it waited must not believe it leads.
+            return Err(EtcdError::Unavailable(format!(
+                "our key {} vanished or was replaced while waiting (lease expired?)",
+                me.key
+            )));
+        }
+        let at = resp.header().map(|h| h.revision()).unwrap_or(me.revision);
+        let key = match resp.op_responses().first() {
+            Some(etcd_client::TxnOpResponse::Get(g)) => g.kvs().first().map(|kv| kv.key().to_vec()),
+            _ => None,
+        };
+        Ok(match key {
+            None => Turn::First(at),
+            Some(key) => Turn::Behind { key, at },
+        })
+    }
+
+    /// Whether the lease of candidate key `key` (read from its name) still lives.
+    async fn lease_alive(&self, client: &mut Client, key: &[u8]) -> Result<bool, EtcdError> {
+        let Some(lease) = lease_of_key(&self.dir, key) else {
+            return Ok(false); // not a key of this layout: nothing to wait for
+        };
+        Ok(client.lease_time_to_live(lease, None).await?.ttl() > 0)
     }
 
     /// The leader's key can vanish while its lease lives (an operator's `etcdctl del`): a leader of

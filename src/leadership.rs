@@ -29,6 +29,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::{sleep, Instant};
 
+use crate::candidacy_watch::CandidacyWatch;
 use crate::clock::BootInstant;
 use crate::config::Config;
 use crate::election::{Candidacy, Election, HealthRecord};
@@ -38,7 +39,6 @@ use crate::health::{self, Monitor, Outcome, Report, Verdict};
 use crate::http::{self, Endpoints, ResignAuth};
 use crate::lifecycle::{decide, Next, Phase, Policies, StopReason};
 use crate::observer::Observer;
-use crate::resign::RequestWatch;
 use crate::session::{LeaseState, Revoked, Session};
 use crate::supervisor::{Event, LeaseDeadline, Request, Supervisor};
 
@@ -134,11 +134,11 @@ pub async fn run(
 async fn campaign_until_exit(ctx: &Ctx<'_>, inp: &mut Inputs) -> Exit {
     loop {
         while inp.resign.try_recv().is_ok() {} // a request that came too late to matter
-        let (session, me) = match standby(ctx, inp).await {
+        let (session, me, watch) = match standby(ctx, inp).await {
             Ok(won) => won,
             Err(exit) => return exit,
         };
-        match lead(ctx, inp, session, me).await {
+        match lead(ctx, inp, session, me, watch).await {
             After::Exit(exit) => return exit,
             After::Recampaign { holdoff: true } => {
                 let held = tokio::select! {
@@ -207,7 +207,10 @@ async fn lease_lost(mut state: watch::Receiver<LeaseState>) -> StopReason {
 
 /// Standby: get a lease, join the queue, wait for our turn, verify. Returns the session and our
 /// candidacy, or how to exit.
-async fn standby(ctx: &Ctx<'_>, inp: &mut Inputs) -> Result<(Session, Candidacy), Exit> {
+async fn standby(
+    ctx: &Ctx<'_>,
+    inp: &mut Inputs,
+) -> Result<(Session, Candidacy, CandidacyWatch), Exit> {
     let acquire_by = ctx.cfg.acquire_timeout.map(|d| Instant::now() + d);
     let last_error = RefCell::new(String::from("none"));
     let timed_out = || {
@@ -228,7 +231,7 @@ async fn standby(ctx: &Ctx<'_>, inp: &mut Inputs) -> Result<(Session, Candidacy)
             r = campaign(ctx, &session, &last_error) => Ok(Ok(r)),
         };
         match outcome {
-            Ok(Ok(Ok(me))) => return Ok((session, me)),
+            Ok(Ok(Ok((me, watch)))) => return Ok((session, me, watch)),
             Ok(Err(reason)) => {
                 tracing::warn!(id = %ctx.cfg.id, lease = %session.lease_id, %reason,
                     "lease lost while standby; taking a new one");
@@ -278,28 +281,32 @@ async fn campaign(
     ctx: &Ctx<'_>,
     session: &Session,
     last_error: &RefCell<String>,
-) -> Result<Candidacy, EtcdError> {
+) -> Result<(Candidacy, CandidacyWatch), EtcdError> {
     let mut backoff = Backoff::new(RETRY_BACKOFF_MIN, RETRY_BACKOFF_MAX);
     loop {
         let (election, id, lease) = (&ctx.election, ctx.cfg.id.as_str(), session.lease_id);
         let obs: &Observer = ctx.obs;
+        let (connector, step_down) = (ctx.connector.clone(), ctx.step_down.clone());
         let attempt = ctx
             .connector
             .call(|mut client| async move {
-                let (mut me, leads) = election.join(&mut client, lease, id).await?;
+                let (mut me, leads, joined_at) = election.join(&mut client, lease, id).await?;
                 obs.enter(Phase::Standby {
                     lease: me.lease,
                     key: me.key.clone(),
                     revision: me.revision,
                 });
+                // Our key, step-down requests and the candidate ahead, on one stream from now on.
+                let mut watch =
+                    CandidacyWatch::start(connector, election, &me, joined_at, step_down);
                 if !leads {
-                    me.leads_since = election.wait_turn(&mut client, &me).await?;
+                    me.leads_since = election.wait_turn(&mut client, &me, &mut watch).await?;
                 }
-                Ok(me)
+                Ok((me, watch))
             })
             .await;
         match attempt {
-            Ok(me) => return Ok(me),
+            Ok(won) => return Ok(won),
             Err(e) if e.is_rejected() => return Err(e),
             Err(e) => {
                 let wait = backoff.step();
@@ -308,58 +315,6 @@ async fn campaign(
                 sleep(wait).await;
             }
         }
-    }
-}
-
-/// Watches our leader key in the background; [`KeyWatch::deleted`] resolves once it is gone
-/// (deleted, or its lease expired), and again every time it is awaited after that.
-struct KeyWatch {
-    deleted: watch::Receiver<bool>,
-    task: JoinHandle<()>,
-}
-
-impl KeyWatch {
-    fn start(ctx: &Ctx<'_>, me: &Candidacy) -> KeyWatch {
-        let (tx, deleted) = watch::channel(false);
-        let (election, connector, me) = (ctx.election.clone(), ctx.connector.clone(), me.clone());
-        let task = tokio::spawn(async move {
-            let mut backoff = Backoff::new(RETRY_BACKOFF_MIN, RETRY_BACKOFF_MAX);
-            loop {
-                let (election, me) = (&election, &me);
-                let r = connector
-                    .call(|mut client| async move {
-                        match election.verify(&mut client, me).await? {
-                            None => Ok(()),
-                            Some(at) => election.wait_key_deleted(&mut client, me, at + 1).await,
-                        }
-                    })
-                    .await;
-                match r {
-                    Ok(()) => {
-                        let _ = tx.send(true);
-                        return;
-                    }
-                    Err(e) => {
-                        tracing::debug!(error = %e, "watch on our leader key broke; re-watching");
-                        sleep(backoff.step()).await;
-                    }
-                }
-            }
-        });
-        KeyWatch { deleted, task }
-    }
-
-    async fn deleted(&mut self) {
-        if self.deleted.wait_for(|d| *d).await.is_err() {
-            // The watching task ended without seeing a deletion: nothing more to learn.
-            std::future::pending::<()>().await;
-        }
-    }
-}
-
-impl Drop for KeyWatch {
-    fn drop(&mut self) {
-        self.task.abort();
     }
 }
 
@@ -409,10 +364,13 @@ enum NotStarted {
 }
 
 /// Leader: start the child, run until its tree is gone, decide, apply; again while restarting.
-async fn lead(ctx: &Ctx<'_>, inp: &mut Inputs, session: Session, me: Candidacy) -> After {
-    let mut key = KeyWatch::start(ctx, &me);
-    // Started once the first child runs, so it never delays a handoff; dropped with the leadership.
-    let mut requests: Option<RequestWatch> = None;
+async fn lead(
+    ctx: &Ctx<'_>,
+    inp: &mut Inputs,
+    session: Session,
+    me: Candidacy,
+    mut key: CandidacyWatch,
+) -> After {
     let mut restarts = Backoff::new(RESTART_BACKOFF_MIN, RESTART_BACKOFF_MAX);
     let mut last: Option<ChildStatus> = None;
     loop {
@@ -447,14 +405,6 @@ async fn lead(ctx: &Ctx<'_>, inp: &mut Inputs, session: Session, me: Candidacy) 
             key: me.key.clone(),
             revision: me.revision,
             pid,
-        });
-        requests.get_or_insert_with(|| {
-            RequestWatch::start(
-                ctx.connector.clone(),
-                &ctx.election,
-                &me,
-                ctx.step_down.clone(),
-            )
         });
         let health = ctx.cfg.health.as_ref().map(|h| {
             let (monitor, results) = Monitor::new(h, Instant::now());
@@ -542,7 +492,7 @@ async fn run_until_tree_gone(
     inp: &mut Inputs,
     session: &Session,
     me: &Candidacy,
-    key: &mut KeyWatch,
+    key: &mut CandidacyWatch,
     health: Option<(Health, health::Results)>,
 ) -> Option<(ChildStatus, StopReason)> {
     // Apart, so the loop can wait for the next check and for a result at once.
@@ -608,7 +558,7 @@ async fn run_until_tree_gone(
                 }
             }
             Some(()) = inp.resign.recv() => Some(StopReason::Resign),
-            _ = key.deleted(), if !key_deleted => {
+            _ = key.own_deleted(), if !key_deleted => {
                 key_deleted = true;
                 Some(StopReason::KeyDeleted)
             }
@@ -784,7 +734,7 @@ impl Drop for HealthPublisher {
 async fn wait_to_restart(
     inp: &mut Inputs,
     session: &Session,
-    key: &mut KeyWatch,
+    key: &mut CandidacyWatch,
     wait: Duration,
 ) -> Option<StopReason> {
     tokio::select! {
@@ -792,7 +742,7 @@ async fn wait_to_restart(
             inp.shutdown.map(StopReason::Shutdown)
         }
         reason = lease_lost(session.state()) => Some(reason),
-        _ = key.deleted() => Some(StopReason::KeyDeleted),
+        _ = key.own_deleted() => Some(StopReason::KeyDeleted),
         Some(()) = inp.resign.recv() => Some(StopReason::Resign),
         _ = sleep(wait) => None,
     }

@@ -35,6 +35,7 @@ pub(crate) fn test_children() -> std::sync::MutexGuard<'static, ()> {
     CHILDREN.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+pub(crate) mod candidacy_watch;
 pub(crate) mod check_process;
 pub mod cli;
 pub(crate) mod clock;

@@ -6,23 +6,16 @@
 //! revision, so a request that arrives late (or lingers until its lease expires) cannot make a later
 //! leader step down. On obeying, the leader deletes the request: that is the acknowledgement.
 //!
-//! The leader's watch ([`RequestWatch`]) starts after its child has started, so it never delays a
-//! handoff, and it is one watch per leader, none per standby. It is best effort: a role without read
-//! permission on the request key only loses this way of stepping down (a warning says so), never the
-//! leadership.
+//! Every candidate watches the request key on the stream it sets up when it joins
+//! ([`crate::candidacy_watch`]), so a new leader needs no new watch; requests are rare, and each is
+//! read by every candidate and obeyed by the one it is addressed to. It is best effort: a role
+//! without read permission on the request key only loses this way of stepping down (a warning says
+//! so), never the leadership.
 
-use std::sync::Arc;
-use std::time::Duration;
+use etcd_client::{Compare, CompareOp, Txn, TxnOp};
 
-use etcd_client::{Client, Compare, CompareOp, EventType, Txn, TxnOp, WatchOptions};
-use tokio::sync::mpsc::UnboundedSender;
-use tokio::task::JoinHandle;
-
-use crate::election::{Candidacy, Election};
+use crate::election::Candidacy;
 use crate::etcd::{Connector, EtcdError};
-
-const RETRY_MIN: Duration = Duration::from_millis(200);
-const RETRY_MAX: Duration = Duration::from_secs(2);
 
 /// A request to step down, as stored in etcd (JSON).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -94,124 +87,9 @@ pub fn examine(value: &[u8], me: &Candidacy) -> Verdict {
     }
 }
 
-/// How one watch attempt ended.
-enum Found {
-    /// A request for us, at this mod-revision of the request key.
-    ForMe(ResignRequest, i64),
-    /// etcd refuses us the request key (permission): stop watching, leadership is unaffected.
-    Refused(String),
-}
-
-/// The leader's watch on the request key; aborted when dropped (when the leadership ends).
-pub struct RequestWatch {
-    task: JoinHandle<()>,
-}
-
-impl RequestWatch {
-    /// Starts watching; a request for `me` sends one `()` on `step_down`.
-    pub fn start(
-        connector: Arc<Connector>,
-        election: &Election,
-        me: &Candidacy,
-        step_down: UnboundedSender<()>,
-    ) -> RequestWatch {
-        let (key, me) = (election.resign_key(), me.clone());
-        let task = tokio::spawn(async move {
-            let mut wait = RETRY_MIN;
-            loop {
-                let (key, me) = (&key, &me);
-                let r = connector
-                    .call(|mut c| async move { wait_for_request(&mut c, key, me).await })
-                    .await;
-                match r {
-                    Ok(Found::ForMe(request, mod_revision)) => {
-                        tracing::info!(by = ?request.by, "step-down requested through etcd");
-                        let _ = step_down.send(());
-                        acknowledge(&connector, key, mod_revision).await;
-                        return;
-                    }
-                    Ok(Found::Refused(why)) => {
-                        tracing::warn!(key = %key, error = %why,
-                            "cannot read step-down requests (grant read and write on this key): `singleton-exec resign` will not reach this leader");
-                        return;
-                    }
-                    Err(e) => {
-                        tracing::debug!(error = %e, "watch on step-down requests broke; re-watching");
-                        tokio::time::sleep(wait).await;
-                        wait = (wait * 2).min(RETRY_MAX);
-                    }
-                }
-            }
-        });
-        RequestWatch { task }
-    }
-}
-
-impl Drop for RequestWatch {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-/// Reads the request key (a request may predate the watch: it is put once the leader key exists,
-/// before the child starts), then watches it for a request addressed to `me`. A permission error is
-/// returned as `Ok(Refused)` so that [`Connector::call`] does not count it against the endpoint.
-async fn wait_for_request(
-    client: &mut Client,
-    key: &str,
-    me: &Candidacy,
-) -> Result<Found, EtcdError> {
-    let resp = match client.get(key, None).await.map_err(EtcdError::from) {
-        Ok(r) => r,
-        Err(EtcdError::Rejected(why)) => return Ok(Found::Refused(why)),
-        Err(e) => return Err(e),
-    };
-    let from = resp.header().map(|h| h.revision()).unwrap_or_default() + 1;
-    if let Some(kv) = resp.kvs().first() {
-        if let Some(found) = consider(kv.value(), kv.mod_revision(), me) {
-            return Ok(found);
-        }
-    }
-    let opts = WatchOptions::new().with_start_revision(from);
-    let mut stream = client.watch(key, Some(opts)).await?;
-    loop {
-        let Some(resp) = stream.message().await? else {
-            return Err(EtcdError::Unavailable("watch stream closed".into()));
-        };
-        if resp.canceled() {
-            let why = resp.cancel_reason().to_owned();
-            if why.contains("permission denied") {
-                return Ok(Found::Refused(why));
-            }
-            return Err(EtcdError::Unavailable(format!("watch canceled: {why}")));
-        }
-        for event in resp.events() {
-            if event.event_type() != EventType::Put {
-                continue;
-            }
-            if let Some(found) = event
-                .kv()
-                .and_then(|kv| consider(kv.value(), kv.mod_revision(), me))
-            {
-                return Ok(found);
-            }
-        }
-    }
-}
-
-fn consider(value: &[u8], mod_revision: i64, me: &Candidacy) -> Option<Found> {
-    match examine(value, me) {
-        Verdict::Obey(r) => Some(Found::ForMe(r, mod_revision)),
-        Verdict::Ignore(why) => {
-            tracing::info!(%why, "ignoring a step-down request for another leadership");
-            None
-        }
-    }
-}
-
 /// Deletes the request we obeyed, unless a newer one replaced it meanwhile. Best effort: the
 /// requester's lease removes it anyway.
-async fn acknowledge(connector: &Connector, key: &str, mod_revision: i64) {
+pub(crate) async fn acknowledge(connector: &Connector, key: &str, mod_revision: i64) {
     let txn = Txn::new()
         .when([Compare::mod_revision(key, CompareOp::Equal, mod_revision)])
         .and_then([TxnOp::delete(key, None)]);

@@ -22,7 +22,7 @@ use tokio::time::{timeout, Instant};
 use crate::clock::BootInstant;
 use crate::etcd::{Connector, EtcdError, LeaseId};
 use crate::observer::Observer;
-use crate::timing::TimingModel;
+use crate::timing::{Jitter, TimingModel};
 
 /// What we know about our lease.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,8 +78,11 @@ impl Session {
             tx,
             observer,
         };
-        // The first keepalive is due one interval after the grant was *sent*, like every later one.
-        let keepalive = tokio::spawn(keeper.run(started + timing.keepalive_interval));
+        // The first keepalive is due (at most) one interval after the grant was *sent*, like every
+        // later one; each wait is jittered so that replicas started together spread out.
+        let mut jitter = Jitter::new();
+        let first = started + timing.jittered(jitter.next());
+        let keepalive = tokio::spawn(keeper.run(first, jitter));
         tracing::debug!(lease = %lease_id, granted_ttl_s = granted_ttl.as_secs(), "lease granted");
         Ok(Session {
             connector,
@@ -164,13 +167,13 @@ enum Broke {
 }
 
 impl KeepAlive {
-    async fn run(self, first: Instant) {
+    async fn run(self, first: Instant, mut jitter: Jitter) {
         let attempt = self.timing.attempt_timeout();
         let mut next = first;
         loop {
             tokio::time::sleep_until(next).await;
             let started = Instant::now();
-            match self.open_and_keep().await {
+            match self.open_and_keep(&mut jitter).await {
                 Broke::LeaseGone => {
                     tracing::warn!(lease = %self.lease, "etcd reports the lease is gone");
                     self.observer.lease_dropped();
@@ -186,7 +189,7 @@ impl KeepAlive {
     }
 
     /// One attempt to (re)open the stream, then keepalives on it until it breaks.
-    async fn open_and_keep(&self) -> Broke {
+    async fn open_and_keep(&self, jitter: &mut Jitter) -> Broke {
         let attempt = self.timing.attempt_timeout();
         let sent = BootInstant::now();
         let started = Instant::now();
@@ -241,7 +244,7 @@ impl KeepAlive {
         if !self.acknowledged(sent, started, self.granted_ttl) {
             return Broke::Closed;
         }
-        let why = self.keep(&mut keeper, &mut stream, started).await;
+        let why = self.keep(&mut keeper, &mut stream, started, jitter).await;
         if matches!(why, Broke::Retry) {
             self.connector.failed(conn.generation);
             tracing::warn!(endpoint = %conn.endpoint, "keepalive stream broke; reconnecting");
@@ -255,9 +258,10 @@ impl KeepAlive {
         keeper: &mut LeaseKeeper,
         stream: &mut LeaseKeepAliveStream,
         mut last: Instant,
+        jitter: &mut Jitter,
     ) -> Broke {
         loop {
-            tokio::time::sleep_until(last + self.timing.keepalive_interval).await;
+            tokio::time::sleep_until(last + self.timing.jittered(jitter.next())).await;
             let sent = BootInstant::now();
             last = Instant::now();
             let reply = async {

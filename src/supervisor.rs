@@ -537,8 +537,10 @@ impl Owner {
             return;
         }
         let terminal = spawn::owns_terminal_foreground();
+        tracing::trace!("forking the child");
         match spawn::spawn(command, env, terminal) {
             Ok(pid) => {
+                tracing::trace!(pid, "the child runs");
                 self.tree = Some(Tree {
                     pgid: pid,
                     main: Main::Running {

@@ -31,6 +31,9 @@
 //!     `cargo bench --bench compare` with a black hole that drops every byte).
 //! * Hence the default interval is a tenth of the TTL: at TTL 10 s a keepalive a second, attempts
 //!   bounded by half a second, and the 4 s outage an etcd leader election needs.
+//! * Keepalives are spread: each waits a random time between 0.9 I and I ([`TimingModel::jittered`]),
+//!   so replicas started together (or reconnected together after an etcd restart) do not reach
+//!   etcd in bursts. Never more than I, so everything above holds as written.
 //! * All instants are on [`BootInstant`], which counts suspend.
 //!
 //! What this cannot protect against: a supervisor that is itself frozen (SIGSTOP, a VM paused for
@@ -186,10 +189,46 @@ impl TimingModel {
         self.renew_deadline() - self.keepalive_interval - self.attempt_timeout() * 2
     }
 
+    /// The wait before the next keepalive: `keepalive_interval` shortened by up to a tenth, by
+    /// `u` in [0, 1) (a random draw), never longer than the interval.
+    pub fn jittered(&self, u: f64) -> Duration {
+        let u = if u.is_finite() {
+            u.clamp(0.0, 1.0)
+        } else {
+            0.0
+        };
+        self.keepalive_interval.mul_f64(1.0 - JITTER * u)
+    }
+
     /// When the retry after one lost keepalive is answered at the latest, measured from the send of
     /// the last acknowledged one (see the module doc); always before the renew deadline.
     pub fn one_lost_keepalive_recovered_by(&self) -> Duration {
         self.keepalive_interval + self.attempt_timeout() * 2
+    }
+}
+
+/// The largest share of the keepalive interval taken off by [`TimingModel::jittered`].
+const JITTER: f64 = 0.1;
+
+/// A small random source for jitter (xorshift64*), seeded from the pid and the boot clock: no
+/// security need, only that replicas differ.
+#[derive(Debug, Clone)]
+pub struct Jitter(u64);
+
+impl Jitter {
+    pub fn new() -> Jitter {
+        let seed =
+            (std::process::id() as u64).rotate_left(32) ^ BootInstant::now().as_nanos() as u64;
+        Jitter(seed | 1)
+    }
+
+    /// A draw in [0, 1).
+    pub fn next(&mut self) -> f64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        let x = self.0.wrapping_mul(0x2545_f491_4f6c_dd1d);
+        (x >> 11) as f64 / (1u64 << 53) as f64
     }
 }
 
@@ -210,6 +249,42 @@ impl std::fmt::Display for TimingModel {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn jitter_shortens_the_interval_by_at_most_a_tenth_never_lengthens_it() {
+        let t = TimingModel::new(TimingInput {
+            ttl: Some(Duration::from_secs(10)),
+            keepalive_interval: None,
+            grace: None,
+            margin: None,
+        })
+        .unwrap();
+        let i = t.keepalive_interval;
+        for (u, want) in [
+            (0.0, i),
+            (0.5, i.mul_f64(0.95)),
+            (0.999_999, i.mul_f64(0.900_000_1)),
+        ] {
+            let got = t.jittered(u);
+            assert!(
+                got.abs_diff(want) < Duration::from_micros(1),
+                "{u}: {got:?}"
+            );
+        }
+        for bad in [f64::NAN, -1.0, 7.0] {
+            let got = t.jittered(bad);
+            assert!(got <= i && got >= i.mul_f64(0.9), "{bad}: {got:?}");
+        }
+        // Draws are in [0, 1) and spread: 1000 of them fill every tenth of the range.
+        let mut j = Jitter::new();
+        let mut tenths = [0usize; 10];
+        for _ in 0..1000 {
+            let u = j.next();
+            assert!((0.0..1.0).contains(&u), "{u}");
+            tenths[(u * 10.0) as usize] += 1;
+        }
+        assert!(tenths.iter().all(|&n| n > 50), "{tenths:?}");
+    }
 
     fn secs(s: u64) -> Option<Duration> {
         Some(Duration::from_secs(s))

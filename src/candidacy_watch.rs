@@ -1,0 +1,368 @@
+//! One etcd watch stream per candidacy, set up when the candidate joins the queue and kept until
+//! its leadership ends: it watches our own key (deleted: our place, or our leadership, is gone),
+//! the step-down request key ([`crate::resign`]), and, while standby, the one candidate just ahead.
+//!
+//! Why one stream from the start: a standby that becomes leader then needs no new watch and no
+//! read to learn that its key is deleted or that a step-down is asked of it, so a leader change
+//! costs etcd only the old leader's revoke and the new leader's one verifying read (plus a check
+//! of the old leader's lease; see [`crate::election`]).
+//!
+//! Invariants:
+//! * every watch starts at a revision no later than the read it continues from (the join, or the
+//!   read that named the candidate ahead), so no deletion between the two is missed;
+//! * when the stream breaks, each watch is re-established after a fresh read of its key (the
+//!   history may be compacted meanwhile): a key found gone counts as deleted;
+//! * a permission error on the request key ends only that watch (a warning says so); leadership is
+//!   never affected by it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use etcd_client::{Client, EventType, GetOptions, WatchOptions, WatchStream};
+use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::election::{Candidacy, Election, WaitAhead};
+use crate::etcd::{Connector, EtcdError};
+use crate::resign;
+
+const RETRY_MIN: Duration = Duration::from_millis(200);
+const RETRY_MAX: Duration = Duration::from_secs(2);
+
+/// Watch ids on the stream (etcd accepts ids chosen by the client).
+const OWN: i64 = 1;
+const REQUESTS: i64 = 2;
+/// The candidate ahead gets a new id each time it changes, so a late event of an earlier one is
+/// never taken for the current one.
+const AHEAD_FIRST: i64 = 3;
+
+/// What the wait for our turn asks of the watch task.
+enum Command {
+    /// Tell me when `key` is deleted after revision `from - 1`.
+    WatchAhead { key: Vec<u8>, from: i64 },
+}
+
+/// The handle held by the leadership loop. Dropping it ends the watches.
+pub struct CandidacyWatch {
+    commands: UnboundedSender<Command>,
+    /// The keys ahead that were deleted (or found gone), in order.
+    ahead_gone: UnboundedReceiver<Vec<u8>>,
+    own_deleted: watch::Receiver<bool>,
+    task: JoinHandle<()>,
+}
+
+impl CandidacyWatch {
+    /// Starts watching for `me`, which joined at `joined_at` (the store revision of the join):
+    /// our key and the request key from the next revision. Step-down requests addressed to `me`
+    /// send one `()` on `step_down`.
+    pub fn start(
+        connector: Arc<Connector>,
+        election: &Election,
+        me: &Candidacy,
+        joined_at: i64,
+        step_down: UnboundedSender<()>,
+    ) -> CandidacyWatch {
+        let (commands, rx) = unbounded_channel();
+        let (ahead_tx, ahead_gone) = unbounded_channel();
+        let (own_tx, own_deleted) = watch::channel(false);
+        let mut task = Task {
+            connector,
+            me: me.clone(),
+            request_key: election.resign_key().into_bytes(),
+            own_from: joined_at + 1,
+            requests_from: Some(joined_at + 1),
+            ahead: None,
+            next_ahead_id: AHEAD_FIRST,
+            commands: rx,
+            ahead_gone: ahead_tx,
+            own_deleted: own_tx,
+            step_down,
+        };
+        let task = tokio::spawn(async move { task.run().await });
+        CandidacyWatch {
+            commands,
+            ahead_gone,
+            own_deleted,
+            task,
+        }
+    }
+
+    /// Resolves once our key is gone (deleted, or its lease expired), and again every time it is
+    /// awaited after that.
+    pub async fn own_deleted(&mut self) {
+        wait_true(&mut self.own_deleted).await
+    }
+}
+
+impl WaitAhead for CandidacyWatch {
+    /// Waits until `key` (the candidate just ahead, as read at revision `from - 1`) is deleted.
+    /// `Err` if our own key is deleted first.
+    async fn wait_ahead_gone(&mut self, key: Vec<u8>, from: i64) -> Result<(), EtcdError> {
+        let _ = self.commands.send(Command::WatchAhead {
+            key: key.clone(),
+            from,
+        });
+        loop {
+            tokio::select! {
+                gone = self.ahead_gone.recv() => match gone {
+                    Some(k) if k == key => return Ok(()),
+                    Some(_) => {} // an earlier candidate ahead
+                    None => std::future::pending().await,
+                },
+                _ = wait_true(&mut self.own_deleted) => {
+                    return Err(EtcdError::Unavailable("our key was deleted while waiting".into()));
+                }
+            }
+        }
+    }
+}
+
+impl Drop for CandidacyWatch {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn wait_true(rx: &mut watch::Receiver<bool>) {
+    if rx.wait_for(|d| *d).await.is_err() {
+        // The task ended without seeing it: nothing more to learn.
+        std::future::pending::<()>().await;
+    }
+}
+
+/// The candidate ahead being watched.
+struct Ahead {
+    id: i64,
+    key: Vec<u8>,
+    from: i64,
+}
+
+struct Task {
+    connector: Arc<Connector>,
+    me: Candidacy,
+    request_key: Vec<u8>,
+    /// Where each watch resumes; `None` for a watch that is over.
+    own_from: i64,
+    requests_from: Option<i64>,
+    ahead: Option<Ahead>,
+    next_ahead_id: i64,
+    commands: UnboundedReceiver<Command>,
+    ahead_gone: UnboundedSender<Vec<u8>>,
+    own_deleted: watch::Sender<bool>,
+    step_down: UnboundedSender<()>,
+}
+
+/// How one stream ended.
+enum Ended {
+    /// Our key is gone: nothing left to watch for.
+    OwnDeleted,
+    /// Broke: re-establish after fresh reads.
+    Broke(EtcdError),
+}
+
+impl Task {
+    async fn run(&mut self) {
+        let mut wait = RETRY_MIN;
+        let mut fresh = true;
+        loop {
+            let conn = match self.connector.get().await {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::debug!(error = %e, "candidacy watch: no etcd connection; retrying");
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(RETRY_MAX);
+                    continue;
+                }
+            };
+            let mut client = conn.client.clone();
+            // After a break, read each key again: its history may be compacted, and a key found
+            // gone counts as deleted.
+            let ready = if fresh {
+                Ok(true)
+            } else {
+                self.reread(&mut client).await
+            };
+            let ended = match ready {
+                Ok(true) => self.stream(&mut client).await,
+                Ok(false) => Ended::OwnDeleted,
+                Err(e) => Ended::Broke(e),
+            };
+            match ended {
+                Ended::OwnDeleted => {
+                    let _ = self.own_deleted.send(true);
+                    return;
+                }
+                Ended::Broke(e) => {
+                    tracing::debug!(error = %e, "candidacy watch broke; re-watching");
+                    self.connector.report(conn.generation, &conn.endpoint, e);
+                    fresh = false;
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(RETRY_MAX);
+                }
+            }
+        }
+    }
+
+    /// Reads our key, the candidate ahead and the request key again, and sets where each watch
+    /// resumes. A deletion found here is acted on as if watched; `Ok(false)`: our key is gone.
+    async fn reread(&mut self, client: &mut Client) -> Result<bool, EtcdError> {
+        let resp = client.get(self.me.key.as_bytes(), None).await?;
+        let at = resp.header().map(|h| h.revision()).unwrap_or_default();
+        let ours = resp.kvs().first().is_some_and(|kv| {
+            kv.lease() == self.me.lease.0 && kv.create_revision() == self.me.revision
+        });
+        if !ours {
+            return Ok(false);
+        }
+        self.own_from = at + 1;
+        if let Some(ahead) = &mut self.ahead {
+            let resp = client
+                .get(ahead.key.clone(), Some(GetOptions::new().with_keys_only()))
+                .await?;
+            if resp.kvs().is_empty() {
+                let _ = self.ahead_gone.send(std::mem::take(&mut ahead.key));
+                self.ahead = None;
+            } else {
+                ahead.from = at + 1;
+            }
+        }
+        if self.requests_from.is_some() {
+            // A request put while the stream was down is read here and considered.
+            match client
+                .get(self.request_key.clone(), None)
+                .await
+                .map_err(EtcdError::from)
+            {
+                Ok(resp) => {
+                    let at = resp.header().map(|h| h.revision()).unwrap_or_default();
+                    if let Some(kv) = resp.kvs().first() {
+                        self.consider(kv.value(), kv.mod_revision());
+                    }
+                    self.requests_from = Some(at + 1);
+                }
+                Err(EtcdError::Rejected(why)) => self.refused(&why),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(true)
+    }
+
+    async fn stream(&mut self, client: &mut Client) -> Ended {
+        let own = WatchOptions::new()
+            .with_watch_id(OWN)
+            .with_start_revision(self.own_from);
+        let mut stream = match client.watch(self.me.key.as_bytes(), Some(own)).await {
+            Ok(s) => s,
+            Err(e) => return Ended::Broke(e.into()),
+        };
+        if let Some(from) = self.requests_from {
+            let opts = WatchOptions::new()
+                .with_watch_id(REQUESTS)
+                .with_start_revision(from);
+            if let Err(e) = stream.watch(self.request_key.clone(), Some(opts)).await {
+                return Ended::Broke(e.into());
+            }
+        }
+        if let Some(a) = &self.ahead {
+            if let Err(e) = watch_ahead(&mut stream, a).await {
+                return Ended::Broke(e);
+            }
+        }
+        loop {
+            tokio::select! {
+                Some(cmd) = self.commands.recv() => {
+                    let Command::WatchAhead { key, from } = cmd;
+                    let ahead = Ahead { id: self.next_ahead_id, key, from };
+                    self.next_ahead_id += 1;
+                    if let Err(e) = watch_ahead(&mut stream, &ahead).await {
+                        self.ahead = Some(ahead);
+                        return Ended::Broke(e);
+                    }
+                    self.ahead = Some(ahead);
+                }
+                msg = stream.message() => {
+                    let resp = match msg {
+                        Ok(Some(r)) => r,
+                        Ok(None) => return Ended::Broke(EtcdError::Unavailable("watch stream closed".into())),
+                        Err(e) => return Ended::Broke(e.into()),
+                    };
+                    if let Some(ended) = self.on_response(&resp) {
+                        return ended;
+                    }
+                }
+            }
+        }
+    }
+
+    fn on_response(&mut self, resp: &etcd_client::WatchResponse) -> Option<Ended> {
+        let id = resp.watch_id();
+        if resp.canceled() {
+            let why = resp.cancel_reason().to_owned();
+            // etcd refuses a watch it may not create with id -1, not the one asked for. Only the
+            // request key can be refused: the election's keys are readable, or the join failed.
+            if why.contains("permission denied") && self.requests_from.is_some() {
+                self.refused(&why);
+                return None;
+            }
+            return Some(Ended::Broke(EtcdError::Unavailable(format!(
+                "watch canceled: {why}"
+            ))));
+        }
+        for event in resp.events() {
+            let Some(kv) = event.kv() else { continue };
+            match (id, event.event_type()) {
+                (OWN, EventType::Delete) => return Some(Ended::OwnDeleted),
+                (OWN, EventType::Put) => self.own_from = kv.mod_revision() + 1,
+                (REQUESTS, EventType::Put) => {
+                    self.consider(kv.value(), kv.mod_revision());
+                    self.requests_from = Some(kv.mod_revision() + 1);
+                }
+                (REQUESTS, EventType::Delete) => self.requests_from = Some(kv.mod_revision() + 1),
+                (id, EventType::Delete) if self.ahead.as_ref().is_some_and(|a| a.id == id) => {
+                    if let Some(a) = self.ahead.take() {
+                        tracing::trace!(
+                            revision = kv.mod_revision(),
+                            "the candidate ahead is gone"
+                        );
+                        let _ = self.ahead_gone.send(a.key);
+                    }
+                }
+                _ => {}
+            }
+        }
+        None
+    }
+
+    /// A step-down request: obeyed (and acknowledged) if addressed to this candidacy.
+    fn consider(&self, value: &[u8], mod_revision: i64) {
+        match resign::examine(value, &self.me) {
+            resign::Verdict::Obey(r) => {
+                tracing::info!(by = ?r.by, "step-down requested through etcd");
+                let _ = self.step_down.send(());
+                let (connector, key) = (self.connector.clone(), self.request_key.clone());
+                tokio::spawn(async move {
+                    resign::acknowledge(&connector, &String::from_utf8_lossy(&key), mod_revision)
+                        .await
+                });
+            }
+            resign::Verdict::Ignore(why) => {
+                tracing::debug!(%why, "ignoring a step-down request for another leadership")
+            }
+        }
+    }
+
+    fn refused(&mut self, why: &str) {
+        tracing::warn!(key = %String::from_utf8_lossy(&self.request_key), error = %why,
+            "cannot read step-down requests (grant read and write on this key): `singleton-exec resign` will not reach this leader");
+        self.requests_from = None;
+    }
+}
+
+async fn watch_ahead(stream: &mut WatchStream, a: &Ahead) -> Result<(), EtcdError> {
+    let opts = WatchOptions::new()
+        .with_watch_id(a.id)
+        .with_start_revision(a.from);
+    stream.watch(a.key.clone(), Some(opts)).await?;
+    Ok(())
+}
