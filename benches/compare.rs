@@ -388,6 +388,30 @@ fn main() {
         rss[i].push(rss_kib(p.pid()) as f64 / 1024.0);
     }
     holders.into_iter().for_each(Proc::kill);
+    // The static build (what the container images ship), when one was built: no shared libc.
+    let static_bin = std::env::var("SINGLETON_EXEC_STATIC_BIN").unwrap_or_else(|_| {
+        concat!(env!("CARGO_MANIFEST_DIR"), "/target/static/singleton-exec").into()
+    });
+    let mut static_rss = Vec::new();
+    if on("memory") && Path::new(&static_bin).exists() {
+        let name = b.fresh_name();
+        let mut c = Command::new(&static_bin);
+        c.args([
+            "--endpoints",
+            &b.etcd.endpoints(),
+            "--id",
+            "a",
+            "--election",
+            &name,
+            "-q",
+        ])
+        .args(["--", "sh", "-c", "echo started $$; exec sleep 100"]);
+        let mut p = Proc::spawn(c);
+        p.wait_line("started", long).expect("static holder");
+        std::thread::sleep(Duration::from_secs(2));
+        static_rss.push(rss_kib(p.pid()) as f64 / 1024.0);
+        p.kill();
+    }
 
     // 6. etcd requests per leader change and handoff, with 1, 10, 100 and 300 standbys: a chain
     // of CHANGES handoffs in one queue (each new holder is released in turn).
@@ -437,6 +461,12 @@ fn main() {
         orphans[0], orphans[1]
     );
     row("resident memory while leading", &rss[0], &rss[1], "MiB");
+    row(
+        "resident memory while leading, static build (scripts/build-static)",
+        &static_rss,
+        &rss[1],
+        "MiB",
+    );
     row("CPU over 10 idle seconds", &cpu[0], &cpu[1], "ms");
     // The tolerated outage, measured: the worst phase, 250 ms steps.
     let mut survived = None;

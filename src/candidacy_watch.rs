@@ -55,13 +55,13 @@ pub struct CandidacyWatch {
 impl CandidacyWatch {
     /// Starts watching for `me`, which joined at `joined_at` (the store revision of the join):
     /// our key and the request key from the next revision. Step-down requests addressed to `me`
-    /// send one `()` on `step_down`.
+    /// send its fencing revision on `step_down`.
     pub fn start(
         connector: Arc<Connector>,
         election: &Election,
         me: &Candidacy,
         joined_at: i64,
-        step_down: UnboundedSender<()>,
+        step_down: UnboundedSender<i64>,
     ) -> CandidacyWatch {
         let (commands, rx) = unbounded_channel();
         let (ahead_tx, ahead_gone) = unbounded_channel();
@@ -105,14 +105,17 @@ impl WaitAhead for CandidacyWatch {
         });
         loop {
             tokio::select! {
-                gone = self.ahead_gone.recv() => match gone {
-                    Some(k) if k == key => return Ok(()),
-                    Some(_) => {} // an earlier candidate ahead
-                    None => std::future::pending().await,
-                },
+                // Our key first: the task ends only once it is gone, and then both branches are
+                // ready; the closed channel must never be taken for "go on waiting".
+                biased;
                 _ = wait_true(&mut self.own_deleted) => {
                     return Err(EtcdError::Unavailable("our key was deleted while waiting".into()));
                 }
+                gone = self.ahead_gone.recv() => match gone {
+                    Some(k) if k == key => return Ok(()),
+                    Some(_) => {} // an earlier candidate ahead
+                    None => return Err(EtcdError::Unavailable("the candidacy watch ended".into())),
+                },
             }
         }
     }
@@ -150,15 +153,18 @@ struct Task {
     commands: UnboundedReceiver<Command>,
     ahead_gone: UnboundedSender<Vec<u8>>,
     own_deleted: watch::Sender<bool>,
-    step_down: UnboundedSender<()>,
+    step_down: UnboundedSender<i64>,
 }
 
 /// How one stream ended.
 enum Ended {
     /// Our key is gone: nothing left to watch for.
     OwnDeleted,
-    /// Broke: re-establish after fresh reads.
+    /// The connection or the stream failed: the endpoint's fault, re-establish after fresh reads.
     Broke(EtcdError),
+    /// etcd canceled a watch (a compacted revision, an expired token): re-establish after fresh
+    /// reads, on the same endpoint.
+    Canceled(String),
 }
 
 impl Task {
@@ -199,6 +205,13 @@ impl Task {
                     fresh = false;
                     tokio::time::sleep(wait).await;
                     wait = (wait * 2).min(RETRY_MAX);
+                }
+                Ended::Canceled(why) => {
+                    tracing::debug!(%why, "candidacy watch canceled; re-watching");
+                    fresh = false;
+                    // The endpoint served us until now: retry soon (a waiting standby must not lag).
+                    wait = RETRY_MIN;
+                    tokio::time::sleep(wait).await;
                 }
             }
         }
@@ -305,9 +318,7 @@ impl Task {
                 self.refused(&why);
                 return None;
             }
-            return Some(Ended::Broke(EtcdError::Unavailable(format!(
-                "watch canceled: {why}"
-            ))));
+            return Some(Ended::Canceled(why));
         }
         for event in resp.events() {
             let Some(kv) = event.kv() else { continue };
@@ -339,7 +350,7 @@ impl Task {
         match resign::examine(value, &self.me) {
             resign::Verdict::Obey(r) => {
                 tracing::info!(by = ?r.by, "step-down requested through etcd");
-                let _ = self.step_down.send(());
+                let _ = self.step_down.send(self.me.revision);
                 let (connector, key) = (self.connector.clone(), self.request_key.clone());
                 tokio::spawn(async move {
                     resign::acknowledge(&connector, &String::from_utf8_lossy(&key), mod_revision)

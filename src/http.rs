@@ -30,6 +30,7 @@ use tokio::sync::mpsc::UnboundedSender;
 use crate::clock::BootInstant;
 use crate::election::Election;
 use crate::etcd::{Connector, Secret};
+use crate::lifecycle::Phase;
 use crate::observer::Observer;
 
 /// Connections served at once; more wait in the kernel's backlog. Probes and scrapers need few.
@@ -44,7 +45,8 @@ pub struct Endpoints {
     pub observer: Arc<Observer>,
     pub election: Election,
     pub connector: Arc<Connector>,
-    pub resign: UnboundedSender<()>,
+    /// Step-down requests, each naming the fencing revision of the leadership it is for.
+    pub resign: UnboundedSender<i64>,
     pub resign_auth: ResignAuth,
 }
 
@@ -256,7 +258,11 @@ fn resign(req: &Request<Incoming>, ep: &Endpoints) -> Response<Full<Bytes>> {
             );
         }
     }
-    if ep.observer.status().is_leader() && ep.resign.send(()).is_ok() {
+    let leading = match ep.observer.status().phase {
+        Phase::Leading { revision, .. } => Some(revision),
+        _ => None,
+    };
+    if leading.is_some_and(|revision| ep.resign.send(revision).is_ok()) {
         reply(StatusCode::ACCEPTED, text, "resigning\n".into())
     } else {
         reply(StatusCode::CONFLICT, text, "not leader\n".into())

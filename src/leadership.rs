@@ -17,8 +17,9 @@
 //!   gone;
 //! * what follows a child's tree is [`decide`]d by one pure function; a shutdown request always
 //!   wins, and once one arrived the replica never campaigns or starts a child again;
-//! * a leader watches for step-down requests addressed to it ([`crate::resign`]) only once its
-//!   child runs, so a handoff never waits for that watch; they join `POST /resign`'s queue.
+//! * step-down requests (`POST /resign`, and through etcd, [`crate::resign`], on the candidacy's
+//!   watch stream) name the fencing revision of the leadership they are for; any other leadership
+//!   ignores them, so a request that arrived too late never ends a later one.
 
 use std::cell::RefCell;
 use std::sync::Arc;
@@ -57,14 +58,14 @@ struct Ctx<'a> {
     connector: Arc<Connector>,
     election: Election,
     /// Where step-down requests that arrive through etcd go (the same queue as `POST /resign`).
-    step_down: UnboundedSender<()>,
+    step_down: UnboundedSender<i64>,
 }
 
 /// What the loop receives: the process thread's events, step-down requests, and whether a
 /// shutdown signal has arrived (sticky).
 struct Inputs {
     sup: Supervisor,
-    resign: UnboundedReceiver<()>,
+    resign: UnboundedReceiver<i64>,
     shutdown: Option<libc::c_int>,
 }
 
@@ -432,7 +433,7 @@ async fn lead(
         let wait = restarts.step();
         tracing::info!(id = %ctx.cfg.id, %status, restart_in_ms = wait.as_millis() as u64,
             "child exited; restarting (--on-child-exit=restart)");
-        if let Some(reason) = wait_to_restart(inp, &session, &mut key, wait).await {
+        if let Some(reason) = wait_to_restart(inp, &session, &me, &mut key, wait).await {
             let next = decide(reason, inp.shutdown.is_some(), status, policies(ctx.cfg));
             return finish(ctx, session, &me, Some(reason), next).await;
         }
@@ -511,31 +512,9 @@ async fn run_until_tree_gone(
         let stop = tokio::select! {
             event = next_event(&mut inp.sup, &mut inp.shutdown) => match event? {
                 Event::Finished { status, reason } => {
-                    let reason = match (reason, requested) {
-                        // A health verdict never outranks the child's own exit (its status and
-                        // --on-child-exit apply); a step-down request does.
-                        (StopReason::ChildExited, Some(asked)) if asked != StopReason::Unhealthy => asked,
-                        _ => reason,
-                    };
-                    return Some((status, reason));
+                    return Some((status, final_reason(reason, requested)));
                 }
-                Event::Stopping { reason, kill_in } => {
-                    stopping = true;
-                    ctx.obs.enter(Phase::Stopping { key: me.key.clone(), revision: me.revision, reason, kill_in });
-                    None
-                }
-                Event::ShutdownSignal(_) => {
-                    ctx.obs.notifier.stopping();
-                    None
-                }
-                Event::ResignSignal => Some(StopReason::Resign),
-                Event::CheckEnded { id, exit, output } => {
-                    if let Some(h) = &mut health {
-                        h.monitor.check_ended(id, exit, &output);
-                    }
-                    None
-                }
-                _ => None,
+                event => on_event(ctx, me, event, health.as_mut(), &mut stopping),
             },
             _ = check_due(health.as_ref()), if requested.is_none() && !stopping => {
                 if let Some(h) = &mut health {
@@ -557,7 +536,7 @@ async fn run_until_tree_gone(
                     _ => Some(StopReason::LeaseGone),
                 }
             }
-            Some(()) = inp.resign.recv() => Some(StopReason::Resign),
+            Some(revision) = inp.resign.recv() => for_us(revision, me),
             _ = key.own_deleted(), if !key_deleted => {
                 key_deleted = true;
                 Some(StopReason::KeyDeleted)
@@ -567,6 +546,63 @@ async fn run_until_tree_gone(
             requested.get_or_insert(reason);
             inp.sup.request(Request::Stop(reason));
         }
+    }
+}
+
+/// A step-down request for leadership `revision`: ours, or one that ended (ignored).
+fn for_us(revision: i64, me: &Candidacy) -> Option<StopReason> {
+    if revision == me.revision {
+        return Some(StopReason::Resign);
+    }
+    tracing::info!(
+        revision,
+        ours = me.revision,
+        "ignoring a step-down request for another leadership"
+    );
+    None
+}
+
+/// Why the tree ended, as the loop decides on it: what was asked first still counts if the child
+/// exited by itself meanwhile (a step-down must not turn into a restart), except a health verdict,
+/// which never outranks the child's own exit (its status and `--on-child-exit` apply).
+fn final_reason(reported: StopReason, requested: Option<StopReason>) -> StopReason {
+    match (reported, requested) {
+        (StopReason::ChildExited, Some(asked)) if asked != StopReason::Unhealthy => asked,
+        _ => reported,
+    }
+}
+
+/// A process-thread event while the tree runs (but its end): `Some` if it asks for a stop.
+fn on_event(
+    ctx: &Ctx<'_>,
+    me: &Candidacy,
+    event: Event,
+    health: Option<&mut Health>,
+    stopping: &mut bool,
+) -> Option<StopReason> {
+    match event {
+        Event::Stopping { reason, kill_in } => {
+            *stopping = true;
+            ctx.obs.enter(Phase::Stopping {
+                key: me.key.clone(),
+                revision: me.revision,
+                reason,
+                kill_in,
+            });
+            None
+        }
+        Event::ShutdownSignal(_) => {
+            ctx.obs.notifier.stopping();
+            None
+        }
+        Event::ResignSignal => Some(StopReason::Resign),
+        Event::CheckEnded { id, exit, output } => {
+            if let Some(h) = health {
+                h.monitor.check_ended(id, exit, &output);
+            }
+            None
+        }
+        _ => None,
     }
 }
 
@@ -734,17 +770,25 @@ impl Drop for HealthPublisher {
 async fn wait_to_restart(
     inp: &mut Inputs,
     session: &Session,
+    me: &Candidacy,
     key: &mut CandidacyWatch,
     wait: Duration,
 ) -> Option<StopReason> {
-    tokio::select! {
-        _ = shutdown_requested(&mut inp.sup, &mut inp.shutdown) => {
-            inp.shutdown.map(StopReason::Shutdown)
-        }
-        reason = lease_lost(session.state()) => Some(reason),
-        _ = key.own_deleted() => Some(StopReason::KeyDeleted),
-        Some(()) = inp.resign.recv() => Some(StopReason::Resign),
-        _ = sleep(wait) => None,
+    let until = Instant::now() + wait;
+    loop {
+        let ended = tokio::select! {
+            _ = shutdown_requested(&mut inp.sup, &mut inp.shutdown) => {
+                inp.shutdown.map(StopReason::Shutdown)
+            }
+            reason = lease_lost(session.state()) => Some(reason),
+            _ = key.own_deleted() => Some(StopReason::KeyDeleted),
+            Some(revision) = inp.resign.recv() => match for_us(revision, me) {
+                None => continue, // for another leadership: keep waiting
+                asked => asked,
+            },
+            _ = tokio::time::sleep_until(until) => None,
+        };
+        return ended;
     }
 }
 
@@ -852,6 +896,27 @@ mod tests {
         assert_eq!(get("ETCD_LOCK_KEY"), Some("/singleton-exec/true/694d"));
         assert_eq!(get("ETCD_LOCK_REV"), Some("9"));
         assert_eq!(get("SINGLETON_EXEC_REVISION"), Some("7"));
+    }
+
+    #[test]
+    fn the_reason_a_tree_ended() {
+        use StopReason as R;
+        let rows = [
+            (R::ChildExited, None, R::ChildExited),
+            (R::ChildExited, Some(R::Resign), R::Resign),
+            (R::ChildExited, Some(R::KeyDeleted), R::KeyDeleted),
+            // The child's own exit wins over a health verdict that came while it was exiting.
+            (R::ChildExited, Some(R::Unhealthy), R::ChildExited),
+            (R::Unhealthy, Some(R::Unhealthy), R::Unhealthy),
+            (R::Deadline, Some(R::Resign), R::Deadline),
+        ];
+        for (reported, requested, want) in rows {
+            assert_eq!(
+                final_reason(reported, requested),
+                want,
+                "{reported:?} {requested:?}"
+            );
+        }
     }
 
     #[test]

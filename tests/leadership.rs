@@ -547,3 +547,101 @@ fn deleting_the_leader_key_stops_the_child_at_once() {
     // It recampaigns with a new lease and leads again.
     wait_starts(dir.path(), 2, "a leads again");
 }
+
+/// The queue as etcd has it: (key, create revision), leader first.
+fn queue(etcd: &EtcdCluster, election: &str) -> Vec<(String, i64)> {
+    crate::support::runtime().block_on(async {
+        let mut c = etcd_client::Client::connect([etcd.endpoint(0)], None)
+            .await
+            .unwrap();
+        let opts = etcd_client::GetOptions::new().with_prefix().with_sort(
+            etcd_client::SortTarget::Create,
+            etcd_client::SortOrder::Ascend,
+        );
+        c.get(format!("/singleton-exec/{election}/"), Some(opts))
+            .await
+            .unwrap()
+            .kvs()
+            .iter()
+            .map(|kv| (kv.key_str().unwrap().to_owned(), kv.create_revision()))
+            .collect()
+    })
+}
+
+fn etcd_put_or_del(etcd: &EtcdCluster, key: &str, value: Option<&str>) {
+    crate::support::runtime().block_on(async {
+        let mut c = etcd_client::Client::connect([etcd.endpoint(0)], None)
+            .await
+            .unwrap();
+        match value {
+            Some(v) => drop(c.put(key, v, None).await.unwrap()),
+            None => drop(c.delete(key, None).await.unwrap()),
+        }
+    });
+}
+
+/// A standby whose key is deleted (an operator's `etcdctl del`) joins the queue again, every
+/// time, and takes over when the leader goes.
+#[test]
+fn a_standby_whose_key_is_deleted_joins_the_queue_again() {
+    let etcd = EtcdCluster::single();
+    let dir = tempfile::tempdir().unwrap();
+    let a = replica("a", &etcd.endpoints(), "rejoin", &[], dir.path());
+    wait_starts(dir.path(), 1, "a leads");
+    let b = replica("b", &etcd.endpoints(), "rejoin", &[], dir.path());
+    wait_for(LONG, || queue(&etcd, "rejoin").len() == 2, || b.log());
+    for round in 0..6 {
+        let (key, _) = queue(&etcd, "rejoin")[1].clone();
+        etcd_put_or_del(&etcd, &key, None);
+        wait_for(
+            LONG,
+            || {
+                let q = queue(&etcd, "rejoin");
+                q.len() == 2 && q[1].0 == key
+            },
+            || format!("round {round}: b did not join again:\n{}", b.log()),
+        );
+    }
+    a.signal(libc::SIGTERM);
+    wait_starts(dir.path(), 2, "b takes over");
+    assert_eq!(starts(dir.path())[1].id, "b");
+    assert_no_overlap(dir.path());
+}
+
+/// A step-down request addressed to a standby's candidacy (it was about to lead) must not end a
+/// later leadership of the same replica.
+#[test]
+fn a_request_for_an_earlier_candidacy_does_not_end_a_later_leadership() {
+    let etcd = EtcdCluster::single();
+    let dir = tempfile::tempdir().unwrap();
+    let a = replica("a", &etcd.endpoints(), "stale", &[], dir.path());
+    wait_starts(dir.path(), 1, "a leads");
+    let b = replica("b", &etcd.endpoints(), "stale", &[], dir.path());
+    wait_for(LONG, || queue(&etcd, "stale").len() == 2, || b.log());
+    let (key, revision) = queue(&etcd, "stale")[1].clone();
+    let request = format!(r#"{{"leader_key":"{key}","fencing_revision":{revision},"by":"test"}}"#);
+    etcd_put_or_del(&etcd, "/singleton-exec/stale@resign", Some(&request));
+    b.wait_log("step-down requested through etcd", LONG);
+    // That candidacy ends before it leads; b joins again, with a new revision.
+    etcd_put_or_del(&etcd, &key, None);
+    wait_for(
+        LONG,
+        || {
+            let q = queue(&etcd, "stale");
+            q.len() == 2 && q[1].1 > revision
+        },
+        || b.log(),
+    );
+    a.signal(libc::SIGTERM);
+    wait_starts(dir.path(), 2, "b takes over");
+    let child = starts(dir.path())[1].pid;
+    // It keeps leading: the request was for the earlier candidacy.
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(alive(child), "b's child was stopped:\n{}", b.log());
+    assert!(
+        !b.log().contains("reason=step-down requested"),
+        "{}",
+        b.log()
+    );
+    assert_no_overlap(dir.path());
+}
