@@ -81,7 +81,7 @@ impl Session {
         // The first keepalive is due (at most) one interval after the grant was *sent*, like every
         // later one; each wait is jittered so that replicas started together spread out.
         let mut jitter = Jitter::new();
-        let first = started + timing.jittered(jitter.next());
+        let first = started + timing.first_jittered(jitter.next());
         let keepalive = tokio::spawn(keeper.run(first, jitter));
         tracing::debug!(lease = %lease_id, granted_ttl_s = granted_ttl.as_secs(), "lease granted");
         Ok(Session {
@@ -260,8 +260,12 @@ impl KeepAlive {
         mut last: Instant,
         jitter: &mut Jitter,
     ) -> Broke {
+        // The first wait on a (re)opened stream takes a random phase: replicas that reconnect
+        // together after an etcd outage do not keep reaching it together.
+        let mut wait = self.timing.first_jittered(jitter.next());
         loop {
-            tokio::time::sleep_until(last + self.timing.jittered(jitter.next())).await;
+            tokio::time::sleep_until(last + wait).await;
+            wait = self.timing.jittered(jitter.next());
             let sent = BootInstant::now();
             last = Instant::now();
             let reply = async {

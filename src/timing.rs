@@ -31,9 +31,11 @@
 //!     `cargo bench --bench compare` with a black hole that drops every byte).
 //! * Hence the default interval is a tenth of the TTL: at TTL 10 s a keepalive a second, attempts
 //!   bounded by half a second, and the 4 s outage an etcd leader election needs.
-//! * Keepalives are spread: each waits a random time between 0.9 I and I ([`TimingModel::jittered`]),
-//!   so replicas started together (or reconnected together after an etcd restart) do not reach
-//!   etcd in bursts. Never more than I, so everything above holds as written.
+//! * Keepalives are spread: the first on a new lease or a reopened stream waits a random time
+//!   between 0.1 I and I ([`TimingModel::first_jittered`]), each later one between 0.9 I and I
+//!   ([`TimingModel::jittered`]), so replicas started together (or reconnected together after an
+//!   etcd restart) take random phases at once and do not reach etcd in bursts. Never more than I,
+//!   so everything above holds as written.
 //! * All instants are on [`BootInstant`], which counts suspend.
 //!
 //! What this cannot protect against: a supervisor that is itself frozen (SIGSTOP, a VM paused for
@@ -200,6 +202,18 @@ impl TimingModel {
         self.keepalive_interval.mul_f64(1.0 - JITTER * u)
     }
 
+    /// The wait before the first keepalive on a new lease or a reopened stream: anywhere from a
+    /// tenth of the interval to the whole of it, by `u` in [0, 1), so replicas that start (or
+    /// reconnect) together take random phases at once. Never longer than the interval.
+    pub fn first_jittered(&self, u: f64) -> Duration {
+        let u = if u.is_finite() {
+            u.clamp(0.0, 1.0)
+        } else {
+            0.0
+        };
+        self.keepalive_interval.mul_f64(1.0 - 0.9 * u)
+    }
+
     /// When the retry after one lost keepalive is answered at the latest, measured from the send of
     /// the last acknowledged one (see the module doc); always before the renew deadline.
     pub fn one_lost_keepalive_recovered_by(&self) -> Duration {
@@ -274,7 +288,11 @@ mod tests {
         for bad in [f64::NAN, -1.0, 7.0] {
             let got = t.jittered(bad);
             assert!(got <= i && got >= i.mul_f64(0.9), "{bad}: {got:?}");
+            let got = t.first_jittered(bad);
+            assert!(got <= i && got >= i.mul_f64(0.1), "{bad}: {got:?}");
         }
+        assert_eq!(t.first_jittered(0.0), i);
+        assert!(t.first_jittered(0.999_999).abs_diff(i.mul_f64(0.1)) < Duration::from_micros(1));
         // Draws are in [0, 1) and spread: 1000 of them fill every tenth of the range.
         let mut j = Jitter::new();
         let mut tenths = [0usize; 10];
