@@ -10,11 +10,14 @@
 //!   and the stop sequence, including the fail-closed lease deadline; [`process_tree`] finds every
 //!   descendant; [`guard`] kills the child's group if the supervisor is SIGKILLed.
 //! * [`etcd`]: connections, one endpoint at a time, and the one failure policy; [`session`]: the
-//!   lease and its keepalives; [`election`]: the queue by create-revision and the fencing revision.
+//!   lease and its (jittered) keepalives; [`election`]: the queue by create-revision and the
+//!   fencing revision; [`candidacy_watch`]: one watch stream per candidacy (its key, step-down
+//!   requests, the candidate ahead), so a leader change needs no new watch.
 //! * [`lifecycle`]: the one lifecycle type ([`lifecycle::Phase`]), typed stop reasons and the pure
 //!   [`lifecycle::decide`]; [`leadership`]: the loop that moves through it (standby, then lead:
 //!   start the child, run until its tree is gone, decide, apply); [`health`]: the leader's health
-//!   checks of its child, which make a wedged leader step down.
+//!   checks of its child, which make a wedged leader step down ([`check_process`]: command checks
+//!   in the process thread).
 //! * [`observer`]: live status and Prometheus metrics; [`http`]: `/healthz`, `/leader`, `/status`,
 //!   `/metrics`, `POST /resign`; [`notify`]: the systemd notify protocol.
 //! * [`resign`]: step-down requests through etcd (their format, and the leader's watch for them);

@@ -24,12 +24,12 @@ use crate::support::{
 const LONG: Duration = Duration::from_secs(30);
 
 /// `--election E --health-addr PORT --grace 2s ARGS -- python3 worker.py DIR`
-fn replica(
+fn replica<S: AsRef<str>>(
     name: &str,
     etcd: &EtcdCluster,
     election: &str,
     port: u16,
-    args: &[&str],
+    args: &[S],
     dir: &Path,
 ) -> Replica {
     let mut all: Vec<String> = vec![
@@ -42,7 +42,7 @@ fn replica(
         "--resign-holdoff".into(),
         "1s".into(),
     ];
-    all.extend(args.iter().map(|s| s.to_string()));
+    all.extend(args.iter().map(|s| s.as_ref().to_string()));
     all.extend([
         "--".into(),
         "python3".into(),
@@ -81,6 +81,22 @@ fn metric(port: u16, name: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
+/// `FLAG CHECK --health-interval I --health-timeout T --health-retries R`.
+fn checks(flag: &str, check: &str, interval: &str, timeout: &str, retries: &str) -> Vec<String> {
+    [
+        flag,
+        check,
+        "--health-interval",
+        interval,
+        "--health-timeout",
+        timeout,
+        "--health-retries",
+        retries,
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
 /// A check that fails while DIR/wedged-ID exists for the leader running it.
 fn wedge_check(dir: &Path) -> String {
     format!(
@@ -94,16 +110,7 @@ fn a_healthy_leader_is_left_alone() {
     let etcd = EtcdCluster::single();
     let dir = tempfile::tempdir().unwrap();
     let check = wedge_check(dir.path());
-    let opts = [
-        "--health-cmd",
-        &check,
-        "--health-interval",
-        "200ms",
-        "--health-timeout",
-        "200ms",
-        "--health-retries",
-        "1",
-    ];
+    let opts = checks("--health-cmd", &check, "200ms", "200ms", "1");
     let (pa, pb) = (free_port(), free_port());
     let a = replica("a", &etcd, "healthy", pa, &opts, dir.path());
     wait_starts(dir.path(), 1, || a.log());
@@ -131,16 +138,7 @@ fn a_wedged_leader_steps_down_and_a_standby_with_a_working_child_takes_over() {
     let check = wedge_check(dir.path());
     // Bound from the issue: interval × retries + grace + 1 s.
     let (interval, retries, grace) = (Duration::from_millis(500), 3u32, Duration::from_secs(2));
-    let opts = [
-        "--health-cmd",
-        &check,
-        "--health-interval",
-        "500ms",
-        "--health-timeout",
-        "500ms",
-        "--health-retries",
-        "3",
-    ];
+    let opts = checks("--health-cmd", &check, "500ms", "500ms", "3");
     let (pa, pb) = (free_port(), free_port());
     let a = replica("a", &etcd, "wedge", pa, &opts, dir.path());
     wait_starts(dir.path(), 1, || a.log());
@@ -209,16 +207,7 @@ fn alone_an_unhealthy_leader_leads_again_which_restarts_its_child() {
         "test \"$(cat {}/bad-revision 2>/dev/null)\" != \"$SINGLETON_EXEC_REVISION\"",
         dir.path().display()
     );
-    let opts = [
-        "--health-cmd",
-        &check,
-        "--health-interval",
-        "200ms",
-        "--health-timeout",
-        "200ms",
-        "--health-retries",
-        "2",
-    ];
+    let opts = checks("--health-cmd", &check, "200ms", "200ms", "2");
     let a = replica("a", &etcd, "alone", free_port(), &opts, dir.path());
     wait_starts(dir.path(), 1, || a.log());
     let first = starts(dir.path())[0].clone();
@@ -280,16 +269,7 @@ fn health_url_checks_by_http_get_and_a_non_2xx_answer_steps_down() {
     let dir = tempfile::tempdir().unwrap();
     let server = HealthServer::start();
     let url = format!("http://127.0.0.1:{}/healthz?deep=1", server.port);
-    let opts = [
-        "--health-url",
-        &url,
-        "--health-interval",
-        "200ms",
-        "--health-timeout",
-        "200ms",
-        "--health-retries",
-        "2",
-    ];
+    let opts = checks("--health-url", &url, "200ms", "200ms", "2");
     let (pa, pb) = (free_port(), free_port());
     let a = replica("a", &etcd, "url", pa, &opts, dir.path());
     wait_starts(dir.path(), 1, || a.log());
@@ -319,16 +299,7 @@ fn a_hanging_check_is_killed_with_what_it_started_at_its_timeout_and_counts_as_a
         p = pids.display()
     );
     // Timeout = interval: each check ends (killed) just as the next tick comes.
-    let opts = [
-        "--health-cmd",
-        &check,
-        "--health-interval",
-        "500ms",
-        "--health-timeout",
-        "500ms",
-        "--health-retries",
-        "2",
-    ];
+    let opts = checks("--health-cmd", &check, "500ms", "500ms", "2");
     let pa = free_port();
     let a = replica("a", &etcd, "hang", pa, &opts, dir.path());
     wait_starts(dir.path(), 1, || a.log());
