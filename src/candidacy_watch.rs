@@ -15,6 +15,7 @@
 //! * a permission error on the request key ends only that watch (a warning says so); leadership is
 //!   never affected by it.
 
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -49,6 +50,8 @@ pub struct CandidacyWatch {
     /// The keys ahead that were deleted (or found gone), in order.
     ahead_gone: UnboundedReceiver<Vec<u8>>,
     own_deleted: watch::Receiver<bool>,
+    /// The store revision at which our key was deleted, once known (0: not known).
+    deleted_at: Arc<AtomicI64>,
     task: JoinHandle<()>,
 }
 
@@ -66,6 +69,7 @@ impl CandidacyWatch {
         let (commands, rx) = unbounded_channel();
         let (ahead_tx, ahead_gone) = unbounded_channel();
         let (own_tx, own_deleted) = watch::channel(false);
+        let deleted_at = Arc::new(AtomicI64::new(0));
         let mut task = Task {
             connector,
             me: me.clone(),
@@ -77,6 +81,7 @@ impl CandidacyWatch {
             commands: rx,
             ahead_gone: ahead_tx,
             own_deleted: own_tx,
+            deleted_at: deleted_at.clone(),
             step_down,
         };
         let task = tokio::spawn(async move { task.run().await });
@@ -84,6 +89,7 @@ impl CandidacyWatch {
             commands,
             ahead_gone,
             own_deleted,
+            deleted_at,
             task,
         }
     }
@@ -92,6 +98,12 @@ impl CandidacyWatch {
     /// awaited after that.
     pub async fn own_deleted(&mut self) {
         wait_true(&mut self.own_deleted).await
+    }
+
+    /// The store revision at which our key was deleted, if it was and the deletion was seen on
+    /// the watch (not found missing after a break).
+    pub fn deleted_at(&self) -> Option<i64> {
+        Some(self.deleted_at.load(Ordering::SeqCst)).filter(|&r| r > 0)
     }
 }
 
@@ -127,6 +139,19 @@ impl Drop for CandidacyWatch {
     }
 }
 
+/// Resolves once the connector has given up the connection of `generation`.
+async fn moved_from(moves: &mut watch::Receiver<u64>, generation: u64) {
+    loop {
+        let now = *moves.borrow_and_update();
+        if now != generation {
+            return;
+        }
+        if moves.changed().await.is_err() {
+            return std::future::pending().await;
+        }
+    }
+}
+
 async fn wait_true(rx: &mut watch::Receiver<bool>) {
     if rx.wait_for(|d| *d).await.is_err() {
         // The task ended without seeing it: nothing more to learn.
@@ -153,17 +178,18 @@ struct Task {
     commands: UnboundedReceiver<Command>,
     ahead_gone: UnboundedSender<Vec<u8>>,
     own_deleted: watch::Sender<bool>,
+    deleted_at: Arc<AtomicI64>,
     step_down: UnboundedSender<i64>,
 }
 
 /// How one stream ended.
 enum Ended {
-    /// Our key is gone: nothing left to watch for.
-    OwnDeleted,
+    /// Our key is gone (deleted at this revision, when the watch saw it): nothing left to watch.
+    OwnDeleted(Option<i64>),
     /// The connection or the stream failed: the endpoint's fault, re-establish after fresh reads.
     Broke(EtcdError),
-    /// etcd canceled a watch (a compacted revision, an expired token): re-establish after fresh
-    /// reads, on the same endpoint.
+    /// etcd canceled a watch (a compacted revision, an expired token), or the connection under
+    /// the stream was given up by another user of it: re-establish after fresh reads.
     Canceled(String),
 }
 
@@ -190,12 +216,13 @@ impl Task {
                 self.reread(&mut client).await
             };
             let ended = match ready {
-                Ok(true) => self.stream(&mut client).await,
-                Ok(false) => Ended::OwnDeleted,
+                Ok(true) => self.stream(&mut client, conn.generation).await,
+                Ok(false) => Ended::OwnDeleted(None),
                 Err(e) => Ended::Broke(e),
             };
             match ended {
-                Ended::OwnDeleted => {
+                Ended::OwnDeleted(at) => {
+                    self.deleted_at.store(at.unwrap_or(0), Ordering::SeqCst);
                     let _ = self.own_deleted.send(true);
                     return;
                 }
@@ -261,7 +288,8 @@ impl Task {
         Ok(true)
     }
 
-    async fn stream(&mut self, client: &mut Client) -> Ended {
+    async fn stream(&mut self, client: &mut Client, generation: u64) -> Ended {
+        let mut moves = self.connector.moves();
         let own = WatchOptions::new()
             .with_watch_id(OWN)
             .with_start_revision(self.own_from);
@@ -284,6 +312,10 @@ impl Task {
         }
         loop {
             tokio::select! {
+                // A stream on a connection that was found dead may stall without an error.
+                _ = moved_from(&mut moves, generation) => {
+                    return Ended::Canceled("the connection was given up".into());
+                }
                 Some(cmd) = self.commands.recv() => {
                     let Command::WatchAhead { key, from } = cmd;
                     let ahead = Ahead { id: self.next_ahead_id, key, from };
@@ -323,7 +355,9 @@ impl Task {
         for event in resp.events() {
             let Some(kv) = event.kv() else { continue };
             match (id, event.event_type()) {
-                (OWN, EventType::Delete) => return Some(Ended::OwnDeleted),
+                (OWN, EventType::Delete) => {
+                    return Some(Ended::OwnDeleted(Some(kv.mod_revision())))
+                }
                 (OWN, EventType::Put) => self.own_from = kv.mod_revision() + 1,
                 (REQUESTS, EventType::Put) => {
                     self.consider(kv.value(), kv.mod_revision());

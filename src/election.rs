@@ -338,6 +338,40 @@ impl Election {
         })
     }
 
+    /// We lead as soon as we join (or join again): nobody is ahead. But the leader before us may
+    /// have lost its key a moment ago (an operator's `etcdctl del --prefix`, and we were waiting
+    /// behind it) while it still runs its child: it kills the child and revokes its lease when it
+    /// sees the deletion, which a leader briefly cut off from etcd sees late. So look at the queue
+    /// as it was just before our previous key was deleted (`deleted_at`, when we saw it), else
+    /// just before our key was created: if another key headed it and its lease lives,
+    /// wait for that lease to go, as after waiting on a key ([`PREDECESSOR_WAIT`] at most). One
+    /// read of history, only when leading at join; a compacted history means the deletion is old.
+    pub async fn wait_former_head(
+        &self,
+        client: &mut Client,
+        me: &Candidacy,
+        deleted_at: Option<i64>,
+    ) -> Result<(), EtcdError> {
+        let before = GetOptions::new()
+            .with_prefix()
+            .with_revision(deleted_at.unwrap_or(me.revision) - 1)
+            .with_sort(SortTarget::Create, SortOrder::Ascend)
+            .with_keys_only()
+            .with_limit(1);
+        let resp = match client.get(self.dir.clone(), Some(before)).await {
+            Ok(r) => r,
+            Err(e) if e.to_string().contains("compacted") => return Ok(()),
+            Err(e) => return Err(e.into()),
+        };
+        let Some(head) = resp.kvs().first().map(|kv| kv.key().to_vec()) else {
+            return Ok(()); // the election was empty: nobody led before us
+        };
+        if head == me.key.as_bytes() || !self.lease_alive(client, &head).await? {
+            return Ok(());
+        }
+        self.wait_predecessor_gone(client, &head).await
+    }
+
     /// Whether the lease of candidate key `key` (read from its name) still lives.
     async fn lease_alive(&self, client: &mut Client, key: &[u8]) -> Result<bool, EtcdError> {
         let Some(lease) = lease_of_key(&self.dir, key) else {

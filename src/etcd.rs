@@ -175,6 +175,9 @@ pub struct Connector {
     generation: AtomicU64,
     /// Endpoints that rejected us in a row; reset by any success.
     rejections: AtomicUsize,
+    /// Tells long-lived streams (watches) that the connection was given up, so they move too:
+    /// the keepalives notice a dead connection within half an interval, a quiet watch never would.
+    moved: tokio::sync::watch::Sender<u64>,
 }
 
 /// A client and the generation it belongs to, so a failure report for an old client is ignored.
@@ -192,6 +195,7 @@ impl Connector {
             current: Mutex::new(None),
             generation: AtomicU64::new(0),
             rejections: AtomicUsize::new(0),
+            moved: tokio::sync::watch::channel(0).0,
         }
     }
 
@@ -295,10 +299,17 @@ impl Connector {
                 Ordering::SeqCst,
             )
             .is_ok()
-            && self.cfg.endpoints.len() > 1
         {
-            tracing::info!(from = %self.endpoint(generation), to = %self.endpoint(generation + 1), "switching etcd endpoint");
+            self.moved.send_replace(generation + 1);
+            if self.cfg.endpoints.len() > 1 {
+                tracing::info!(from = %self.endpoint(generation), to = %self.endpoint(generation + 1), "switching etcd endpoint");
+            }
         }
+    }
+
+    /// Changes whenever the current connection is given up ([`Connector::failed`]).
+    pub fn moves(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.moved.subscribe()
     }
 
     fn endpoint(&self, generation: u64) -> String {

@@ -21,7 +21,7 @@
 //!   watch stream) name the fencing revision of the leadership they are for; any other leadership
 //!   ignores them, so a request that arrived too late never ends a later one.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -284,10 +284,14 @@ async fn campaign(
     last_error: &RefCell<String>,
 ) -> Result<(Candidacy, CandidacyWatch), EtcdError> {
     let mut backoff = Backoff::new(RETRY_BACKOFF_MIN, RETRY_BACKOFF_MAX);
+    // When our key was deleted while we waited (an operator's `del --prefix`): the revision, so
+    // that leading at the next join first waits for whoever led then.
+    let deleted_at: Cell<Option<i64>> = Cell::new(None);
     loop {
         let (election, id, lease) = (&ctx.election, ctx.cfg.id.as_str(), session.lease_id);
         let obs: &Observer = ctx.obs;
         let (connector, step_down) = (ctx.connector.clone(), ctx.step_down.clone());
+        let deleted_at = &deleted_at;
         let attempt = ctx
             .connector
             .call(|mut client| async move {
@@ -300,8 +304,18 @@ async fn campaign(
                 // Our key, step-down requests and the candidate ahead, on one stream from now on.
                 let mut watch =
                     CandidacyWatch::start(connector, election, &me, joined_at, step_down);
-                if !leads {
-                    me.leads_since = election.wait_turn(&mut client, &me, &mut watch).await?;
+                if leads {
+                    election
+                        .wait_former_head(&mut client, &me, deleted_at.take())
+                        .await?;
+                } else {
+                    match election.wait_turn(&mut client, &me, &mut watch).await {
+                        Ok(at) => me.leads_since = at,
+                        Err(e) => {
+                            deleted_at.set(watch.deleted_at().or(deleted_at.get()));
+                            return Err(e);
+                        }
+                    }
                 }
                 Ok((me, watch))
             })

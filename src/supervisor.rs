@@ -126,7 +126,8 @@ pub struct Settings {
 
 /// The handle the async side holds.
 pub struct Supervisor {
-    requests: mpsc::Sender<Request>,
+    /// `None` only while dropping: the sender must be gone before the thread is woken to notice.
+    requests: Option<mpsc::Sender<Request>>,
     wake: OwnedFd,
     pub events: UnboundedReceiver<Event>,
     /// The process thread; it ends once this handle is dropped and no tree is left. Only tests
@@ -189,7 +190,7 @@ impl Supervisor {
             .name("process".into())
             .spawn(move || owner.run())?;
         Ok(Supervisor {
-            requests: req_tx,
+            requests: Some(req_tx),
             wake,
             events: ev_rx,
             thread: Some(thread),
@@ -198,7 +199,10 @@ impl Supervisor {
 
     /// Sends a request; the process thread acts on it at once.
     pub fn request(&self, request: Request) {
-        if self.requests.send(request).is_ok() {
+        let Some(requests) = &self.requests else {
+            return;
+        };
+        if requests.send(request).is_ok() {
             let one: u64 = 1;
             // SAFETY: writing 8 bytes to an eventfd we own.
             unsafe { libc::write(self.wake.as_raw_fd(), (&one as *const u64).cast(), 8) };
@@ -221,7 +225,10 @@ impl Supervisor {
 
 impl Drop for Supervisor {
     fn drop(&mut self) {
-        // Wake the thread so it notices the closed channel (it then ends once no tree is left).
+        // Close the channel first, then wake the thread so it notices (it then ends once no tree
+        // is left). The other order can let the thread look before the channel is closed, then
+        // sleep for good.
+        self.requests = None;
         let one: u64 = 1;
         // SAFETY: writing 8 bytes to an eventfd we own.
         unsafe { libc::write(self.wake.as_raw_fd(), (&one as *const u64).cast(), 8) };
@@ -1161,7 +1168,10 @@ mod tests {
         start(&mut sup, "sleep 600", deadline_in(600_000, 600_000));
         // Keep the process thread busy, as keepalive acknowledgements would.
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let (requests, wake) = (sup.requests.clone(), sup.wake.try_clone().unwrap());
+        let (requests, wake) = (
+            sup.requests.clone().expect("open"),
+            sup.wake.try_clone().unwrap(),
+        );
         let busy = stop.clone();
         let churn = std::thread::spawn(move || {
             while !busy.load(std::sync::atomic::Ordering::Relaxed) {

@@ -645,3 +645,48 @@ fn a_request_for_an_earlier_candidacy_does_not_end_a_later_leadership() {
     );
     assert_no_overlap(dir.path());
 }
+
+/// An operator deletes the whole queue while the leader is briefly cut off from etcd: the
+/// standby joins again and finds nobody ahead, but the leader before it still runs its child until
+/// it sees the deletion. The new leader waits for that leader's lease to go, so the old child is
+/// dead before the new one starts.
+#[test]
+fn after_the_queue_is_deleted_a_rejoining_standby_waits_for_the_former_leader() {
+    let etcd = EtcdCluster::single();
+    let dir = tempfile::tempdir().unwrap();
+    let proxy = FaultProxy::start(&etcd.endpoint(0));
+    let a = replica("a", &proxy.url, "former", &["--grace", "1s"], dir.path());
+    wait_starts(dir.path(), 1, "a leads");
+    let b = replica("b", &etcd.endpoints(), "former", &[], dir.path());
+    wait_for(LONG, || queue(&etcd, "former").len() == 2, || b.log());
+    proxy.cut();
+    crate::support::runtime().block_on(async {
+        let mut c = etcd_client::Client::connect([etcd.endpoint(0)], None)
+            .await
+            .unwrap();
+        c.delete(
+            "/singleton-exec/former/",
+            Some(etcd_client::DeleteOptions::new().with_prefix()),
+        )
+        .await
+        .unwrap();
+    });
+    // b sees its own key gone, joins again, and leads at once unless it waits for a.
+    b.wait_log("campaign interrupted", LONG);
+    std::thread::sleep(Duration::from_millis(800));
+    proxy.heal();
+    wait_starts(dir.path(), 2, "b leads");
+    assert_eq!(starts(dir.path())[1].id, "b");
+    let overlap = events(dir.path()).iter().any(|e| e.overlap > 0);
+    assert!(
+        !overlap,
+        "two children at once: a:\n{}\nb:\n{}",
+        a.log(),
+        b.log()
+    );
+    assert!(
+        a.log().contains("our leader key was deleted"),
+        "{}",
+        a.log()
+    );
+}
