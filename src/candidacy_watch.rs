@@ -52,6 +52,8 @@ pub struct CandidacyWatch {
     own_deleted: watch::Receiver<bool>,
     /// The store revision at which our key was deleted, once known (0: not known).
     deleted_at: Arc<AtomicI64>,
+    /// The latest store revision at which our key was known to exist.
+    alive_at: Arc<AtomicI64>,
     task: JoinHandle<()>,
 }
 
@@ -70,6 +72,7 @@ impl CandidacyWatch {
         let (ahead_tx, ahead_gone) = unbounded_channel();
         let (own_tx, own_deleted) = watch::channel(false);
         let deleted_at = Arc::new(AtomicI64::new(0));
+        let alive_at = Arc::new(AtomicI64::new(joined_at));
         let mut task = Task {
             connector,
             me: me.clone(),
@@ -82,6 +85,7 @@ impl CandidacyWatch {
             ahead_gone: ahead_tx,
             own_deleted: own_tx,
             deleted_at: deleted_at.clone(),
+            alive_at: alive_at.clone(),
             step_down,
         };
         let task = tokio::spawn(async move { task.run().await });
@@ -90,6 +94,7 @@ impl CandidacyWatch {
             ahead_gone,
             own_deleted,
             deleted_at,
+            alive_at,
             task,
         }
     }
@@ -104,6 +109,11 @@ impl CandidacyWatch {
     /// the watch (not found missing after a break).
     pub fn deleted_at(&self) -> Option<i64> {
         Some(self.deleted_at.load(Ordering::SeqCst)).filter(|&r| r > 0)
+    }
+
+    /// The latest store revision at which our key was known to exist (at least the join's).
+    pub fn alive_at(&self) -> i64 {
+        self.alive_at.load(Ordering::SeqCst)
     }
 }
 
@@ -179,6 +189,7 @@ struct Task {
     ahead_gone: UnboundedSender<Vec<u8>>,
     own_deleted: watch::Sender<bool>,
     deleted_at: Arc<AtomicI64>,
+    alive_at: Arc<AtomicI64>,
     step_down: UnboundedSender<i64>,
 }
 
@@ -210,15 +221,22 @@ impl Task {
             let mut client = conn.client.clone();
             // After a break, read each key again: its history may be compacted, and a key found
             // gone counts as deleted.
-            let ready = if fresh {
-                Ok(true)
-            } else {
-                self.reread(&mut client).await
-            };
-            let ended = match ready {
-                Ok(true) => self.stream(&mut client, conn.generation).await,
-                Ok(false) => Ended::OwnDeleted(None),
-                Err(e) => Ended::Broke(e),
+            // Reading and setting up on a connection that is given up meanwhile (the keepalives
+            // found it dead) may hang until the request timeout: start over on the next one.
+            let mut moves = self.connector.moves();
+            let generation = conn.generation;
+            let ended = tokio::select! {
+                ended = async {
+                    let ready = if fresh { Ok(true) } else { self.reread(&mut client).await };
+                    match ready {
+                        Ok(true) => self.stream(&mut client, generation).await,
+                        Ok(false) => Ended::OwnDeleted(None),
+                        Err(e) => Ended::Broke(e),
+                    }
+                } => ended,
+                _ = moved_from(&mut moves, generation) => {
+                    Ended::Canceled("the connection was given up".into())
+                }
             };
             match ended {
                 Ended::OwnDeleted(at) => {
@@ -255,12 +273,19 @@ impl Task {
         if !ours {
             return Ok(false);
         }
+        self.alive_at.fetch_max(at, Ordering::SeqCst);
         self.own_from = at + 1;
         if let Some(ahead) = &mut self.ahead {
             let resp = client
                 .get(ahead.key.clone(), Some(GetOptions::new().with_keys_only()))
                 .await?;
-            if resp.kvs().is_empty() {
+            // Gone, or back with a new create-revision (deleted, then joined again with the same
+            // lease): behind us now, so not ahead any more.
+            let still_ahead = resp
+                .kvs()
+                .first()
+                .is_some_and(|kv| kv.create_revision() < self.me.revision);
+            if !still_ahead {
                 let _ = self.ahead_gone.send(std::mem::take(&mut ahead.key));
                 self.ahead = None;
             } else {

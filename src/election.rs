@@ -342,19 +342,20 @@ impl Election {
     /// have lost its key a moment ago (an operator's `etcdctl del --prefix`, and we were waiting
     /// behind it) while it still runs its child: it kills the child and revokes its lease when it
     /// sees the deletion, which a leader briefly cut off from etcd sees late. So look at the queue
-    /// as it was just before our previous key was deleted (`deleted_at`, when we saw it), else
-    /// just before our key was created: if another key headed it and its lease lives,
+    /// as it was at `former_at` (just before our previous key was deleted, or the last revision it
+    /// was known to exist at), else just before our key was created: if another key headed it and
+    /// its lease lives,
     /// wait for that lease to go, as after waiting on a key ([`PREDECESSOR_WAIT`] at most). One
     /// read of history, only when leading at join; a compacted history means the deletion is old.
     pub async fn wait_former_head(
         &self,
         client: &mut Client,
         me: &Candidacy,
-        deleted_at: Option<i64>,
+        former_at: Option<i64>,
     ) -> Result<(), EtcdError> {
         let before = GetOptions::new()
             .with_prefix()
-            .with_revision(deleted_at.unwrap_or(me.revision) - 1)
+            .with_revision(former_at.unwrap_or(me.revision - 1).max(1))
             .with_sort(SortTarget::Create, SortOrder::Ascend)
             .with_keys_only()
             .with_limit(1);

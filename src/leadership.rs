@@ -284,14 +284,15 @@ async fn campaign(
     last_error: &RefCell<String>,
 ) -> Result<(Candidacy, CandidacyWatch), EtcdError> {
     let mut backoff = Backoff::new(RETRY_BACKOFF_MIN, RETRY_BACKOFF_MAX);
-    // When our key was deleted while we waited (an operator's `del --prefix`): the revision, so
-    // that leading at the next join first waits for whoever led then.
-    let deleted_at: Cell<Option<i64>> = Cell::new(None);
+    // When our key was deleted while we waited (an operator's `del --prefix`): a revision at which
+    // the queue still had its former head, so that leading at the next join first waits for it.
+    // Kept until a campaign succeeds: a retried join must wait too.
+    let former_at: Cell<Option<i64>> = Cell::new(None);
     loop {
         let (election, id, lease) = (&ctx.election, ctx.cfg.id.as_str(), session.lease_id);
         let obs: &Observer = ctx.obs;
         let (connector, step_down) = (ctx.connector.clone(), ctx.step_down.clone());
-        let deleted_at = &deleted_at;
+        let former_at = &former_at;
         let attempt = ctx
             .connector
             .call(|mut client| async move {
@@ -306,13 +307,19 @@ async fn campaign(
                     CandidacyWatch::start(connector, election, &me, joined_at, step_down);
                 if leads {
                     election
-                        .wait_former_head(&mut client, &me, deleted_at.take())
+                        .wait_former_head(&mut client, &me, former_at.get())
                         .await?;
                 } else {
                     match election.wait_turn(&mut client, &me, &mut watch).await {
                         Ok(at) => me.leads_since = at,
                         Err(e) => {
-                            deleted_at.set(watch.deleted_at().or(deleted_at.get()));
+                            // Just before the deletion, if the watch saw it; else the last revision
+                            // our key was known to exist at (whoever led ahead of it did too).
+                            let at = watch
+                                .deleted_at()
+                                .map(|d| d - 1)
+                                .unwrap_or(watch.alive_at());
+                            former_at.set(Some(former_at.get().map_or(at, |f| f.max(at))));
                             return Err(e);
                         }
                     }

@@ -655,7 +655,15 @@ fn after_the_queue_is_deleted_a_rejoining_standby_waits_for_the_former_leader() 
     let etcd = EtcdCluster::single();
     let dir = tempfile::tempdir().unwrap();
     let proxy = FaultProxy::start(&etcd.endpoint(0));
-    let a = replica("a", &proxy.url, "former", &["--grace", "1s"], dir.path());
+    // The proxy drops bytes while cut (TCP would deliver them late): a keepalive during the cut
+    // must fail for a to give the connection up, so a keeps them frequent.
+    let a = replica(
+        "a",
+        &proxy.url,
+        "former",
+        &["--grace", "1s", "--keepalive-interval", "300ms"],
+        dir.path(),
+    );
     wait_starts(dir.path(), 1, "a leads");
     let b = replica("b", &etcd.endpoints(), "former", &[], dir.path());
     wait_for(LONG, || queue(&etcd, "former").len() == 2, || b.log());
