@@ -1,6 +1,7 @@
 //! One etcd watch stream per candidacy, set up when the candidate joins the queue and kept until
 //! its leadership ends: it watches our own key (deleted: our place, or our leadership, is gone),
-//! the step-down request key ([`crate::resign`]), and, while standby, the one candidate just ahead.
+//! the step-down request key ([`crate::resign`]), and, while standby, the one candidate just ahead
+//! (or, for the first standby of an election with slots, every slot key: [`crate::slots`]).
 //!
 //! Why one stream from the start: a standby that becomes leader then needs no new watch and no
 //! read to learn that its key is deleted or that a step-down is asked of it, so a leader change
@@ -40,8 +41,12 @@ const AHEAD_FIRST: i64 = 3;
 
 /// What the wait for our turn asks of the watch task.
 enum Command {
-    /// Tell me when `key` is deleted after revision `from - 1`.
-    WatchAhead { key: Vec<u8>, from: i64 },
+    /// Tell me when `key` (every key under it, if `prefix`) is deleted after revision `from - 1`.
+    WatchAhead {
+        key: Vec<u8>,
+        from: i64,
+        prefix: bool,
+    },
 }
 
 /// The handle held by the leadership loop. Dropping it ends the watches.
@@ -81,6 +86,8 @@ impl CandidacyWatch {
             requests_from: Some(joined_at + 1),
             ahead: None,
             next_ahead_id: AHEAD_FIRST,
+            fired: None,
+            canceled_by_us: None,
             commands: rx,
             ahead_gone: ahead_tx,
             own_deleted: own_tx,
@@ -124,6 +131,7 @@ impl WaitAhead for CandidacyWatch {
         let _ = self.commands.send(Command::WatchAhead {
             key: key.clone(),
             from,
+            prefix: false,
         });
         loop {
             tokio::select! {
@@ -139,6 +147,34 @@ impl WaitAhead for CandidacyWatch {
                     None => return Err(EtcdError::Unavailable("the candidacy watch ended".into())),
                 },
             }
+        }
+    }
+}
+
+impl CandidacyWatch {
+    /// Waits until a key under `prefix` (the slot keys, as read at revision `from - 1`) is
+    /// deleted, and returns it; or `prefix` itself when the watch broke and the keys must be read
+    /// again. `Err` if our own key is deleted first.
+    pub async fn wait_deleted_under(
+        &mut self,
+        prefix: Vec<u8>,
+        from: i64,
+    ) -> Result<Vec<u8>, EtcdError> {
+        let _ = self.commands.send(Command::WatchAhead {
+            key: prefix.clone(),
+            from,
+            prefix: true,
+        });
+        tokio::select! {
+            biased; // as in `wait_ahead_gone`
+            _ = wait_true(&mut self.own_deleted) => {
+                Err(EtcdError::Unavailable("our key was deleted while waiting".into()))
+            }
+            gone = self.ahead_gone.recv() => match gone {
+                // Whatever it is (even a late one of an earlier wait): the caller reads again.
+                Some(k) => Ok(k),
+                None => Err(EtcdError::Unavailable("the candidacy watch ended".into())),
+            },
         }
     }
 }
@@ -174,6 +210,8 @@ struct Ahead {
     id: i64,
     key: Vec<u8>,
     from: i64,
+    /// Every key under `key` (the slot keys): any deletion is reported, with the deleted key.
+    prefix: bool,
 }
 
 struct Task {
@@ -185,6 +223,10 @@ struct Task {
     requests_from: Option<i64>,
     ahead: Option<Ahead>,
     next_ahead_id: i64,
+    /// A watch of every slot key that has fired: canceled before the next one starts (it would
+    /// go on reporting every slot change), and its cancellation is not a broken stream.
+    fired: Option<i64>,
+    canceled_by_us: Option<i64>,
     commands: UnboundedReceiver<Command>,
     ahead_gone: UnboundedSender<Vec<u8>>,
     own_deleted: watch::Sender<bool>,
@@ -275,6 +317,12 @@ impl Task {
         }
         self.alive_at.fetch_max(at, Ordering::SeqCst);
         self.own_from = at + 1;
+        if self.ahead.as_ref().is_some_and(|a| a.prefix) {
+            // The slot keys may have changed meanwhile: the waiter reads them again.
+            if let Some(a) = self.ahead.take() {
+                let _ = self.ahead_gone.send(a.key);
+            }
+        }
         if let Some(ahead) = &mut self.ahead {
             let resp = client
                 .get(ahead.key.clone(), Some(GetOptions::new().with_keys_only()))
@@ -314,6 +362,7 @@ impl Task {
     }
 
     async fn stream(&mut self, client: &mut Client, generation: u64) -> Ended {
+        (self.fired, self.canceled_by_us) = (None, None);
         let mut moves = self.connector.moves();
         let own = WatchOptions::new()
             .with_watch_id(OWN)
@@ -342,8 +391,14 @@ impl Task {
                     return Ended::Canceled("the connection was given up".into());
                 }
                 Some(cmd) = self.commands.recv() => {
-                    let Command::WatchAhead { key, from } = cmd;
-                    let ahead = Ahead { id: self.next_ahead_id, key, from };
+                    let Command::WatchAhead { key, from, prefix } = cmd;
+                    if let Some(id) = self.fired.take() {
+                        self.canceled_by_us = Some(id);
+                        if let Err(e) = stream.cancel(id).await {
+                            return Ended::Broke(e.into());
+                        }
+                    }
+                    let ahead = Ahead { id: self.next_ahead_id, key, from, prefix };
                     self.next_ahead_id += 1;
                     if let Err(e) = watch_ahead(&mut stream, &ahead).await {
                         self.ahead = Some(ahead);
@@ -367,6 +422,10 @@ impl Task {
 
     fn on_response(&mut self, resp: &etcd_client::WatchResponse) -> Option<Ended> {
         let id = resp.watch_id();
+        if resp.canceled() && self.canceled_by_us == Some(id) {
+            self.canceled_by_us = None;
+            return None;
+        }
         if resp.canceled() {
             let why = resp.cancel_reason().to_owned();
             // etcd refuses a watch it may not create with id -1, not the one asked for. Only the
@@ -395,7 +454,11 @@ impl Task {
                             revision = kv.mod_revision(),
                             "the candidate ahead is gone"
                         );
-                        let _ = self.ahead_gone.send(a.key);
+                        if a.prefix {
+                            self.fired = Some(a.id);
+                        }
+                        let gone = if a.prefix { kv.key().to_vec() } else { a.key };
+                        let _ = self.ahead_gone.send(gone);
                     }
                 }
                 _ => {}
@@ -430,9 +493,12 @@ impl Task {
 }
 
 async fn watch_ahead(stream: &mut WatchStream, a: &Ahead) -> Result<(), EtcdError> {
-    let opts = WatchOptions::new()
+    let mut opts = WatchOptions::new()
         .with_watch_id(a.id)
         .with_start_revision(a.from);
+    if a.prefix {
+        opts = opts.with_prefix();
+    }
     stream.watch(a.key.clone(), Some(opts)).await?;
     Ok(())
 }

@@ -15,6 +15,8 @@ use crate::exit_code::HELP_TABLE;
 
 /// Where elections live unless `--prefix` says otherwise.
 pub const DEFAULT_PREFIX: &str = "/singleton-exec";
+/// The most slots an election can have (`--slots`): every holder and `status` read them all.
+pub const MAX_SLOTS: u32 = 1024;
 
 /// Run exactly one copy of COMMAND across all replicas, elected through an etcd lease.
 ///
@@ -67,6 +69,11 @@ pub struct ResignArgs {
     #[arg(long, env = "SINGLETON_EXEC_PREFIX", default_value = DEFAULT_PREFIX)]
     pub prefix: String,
 
+    /// With `--slots N`: the slot (0..N-1) whose holder should step down. Required for an
+    /// election with slots.
+    #[arg(long)]
+    pub slot: Option<u32>,
+
     /// Give up (exit 124) if the leader has not stepped down after this long.
     #[arg(long, value_parser = parse_duration, default_value = "10s")]
     pub timeout: Duration,
@@ -118,6 +125,12 @@ pub struct RunArgs {
     /// This replica's identity, stored as the election value and shown by `status`. [default: host name]
     #[arg(long, env = "SINGLETON_EXEC_ID")]
     pub id: Option<String>,
+
+    /// Run N copies across the replicas instead of one, each holding a slot 0..N-1 (given to the
+    /// child as SINGLETON_EXEC_SLOT). Every replica of the election must use the same N; a replica
+    /// that finds another N in etcd exits with code 2. 1 keeps the singleton's etcd keys exactly.
+    #[arg(long, env = "SINGLETON_EXEC_SLOTS", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_SLOTS)))]
+    pub slots: u32,
 
     /// Lease TTL, whole seconds, at least 2s. A crashed leader is replaced after about this long.
     #[arg(long, env = "SINGLETON_EXEC_TTL", value_parser = parse_duration, default_value = "10s")]

@@ -92,6 +92,8 @@ pub struct Config {
     pub on_lease_lost: OnLeaseLost,
     pub on_child_exit: OnChildExit,
     pub acquire_timeout: Option<Duration>,
+    /// How many copies run across the replicas (`--slots`); 1 is the singleton.
+    pub slots: u32,
     pub command: CommandSpec,
     pub health_addr: Option<std::net::SocketAddr>,
     pub resign_signal: Option<Signal>,
@@ -168,6 +170,7 @@ impl Config {
             on_lease_lost: args.on_lease_lost,
             on_child_exit: args.on_child_exit,
             acquire_timeout: args.acquire_timeout,
+            slots: args.slots,
             command: CommandSpec {
                 program,
                 args: command.collect(),

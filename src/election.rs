@@ -49,6 +49,9 @@ pub struct Candidacy {
     /// was ahead, and is later when we waited, as etcdctl's is (the revision of the read that
     /// found the queue ahead of us empty).
     pub leads_since: i64,
+    /// With `--slots N` (N > 1), the slot this candidacy holds ([`crate::slots`]); `key` is then
+    /// the slot's key. `None` for the singleton and for a queued standby.
+    pub slot: Option<u32>,
 }
 
 /// One key in the queue, as read from etcd. The value is the candidate's id; it is empty for an
@@ -163,6 +166,30 @@ impl Election {
         format!("{}@resign", self.dir.trim_end_matches('/'))
     }
 
+    /// Where replicas with `--slots N`, N > 1, keep their keys ([`crate::slots`]): `PREFIX/NAME@slots/`,
+    /// outside every election's key space for the reasons given for [`Election::resign_key`].
+    pub fn slots_root(&self) -> String {
+        format!("{}@slots/", self.dir.trim_end_matches('/'))
+    }
+
+    /// The slot count in a key under [`Election::slots_root`] (`…@slots/N/…`), if it has one.
+    pub fn slots_of_key(&self, key: &[u8]) -> Option<u32> {
+        let rest = key.strip_prefix(self.slots_root().as_bytes())?;
+        let n = rest.split(|&b| b == b'/').next()?;
+        std::str::from_utf8(n).ok()?.parse().ok().filter(|&n| n > 1)
+    }
+
+    /// A read, for a transaction, of one key of replicas with `--slots N` > 1, if any: a singleton
+    /// must not run beside them.
+    fn any_slots_key(&self) -> TxnOp {
+        let root = self.slots_root();
+        let opts = GetOptions::new()
+            .with_range(range_end(root.as_bytes()))
+            .with_keys_only()
+            .with_limit(1);
+        TxnOp::get(root, Some(opts))
+    }
+
     /// Where the leader shows its last health-check result (`--health-cmd`, `--health-url`):
     /// `PREFIX/NAME@health`, outside every election's key space for the reasons given for
     /// [`Election::resign_key`], attached to the leader's lease so it goes with the leadership.
@@ -170,17 +197,16 @@ impl Election {
         format!("{}@health", self.dir.trim_end_matches('/'))
     }
 
-    /// Shows a leader's health result (see [`Election::health_key`]).
+    /// Shows a leader's health result at `key` ([`Election::health_key`], or a slot's).
     pub async fn put_health(
         &self,
         client: &mut Client,
+        key: &str,
         lease: LeaseId,
         record: &HealthRecord,
     ) -> Result<(), EtcdError> {
         let opts = PutOptions::new().with_lease(lease.0);
-        client
-            .put(self.health_key(), record.to_json(), Some(opts))
-            .await?;
+        client.put(key, record.to_json(), Some(opts)).await?;
         Ok(())
     }
 
@@ -203,12 +229,15 @@ impl Election {
     /// start after it). The same transaction reads the head of the queue after the put, so an
     /// uncontended campaign is one round trip, and "the first key is ours, with our lease and our
     /// create-revision" is its own verification.
+    ///
+    /// It also reads whether replicas with `--slots N` > 1 use this election: `Some(N)` then, and
+    /// the caller must not go on (it only reads: the keys written stay exactly the singleton's).
     pub async fn join(
         &self,
         client: &mut Client,
         lease: LeaseId,
         id: &str,
-    ) -> Result<(Candidacy, bool, i64), EtcdError> {
+    ) -> Result<(Candidacy, bool, i64, Option<u32>), EtcdError> {
         let key = format!("{}{lease}", self.dir);
         let head = || {
             let opts = GetOptions::new()
@@ -222,8 +251,9 @@ impl Election {
             .and_then([
                 TxnOp::put(key.clone(), id, Some(PutOptions::new().with_lease(lease.0))),
                 head(),
+                self.any_slots_key(),
             ])
-            .or_else([TxnOp::get(key.clone(), None), head()]);
+            .or_else([TxnOp::get(key.clone(), None), head(), self.any_slots_key()]);
         let resp = client.txn(txn).await?;
         let ops = resp.op_responses();
         let first_kv = |op: Option<&etcd_client::TxnOpResponse>| match op {
@@ -250,6 +280,7 @@ impl Election {
             lease,
             revision,
             leads_since: 0,
+            slot: None,
         };
         let leads = first_kv(ops.get(1))
             .is_some_and(|(k, l, r)| k == me.key.as_bytes() && l == lease && r == revision);
@@ -258,7 +289,14 @@ impl Election {
             // The transaction's own revision: our put when it succeeded (then equal to `revision`).
             me.leads_since = at;
         }
-        Ok((me, leads, at))
+        let slots = match ops.get(2) {
+            Some(etcd_client::TxnOpResponse::Get(g)) => g.kvs().first().map(|kv| {
+                // A key that names no count still says the layout is in use.
+                self.slots_of_key(kv.key()).unwrap_or(0)
+            }),
+            _ => None,
+        };
+        Ok((me, leads, at, slots))
     }
 
     /// Returns once every candidate ahead of us is gone and our key is verified to still be ours,
@@ -468,22 +506,16 @@ impl Election {
     /// Returns at the first change of any key in the election after revision `from - 1`; an error
     /// if the watch broke.
     pub async fn wait_any_change(&self, client: &mut Client, from: i64) -> Result<(), EtcdError> {
-        let opts = WatchOptions::new().with_prefix().with_start_revision(from);
-        let mut stream = client.watch(self.dir.clone(), Some(opts)).await?;
-        loop {
-            let Some(resp) = stream.message().await? else {
-                return Err(EtcdError::Unavailable("watch stream closed".into()));
-            };
-            if resp.canceled() {
-                return Err(EtcdError::Unavailable(format!(
-                    "watch canceled: {}",
-                    resp.cancel_reason()
-                )));
-            }
-            if !resp.events().is_empty() {
-                return Ok(());
-            }
-        }
+        wait_any_change_under(client, self.dir.clone(), from).await
+    }
+
+    /// The same for the keys under [`Election::slots_root`].
+    pub async fn wait_any_slots_change(
+        &self,
+        client: &mut Client,
+        from: i64,
+    ) -> Result<(), EtcdError> {
+        wait_any_change_under(client, self.slots_root(), from).await
     }
 
     /// The current leader, if any.
@@ -511,6 +543,42 @@ pub const PREDECESSOR_WAIT: std::time::Duration = std::time::Duration::from_secs
 fn lease_of_key(dir: &str, key: &[u8]) -> Option<i64> {
     let name = std::str::from_utf8(key).ok()?.strip_prefix(dir)?;
     i64::from_str_radix(name, 16).ok().filter(|&l| l > 0)
+}
+
+/// The end of the range of every key that starts with `prefix` (etcd's prefix convention).
+pub fn range_end(prefix: &[u8]) -> Vec<u8> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return end;
+        }
+    }
+    vec![0] // every key
+}
+
+/// Watches the keys under `prefix` from revision `from` until any event.
+async fn wait_any_change_under(
+    client: &mut Client,
+    prefix: String,
+    from: i64,
+) -> Result<(), EtcdError> {
+    let opts = WatchOptions::new().with_prefix().with_start_revision(from);
+    let mut stream = client.watch(prefix, Some(opts)).await?;
+    loop {
+        let Some(resp) = stream.message().await? else {
+            return Err(EtcdError::Unavailable("watch stream closed".into()));
+        };
+        if resp.canceled() {
+            return Err(EtcdError::Unavailable(format!(
+                "watch canceled: {}",
+                resp.cancel_reason()
+            )));
+        }
+        if !resp.events().is_empty() {
+            return Ok(());
+        }
+    }
 }
 
 /// Watches `key` from revision `from` until a DELETE event; an error if the stream ends or fails.
@@ -572,6 +640,32 @@ mod tests {
         let e = Election::new("/singleton-exec", "myapp");
         assert_eq!(e.health_key(), "/singleton-exec/myapp@health");
         assert!(!e.health_key().starts_with(e.dir()));
+    }
+
+    #[test]
+    fn slot_counts_are_read_from_slot_keys() {
+        let e = Election::new("/singleton-exec", "app");
+        assert_eq!(e.slots_root(), "/singleton-exec/app@slots/");
+        assert!(!e.slots_root().starts_with(e.dir()));
+        for (key, want) in [
+            (&b"/singleton-exec/app@slots/3/slot/0"[..], Some(3)),
+            (b"/singleton-exec/app@slots/12/queue/ff", Some(12)),
+            (b"/singleton-exec/app@slots/1/slot/0", None),
+            (b"/singleton-exec/app@slots/x/slot/0", None),
+            (b"/singleton-exec/app@slots/", None),
+            (b"/singleton-exec/apps@slots/3/slot/0", None),
+            (b"/singleton-exec/app/ff", None),
+        ] {
+            assert_eq!(
+                e.slots_of_key(key),
+                want,
+                "{}",
+                String::from_utf8_lossy(key)
+            );
+        }
+        assert_eq!(range_end(b"/a/"), b"/a0");
+        assert_eq!(range_end(b"a\xff"), b"b");
+        assert_eq!(range_end(b"\xff"), vec![0]);
     }
 
     #[test]

@@ -32,6 +32,7 @@ use crate::election::Election;
 use crate::etcd::{Connector, Secret};
 use crate::lifecycle::Phase;
 use crate::observer::Observer;
+use crate::slots::SlotsView;
 
 /// Connections served at once; more wait in the kernel's backlog. Probes and scrapers need few.
 const MAX_CONNECTIONS: usize = 32;
@@ -48,6 +49,8 @@ pub struct Endpoints {
     /// Step-down requests, each naming the fencing revision of the leadership it is for.
     pub resign: UnboundedSender<i64>,
     pub resign_auth: ResignAuth,
+    /// `--slots`: above 1, `/status` shows every slot's holder.
+    pub slots: u32,
 }
 
 /// Who may `POST /resign`.
@@ -272,8 +275,8 @@ fn resign(req: &Request<Incoming>, ep: &Endpoints) -> Response<Full<Bytes>> {
 async fn status_json(ep: &Endpoints) -> String {
     let obs = &ep.observer;
     let st = obs.status();
+    let election = &ep.election;
     let leader = async {
-        let election = &ep.election;
         ep.connector
             .call(|mut c| async move { election.leader(&mut c).await })
             .await
@@ -284,6 +287,25 @@ async fn status_json(ep: &Endpoints) -> String {
         .await
         .ok()
         .flatten();
+    // With `--slots N`: every slot's holder, as etcd shows it.
+    let slots = async {
+        ep.connector
+            .call(|mut c| async move { SlotsView::read(election, &mut c).await })
+            .await
+            .ok()
+            .flatten()
+    };
+    let slots = match ep.slots {
+        0 | 1 => None,
+        _ => tokio::time::timeout(Duration::from_secs(1), slots)
+            .await
+            .ok()
+            .flatten(),
+    };
+    let slot = match st.phase {
+        Phase::Leading { slot, .. } => slot,
+        _ => None,
+    };
     let now = BootInstant::now();
     let body = serde_json::json!({
         "role": st.phase.name(),
@@ -297,6 +319,12 @@ async fn status_json(ep: &Endpoints) -> String {
         "child_pid": st.phase.child_pid(),
         "leader_id": leader.as_ref().map(|l| l.id.clone()),
         "leader_revision": leader.as_ref().map(|l| l.revision),
+        "slots": ep.slots,
+        "slot": slot,
+        "slot_holders": slots.map(|v| v.holders.iter().map(|h| h.as_ref().map(|h| serde_json::json!({
+            "id": h.id,
+            "fencing_revision": h.revision,
+        }))).collect::<Vec<_>>()),
         "last_transition": st.last_transition.map(|(role, why, at)| serde_json::json!({
             "role": role,
             "why": why,

@@ -41,6 +41,7 @@ use crate::http::{self, Endpoints, ResignAuth};
 use crate::lifecycle::{decide, Next, Phase, Policies, StopReason};
 use crate::observer::Observer;
 use crate::session::{LeaseState, Revoked, Session};
+use crate::slots::{Joined, Mismatch, SlotElection};
 use crate::supervisor::{Event, LeaseDeadline, Request, Supervisor};
 
 /// A child restarted under `--on-child-exit restart` that ran this long resets the backoff.
@@ -57,6 +58,8 @@ struct Ctx<'a> {
     obs: &'a Arc<Observer>,
     connector: Arc<Connector>,
     election: Election,
+    /// With `--slots N`, N > 1: the slots of the election, claimed instead of leading the queue.
+    slots: Option<SlotElection>,
     /// Where step-down requests that arrive through etcd go (the same queue as `POST /resign`).
     step_down: UnboundedSender<i64>,
 }
@@ -94,6 +97,7 @@ pub async fn run(
             connector: connector.clone(),
             resign: resign_tx.clone(),
             resign_auth: ResignAuth::new(listen, cfg.resign_token.clone()),
+            slots: cfg.slots,
         };
         tokio::spawn(http::serve(listener, Arc::new(endpoints)));
     }
@@ -108,7 +112,11 @@ pub async fn run(
         });
     }
     obs.notifier.ready();
-    tracing::info!(id = %cfg.id, election = %cfg.election, key_prefix = %election.dir(), timing = %cfg.timing,
+    let key_prefix = match cfg.slots {
+        1 => election.dir().to_owned(),
+        n => SlotElection::of(&election, n).dir().to_owned(),
+    };
+    tracing::info!(id = %cfg.id, election = %cfg.election, slots = cfg.slots, %key_prefix, timing = %cfg.timing,
         endpoints = ?connector.endpoints(), "singleton-exec starting");
     if let Some(h) = &cfg.health {
         tracing::info!(check = %h.describe(),
@@ -119,6 +127,7 @@ pub async fn run(
         cfg: &cfg,
         obs: &obs,
         connector,
+        slots: (cfg.slots > 1).then(|| SlotElection::new(&cfg.prefix, &cfg.election, cfg.slots)),
         election,
         step_down: resign_tx,
     };
@@ -239,9 +248,12 @@ async fn standby(
                 // The key may outlive our view of the lease: take it out of the queue.
                 session.revoke(ctx.connector.request_timeout()).await;
             }
-            Ok(Ok(Err(e))) => {
+            Ok(Ok(Err(refused))) => {
                 session.revoke(ctx.connector.request_timeout()).await;
-                return Err(rejected(&e));
+                return Err(match refused {
+                    Refused::Etcd(e) => rejected(&e),
+                    Refused::Slots(m) => mismatched(ctx, &m),
+                });
             }
             Err(exit) => {
                 session.revoke(ctx.connector.request_timeout()).await;
@@ -271,18 +283,35 @@ async fn grant_with_retries(
     }
 }
 
+fn mismatched(ctx: &Ctx<'_>, m: &Mismatch) -> Exit {
+    tracing::error!(election = %ctx.cfg.election, slots = ctx.cfg.slots, found = %m,
+        "every replica of an election must use the same --slots: refusing to run");
+    Exit::Usage
+}
+
+/// Why a campaign cannot go on, ever.
+enum Refused {
+    /// etcd rejected us (credentials, permissions).
+    Etcd(EtcdError),
+    /// The election runs with another slot count.
+    Slots(Mismatch),
+}
+
 fn rejected(e: &EtcdError) -> Exit {
     tracing::error!(error = %e, "etcd refused this replica on every endpoint; check --user/--password, TLS files and the role's permissions");
     Exit::EtcdRejected
 }
 
 /// Joins the queue and waits for our turn, retrying while etcd is unavailable. `Err` only when
-/// etcd rejects us.
+/// etcd rejects us or shows another slot count.
 async fn campaign(
     ctx: &Ctx<'_>,
     session: &Session,
     last_error: &RefCell<String>,
-) -> Result<(Candidacy, CandidacyWatch), EtcdError> {
+) -> Result<(Candidacy, CandidacyWatch), Refused> {
+    if let Some(slots) = &ctx.slots {
+        return campaign_for_slot(ctx, slots, session, last_error).await;
+    }
     let mut backoff = Backoff::new(RETRY_BACKOFF_MIN, RETRY_BACKOFF_MAX);
     // When our key was deleted while we waited (an operator's `del --prefix`): a revision at which
     // the queue still had its former head, so that leading at the next join first waits for it.
@@ -296,7 +325,11 @@ async fn campaign(
         let attempt = ctx
             .connector
             .call(|mut client| async move {
-                let (mut me, leads, joined_at) = election.join(&mut client, lease, id).await?;
+                let (mut me, leads, joined_at, slots) =
+                    election.join(&mut client, lease, id).await?;
+                if let Some(n) = slots {
+                    return Ok(Err(Mismatch::Slots(n)));
+                }
                 obs.enter(Phase::Standby {
                     lease: me.lease,
                     key: me.key.clone(),
@@ -324,12 +357,74 @@ async fn campaign(
                         }
                     }
                 }
-                Ok((me, watch))
+                Ok(Ok((me, watch)))
             })
             .await;
         match attempt {
-            Ok(won) => return Ok(won),
-            Err(e) if e.is_rejected() => return Err(e),
+            Ok(Ok(won)) => return Ok(won),
+            Ok(Err(m)) => return Err(Refused::Slots(m)),
+            Err(e) if e.is_rejected() => return Err(Refused::Etcd(e)),
+            Err(e) => {
+                let wait = backoff.step();
+                tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "campaign interrupted; retrying");
+                *last_error.borrow_mut() = e.to_string();
+                sleep(wait).await;
+            }
+        }
+    }
+}
+
+/// [`campaign`] with `--slots N`, N > 1: joins the standby queue and, first in it, claims a free
+/// slot ([`crate::slots`]). The returned candidacy is the slot's, watched from its claim.
+async fn campaign_for_slot(
+    ctx: &Ctx<'_>,
+    slots: &SlotElection,
+    session: &Session,
+    last_error: &RefCell<String>,
+) -> Result<(Candidacy, CandidacyWatch), Refused> {
+    let mut backoff = Backoff::new(RETRY_BACKOFF_MIN, RETRY_BACKOFF_MAX);
+    loop {
+        let (election, id, lease) = (&ctx.election, ctx.cfg.id.as_str(), session.lease_id);
+        let obs: &Observer = ctx.obs;
+        let (connector, step_down) = (ctx.connector.clone(), ctx.step_down.clone());
+        let attempt = ctx
+            .connector
+            .call(|mut client| async move {
+                let holder = match slots.join(&mut client, lease, id).await? {
+                    Joined::Refused(m) => return Ok(Err(m)),
+                    Joined::Holding(holder) => holder,
+                    Joined::Standby(me, joined_at) => {
+                        obs.enter(Phase::Standby {
+                            lease: me.lease,
+                            key: me.key.clone(),
+                            revision: me.revision,
+                        });
+                        let mut watch = CandidacyWatch::start(
+                            connector.clone(),
+                            election,
+                            &me,
+                            joined_at,
+                            step_down.clone(),
+                        );
+                        slots.take_slot(&mut client, &me, id, &mut watch).await?
+                    }
+                };
+                tracing::debug!(slot = ?holder.slot, revision = holder.revision, "slot claimed");
+                // The slot key and step-down requests from the claim on.
+                let watch = CandidacyWatch::start(
+                    connector,
+                    election,
+                    &holder,
+                    holder.leads_since,
+                    step_down,
+                );
+                Ok(Ok((holder, watch)))
+            })
+            .await;
+        match attempt {
+            Ok(Ok(won)) => return Ok(won),
+            Ok(Err(m)) => return Err(Refused::Slots(m)),
+            Err(e) if e.is_rejected() => return Err(Refused::Etcd(e)),
             Err(e) => {
                 let wait = backoff.step();
                 tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "campaign interrupted; retrying");
@@ -363,6 +458,12 @@ pub fn leader_env(cfg: &Config, me: &Candidacy) -> Vec<(String, String)> {
         ("SINGLETON_EXEC_LEADER_KEY".into(), me.key.clone()),
         ("SINGLETON_EXEC_LEASE_ID".into(), me.lease.to_string()),
         ("SINGLETON_EXEC_REVISION".into(), me.revision.to_string()),
+        // 0 for the singleton; the slot (0..N-1) with `--slots N`.
+        (
+            "SINGLETON_EXEC_SLOT".into(),
+            me.slot.unwrap_or(0).to_string(),
+        ),
+        ("SINGLETON_EXEC_SLOT_COUNT".into(), cfg.slots.to_string()),
         (
             "SINGLETON_EXEC_ETCD_ENDPOINTS".into(),
             cfg.etcd.endpoints.join(","),
@@ -427,6 +528,7 @@ async fn lead(
             key: me.key.clone(),
             revision: me.revision,
             pid,
+            slot: me.slot,
         });
         let health = ctx.cfg.health.as_ref().map(|h| {
             let (monitor, results) = Monitor::new(h, Instant::now());
@@ -711,6 +813,10 @@ impl HealthPublisher {
     fn start(ctx: &Ctx<'_>, me: &Candidacy) -> HealthPublisher {
         let (shown, mut rx) = watch::channel::<Option<HealthShown>>(None);
         let (connector, election, me) = (ctx.connector.clone(), ctx.election.clone(), me.clone());
+        let key = match (&ctx.slots, me.slot) {
+            (Some(slots), Some(slot)) => slots.health_key(slot),
+            _ => election.health_key(),
+        };
         let (id, retries) = (
             ctx.cfg.id.clone(),
             ctx.cfg.health.as_ref().map_or(0, |h| h.retries),
@@ -729,13 +835,13 @@ impl HealthPublisher {
                     retries,
                     last: s.detail,
                 };
-                let (election, lease) = (&election, me.lease);
+                let (election, lease, key) = (&election, me.lease, key.as_str());
                 // A permission error comes back as Ok(Err): it is no fault of the endpoint, so
                 // the connector must not count it (and switch endpoints) as a rejection.
                 let put = connector.call(|mut c| {
                     let value = value.clone();
                     async move {
-                        match election.put_health(&mut c, lease, &value).await {
+                        match election.put_health(&mut c, key, lease, &value).await {
                             Err(EtcdError::Rejected(why)) => Ok(Err(why)),
                             other => other.map(Ok),
                         }
@@ -744,7 +850,7 @@ impl HealthPublisher {
                 match tokio::time::timeout(connector.request_timeout(), put).await {
                     Ok(Ok(Ok(()))) => {}
                     Ok(Ok(Err(why))) => {
-                        tracing::warn!(key = %election.health_key(), error = %why,
+                        tracing::warn!(%key, error = %why,
                             "cannot show health results in etcd (grant write on this key): `status` shows none");
                         return;
                     }
@@ -896,6 +1002,7 @@ mod tests {
             lease: crate::etcd::LeaseId(0x694d),
             revision: 7,
             leads_since: 9,
+            slot: None,
         };
         let env = leader_env(&cfg, &me);
         let mut ours: Vec<String> = vec!["SINGLETON_EXEC_LOG".into()];

@@ -12,7 +12,8 @@
 //! * [`etcd`]: connections, one endpoint at a time, and the one failure policy; [`session`]: the
 //!   lease and its (jittered) keepalives; [`election`]: the queue by create-revision and the
 //!   fencing revision; [`candidacy_watch`]: one watch stream per candidacy (its key, step-down
-//!   requests, the candidate ahead), so a leader change needs no new watch.
+//!   requests, the candidate ahead), so a leader change needs no new watch; [`slots`]: `--slots N`,
+//!   N copies each on its own slot, claimed by the first standby.
 //! * [`lifecycle`]: the one lifecycle type ([`lifecycle::Phase`]), typed stop reasons and the pure
 //!   [`lifecycle::decide`]; [`leadership`]: the loop that moves through it (standby, then lead:
 //!   start the child, run until its tree is gone, decide, apply); [`health`]: the leader's health
@@ -58,6 +59,7 @@ pub(crate) mod process_tree;
 pub(crate) mod resign;
 pub(crate) mod session;
 pub mod signals;
+pub(crate) mod slots;
 pub mod spawn;
 pub mod status;
 pub mod supervisor;

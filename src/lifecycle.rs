@@ -96,6 +96,8 @@ pub enum Phase {
         key: String,
         revision: i64,
         pid: libc::pid_t,
+        /// The slot held, with `--slots N` > 1.
+        slot: Option<u32>,
     },
     /// The child's tree is being stopped; SIGKILL follows after `kill_in` (at once if zero).
     Stopping {
@@ -333,6 +335,7 @@ mod tests {
             key: "/p/e/ab".into(),
             revision: 7,
             pid: 42,
+            slot: None,
         };
         assert_eq!(leading.name(), "leader");
         assert_eq!(leading.child_pid(), Some(42));

@@ -86,6 +86,8 @@ impl Status {
 struct Metrics {
     registry: Registry,
     is_leader: Gauge,
+    /// `--slots N`: 1 for the slot held while its child runs, 0 for slots held before.
+    slot_leading: Family<Vec<(String, String)>, Gauge>,
     transitions: Family<Vec<(String, String)>, Counter>,
     keepalive_rtt: Histogram,
     keepalive_failures: Counter,
@@ -104,6 +106,12 @@ pub struct Observer {
     pub notifier: Notifier,
     status: Mutex<Status>,
     metrics: Mutex<Metrics>,
+    /// The slots this replica has held (`--slots N`), for their metric.
+    held: Mutex<Vec<u32>>,
+}
+
+fn slot_label(slot: u32) -> Vec<(String, String)> {
+    vec![("slot".to_owned(), slot.to_string())]
 }
 
 impl Observer {
@@ -114,6 +122,12 @@ impl Observer {
             "is_leader",
             "1 while this replica leads and its child runs",
             is_leader.clone(),
+        );
+        let slot_leading = Family::<Vec<(String, String)>, Gauge>::default();
+        registry.register(
+            "slot_leading",
+            "With --slots N: 1 while this replica holds the slot and its child runs, 0 for a slot it held before",
+            slot_leading.clone(),
         );
         let transitions = Family::<Vec<(String, String)>, Counter>::default();
         registry.register(
@@ -176,6 +190,7 @@ impl Observer {
             metrics: Mutex::new(Metrics {
                 registry,
                 is_leader,
+                slot_leading,
                 transitions,
                 keepalive_rtt,
                 keepalive_failures,
@@ -185,6 +200,7 @@ impl Observer {
                 election_wait,
                 health,
             }),
+            held: Mutex::new(Vec::new()),
         }
     }
 
@@ -224,6 +240,26 @@ impl Observer {
         let m = self.metrics.lock().expect("metrics lock");
         m.is_leader
             .set(i64::from(matches!(phase, Phase::Leading { .. })));
+        let held = match &phase {
+            Phase::Leading { slot, .. } => *slot,
+            _ => None,
+        };
+        if let Some(slot) = held {
+            m.slot_leading.get_or_create(&slot_label(slot)).set(1);
+        } else {
+            // Every slot this replica held: it holds none now.
+            for slot in &self.slots_held_before() {
+                m.slot_leading.get_or_create(&slot_label(*slot)).set(0);
+            }
+        }
+        drop(m);
+        if let Some(slot) = held {
+            let mut before = self.held.lock().expect("held lock");
+            if !before.contains(&slot) {
+                before.push(slot);
+            }
+        }
+        let m = self.metrics.lock().expect("metrics lock");
         m.transitions
             .get_or_create(&vec![("role".to_owned(), name.to_owned())])
             .inc();
@@ -235,6 +271,10 @@ impl Observer {
         self.notifier.status(&format!("{name}{rev}: {why}"));
     }
 
+    fn slots_held_before(&self) -> Vec<u32> {
+        self.held.lock().expect("held lock").clone()
+    }
+
     /// One line per phase entered: info while all is well, a warning when leadership is at risk or
     /// was lost to the lease.
     fn log(&self, phase: &Phase, why: &str) {
@@ -243,6 +283,13 @@ impl Observer {
         let revision = phase.revision().unwrap_or(0);
         let lease = phase.lease().map(|l| l.to_string()).unwrap_or_default();
         let pid = phase.child_pid().unwrap_or(0);
+        if let Phase::Leading {
+            slot: Some(slot), ..
+        } = phase
+        {
+            tracing::info!(role, id, election, key, revision, lease = %lease, pid, slot, "{role}: {why}");
+            return;
+        }
         let at_risk = match phase {
             Phase::Stopping { reason, .. } | Phase::Lost { reason, .. } => reason.is_lease_loss(),
             _ => false,

@@ -112,6 +112,7 @@ mod tests {
             lease: LeaseId(0xab),
             revision: 7,
             leads_since: 7,
+            slot: None,
         }
     }
 

@@ -1,5 +1,6 @@
 //! `singleton-exec status`: who leads an election right now, and who waits behind it; with `--watch`,
-//! every leader change until interrupted (like `etcdctl elect -l`).
+//! every leader change until interrupted (like `etcdctl elect -l`). An election run with `--slots N`
+//! is found by its keys and shown slot by slot (every slot's holder, then the standbys).
 //!
 //! Reading is I/O ([`run`]); what is printed is a pure function of the [`Queue`] read
 //! ([`render_text`], [`render_json`], [`render_change`]), so the formats are unit-tested.
@@ -15,6 +16,7 @@ use crate::election::{Candidate, Election, HealthRecord, Queue};
 use crate::etcd::{Connector, EtcdError};
 use crate::exit_code;
 use crate::signals;
+use crate::slots::{Holder, SlotsView};
 
 /// Exit code when the election has no leader.
 pub const NO_LEADER: i32 = 1;
@@ -79,6 +81,63 @@ impl Target {
     }
 }
 
+impl Target {
+    /// The election's slots, when it runs with `--slots N` > 1 (`None` otherwise).
+    pub async fn slots(&self) -> Result<Option<SlotsView>, EtcdError> {
+        let election = &self.election;
+        self.read(|mut c| async move { SlotsView::read(election, &mut c).await })
+            .await
+    }
+
+    /// What `status` shows: the singleton's queue, or the slots when there are any.
+    async fn shown(&self) -> Result<Shown, EtcdError> {
+        Ok(match self.slots().await? {
+            Some(slots) => Shown::Slots(slots),
+            None => Shown::Queue(self.queue().await?),
+        })
+    }
+}
+
+/// One read of an election, as shown.
+enum Shown {
+    Queue(Queue),
+    Slots(SlotsView),
+}
+
+impl Shown {
+    /// 0 when there is a leader (with slots: every slot has a holder), else [`NO_LEADER`].
+    fn code(&self) -> i32 {
+        let full = match self {
+            Shown::Queue(q) => q.leader().is_some(),
+            Shown::Slots(v) => v.held() == v.count as usize,
+        };
+        if full {
+            0
+        } else {
+            NO_LEADER
+        }
+    }
+
+    /// What a `--watch` line is printed for: who holds what, at which revision.
+    fn holders(&self) -> Vec<Option<(String, i64)>> {
+        match self {
+            Shown::Queue(q) => vec![q.leader().map(|l| (l.key.clone(), l.revision))],
+            Shown::Slots(v) => v
+                .holders
+                .iter()
+                .map(|h| h.as_ref().map(|h| (h.key.clone(), h.revision)))
+                .collect(),
+        }
+    }
+
+    fn revision(&self) -> i64 {
+        match self {
+            Shown::Queue(q) => q.revision,
+            Shown::Slots(v) => v.revision,
+        }
+    }
+}
+
 /// The exit code for an etcd failure, after printing it.
 pub(crate) fn failed(e: &EtcdError) -> i32 {
     if e.is_rejected() {
@@ -106,17 +165,19 @@ pub async fn run(args: StatusArgs) -> i32 {
             _ = interrupted => 0,
         };
     }
-    match target.queue().await {
-        Ok(queue) => {
-            match args.output {
-                OutputFormat::Text => print!("{}", render_text(&target.name, &queue)),
-                OutputFormat::Json => println!("{}", render_json(&target, &queue)),
+    match target.shown().await {
+        Ok(shown) => {
+            match (&shown, args.output) {
+                (Shown::Queue(q), OutputFormat::Text) => print!("{}", render_text(&target.name, q)),
+                (Shown::Queue(q), OutputFormat::Json) => println!("{}", render_json(&target, q)),
+                (Shown::Slots(v), OutputFormat::Text) => {
+                    print!("{}", render_slots_text(&target.name, v))
+                }
+                (Shown::Slots(v), OutputFormat::Json) => {
+                    println!("{}", slots_json(&target.name, &target.prefix, v))
+                }
             }
-            if queue.leader().is_some() {
-                0
-            } else {
-                NO_LEADER
-            }
+            shown.code()
         }
         Err(e) => failed(&e),
     }
@@ -125,10 +186,10 @@ pub async fn run(args: StatusArgs) -> i32 {
 /// Prints the leader at start and on every change of it; returns only when etcd rejects us or
 /// stdout is closed (`status --watch | head -1`: the reader is done, so are we, with 0).
 async fn watch(target: &Target, format: OutputFormat) -> i32 {
-    let mut shown: Option<Option<(String, i64)>> = None;
+    let mut shown: Option<Vec<Option<(String, i64)>>> = None;
     let mut wait = WATCH_RETRY_MIN;
     loop {
-        let queue = match target.queue().await {
+        let now = match target.shown().await {
             Ok(q) => q,
             Err(e) if e.is_rejected() => return failed(&e),
             Err(e) => {
@@ -139,20 +200,29 @@ async fn watch(target: &Target, format: OutputFormat) -> i32 {
             }
         };
         wait = WATCH_RETRY_MIN;
-        let leader = queue.leader().map(|l| (l.key.clone(), l.revision));
-        if shown.as_ref() != Some(&leader) {
-            let line = render_change(format, target, &queue);
+        let holders = now.holders();
+        if shown.as_ref() != Some(&holders) {
+            let line = match &now {
+                Shown::Queue(q) => render_change(format, target, q),
+                Shown::Slots(v) => slots_change_line(format, &target.name, &target.prefix, v),
+            };
             if writeln!(std::io::stdout(), "{line}").is_err() {
                 return 0;
             }
-            shown = Some(leader);
+            shown = Some(holders);
         }
-        // Any change in the queue may be a leader change; the next read tells. Watching from the
-        // read's revision misses nothing in between.
-        let (election, from) = (&target.election, queue.revision + 1);
+        // Any change in the queue (or the slots) may be a leader change; the next read tells.
+        // Watching from the read's revision misses nothing in between.
+        let (election, from) = (&target.election, now.revision() + 1);
         let changed = target
             .connector
-            .call(|mut c| async move { election.wait_any_change(&mut c, from).await })
+            .call(|mut c| async move {
+                let mut slots = c.clone();
+                tokio::select! {
+                    r = election.wait_any_change(&mut c, from) => r,
+                    r = election.wait_any_slots_change(&mut slots, from) => r,
+                }
+            })
             .await;
         if let Err(e) = changed {
             tracing::debug!(error = %e, "watch broke; reading again");
@@ -209,6 +279,116 @@ fn health_text(h: &HealthRecord) -> String {
     }
 }
 
+/// The text of an election with slots: every slot, then the standbys in queue order.
+pub fn render_slots_text(name: &str, v: &SlotsView) -> String {
+    let mut out = format!("election:   {name}\n");
+    out += &format!("slots:      {} ({} held)\n", v.count, v.held());
+    for (i, h) in v.holders.iter().enumerate() {
+        let Some(h) = h else {
+            out += &format!("slot {i}:     none\n");
+            continue;
+        };
+        out += &format!(
+            "slot {i}:     {}  key={}  lease={}  fencing_revision={}",
+            holder_id(h),
+            h.key,
+            h.lease,
+            h.revision
+        );
+        if let Some(r) = &v.health[i] {
+            out += &format!("  health: {}", health_text(r));
+        }
+        out.push('\n');
+    }
+    out += &format!("standbys:   {}\n", v.standbys.len());
+    for (i, c) in v.standbys.iter().enumerate() {
+        out += &format!(
+            "  {}. {}  key={}  lease={}  create_revision={}\n",
+            i + 1,
+            shown_id(c),
+            c.key,
+            c.lease,
+            c.revision
+        );
+    }
+    for n in &v.other_counts {
+        out += &format!("warning:    keys of --slots {n} are here too: replicas that disagree on --slots refuse to run\n");
+    }
+    out
+}
+
+fn holder_id(h: &Holder) -> &str {
+    if h.id.is_empty() {
+        EMPTY_ID
+    } else {
+        &h.id
+    }
+}
+
+/// `--output json` for an election with slots (the schema is in the README).
+fn slots_json(name: &str, prefix: &str, v: &SlotsView) -> serde_json::Value {
+    let holders: Vec<serde_json::Value> = v
+        .holders
+        .iter()
+        .enumerate()
+        .map(|(i, h)| {
+            let Some(h) = h else {
+                return serde_json::Value::Null;
+            };
+            serde_json::json!({
+                "slot": i,
+                "id": h.id,
+                "key": h.key,
+                "lease": h.lease.to_string(),
+                "fencing_revision": h.revision,
+                "health": v.health[i].as_ref().map_or(serde_json::Value::Null, health_json),
+            })
+        })
+        .collect();
+    serde_json::json!({
+        "election": name,
+        "prefix": prefix,
+        "revision": v.revision,
+        "slots": v.count,
+        "held": v.held(),
+        "holders": holders,
+        "standbys": v.standbys.iter().map(candidate_json).collect::<Vec<_>>(),
+        "other_slot_counts": v.other_counts,
+    })
+}
+
+/// One `--watch` line for an election with slots.
+fn slots_change_line(format: OutputFormat, name: &str, prefix: &str, v: &SlotsView) -> String {
+    if format == OutputFormat::Json {
+        return slots_json(name, prefix, v).to_string();
+    }
+    let each: Vec<String> = v
+        .holders
+        .iter()
+        .enumerate()
+        .map(|(i, h)| match h {
+            None => format!("slot {i} none"),
+            Some(h) => format!("slot {i} {} fencing_revision={}", holder_id(h), h.revision),
+        })
+        .collect();
+    format!(
+        "election {name}: {}/{} slots held: {}  standbys={}",
+        v.held(),
+        v.count,
+        each.join(", "),
+        v.standbys.len()
+    )
+}
+
+fn health_json(h: &HealthRecord) -> serde_json::Value {
+    serde_json::json!({
+        "healthy": h.healthy,
+        "consecutive_failures": h.consecutive_failures,
+        "retries": h.retries,
+        "last": h.last,
+    })
+}
+
 fn candidate_json(c: &Candidate) -> serde_json::Value {
     serde_json::json!({
         "id": c.id,
@@ -227,14 +407,10 @@ fn json_of(name: &str, prefix: &str, queue: &Queue) -> serde_json::Value {
     let leader = queue.leader().map(|l| {
         let mut v = candidate_json(l);
         v["fencing_revision"] = l.revision.into();
-        v["health"] = queue.health.as_ref().map_or(serde_json::Value::Null, |h| {
-            serde_json::json!({
-                "healthy": h.healthy,
-                "consecutive_failures": h.consecutive_failures,
-                "retries": h.retries,
-                "last": h.last,
-            })
-        });
+        v["health"] = queue
+            .health
+            .as_ref()
+            .map_or(serde_json::Value::Null, health_json);
         v
     });
     serde_json::json!({

@@ -1,6 +1,6 @@
 //! `singleton-exec resign`: a planned switchover, from any machine with etcd access.
 //!
-//! 1. Read the leader (none: exit 1).
+//! 1. Read the leader (none: exit 1); with `--slots N`, the holder of the slot named by `--slot`.
 //! 2. Put a step-down request addressed to its key and fencing revision ([`crate::resign`]), under a
 //!    lease of our own, so a request whose requester died is gone within about `--timeout`.
 //! 3. Wait until that leader key is gone: the leader stopped its child's tree and revoked its lease,
@@ -49,13 +49,9 @@ pub async fn run(args: ResignArgs) -> i32 {
     };
     let interrupted = signals::interrupted();
     let deadline = Instant::now() + args.timeout;
-    let queue = match target.queue().await {
-        Ok(q) => q,
-        Err(e) => return failed(&e),
-    };
-    let Some(old) = queue.leader().cloned() else {
-        println!("election {}: no leader, nothing to resign", target.name);
-        return NO_LEADER;
+    let (old, revision, slot) = match whom(&target, args.slot).await {
+        Ok(found) => found,
+        Err(code) => return code,
     };
     let request = ResignRequest {
         leader_key: old.key.clone(),
@@ -64,7 +60,7 @@ pub async fn run(args: ResignArgs) -> i32 {
     };
     let mut lease = None;
     let outcome = tokio::select! {
-        r = request_and_wait(&target, &request, queue.revision + 1, args.timeout, &mut lease) => match r {
+        r = request_and_wait(&target, &request, revision + 1, args.timeout, &mut lease) => match r {
             Ok(()) => Outcome::SteppedDown,
             Err(e) => Outcome::Failed(e),
         },
@@ -78,7 +74,63 @@ pub async fn run(args: ResignArgs) -> i32 {
     if let Some(id) = lease {
         withdraw(&target, id).await;
     }
-    report(&target, &old, outcome, acknowledged, args.timeout).await
+    report(&target, &old, slot, outcome, acknowledged, args.timeout).await
+}
+
+/// The leader to ask (with slots, the holder of `slot`), the revision it was read at, and the slot
+/// when the election has slots; or the exit code when there is none to ask.
+async fn whom(target: &Target, slot: Option<u32>) -> Result<(Candidate, i64, Option<u32>), i32> {
+    let name = &target.name;
+    let slots = target.slots().await.map_err(|e| failed(&e))?;
+    match (slots, slot) {
+        (None, None | Some(0)) => {
+            let queue = target.queue().await.map_err(|e| failed(&e))?;
+            match queue.leader() {
+                Some(l) => Ok((l.clone(), queue.revision, None)),
+                None => {
+                    println!("election {name}: no leader, nothing to resign");
+                    Err(NO_LEADER)
+                }
+            }
+        }
+        (None, Some(i)) => {
+            eprintln!(
+                "singleton-exec: election {name} runs no slots (--slots 1): there is no slot {i}"
+            );
+            Err(exit_code::USAGE)
+        }
+        (Some(v), None) => {
+            eprintln!(
+                "singleton-exec: election {name} runs {} slots: name the one to resign with --slot (0..{})",
+                v.count,
+                v.count - 1
+            );
+            Err(exit_code::USAGE)
+        }
+        (Some(v), Some(i)) if i >= v.count => {
+            eprintln!(
+                "singleton-exec: election {name} has {} slots: --slot must be 0..{}",
+                v.count,
+                v.count - 1
+            );
+            Err(exit_code::USAGE)
+        }
+        (Some(v), Some(i)) => match &v.holders[i as usize] {
+            Some(h) => Ok((h.clone(), v.revision, Some(i))),
+            None => {
+                println!("election {name}: slot {i} has no holder, nothing to resign");
+                Err(NO_LEADER)
+            }
+        },
+    }
+}
+
+/// Who leads now (with slots, who holds `slot`), for the report.
+async fn successor(target: &Target, slot: Option<u32>) -> Result<Option<Candidate>, EtcdError> {
+    if let (Some(i), Some(v)) = (slot, target.slots().await?) {
+        return Ok(v.holders.get(i as usize).cloned().flatten());
+    }
+    Ok(target.queue().await?.leader().cloned())
 }
 
 /// Puts the request and waits for the leader key to go. `lease` is set as soon as there is one, so
@@ -116,6 +168,7 @@ async fn request_and_wait(
         lease: crate::etcd::LeaseId(0),
         revision: request.fencing_revision,
         leads_since: request.fencing_revision,
+        slot: None,
     };
     let (election, old) = (&target.election, &old);
     retrying(|| {
@@ -198,6 +251,7 @@ fn describe(c: &Candidate) -> String {
 async fn report(
     target: &Target,
     old: &Candidate,
+    slot: Option<u32>,
     outcome: Outcome,
     acknowledged: Option<bool>,
     timeout: Duration,
@@ -205,12 +259,16 @@ async fn report(
     match outcome {
         Outcome::SteppedDown => {
             println!("stepped down: {}", describe(old));
-            match target.queue().await.map(|q| q.leader().cloned()) {
-                Ok(Some(new)) => println!("leader:       {}", describe(&new)),
+            let now = match slot {
+                Some(i) => format!("slot {i} now:   "),
+                None => "leader:       ".to_owned(),
+            };
+            match successor(target, slot).await {
+                Ok(Some(new)) => println!("{now}{}", describe(&new)),
                 Ok(None) => println!(
-                    "leader:       none yet (no standby was waiting; the old leader campaigns again after its --resign-holdoff)"
+                    "{now}none yet (no standby was waiting; the old holder campaigns again after its --resign-holdoff)"
                 ),
-                Err(e) => println!("leader:       unknown ({e})"),
+                Err(e) => println!("{now}unknown ({e})"),
             }
             0
         }

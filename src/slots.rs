@@ -1,0 +1,680 @@
+//! N slots (`--slots N`, N > 1): exactly N children across the replicas, each on a slot 0..N-1
+//! that is never held twice at once.
+//!
+//! Keys, under `PREFIX/NAME@slots/N/` (outside every election's key space, see
+//! [`Election::slots_root`]; the count is in the path so that a replica with another count finds
+//! the keys of this one):
+//! * `queue/<lease hex>` = id: a standby, attached to its lease; standbys queue by create-revision,
+//!   as the singleton's candidates do;
+//! * `slot/<i>` = id: slot `i`'s holder, attached to its lease. Its create-revision is the slot's
+//!   fencing revision: each holder creates the key anew, so it only grows from one to the next;
+//! * `health/<i>`: the holder's last health result (`status`).
+//!
+//! How a slot is claimed: only the first standby (no queue key ahead of it) claims, so a freed slot
+//! wakes one replica, not all of them. It takes the lowest free slot in one transaction: if its
+//! queue key is still its own (same lease, same create-revision) and the slot key does not exist,
+//! put the slot key under its lease and delete its queue key. Deleting the queue key wakes the next
+//! standby, which watches it, and which then, first in turn, watches the slot keys. Standbys behind
+//! the first watch only the queue key just ahead of theirs, as in the singleton.
+//!
+//! Why two holders of a slot cannot run at once: the slot key exists at most once (the claim is a
+//! create), it is attached to its holder's lease, and a holder's child is dead before that lease
+//! can expire (the same fail-closed deadline as the singleton's, [`crate::timing`]). A graceful
+//! holder revokes its lease only after its child's tree is gone. A slot key deleted by hand while
+//! its holder's lease lives is the one way around that: the claimer then waits, as the singleton's
+//! new leader does, for that lease to go (at most [`PREDECESSOR_WAIT`]), and the holder, which
+//! watches its slot key, kills its child at once.
+//!
+//! A replica holds at most one slot: it claims only while standby, and gives the slot up (its
+//! lease) before it queues again.
+
+use etcd_client::{
+    Client, Compare, CompareOp, GetOptions, KeyValue, PutOptions, SortOrder, SortTarget, Txn,
+    TxnOp, TxnOpResponse,
+};
+
+use crate::candidacy_watch::CandidacyWatch;
+use crate::election::{
+    range_end, Candidacy, Candidate, Election, HealthRecord, WaitAhead, PREDECESSOR_WAIT,
+};
+use crate::etcd::{EtcdError, LeaseId};
+
+/// The keys of one election with N > 1 slots.
+#[derive(Debug, Clone)]
+pub struct SlotElection {
+    base: Election,
+    n: u32,
+    /// `PREFIX/NAME@slots/N/`
+    dir: String,
+}
+
+/// The parts of an etcd key-value this module reads (so the pure parts are tested on plain data).
+#[derive(Debug, Clone, Copy)]
+pub struct Kv<'a> {
+    pub key: &'a [u8],
+    pub value: &'a [u8],
+    pub lease: i64,
+    pub create_revision: i64,
+}
+
+fn kvs(from: &[KeyValue]) -> Vec<Kv<'_>> {
+    from.iter()
+        .map(|kv| Kv {
+            key: kv.key(),
+            value: kv.value(),
+            lease: kv.lease(),
+            create_revision: kv.create_revision(),
+        })
+        .collect()
+}
+
+/// What etcd shows that contradicts our slot count: another count, or a singleton election.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Mismatch {
+    /// Replicas with `--slots N` (N > 1) use the election; 0 when a key under the slots layout
+    /// names no count.
+    Slots(u32),
+    /// A singleton (`--slots 1`, `etcdctl lock` or `elect`) uses the election.
+    Singleton,
+}
+
+impl std::fmt::Display for Mismatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Mismatch::Slots(0) => write!(f, "replicas with another --slots use this election"),
+            Mismatch::Slots(n) => write!(f, "replicas with --slots {n} use this election"),
+            Mismatch::Singleton => write!(
+                f,
+                "a singleton (--slots 1, or etcdctl lock/elect) uses this election"
+            ),
+        }
+    }
+}
+
+/// Who holds each slot, as read at one store revision.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Holders {
+    pub revision: i64,
+    /// Index = slot.
+    pub slots: Vec<Option<Holder>>,
+}
+
+/// A slot's holder, as read from etcd: its key is the slot key, whose create-revision is the
+/// holder's fencing revision.
+pub type Holder = Candidate;
+
+impl Holders {
+    pub fn lowest_free(&self) -> Option<u32> {
+        self.slots
+            .iter()
+            .position(Option::is_none)
+            .map(|i| i as u32)
+    }
+
+    fn held_with(&self, lease: LeaseId) -> Option<(u32, &Holder)> {
+        self.slots.iter().enumerate().find_map(|(i, h)| {
+            h.as_ref()
+                .filter(|h| h.lease == lease)
+                .map(|h| (i as u32, h))
+        })
+    }
+
+    fn lease_of(&self, slot: u32) -> Option<LeaseId> {
+        self.slots.get(slot as usize)?.as_ref().map(|h| h.lease)
+    }
+}
+
+/// After joining the queue.
+pub enum Joined {
+    /// Queued as a standby, with the store revision of the join.
+    Standby(Candidacy, i64),
+    /// A claim of an earlier attempt (same lease) succeeded: we hold this slot already.
+    Holding(Candidacy),
+    /// Etcd shows another slot count: we must not run (our queue key is left to our lease, which
+    /// the caller revokes).
+    Refused(Mismatch),
+}
+
+/// What the first standby learns from one read.
+struct View {
+    at: i64,
+    /// The queue key just ahead of ours, if any.
+    ahead: Option<Vec<u8>>,
+    holders: Holders,
+}
+
+/// An election with slots as `status` shows it, from one read of every key under its slots root.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SlotsView {
+    pub revision: i64,
+    pub count: u32,
+    /// Index = slot.
+    pub holders: Vec<Option<Holder>>,
+    /// The holder's last health result, per slot, when it runs a check.
+    pub health: Vec<Option<HealthRecord>>,
+    /// Standbys in queue order (the first claims the next freed slot).
+    pub standbys: Vec<Candidate>,
+    /// Keys of other slot counts: replicas that disagree (they refuse to run; their queue keys
+    /// last until their lease goes).
+    pub other_counts: Vec<u32>,
+}
+
+impl SlotsView {
+    /// Builds the view from the keys under [`Election::slots_root`], in create-revision order.
+    /// The count is that of the oldest key; `None` without any key.
+    pub fn from_kvs(base: &Election, kvs: &[Kv], revision: i64) -> Option<SlotsView> {
+        let count = kvs.iter().find_map(|kv| base.slots_of_key(kv.key))?;
+        let layout = SlotElection::of(base, count);
+        let holders = layout.holders_from(kvs, revision).slots;
+        let mut health = vec![None; count as usize];
+        let (mut standbys, mut other_counts) = (Vec::new(), Vec::new());
+        let health_dir = format!("{}health/", layout.dir);
+        for kv in kvs {
+            let n = base.slots_of_key(kv.key);
+            if n != Some(count) {
+                if let Some(n) = n.filter(|n| !other_counts.contains(n)) {
+                    other_counts.push(n);
+                }
+                continue;
+            }
+            let key = String::from_utf8_lossy(kv.key).into_owned();
+            if key.starts_with(&layout.queue_dir()) {
+                standbys.push(Candidate {
+                    id: String::from_utf8_lossy(kv.value).into_owned(),
+                    key,
+                    lease: LeaseId(kv.lease),
+                    revision: kv.create_revision,
+                });
+            } else if let Some(slot) = key.strip_prefix(&health_dir) {
+                let slot: Option<usize> = slot.parse().ok().filter(|&i| i < count as usize);
+                let record = HealthRecord::from_json(kv.value);
+                if let (Some(i), Some(r)) = (slot, record) {
+                    // Only the current holder's (a record of an earlier one is not shown).
+                    if holders[i]
+                        .as_ref()
+                        .is_some_and(|h| h.key == r.key && h.revision == r.revision)
+                    {
+                        health[i] = Some(r);
+                    }
+                }
+            }
+        }
+        Some(SlotsView {
+            revision,
+            count,
+            holders,
+            health,
+            standbys,
+            other_counts,
+        })
+    }
+
+    pub fn held(&self) -> usize {
+        self.holders.iter().flatten().count()
+    }
+
+    /// Reads the view (`None`: the election has no slots keys).
+    pub async fn read(
+        base: &Election,
+        client: &mut Client,
+    ) -> Result<Option<SlotsView>, EtcdError> {
+        let opts = GetOptions::new()
+            .with_prefix()
+            .with_sort(SortTarget::Create, SortOrder::Ascend);
+        let resp = client.get(base.slots_root(), Some(opts)).await?;
+        let at = resp.header().map(|h| h.revision()).unwrap_or_default();
+        Ok(SlotsView::from_kvs(base, &kvs(resp.kvs()), at))
+    }
+}
+
+impl SlotElection {
+    pub fn new(prefix: &str, name: &str, n: u32) -> Self {
+        SlotElection::of(&Election::new(prefix, name), n)
+    }
+
+    /// The slots layout of `base` with `n` slots.
+    pub fn of(base: &Election, n: u32) -> Self {
+        let dir = format!("{}{n}/", base.slots_root());
+        SlotElection {
+            base: base.clone(),
+            n,
+            dir,
+        }
+    }
+
+    /// `PREFIX/NAME@slots/N/`: every key of this layout starts with it.
+    pub fn dir(&self) -> &str {
+        &self.dir
+    }
+
+    pub fn queue_dir(&self) -> String {
+        format!("{}queue/", self.dir)
+    }
+
+    pub fn slot_dir(&self) -> String {
+        format!("{}slot/", self.dir)
+    }
+
+    pub fn slot_key(&self, slot: u32) -> String {
+        format!("{}slot/{slot}", self.dir)
+    }
+
+    pub fn health_key(&self, slot: u32) -> String {
+        format!("{}health/{slot}", self.dir)
+    }
+
+    /// The slot number in a slot key of this election, if it is one (and below N).
+    pub fn slot_of_key(&self, key: &[u8]) -> Option<u32> {
+        let rest = key.strip_prefix(self.slot_dir().as_bytes())?;
+        let s = std::str::from_utf8(rest).ok()?;
+        if s.len() > 1 && s.starts_with('0') {
+            return None; // one spelling per slot
+        }
+        s.parse().ok().filter(|&i| i < self.n)
+    }
+
+    /// Reads, for a transaction, every slot key.
+    fn slots_op(&self) -> TxnOp {
+        TxnOp::get(self.slot_dir(), Some(GetOptions::new().with_prefix()))
+    }
+
+    fn holders_from(&self, kvs: &[Kv], revision: i64) -> Holders {
+        let mut slots = vec![None; self.n as usize];
+        for kv in kvs {
+            if let Some(i) = self.slot_of_key(kv.key) {
+                slots[i as usize] = Some(Candidate {
+                    id: String::from_utf8_lossy(kv.value).into_owned(),
+                    key: String::from_utf8_lossy(kv.key).into_owned(),
+                    lease: LeaseId(kv.lease),
+                    revision: kv.create_revision,
+                });
+            }
+        }
+        Holders { revision, slots }
+    }
+
+    fn holders_of(&self, op: Option<&TxnOpResponse>, revision: i64) -> Holders {
+        match op {
+            Some(TxnOpResponse::Get(g)) => self.holders_from(&kvs(g.kvs()), revision),
+            _ => self.holders_from(&[], revision),
+        }
+    }
+
+    /// Puts our queue key if absent and, in the same transaction, reads what would forbid us to
+    /// run (a singleton's key, a key of another slot count) and who holds the slots.
+    pub async fn join(
+        &self,
+        client: &mut Client,
+        lease: LeaseId,
+        id: &str,
+    ) -> Result<Joined, EtcdError> {
+        let key = format!("{}{lease}", self.queue_dir());
+        let root = self.base.slots_root();
+        let keys_only = |from: &str, to: Vec<u8>| {
+            let opts = GetOptions::new()
+                .with_range(to)
+                .with_keys_only()
+                .with_limit(1);
+            TxnOp::get(from.to_owned(), Some(opts))
+        };
+        let checks = || {
+            [
+                // A singleton's candidates.
+                keys_only(self.base.dir(), range_end(self.base.dir().as_bytes())),
+                // Another count sorts before ours or after it under the root.
+                keys_only(&root, self.dir.clone().into_bytes()),
+                keys_only(
+                    std::str::from_utf8(&range_end(self.dir.as_bytes())).unwrap_or(&root),
+                    range_end(root.as_bytes()),
+                ),
+                self.slots_op(),
+            ]
+        };
+        let mut then = vec![TxnOp::put(
+            key.clone(),
+            id,
+            Some(PutOptions::new().with_lease(lease.0)),
+        )];
+        then.extend(checks());
+        let mut otherwise = vec![TxnOp::get(key.clone(), None)];
+        otherwise.extend(checks());
+        let txn = Txn::new()
+            .when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)])
+            .and_then(then)
+            .or_else(otherwise);
+        let resp = client.txn(txn).await?;
+        let at = resp.header().map(|h| h.revision()).unwrap_or_default();
+        let ops = resp.op_responses();
+        let first_key = |i: usize| match ops.get(i) {
+            Some(TxnOpResponse::Get(g)) => g.kvs().first().map(|kv| kv.key().to_vec()),
+            _ => None,
+        };
+        if first_key(1).is_some() {
+            return Ok(Joined::Refused(Mismatch::Singleton));
+        }
+        if let Some(k) = first_key(2).or_else(|| first_key(3)) {
+            let n = self.base.slots_of_key(&k).unwrap_or(0);
+            return Ok(Joined::Refused(Mismatch::Slots(n)));
+        }
+        let revision = if resp.succeeded() {
+            at
+        } else {
+            match ops.first() {
+                Some(TxnOpResponse::Get(g)) => g
+                    .kvs()
+                    .first()
+                    .filter(|kv| kv.lease() == lease.0)
+                    .map_or(0, |kv| kv.create_revision()),
+                _ => 0,
+            }
+        };
+        if revision <= 0 {
+            return Err(EtcdError::Unavailable(format!(
+                "could not place {key} in the election"
+            )));
+        }
+        let holders = self.holders_of(ops.get(4), at);
+        if let Some((slot, h)) = holders.held_with(lease) {
+            // Our claim went through but its answer was lost: we hold the slot. The queue key we
+            // just put would make the standbys behind it wait for us: take it out.
+            let holder = Candidacy {
+                key: h.key.clone(),
+                lease,
+                revision: h.revision,
+                leads_since: at,
+                slot: Some(slot),
+            };
+            client.delete(key, None).await?;
+            return Ok(Joined::Holding(holder));
+        }
+        Ok(Joined::Standby(
+            Candidacy {
+                key,
+                lease,
+                revision,
+                leads_since: 0,
+                slot: None,
+            },
+            at,
+        ))
+    }
+
+    /// One transaction: if our queue key is still ours, the key just ahead of it and every slot's
+    /// holder, at one revision.
+    async fn view(&self, client: &mut Client, me: &Candidacy) -> Result<View, EtcdError> {
+        let ahead = GetOptions::new()
+            .with_prefix()
+            .with_max_create_revision(me.revision - 1)
+            .with_sort(SortTarget::Create, SortOrder::Descend)
+            .with_keys_only()
+            .with_limit(1);
+        let txn = Txn::new()
+            .when(still_queued(me))
+            .and_then([TxnOp::get(self.queue_dir(), Some(ahead)), self.slots_op()]);
+        let resp = client.txn(txn).await?;
+        if !resp.succeeded() {
+            return Err(EtcdError::Unavailable(format!(
+                "our key {} vanished or was replaced while waiting (lease expired?)",
+                me.key
+            )));
+        }
+        let at = resp.header().map(|h| h.revision()).unwrap_or_default();
+        let ops = resp.op_responses();
+        let ahead = match ops.first() {
+            Some(TxnOpResponse::Get(g)) => g.kvs().first().map(|kv| kv.key().to_vec()),
+            _ => None,
+        };
+        Ok(View {
+            at,
+            ahead,
+            holders: self.holders_of(ops.get(1), at),
+        })
+    }
+
+    /// Claims `slot` if it is free and our queue key is still ours: the slot key under our lease,
+    /// our queue key deleted, in one transaction. `None`: not claimed (taken, or our key is gone;
+    /// the next read tells which).
+    async fn claim(
+        &self,
+        client: &mut Client,
+        me: &Candidacy,
+        slot: u32,
+        id: &str,
+    ) -> Result<Option<Candidacy>, EtcdError> {
+        let key = self.slot_key(slot);
+        let mut when = still_queued(me).to_vec();
+        when.push(Compare::create_revision(key.clone(), CompareOp::Equal, 0));
+        let txn = Txn::new().when(when).and_then([
+            TxnOp::put(
+                key.clone(),
+                id,
+                Some(PutOptions::new().with_lease(me.lease.0)),
+            ),
+            TxnOp::delete(me.key.clone(), None),
+        ]);
+        let resp = client.txn(txn).await?;
+        if !resp.succeeded() {
+            return Ok(None);
+        }
+        let Some(at) = resp.header().map(|h| h.revision()).filter(|&r| r > 0) else {
+            return Err(EtcdError::Unavailable("a claim without a revision".into()));
+        };
+        Ok(Some(Candidacy {
+            key,
+            lease: me.lease,
+            revision: at,
+            leads_since: at,
+            slot: Some(slot),
+        }))
+    }
+
+    /// Waits for our turn in the queue and claims a free slot; returns the slot's candidacy. `Err`
+    /// when etcd cannot be reached or our queue key is gone (the caller joins again).
+    ///
+    /// Each wake-up of the first standby costs one claim transaction (a freed slot is claimed
+    /// straight from the watch event), sent with a check of the former holder's lease.
+    pub async fn take_slot(
+        &self,
+        client: &mut Client,
+        me: &Candidacy,
+        id: &str,
+        watch: &mut CandidacyWatch,
+    ) -> Result<Candidacy, EtcdError> {
+        // Who held each slot when we last looked: a slot freed since then was theirs.
+        let mut known: Option<Holders> = None;
+        let mut freed: Option<u32> = None;
+        loop {
+            let candidate = match freed.take() {
+                Some(slot) => Some(slot),
+                None => {
+                    let v = self.view(client, me).await?;
+                    if let Some(key) = v.ahead {
+                        tracing::debug!(waiting_on = %String::from_utf8_lossy(&key), "standby: watching the standby ahead");
+                        known = Some(v.holders);
+                        watch.wait_ahead_gone(key, v.at + 1).await?;
+                        continue;
+                    }
+                    match v.holders.lowest_free() {
+                        Some(slot) => Some(slot),
+                        None => {
+                            tracing::debug!("first standby: watching the slots");
+                            known = Some(v.holders);
+                            let gone = watch
+                                .wait_deleted_under(self.slot_dir().into_bytes(), v.at + 1)
+                                .await?;
+                            freed = self.slot_of_key(&gone);
+                            continue;
+                        }
+                    }
+                }
+            };
+            let Some(slot) = candidate else { continue };
+            let former = known.as_ref().and_then(|k| k.lease_of(slot));
+            let (mut a, mut b) = (client.clone(), client.clone());
+            let (claimed, former_alive) = tokio::join!(self.claim(&mut a, me, slot, id), async {
+                match former {
+                    Some(l) => lease_alive(&mut b, l).await,
+                    None => Ok(false),
+                }
+            });
+            let Some(holder) = claimed? else {
+                continue; // taken by someone else (or our key is gone): read again
+            };
+            if former_alive? {
+                if let Some(lease) = former {
+                    wait_lease_gone(client, lease).await?;
+                }
+            }
+            return Ok(holder);
+        }
+    }
+}
+
+/// Our queue key is still ours: same lease, same create-revision.
+fn still_queued(me: &Candidacy) -> [Compare; 2] {
+    [
+        Compare::create_revision(me.key.clone(), CompareOp::Equal, me.revision),
+        Compare::lease(me.key.clone(), CompareOp::Equal, me.lease.0),
+    ]
+}
+
+async fn lease_alive(client: &mut Client, lease: LeaseId) -> Result<bool, EtcdError> {
+    Ok(client.lease_time_to_live(lease.0, None).await?.ttl() > 0)
+}
+
+/// A freed slot whose former holder's lease still lives: its key was deleted by hand, and the
+/// holder may still run its child until it sees that (it then kills the child and revokes the
+/// lease). Waits for the lease to go, at most [`PREDECESSOR_WAIT`] (see the singleton's
+/// `Election::wait_predecessor_gone` for why the wait is bounded).
+async fn wait_lease_gone(client: &mut Client, lease: LeaseId) -> Result<(), EtcdError> {
+    let start = tokio::time::Instant::now();
+    loop {
+        if !lease_alive(client, lease).await? {
+            return Ok(());
+        }
+        if start.elapsed() > PREDECESSOR_WAIT {
+            tracing::info!(%lease, "the slot's key was deleted and its former holder's lease still lives: going ahead");
+            return Ok(());
+        }
+        tracing::debug!(%lease, "the slot's key was deleted while its holder's lease lives; waiting for it");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slot_keys_and_numbers() {
+        let s = SlotElection::new("/singleton-exec", "app", 3);
+        assert_eq!(s.slot_key(2), "/singleton-exec/app@slots/3/slot/2");
+        assert_eq!(s.queue_dir(), "/singleton-exec/app@slots/3/queue/");
+        assert_eq!(s.health_key(0), "/singleton-exec/app@slots/3/health/0");
+        for (key, want) in [
+            (&b"/singleton-exec/app@slots/3/slot/0"[..], Some(0)),
+            (b"/singleton-exec/app@slots/3/slot/2", Some(2)),
+            (b"/singleton-exec/app@slots/3/slot/3", None),
+            (b"/singleton-exec/app@slots/3/slot/02", None),
+            (b"/singleton-exec/app@slots/3/slot/x", None),
+            (b"/singleton-exec/app@slots/3/slot/", None),
+            (b"/singleton-exec/app@slots/4/slot/0", None),
+            (b"/singleton-exec/app@slots/3/queue/ff", None),
+        ] {
+            assert_eq!(s.slot_of_key(key), want, "{}", String::from_utf8_lossy(key));
+        }
+        let e = Election::new("/singleton-exec", "app");
+        assert!(!s.slot_key(0).starts_with(e.dir()));
+        assert_eq!(e.slots_of_key(s.slot_key(0).as_bytes()), Some(3));
+    }
+
+    #[test]
+    fn the_lowest_free_slot_is_taken_first() {
+        let h = |lease: i64| {
+            Some(Candidate {
+                id: "r".into(),
+                key: "k".into(),
+                lease: LeaseId(lease),
+                revision: lease,
+            })
+        };
+        let rows: [(Vec<Option<Holder>>, Option<u32>); 4] = [
+            (vec![None, None], Some(0)),
+            (vec![h(1), None], Some(1)),
+            (vec![h(1), h(2), None, h(3)], Some(2)),
+            (vec![h(1), h(2)], None),
+        ];
+        for (slots, want) in rows {
+            let holders = Holders { revision: 1, slots };
+            assert_eq!(holders.lowest_free(), want);
+        }
+        let holders = Holders {
+            revision: 1,
+            slots: vec![h(1), None, h(7)],
+        };
+        assert_eq!(holders.held_with(LeaseId(7)).map(|(i, _)| i), Some(2));
+        assert_eq!(holders.held_with(LeaseId(9)), None);
+        assert_eq!(holders.lease_of(0), Some(LeaseId(1)));
+        assert_eq!(holders.lease_of(1), None);
+    }
+
+    #[test]
+    fn the_status_view_groups_holders_standbys_and_other_counts() {
+        let e = Election::new("/p", "app");
+        let health = HealthRecord {
+            id: "b".into(),
+            key: "/p/app@slots/2/slot/1".into(),
+            revision: 6,
+            healthy: true,
+            consecutive_failures: 0,
+            retries: 3,
+            last: "healthy".into(),
+        };
+        let stale = HealthRecord {
+            key: "/p/app@slots/2/slot/0".into(),
+            revision: 4,
+            ..health.clone()
+        };
+        let (health, stale) = (health.to_json(), stale.to_json());
+        let kv = |key: &'static str, value: &'static str, lease: i64, rev: i64| {
+            (key, value.to_string(), lease, rev)
+        };
+        let rows = [
+            kv("/p/app@slots/2/slot/1", "b", 0xb, 6),
+            kv("/p/app@slots/2/queue/c", "c", 0xc, 7),
+            ("/p/app@slots/2/health/1", health, 0xb, 8),
+            ("/p/app@slots/2/health/0", stale, 0xa, 3),
+            kv("/p/app@slots/3/queue/d", "d", 0xd, 9),
+            kv("/p/app@slots/2/queue/e", "e", 0xe, 10),
+            kv("/p/app@slots/2/slot/7", "junk", 0xf, 11),
+        ];
+        let rows: Vec<Kv> = rows
+            .iter()
+            .map(|(key, value, lease, rev)| Kv {
+                key: key.as_bytes(),
+                value: value.as_bytes(),
+                lease: *lease,
+                create_revision: *rev,
+            })
+            .collect();
+        assert_eq!(SlotsView::from_kvs(&e, &[], 1), None);
+        let v = SlotsView::from_kvs(&e, &rows, 12).unwrap();
+        assert_eq!(v.count, 2);
+        assert_eq!(v.revision, 12);
+        assert!(v.holders[0].is_none());
+        let h = v.holders[1].as_ref().unwrap();
+        assert_eq!((h.id.as_str(), h.lease, h.revision), ("b", LeaseId(0xb), 6));
+        assert_eq!(v.held(), 1);
+        let ids: Vec<&str> = v.standbys.iter().map(|c| c.id.as_str()).collect();
+        assert_eq!(ids, ["c", "e"]);
+        assert_eq!(v.other_counts, [3]);
+        assert!(v.health[0].is_none(), "a record of no current holder");
+        assert_eq!(v.health[1].as_ref().map(|r| r.revision), Some(6));
+    }
+
+    #[test]
+    fn mismatches_say_what_was_found() {
+        assert!(Mismatch::Slots(3).to_string().contains("--slots 3"));
+        assert!(Mismatch::Singleton.to_string().contains("singleton"));
+    }
+}
