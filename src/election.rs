@@ -246,8 +246,13 @@ impl Election {
                 .with_limit(1);
             TxnOp::get(self.dir.clone(), Some(opts))
         };
+        // Our key is put only where no replica with slots is: a refused replica writes nothing, so
+        // it cannot make a rightful one (joining at the same moment) refuse in turn.
         let txn = Txn::new()
-            .when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)])
+            .when([
+                Compare::create_revision(key.clone(), CompareOp::Equal, 0),
+                no_key_under(&self.slots_root()),
+            ])
             .and_then([
                 TxnOp::put(key.clone(), id, Some(PutOptions::new().with_lease(lease.0))),
                 head(),
@@ -263,14 +268,23 @@ impl Election {
                 .map(|kv| (kv.key().to_vec(), LeaseId(kv.lease()), kv.create_revision())),
             _ => None,
         };
+        let slots = match ops.get(2) {
+            Some(etcd_client::TxnOpResponse::Get(g)) => g.kvs().first().map(|kv| {
+                // A key that names no count still says the layout is in use.
+                self.slots_of_key(kv.key()).unwrap_or(0)
+            }),
+            _ => None,
+        };
         let revision = if resp.succeeded() {
             resp.header().map(|h| h.revision()).unwrap_or_default()
+        } else if slots.is_some() {
+            0 // refused below; nothing was put
         } else {
             first_kv(ops.first())
                 .map(|(_, _, rev)| rev)
                 .unwrap_or_default()
         };
-        if revision <= 0 {
+        if revision <= 0 && slots.is_none() {
             return Err(EtcdError::Unavailable(format!(
                 "could not place {key} in the election"
             )));
@@ -289,13 +303,6 @@ impl Election {
             // The transaction's own revision: our put when it succeeded (then equal to `revision`).
             me.leads_since = at;
         }
-        let slots = match ops.get(2) {
-            Some(etcd_client::TxnOpResponse::Get(g)) => g.kvs().first().map(|kv| {
-                // A key that names no count still says the layout is in use.
-                self.slots_of_key(kv.key()).unwrap_or(0)
-            }),
-            _ => None,
-        };
         Ok((me, leads, at, slots))
     }
 
@@ -543,6 +550,12 @@ pub const PREDECESSOR_WAIT: std::time::Duration = std::time::Duration::from_secs
 fn lease_of_key(dir: &str, key: &[u8]) -> Option<i64> {
     let name = std::str::from_utf8(key).ok()?.strip_prefix(dir)?;
     i64::from_str_radix(name, 16).ok().filter(|&l| l > 0)
+}
+
+/// A transaction condition that holds when no key starts with `prefix` (etcd compares an empty
+/// range as one absent key: create-revision 0).
+pub fn no_key_under(prefix: &str) -> Compare {
+    Compare::create_revision(prefix, CompareOp::Equal, 0).with_range(range_end(prefix.as_bytes()))
 }
 
 /// The end of the range of every key that starts with `prefix` (etcd's prefix convention).

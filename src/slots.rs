@@ -309,39 +309,50 @@ impl SlotElection {
         id: &str,
     ) -> Result<Joined, EtcdError> {
         let key = format!("{}{lease}", self.queue_dir());
+        // Where a replica that disagrees with us would have keys: a singleton's candidates, and
+        // another count, which sorts before ours or after it under the slots root.
         let root = self.base.slots_root();
-        let keys_only = |from: &str, to: Vec<u8>| {
-            let opts = GetOptions::new()
-                .with_range(to)
-                .with_keys_only()
-                .with_limit(1);
-            TxnOp::get(from.to_owned(), Some(opts))
-        };
-        let checks = || {
-            [
-                // A singleton's candidates.
-                keys_only(self.base.dir(), range_end(self.base.dir().as_bytes())),
-                // Another count sorts before ours or after it under the root.
-                keys_only(&root, self.dir.clone().into_bytes()),
-                keys_only(
-                    std::str::from_utf8(&range_end(self.dir.as_bytes())).unwrap_or(&root),
-                    range_end(root.as_bytes()),
-                ),
-                self.slots_op(),
-            ]
+        let conflicts = [
+            (
+                self.base.dir().to_owned(),
+                range_end(self.base.dir().as_bytes()),
+            ),
+            (root.clone(), self.dir.clone().into_bytes()),
+            (
+                String::from_utf8_lossy(&range_end(self.dir.as_bytes())).into_owned(),
+                range_end(root.as_bytes()),
+            ),
+        ];
+        let reads = || {
+            let mut ops: Vec<TxnOp> = conflicts
+                .iter()
+                .map(|(from, to)| {
+                    let opts = GetOptions::new()
+                        .with_range(to.clone())
+                        .with_keys_only()
+                        .with_limit(1);
+                    TxnOp::get(from.clone(), Some(opts))
+                })
+                .collect();
+            ops.push(self.slots_op());
+            ops
         };
         let mut then = vec![TxnOp::put(
             key.clone(),
             id,
             Some(PutOptions::new().with_lease(lease.0)),
         )];
-        then.extend(checks());
+        then.extend(reads());
         let mut otherwise = vec![TxnOp::get(key.clone(), None)];
-        otherwise.extend(checks());
-        let txn = Txn::new()
-            .when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)])
-            .and_then(then)
-            .or_else(otherwise);
+        otherwise.extend(reads());
+        // Put only where nothing contradicts us: a refused replica writes nothing, so it cannot
+        // make a rightful one (joining at the same moment) refuse in turn.
+        let mut when = vec![Compare::create_revision(key.clone(), CompareOp::Equal, 0)];
+        when.extend(conflicts.iter().map(|(from, to)| {
+            // An empty range compares as one absent key: create-revision 0.
+            Compare::create_revision(from.clone(), CompareOp::Equal, 0).with_range(to.clone())
+        }));
+        let txn = Txn::new().when(when).and_then(then).or_else(otherwise);
         let resp = client.txn(txn).await?;
         let at = resp.header().map(|h| h.revision()).unwrap_or_default();
         let ops = resp.op_responses();
