@@ -1,6 +1,6 @@
 # Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
 function __fish_singleton_exec_global_optspecs
-    string join \n endpoints= cacert= cert= key= user= password= dial-timeout= election= id= ttl= grace= margin= keepalive-interval= stop-signal= on-lease-lost= on-child-exit= acquire-timeout= health-addr= resign-signal= resign-token-file= resign-holdoff= prefix= health-cmd= health-url= health-interval= health-timeout= health-retries= health-start-period= log-format= v/verbose q/quiet h/help V/version
+    string join \n endpoints= cacert= cert= key= user= password= dial-timeout= election= id= slots= ttl= grace= margin= keepalive-interval= stop-signal= on-lease-lost= on-child-exit= acquire-timeout= health-addr= resign-signal= resign-token-file= resign-holdoff= prefix= health-cmd= health-url= health-interval= health-timeout= health-retries= health-start-period= log-format= v/verbose q/quiet h/help V/version
 end
 
 function __fish_singleton_exec_needs_command
@@ -33,6 +33,7 @@ complete -c singleton-exec -n "__fish_singleton_exec_needs_command" -l password 
 complete -c singleton-exec -n "__fish_singleton_exec_needs_command" -l dial-timeout -d 'Timeout of each etcd request and of connecting' -r
 complete -c singleton-exec -n "__fish_singleton_exec_needs_command" -l election -d 'Election name: replicas with the same name share one leader. Letters, digits, \'.\', \'_\', \'-\'. [default: the file name of COMMAND]' -r
 complete -c singleton-exec -n "__fish_singleton_exec_needs_command" -l id -d 'This replica\'s identity, stored as the election value and shown by `status`. [default: host name]' -r
+complete -c singleton-exec -n "__fish_singleton_exec_needs_command" -l slots -d 'Run N copies across the replicas instead of one, each holding a slot 0..N-1 (given to the child as SINGLETON_EXEC_SLOT). Every replica of the election must use the same N; a replica that finds another N in etcd exits with code 2. 1 keeps the singleton\'s etcd keys exactly' -r
 complete -c singleton-exec -n "__fish_singleton_exec_needs_command" -l ttl -d 'Lease TTL, whole seconds, at least 2s. A crashed leader is replaced after about this long' -r
 complete -c singleton-exec -n "__fish_singleton_exec_needs_command" -l grace -d 'Time between the stop signal and SIGKILL. [default: 30% of --ttl]' -r
 complete -c singleton-exec -n "__fish_singleton_exec_needs_command" -l margin -d 'Slack kept between SIGKILL and the earliest moment etcd may expire the lease. [default: 10% of --ttl]' -r
@@ -83,6 +84,7 @@ complete -c singleton-exec -n "__fish_singleton_exec_using_subcommand status" -s
 complete -c singleton-exec -n "__fish_singleton_exec_using_subcommand status" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c singleton-exec -n "__fish_singleton_exec_using_subcommand resign" -l election -d 'Election whose leader should step down' -r
 complete -c singleton-exec -n "__fish_singleton_exec_using_subcommand resign" -l prefix -d 'Key prefix under which elections live (as given to the replicas)' -r
+complete -c singleton-exec -n "__fish_singleton_exec_using_subcommand resign" -l slot -d 'With `--slots N`: the slot (0..N-1) whose holder should step down. Required for an election with slots' -r
 complete -c singleton-exec -n "__fish_singleton_exec_using_subcommand resign" -l timeout -d 'Give up (exit 124) if the leader has not stepped down after this long' -r
 complete -c singleton-exec -n "__fish_singleton_exec_using_subcommand resign" -l endpoints -d 'etcd endpoints, comma-separated. Falls back to ETCDCTL_ENDPOINTS. [default: http://127.0.0.1:2379]' -r
 complete -c singleton-exec -n "__fish_singleton_exec_using_subcommand resign" -l cacert -d 'CA certificate (PEM) to verify etcd\'s server certificate. Falls back to ETCDCTL_CACERT' -r -F
