@@ -14,4 +14,5 @@ mod operations;
 mod operator;
 mod packaging;
 mod security;
+mod slots;
 mod supervisor;

@@ -53,3 +53,90 @@ pub fn assert_no_overlap(dir: &Path) {
         "two children ran at once: {evs:?}"
     );
 }
+
+/// One line of DIR/events.log as `tests/programs/slot_worker.py` writes it (`--slots N`):
+/// `KIND ID REVISION PID BOOT_NS SLOT SLOT_COUNT LEADER_KEY LOCK_KEY [overlap=N]`, where `overlap` counts
+/// the other children of the same slot alive at the start (a variable the child lacked is "-").
+#[derive(Debug, Clone)]
+pub struct SlotEv {
+    pub kind: String,
+    pub id: String,
+    pub revision: i64,
+    pub pid: i32,
+    pub boot_ns: u128,
+    pub slot: u32,
+    pub slot_count: u32,
+    /// `SINGLETON_EXEC_LEADER_KEY`
+    pub key: String,
+    /// `ETCD_LOCK_KEY`
+    pub lock_key: String,
+    pub overlap: usize,
+}
+
+/// Every event the slot workers appended to DIR/events.log so far.
+pub fn slot_events(dir: &Path) -> Vec<SlotEv> {
+    std::fs::read_to_string(dir.join("events.log"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            Some(SlotEv {
+                kind: f.first()?.to_string(),
+                id: f.get(1)?.to_string(),
+                // A variable the child did not get ("-") shows as -1 / u32::MAX / 0, so that
+                // the assertion that reads it fails rather than the line being dropped.
+                revision: f.get(2)?.parse().unwrap_or(-1),
+                pid: f.get(3)?.parse().ok()?,
+                boot_ns: f.get(4)?.parse().ok()?,
+                slot: f.get(5)?.parse().unwrap_or(u32::MAX),
+                slot_count: f.get(6)?.parse().unwrap_or(0),
+                key: f.get(7)?.to_string(),
+                lock_key: f.get(8)?.to_string(),
+                overlap: f
+                    .get(9)
+                    .and_then(|o| o.strip_prefix("overlap="))
+                    .and_then(|n| n.parse().ok())
+                    .unwrap_or(0),
+            })
+        })
+        .collect()
+}
+
+/// The slot workers' starts so far, in order.
+pub fn slot_starts(dir: &Path) -> Vec<SlotEv> {
+    slot_events(dir)
+        .into_iter()
+        .filter(|e| e.kind == "start")
+        .collect()
+}
+
+/// Per slot, never two children at once: no worker saw another of its slot alive when it started,
+/// and each start of a slot comes after the stop (if recorded) of the slot's previous child.
+pub fn assert_no_slot_overlap(dir: &Path) {
+    let evs = slot_events(dir);
+    assert!(
+        evs.iter().all(|e| e.overlap == 0),
+        "two children ran at once on one slot: {evs:?}"
+    );
+    let mut slots: Vec<u32> = evs.iter().map(|e| e.slot).collect();
+    slots.sort_unstable();
+    slots.dedup();
+    for slot in slots {
+        let of_slot: Vec<&SlotEv> = evs.iter().filter(|e| e.slot == slot).collect();
+        let starts: Vec<&&SlotEv> = of_slot.iter().filter(|e| e.kind == "start").collect();
+        for w in starts.windows(2) {
+            let (old, new) = (w[0], w[1]);
+            if let Some(stop) = of_slot
+                .iter()
+                .find(|e| e.kind == "stop" && e.pid == old.pid)
+            {
+                assert!(
+                    stop.boot_ns < new.boot_ns,
+                    "slot {slot}: child {} started before child {} stopped: {evs:?}",
+                    new.pid,
+                    old.pid
+                );
+            }
+        }
+    }
+}
