@@ -723,3 +723,170 @@ fn slot_counts_outside_1_to_1024_are_usage_errors() {
         assert!(stderr.contains("--slots"), "--slots {n}: {stderr}");
     }
 }
+
+/// Runs `singleton-exec SUBCOMMAND --endpoints E ARGS` to completion (`resign` is bounded by its
+/// `--timeout`, `status` by one read).
+fn run(sub: &str, etcd: &EtcdCluster, args: &[&str]) -> std::process::Output {
+    Command::new(bin())
+        .arg(sub)
+        .args(["--endpoints", &etcd.endpoints()])
+        .args(args)
+        .output()
+        .expect("run singleton-exec")
+}
+
+fn metric(port: u16, line: &str) -> bool {
+    http("GET", port, "/metrics").1.lines().any(|l| l == line)
+}
+
+#[test]
+fn status_resign_and_the_endpoints_show_every_slot() {
+    let etcd = EtcdCluster::single();
+    let dir = tempfile::tempdir().unwrap();
+    let election = "ops";
+    let names = ["a", "b", "c"];
+    let ports: Vec<u16> = names.iter().map(|_| free_port()).collect();
+    let mut rs: Vec<Replica> = names
+        .iter()
+        .zip(&ports)
+        .map(|(n, port)| {
+            let addr = format!("127.0.0.1:{port}");
+            let extra = ["--health-addr", addr.as_str(), "--resign-holdoff", "1s"];
+            replica(n, &etcd, election, Some(2), &extra, dir.path())
+        })
+        .collect();
+    wait_starts(dir.path(), 2, || logs(&rs));
+    wait_settled(&etcd, election, 1, &rs);
+    let held = latest(dir.path());
+    let standby = names
+        .iter()
+        .find(|n| held.values().all(|e| e.id != **n))
+        .unwrap()
+        .to_string();
+
+    // Text: every slot's holder, then the standby; exit 0 with every slot held.
+    let out = run("status", &etcd, &["--election", election]);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(text.contains("slots:      2 (2 held)\n"), "{text}");
+    for (slot, e) in &held {
+        let line = format!(
+            "slot {slot}:     {}  key={}  ",
+            e.id,
+            slots_dir(election, 2) + &format!("slot/{slot}")
+        );
+        assert!(text.contains(&line), "{line:?} in\n{text}");
+        assert!(
+            text.contains(&format!("fencing_revision={}\n", e.revision)),
+            "{text}"
+        );
+    }
+    assert!(
+        text.contains(&format!("standbys:   1\n  1. {standby}  key=")),
+        "{text}"
+    );
+
+    // JSON: the same, by slot.
+    let out = run(
+        "status",
+        &etcd,
+        &["--election", election, "--output", "json"],
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (v["slots"].as_u64(), v["held"].as_u64()),
+        (Some(2), Some(2)),
+        "{v}"
+    );
+    for (slot, e) in &held {
+        let h = &v["holders"][*slot as usize];
+        assert_eq!(h["slot"].as_u64(), Some(u64::from(*slot)), "{v}");
+        assert_eq!(h["id"].as_str(), Some(e.id.as_str()), "{v}");
+        assert_eq!(h["fencing_revision"].as_i64(), Some(e.revision), "{v}");
+    }
+    assert_eq!(
+        v["standbys"][0]["id"].as_str(),
+        Some(standby.as_str()),
+        "{v}"
+    );
+
+    // A holder's own endpoints: its slot, every slot's holder, the per-slot metric.
+    let one = &held[&1];
+    let port1 = ports[index_of(&rs, &one.id)];
+    let st = status(port1);
+    assert_eq!(
+        (st["slot"].as_u64(), st["slots"].as_u64()),
+        (Some(1), Some(2)),
+        "{st}"
+    );
+    assert_eq!(
+        st["slot_holders"][0]["id"].as_str(),
+        Some(held[&0].id.as_str()),
+        "{st}"
+    );
+    assert!(metric(port1, "singleton_exec_slot_leading{slot=\"1\"} 1"));
+
+    // `resign` needs a slot, in range.
+    let out = run("resign", &etcd, &["--election", election]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--slot"));
+    let out = run("resign", &etcd, &["--election", election, "--slot", "2"]);
+    assert_eq!(out.status.code(), Some(2));
+
+    // `resign --slot 1`: its holder steps down, the standby takes slot 1, slot 0 is untouched.
+    let out = run("resign", &etcd, &["--election", election, "--slot", "1"]);
+    let said = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(out.status.code(), Some(0), "{said}\n{}", logs(&rs));
+    assert!(
+        said.contains(&format!("stepped down: {} ", one.id)),
+        "{said}"
+    );
+    assert!(
+        said.contains(&format!("slot 1 now:   {standby} ")),
+        "{said}"
+    );
+    wait_for(
+        LONG,
+        || latest(dir.path())[&1].pid != one.pid,
+        || format!("{:?}\n{}", slot_events(dir.path()), logs(&rs)),
+    );
+    let now = latest(dir.path());
+    assert_eq!(now[&1].id, standby);
+    assert!(now[&1].revision > one.revision);
+    assert_eq!(now[&0].pid, held[&0].pid);
+    assert!(alive(held[&0].pid));
+    wait_for(
+        LONG,
+        || metric(port1, "singleton_exec_slot_leading{slot=\"1\"} 0"),
+        || http("GET", port1, "/metrics").1,
+    );
+    assert_no_slot_overlap(dir.path());
+
+    // With fewer replicas than slots, `status` shows the free slot and exits 1.
+    wait_settled(&etcd, election, 1, &rs);
+    let gone = index_of(&rs, &one.id); // the standby now
+    rs[gone].signal(libc::SIGTERM);
+    assert_eq!(rs[gone].wait(LONG), 0);
+    let zero = index_of(&rs, &held[&0].id);
+    rs[zero].signal(libc::SIGTERM);
+    rs[zero].wait(LONG);
+    wait_for(
+        LONG,
+        || {
+            run("status", &etcd, &["--election", election])
+                .status
+                .code()
+                == Some(1)
+        },
+        || {
+            String::from_utf8_lossy(&run("status", &etcd, &["--election", election]).stdout)
+                .into_owned()
+        },
+    );
+    let text = String::from_utf8_lossy(&run("status", &etcd, &["--election", election]).stdout)
+        .into_owned();
+    assert!(
+        text.contains("slots:      2 (1 held)\nslot 0:     none\n"),
+        "{text}"
+    );
+}
