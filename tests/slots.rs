@@ -890,3 +890,40 @@ fn status_resign_and_the_endpoints_show_every_slot() {
         "{text}"
     );
 }
+
+/// The store revision: it moves with every write, and only with writes (keepalives and lease
+/// grants do not move it).
+fn store_revision(etcd: &EtcdCluster) -> i64 {
+    crate::support::runtime().block_on(async {
+        let mut c = etcd_client::Client::connect([etcd.endpoint(0)], None)
+            .await
+            .unwrap();
+        c.get("/", None).await.unwrap().header().unwrap().revision()
+    })
+}
+
+/// A refused replica must write nothing: were it to put its key before finding the conflict, a
+/// rightful replica joining at that moment would see that key and refuse in turn (a crash-looping
+/// misconfigured replica would take the others down one rejoin at a time).
+#[test]
+fn a_refused_replica_writes_nothing_to_etcd() {
+    let etcd = EtcdCluster::single();
+    let dir = tempfile::tempdir().unwrap();
+    let rs: Vec<Replica> = ["a", "b"]
+        .iter()
+        .map(|n| replica(n, &etcd, "w", Some(2), &[], dir.path()))
+        .collect();
+    wait_starts(dir.path(), 2, || logs(&rs));
+    let single = replica("s", &etcd, "w1", None, &[], dir.path());
+    wait_starts(dir.path(), 3, || logs(&rs) + &single.log());
+    let before = store_revision(&etcd);
+    assert_refused("c", &etcd, "w", Some(3), dir.path());
+    assert_refused("d", &etcd, "w", Some(1), dir.path());
+    assert_refused("e", &etcd, "w1", Some(2), dir.path());
+    assert_eq!(
+        store_revision(&etcd),
+        before,
+        "a refused replica wrote to etcd: {:#?}",
+        all_keys(&etcd)
+    );
+}
