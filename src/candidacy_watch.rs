@@ -112,6 +112,11 @@ impl CandidacyWatch {
         wait_true(&mut self.own_deleted).await
     }
 
+    /// Whether our key is known to be gone (deleted, its lease expired, or found missing).
+    pub fn was_deleted(&self) -> bool {
+        *self.own_deleted.borrow()
+    }
+
     /// The store revision at which our key was deleted, if it was and the deletion was seen on
     /// the watch (not found missing after a break).
     pub fn deleted_at(&self) -> Option<i64> {

@@ -75,7 +75,13 @@ struct Inputs {
 /// How one leadership ended.
 enum After {
     Exit(Exit),
-    Recampaign { holdoff: bool },
+    /// Campaign again. `former_at`: our key was deleted (an operator's `del --prefix`), and this is
+    /// a revision just before that: whoever else led (held a slot) then may still run its child,
+    /// so the next campaign waits for them as a standby whose key was deleted does.
+    Recampaign {
+        holdoff: bool,
+        former_at: Option<i64>,
+    },
 }
 
 /// Runs the replica until it exits. `health` is the listener for the HTTP endpoints, bound by the
@@ -142,15 +148,20 @@ pub async fn run(
 }
 
 async fn campaign_until_exit(ctx: &Ctx<'_>, inp: &mut Inputs) -> Exit {
+    let mut former_at = None;
     loop {
         while inp.resign.try_recv().is_ok() {} // a request that came too late to matter
-        let (session, me, watch) = match standby(ctx, inp).await {
+        let (session, me, watch) = match standby(ctx, inp, former_at.take()).await {
             Ok(won) => won,
             Err(exit) => return exit,
         };
         match lead(ctx, inp, session, me, watch).await {
             After::Exit(exit) => return exit,
-            After::Recampaign { holdoff: true } => {
+            After::Recampaign {
+                holdoff,
+                former_at: deleted,
+            } if holdoff => {
+                former_at = deleted;
                 let held = tokio::select! {
                     exit = shutdown_requested(&mut inp.sup, &mut inp.shutdown) => Some(exit),
                     _ = sleep(ctx.cfg.resign_holdoff) => None,
@@ -159,7 +170,7 @@ async fn campaign_until_exit(ctx: &Ctx<'_>, inp: &mut Inputs) -> Exit {
                     return exit;
                 }
             }
-            After::Recampaign { holdoff: false } => {}
+            After::Recampaign { former_at: f, .. } => former_at = f,
         }
     }
 }
@@ -220,6 +231,7 @@ async fn lease_lost(mut state: watch::Receiver<LeaseState>) -> StopReason {
 async fn standby(
     ctx: &Ctx<'_>,
     inp: &mut Inputs,
+    former_at: Option<i64>,
 ) -> Result<(Session, Candidacy, CandidacyWatch), Exit> {
     let acquire_by = ctx.cfg.acquire_timeout.map(|d| Instant::now() + d);
     let last_error = RefCell::new(String::from("none"));
@@ -238,7 +250,7 @@ async fn standby(
             exit = shutdown_requested(&mut inp.sup, &mut inp.shutdown) => Err(exit),
             _ = until(acquire_by) => Err(timed_out()),
             reason = lease_lost(session.state()) => Ok(Err(reason)),
-            r = campaign(ctx, &session, &last_error) => Ok(Ok(r)),
+            r = campaign(ctx, &session, &last_error, former_at) => Ok(Ok(r)),
         };
         match outcome {
             Ok(Ok(Ok((me, watch)))) => return Ok((session, me, watch)),
@@ -308,15 +320,17 @@ async fn campaign(
     ctx: &Ctx<'_>,
     session: &Session,
     last_error: &RefCell<String>,
+    former_at: Option<i64>,
 ) -> Result<(Candidacy, CandidacyWatch), Refused> {
+    // When our key was deleted (an operator's `del --prefix`), while we waited or while we led:
+    // a revision at which the queue (the slots) still had its former holders, so that leading at
+    // the next join first waits for them. Kept until a campaign succeeds: a retried join must
+    // wait too.
+    let former_at: Cell<Option<i64>> = Cell::new(former_at);
     if let Some(slots) = &ctx.slots {
-        return campaign_for_slot(ctx, slots, session, last_error).await;
+        return campaign_for_slot(ctx, slots, session, last_error, &former_at).await;
     }
     let mut backoff = Backoff::new(RETRY_BACKOFF_MIN, RETRY_BACKOFF_MAX);
-    // When our key was deleted while we waited (an operator's `del --prefix`): a revision at which
-    // the queue still had its former head, so that leading at the next join first waits for it.
-    // Kept until a campaign succeeds: a retried join must wait too.
-    let former_at: Cell<Option<i64>> = Cell::new(None);
     loop {
         let (election, id, lease) = (&ctx.election, ctx.cfg.id.as_str(), session.lease_id);
         let obs: &Observer = ctx.obs;
@@ -346,13 +360,7 @@ async fn campaign(
                     match election.wait_turn(&mut client, &me, &mut watch).await {
                         Ok(at) => me.leads_since = at,
                         Err(e) => {
-                            // Just before the deletion, if the watch saw it; else the last revision
-                            // our key was known to exist at (whoever led ahead of it did too).
-                            let at = watch
-                                .deleted_at()
-                                .map(|d| d - 1)
-                                .unwrap_or(watch.alive_at());
-                            former_at.set(Some(former_at.get().map_or(at, |f| f.max(at))));
+                            remember_deletion(former_at, &watch);
                             return Err(e);
                         }
                     }
@@ -374,6 +382,16 @@ async fn campaign(
     }
 }
 
+/// Our key is gone while the campaign waited: remember just before the deletion, if the watch saw
+/// it, else the last revision our key was known to exist at (whoever led ahead of it did too).
+fn remember_deletion(former_at: &Cell<Option<i64>>, watch: &CandidacyWatch) {
+    let at = watch
+        .deleted_at()
+        .map(|d| d - 1)
+        .unwrap_or(watch.alive_at());
+    former_at.set(Some(former_at.get().map_or(at, |f| f.max(at))));
+}
+
 /// [`campaign`] with `--slots N`, N > 1: joins the standby queue and, first in it, claims a free
 /// slot ([`crate::slots`]). The returned candidacy is the slot's, watched from its claim.
 async fn campaign_for_slot(
@@ -381,6 +399,7 @@ async fn campaign_for_slot(
     slots: &SlotElection,
     session: &Session,
     last_error: &RefCell<String>,
+    former_at: &Cell<Option<i64>>,
 ) -> Result<(Candidacy, CandidacyWatch), Refused> {
     let mut backoff = Backoff::new(RETRY_BACKOFF_MIN, RETRY_BACKOFF_MAX);
     loop {
@@ -406,7 +425,13 @@ async fn campaign_for_slot(
                             joined_at,
                             step_down.clone(),
                         );
-                        slots.take_slot(&mut client, &me, id, &mut watch).await?
+                        let taken = slots
+                            .take_slot(&mut client, &me, id, &mut watch, former_at.get())
+                            .await;
+                        if taken.is_err() {
+                            remember_deletion(former_at, &watch);
+                        }
+                        taken?
                     }
                 };
                 tracing::debug!(slot = ?holder.slot, revision = holder.revision, "slot claimed");
@@ -494,6 +519,22 @@ async fn lead(
     me: Candidacy,
     mut key: CandidacyWatch,
 ) -> After {
+    match lead_until_given_up(ctx, inp, session, me, &mut key).await {
+        After::Recampaign { holdoff, .. } if key.was_deleted() => After::Recampaign {
+            holdoff,
+            former_at: Some(key.deleted_at().map_or(key.alive_at(), |d| d - 1)),
+        },
+        after => after,
+    }
+}
+
+async fn lead_until_given_up(
+    ctx: &Ctx<'_>,
+    inp: &mut Inputs,
+    session: Session,
+    me: Candidacy,
+    key: &mut CandidacyWatch,
+) -> After {
     let mut restarts = Backoff::new(RESTART_BACKOFF_MIN, RESTART_BACKOFF_MAX);
     let mut last: Option<ChildStatus> = None;
     loop {
@@ -540,7 +581,7 @@ async fn lead(
             (health, results)
         });
         let Some((status, reason)) =
-            run_until_tree_gone(ctx, inp, &session, &me, &mut key, health).await
+            run_until_tree_gone(ctx, inp, &session, &me, key, health).await
         else {
             return After::Exit(Exit::Internal);
         };
@@ -556,7 +597,7 @@ async fn lead(
         let wait = restarts.step();
         tracing::info!(id = %ctx.cfg.id, %status, restart_in_ms = wait.as_millis() as u64,
             "child exited; restarting (--on-child-exit=restart)");
-        if let Some(reason) = wait_to_restart(inp, &session, &me, &mut key, wait).await {
+        if let Some(reason) = wait_to_restart(inp, &session, &me, key, wait).await {
             let next = decide(reason, inp.shutdown.is_some(), status, policies(ctx.cfg));
             return finish(ctx, session, &me, Some(reason), next).await;
         }
@@ -954,9 +995,15 @@ async fn finish(
         }
         Next::Recampaign { holdoff } => {
             tracing::info!(id = %ctx.cfg.id, holdoff, "leadership given up ({given_up}); campaigning again");
-            After::Recampaign { holdoff }
+            After::Recampaign {
+                holdoff,
+                former_at: None,
+            }
         }
-        Next::Restart => After::Recampaign { holdoff: false },
+        Next::Restart => After::Recampaign {
+            holdoff: false,
+            former_at: None,
+        },
     }
 }
 

@@ -410,6 +410,17 @@ impl SlotElection {
         ))
     }
 
+    /// The slots' holders at store revision `at`; `None` when that history is compacted (the
+    /// deletion is old then).
+    async fn holders_at(&self, client: &mut Client, at: i64) -> Result<Option<Holders>, EtcdError> {
+        let opts = GetOptions::new().with_prefix().with_revision(at.max(1));
+        match client.get(self.slot_dir(), Some(opts)).await {
+            Ok(resp) => Ok(Some(self.holders_from(&kvs(resp.kvs()), at))),
+            Err(e) if e.to_string().contains("compacted") => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// One transaction: if our queue key is still ours, the key just ahead of it and every slot's
     /// holder, at one revision.
     async fn view(&self, client: &mut Client, me: &Candidacy) -> Result<View, EtcdError> {
@@ -484,14 +495,25 @@ impl SlotElection {
     ///
     /// Each wake-up of the first standby costs one claim transaction (a freed slot is claimed
     /// straight from the watch event), sent with a check of the former holder's lease.
+    ///
+    /// `former_at`: our previous key (queue or slot) was deleted, and the slots had their former
+    /// holders at this revision. A holder whose key went in the same `del --prefix` may still
+    /// run its child (cut off, it sees the deletion late): a slot it held is claimed only once its
+    /// lease is gone (or after [`PREDECESSOR_WAIT`]), as if we had watched it go.
     pub async fn take_slot(
         &self,
         client: &mut Client,
         me: &Candidacy,
         id: &str,
         watch: &mut CandidacyWatch,
+        former_at: Option<i64>,
     ) -> Result<Candidacy, EtcdError> {
-        // Who held each slot when we last looked: a slot freed since then was theirs.
+        // Who held each slot when our previous key was deleted, and when we last looked: a slot
+        // free now was held by the latter, if anyone, else by the former.
+        let before_deletion: Option<Holders> = match former_at {
+            Some(at) => self.holders_at(client, at).await?,
+            None => None,
+        };
         let mut known: Option<Holders> = None;
         let mut freed: Option<u32> = None;
         loop {
@@ -520,7 +542,10 @@ impl SlotElection {
                 }
             };
             let Some(slot) = candidate else { continue };
-            let former = known.as_ref().and_then(|k| k.lease_of(slot));
+            let former = known
+                .as_ref()
+                .and_then(|k| k.lease_of(slot))
+                .or_else(|| before_deletion.as_ref().and_then(|k| k.lease_of(slot)));
             let (mut a, mut b) = (client.clone(), client.clone());
             let (claimed, former_alive) = tokio::join!(self.claim(&mut a, me, slot, id), async {
                 match former {
