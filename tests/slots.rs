@@ -927,3 +927,71 @@ fn a_refused_replica_writes_nothing_to_etcd() {
         all_keys(&etcd)
     );
 }
+
+/// An operator's `etcdctl del --prefix` on the slots while one holder is cut off from etcd: that
+/// holder cannot see the deletion and its child runs on. Every other replica sees its own key
+/// deleted (a holder its slot key, a standby its queue key) and joins again; whoever then claims
+/// the cut-off holder's slot must first wait for that holder's lease (which it revokes once it sees
+/// the deletion and its child is dead), as a new singleton leader does.
+#[test]
+fn after_the_slots_are_deleted_a_cut_off_holders_slot_is_claimed_only_once_it_is_gone() {
+    use crate::support::proxy::FaultProxy;
+    let etcd = EtcdCluster::single();
+    let dir = tempfile::tempdir().unwrap();
+    let proxy = FaultProxy::start(&etcd.endpoint(0));
+    let election = "former";
+    // The proxy drops bytes while cut: a keepalive during the cut must fail for a to give the
+    // connection up, so a keeps them frequent.
+    let a = Replica::start(
+        "a",
+        &proxy.url,
+        &args(
+            election,
+            Some(2),
+            &["--grace", "1s", "--keepalive-interval", "300ms"],
+            dir.path(),
+        ),
+    );
+    wait_starts(dir.path(), 1, || a.log());
+    let rs: Vec<Replica> = ["b", "c"]
+        .iter()
+        .map(|n| replica(n, &etcd, election, Some(2), &[], dir.path()))
+        .collect();
+    wait_settled(&etcd, election, 1, &rs);
+    let a_slot = latest(dir.path())
+        .values()
+        .find(|e| e.id == "a")
+        .expect("a holds a slot")
+        .slot;
+    proxy.cut();
+    let root = format!("{PREFIX}/{election}@slots/");
+    crate::support::runtime().block_on(async {
+        let mut c = etcd_client::Client::connect([etcd.endpoint(0)], None)
+            .await
+            .unwrap();
+        c.delete(root, Some(etcd_client::DeleteOptions::new().with_prefix()))
+            .await
+            .unwrap();
+    });
+    // The others join again at once; a's slot would be claimed within milliseconds without the
+    // wait. a sees the deletion only once its connection is back.
+    std::thread::sleep(Duration::from_millis(800));
+    proxy.heal();
+    wait_for(
+        LONG,
+        || {
+            slot_starts(dir.path())
+                .iter()
+                .any(|e| e.slot == a_slot && e.id != "a")
+        },
+        || format!("{:?}\n{}\n{}", slot_events(dir.path()), a.log(), logs(&rs)),
+    );
+    assert_no_slot_overlap(dir.path());
+    assert!(
+        slot_events(dir.path()).iter().all(|e| e.overlap == 0),
+        "two children on one slot: {:?}\na:\n{}\n{}",
+        slot_events(dir.path()),
+        a.log(),
+        logs(&rs)
+    );
+}
