@@ -6,6 +6,16 @@
 //! sampling). A monitor thread also timestamps each child's death, to report the margin between an
 //! old child's death and the next child's start and the leaderless gap each fault caused.
 //!
+//! Two variants share the harness. The singleton (`chaos_no_two_children_ever_run_at_once`): three
+//! replicas, one child. Slots (`chaos_slots_no_two_children_ever_run_on_one_slot`): `--slots 2` on
+//! four replicas (two holders, two standbys); each child registers and checks in DIR/slot-K of its
+//! slot (`worker.py --per-slot`), so the overlap check is per slot. Each round picks a slot; its
+//! holder is "the leader" the fault hits, and the handoff measured is that slot's. `SigstopStandby`
+//! stops a replica that holds no slot (and no slot may change hands), `OperatorDeletesKey` deletes
+//! every slots key (every holder must kill its child, every slot must get a child again). Settled
+//! means one child per slot and every replica in etcd (queue and slot keys), and no replica ever has
+//! two children alive (their SINGLETON_EXEC_LEADER_ID values are distinct).
+//!
 //! Every replica's stderr is a pipe that a test thread copies into its log, so a fault can stop
 //! reading it. By default the cluster runs with authentication and a 2 s token TTL, so tokens expire
 //! all the time (`CHAOS_AUTH=0`: no authentication). In a third of the rounds (always for
@@ -17,12 +27,13 @@
 //! the end with the list. Only a system that does not settle (no child, or never all replicas back
 //! in the queue, within a minute) ends the run early.
 //!
-//! `cargo test chaos` runs 20 rounds; `CHAOS_ROUNDS=200 cargo test --release chaos -- --nocapture` is
-//! the long run. `CHAOS_SEED` replays a run; `CHAOS_FAULTS=StalledLogReader,SlowThenCut` draws only
-//! these kinds (names as printed, any case).
+//! `cargo test chaos` runs 20 rounds of each variant, one variant after the other;
+//! `CHAOS_ROUNDS=200 cargo test --release chaos -- --nocapture` is the long run. `CHAOS_SEED` replays a
+//! run (of one variant: `chaos_no_two` or `chaos_slots`); `CHAOS_FAULTS=StalledLogReader,SlowThenCut`
+//! draws only these kinds (names as printed, any case).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -39,8 +50,16 @@ const GRACE: Duration = Duration::from_millis(1200);
 /// One-way latency of `SlowThenCut`: a keepalive round trip (120 ms) stays well inside the attempt
 /// timeout (half the 400 ms keepalive interval at TTL 4 s) that counts a keepalive as failed.
 const SLOW: Duration = Duration::from_millis(60);
+/// Replicas of the singleton variant.
 const REPLICAS: usize = 3;
+/// `--slots` of the slots variant, and its replicas: a standby for every holder.
+const SLOTS: u32 = 2;
+const SLOT_REPLICAS: usize = 4;
+/// The singleton's election directory.
 const PREFIX: &str = "/singleton-exec/chaos/";
+/// Every key of the election with slots (`PREFIX/NAME@slots/`); those of `--slots N` are under
+/// `N/`. Not under [`PREFIX`].
+const SLOTS_ROOT: &str = "/singleton-exec/chaos@slots/";
 const ROOT_PW: &str = "chaos-root-pw";
 const USER: &str = "chaos";
 const USER_PW: &str = "chaos-user-pw";
@@ -84,7 +103,7 @@ enum Fault {
     StalledLogReader,
     /// 60 ms each way on the leader's proxies for a few seconds (leadership survives), then cut.
     SlowThenCut,
-    /// An operator runs `etcdctl del --prefix` on the election.
+    /// An operator runs `etcdctl del --prefix` on the election (with slots: on every slots key).
     OperatorDeletesKey,
     /// SIGTERM or SIGINT to the leader while it stops its child (cut off, child ignoring SIGTERM).
     SignalDuringStop,
@@ -183,7 +202,8 @@ fn starts(dir: &Path) -> Vec<Start> {
         .collect()
 }
 
-/// Timestamps the death of every worker that registered in the directory.
+/// Timestamps the death of every worker that registered in the directory or in one of its per-slot
+/// directories (`slot-K`).
 struct DeathMonitor {
     deaths: Arc<Mutex<HashMap<i32, u128>>>,
     stop: Arc<AtomicBool>,
@@ -196,25 +216,35 @@ impl DeathMonitor {
         let (d, s, dir) = (deaths.clone(), stop.clone(), dir.to_path_buf());
         std::thread::spawn(move || {
             while !s.load(Ordering::SeqCst) {
-                if let Ok(entries) = std::fs::read_dir(&dir) {
-                    for e in entries.flatten() {
-                        let name = e.file_name().to_string_lossy().into_owned();
-                        let Some(pid) = name
-                            .strip_suffix(".pid")
-                            .and_then(|p| p.parse::<i32>().ok())
-                        else {
-                            continue;
-                        };
-                        let mut map = d.lock().unwrap();
-                        if !map.contains_key(&pid) && !alive(pid) {
-                            map.insert(pid, boot_ns());
-                        }
-                    }
-                }
+                Self::scan(&dir, &d, true);
                 std::thread::sleep(Duration::from_millis(2));
             }
         });
         DeathMonitor { deaths, stop }
+    }
+
+    /// Notes the death of each worker registered in `dir` (and, with `slot_dirs`, in its `slot-K`
+    /// subdirectories) not known dead yet.
+    fn scan(dir: &Path, deaths: &Mutex<HashMap<i32, u128>>, slot_dirs: bool) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let Some(pid) = name
+                .strip_suffix(".pid")
+                .and_then(|p| p.parse::<i32>().ok())
+            else {
+                if slot_dirs && name.starts_with("slot-") {
+                    Self::scan(&e.path(), deaths, false);
+                }
+                continue;
+            };
+            let mut map = deaths.lock().unwrap();
+            if !map.contains_key(&pid) && !alive(pid) {
+                map.insert(pid, boot_ns());
+            }
+        }
     }
 
     fn death(&self, pid: i32) -> Option<u128> {
@@ -228,7 +258,8 @@ impl Drop for DeathMonitor {
     }
 }
 
-struct Slot {
+/// One replica and its ways to etcd.
+struct Node {
     name: String,
     proxies: Vec<FaultProxy>,
     /// Where root: the replica's own network namespace; its proxies listen on our side of the link.
@@ -236,7 +267,7 @@ struct Slot {
     replica: Replica,
 }
 
-impl Slot {
+impl Node {
     /// Cuts the replica off from etcd (`down`) or lets it through again: its link where root, else
     /// its proxies.
     fn cut(&self, down: bool) {
@@ -319,13 +350,18 @@ struct Chaos {
     etcd: EtcdCluster,
     dir: tempfile::TempDir,
     mon: DeathMonitor,
-    slots: Vec<Slot>,
+    nodes: Vec<Node>,
+    /// 1: the singleton (no `--slots` flag, children in DIR); N > 1: `--slots N`, the children of
+    /// slot K in DIR/slot-K.
+    slots: u32,
     auth: bool,
     report: Report,
     /// Starts already checked for overlap.
     seen: HashSet<i32>,
-    /// Slots whose replica the current fault stops on purpose.
+    /// Replicas the current fault stops on purpose.
     expect_exit: HashSet<usize>,
+    /// Live children of one replica already reported (their pids), so each is reported once.
+    doubles: HashSet<Vec<i32>>,
 }
 
 impl Chaos {
@@ -333,11 +369,55 @@ impl Chaos {
         self.dir.path()
     }
 
+    /// Where the children of `slot` register and log (DIR itself for the singleton).
+    fn worker_dir(&self, slot: u32) -> PathBuf {
+        if self.slots == 1 {
+            self.dir().to_path_buf()
+        } else {
+            self.dir().join(format!("slot-{slot}"))
+        }
+    }
+
+    /// The starts of `slot`'s children so far, in order.
+    fn slot_starts(&self, slot: u32) -> Vec<Start> {
+        starts(&self.worker_dir(slot))
+    }
+
+    /// The starts of every slot's children.
+    fn all_starts(&self) -> Vec<Start> {
+        (0..self.slots).flat_map(|k| self.slot_starts(k)).collect()
+    }
+
+    /// What to call slot `k` in a round's line: nothing for the singleton.
+    fn slot_label(&self, k: u32) -> String {
+        if self.slots == 1 {
+            String::new()
+        } else {
+            format!(" slot {k}:")
+        }
+    }
+
+    /// " on slot K" in messages; nothing for the singleton.
+    fn on_slot(&self, k: u32) -> String {
+        if self.slots == 1 {
+            String::new()
+        } else {
+            format!(" on slot {k}")
+        }
+    }
+
     /// Starts replica `i` again (after it exited or was stopped).
     fn restart(&mut self, i: usize) {
-        let s = &self.slots[i];
-        let r = Self::spawn_replica(&s.name, &s.proxies, s.netns.as_ref(), self.dir(), self.auth);
-        self.slots[i].replica = r;
+        let s = &self.nodes[i];
+        let r = Self::spawn_replica(
+            &s.name,
+            &s.proxies,
+            s.netns.as_ref(),
+            self.dir(),
+            self.auth,
+            self.slots,
+        );
+        self.nodes[i].replica = r;
         self.expect_exit.remove(&i);
     }
 
@@ -347,6 +427,7 @@ impl Chaos {
         netns: Option<&NetNs>,
         dir: &Path,
         auth: bool,
+        slots: u32,
     ) -> Replica {
         let endpoints = proxies
             .iter()
@@ -365,6 +446,9 @@ impl Chaos {
         if auth {
             cmd.args(["--user", USER])
                 .env("SINGLETON_EXEC_PASSWORD", USER_PW);
+        }
+        if slots > 1 {
+            cmd.args(["--slots", &slots.to_string()]);
         }
         let worker = program("worker.py");
         // Every leader checks its child; `ChildWedges` makes the check of one leadership (by its
@@ -393,11 +477,14 @@ impl Chaos {
             worker.to_str().unwrap(),
             dir.to_str().unwrap(),
         ]);
+        if slots > 1 {
+            cmd.arg("--per-slot");
+        }
         Replica::spawn_piped(name, cmd)
     }
 
     fn logs(&self, n: usize) -> String {
-        self.slots
+        self.nodes
             .iter()
             .map(|s| format!("--- {} log tail:\n{}\n", s.name, tail(&s.replica.log(), n)))
             .collect()
@@ -414,15 +501,15 @@ impl Chaos {
 
     /// Every replica that exited without being told to is a failure; it is started again.
     fn check_exits(&mut self, round: usize, fault: Fault) {
-        for i in 0..self.slots.len() {
+        for i in 0..self.nodes.len() {
             if self.expect_exit.contains(&i) {
                 continue;
             }
-            let Some(st) = self.slots[i].replica.try_status() else {
+            let Some(st) = self.nodes[i].replica.try_status() else {
                 continue;
             };
-            let name = self.slots[i].name.clone();
-            let log = tail(&self.slots[i].replica.log(), 25);
+            let name = self.nodes[i].name.clone();
+            let log = tail(&self.nodes[i].replica.log(), 25);
             self.report.exits += 1;
             println!("FAILURE round {round}: {fault:?}: replica {name} exited on its own ({st}); its log tail:\n{log}");
             self.report.failures.push(Failure {
@@ -434,48 +521,93 @@ impl Chaos {
         }
     }
 
-    /// Every start not checked yet that saw another worker alive is a failure of `fault`.
+    /// Every start not checked yet that saw another worker (of its slot) alive is a failure of
+    /// `fault`.
     fn check_overlaps(&mut self, round: usize, fault: Fault) {
-        for s in starts(self.dir()) {
-            if self.seen.insert(s.pid) && s.overlap > 0 {
+        for k in 0..self.slots {
+            for s in self.slot_starts(k) {
+                if self.seen.insert(s.pid) && s.overlap > 0 {
+                    let slot = self.on_slot(k);
+                    self.fail(
+                        round,
+                        fault,
+                        format!(
+                            "OVERLAP: child {} of {} started while {} other worker(s) ran{slot}",
+                            s.pid, s.id, s.overlap
+                        ),
+                    );
+                }
+            }
+        }
+    }
+
+    fn is_alive(&self, s: &Start) -> bool {
+        self.mon.death(s.pid).is_none() && alive(s.pid)
+    }
+
+    /// Workers of `slot` alive now.
+    fn alive_workers(&self, slot: u32) -> Vec<Start> {
+        self.slot_starts(slot)
+            .into_iter()
+            .filter(|s| self.is_alive(s))
+            .collect()
+    }
+
+    /// The workers alive now, per slot. Every start is read before any worker is looked at, so two
+    /// workers found alive were alive together (when the first of them was looked at).
+    fn alive_by_slot(&self) -> Vec<Vec<Start>> {
+        let all: Vec<Vec<Start>> = (0..self.slots).map(|k| self.slot_starts(k)).collect();
+        all.into_iter()
+            .map(|v| v.into_iter().filter(|s| self.is_alive(s)).collect())
+            .collect()
+    }
+
+    /// A replica holds at most one slot, so it never has two children alive: two live workers with
+    /// one SINGLETON_EXEC_LEADER_ID are a failure of `fault`.
+    fn check_one_child_per_replica(&mut self, alive: &[Vec<Start>], round: usize, fault: Fault) {
+        let mut by_id: BTreeMap<&str, Vec<(u32, i32)>> = BTreeMap::new();
+        for (k, workers) in alive.iter().enumerate() {
+            for w in workers {
+                by_id.entry(&w.id).or_default().push((k as u32, w.pid));
+            }
+        }
+        let doubles: Vec<(String, Vec<(u32, i32)>)> = by_id
+            .into_iter()
+            .filter(|(_, v)| v.len() > 1)
+            .map(|(id, v)| (id.to_owned(), v))
+            .collect();
+        for (id, children) in doubles {
+            let pids: Vec<i32> = children.iter().map(|c| c.1).collect();
+            if self.doubles.insert(pids) {
                 self.fail(
                     round,
                     fault,
-                    format!(
-                        "OVERLAP: child {} of {} started while {} other worker(s) ran",
-                        s.pid, s.id, s.overlap
-                    ),
+                    format!("replica {id} runs two children at once (slot, pid): {children:?}"),
                 );
             }
         }
     }
 
-    /// Workers alive now.
-    fn alive_workers(&self) -> Vec<Start> {
-        starts(self.dir())
-            .into_iter()
-            .filter(|s| self.mon.death(s.pid).is_none() && alive(s.pid))
-            .collect()
+    /// The child of `slot` that runs now: the newest start whose process is alive.
+    fn running(&self, slot: u32) -> Option<Start> {
+        self.alive_workers(slot).pop()
     }
 
-    /// The child that runs now: the newest start whose process is alive.
-    fn running(&self) -> Option<Start> {
-        self.alive_workers().pop()
-    }
-
-    /// Waits for a running child other than `not`, restarting replicas that exit meanwhile (each a
-    /// failure of `fault`); the run cannot go on without one: panics with the logs after a minute.
-    fn wait_running(&mut self, not: Option<i32>, round: usize, fault: Fault) -> Start {
+    /// Waits for a running child of `slot` other than `not`, restarting replicas that exit
+    /// meanwhile (each a failure of `fault`); the run cannot go on without one: panics with the
+    /// logs after a minute.
+    fn wait_running(&mut self, slot: u32, not: Option<i32>, round: usize, fault: Fault) -> Start {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            if let Some(s) = self.running().filter(|s| Some(s.pid) != not) {
+            if let Some(s) = self.running(slot).filter(|s| Some(s.pid) != not) {
                 return s;
             }
             self.check_exits(round, fault);
             if Instant::now() > deadline {
                 panic!(
-                    "round {round}: {fault:?}: no child running (not {not:?}) after 60 s; starts: {:?}\n{}\n{}",
-                    starts(self.dir()),
+                    "round {round}: {fault:?}: no child running{} (not {not:?}) after 60 s; starts: {:?}\n{}\n{}",
+                    self.on_slot(slot),
+                    self.slot_starts(slot),
                     self.logs(40),
                     self.summary()
                 );
@@ -484,12 +616,15 @@ impl Chaos {
         }
     }
 
-    /// How many candidates are in the queue, read from any member that answers.
+    /// How many replicas etcd shows, read from any member that answers: the candidates in the
+    /// queue for the singleton; with slots, the standbys' queue keys plus the holders' slot keys
+    /// (health keys are not counted).
     fn candidates(&self) -> Option<i64> {
         let eps: Vec<String> = (0..self.etcd.members.len())
             .map(|m| self.etcd.endpoint(m))
             .collect();
         let auth = self.auth;
+        let slots_dir = (self.slots > 1).then(|| format!("{SLOTS_ROOT}{}/", self.slots));
         runtime().block_on(async move {
             for ep in eps {
                 let mut opts = etcd_client::ConnectOptions::new()
@@ -501,30 +636,58 @@ impl Chaos {
                 let Ok(mut c) = etcd_client::Client::connect([ep], Some(opts)).await else {
                     continue;
                 };
+                let Some(dir) = &slots_dir else {
+                    let get = etcd_client::GetOptions::new()
+                        .with_prefix()
+                        .with_count_only();
+                    if let Ok(r) = c.get(PREFIX, Some(get)).await {
+                        return Some(r.count());
+                    }
+                    continue;
+                };
+                // One read, so that a claim (a queue key becoming a slot key) counts once.
                 let get = etcd_client::GetOptions::new()
                     .with_prefix()
-                    .with_count_only();
-                if let Ok(r) = c.get(PREFIX, Some(get)).await {
-                    return Some(r.count());
+                    .with_keys_only();
+                if let Ok(r) = c.get(dir.as_str(), Some(get)).await {
+                    let n = r
+                        .kvs()
+                        .iter()
+                        .filter(|kv| {
+                            let rest = kv.key().strip_prefix(dir.as_bytes()).unwrap_or_default();
+                            rest.starts_with(b"queue/") || rest.starts_with(b"slot/")
+                        })
+                        .count();
+                    return Some(n as i64);
                 }
             }
             None
         })
     }
 
-    /// Each fault starts from a settled system: every replica back in the queue, one child.
+    /// Each fault starts from a settled system: every replica back in etcd, one child per slot.
     /// Replicas that exit meanwhile are failures of the previous fault and are started again.
     fn settle(&mut self, round: usize, last: Fault) {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             self.check_exits(round.saturating_sub(1), last);
-            let workers = self.alive_workers().len();
+            let alive = self.alive_by_slot();
+            if self.slots > 1 {
+                self.check_one_child_per_replica(&alive, round.saturating_sub(1), last);
+            }
+            let workers: Vec<usize> = alive.iter().map(Vec::len).collect();
             let queue = self.candidates();
-            // The one worker alive has also logged its start (it registers its pid first).
-            if workers == 1 && queue == Some(REPLICAS as i64) && self.running().is_some() {
+            // The one worker alive (per slot) has also logged its start (it registers its pid
+            // first).
+            if workers.iter().all(|&n| n == 1) && queue == Some(self.nodes.len() as i64) {
                 return;
             }
             if Instant::now() > deadline {
+                let workers = if self.slots == 1 {
+                    workers[0].to_string()
+                } else {
+                    format!("{workers:?} (per slot)")
+                };
                 panic!(
                     "round {round}: the system did not settle after {last:?} within 60 s: \
                      {workers} children alive, candidates {queue:?}\n{}\n{}",
@@ -534,6 +697,75 @@ impl Chaos {
             }
             // Slow polling: with authentication every look costs etcd a bcrypt.
             std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// After `before`'s slot changed hands: counts the handoff and measures the margin between
+    /// the old child's death and the first new child's start on the slot (a failure if not
+    /// positive, or over the fault's bound).
+    #[allow(clippy::too_many_arguments)]
+    fn measure_handoff(
+        &mut self,
+        slot: u32,
+        before: &Start,
+        round: usize,
+        fault: Fault,
+        held: Duration,
+        ignore_term: bool,
+        note: &mut Vec<String>,
+    ) {
+        *self.report.changes.entry(fault).or_default() += 1;
+        let label = self.on_slot(slot);
+        // The first start after the old one is the handoff; measure it.
+        let all = self.slot_starts(slot);
+        let first_new = all
+            .iter()
+            .find(|s| s.boot_ns > before.boot_ns && s.pid != before.pid)
+            .unwrap()
+            .clone();
+        // An overlap the new worker saw itself is already a failure; the death monitor only adds
+        // how long the two ran together (and catches one the worker missed).
+        let seen_by_worker = first_new.overlap > 0;
+        match self.mon.death(before.pid) {
+            None => {
+                let what = format!(
+                    "OVERLAP: old child {} of {} still alive after child {} of {} started{label}",
+                    before.pid, before.id, first_new.pid, first_new.id
+                );
+                if seen_by_worker {
+                    note.push(what);
+                } else {
+                    self.fail(round, fault, what);
+                }
+            }
+            Some(died) => {
+                let margin = first_new.boot_ns as i128 - died as i128;
+                self.report.min_margin =
+                    Some(self.report.min_margin.map_or(margin, |m| m.min(margin)));
+                if margin <= 0 {
+                    let what = format!(
+                        "OVERLAP: new child started {:.3}s before the old one died{label}",
+                        -margin as f64 / 1e9
+                    );
+                    if seen_by_worker {
+                        note.push(what);
+                    } else {
+                        self.fail(round, fault, what);
+                    }
+                } else {
+                    let gap = Duration::from_nanos(margin as u64);
+                    let bound = fault.gap_bound(held, ignore_term);
+                    if gap > bound {
+                        self.fail(
+                            round,
+                            fault,
+                            format!("leaderless for {gap:?}{label}, bound {bound:?}"),
+                        );
+                    }
+                    let max = self.report.max_gap.entry(fault).or_default();
+                    *max = (*max).max(gap);
+                }
+            }
         }
     }
 
@@ -618,6 +850,22 @@ fn env_faults() -> Vec<Fault> {
 
 #[test]
 fn chaos_no_two_children_ever_run_at_once() {
+    run(1);
+}
+
+#[test]
+fn chaos_slots_no_two_children_ever_run_on_one_slot() {
+    run(SLOTS);
+}
+
+/// One variant at a time: each is timing-sensitive, and both name their network namespaces after
+/// the test process.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+/// The chaos run: the singleton with `slots` 1, else `--slots slots` on [`SLOT_REPLICAS`]
+/// replicas.
+fn run(slots: u32) {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let rounds: usize = std::env::var("CHAOS_ROUNDS")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -628,7 +876,16 @@ fn chaos_no_two_children_ever_run_at_once() {
         .unwrap_or_else(|| (boot_ns() as u64) | 1);
     let kinds = env_faults();
     let auth = std::env::var("CHAOS_AUTH").map_or(true, |v| v != "0");
-    println!("chaos: {rounds} rounds, seed {seed} (CHAOS_SEED={seed} replays this run), faults {kinds:?}");
+    let (replicas, name, netns_base) = if slots == 1 {
+        (REPLICAS, "chaos".to_owned(), 0)
+    } else {
+        (
+            SLOT_REPLICAS,
+            format!("chaos --slots {slots} ({SLOT_REPLICAS} replicas)"),
+            100,
+        )
+    };
+    println!("{name}: {rounds} rounds, seed {seed} (CHAOS_SEED={seed} replays this run), faults {kinds:?}");
     let mut rng = Rng::new(seed);
     let token_ttl: &[&str] = if auth {
         &["--auth-token-ttl", "2"]
@@ -645,7 +902,7 @@ fn chaos_no_two_children_ever_run_at_once() {
     let mon = DeathMonitor::start(dir.path());
     let use_netns = NetNs::available();
     println!(
-        "chaos: network namespaces {}, authentication {}",
+        "{name}: network namespaces {}, authentication {}",
         if use_netns {
             "on (root)"
         } else {
@@ -657,10 +914,11 @@ fn chaos_no_two_children_ever_run_at_once() {
             "off"
         }
     );
-    let slots: Vec<Slot> = (0..REPLICAS)
+    let nodes: Vec<Node> = (0..replicas)
         .map(|i| {
             let name = format!("r{i}");
-            let netns = use_netns.then(|| NetNs::create(i as u8).expect("network namespace"));
+            let netns =
+                use_netns.then(|| NetNs::create(netns_base + i as u8).expect("network namespace"));
             let host = netns
                 .as_ref()
                 .map(|n| n.host_ip.clone())
@@ -668,8 +926,9 @@ fn chaos_no_two_children_ever_run_at_once() {
             let proxies: Vec<FaultProxy> = (0..3)
                 .map(|m| FaultProxy::start_on(&host, &etcd.endpoint(m)))
                 .collect();
-            let replica = Chaos::spawn_replica(&name, &proxies, netns.as_ref(), dir.path(), auth);
-            Slot {
+            let replica =
+                Chaos::spawn_replica(&name, &proxies, netns.as_ref(), dir.path(), auth, slots);
+            Node {
                 name,
                 proxies,
                 netns,
@@ -681,11 +940,13 @@ fn chaos_no_two_children_ever_run_at_once() {
         etcd,
         dir,
         mon,
+        nodes,
         slots,
         auth,
         report: Report::default(),
         seen: HashSet::new(),
         expect_exit: HashSet::new(),
+        doubles: HashSet::new(),
     };
     let long = Duration::from_secs(60);
     let started = Instant::now();
@@ -697,20 +958,27 @@ fn chaos_no_two_children_ever_run_at_once() {
     }
     let mut last = order[0];
     for round in 0..rounds {
-        // Settled, and still so a moment later (an aftermath of the last fault may stop the child
-        // just after settling: then settle again).
-        let before = loop {
+        // The slot whose holder the fault hits (the singleton has one).
+        let k = if slots == 1 {
+            0
+        } else {
+            rng.below(slots as u64) as u32
+        };
+        // Settled, and still so a moment later (an aftermath of the last fault may stop a child
+        // just after settling: then settle again). `holders`: every slot's child.
+        let holders: Vec<Start> = loop {
             c.settle(round, last);
             c.check_overlaps(round.saturating_sub(1), last);
-            if let Some(running) = c.running() {
-                break running;
+            if let Some(all) = (0..slots).map(|j| c.running(j)).collect::<Option<Vec<_>>>() {
+                break all;
             }
         };
+        let before = holders[k as usize].clone();
         let leader = c
-            .slots
+            .nodes
             .iter()
             .position(|s| s.name == before.id)
-            .expect("leader slot");
+            .expect("leader node");
         let fault = order
             .get(round)
             .copied()
@@ -733,20 +1001,20 @@ fn chaos_no_two_children_ever_run_at_once() {
                     libc::SIGKILL
                 };
                 c.expect_exit.insert(leader);
-                c.slots[leader].replica.signal(sig);
-                c.slots[leader].replica.wait(long);
-                c.wait_running(Some(before.pid), round, fault);
+                c.nodes[leader].replica.signal(sig);
+                c.nodes[leader].replica.wait(long);
+                c.wait_running(k, Some(before.pid), round, fault);
                 c.restart(leader);
             }
             Fault::PartitionLeader => {
-                c.slots[leader].proxies.iter().for_each(FaultProxy::cut);
-                c.wait_running(Some(before.pid), round, fault);
-                c.slots[leader].proxies.iter().for_each(FaultProxy::heal);
+                c.nodes[leader].proxies.iter().for_each(FaultProxy::cut);
+                c.wait_running(k, Some(before.pid), round, fault);
+                c.nodes[leader].proxies.iter().for_each(FaultProxy::heal);
             }
             Fault::LinkDownLeader => {
-                c.slots[leader].cut(true);
-                c.wait_running(Some(before.pid), round, fault);
-                c.slots[leader].cut(false);
+                c.nodes[leader].cut(true);
+                c.wait_running(k, Some(before.pid), round, fault);
+                c.nodes[leader].cut(false);
             }
             Fault::StopMember => {
                 let m = rng.below(3) as usize;
@@ -769,13 +1037,23 @@ fn chaos_no_two_children_ever_run_at_once() {
                 (0..3).for_each(|m| c.etcd.wait_healthy(m));
             }
             Fault::SigstopStandby => {
-                let s = (leader + 1 + rng.below(REPLICAS as u64 - 1) as usize) % REPLICAS;
-                c.slots[s].replica.signal(libc::SIGSTOP);
+                let s = if slots == 1 {
+                    (leader + 1 + rng.below(REPLICAS as u64 - 1) as usize) % REPLICAS
+                } else {
+                    // A replica that holds no slot.
+                    let standbys: Vec<usize> = (0..c.nodes.len())
+                        .filter(|&i| holders.iter().all(|h| h.id != c.nodes[i].name))
+                        .collect();
+                    let s = standbys[rng.below(standbys.len() as u64) as usize];
+                    note.push(format!("stopped {}", c.nodes[s].name));
+                    s
+                };
+                c.nodes[s].replica.signal(libc::SIGSTOP);
                 std::thread::sleep(Duration::from_secs(TTL_S + 1));
-                c.slots[s].replica.signal(libc::SIGCONT);
+                c.nodes[s].replica.signal(libc::SIGCONT);
             }
             Fault::StalledLogReader => {
-                let drain = c.slots[leader].replica.drain.as_ref().expect("piped");
+                let drain = c.nodes[leader].replica.drain.as_ref().expect("piped");
                 drain.pause();
                 unsafe { libc::kill(before.pid, libc::SIGUSR2) };
                 let full = within(Duration::from_secs(5), Duration::from_millis(10), || {
@@ -786,60 +1064,73 @@ fn chaos_no_two_children_ever_run_at_once() {
                     drain.queued(),
                     if full { "" } else { " (not full)" }
                 ));
-                c.slots[leader].cut(true);
+                c.nodes[leader].cut(true);
                 let cut_at = Instant::now();
-                c.wait_running(Some(before.pid), round, fault);
+                c.wait_running(k, Some(before.pid), round, fault);
                 // Cut off for longer than the TTL in any case.
                 let until = cut_at + Duration::from_secs(TTL_S + 1);
                 std::thread::sleep(until.saturating_duration_since(Instant::now()));
-                let drain = c.slots[leader].replica.drain.as_ref().expect("piped");
+                let drain = c.nodes[leader].replica.drain.as_ref().expect("piped");
                 drain.resume();
-                c.slots[leader].cut(false);
+                c.nodes[leader].cut(false);
             }
             Fault::SlowThenCut => {
-                c.slots[leader].set_delay(SLOW);
+                c.nodes[leader].set_delay(SLOW);
                 std::thread::sleep(Duration::from_secs(2) + hold);
-                if c.running().map(|s| s.pid) != Some(before.pid) {
+                if c.running(k).map(|s| s.pid) != Some(before.pid) {
                     c.report.slow_changes += 1;
                     note.push("leader changed while only slow".into());
                 }
-                c.slots[leader].cut(true);
-                c.wait_running(Some(before.pid), round, fault);
-                c.slots[leader].cut(false);
-                c.slots[leader].set_delay(Duration::ZERO);
+                c.nodes[leader].cut(true);
+                c.wait_running(k, Some(before.pid), round, fault);
+                c.nodes[leader].cut(false);
+                c.nodes[leader].set_delay(Duration::ZERO);
             }
             Fault::ChildWedges => {
                 std::fs::write(c.dir().join(format!("wedged-{}", before.revision)), "").unwrap();
-                c.wait_running(Some(before.pid), round, fault);
+                c.wait_running(k, Some(before.pid), round, fault);
             }
             Fault::OperatorDeletesKey => {
                 let m = rng.below(3) as usize;
-                if let Err(e) = c.etcdctl(m, &["del", "--prefix", PREFIX]) {
+                let prefix = if slots == 1 { PREFIX } else { SLOTS_ROOT };
+                if let Err(e) = c.etcdctl(m, &["del", "--prefix", prefix]) {
                     c.fail(round, fault, format!("etcdctl del failed: {e}"));
                 }
-                // The old child must go at once; a child (of any replica) must follow.
-                let dead = within(
-                    Duration::from_secs(TTL_S + 6),
-                    Duration::from_millis(5),
-                    || c.mon.death(before.pid).is_some(),
-                );
-                if !dead {
+                // The old children (every slot's) must go at once; a child (of any replica) must
+                // follow on every slot.
+                let bound = Duration::from_secs(TTL_S + 6);
+                within(bound, Duration::from_millis(5), || {
+                    holders.iter().all(|h| c.mon.death(h.pid).is_some())
+                });
+                let stuck: Vec<Start> = holders
+                    .iter()
+                    .filter(|h| c.mon.death(h.pid).is_none())
+                    .cloned()
+                    .collect();
+                for old in stuck {
+                    let label =
+                        c.on_slot(holders.iter().position(|h| h.pid == old.pid).unwrap() as u32);
                     c.fail(
                         round,
                         fault,
                         format!(
-                            "the old child {} still runs {} s after its key was deleted",
-                            before.pid,
+                            "the old child {}{label} still runs {} s after its key was deleted",
+                            old.pid,
                             TTL_S + 6
                         ),
                     );
                     // Recover: the old leader is stopped and started again.
-                    c.expect_exit.insert(leader);
-                    c.slots[leader].replica.signal(libc::SIGKILL);
-                    c.slots[leader].replica.wait(long);
-                    c.restart(leader);
+                    let i = c
+                        .nodes
+                        .iter()
+                        .position(|s| s.name == old.id)
+                        .expect("holder node");
+                    c.expect_exit.insert(i);
+                    c.nodes[i].replica.signal(libc::SIGKILL);
+                    c.nodes[i].replica.wait(long);
+                    c.restart(i);
                 }
-                c.wait_running(Some(before.pid), round, fault);
+                c.wait_running(k, Some(before.pid), round, fault);
             }
             Fault::SignalDuringStop => {
                 let (sig, name) = if rng.below(2) == 0 {
@@ -848,19 +1139,19 @@ fn chaos_no_two_children_ever_run_at_once() {
                     (libc::SIGINT, "SIGINT")
                 };
                 note.push(name.into());
-                let seen = c.slots[leader].replica.log().len();
-                c.slots[leader].cut(true);
+                let seen = c.nodes[leader].replica.log().len();
+                c.nodes[leader].cut(true);
                 let stopping = within(
                     Duration::from_secs(TTL_S + 5),
                     Duration::from_millis(5),
                     || {
-                        c.slots[leader]
+                        c.nodes[leader]
                             .replica
                             .log()
                             .get(seen..)
                             .unwrap_or("")
                             .contains("role=\"stopping\"")
-                            || c.slots[leader]
+                            || c.nodes[leader]
                                 .replica
                                 .log()
                                 .get(seen..)
@@ -877,11 +1168,11 @@ fn chaos_no_two_children_ever_run_at_once() {
                 }
                 let sent = boot_ns();
                 c.expect_exit.insert(leader);
-                c.slots[leader].replica.signal(sig);
-                c.slots[leader].cut(false);
+                c.nodes[leader].replica.signal(sig);
+                c.nodes[leader].cut(false);
                 let bound = Duration::from_secs(TTL_S + 5);
                 let exited = within(bound, Duration::from_millis(10), || {
-                    c.slots[leader].replica.try_status().is_some()
+                    c.nodes[leader].replica.try_status().is_some()
                 });
                 if !exited {
                     c.fail(
@@ -892,10 +1183,12 @@ fn chaos_no_two_children_ever_run_at_once() {
                             before.id
                         ),
                     );
-                    c.slots[leader].replica.signal(libc::SIGKILL);
-                    c.slots[leader].replica.wait(long);
+                    c.nodes[leader].replica.signal(libc::SIGKILL);
+                    c.nodes[leader].replica.wait(long);
                 }
-                let again: Vec<Start> = starts(c.dir())
+                // On no slot.
+                let again: Vec<Start> = c
+                    .all_starts()
                     .into_iter()
                     .filter(|s| s.id == before.id && s.boot_ns > sent)
                     .collect();
@@ -909,12 +1202,12 @@ fn chaos_no_two_children_ever_run_at_once() {
                         ),
                     );
                 }
-                c.wait_running(Some(before.pid), round, fault);
+                c.wait_running(k, Some(before.pid), round, fault);
                 c.restart(leader);
             }
         }
         c.check_exits(round, fault);
-        let after = c.wait_running(None, round, fault);
+        let after = c.wait_running(k, None, round, fault);
         let held = t.elapsed();
         c.check_overlaps(round, fault);
         if after.pid != before.pid {
@@ -922,65 +1215,44 @@ fn chaos_no_two_children_ever_run_at_once() {
                 c.fail(
                     round,
                     fault,
-                    format!("changed the leader {} -> {}", before.id, after.id),
+                    format!(
+                        "changed the leader {} -> {}{}",
+                        before.id,
+                        after.id,
+                        c.on_slot(k)
+                    ),
                 );
             }
-            *c.report.changes.entry(fault).or_default() += 1;
-            // The first start after the old one is the handoff; measure it.
-            let all = starts(c.dir());
-            let first_new = all
-                .iter()
-                .find(|s| s.boot_ns > before.boot_ns && s.pid != before.pid)
-                .unwrap()
-                .clone();
-            // An overlap the new worker saw itself is already a failure; the death monitor only adds
-            // how long the two ran together (and catches one the worker missed).
-            let seen_by_worker = first_new.overlap > 0;
-            match c.mon.death(before.pid) {
-                None => {
-                    let what = format!(
-                        "OVERLAP: old child {} of {} still alive after child {} of {} started",
-                        before.pid, before.id, first_new.pid, first_new.id
+            c.measure_handoff(k, &before, round, fault, held, ignore_term, &mut note);
+        }
+        // The other slots: every one changes hands when the operator deletes the keys; none when
+        // the fault may not change a leader.
+        for j in (0..slots).filter(|&j| j != k) {
+            let old = &holders[j as usize];
+            if fault == Fault::OperatorDeletesKey {
+                let new = c.wait_running(j, Some(old.pid), round, fault);
+                c.measure_handoff(j, old, round, fault, held, ignore_term, &mut note);
+                note.push(format!("slot {j}: {} -> {}", old.id, new.id));
+            } else if !fault.may_change_leader() {
+                let now = c.running(j);
+                if now.as_ref().map(|s| s.pid) != Some(old.pid) {
+                    c.fail(
+                        round,
+                        fault,
+                        format!(
+                            "changed the leader {} -> {:?}{}",
+                            old.id,
+                            now.map(|s| s.id),
+                            c.on_slot(j)
+                        ),
                     );
-                    if seen_by_worker {
-                        note.push(what);
-                    } else {
-                        c.fail(round, fault, what);
-                    }
-                }
-                Some(died) => {
-                    let margin = first_new.boot_ns as i128 - died as i128;
-                    c.report.min_margin =
-                        Some(c.report.min_margin.map_or(margin, |m| m.min(margin)));
-                    if margin <= 0 {
-                        let what = format!(
-                            "OVERLAP: new child started {:.3}s before the old one died",
-                            -margin as f64 / 1e9
-                        );
-                        if seen_by_worker {
-                            note.push(what);
-                        } else {
-                            c.fail(round, fault, what);
-                        }
-                    } else {
-                        let gap = Duration::from_nanos(margin as u64);
-                        let bound = fault.gap_bound(held, ignore_term);
-                        if gap > bound {
-                            c.fail(
-                                round,
-                                fault,
-                                format!("leaderless for {gap:?}, bound {bound:?}"),
-                            );
-                        }
-                        let max = c.report.max_gap.entry(fault).or_default();
-                        *max = (*max).max(gap);
-                    }
                 }
             }
         }
+        c.check_overlaps(round, fault);
         c.set_ignore_term(false);
         println!(
-            "round {round:3}: {fault:?}{}{} {} -> {} in {:.2}s",
+            "round {round:3}: {fault:?}{}{}{} {} -> {} in {:.2}s",
             if ignore_term {
                 " (SIGTERM ignored)"
             } else {
@@ -991,6 +1263,7 @@ fn chaos_no_two_children_ever_run_at_once() {
             } else {
                 format!(" [{}]", note.join("; "))
             },
+            c.slot_label(k),
             before.id,
             after.id,
             held.as_secs_f64()
@@ -999,19 +1272,19 @@ fn chaos_no_two_children_ever_run_at_once() {
     c.settle(rounds, last);
     c.check_overlaps(rounds.saturating_sub(1), last);
 
-    let overlaps = starts(c.dir()).iter().filter(|s| s.overlap > 0).count();
+    let overlaps = c.all_starts().iter().filter(|s| s.overlap > 0).count();
     // Stop everything and check that nothing is left.
-    for s in &c.slots {
+    for s in &c.nodes {
         if let Some(d) = &s.replica.drain {
             d.resume();
         }
         s.replica.signal(libc::SIGCONT);
         s.replica.signal(libc::SIGTERM);
     }
-    for s in &mut c.slots {
+    for s in &mut c.nodes {
         s.replica.wait(long);
     }
-    let all = starts(c.dir());
+    let all = c.all_starts();
     wait_for(
         Duration::from_secs(10),
         || all.iter().all(|s| !alive(s.pid)),
@@ -1019,7 +1292,7 @@ fn chaos_no_two_children_ever_run_at_once() {
     );
 
     println!(
-        "chaos summary: rounds {rounds}, seed {seed}, {:.0}s, handoffs {}, overlaps {overlaps}, unexpected replica exits {}",
+        "{name} summary: rounds {rounds}, seed {seed}, {:.0}s, handoffs {}, overlaps {overlaps}, unexpected replica exits {}",
         started.elapsed().as_secs_f64(),
         c.report.changes.values().sum::<usize>(),
         c.report.exits
@@ -1027,7 +1300,7 @@ fn chaos_no_two_children_ever_run_at_once() {
     print!("{}", c.summary());
     assert!(
         c.report.failures.is_empty() && overlaps == 0,
-        "chaos found {} failure(s) (CHAOS_SEED={seed}):\n{}",
+        "{name} found {} failure(s) (CHAOS_SEED={seed}):\n{}",
         c.report.failures.len(),
         c.summary()
     );

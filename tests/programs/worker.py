@@ -1,24 +1,32 @@
 #!/usr/bin/env python3
 """A leader's child that proves or disproves overlap.
 
-Usage: worker.py DIR [--ignore-term]. On start it registers its pid in DIR, then checks whether any
-other registered worker is still alive: that would be two children at once (OVERLAP). It appends
-`start ID REVISION PID BOOT_NS overlap=N` and, on SIGTERM, `stop ID REVISION PID BOOT_NS` to
-DIR/events.log. Registration happens before the check, so of two workers starting together at least
-one sees the other.
+Usage: worker.py DIR [--ignore-term] [--per-slot]. On start it registers its pid in DIR, then checks
+whether any other registered worker is still alive: that would be two children at once (OVERLAP).
+It appends `start ID REVISION PID BOOT_NS overlap=N` and, on SIGTERM, `stop ID REVISION PID BOOT_NS`
+to DIR/events.log. Registration happens before the check, so of two workers starting together at
+least one sees the other.
 
 SIGTERM is ignored (`ignored ID REVISION PID BOOT_NS` is logged) with --ignore-term or while the
 file DIR/ignore-term exists, so a test can choose per round. SIGUSR2 writes STDERR_FLOOD bytes
 (70 KB) to stderr in one blocking write loop: more than a pipe holds, so the worker blocks when
 nobody reads its stderr.
+
+With --per-slot (a child of `--slots N`), everything above but the ignore-term file happens in
+DIR/slot-$SINGLETON_EXEC_SLOT instead (created if need be): registration, the overlap check (only
+workers of the same slot count) and events.log. DIR/ignore-term still applies to every slot.
 """
 import os
 import signal
 import sys
 import time
 
-d = sys.argv[1]
+base = sys.argv[1]
 ignore_term = "--ignore-term" in sys.argv
+if "--per-slot" in sys.argv:
+    d = os.path.join(base, "slot-" + os.environ.get("SINGLETON_EXEC_SLOT", "0"))
+else:
+    d = base
 STDERR_FLOOD = 70 * 1024
 os.makedirs(d, exist_ok=True)
 me = os.getpid()
@@ -49,7 +57,7 @@ def alive_worker(pid):
 
 
 def on_term(_sig, _frame):
-    if ignore_term or os.path.exists(os.path.join(d, "ignore-term")):
+    if ignore_term or os.path.exists(os.path.join(base, "ignore-term")):
         record(f"ignored {ident} {rev} {me} {now()}")
         return
     record(f"stop {ident} {rev} {me} {now()}")
