@@ -26,7 +26,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::election::{Candidacy, Election, WaitAhead};
-use crate::etcd::{Connector, EtcdError};
+use crate::etcd::{Connector, EtcdError, LeaseId};
 use crate::resign;
 
 const RETRY_MIN: Duration = Duration::from_millis(200);
@@ -38,6 +38,14 @@ const REQUESTS: i64 = 2;
 /// The candidate ahead gets a new id each time it changes, so a late event of an earlier one is
 /// never taken for the current one.
 const AHEAD_FIRST: i64 = 3;
+
+/// A key ahead that is gone: the key, and for a deletion watched under a prefix (the slot keys)
+/// the lease it had (0 when not known: found gone on a re-read).
+#[derive(Debug)]
+struct Gone {
+    key: Vec<u8>,
+    lease: i64,
+}
 
 /// What the wait for our turn asks of the watch task.
 enum Command {
@@ -53,7 +61,7 @@ enum Command {
 pub struct CandidacyWatch {
     commands: UnboundedSender<Command>,
     /// The keys ahead that were deleted (or found gone), in order.
-    ahead_gone: UnboundedReceiver<Vec<u8>>,
+    ahead_gone: UnboundedReceiver<Gone>,
     own_deleted: watch::Receiver<bool>,
     /// The store revision at which our key was deleted, once known (0: not known).
     deleted_at: Arc<AtomicI64>,
@@ -147,7 +155,7 @@ impl WaitAhead for CandidacyWatch {
                     return Err(EtcdError::Unavailable("our key was deleted while waiting".into()));
                 }
                 gone = self.ahead_gone.recv() => match gone {
-                    Some(k) if k == key => return Ok(()),
+                    Some(g) if g.key == key => return Ok(()),
                     Some(_) => {} // an earlier candidate ahead
                     None => return Err(EtcdError::Unavailable("the candidacy watch ended".into())),
                 },
@@ -158,13 +166,13 @@ impl WaitAhead for CandidacyWatch {
 
 impl CandidacyWatch {
     /// Waits until a key under `prefix` (the slot keys, as read at revision `from - 1`) is
-    /// deleted, and returns it; or `prefix` itself when the watch broke and the keys must be read
-    /// again. `Err` if our own key is deleted first.
+    /// deleted, and returns it with the lease it had; or `prefix` itself (and no lease) when the
+    /// watch broke and the keys must be read again. `Err` if our own key is deleted first.
     pub async fn wait_deleted_under(
         &mut self,
         prefix: Vec<u8>,
         from: i64,
-    ) -> Result<Vec<u8>, EtcdError> {
+    ) -> Result<(Vec<u8>, Option<LeaseId>), EtcdError> {
         let _ = self.commands.send(Command::WatchAhead {
             key: prefix.clone(),
             from,
@@ -177,7 +185,7 @@ impl CandidacyWatch {
             }
             gone = self.ahead_gone.recv() => match gone {
                 // Whatever it is (even a late one of an earlier wait): the caller reads again.
-                Some(k) => Ok(k),
+                Some(g) => Ok((g.key, Some(LeaseId(g.lease)).filter(|l| l.0 != 0))),
                 None => Err(EtcdError::Unavailable("the candidacy watch ended".into())),
             },
         }
@@ -233,7 +241,7 @@ struct Task {
     fired: Option<i64>,
     canceled_by_us: Option<i64>,
     commands: UnboundedReceiver<Command>,
-    ahead_gone: UnboundedSender<Vec<u8>>,
+    ahead_gone: UnboundedSender<Gone>,
     own_deleted: watch::Sender<bool>,
     deleted_at: Arc<AtomicI64>,
     alive_at: Arc<AtomicI64>,
@@ -325,7 +333,10 @@ impl Task {
         if self.ahead.as_ref().is_some_and(|a| a.prefix) {
             // The slot keys may have changed meanwhile: the waiter reads them again.
             if let Some(a) = self.ahead.take() {
-                let _ = self.ahead_gone.send(a.key);
+                let _ = self.ahead_gone.send(Gone {
+                    key: a.key,
+                    lease: 0,
+                });
             }
         }
         if let Some(ahead) = &mut self.ahead {
@@ -339,7 +350,10 @@ impl Task {
                 .first()
                 .is_some_and(|kv| kv.create_revision() < self.me.revision);
             if !still_ahead {
-                let _ = self.ahead_gone.send(std::mem::take(&mut ahead.key));
+                let _ = self.ahead_gone.send(Gone {
+                    key: std::mem::take(&mut ahead.key),
+                    lease: 0,
+                });
                 self.ahead = None;
             } else {
                 ahead.from = at + 1;
@@ -397,19 +411,21 @@ impl Task {
                 }
                 Some(cmd) = self.commands.recv() => {
                     let Command::WatchAhead { key, from, prefix } = cmd;
+                    // Recorded before anything is sent: if the stream breaks (or this future is
+                    // dropped) meanwhile, the re-read after the break acts on it.
+                    self.ahead = Some(Ahead { id: self.next_ahead_id, key, from, prefix });
+                    self.next_ahead_id += 1;
                     if let Some(id) = self.fired.take() {
                         self.canceled_by_us = Some(id);
                         if let Err(e) = stream.cancel(id).await {
                             return Ended::Broke(e.into());
                         }
                     }
-                    let ahead = Ahead { id: self.next_ahead_id, key, from, prefix };
-                    self.next_ahead_id += 1;
-                    if let Err(e) = watch_ahead(&mut stream, &ahead).await {
-                        self.ahead = Some(ahead);
-                        return Ended::Broke(e);
+                    if let Some(a) = &self.ahead {
+                        if let Err(e) = watch_ahead(&mut stream, a).await {
+                            return Ended::Broke(e);
+                        }
                     }
-                    self.ahead = Some(ahead);
                 }
                 msg = stream.message() => {
                     let resp = match msg {
@@ -462,7 +478,20 @@ impl Task {
                         if a.prefix {
                             self.fired = Some(a.id);
                         }
-                        let gone = if a.prefix { kv.key().to_vec() } else { a.key };
+                        let gone = match (a.prefix, event.prev_kv()) {
+                            (true, Some(prev)) => Gone {
+                                key: kv.key().to_vec(),
+                                lease: prev.lease(),
+                            },
+                            (true, None) => Gone {
+                                key: kv.key().to_vec(),
+                                lease: 0,
+                            },
+                            (false, _) => Gone {
+                                key: a.key,
+                                lease: 0,
+                            },
+                        };
                         let _ = self.ahead_gone.send(gone);
                     }
                 }
@@ -502,7 +531,8 @@ async fn watch_ahead(stream: &mut WatchStream, a: &Ahead) -> Result<(), EtcdErro
         .with_watch_id(a.id)
         .with_start_revision(a.from);
     if a.prefix {
-        opts = opts.with_prefix();
+        // The deleted slot key's lease tells the claimer whose child may still run.
+        opts = opts.with_prefix().with_prev_key();
     }
     stream.watch(a.key.clone(), Some(opts)).await?;
     Ok(())

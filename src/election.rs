@@ -176,7 +176,9 @@ impl Election {
     pub fn slots_of_key(&self, key: &[u8]) -> Option<u32> {
         let rest = key.strip_prefix(self.slots_root().as_bytes())?;
         let n = rest.split(|&b| b == b'/').next()?;
-        std::str::from_utf8(n).ok()?.parse().ok().filter(|&n| n > 1)
+        let n = std::str::from_utf8(n).ok()?;
+        let digits = !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) && !n.starts_with('0');
+        n.parse().ok().filter(|&n| digits && n > 1)
     }
 
     /// A read, for a transaction, of one key of replicas with `--slots N` > 1, if any: a singleton
@@ -665,6 +667,8 @@ mod tests {
             (b"/singleton-exec/app@slots/12/queue/ff", Some(12)),
             (b"/singleton-exec/app@slots/1/slot/0", None),
             (b"/singleton-exec/app@slots/x/slot/0", None),
+            (b"/singleton-exec/app@slots/+2/slot/0", None),
+            (b"/singleton-exec/app@slots/02/slot/0", None),
             (b"/singleton-exec/app@slots/", None),
             (b"/singleton-exec/apps@slots/3/slot/0", None),
             (b"/singleton-exec/app/ff", None),

@@ -519,22 +519,7 @@ async fn lead(
     me: Candidacy,
     mut key: CandidacyWatch,
 ) -> After {
-    match lead_until_given_up(ctx, inp, session, me, &mut key).await {
-        After::Recampaign { holdoff, .. } if key.was_deleted() => After::Recampaign {
-            holdoff,
-            former_at: Some(key.deleted_at().map_or(key.alive_at(), |d| d - 1)),
-        },
-        after => after,
-    }
-}
-
-async fn lead_until_given_up(
-    ctx: &Ctx<'_>,
-    inp: &mut Inputs,
-    session: Session,
-    me: Candidacy,
-    key: &mut CandidacyWatch,
-) -> After {
+    let key = &mut key;
     let mut restarts = Backoff::new(RESTART_BACKOFF_MIN, RESTART_BACKOFF_MAX);
     let mut last: Option<ChildStatus> = None;
     loop {
@@ -547,12 +532,30 @@ async fn lead_until_given_up(
                 last.unwrap_or(ChildStatus::Exited(0)),
                 policies(ctx.cfg),
             );
-            return finish(ctx, session, &me, Some(StopReason::KeyDeleted), next).await;
+            // Found gone by the read, perhaps before the watch saw it.
+            let former_at = deleted_before(key).or(Some(key.alive_at()));
+            return finish(
+                ctx,
+                session,
+                &me,
+                Some(StopReason::KeyDeleted),
+                next,
+                former_at,
+            )
+            .await;
         }
         let pid = match start_child(ctx, inp, &session, &me).await {
             Ok(pid) => pid,
             Err(NotStarted::Failed(exit)) => {
-                return finish(ctx, session, &me, None, Next::Exit(exit)).await
+                return finish(
+                    ctx,
+                    session,
+                    &me,
+                    None,
+                    Next::Exit(exit),
+                    deleted_before(key),
+                )
+                .await
             }
             Err(NotStarted::Ended(reason)) => {
                 let status = last.unwrap_or(ChildStatus::Exited(0));
@@ -561,7 +564,7 @@ async fn lead_until_given_up(
                     Next::Exit(Exit::Child(_)) if last.is_none() => Next::Exit(Exit::Withdrew),
                     next => next,
                 };
-                return finish(ctx, session, &me, Some(reason), next).await;
+                return finish(ctx, session, &me, Some(reason), next, deleted_before(key)).await;
             }
         };
         ctx.obs.enter(Phase::Leading {
@@ -589,7 +592,7 @@ async fn lead_until_given_up(
         let next = decide(reason, inp.shutdown.is_some(), status, policies(ctx.cfg));
         ctx.obs.child_exited(status.code(), next == Next::Restart);
         if next != Next::Restart {
-            return finish(ctx, session, &me, Some(reason), next).await;
+            return finish(ctx, session, &me, Some(reason), next, deleted_before(key)).await;
         }
         if started_at.elapsed() >= RESTART_RESET_AFTER {
             restarts.reset();
@@ -599,7 +602,7 @@ async fn lead_until_given_up(
             "child exited; restarting (--on-child-exit=restart)");
         if let Some(reason) = wait_to_restart(inp, &session, &me, key, wait).await {
             let next = decide(reason, inp.shutdown.is_some(), status, policies(ctx.cfg));
-            return finish(ctx, session, &me, Some(reason), next).await;
+            return finish(ctx, session, &me, Some(reason), next, deleted_before(key)).await;
         }
     }
 }
@@ -960,14 +963,23 @@ async fn wait_to_restart(
     }
 }
 
+/// When our key was deleted while we led (not by our own revoke, which comes later): a revision
+/// just before that, for the next campaign (see [`After::Recampaign`]).
+fn deleted_before(key: &CandidacyWatch) -> Option<i64> {
+    key.was_deleted()
+        .then(|| key.deleted_at().map_or(key.alive_at(), |d| d - 1))
+}
+
 /// The one release path: the child's tree is gone; give the lease up (revoke, so a standby takes
-/// over at once), record how leadership ended, and say what comes next.
+/// over at once), record how leadership ended, and say what comes next. `former_at`: see
+/// [`deleted_before`].
 async fn finish(
     ctx: &Ctx<'_>,
     session: Session,
     me: &Candidacy,
     reason: Option<StopReason>,
     next: Next,
+    former_at: Option<i64>,
 ) -> After {
     // After a lease loss the lease is expired or about to be: revoking can only save a standby the
     // last margin, so it is not worth waiting long for an etcd that may be unreachable.
@@ -995,14 +1007,11 @@ async fn finish(
         }
         Next::Recampaign { holdoff } => {
             tracing::info!(id = %ctx.cfg.id, holdoff, "leadership given up ({given_up}); campaigning again");
-            After::Recampaign {
-                holdoff,
-                former_at: None,
-            }
+            After::Recampaign { holdoff, former_at }
         }
         Next::Restart => After::Recampaign {
             holdoff: false,
-            former_at: None,
+            former_at,
         },
     }
 }

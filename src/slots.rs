@@ -267,10 +267,7 @@ impl SlotElection {
     pub fn slot_of_key(&self, key: &[u8]) -> Option<u32> {
         let rest = key.strip_prefix(self.slot_dir().as_bytes())?;
         let s = std::str::from_utf8(rest).ok()?;
-        if s.len() > 1 && s.starts_with('0') {
-            return None; // one spelling per slot
-        }
-        s.parse().ok().filter(|&i| i < self.n)
+        canonical_number(s).filter(|&i| i < self.n)
     }
 
     /// Reads, for a transaction, every slot key.
@@ -515,10 +512,11 @@ impl SlotElection {
             None => None,
         };
         let mut known: Option<Holders> = None;
-        let mut freed: Option<u32> = None;
+        // A slot whose key we watched being deleted, with the lease it had.
+        let mut freed: Option<(u32, Option<LeaseId>)> = None;
         loop {
-            let candidate = match freed.take() {
-                Some(slot) => Some(slot),
+            let (slot, deleted_with) = match freed.take() {
+                Some(f) => f,
                 None => {
                     let v = self.view(client, me).await?;
                     if let Some(key) = v.ahead {
@@ -528,42 +526,47 @@ impl SlotElection {
                         continue;
                     }
                     match v.holders.lowest_free() {
-                        Some(slot) => Some(slot),
+                        Some(slot) => (slot, None),
                         None => {
                             tracing::debug!("first standby: watching the slots");
                             known = Some(v.holders);
-                            let gone = watch
+                            let (gone, lease) = watch
                                 .wait_deleted_under(self.slot_dir().into_bytes(), v.at + 1)
                                 .await?;
-                            freed = self.slot_of_key(&gone);
+                            freed = self.slot_of_key(&gone).map(|slot| (slot, lease));
                             continue;
                         }
                     }
                 }
             };
-            let Some(slot) = candidate else { continue };
-            let former = known
-                .as_ref()
-                .and_then(|k| k.lease_of(slot))
-                .or_else(|| before_deletion.as_ref().and_then(|k| k.lease_of(slot)));
-            let (mut a, mut b) = (client.clone(), client.clone());
-            let (claimed, former_alive) = tokio::join!(self.claim(&mut a, me, slot, id), async {
-                match former {
-                    Some(l) => lease_alive(&mut b, l).await,
-                    None => Ok(false),
-                }
-            });
-            let Some(holder) = claimed? else {
-                continue; // taken by someone else (or our key is gone): read again
-            };
-            if former_alive? {
-                if let Some(lease) = former {
-                    wait_lease_gone(client, lease).await?;
-                }
+            // Whose child may still run on this slot: the deleted key's holder when we watched it
+            // go; else whoever held the slot when we last looked, or when our previous key was
+            // deleted. Waited for before the claim, so that a retry (the claim's answer lost)
+            // cannot skip it; in a graceful handoff it is one `LeaseTimeToLive` that finds the
+            // lease revoked.
+            let former = deleted_with
+                .or_else(|| known.as_ref().and_then(|k| k.lease_of(slot)))
+                .or_else(|| before_deletion.as_ref().and_then(|k| k.lease_of(slot)))
+                .filter(|&l| l != me.lease);
+            if let Some(lease) = former {
+                wait_lease_gone(client, lease).await?;
             }
-            return Ok(holder);
+            match self.claim(client, me, slot, id).await? {
+                Some(holder) => return Ok(holder),
+                None => continue, // taken by someone else (or our key is gone): read again
+            }
         }
     }
+}
+
+/// A number written as `slot_key` and the layout write it: decimal digits only, no sign, no
+/// leading zero (one spelling per number).
+pub fn canonical_number(s: &str) -> Option<u32> {
+    let digits = !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    if !digits || (s.len() > 1 && s.starts_with('0')) {
+        return None;
+    }
+    s.parse().ok()
 }
 
 /// Our queue key is still ours: same lease, same create-revision.
@@ -612,6 +615,8 @@ mod tests {
             (b"/singleton-exec/app@slots/3/slot/2", Some(2)),
             (b"/singleton-exec/app@slots/3/slot/3", None),
             (b"/singleton-exec/app@slots/3/slot/02", None),
+            (b"/singleton-exec/app@slots/3/slot/+1", None),
+            (b"/singleton-exec/app@slots/3/slot/ 1", None),
             (b"/singleton-exec/app@slots/3/slot/x", None),
             (b"/singleton-exec/app@slots/3/slot/", None),
             (b"/singleton-exec/app@slots/4/slot/0", None),
