@@ -579,26 +579,22 @@ async fn wait_any_change_under(
     from: i64,
 ) -> Result<(), EtcdError> {
     let opts = WatchOptions::new().with_prefix().with_start_revision(from);
-    let mut stream = client.watch(prefix, Some(opts)).await?;
-    loop {
-        let Some(resp) = stream.message().await? else {
-            return Err(EtcdError::Unavailable("watch stream closed".into()));
-        };
-        if resp.canceled() {
-            return Err(EtcdError::Unavailable(format!(
-                "watch canceled: {}",
-                resp.cancel_reason()
-            )));
-        }
-        if !resp.events().is_empty() {
-            return Ok(());
-        }
-    }
+    watch_until(client, prefix.into_bytes(), opts, |_| true).await
 }
 
 /// Watches `key` from revision `from` until a DELETE event; an error if the stream ends or fails.
 async fn wait_deleted(client: &mut Client, key: Vec<u8>, from: i64) -> Result<(), EtcdError> {
     let opts = WatchOptions::new().with_start_revision(from);
+    watch_until(client, key, opts, |e| e.event_type() == EventType::Delete).await
+}
+
+/// Watches until an event satisfies `wanted`; an error if the stream ends, fails or is canceled.
+async fn watch_until(
+    client: &mut Client,
+    key: Vec<u8>,
+    opts: WatchOptions,
+    wanted: impl Fn(&etcd_client::Event) -> bool,
+) -> Result<(), EtcdError> {
     let mut stream = client.watch(key, Some(opts)).await?;
     loop {
         let Some(resp) = stream.message().await? else {
@@ -610,11 +606,7 @@ async fn wait_deleted(client: &mut Client, key: Vec<u8>, from: i64) -> Result<()
                 resp.cancel_reason()
             )));
         }
-        if resp
-            .events()
-            .iter()
-            .any(|e| e.event_type() == EventType::Delete)
-        {
+        if resp.events().iter().any(&wanted) {
             return Ok(());
         }
     }

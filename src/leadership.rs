@@ -368,16 +368,29 @@ async fn campaign(
                 Ok(Ok((me, watch)))
             })
             .await;
-        match attempt {
-            Ok(Ok(won)) => return Ok(won),
-            Ok(Err(m)) => return Err(Refused::Slots(m)),
-            Err(e) if e.is_rejected() => return Err(Refused::Etcd(e)),
-            Err(e) => {
-                let wait = backoff.step();
-                tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "campaign interrupted; retrying");
-                *last_error.borrow_mut() = e.to_string();
-                sleep(wait).await;
-            }
+        if let Some(done) = settled(attempt, &mut backoff, last_error).await {
+            return done;
+        }
+    }
+}
+
+/// What one campaign attempt came to: `Some` to return it, `None` (after a backoff pause) to try
+/// again.
+async fn settled<T>(
+    attempt: Result<Result<T, Mismatch>, EtcdError>,
+    backoff: &mut Backoff,
+    last_error: &RefCell<String>,
+) -> Option<Result<T, Refused>> {
+    match attempt {
+        Ok(Ok(won)) => Some(Ok(won)),
+        Ok(Err(m)) => Some(Err(Refused::Slots(m))),
+        Err(e) if e.is_rejected() => Some(Err(Refused::Etcd(e))),
+        Err(e) => {
+            let wait = backoff.step();
+            tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "campaign interrupted; retrying");
+            *last_error.borrow_mut() = e.to_string();
+            sleep(wait).await;
+            None
         }
     }
 }
@@ -446,16 +459,8 @@ async fn campaign_for_slot(
                 Ok(Ok((holder, watch)))
             })
             .await;
-        match attempt {
-            Ok(Ok(won)) => return Ok(won),
-            Ok(Err(m)) => return Err(Refused::Slots(m)),
-            Err(e) if e.is_rejected() => return Err(Refused::Etcd(e)),
-            Err(e) => {
-                let wait = backoff.step();
-                tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "campaign interrupted; retrying");
-                *last_error.borrow_mut() = e.to_string();
-                sleep(wait).await;
-            }
+        if let Some(done) = settled(attempt, &mut backoff, last_error).await {
+            return done;
         }
     }
 }

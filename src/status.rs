@@ -16,7 +16,7 @@ use crate::election::{Candidate, Election, HealthRecord, Queue};
 use crate::etcd::{Connector, EtcdError};
 use crate::exit_code;
 use crate::signals;
-use crate::slots::{Holder, SlotsView};
+use crate::slots::SlotsView;
 
 /// Exit code when the election has no leader.
 pub const NO_LEADER: i32 = 1;
@@ -251,20 +251,29 @@ pub fn render_text(name: &str, queue: &Queue) -> String {
     out += &format!("lease:      {}\n", l.lease);
     out += &format!("revision:   {}\n", l.revision);
     out += &format!("candidates: {}\n", queue.candidates.len());
-    for (i, c) in queue.candidates.iter().enumerate() {
-        out += &format!(
-            "  {}. {}  key={}  lease={}  create_revision={}\n",
-            i + 1,
-            shown_id(c),
-            c.key,
-            c.lease,
-            c.revision
-        );
-    }
+    out += &queue_lines(&queue.candidates);
     if let Some(h) = &queue.health {
         out += &format!("health:     {}\n", health_text(h));
     }
     out
+}
+
+/// One line per candidate, in queue order, numbered from 1.
+fn queue_lines(candidates: &[Candidate]) -> String {
+    candidates
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            format!(
+                "  {}. {}  key={}  lease={}  create_revision={}\n",
+                i + 1,
+                shown_id(c),
+                c.key,
+                c.lease,
+                c.revision
+            )
+        })
+        .collect()
 }
 
 /// The leader's health in one phrase.
@@ -290,7 +299,7 @@ pub fn render_slots_text(name: &str, v: &SlotsView) -> String {
         };
         out += &format!(
             "slot {i}:     {}  key={}  lease={}  fencing_revision={}",
-            holder_id(h),
+            shown_id(h),
             h.key,
             h.lease,
             h.revision
@@ -301,28 +310,11 @@ pub fn render_slots_text(name: &str, v: &SlotsView) -> String {
         out.push('\n');
     }
     out += &format!("standbys:   {}\n", v.standbys.len());
-    for (i, c) in v.standbys.iter().enumerate() {
-        out += &format!(
-            "  {}. {}  key={}  lease={}  create_revision={}\n",
-            i + 1,
-            shown_id(c),
-            c.key,
-            c.lease,
-            c.revision
-        );
-    }
+    out += &queue_lines(&v.standbys);
     for n in &v.other_counts {
         out += &format!("warning:    keys of --slots {n} are here too: replicas that disagree on --slots refuse to run\n");
     }
     out
-}
-
-fn holder_id(h: &Holder) -> &str {
-    if h.id.is_empty() {
-        EMPTY_ID
-    } else {
-        &h.id
-    }
 }
 
 /// `--output json` for an election with slots (the schema is in the README).
@@ -368,7 +360,7 @@ fn slots_change_line(format: OutputFormat, name: &str, prefix: &str, v: &SlotsVi
         .enumerate()
         .map(|(i, h)| match h {
             None => format!("slot {i} none"),
-            Some(h) => format!("slot {i} {} fencing_revision={}", holder_id(h), h.revision),
+            Some(h) => format!("slot {i} {} fencing_revision={}", shown_id(h), h.revision),
         })
         .collect();
     format!(
