@@ -408,7 +408,9 @@ impl Election {
             .with_limit(1);
         let resp = match client.get(self.dir.clone(), Some(before)).await {
             Ok(r) => r,
-            Err(e) if e.to_string().contains("compacted") => return Ok(()),
+            // Compacted (the deletion is old), or a revision a store restored from a snapshot
+            // has not reached: nothing to look at.
+            Err(e) if crate::etcd::history_gone(&e) => return Ok(()),
             Err(e) => return Err(e.into()),
         };
         let Some(head) = resp.kvs().first().map(|kv| kv.key().to_vec()) else {

@@ -102,6 +102,13 @@ impl From<etcd_client::Error> for EtcdError {
     }
 }
 
+/// Whether a read at an old revision failed because that history is not there: compacted, or
+/// after a restore from a snapshot, a revision the store has not reached.
+pub fn history_gone(e: &etcd_client::Error) -> bool {
+    let text = e.to_string();
+    text.contains("compacted") || text.contains("future revision")
+}
+
 /// Sorts an etcd-client error into permanent, transient and lease-gone.
 pub fn classify(e: &etcd_client::Error) -> EtcdError {
     use etcd_client::Error as E;

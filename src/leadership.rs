@@ -161,7 +161,7 @@ async fn campaign_until_exit(ctx: &Ctx<'_>, inp: &mut Inputs) -> Exit {
                 holdoff,
                 former_at: deleted,
             } if holdoff => {
-                former_at = deleted;
+                former_at = deleted.filter(|_| ctx.slots.is_some());
                 let held = tokio::select! {
                     exit = shutdown_requested(&mut inp.sup, &mut inp.shutdown) => Some(exit),
                     _ = sleep(ctx.cfg.resign_holdoff) => None,
@@ -170,7 +170,9 @@ async fn campaign_until_exit(ctx: &Ctx<'_>, inp: &mut Inputs) -> Exit {
                     return exit;
                 }
             }
-            After::Recampaign { former_at: f, .. } => former_at = f,
+            // A singleton's queue had only us at its head before our key was deleted: nobody to
+            // wait for. With slots, other holders may still run.
+            After::Recampaign { former_at: f, .. } => former_at = f.filter(|_| ctx.slots.is_some()),
         }
     }
 }
@@ -395,9 +397,14 @@ async fn settled<T>(
     }
 }
 
-/// Our key is gone while the campaign waited: remember just before the deletion, if the watch saw
-/// it, else the last revision our key was known to exist at (whoever led ahead of it did too).
+/// The campaign failed: if it was because our key is gone, remember just before the deletion, if
+/// the watch saw it, else the last revision our key was known to exist at (whoever led ahead of it
+/// did too). Any other failure (etcd unavailable) keeps what was remembered: a later revision would
+/// hide the holders of the deletion that still matters.
 fn remember_deletion(former_at: &Cell<Option<i64>>, watch: &CandidacyWatch) {
+    if !watch.was_deleted() {
+        return;
+    }
     let at = watch
         .deleted_at()
         .map(|d| d - 1)

@@ -186,7 +186,9 @@ impl SlotsView {
                     revision: kv.create_revision,
                 });
             } else if let Some(slot) = key.strip_prefix(&health_dir) {
-                let slot: Option<usize> = slot.parse().ok().filter(|&i| i < count as usize);
+                let slot = canonical_number(slot)
+                    .map(|i| i as usize)
+                    .filter(|&i| i < count as usize);
                 let record = HealthRecord::from_json(kv.value);
                 if let (Some(i), Some(r)) = (slot, record) {
                     // Only the current holder's (a record of an earlier one is not shown).
@@ -413,7 +415,9 @@ impl SlotElection {
         let opts = GetOptions::new().with_prefix().with_revision(at.max(1));
         match client.get(self.slot_dir(), Some(opts)).await {
             Ok(resp) => Ok(Some(self.holders_from(&kvs(resp.kvs()), at))),
-            Err(e) if e.to_string().contains("compacted") => Ok(None),
+            // Compacted: the deletion is old. A future revision: etcd was restored from an older
+            // snapshot, and our revision is not there.
+            Err(e) if crate::etcd::history_gone(&e) => Ok(None),
             Err(e) => Err(e.into()),
         }
     }
@@ -585,11 +589,18 @@ async fn lease_alive(client: &mut Client, lease: LeaseId) -> Result<bool, EtcdEr
 /// holder may still run its child until it sees that (it then kills the child and revokes the
 /// lease). Waits for the lease to go, at most [`PREDECESSOR_WAIT`] (see the singleton's
 /// `Election::wait_predecessor_gone` for why the wait is bounded).
+///
+/// A failed look counts as "still alive": the lease learned from the deletion exists only here,
+/// and an error must not end the attempt and lose it (a retry would then claim at once).
 async fn wait_lease_gone(client: &mut Client, lease: LeaseId) -> Result<(), EtcdError> {
     let start = tokio::time::Instant::now();
     loop {
-        if !lease_alive(client, lease).await? {
-            return Ok(());
+        match lease_alive(client, lease).await {
+            Ok(false) => return Ok(()),
+            Ok(true) => {}
+            Err(e) => {
+                tracing::debug!(%lease, error = %e, "cannot tell whether the former holder's lease lives")
+            }
         }
         if start.elapsed() > PREDECESSOR_WAIT {
             tracing::info!(%lease, "the slot's key was deleted and its former holder's lease still lives: going ahead");
