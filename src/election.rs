@@ -82,6 +82,14 @@ impl Queue {
     }
 }
 
+/// How a join of the singleton's queue went.
+pub enum Joined {
+    /// In the queue: our candidacy, whether we lead already, and the store revision of the join.
+    Queued { me: Candidacy, leads: bool, at: i64 },
+    /// Replicas with `--slots N` use the election (N; 0 if a key names no count): nothing was put.
+    SlotsInUse(u32),
+}
+
 /// Where a candidate stands after one read.
 enum Turn {
     /// Nobody ahead: we lead, as of this store revision.
@@ -232,14 +240,33 @@ impl Election {
     /// uncontended campaign is one round trip, and "the first key is ours, with our lease and our
     /// create-revision" is its own verification.
     ///
-    /// It also reads whether replicas with `--slots N` > 1 use this election: `Some(N)` then, and
-    /// the caller must not go on (it only reads: the keys written stay exactly the singleton's).
+    /// Replicas with `--slots N` > 1 must not share the election: when one of their keys is found
+    /// we write nothing and say so ([`Joined::SlotsInUse`]). That look is a read of
+    /// [`Election::slots_root`] first; when it is allowed, the same condition is also part of the
+    /// transaction (a replica with slots joining at the same moment is seen, and a refused replica
+    /// never writes, so it cannot make a rightful one refuse in turn). A role that may read only
+    /// `PREFIX/NAME/` (as before slots) is refused that read: then the join is today's transaction,
+    /// unchanged, and slot keys are not looked for. Either way the keys written are the singleton's.
     pub async fn join(
         &self,
         client: &mut Client,
         lease: LeaseId,
         id: &str,
-    ) -> Result<(Candidacy, bool, i64, Option<u32>), EtcdError> {
+    ) -> Result<Joined, EtcdError> {
+        let may_look = match client
+            .txn(Txn::new().and_then([self.any_slots_key()]))
+            .await
+        {
+            Ok(resp) => {
+                if let Some(n) = self.slots_in(resp.op_responses().first()) {
+                    return Ok(Joined::SlotsInUse(n));
+                }
+                true
+            }
+            // Permission denied (a role from before slots), or credentials: the join tells which.
+            Err(e) if crate::etcd::classify(&e).is_rejected() => false,
+            Err(e) => return Err(e.into()),
+        };
         let key = format!("{}{lease}", self.dir);
         let head = || {
             let opts = GetOptions::new()
@@ -248,21 +275,23 @@ impl Election {
                 .with_limit(1);
             TxnOp::get(self.dir.clone(), Some(opts))
         };
-        // Our key is put only where no replica with slots is: a refused replica writes nothing, so
-        // it cannot make a rightful one (joining at the same moment) refuse in turn.
-        let txn = Txn::new()
-            .when([
-                Compare::create_revision(key.clone(), CompareOp::Equal, 0),
-                no_key_under(&self.slots_root()),
-            ])
-            .and_then([
-                TxnOp::put(key.clone(), id, Some(PutOptions::new().with_lease(lease.0))),
-                head(),
-                self.any_slots_key(),
-            ])
-            .or_else([TxnOp::get(key.clone(), None), head(), self.any_slots_key()]);
+        let mut when = vec![Compare::create_revision(key.clone(), CompareOp::Equal, 0)];
+        let mut then = vec![
+            TxnOp::put(key.clone(), id, Some(PutOptions::new().with_lease(lease.0))),
+            head(),
+        ];
+        let mut otherwise = vec![TxnOp::get(key.clone(), None), head()];
+        if may_look {
+            when.push(no_key_under(&self.slots_root()));
+            then.push(self.any_slots_key());
+            otherwise.push(self.any_slots_key());
+        }
+        let txn = Txn::new().when(when).and_then(then).or_else(otherwise);
         let resp = client.txn(txn).await?;
         let ops = resp.op_responses();
+        if let Some(n) = self.slots_in(ops.get(2)) {
+            return Ok(Joined::SlotsInUse(n)); // nothing was put
+        }
         let first_kv = |op: Option<&etcd_client::TxnOpResponse>| match op {
             Some(etcd_client::TxnOpResponse::Get(g)) => g
                 .kvs()
@@ -270,23 +299,14 @@ impl Election {
                 .map(|kv| (kv.key().to_vec(), LeaseId(kv.lease()), kv.create_revision())),
             _ => None,
         };
-        let slots = match ops.get(2) {
-            Some(etcd_client::TxnOpResponse::Get(g)) => g.kvs().first().map(|kv| {
-                // A key that names no count still says the layout is in use.
-                self.slots_of_key(kv.key()).unwrap_or(0)
-            }),
-            _ => None,
-        };
         let revision = if resp.succeeded() {
             resp.header().map(|h| h.revision()).unwrap_or_default()
-        } else if slots.is_some() {
-            0 // refused below; nothing was put
         } else {
             first_kv(ops.first())
                 .map(|(_, _, rev)| rev)
                 .unwrap_or_default()
         };
-        if revision <= 0 && slots.is_none() {
+        if revision <= 0 {
             return Err(EtcdError::Unavailable(format!(
                 "could not place {key} in the election"
             )));
@@ -305,7 +325,19 @@ impl Election {
             // The transaction's own revision: our put when it succeeded (then equal to `revision`).
             me.leads_since = at;
         }
-        Ok((me, leads, at, slots))
+        Ok(Joined::Queued { me, leads, at })
+    }
+
+    /// The slot count of the key a [`Election::any_slots_key`] read found, if it found one (0 for
+    /// a key that names no count: the layout is in use all the same).
+    fn slots_in(&self, op: Option<&etcd_client::TxnOpResponse>) -> Option<u32> {
+        match op {
+            Some(etcd_client::TxnOpResponse::Get(g)) => g
+                .kvs()
+                .first()
+                .map(|kv| self.slots_of_key(kv.key()).unwrap_or(0)),
+            _ => None,
+        }
     }
 
     /// Returns once every candidate ahead of us is gone and our key is verified to still be ours,

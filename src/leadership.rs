@@ -33,7 +33,7 @@ use tokio::time::{sleep, Instant};
 use crate::candidacy_watch::CandidacyWatch;
 use crate::clock::BootInstant;
 use crate::config::Config;
-use crate::election::{Candidacy, Election, HealthRecord};
+use crate::election::{self, Candidacy, Election, HealthRecord};
 use crate::etcd::{Connector, EtcdError};
 use crate::exit_code::{ChildStatus, Exit};
 use crate::health::{self, Monitor, Outcome, Report, Verdict};
@@ -341,11 +341,11 @@ async fn campaign(
         let attempt = ctx
             .connector
             .call(|mut client| async move {
-                let (mut me, leads, joined_at, slots) =
-                    election.join(&mut client, lease, id).await?;
-                if let Some(n) = slots {
-                    return Ok(Err(Mismatch::Slots(n)));
-                }
+                let (mut me, leads, joined_at) = match election.join(&mut client, lease, id).await?
+                {
+                    election::Joined::Queued { me, leads, at } => (me, leads, at),
+                    election::Joined::SlotsInUse(n) => return Ok(Err(Mismatch::Slots(n))),
+                };
                 obs.enter(Phase::Standby {
                     lease: me.lease,
                     key: me.key.clone(),

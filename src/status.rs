@@ -82,11 +82,24 @@ impl Target {
 }
 
 impl Target {
-    /// The election's slots, when it runs with `--slots N` > 1 (`None` otherwise).
+    /// The election's slots, when it runs with `--slots N` > 1 (`None` otherwise). A role that
+    /// may read only `PREFIX/NAME/` (as before slots) is refused this read: then `None` too, and
+    /// the singleton's queue is shown as before.
     pub async fn slots(&self) -> Result<Option<SlotsView>, EtcdError> {
         let election = &self.election;
-        self.read(|mut c| async move { SlotsView::read(election, &mut c).await })
-            .await
+        // A refusal comes back as Ok(Err): no fault of the endpoint, so it is not counted as one.
+        let read = self
+            .read(|mut c| async move {
+                match SlotsView::read(election, &mut c).await {
+                    Err(EtcdError::Rejected(why)) => Ok(Err(why)),
+                    other => other.map(Ok),
+                }
+            })
+            .await?;
+        Ok(read.unwrap_or_else(|why| {
+            tracing::debug!(%why, "cannot read the slots keys; showing the singleton's queue");
+            None
+        }))
     }
 
     /// What `status` shows: the singleton's queue, or the slots when there are any.
