@@ -386,18 +386,9 @@ impl Election {
     /// One transaction: if our key still exists with our lease and our create-revision, the key
     /// just ahead of us in the queue (none: we are first), at the transaction's revision.
     async fn next_ahead(&self, client: &mut Client, me: &Candidacy) -> Result<Turn, EtcdError> {
-        let ahead = GetOptions::new()
-            .with_prefix()
-            .with_max_create_revision(me.revision - 1)
-            .with_sort(SortTarget::Create, SortOrder::Descend)
-            .with_keys_only()
-            .with_limit(1);
         let txn = Txn::new()
-            .when([
-                Compare::create_revision(me.key.clone(), CompareOp::Equal, me.revision),
-                Compare::lease(me.key.clone(), CompareOp::Equal, me.lease.0),
-            ])
-            .and_then([TxnOp::get(self.dir.clone(), Some(ahead))]);
+            .when(still_ours(me))
+            .and_then([TxnOp::get(self.dir.clone(), Some(just_ahead_of(me)))]);
         let resp = client.txn(txn).await?;
         if !resp.succeeded() {
             // A candidate whose lease expired while it waited must not believe it leads.
@@ -592,6 +583,25 @@ fn lease_of_key(dir: &str, key: &[u8]) -> Option<i64> {
 /// range as one absent key: create-revision 0).
 pub fn no_key_under(prefix: &str) -> Compare {
     Compare::create_revision(prefix, CompareOp::Equal, 0).with_range(range_end(prefix.as_bytes()))
+}
+
+/// A transaction condition: `me`'s key still exists with its lease and its create-revision.
+pub fn still_ours(me: &Candidacy) -> [Compare; 2] {
+    [
+        Compare::create_revision(me.key.clone(), CompareOp::Equal, me.revision),
+        Compare::lease(me.key.clone(), CompareOp::Equal, me.lease.0),
+    ]
+}
+
+/// A read, under a queue's prefix, of the one key just ahead of `me` (the largest create-revision
+/// below its own), keys only.
+pub fn just_ahead_of(me: &Candidacy) -> GetOptions {
+    GetOptions::new()
+        .with_prefix()
+        .with_max_create_revision(me.revision - 1)
+        .with_sort(SortTarget::Create, SortOrder::Descend)
+        .with_keys_only()
+        .with_limit(1)
 }
 
 /// The end of the range of every key that starts with `prefix` (etcd's prefix convention).

@@ -35,7 +35,8 @@ use etcd_client::{
 
 use crate::candidacy_watch::CandidacyWatch;
 use crate::election::{
-    range_end, Candidacy, Candidate, Election, HealthRecord, WaitAhead, PREDECESSOR_WAIT,
+    just_ahead_of, range_end, still_ours, Candidacy, Candidate, Election, HealthRecord, WaitAhead,
+    PREDECESSOR_WAIT,
 };
 use crate::etcd::{EtcdError, LeaseId};
 
@@ -425,15 +426,10 @@ impl SlotElection {
     /// One transaction: if our queue key is still ours, the key just ahead of it and every slot's
     /// holder, at one revision.
     async fn view(&self, client: &mut Client, me: &Candidacy) -> Result<View, EtcdError> {
-        let ahead = GetOptions::new()
-            .with_prefix()
-            .with_max_create_revision(me.revision - 1)
-            .with_sort(SortTarget::Create, SortOrder::Descend)
-            .with_keys_only()
-            .with_limit(1);
-        let txn = Txn::new()
-            .when(still_queued(me))
-            .and_then([TxnOp::get(self.queue_dir(), Some(ahead)), self.slots_op()]);
+        let txn = Txn::new().when(still_ours(me)).and_then([
+            TxnOp::get(self.queue_dir(), Some(just_ahead_of(me))),
+            self.slots_op(),
+        ]);
         let resp = client.txn(txn).await?;
         if !resp.succeeded() {
             return Err(EtcdError::Unavailable(format!(
@@ -465,7 +461,7 @@ impl SlotElection {
         id: &str,
     ) -> Result<Option<Candidacy>, EtcdError> {
         let key = self.slot_key(slot);
-        let mut when = still_queued(me).to_vec();
+        let mut when = still_ours(me).to_vec();
         when.push(Compare::create_revision(key.clone(), CompareOp::Equal, 0));
         let txn = Txn::new().when(when).and_then([
             TxnOp::put(
@@ -571,14 +567,6 @@ pub fn canonical_number(s: &str) -> Option<u32> {
         return None;
     }
     s.parse().ok()
-}
-
-/// Our queue key is still ours: same lease, same create-revision.
-fn still_queued(me: &Candidacy) -> [Compare; 2] {
-    [
-        Compare::create_revision(me.key.clone(), CompareOp::Equal, me.revision),
-        Compare::lease(me.key.clone(), CompareOp::Equal, me.lease.0),
-    ]
 }
 
 async fn lease_alive(client: &mut Client, lease: LeaseId) -> Result<bool, EtcdError> {
