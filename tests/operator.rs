@@ -5,10 +5,12 @@
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::support::{bin, free_port, spawn_with_deathsig, wait_for, EtcdCluster, Replica};
+use crate::support::{
+    bin, free_port, run_subcommand, spawn_with_deathsig, wait_for, EtcdCluster, Replica,
+};
 
 const LONG: Duration = Duration::from_secs(30);
 
@@ -29,23 +31,13 @@ fn replica(name: &str, etcd: &EtcdCluster, election: &str, extra: &[&str]) -> Re
     Replica::start(name, &etcd.endpoints(), &args)
 }
 
-/// Runs `singleton-exec SUBCOMMAND --endpoints E ARGS` to completion.
-fn run(sub: &str, etcd: &EtcdCluster, args: &[&str]) -> Output {
-    Command::new(bin())
-        .arg(sub)
-        .args(["--endpoints", &etcd.endpoints()])
-        .args(args)
-        .output()
-        .expect("run singleton-exec")
-}
-
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
 /// `status --output json` for `election`.
 fn status_json(etcd: &EtcdCluster, election: &str) -> serde_json::Value {
-    let out = run(
+    let out = run_subcommand(
         "status",
         etcd,
         &["--election", election, "--output", "json"],
@@ -95,7 +87,7 @@ fn resign_moves_leadership_at_once_and_the_old_leader_stays_a_standby() {
     assert_eq!(before["leader"]["id"], "a");
 
     let asked_at = now_ns();
-    let out = run("resign", &etcd, &["--election", "switch"]);
+    let out = run_subcommand("resign", &etcd, &["--election", "switch"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     b.wait_stdout("started-b", LONG);
     let started: u128 = b
@@ -148,7 +140,7 @@ fn a_stale_request_does_not_make_a_later_leader_step_down() {
     let b = replica("b", &etcd, "stale", &[]);
     b.wait_log("role=\"standby\"", LONG);
     let first = status_json(&etcd, "stale")["leader"].clone();
-    let out = run("resign", &etcd, &["--election", "stale"]);
+    let out = run_subcommand("resign", &etcd, &["--election", "stale"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     b.wait_stdout("started-b", LONG);
     let second = status_json(&etcd, "stale")["leader"].clone();
@@ -194,12 +186,12 @@ fn a_stale_request_does_not_make_a_later_leader_step_down() {
 #[test]
 fn resign_without_a_leader_exits_1_and_bad_input_exits_2() {
     let etcd = EtcdCluster::single();
-    let out = run("resign", &etcd, &["--election", "nobody"]);
+    let out = run_subcommand("resign", &etcd, &["--election", "nobody"]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
     assert!(text(&out.stdout).contains("no leader"));
-    let out = run("resign", &etcd, &["--election", "a/b"]);
+    let out = run_subcommand("resign", &etcd, &["--election", "a/b"]);
     assert_eq!(out.status.code(), Some(2));
-    let out = run("resign", &etcd, &["--election", "x", "--timeout", "soon"]);
+    let out = run_subcommand("resign", &etcd, &["--election", "x", "--timeout", "soon"]);
     assert_eq!(out.status.code(), Some(2));
 }
 
@@ -225,7 +217,7 @@ fn resign_gives_up_with_124_while_the_leader_is_still_stopping() {
     );
     a.wait_stdout("started", LONG);
     let t0 = std::time::Instant::now();
-    let out = run("resign", &etcd, &["--election", "slow", "--timeout", "1s"]);
+    let out = run_subcommand("resign", &etcd, &["--election", "slow", "--timeout", "1s"]);
     let took = t0.elapsed();
     assert_eq!(out.status.code(), Some(124), "{}", text(&out.stderr));
     assert!(took < Duration::from_secs(5), "took {took:?}");
@@ -275,7 +267,7 @@ fn status_json_lists_the_queue_and_shows_an_etcdctl_lock_holder() {
         .collect();
     assert!(revs.windows(2).all(|w| w[0] < w[1]), "{revs:?}");
 
-    let out = run("status", &etcd, &["--election", "queue"]);
+    let out = run_subcommand("status", &etcd, &["--election", "queue"]);
     assert_eq!(out.status.code(), Some(0));
     let t = text(&out.stdout);
     assert!(
@@ -288,7 +280,7 @@ fn status_json_lists_the_queue_and_shows_an_etcdctl_lock_holder() {
         "{t}"
     );
 
-    let none = run(
+    let none = run_subcommand(
         "status",
         &etcd,
         &["--election", "empty", "--output", "json"],
@@ -523,7 +515,7 @@ fn without_permission_on_the_request_key_the_leader_keeps_leading() {
     let a = replica("a", &etcd, "perm", &["--user", "app:app-pw"]);
     a.wait_stdout("started-a", LONG);
     a.wait_log("cannot read step-down requests", LONG);
-    let out = run(
+    let out = run_subcommand(
         "resign",
         &etcd,
         &[
@@ -541,7 +533,7 @@ fn without_permission_on_the_request_key_the_leader_keeps_leading() {
         "{}",
         text(&out.stderr)
     );
-    let st = run(
+    let st = run_subcommand(
         "status",
         &etcd,
         &["--election", "perm", "--user", "app:app-pw"],

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use crate::support::worker::{assert_no_slot_overlap, slot_events, slot_starts, SlotEv};
 use crate::support::{
-    alive, bin, boot_ns, free_port, http, program, wait_for, EtcdCluster, Replica,
+    alive, bin, boot_ns, free_port, http, program, run_subcommand, wait_for, EtcdCluster, Replica,
 };
 
 const LONG: Duration = Duration::from_secs(30);
@@ -724,17 +724,6 @@ fn slot_counts_outside_1_to_1024_are_usage_errors() {
     }
 }
 
-/// Runs `singleton-exec SUBCOMMAND --endpoints E ARGS` to completion (`resign` is bounded by its
-/// `--timeout`, `status` by one read).
-fn run(sub: &str, etcd: &EtcdCluster, args: &[&str]) -> std::process::Output {
-    Command::new(bin())
-        .arg(sub)
-        .args(["--endpoints", &etcd.endpoints()])
-        .args(args)
-        .output()
-        .expect("run singleton-exec")
-}
-
 fn metric(port: u16, line: &str) -> bool {
     http("GET", port, "/metrics").1.lines().any(|l| l == line)
 }
@@ -765,7 +754,7 @@ fn status_resign_and_the_endpoints_show_every_slot() {
         .to_string();
 
     // Text: every slot's holder, then the standby; exit 0 with every slot held.
-    let out = run("status", &etcd, &["--election", election]);
+    let out = run_subcommand("status", &etcd, &["--election", election]);
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     assert_eq!(out.status.code(), Some(0), "{text}");
     assert!(text.contains("slots:      2 (2 held)\n"), "{text}");
@@ -787,7 +776,7 @@ fn status_resign_and_the_endpoints_show_every_slot() {
     );
 
     // JSON: the same, by slot.
-    let out = run(
+    let out = run_subcommand(
         "status",
         &etcd,
         &["--election", election, "--output", "json"],
@@ -827,14 +816,14 @@ fn status_resign_and_the_endpoints_show_every_slot() {
     assert!(metric(port1, "singleton_exec_slot_leading{slot=\"1\"} 1"));
 
     // `resign` needs a slot, in range.
-    let out = run("resign", &etcd, &["--election", election]);
+    let out = run_subcommand("resign", &etcd, &["--election", election]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--slot"));
-    let out = run("resign", &etcd, &["--election", election, "--slot", "2"]);
+    let out = run_subcommand("resign", &etcd, &["--election", election, "--slot", "2"]);
     assert_eq!(out.status.code(), Some(2));
 
     // `resign --slot 1`: its holder steps down, the standby takes slot 1, slot 0 is untouched.
-    let out = run("resign", &etcd, &["--election", election, "--slot", "1"]);
+    let out = run_subcommand("resign", &etcd, &["--election", election, "--slot", "1"]);
     let said = String::from_utf8_lossy(&out.stdout).into_owned();
     assert_eq!(out.status.code(), Some(0), "{said}\n{}", logs(&rs));
     assert!(
@@ -873,18 +862,21 @@ fn status_resign_and_the_endpoints_show_every_slot() {
     wait_for(
         LONG,
         || {
-            run("status", &etcd, &["--election", election])
+            run_subcommand("status", &etcd, &["--election", election])
                 .status
                 .code()
                 == Some(1)
         },
         || {
-            String::from_utf8_lossy(&run("status", &etcd, &["--election", election]).stdout)
-                .into_owned()
+            String::from_utf8_lossy(
+                &run_subcommand("status", &etcd, &["--election", election]).stdout,
+            )
+            .into_owned()
         },
     );
-    let text = String::from_utf8_lossy(&run("status", &etcd, &["--election", election]).stdout)
-        .into_owned();
+    let text =
+        String::from_utf8_lossy(&run_subcommand("status", &etcd, &["--election", election]).stdout)
+            .into_owned();
     assert!(
         text.contains("slots:      2 (1 held)\nslot 0:     none\n"),
         "{text}"

@@ -396,3 +396,14 @@ pub fn http(method: &str, port: u16, path: &str) -> (u16, String) {
         .unwrap_or_default();
     (status, body)
 }
+
+/// Runs `singleton-exec SUBCOMMAND --endpoints E ARGS` (`status`, `resign`) to completion: each is
+/// bounded by itself (one read; `resign --timeout`).
+pub fn run_subcommand(sub: &str, etcd: &EtcdCluster, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(bin())
+        .arg(sub)
+        .args(["--endpoints", &etcd.endpoints()])
+        .args(args)
+        .output()
+        .expect("run singleton-exec")
+}
