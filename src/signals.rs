@@ -152,8 +152,12 @@ extern "C" fn on_synchronous_signal(
         };
         let fd = SENT_FAULTS_PIPE.load(Ordering::Relaxed);
         if fd >= 0 && sent_by_another_process(code, pid, me) {
+            // The interrupted code may be between a call and its look at errno: a failed write
+            // (a full pipe) must not change it.
+            let saved = *libc::__errno_location();
             let byte = sig as u8;
             libc::write(fd, (&byte as *const u8).cast(), 1);
+            *libc::__errno_location() = saved;
             return;
         }
         // A genuine fault re-executes the faulting instruction on return and dies of it with the

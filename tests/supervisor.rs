@@ -443,3 +443,94 @@ fn what_the_main_child_leaves_behind_is_stopped_and_its_status_kept() {
         "the grandchild outlived the supervisor: {orphaned:?}"
     );
 }
+
+/// The child is started by a clone that execs a path found beforehand, not by `execvp`; what
+/// `execvp` did must still hold. A file without `#!` is a shell script (run by /bin/sh, with the
+/// path as `$0`), found through PATH too; a command whose exec fails only in the kernel (a missing
+/// interpreter: the file itself exists and is executable) ends with 127 and a message, at once.
+#[test]
+fn scripts_without_an_interpreter_line_and_exec_failures_behave_as_with_execvp() {
+    let etcd = EtcdCluster::single();
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, text: &str| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        p
+    };
+    let plain = write("plain-script", "echo \"ran $0 $1\"; exit 7\n");
+    let code = run_once(&etcd, "script", &[plain.to_str().unwrap(), "arg"]);
+    assert_eq!(code, 7);
+
+    let mut cmd = Command::new(bin());
+    cmd.env(
+        "PATH",
+        format!(
+            "{}:{}",
+            dir.path().display(),
+            std::env::var("PATH").unwrap()
+        ),
+    )
+    .args([
+        "--endpoints",
+        &etcd.endpoints(),
+        "--id",
+        "r",
+        "--election",
+        "script2",
+        "--",
+        "plain-script",
+        "by-name",
+    ]);
+    let mut r = Replica::spawn("r", cmd);
+    assert_eq!(r.wait(LONG), 7, "{}", r.log());
+    assert_eq!(
+        r.stdout().trim(),
+        format!("ran {} by-name", plain.display()),
+        "{}",
+        r.log()
+    );
+
+    // As execvp: a first hit whose exec fails with "not found" (its interpreter is missing) is
+    // skipped for the same name later in PATH.
+    let later = dir.path().join("later");
+    std::fs::create_dir(&later).unwrap();
+    write("twice", "#!/nonexistent/interpreter\necho never\n");
+    let second = later.join("twice");
+    std::fs::write(&second, "#!/bin/sh\necho second\n").unwrap();
+    std::fs::set_permissions(&second, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let mut cmd = Command::new(bin());
+    cmd.env(
+        "PATH",
+        format!(
+            "{}:{}:{}",
+            dir.path().display(),
+            later.display(),
+            std::env::var("PATH").unwrap()
+        ),
+    )
+    .args([
+        "--endpoints",
+        &etcd.endpoints(),
+        "--id",
+        "r",
+        "--election",
+        "script3",
+        "--",
+        "twice",
+    ]);
+    let mut r = Replica::spawn("r", cmd);
+    assert_eq!(r.wait(LONG), 0, "{}", r.log());
+    assert_eq!(r.stdout().trim(), "second", "{}", r.log());
+
+    let broken = write("broken", "#!/nonexistent/interpreter\necho never\n");
+    let started = Instant::now();
+    let mut r = Replica::start(
+        "r",
+        &etcd.endpoints(),
+        &["--election", "broken", "--", broken.to_str().unwrap()],
+    );
+    assert_eq!(r.wait(LONG), 127, "{}", r.log());
+    assert!(r.log().contains("cannot run"), "{}", r.log());
+    assert!(started.elapsed() < LONG);
+}
