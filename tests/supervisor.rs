@@ -444,6 +444,38 @@ fn what_the_main_child_leaves_behind_is_stopped_and_its_status_kept() {
     );
 }
 
+/// An executable file `dir/name` holding `text`.
+fn executable(dir: &std::path::Path, name: &str, text: &str) -> std::path::PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    p
+}
+
+/// A replica whose PATH starts with `dirs`, running `command`.
+fn with_path_first(
+    etcd: &EtcdCluster,
+    dirs: &[&std::path::Path],
+    election: &str,
+    command: &[&str],
+) -> Replica {
+    let mut path: Vec<String> = dirs.iter().map(|d| d.display().to_string()).collect();
+    path.push(std::env::var("PATH").unwrap());
+    let mut cmd = Command::new(bin());
+    cmd.env("PATH", path.join(":"))
+        .args([
+            "--endpoints",
+            &etcd.endpoints(),
+            "--id",
+            "r",
+            "--election",
+            election,
+            "--",
+        ])
+        .args(command);
+    Replica::spawn("r", cmd)
+}
+
 /// The child is started by a clone that execs a path found beforehand, not by `execvp`; what
 /// `execvp` did must still hold. A file without `#!` is a shell script (run by /bin/sh, with the
 /// path as `$0`), found through PATH too; a command whose exec fails only in the kernel (a missing
@@ -452,37 +484,17 @@ fn what_the_main_child_leaves_behind_is_stopped_and_its_status_kept() {
 fn scripts_without_an_interpreter_line_and_exec_failures_behave_as_with_execvp() {
     let etcd = EtcdCluster::single();
     let dir = tempfile::tempdir().unwrap();
-    let write = |name: &str, text: &str| {
-        let p = dir.path().join(name);
-        std::fs::write(&p, text).unwrap();
-        std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-        p
-    };
+    let write = |name: &str, text: &str| executable(dir.path(), name, text);
     let plain = write("plain-script", "echo \"ran $0 $1\"; exit 7\n");
     let code = run_once(&etcd, "script", &[plain.to_str().unwrap(), "arg"]);
     assert_eq!(code, 7);
 
-    let mut cmd = Command::new(bin());
-    cmd.env(
-        "PATH",
-        format!(
-            "{}:{}",
-            dir.path().display(),
-            std::env::var("PATH").unwrap()
-        ),
-    )
-    .args([
-        "--endpoints",
-        &etcd.endpoints(),
-        "--id",
-        "r",
-        "--election",
+    let mut r = with_path_first(
+        &etcd,
+        &[dir.path()],
         "script2",
-        "--",
-        "plain-script",
-        "by-name",
-    ]);
-    let mut r = Replica::spawn("r", cmd);
+        &["plain-script", "by-name"],
+    );
     assert_eq!(r.wait(LONG), 7, "{}", r.log());
     assert_eq!(
         r.stdout().trim(),
@@ -496,30 +508,8 @@ fn scripts_without_an_interpreter_line_and_exec_failures_behave_as_with_execvp()
     let later = dir.path().join("later");
     std::fs::create_dir(&later).unwrap();
     write("twice", "#!/nonexistent/interpreter\necho never\n");
-    let second = later.join("twice");
-    std::fs::write(&second, "#!/bin/sh\necho second\n").unwrap();
-    std::fs::set_permissions(&second, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-    let mut cmd = Command::new(bin());
-    cmd.env(
-        "PATH",
-        format!(
-            "{}:{}:{}",
-            dir.path().display(),
-            later.display(),
-            std::env::var("PATH").unwrap()
-        ),
-    )
-    .args([
-        "--endpoints",
-        &etcd.endpoints(),
-        "--id",
-        "r",
-        "--election",
-        "script3",
-        "--",
-        "twice",
-    ]);
-    let mut r = Replica::spawn("r", cmd);
+    executable(&later, "twice", "#!/bin/sh\necho second\n");
+    let mut r = with_path_first(&etcd, &[dir.path(), &later], "script3", &["twice"]);
     assert_eq!(r.wait(LONG), 0, "{}", r.log());
     assert_eq!(r.stdout().trim(), "second", "{}", r.log());
 
