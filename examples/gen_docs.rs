@@ -10,7 +10,7 @@ use clap_complete::Shell;
 /// Every generated file, relative to the output directory, with its contents.
 pub fn render() -> Vec<(PathBuf, Vec<u8>)> {
     let mut out = Vec::new();
-    let cmd = singleton_exec::cli::Cli::command();
+    let cmd = singleton_exec::config::cli::Cli::command();
     let mut man = Vec::new();
     clap_mangen::Man::new(cmd.clone())
         .render(&mut man)

@@ -5,14 +5,17 @@ use std::time::Duration;
 
 use clap::Parser;
 
-use singleton_exec::cli::{Cli, Command};
+use singleton_exec::commands::{resign, status};
+use singleton_exec::config::cli::{Cli, Command};
 use singleton_exec::config::Config;
-use singleton_exec::exit_code::Exit;
+use singleton_exec::core::exit_code::Exit;
 use singleton_exec::health::Check;
-use singleton_exec::observer::Observer;
-use singleton_exec::{
-    guard, leadership, logging, notify, signals, spawn, status, supervisor, switchover,
-};
+use singleton_exec::leadership;
+use singleton_exec::process::contract::Settings;
+use singleton_exec::process::thread::{self, ProcessThread};
+use singleton_exec::process::{guard, signals, spawn};
+use singleton_exec::report::observer::Observer;
+use singleton_exec::report::{logging, notify};
 
 fn main() {
     if let Some(code) = guard::run_if_guard() {
@@ -45,7 +48,7 @@ fn run() -> i32 {
         }
         Some(Command::Resign(args)) => {
             logging::init(&args.log);
-            return block_on(switchover::run(args));
+            return block_on(resign::run(args));
         }
         None => {}
     }
@@ -69,7 +72,7 @@ fn supervise(cli: Cli) -> Exit {
         return e.exit();
     }
     if let Some(Check::Command(_)) = config.health.as_ref().map(|h| &h.check) {
-        let sh = singleton_exec::config::CommandSpec {
+        let sh = singleton_exec::core::command::CommandSpec {
             program: "/bin/sh".into(),
             args: vec![],
         };
@@ -96,7 +99,7 @@ fn supervise(cli: Cli) -> Exit {
             .inspect_err(|e| tracing::warn!(error = %e, "cannot start the guard: the child's tree may outlive a SIGKILL of singleton-exec"))
             .ok()
     };
-    if let Err(e) = supervisor::become_subreaper() {
+    if let Err(e) = thread::become_subreaper() {
         tracing::error!(error = %e, "cannot become a child subreaper");
         return Exit::Internal;
     }
@@ -119,12 +122,12 @@ fn supervise(cli: Cli) -> Exit {
         config.timing,
         notifier,
     ));
-    let settings = supervisor::Settings {
+    let settings = Settings {
         stop_signal: config.stop_signal as i32,
         grace: config.timing.grace,
         resign_signal: config.resign_signal.map(|s| s as i32),
     };
-    let sup = match supervisor::Supervisor::start(settings, sent_faults, guard) {
+    let sup = match ProcessThread::start(settings, sent_faults, guard) {
         Ok(s) => s,
         Err(e) => {
             tracing::error!(error = %e, "cannot start the process thread");

@@ -2,11 +2,11 @@
 //!
 //! Every asynchronous signal is blocked, in the main thread, so every thread created later inherits
 //! the mask and no signal is ever delivered to a random runtime thread. The process thread
-//! ([`crate::supervisor`]) reads them from a signalfd. Blocked signals are queued even for PID 1 (a
+//! ([`crate::process::thread`]) reads them from a signalfd. Blocked signals are queued even for PID 1 (a
 //! PID 1 without handlers would otherwise have them dropped by the kernel).
 //!
 //! We also record what the user handed us, the original mask and which signals were ignored, so the
-//! child can start with exactly that (see [`crate::spawn`]).
+//! child can start with exactly that (see [`crate::process::spawn`]).
 //!
 //! The synchronous signals (SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGTRAP, SIGSYS, SIGABRT) cannot be
 //! blocked: a genuine fault must still crash us. But another process may *send* them (`kill -ABRT`,
@@ -249,17 +249,6 @@ pub fn is_synchronous(sig: libc::c_int) -> bool {
     SYNCHRONOUS.contains(&sig)
 }
 
-/// A human name for a signal number, for logs.
-pub fn name(sig: libc::c_int) -> String {
-    match nix::sys::signal::Signal::try_from(sig) {
-        Ok(s) => s.as_str().to_owned(),
-        Err(_) if sig >= libc::SIGRTMIN() && sig <= libc::SIGRTMAX() => {
-            format!("SIGRTMIN+{}", sig - libc::SIGRTMIN())
-        }
-        Err(_) => format!("signal {sig}"),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -284,8 +273,11 @@ mod tests {
 
     #[test]
     fn names_and_classes() {
-        assert_eq!(name(libc::SIGTERM), "SIGTERM");
-        assert!(name(libc::SIGRTMIN() + 2).starts_with("SIGRTMIN+"));
+        assert_eq!(
+            crate::core::exit_code::signal_name(libc::SIGTERM),
+            "SIGTERM"
+        );
+        assert!(crate::core::exit_code::signal_name(libc::SIGRTMIN() + 2).starts_with("SIGRTMIN+"));
         assert!(is_forwardable(libc::SIGUSR1));
         assert!(!is_forwardable(libc::SIGCHLD));
         assert!(!is_forwardable(libc::SIGSEGV));

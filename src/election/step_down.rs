@@ -7,15 +7,15 @@
 //! leader step down. On obeying, the leader deletes the request: that is the acknowledgement.
 //!
 //! Every candidate watches the request key on the stream it sets up when it joins
-//! ([`crate::candidacy_watch`]), so a new leader needs no new watch; requests are rare, and each is
+//! ([`crate::election::candidacy_watch`]), so a new leader needs no new watch; requests are rare, and each is
 //! read by every candidate and obeyed by the one it is addressed to. It is best effort: a role
 //! without read permission on the request key only loses this way of stepping down (a warning says
 //! so), never the leadership.
 
 use etcd_client::{Compare, CompareOp, Txn, TxnOp};
 
-use crate::election::Candidacy;
-use crate::etcd::{Connector, EtcdError};
+use crate::election::connector::{Connector, EtcdError};
+use crate::election::queue::Candidacy;
 
 /// A request to step down, as stored in etcd (JSON).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -104,7 +104,7 @@ pub(crate) async fn acknowledge(connector: &Connector, key: &str, mod_revision: 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::etcd::LeaseId;
+    use crate::core::lifecycle::LeaseId;
 
     fn me() -> Candidacy {
         Candidacy {

@@ -15,10 +15,36 @@
 use std::fmt;
 use std::time::Duration;
 
-use crate::cli::{OnChildExit, OnLeaseLost};
-use crate::etcd::LeaseId;
-use crate::exit_code::{ChildStatus, Exit};
-use crate::signals;
+use crate::core::exit_code::signal_name;
+use crate::core::exit_code::{ChildStatus, Exit};
+
+/// A lease id, printed as etcd prints it (lower-case hex), which is also its election key's name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct LeaseId(pub i64);
+
+impl fmt::Display for LeaseId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:x}", self.0)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OnLeaseLost {
+    /// Exit with code 122 once the child's tree is gone.
+    Exit,
+    /// Take a new lease and go back to standby.
+    Recampaign,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OnChildExit {
+    /// Revoke the lease (a standby takes over at once) and exit with the child's status.
+    Exit,
+    /// Start the child again, with backoff, while still leader.
+    Restart,
+    /// Revoke the lease and campaign again as a standby.
+    Recampaign,
+}
 
 /// Why the child's tree is being (or was) stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,7 +99,7 @@ impl fmt::Display for StopReason {
             }
             StopReason::Resign => f.write_str("step-down requested"),
             StopReason::Unhealthy => f.write_str("the child failed its health checks"),
-            StopReason::Shutdown(sig) => write!(f, "received {}", signals::name(*sig)),
+            StopReason::Shutdown(sig) => write!(f, "received {}", signal_name(*sig)),
             StopReason::ChildExited => f.write_str("the child exited"),
         }
     }
@@ -221,6 +247,12 @@ pub fn decide(reason: StopReason, shutdown: bool, status: ChildStatus, p: Polici
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lease_ids_print_as_etcd_does() {
+        assert_eq!(LeaseId(0x694d77aa9e4f2a1b).to_string(), "694d77aa9e4f2a1b");
+        assert_eq!(LeaseId(255).to_string(), "ff");
+    }
 
     const REASONS: [StopReason; 8] = [
         StopReason::LeaseGone,

@@ -4,7 +4,7 @@
 //! standby would never finish starting (TimeoutStartSec). `STATUS=` follows every transition,
 //! `WATCHDOG=1` goes out at half of `$WATCHDOG_USEC` while the leadership loop runs, `STOPPING=1` at
 //! shutdown. Without `$NOTIFY_SOCKET` every call is a no-op. The variables are read once at start-up
-//! and never reach the child ([`crate::spawn`] removes them).
+//! and never reach the child ([`crate::process::spawn`] removes them).
 
 use std::os::unix::net::UnixDatagram;
 use std::time::Duration;

@@ -27,12 +27,13 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc::UnboundedSender;
 
-use crate::clock::BootInstant;
-use crate::election::Election;
-use crate::etcd::{Connector, Secret};
-use crate::lifecycle::Phase;
-use crate::observer::Observer;
-use crate::slots::SlotsView;
+use crate::config::etcd::Secret;
+use crate::core::clock::BootInstant;
+use crate::core::lifecycle::Phase;
+use crate::election::connector::Connector;
+use crate::election::queue::Election;
+use crate::election::slots::SlotsView;
+use crate::report::observer::Observer;
 
 /// Connections served at once; more wait in the kernel's backlog. Probes and scrapers need few.
 const MAX_CONNECTIONS: usize = 32;

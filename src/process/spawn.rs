@@ -33,9 +33,9 @@ use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicI32, Ordering};
 
-use crate::config::CommandSpec;
-use crate::exit_code;
-use crate::signals;
+use crate::core::command::CommandSpec;
+use crate::core::exit_code;
+use crate::process::signals;
 
 /// Variables that belong to the supervisor's own service manager, never to the child.
 const SCRUBBED: [&str; 6] = [
@@ -60,8 +60,8 @@ pub struct SpawnError {
 
 impl SpawnError {
     /// How the process ends when the command cannot be started.
-    pub fn exit(&self) -> crate::exit_code::Exit {
-        use crate::exit_code::Exit;
+    pub fn exit(&self) -> crate::core::exit_code::Exit {
+        use crate::core::exit_code::Exit;
         match self.exit_code() {
             exit_code::NOT_FOUND => Exit::NotFound,
             exit_code::NOT_EXECUTABLE => Exit::NotExecutable,

@@ -19,7 +19,7 @@
 //!
 //! Why two holders of a slot cannot run at once: the slot key exists at most once (the claim is a
 //! create), it is attached to its holder's lease, and a holder's child is dead before that lease
-//! can expire (the same fail-closed deadline as the singleton's, [`crate::timing`]). A graceful
+//! can expire (the same fail-closed deadline as the singleton's, [`crate::core::timing`]). A graceful
 //! holder revokes its lease only after its child's tree is gone. A slot key deleted by hand while
 //! its holder's lease lives is the one way around that: the claimer then waits, as the singleton's
 //! new leader does, for that lease to go (at most [`PREDECESSOR_WAIT`]), and the holder, which
@@ -33,12 +33,13 @@ use etcd_client::{
     TxnOp, TxnOpResponse,
 };
 
-use crate::candidacy_watch::CandidacyWatch;
-use crate::election::{
+use crate::core::lifecycle::LeaseId;
+use crate::election::candidacy_watch::CandidacyWatch;
+use crate::election::connector::EtcdError;
+use crate::election::queue::{
     just_ahead_of, range_end, still_ours, Candidacy, Candidate, Election, HealthRecord, WaitAhead,
     PREDECESSOR_WAIT,
 };
-use crate::etcd::{EtcdError, LeaseId};
 
 /// The keys of one election with N > 1 slots.
 #[derive(Debug, Clone)]
@@ -418,7 +419,7 @@ impl SlotElection {
             Ok(resp) => Ok(Some(self.holders_from(&kvs(resp.kvs()), at))),
             // Compacted: the deletion is old. A future revision: etcd was restored from an older
             // snapshot, and our revision is not there.
-            Err(e) if crate::etcd::history_gone(&e) => Ok(None),
+            Err(e) if crate::election::connector::history_gone(&e) => Ok(None),
             Err(e) => Err(e.into()),
         }
     }

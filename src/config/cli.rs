@@ -5,13 +5,14 @@
 //! options fall back to etcdctl's `ETCDCTL_*` variables (resolved in the config step, since clap reads one
 //! variable per option).
 
+use crate::core::lifecycle::{OnChildExit, OnLeaseLost};
 use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
 
-use crate::exit_code::HELP_TABLE;
+use crate::core::exit_code::HELP_TABLE;
 
 /// Where elections live unless `--prefix` says otherwise.
 pub const DEFAULT_PREFIX: &str = "/singleton-exec";
@@ -283,24 +284,6 @@ pub struct LogArgs {
     /// Less log detail (-q warnings only, -qq errors only).
     #[arg(short, long, action = ArgAction::Count)]
     pub quiet: u8,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum OnLeaseLost {
-    /// Exit with code 122 once the child's tree is gone.
-    Exit,
-    /// Take a new lease and go back to standby.
-    Recampaign,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum OnChildExit {
-    /// Revoke the lease (a standby takes over at once) and exit with the child's status.
-    Exit,
-    /// Start the child again, with backoff, while still leader.
-    Restart,
-    /// Revoke the lease and campaign again as a standby.
-    Recampaign,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -1,7 +1,7 @@
 //! `singleton-exec resign`: a planned switchover, from any machine with etcd access.
 //!
 //! 1. Read the leader (none: exit 1); with `--slots N`, the holder of the slot named by `--slot`.
-//! 2. Put a step-down request addressed to its key and fencing revision ([`crate::resign`]), under a
+//! 2. Put a step-down request addressed to its key and fencing revision ([`crate::election::step_down`]), under a
 //!    lease of our own, so a request whose requester died is gone within about `--timeout`.
 //! 3. Wait until that leader key is gone: the leader stopped its child's tree and revoked its lease,
 //!    so a standby can take over (and the old leader waits as a standby after `--resign-holdoff`).
@@ -16,13 +16,13 @@ use std::time::Duration;
 use etcd_client::PutOptions;
 use tokio::time::Instant;
 
-use crate::cli::ResignArgs;
-use crate::election::{Candidacy, Candidate};
-use crate::etcd::EtcdError;
-use crate::exit_code;
-use crate::resign::ResignRequest;
-use crate::signals;
-use crate::status::{failed, Target, NO_LEADER};
+use crate::commands::status::{failed, Target, NO_LEADER};
+use crate::config::cli::ResignArgs;
+use crate::core::exit_code;
+use crate::election::connector::EtcdError;
+use crate::election::queue::{Candidacy, Candidate};
+use crate::election::step_down::ResignRequest;
+use crate::process::signals;
 
 /// `--timeout` passed: the same code as `--acquire-timeout` and timeout(1).
 pub const TIMED_OUT: i32 = exit_code::ACQUIRE_TIMEOUT;
@@ -165,7 +165,7 @@ async fn request_and_wait(
     // Only the key is watched; its deletion after `from` is the leader giving the lease up.
     let old = Candidacy {
         key: request.leader_key.clone(),
-        lease: crate::etcd::LeaseId(0),
+        lease: crate::core::lifecycle::LeaseId(0),
         revision: request.fencing_revision,
         leads_since: request.fencing_revision,
         slot: None,
@@ -223,7 +223,7 @@ async fn withdraw(target: &Target, lease: i64) {
     match tokio::time::timeout(target.connector.request_timeout(), revoke).await {
         Ok(Ok(())) => {}
         _ => tracing::warn!(
-            lease = %crate::etcd::LeaseId(lease),
+            lease = %crate::core::lifecycle::LeaseId(lease),
             "cannot withdraw the step-down request; it expires with its lease"
         ),
     }
@@ -241,7 +241,7 @@ fn requester() -> String {
 
 fn describe(c: &Candidate) -> String {
     let id = if c.id.is_empty() {
-        crate::status::EMPTY_ID
+        crate::commands::status::EMPTY_ID
     } else {
         &c.id
     };
@@ -288,7 +288,7 @@ async fn report(
         Outcome::Interrupted(sig) => {
             eprintln!(
                 "singleton-exec: interrupted by {}; the request was withdrawn (unless the leader had already taken it)",
-                signals::name(sig)
+                crate::core::exit_code::signal_name(sig)
             );
             exit_code::SIGNALED_BASE + sig
         }

@@ -5,8 +5,6 @@
 //! codes below are for the cases where the supervisor, not the child, decides how the process ends. A
 //! child may exit with the same numbers; the log always says which one happened.
 
-use crate::signals;
-
 /// Bad flags, a bad environment variable, an impossible timing model, unreadable TLS files.
 pub const USAGE: i32 = 2;
 /// etcd refused us for good: authentication failed or permission denied on the election prefix.
@@ -70,7 +68,7 @@ impl std::fmt::Display for ChildStatus {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             ChildStatus::Exited(code) => write!(f, "exited with status {code}"),
-            ChildStatus::Signaled(sig) => write!(f, "killed by {}", signals::name(*sig)),
+            ChildStatus::Signaled(sig) => write!(f, "killed by {}", signal_name(*sig)),
         }
     }
 }
@@ -105,6 +103,17 @@ impl Exit {
             Exit::NotExecutable => NOT_EXECUTABLE,
             Exit::NotFound => NOT_FOUND,
         }
+    }
+}
+
+/// A human name for a signal number, for logs.
+pub fn signal_name(sig: libc::c_int) -> String {
+    match nix::sys::signal::Signal::try_from(sig) {
+        Ok(s) => s.as_str().to_owned(),
+        Err(_) if sig >= libc::SIGRTMIN() && sig <= libc::SIGRTMAX() => {
+            format!("SIGRTMIN+{}", sig - libc::SIGRTMIN())
+        }
+        Err(_) => format!("signal {sig}"),
     }
 }
 

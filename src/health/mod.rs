@@ -5,7 +5,7 @@
 //! options), the pure bookkeeping of consecutive failures and the start period ([`Tracker`], table
 //! tested), the schedule of checks ([`Schedule`]), the HTTP check ([`http_check`]) and the
 //! [`Monitor`] that drives them for one child. Command checks run in the process thread
-//! ([`crate::check_process`]).
+//! ([`crate::process::check`]).
 //!
 //! Invariants:
 //! * a check never runs in the process thread's way: a command check is forked by the process
@@ -24,7 +24,8 @@ use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use crate::exit_code::ChildStatus;
+use crate::core::exit_code::ChildStatus;
+use crate::process::contract::CheckExit;
 
 /// What a check does.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -165,18 +166,6 @@ pub fn parse_url(s: &str) -> Result<HttpTarget, String> {
         host: authority.to_string(),
         path,
     })
-}
-
-/// How a health check process ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum CheckExit {
-    Exited(ChildStatus),
-    /// Killed (with its process group) at its timeout.
-    TimedOut,
-    /// Not started because no child runs, a stop has begun or a check is in flight: no result.
-    NotRun(String),
-    /// The fork or exec failed (counts as a failed check).
-    SpawnFailed(String),
 }
 
 /// The result of one check.
@@ -341,7 +330,7 @@ pub struct Report {
     pub took: Duration,
 }
 
-/// A command check the process thread is asked to run (see [`crate::supervisor::Request::Check`]).
+/// A command check the process thread is asked to run (see [`crate::process::contract::Request::Check`]).
 pub struct CheckRequest {
     pub id: u64,
     pub command: String,

@@ -16,7 +16,7 @@
 //! * `margin` absorbs what the argument above ignores: the rate difference between our clock and the
 //!   server's over one TTL (ppm, so microseconds), SIGKILL delivery and reaping (milliseconds), and
 //!   scheduling delays of the supervisor itself.
-//! * The retry schedule ([`crate::session`]): a keepalive goes out every `keepalive_interval` (I).
+//! * The retry schedule ([`crate::election::session`]): a keepalive goes out every `keepalive_interval` (I).
 //!   Each *attempt* (reconnecting, re-authenticating, opening the stream and getting the reply) is
 //!   bounded by `attempt_timeout` = I/2 (R); after a failed attempt the next one starts R after
 //!   the failed one started. So after the last acknowledged keepalive sent at `sent`:
@@ -44,7 +44,7 @@
 
 use std::time::Duration;
 
-use crate::clock::BootInstant;
+use crate::core::clock::BootInstant;
 
 /// etcd's smallest lease TTL with its default election timeout (a request for 1 s is granted 2 s).
 pub const MIN_TTL: Duration = Duration::from_secs(2);

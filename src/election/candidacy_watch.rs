@@ -1,12 +1,12 @@
 //! One etcd watch stream per candidacy, set up when the candidate joins the queue and kept until
 //! its leadership ends: it watches our own key (deleted: our place, or our leadership, is gone),
-//! the step-down request key ([`crate::resign`]), and, while standby, the one candidate just ahead
-//! (or, for the first standby of an election with slots, every slot key: [`crate::slots`]).
+//! the step-down request key ([`crate::election::step_down`]), and, while standby, the one candidate just ahead
+//! (or, for the first standby of an election with slots, every slot key: [`crate::election::slots`]).
 //!
 //! Why one stream from the start: a standby that becomes leader then needs no new watch and no
 //! read to learn that its key is deleted or that a step-down is asked of it, so a leader change
 //! costs etcd only the old leader's revoke and the new leader's one verifying read (plus a check
-//! of the old leader's lease; see [`crate::election`]).
+//! of the old leader's lease; see [`crate::election::queue`]).
 //!
 //! Invariants:
 //! * every watch starts at a revision no later than the read it continues from (the join, or the
@@ -25,9 +25,10 @@ use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::election::{Candidacy, Election, WaitAhead};
-use crate::etcd::{Connector, EtcdError, LeaseId};
-use crate::resign;
+use crate::core::lifecycle::LeaseId;
+use crate::election::connector::{Connector, EtcdError};
+use crate::election::queue::{Candidacy, Election, WaitAhead};
+use crate::election::step_down;
 
 const RETRY_MIN: Duration = Duration::from_millis(200);
 const RETRY_MAX: Duration = Duration::from_secs(2);
@@ -503,17 +504,17 @@ impl Task {
 
     /// A step-down request: obeyed (and acknowledged) if addressed to this candidacy.
     fn consider(&self, value: &[u8], mod_revision: i64) {
-        match resign::examine(value, &self.me) {
-            resign::Verdict::Obey(r) => {
+        match step_down::examine(value, &self.me) {
+            step_down::Verdict::Obey(r) => {
                 tracing::info!(by = ?r.by, "step-down requested through etcd");
                 let _ = self.step_down.send(self.me.revision);
                 let (connector, key) = (self.connector.clone(), self.request_key.clone());
                 tokio::spawn(async move {
-                    resign::acknowledge(&connector, &String::from_utf8_lossy(&key), mod_revision)
+                    step_down::acknowledge(&connector, &String::from_utf8_lossy(&key), mod_revision)
                         .await
                 });
             }
-            resign::Verdict::Ignore(why) => {
+            step_down::Verdict::Ignore(why) => {
                 tracing::debug!(%why, "ignoring a step-down request for another leadership")
             }
         }

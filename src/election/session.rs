@@ -5,7 +5,7 @@
 //! one at a time (send, wait for its reply, sleep), so each reply is matched to the request that
 //! caused it. Opening the stream sends a keepalive too, and its reply counts.
 //!
-//! The retry schedule is the one [`crate::timing`] reasons about: every attempt (reconnect,
+//! The retry schedule is the one [`crate::core::timing`] reasons about: every attempt (reconnect,
 //! re-authenticate, open the stream, get the reply) is bounded by `attempt_timeout` as a whole, and
 //! after a failed attempt the next one starts `attempt_timeout` after the failed one started. A
 //! reply with `ttl <= 0`, or "lease not found" when (re)opening the stream, means the lease is gone
@@ -19,10 +19,21 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::{timeout, Instant};
 
-use crate::clock::BootInstant;
-use crate::etcd::{Connector, EtcdError, LeaseId};
-use crate::observer::Observer;
-use crate::timing::{Jitter, TimingModel};
+use crate::core::clock::BootInstant;
+use crate::core::lifecycle::LeaseId;
+use crate::core::timing::{Jitter, TimingModel};
+use crate::election::connector::{Connector, EtcdError};
+
+/// What a session reports as it goes, for whoever shows it (status and metrics): the session
+/// decides nothing by it, and a report never blocks the keepalives.
+pub trait LeaseEvents: Send + Sync {
+    /// A keepalive was acknowledged (or the lease granted, `rtt` then unknown).
+    fn lease_renewed(&self, safe_until: BootInstant, rtt: Option<Duration>);
+    /// The lease is gone or given up.
+    fn lease_dropped(&self);
+    /// One keepalive attempt failed; the next follows per the retry schedule.
+    fn keepalive_failed(&self);
+}
 
 /// What we know about our lease.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,7 +68,7 @@ impl Session {
     pub async fn grant(
         connector: Arc<Connector>,
         timing: TimingModel,
-        observer: Arc<Observer>,
+        observer: Arc<dyn LeaseEvents>,
     ) -> Result<Session, EtcdError> {
         let sent = BootInstant::now();
         let started = Instant::now();
@@ -153,7 +164,7 @@ struct KeepAlive {
     /// What the server granted; a reply that opens a stream does not show it to us.
     granted_ttl: Duration,
     tx: watch::Sender<LeaseState>,
-    observer: Arc<Observer>,
+    observer: Arc<dyn LeaseEvents>,
 }
 
 /// How one keepalive attempt or stream ended.

@@ -1,6 +1,6 @@
 //! What the outside world can see of a replica: its live status, its Prometheus metrics and its
 //! systemd notifications, fed by the leadership loop and the keepalive task, read by the HTTP
-//! endpoints ([`crate::http`]). Nothing here decides anything; it only reports.
+//! endpoints ([`crate::report::http`]). Nothing here decides anything; it only reports.
 
 use std::sync::Mutex;
 use std::time::Duration;
@@ -11,11 +11,12 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
-use crate::clock::BootInstant;
+use crate::core::clock::BootInstant;
+use crate::core::lifecycle::Phase;
+use crate::core::timing::TimingModel;
+use crate::election::session::LeaseEvents;
 use crate::health::{Outcome, Report};
-use crate::lifecycle::Phase;
-use crate::notify::Notifier;
-use crate::timing::TimingModel;
+use crate::report::notify::Notifier;
 
 /// The live status behind `/status`.
 #[derive(Debug, Clone)]
@@ -397,5 +398,16 @@ impl Observer {
         // Encoding into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &m.registry);
         out
+    }
+}
+impl LeaseEvents for Observer {
+    fn lease_renewed(&self, safe_until: BootInstant, rtt: Option<Duration>) {
+        Observer::lease_renewed(self, safe_until, rtt)
+    }
+    fn lease_dropped(&self) {
+        Observer::lease_dropped(self)
+    }
+    fn keepalive_failed(&self) {
+        Observer::keepalive_failed(self)
     }
 }

@@ -12,14 +12,14 @@
 //! timerfd. So the safety of the lease does not depend on the async runtime being scheduled.
 //!
 //! The deadline path waits on nothing but the kernel: deadlines are checked first on every wake-up,
-//! signals go out before anything is logged, and logging never blocks ([`crate::logging`]).
+//! signals go out before anything is logged, and logging never blocks ([`crate::report::logging`]).
 //!
 //! Health-check commands ([`Request::Check`]) are forked here too, since this thread is the only
 //! reaper: each in its own process group, with its timeout on the same timerfd, killed with its group
 //! when it ends, times out or a stop begins. A check in flight is a child like any other, so the tree
 //! is reported gone only once it is reaped as well; it is killed at once when the stop begins.
 //!
-//! Its duties, each a method of `Owner`: `enforce_deadlines`, `read_signals`,
+//! Its duties, each a method of `Thread`: `enforce_deadlines`, `read_signals`,
 //! `forward_sent_faults`, `handle` (requests), `reap`. Callers talk to it only through [`Request`]s
 //! and receive [`Event`]s.
 
@@ -31,101 +31,22 @@ use std::time::Duration;
 
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 
-use crate::check_process::CheckSlot;
-use crate::clock::BootInstant;
-use crate::config::CommandSpec;
-use crate::exit_code::ChildStatus;
-use crate::guard::Guard;
-use crate::health::CheckExit;
-use crate::lifecycle::StopReason;
-use crate::process_tree;
-use crate::signals;
-use crate::spawn::{self, SpawnError};
+use crate::core::clock::BootInstant;
+use crate::core::command::CommandSpec;
+use crate::core::exit_code::ChildStatus;
+use crate::core::lifecycle::StopReason;
+use crate::process::check::CheckSlot;
+use crate::process::contract::{CheckExit, Event, LeaseDeadline, Request, Settings};
+use crate::process::guard::Guard;
+use crate::process::signals;
+use crate::process::spawn::{self, SpawnError};
+use crate::process::tree;
 
 /// While killing, re-scan for processes that appeared (re-parented orphans, late forks) this often.
 const KILL_RESCAN: Duration = Duration::from_millis(20);
 
-/// The fail-closed deadlines of the current lease (see [`crate::timing`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct LeaseDeadline {
-    /// Begin the stop sequence if not extended by then.
-    pub stop_at: BootInstant,
-    /// SIGKILL the tree by then, whatever happened.
-    pub kill_at: BootInstant,
-}
-
-/// What the async side asks of the process thread.
-#[derive(Debug)]
-pub enum Request {
-    /// Start the child. Refused after a shutdown signal, or if `deadline.stop_at` has passed.
-    Spawn {
-        command: CommandSpec,
-        env: Vec<(String, String)>,
-        deadline: LeaseDeadline,
-    },
-    /// A keepalive was acknowledged: move the deadlines later.
-    Extend(LeaseDeadline),
-    /// Begin the stop sequence now (or, for a known loss of leadership, kill at once).
-    Stop(StopReason),
-    /// Run a health check (`/bin/sh -c command`) while the child runs: killed with its process
-    /// group after `timeout`, when it ends, or when the stop sequence begins. Answered with
-    /// [`Event::CheckEnded`] carrying the same `id`.
-    Check {
-        id: u64,
-        command: String,
-        env: Vec<(String, String)>,
-        timeout: Duration,
-    },
-}
-
-/// What the process thread reports.
-#[derive(Debug)]
-pub enum Event {
-    Started {
-        pid: libc::pid_t,
-    },
-    /// exec failed (missing or non-executable command, fork failure).
-    SpawnFailed(SpawnError),
-    /// Not started: `Deadline` (the lease has too little time left) or `Shutdown` (a shutdown signal
-    /// came first).
-    SpawnRefused(StopReason),
-    /// SIGTERM or SIGINT reached the supervisor; the stop sequence has begun if a child runs.
-    ShutdownSignal(libc::c_int),
-    /// The `--resign-signal` reached the supervisor (it is not forwarded).
-    ResignSignal,
-    /// The stop sequence began; SIGKILL follows after `kill_in` (zero: it was sent at once).
-    Stopping {
-        reason: StopReason,
-        kill_in: Duration,
-    },
-    /// A health check requested with [`Request::Check`] ended, with what it wrote (the first
-    /// 4 KiB of its stdout and stderr).
-    CheckEnded {
-        id: u64,
-        exit: CheckExit,
-        output: String,
-    },
-    /// The main child was reaped and no process of its tree is left. `reason` is why the stop
-    /// sequence began, or `ChildExited` if the child ended by itself.
-    Finished {
-        status: ChildStatus,
-        reason: StopReason,
-    },
-}
-
-/// How the process thread stops a child.
-#[derive(Debug, Clone, Copy)]
-pub struct Settings {
-    /// `--stop-signal`.
-    pub stop_signal: libc::c_int,
-    /// Time between the stop signal and SIGKILL.
-    pub grace: Duration,
-    /// `--resign-signal`, not forwarded.
-    pub resign_signal: Option<libc::c_int>,
-}
-
 /// The handle the async side holds.
-pub struct Supervisor {
+pub struct ProcessThread {
     /// `None` only while dropping: the sender must be gone before the thread is woken to notice.
     requests: Option<mpsc::Sender<Request>>,
     wake: OwnedFd,
@@ -136,15 +57,15 @@ pub struct Supervisor {
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
-impl Supervisor {
+impl ProcessThread {
     /// Starts the process thread. [`signals::block_all`] must have run first. `sent_faults` is the
     /// pipe from [`signals::forward_sent_faults`], if installed; `guard` is told every child's
-    /// process group ([`crate::guard`]).
+    /// process group ([`crate::process::guard`]).
     pub fn start(
         settings: Settings,
         sent_faults: Option<OwnedFd>,
         guard: Option<Guard>,
-    ) -> io::Result<Supervisor> {
+    ) -> io::Result<ProcessThread> {
         let inherited = signals::inherited().ok_or_else(|| {
             io::Error::other("signals::block_all must run before the supervisor starts")
         })?;
@@ -170,7 +91,7 @@ impl Supervisor {
         let wake_thread = wake.try_clone()?;
         let (req_tx, req_rx) = mpsc::channel();
         let (ev_tx, ev_rx) = unbounded_channel();
-        let owner = Owner {
+        let owner = Thread {
             sigfd,
             wake: wake_thread,
             timer,
@@ -189,7 +110,7 @@ impl Supervisor {
         let thread = std::thread::Builder::new()
             .name("process".into())
             .spawn(move || owner.run())?;
-        Ok(Supervisor {
+        Ok(ProcessThread {
             requests: Some(req_tx),
             wake,
             events: ev_rx,
@@ -211,7 +132,7 @@ impl Supervisor {
 }
 
 #[cfg(test)]
-impl Supervisor {
+impl ProcessThread {
     /// Ends the process thread (no tree may be left) and waits for it, so that its `waitpid(-1)`
     /// cannot reap the next test's children.
     fn end(mut self) {
@@ -223,7 +144,7 @@ impl Supervisor {
     }
 }
 
-impl Drop for Supervisor {
+impl Drop for ProcessThread {
     fn drop(&mut self) {
         // Close the channel first, then wake the thread so it notices (it then ends once no tree
         // is left). The other order can let the thread look before the channel is closed, then
@@ -309,7 +230,7 @@ impl Tree {
     }
 }
 
-struct Owner {
+struct Thread {
     sigfd: OwnedFd,
     wake: OwnedFd,
     timer: OwnedFd,
@@ -329,7 +250,7 @@ struct Owner {
     guard: Option<Guard>,
 }
 
-impl Owner {
+impl Thread {
     fn run(mut self) {
         // This thread reads the signalfd: it must block those signals itself, whatever the thread
         // that started it did.
@@ -395,7 +316,7 @@ impl Owner {
             // A signal the kernel raised at us for our own doing (SIGPIPE after a write to a closed
             // pipe carries our own pid) is nobody's request: never forward it.
             if info.ssi_pid == std::process::id() && sig != libc::SIGCHLD {
-                tracing::debug!(signal = %signals::name(sig), "ignored a signal raised by our own action");
+                tracing::debug!(signal = %crate::core::exit_code::signal_name(sig), "ignored a signal raised by our own action");
                 continue;
             }
             self.on_signal(sig);
@@ -421,11 +342,11 @@ impl Owner {
                 } else {
                     self.begin_stop(reason);
                 }
-                tracing::info!(signal = %signals::name(sig), "shutdown requested");
+                tracing::info!(signal = %crate::core::exit_code::signal_name(sig), "shutdown requested");
                 self.emit(Event::ShutdownSignal(sig));
             }
             _ if Some(sig) == self.settings.resign_signal => {
-                tracing::info!(signal = %signals::name(sig), "step-down requested");
+                tracing::info!(signal = %crate::core::exit_code::signal_name(sig), "step-down requested");
                 self.emit(Event::ResignSignal);
             }
             _ if signals::is_forwardable(sig) => self.forward(sig),
@@ -456,7 +377,7 @@ impl Owner {
         if let Some(pid) = self.tree.as_ref().and_then(Tree::main_pid) {
             // SAFETY: pid is our unreaped child, so it cannot have been reused.
             unsafe { libc::kill(pid, sig) };
-            tracing::debug!(signal = %signals::name(sig), pid, "forwarded signal");
+            tracing::debug!(signal = %crate::core::exit_code::signal_name(sig), pid, "forwarded signal");
         }
     }
 
@@ -605,26 +526,26 @@ impl Owner {
             // SAFETY: the group leader is unreaped, so the group id cannot have been reused.
             unsafe { libc::killpg(pgid, sig) };
         }
-        let pids = process_tree::descendants();
+        let pids = tree::descendants();
         // Each process gets the stop signal once (a second one makes some programs quit hard).
         // When /proc cannot tell a process' group, the group signal is taken to have reached it;
         // SIGKILL at the deadline reaches every descendant anyway.
         let outside: Vec<libc::pid_t> = pids
             .iter()
             .copied()
-            .filter(|&p| !group_alive || process_tree::group_of(p).is_some_and(|g| g != pgid))
+            .filter(|&p| !group_alive || tree::group_of(p).is_some_and(|g| g != pgid))
             .collect();
-        process_tree::signal_all(&outside, sig);
+        tree::signal_all(&outside, sig);
         // A stopped process (SIGSTOP, Ctrl-Z) would never run its handler: wake it, as systemd
         // does; only the stopped ones, so a running child does not see a SIGCONT it never asked for.
         let stopped: Vec<libc::pid_t> = pids
             .iter()
             .copied()
-            .filter(|&p| process_tree::is_stopped(p))
+            .filter(|&p| tree::is_stopped(p))
             .collect();
-        process_tree::signal_all(&stopped, libc::SIGCONT);
+        tree::signal_all(&stopped, libc::SIGCONT);
         let kill_in = kill_at.saturating_duration_since(now);
-        tracing::info!(reason = %reason, processes = pids.len(), signal = %signals::name(sig),
+        tracing::info!(reason = %reason, processes = pids.len(), signal = %crate::core::exit_code::signal_name(sig),
             kill_in_ms = kill_in.as_millis() as u64, "stopping the child's tree");
         self.emit(Event::Stopping { reason, kill_in });
     }
@@ -639,7 +560,7 @@ impl Owner {
                 // SAFETY: the group leader is unreaped, so the group id cannot have been reused.
                 unsafe { libc::killpg(tree.pgid, libc::SIGKILL) };
             }
-            process_tree::signal_all(&process_tree::descendants(), libc::SIGKILL);
+            tree::signal_all(&tree::descendants(), libc::SIGKILL);
         }
     }
 
@@ -764,9 +685,13 @@ impl Owner {
                      suspended, stop it with Ctrl-C or SIGTERM"
                 );
             }
-            libc::SIGTTIN | libc::SIGTTOU => tracing::warn!(signal = %signals::name(sig),
-                "the child was stopped for using the terminal from the background"),
-            _ => tracing::info!(signal = %signals::name(sig), pid, "the child was stopped"),
+            libc::SIGTTIN | libc::SIGTTOU => {
+                tracing::warn!(signal = %crate::core::exit_code::signal_name(sig),
+                "the child was stopped for using the terminal from the background")
+            }
+            _ => {
+                tracing::info!(signal = %crate::core::exit_code::signal_name(sig), pid, "the child was stopped")
+            }
         }
     }
 
@@ -797,7 +722,7 @@ impl Owner {
                 pid,
                 "the child was reaped by someone else: its status is lost"
             );
-            tree.main = Main::Reaped(ChildStatus::Exited(crate::exit_code::INTERNAL));
+            tree.main = Main::Reaped(ChildStatus::Exited(crate::core::exit_code::INTERNAL));
         }
     }
 
@@ -832,7 +757,7 @@ impl Owner {
                 return;
             };
             self.shutdown = Some(sig);
-            tracing::info!(signal = %signals::name(sig), "the child died of a terminal signal: shutting down");
+            tracing::info!(signal = %crate::core::exit_code::signal_name(sig), "the child died of a terminal signal: shutting down");
             self.emit(Event::ShutdownSignal(sig));
         }
         tracing::info!(pid, status = %how, "the child ended");
@@ -902,9 +827,9 @@ mod tests {
     use std::ffi::OsString;
     use std::time::Instant;
 
-    fn supervisor(grace_ms: u64) -> Supervisor {
+    fn supervisor(grace_ms: u64) -> ProcessThread {
         signals::block_all();
-        Supervisor::start(
+        ProcessThread::start(
             Settings {
                 stop_signal: libc::SIGTERM,
                 grace: Duration::from_millis(grace_ms),
@@ -931,7 +856,7 @@ mod tests {
         }
     }
 
-    fn next(sup: &mut Supervisor) -> Event {
+    fn next(sup: &mut ProcessThread) -> Event {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             match sup.events.try_recv() {
@@ -942,7 +867,7 @@ mod tests {
         }
     }
 
-    fn start(sup: &mut Supervisor, script: &str, deadline: LeaseDeadline) -> libc::pid_t {
+    fn start(sup: &mut ProcessThread, script: &str, deadline: LeaseDeadline) -> libc::pid_t {
         sup.request(Request::Spawn {
             command: sh(script),
             env: vec![],
@@ -1120,7 +1045,7 @@ mod tests {
 
     /// Runs one check to its end, returning how it ended and its output.
     fn run_check(
-        sup: &mut Supervisor,
+        sup: &mut ProcessThread,
         id: u64,
         command: &str,
         timeout_ms: u64,
@@ -1241,7 +1166,7 @@ mod tests {
             5_000,
         );
         assert_eq!(exit, CheckExit::Exited(ChildStatus::Exited(0)));
-        assert_eq!(output.len(), crate::check_process::OUTPUT_KEPT);
+        assert_eq!(output.len(), crate::process::check::OUTPUT_KEPT);
         // A stop kills a running check at once: no result.
         sup.request(Request::Check {
             id: 3,
@@ -1278,7 +1203,7 @@ mod tests {
             deadline: deadline_in(60_000, 60_000),
         });
         match next(&mut sup) {
-            Event::SpawnFailed(e) => assert_eq!(e.exit_code(), crate::exit_code::NOT_FOUND),
+            Event::SpawnFailed(e) => assert_eq!(e.exit_code(), crate::core::exit_code::NOT_FOUND),
             other => panic!("expected SpawnFailed, got {other:?}"),
         }
         sup.end();

@@ -1,4 +1,4 @@
-//! Health-check processes, as the process thread runs them ([`crate::supervisor`]): at most one at
+//! Health-check processes, as the process thread runs them ([`crate::process::thread`]): at most one at
 //! a time, each `/bin/sh -c CMD` in a process group of its own.
 //!
 //! Invariants:
@@ -14,10 +14,10 @@ use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::time::Duration;
 
-use crate::clock::BootInstant;
-use crate::exit_code::ChildStatus;
-use crate::health::CheckExit;
-use crate::spawn;
+use crate::core::clock::BootInstant;
+use crate::core::exit_code::ChildStatus;
+use crate::process::contract::CheckExit;
+use crate::process::spawn;
 
 /// Output kept per check, for the log and `/status`.
 pub const OUTPUT_KEPT: usize = 4096;

@@ -1,7 +1,10 @@
 //! CLI + environment → one validated [`Config`]. Every rule about the input lives here (or in
-//! [`crate::timing`] for durations), so the rest of the program never sees an impossible value.
+//! [`crate::core::timing`] for durations), so the rest of the program never sees an impossible value.
 //!
 //! Depends on the CLI, the timing model and the etcd connection types; nothing downstream.
+
+pub mod cli;
+pub mod etcd;
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -9,10 +12,12 @@ use std::time::Duration;
 
 use nix::sys::signal::Signal;
 
-use crate::cli::{EtcdArgs, OnChildExit, OnLeaseLost, RunArgs};
-use crate::etcd::{EtcdConfig, Secret, TlsFiles};
+use crate::config::cli::{EtcdArgs, RunArgs};
+use crate::config::etcd::{EtcdConfig, Secret, TlsFiles};
+use crate::core::command::CommandSpec;
+use crate::core::lifecycle::{OnChildExit, OnLeaseLost};
+use crate::core::timing::{TimingError, TimingInput, TimingModel};
 use crate::health::HealthConfig;
-use crate::timing::{TimingError, TimingInput, TimingModel};
 
 const DEFAULT_ENDPOINT: &str = "http://127.0.0.1:2379";
 const MAX_NAME_LEN: usize = 128;
@@ -71,13 +76,6 @@ pub enum ConfigError {
     PasswordWithoutUser,
     #[error("cannot determine the host name for the default --id: {0}; pass --id")]
     NoHostname(nix::Error),
-}
-
-/// The command to run while leader.
-#[derive(Debug, Clone)]
-pub struct CommandSpec {
-    pub program: OsString,
-    pub args: Vec<OsString>,
 }
 
 /// Everything the supervising mode runs on.
@@ -217,7 +215,7 @@ fn resign_signal(name: &str) -> Result<Signal, ConfigError> {
         sig,
         Signal::SIGKILL | Signal::SIGSTOP | Signal::SIGTERM | Signal::SIGINT | Signal::SIGCHLD
     );
-    if reserved || crate::signals::is_synchronous(sig as i32) {
+    if reserved || crate::process::signals::is_synchronous(sig as i32) {
         return Err(ConfigError::BadResignSignal(sig));
     }
     Ok(sig)

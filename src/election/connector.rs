@@ -16,65 +16,20 @@
 //!   endpoint too, because one misconfigured member must not end a replica that others would serve;
 //!   only when every endpoint in turn has rejected us is it final ([`EtcdError::Rejected`]).
 //!
-//! This module depends on nothing else of the crate: the configuration types it needs live here.
+//! Its configuration ([`EtcdConfig`]) is the config layer's; lease ids are the core's.
 
-use std::fmt;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
+
+use crate::config::etcd::EtcdConfig;
 
 use etcd_client::{Certificate, Client, ConnectOptions, Identity, TlsOptions};
 
 /// HTTP/2 pings detect a dead or frozen connection; etcd closes connections that ping more often than
 /// every 5 s (its `--grpc-keepalive-min-time`).
 const HTTP2_PING_INTERVAL: Duration = Duration::from_secs(5);
-
-/// A lease id, printed as etcd prints it (lower-case hex), which is also its election key's name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct LeaseId(pub i64);
-
-impl fmt::Display for LeaseId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:x}", self.0)
-    }
-}
-
-/// A value that must never reach a log line or `Debug` output.
-#[derive(Clone)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(value: String) -> Self {
-        Secret(value)
-    }
-
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("\"<redacted>\"")
-    }
-}
-
-/// PEM bytes read at start-up, so an unreadable file is a usage error and not a runtime surprise.
-#[derive(Debug, Clone, Default)]
-pub struct TlsFiles {
-    pub ca: Option<Vec<u8>>,
-    pub identity: Option<(Vec<u8>, Vec<u8>)>,
-}
-
-/// How to reach etcd.
-#[derive(Debug, Clone)]
-pub struct EtcdConfig {
-    pub endpoints: Vec<String>,
-    pub tls: Option<TlsFiles>,
-    pub credentials: Option<(String, Secret)>,
-    pub dial_timeout: Duration,
-}
 
 /// An etcd failure, sorted by what the caller should do about it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -354,12 +309,6 @@ async fn connect(cfg: &EtcdConfig, endpoint: &str) -> Result<Client, EtcdError> 
 mod tests {
     use super::*;
     use tonic::Code;
-
-    #[test]
-    fn lease_ids_print_as_etcd_does() {
-        assert_eq!(LeaseId(0x694d77aa9e4f2a1b).to_string(), "694d77aa9e4f2a1b");
-        assert_eq!(LeaseId(255).to_string(), "ff");
-    }
 
     #[test]
     fn status_classification_table() {

@@ -19,7 +19,7 @@ use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
-use crate::cli::{LogArgs, LogFormat};
+use crate::config::cli::{LogArgs, LogFormat};
 
 /// Lines waiting for stderr. About 200 KB of typical lines: more than a pipe buffer, so a short
 /// stall loses nothing.

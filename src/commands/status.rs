@@ -10,13 +10,13 @@ use std::time::Duration;
 
 use etcd_client::Client;
 
-use crate::cli::{EtcdArgs, OutputFormat, StatusArgs};
+use crate::config::cli::{EtcdArgs, OutputFormat, StatusArgs};
 use crate::config::{etcd_config, validate_election, validate_prefix, ConfigError};
-use crate::election::{Candidate, Election, HealthRecord, Queue};
-use crate::etcd::{Connector, EtcdError};
-use crate::exit_code;
-use crate::signals;
-use crate::slots::SlotsView;
+use crate::core::exit_code;
+use crate::election::connector::{Connector, EtcdError};
+use crate::election::queue::{Candidate, Election, HealthRecord, Queue};
+use crate::election::slots::SlotsView;
+use crate::process::signals;
 
 /// Exit code when the election has no leader.
 pub const NO_LEADER: i32 = 1;
@@ -450,7 +450,7 @@ fn change_line(format: OutputFormat, name: &str, prefix: &str, queue: &Queue) ->
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::etcd::LeaseId;
+    use crate::core::lifecycle::LeaseId;
 
     fn queue() -> Queue {
         let c = |id: &str, lease: i64, revision: i64| Candidate {

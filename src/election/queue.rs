@@ -17,10 +17,11 @@ use etcd_client::{
     TxnOp, WatchOptions,
 };
 
-use crate::etcd::{EtcdError, LeaseId};
+use crate::core::lifecycle::LeaseId;
+use crate::election::connector::EtcdError;
 
 /// How a waiting candidate learns that the key just ahead is gone (implemented by
-/// [`crate::candidacy_watch::CandidacyWatch`], on the watch stream it set up when it joined).
+/// [`crate::election::candidacy_watch::CandidacyWatch`], on the watch stream it set up when it joined).
 pub trait WaitAhead {
     /// Resolves once `key` is deleted after revision `from - 1`; `Err` if waiting cannot go on
     /// (our own key was deleted meanwhile).
@@ -49,7 +50,7 @@ pub struct Candidacy {
     /// was ahead, and is later when we waited, as etcdctl's is (the revision of the read that
     /// found the queue ahead of us empty).
     pub leads_since: i64,
-    /// With `--slots N` (N > 1), the slot this candidacy holds ([`crate::slots`]); `key` is then
+    /// With `--slots N` (N > 1), the slot this candidacy holds ([`crate::election::slots`]); `key` is then
     /// the slot's key. `None` for the singleton and for a queued standby.
     pub slot: Option<u32>,
 }
@@ -174,7 +175,7 @@ impl Election {
         format!("{}@resign", self.dir.trim_end_matches('/'))
     }
 
-    /// Where replicas with `--slots N`, N > 1, keep their keys ([`crate::slots`]): `PREFIX/NAME@slots/`,
+    /// Where replicas with `--slots N`, N > 1, keep their keys ([`crate::election::slots`]): `PREFIX/NAME@slots/`,
     /// outside every election's key space for the reasons given for [`Election::resign_key`].
     pub fn slots_root(&self) -> String {
         format!("{}@slots/", self.dir.trim_end_matches('/'))
@@ -264,7 +265,7 @@ impl Election {
                 true
             }
             // Permission denied (a role from before slots), or credentials: the join tells which.
-            Err(e) if crate::etcd::classify(&e).is_rejected() => false,
+            Err(e) if crate::election::connector::classify(&e).is_rejected() => false,
             Err(e) => return Err(e.into()),
         };
         let key = format!("{}{lease}", self.dir);
@@ -433,7 +434,7 @@ impl Election {
             Ok(r) => r,
             // Compacted (the deletion is old), or a revision a store restored from a snapshot
             // has not reached: nothing to look at.
-            Err(e) if crate::etcd::history_gone(&e) => return Ok(()),
+            Err(e) if crate::election::connector::history_gone(&e) => return Ok(()),
             Err(e) => return Err(e.into()),
         };
         let Some(head) = resp.kvs().first().map(|kv| kv.key().to_vec()) else {

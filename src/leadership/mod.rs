@@ -5,10 +5,10 @@
 //! lead:   loop { start the child → run until the tree is gone → decide → apply }
 //! ```
 //!
-//! The loop owns the etcd [`Session`] and the election; the process thread ([`Supervisor`]) owns the
+//! The loop owns the etcd [`Session`] and the election; the process thread ([`ProcessThread`]) owns the
 //! child. Safety does not rest on this loop being scheduled on time: the spawn request carries the
 //! lease's fail-closed deadline, every acknowledged keepalive moves it, and the process thread stops
-//! the child by itself if it is not moved (see [`crate::supervisor`]). This loop adds the fast paths:
+//! the child by itself if it is not moved (see [`crate::process::thread`]). This loop adds the fast paths:
 //! kill at once when etcd says the lease is gone or our leader key was deleted.
 //!
 //! Rules kept here:
@@ -17,7 +17,7 @@
 //!   gone;
 //! * what follows a child's tree is [`decide`]d by one pure function; a shutdown request always
 //!   wins, and once one arrived the replica never campaigns or starts a child again;
-//! * step-down requests (`POST /resign`, and through etcd, [`crate::resign`], on the candidacy's
+//! * step-down requests (`POST /resign`, and through etcd, [`crate::election::step_down`], on the candidacy's
 //!   watch stream) name the fencing revision of the leadership they are for; any other leadership
 //!   ignores them, so a request that arrived too late never ends a later one.
 
@@ -30,19 +30,20 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::{sleep, Instant};
 
-use crate::candidacy_watch::CandidacyWatch;
-use crate::clock::BootInstant;
 use crate::config::Config;
-use crate::election::{self, Candidacy, Election, HealthRecord};
-use crate::etcd::{Connector, EtcdError};
-use crate::exit_code::{ChildStatus, Exit};
+use crate::core::clock::BootInstant;
+use crate::core::exit_code::{ChildStatus, Exit};
+use crate::core::lifecycle::{decide, Next, Phase, Policies, StopReason};
+use crate::election::candidacy_watch::CandidacyWatch;
+use crate::election::connector::{Connector, EtcdError};
+use crate::election::queue::{self, Candidacy, Election, HealthRecord};
+use crate::election::session::{LeaseState, Revoked, Session};
+use crate::election::slots::{Joined, Mismatch, SlotElection};
 use crate::health::{self, Monitor, Outcome, Report, Verdict};
-use crate::http::{self, Endpoints, ResignAuth};
-use crate::lifecycle::{decide, Next, Phase, Policies, StopReason};
-use crate::observer::Observer;
-use crate::session::{LeaseState, Revoked, Session};
-use crate::slots::{Joined, Mismatch, SlotElection};
-use crate::supervisor::{Event, LeaseDeadline, Request, Supervisor};
+use crate::process::contract::{Event, LeaseDeadline, Request};
+use crate::process::thread::ProcessThread;
+use crate::report::http::{self, Endpoints, ResignAuth};
+use crate::report::observer::Observer;
 
 /// A child restarted under `--on-child-exit restart` that ran this long resets the backoff.
 const RESTART_RESET_AFTER: Duration = Duration::from_secs(10);
@@ -67,7 +68,7 @@ struct Ctx<'a> {
 /// What the loop receives: the process thread's events, step-down requests, and whether a
 /// shutdown signal has arrived (sticky).
 struct Inputs {
-    sup: Supervisor,
+    sup: ProcessThread,
     resign: UnboundedReceiver<i64>,
     shutdown: Option<libc::c_int>,
 }
@@ -88,7 +89,7 @@ enum After {
 /// caller so that a bad address fails at start-up.
 pub async fn run(
     cfg: Config,
-    sup: Supervisor,
+    sup: ProcessThread,
     obs: Arc<Observer>,
     health: Option<std::net::TcpListener>,
 ) -> Exit {
@@ -178,7 +179,7 @@ async fn campaign_until_exit(ctx: &Ctx<'_>, inp: &mut Inputs) -> Exit {
 }
 
 /// The next event from the process thread, recording shutdown signals. `None`: the thread is gone.
-async fn next_event(sup: &mut Supervisor, shutdown: &mut Option<libc::c_int>) -> Option<Event> {
+async fn next_event(sup: &mut ProcessThread, shutdown: &mut Option<libc::c_int>) -> Option<Event> {
     let event = sup.events.recv().await;
     if let Some(Event::ShutdownSignal(sig)) = &event {
         shutdown.get_or_insert(*sig);
@@ -188,10 +189,10 @@ async fn next_event(sup: &mut Supervisor, shutdown: &mut Option<libc::c_int>) ->
 
 /// Resolves once a shutdown signal has arrived (at once if one did already). Used while no child
 /// runs, so other events do not matter.
-async fn shutdown_requested(sup: &mut Supervisor, shutdown: &mut Option<libc::c_int>) -> Exit {
+async fn shutdown_requested(sup: &mut ProcessThread, shutdown: &mut Option<libc::c_int>) -> Exit {
     loop {
         if let Some(sig) = *shutdown {
-            tracing::info!("withdrew on {}", crate::signals::name(sig));
+            tracing::info!("withdrew on {}", crate::core::exit_code::signal_name(sig));
             return Exit::Withdrew;
         }
         match next_event(sup, shutdown).await {
@@ -343,8 +344,8 @@ async fn campaign(
             .call(|mut client| async move {
                 let (mut me, leads, joined_at) = match election.join(&mut client, lease, id).await?
                 {
-                    election::Joined::Queued { me, leads, at } => (me, leads, at),
-                    election::Joined::SlotsInUse(n) => return Ok(Err(Mismatch::Slots(n))),
+                    queue::Joined::Queued { me, leads, at } => (me, leads, at),
+                    queue::Joined::SlotsInUse(n) => return Ok(Err(Mismatch::Slots(n))),
                 };
                 obs.enter(Phase::Standby {
                     lease: me.lease,
@@ -413,7 +414,7 @@ fn remember_deletion(former_at: &Cell<Option<i64>>, watch: &CandidacyWatch) {
 }
 
 /// [`campaign`] with `--slots N`, N > 1: joins the standby queue and, first in it, claims a free
-/// slot ([`crate::slots`]). The returned candidacy is the slot's, watched from its claim.
+/// slot ([`crate::election::slots`]). The returned candidacy is the slot's, watched from its claim.
 async fn campaign_for_slot(
     ctx: &Ctx<'_>,
     slots: &SlotElection,
@@ -794,7 +795,7 @@ struct Health {
 }
 
 impl Health {
-    fn start_check(&mut self, sup: &Supervisor) {
+    fn start_check(&mut self, sup: &ProcessThread) {
         if let Some(c) = self.monitor.start() {
             sup.request(Request::Check {
                 id: c.id,
@@ -1062,19 +1063,20 @@ mod tests {
     #[test]
     fn the_child_variables_are_no_configuration_of_ours() {
         use clap::{CommandFactory, Parser};
-        let cli = crate::cli::Cli::try_parse_from(["singleton-exec", "--id", "r1", "--", "true"])
-            .expect("arguments");
+        let cli =
+            crate::config::cli::Cli::try_parse_from(["singleton-exec", "--id", "r1", "--", "true"])
+                .expect("arguments");
         let cfg = Config::from_args(cli.run).expect("config");
         let me = Candidacy {
             key: "/singleton-exec/true/694d".into(),
-            lease: crate::etcd::LeaseId(0x694d),
+            lease: crate::core::lifecycle::LeaseId(0x694d),
             revision: 7,
             leads_since: 9,
             slot: None,
         };
         let env = leader_env(&cfg, &me);
         let mut ours: Vec<String> = vec!["SINGLETON_EXEC_LOG".into()];
-        let cmd = crate::cli::Cli::command();
+        let cmd = crate::config::cli::Cli::command();
         for c in std::iter::once(&cmd).chain(cmd.get_subcommands()) {
             ours.extend(
                 c.get_arguments()

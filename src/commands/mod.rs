@@ -1,0 +1,5 @@
+//! The subcommands that talk to an election from outside it: [`status`] reads the queue, and
+//! [`resign`] asks the leader to step down and waits for the handoff.
+
+pub mod resign;
+pub mod status;

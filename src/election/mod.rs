@@ -1,0 +1,12 @@
+//! The etcd side of a candidacy: [`connector`] (connections, one endpoint at a time, and the one
+//! failure policy), [`session`] (the lease and its keepalives, which move the fail-closed
+//! deadline), [`queue`] (the queue by create revision, etcd's own election layout, and the fencing
+//! revision), [`candidacy_watch`] (one watch stream per candidacy), [`slots`] (`--slots N`) and
+//! [`step_down`] (step-down requests written through etcd).
+
+pub(crate) mod candidacy_watch;
+pub(crate) mod connector;
+pub(crate) mod queue;
+pub(crate) mod session;
+pub(crate) mod slots;
+pub(crate) mod step_down;

@@ -1,0 +1,103 @@
+//! The contract between the two loops: what the async side asks of the process thread
+//! ([`Request`]), what the thread reports back ([`Event`]), the lease's fail-closed deadline that
+//! travels with every request that may start or extend a child ([`LeaseDeadline`]), and how the
+//! thread stops a child ([`Settings`]). Nothing else crosses between them.
+
+use std::time::Duration;
+
+use crate::core::clock::BootInstant;
+use crate::core::command::CommandSpec;
+use crate::core::exit_code::ChildStatus;
+use crate::core::lifecycle::StopReason;
+use crate::process::spawn::SpawnError;
+
+/// The fail-closed deadlines of the current lease (see [`crate::core::timing`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LeaseDeadline {
+    /// Begin the stop sequence if not extended by then.
+    pub stop_at: BootInstant,
+    /// SIGKILL the tree by then, whatever happened.
+    pub kill_at: BootInstant,
+}
+
+/// What the async side asks of the process thread.
+#[derive(Debug)]
+pub enum Request {
+    /// Start the child. Refused after a shutdown signal, or if `deadline.stop_at` has passed.
+    Spawn {
+        command: CommandSpec,
+        env: Vec<(String, String)>,
+        deadline: LeaseDeadline,
+    },
+    /// A keepalive was acknowledged: move the deadlines later.
+    Extend(LeaseDeadline),
+    /// Begin the stop sequence now (or, for a known loss of leadership, kill at once).
+    Stop(StopReason),
+    /// Run a health check (`/bin/sh -c command`) while the child runs: killed with its process
+    /// group after `timeout`, when it ends, or when the stop sequence begins. Answered with
+    /// [`Event::CheckEnded`] carrying the same `id`.
+    Check {
+        id: u64,
+        command: String,
+        env: Vec<(String, String)>,
+        timeout: Duration,
+    },
+}
+
+/// What the process thread reports.
+#[derive(Debug)]
+pub enum Event {
+    Started {
+        pid: libc::pid_t,
+    },
+    /// exec failed (missing or non-executable command, fork failure).
+    SpawnFailed(SpawnError),
+    /// Not started: `Deadline` (the lease has too little time left) or `Shutdown` (a shutdown signal
+    /// came first).
+    SpawnRefused(StopReason),
+    /// SIGTERM or SIGINT reached the supervisor; the stop sequence has begun if a child runs.
+    ShutdownSignal(libc::c_int),
+    /// The `--resign-signal` reached the supervisor (it is not forwarded).
+    ResignSignal,
+    /// The stop sequence began; SIGKILL follows after `kill_in` (zero: it was sent at once).
+    Stopping {
+        reason: StopReason,
+        kill_in: Duration,
+    },
+    /// A health check requested with [`Request::Check`] ended, with what it wrote (the first
+    /// 4 KiB of its stdout and stderr).
+    CheckEnded {
+        id: u64,
+        exit: CheckExit,
+        output: String,
+    },
+    /// The main child was reaped and no process of its tree is left. `reason` is why the stop
+    /// sequence began, or `ChildExited` if the child ended by itself.
+    Finished {
+        status: ChildStatus,
+        reason: StopReason,
+    },
+}
+
+/// How the process thread stops a child.
+#[derive(Debug, Clone, Copy)]
+pub struct Settings {
+    /// `--stop-signal`.
+    pub stop_signal: libc::c_int,
+    /// Time between the stop signal and SIGKILL.
+    pub grace: Duration,
+    /// `--resign-signal`, not forwarded.
+    pub resign_signal: Option<libc::c_int>,
+}
+
+/// How a health check process ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CheckExit {
+    Exited(ChildStatus),
+    /// Killed (with its process group) at its timeout.
+    TimedOut,
+    /// Not started because no child runs, a stop has begun or a check is in flight: no result.
+    NotRun(String),
+    /// The fork or exec failed (counts as a failed check).
+    SpawnFailed(String),
+}
