@@ -1,0 +1,410 @@
+//! Leading: the loop that applies [`transition::step`]. It gathers the next input for the state
+//! it is in (the process thread's events, the lease, our key's watch, step-down requests, health
+//! results), performs the action the transition asks for, and on [`Lead::Over`] releases: that is
+//! its one exit.
+//!
+//! Safety does not rest on this loop being scheduled on time: the spawn request carries the lease's
+//! fail-closed deadline, every acknowledged keepalive moves it ([`Request::Extend`]), and the
+//! process thread stops the child by itself if it is not moved. This loop adds the fast paths:
+//! a stop at once when etcd says the lease is gone or our key was deleted.
+
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use crate::core::backoff::{Backoff, Schedule};
+use crate::core::lifecycle::{Next, Phase, StopReason};
+use crate::election::candidacy_watch::CandidacyWatch;
+use crate::election::queue::Candidacy;
+use crate::election::session::{LeaseState, Revoked, Session};
+use crate::health::Results;
+use crate::process::contract::{Event, Request};
+
+use super::child_health::{check_due, check_result, ChildHealth};
+use super::standby::Won;
+use super::transition::{step, Action, Ending, Facts, Input, Lead};
+use super::{
+    deadline_of, for_us, leader_env, lease_lost, next_event, policies, shutdown_requested, After,
+    Ctx, Inputs,
+};
+
+/// What one leadership holds while it runs; everything it decides is in the transition.
+struct Leading<'a, 'c> {
+    ctx: &'a Ctx<'c>,
+    session: Session,
+    me: Candidacy,
+    key: CandidacyWatch,
+    restarts: Backoff,
+    /// When the current child was asked for (a restart that ran long enough resets the backoff).
+    asked_at: Instant,
+    /// While paused before a restart: until when.
+    pause_until: Instant,
+    /// While a tree runs: what is watched for it.
+    tree: Option<Tree>,
+}
+
+/// What is watched while one child's tree runs.
+struct Tree {
+    lease: watch::Receiver<LeaseState>,
+    /// Once the keepalive task has ended, `changed()` returns at once for ever: stop listening.
+    lease_open: bool,
+    /// Our key's deletion is reported once.
+    key_deleted: bool,
+    health: Option<ChildHealth>,
+    results: Option<Results>,
+}
+
+/// Leads until the leadership is over, then releases; returns what follows.
+pub(super) async fn lead(ctx: &Ctx<'_>, inp: &mut Inputs, won: Won) -> After {
+    let mut run = Leading {
+        ctx,
+        session: won.session,
+        me: won.me,
+        key: won.watch,
+        restarts: Schedule::RESTART.start(),
+        asked_at: Instant::now(),
+        pause_until: Instant::now(),
+        tree: None,
+    };
+    let (mut state, mut action) = Lead::begin();
+    loop {
+        if let Lead::Over(ending) = state {
+            return run.finish(ending).await;
+        }
+        let input = match action.take() {
+            Some(a) => run.perform(inp, a, state).await,
+            None => None,
+        };
+        let input = match input {
+            Some(input) => input,
+            None => run.next_input(inp, state).await,
+        };
+        let facts = Facts {
+            shutdown: inp.shutdown.is_some(),
+            policies: policies(ctx.cfg),
+        };
+        let (next, act) = step(state, input, facts);
+        run.moved(state, input, next);
+        (state, action) = (next, act);
+    }
+}
+
+impl Leading<'_, '_> {
+    /// Does what the transition asked; `Some` when that already tells the next input.
+    async fn perform(&mut self, inp: &mut Inputs, action: Action, state: Lead) -> Option<Input> {
+        match action {
+            Action::Spawn => {
+                let LeaseState::Alive { safe_until } = self.session.current() else {
+                    return Some(Input::SpawnRefused(StopReason::Deadline));
+                };
+                self.asked_at = Instant::now();
+                inp.sup.request(Request::Spawn {
+                    command: self.ctx.cfg.command.clone(),
+                    env: leader_env(self.ctx.cfg, &self.me),
+                    deadline: deadline_of(self.ctx.cfg, safe_until),
+                });
+                None
+            }
+            Action::Stop(reason) => {
+                inp.sup.request(Request::Stop(reason));
+                None
+            }
+            Action::PauseBeforeRestart => {
+                self.restarts.succeeded(self.asked_at.elapsed());
+                let wait = self.restarts.next_pause();
+                if let Lead::Pausing { last } = state {
+                    tracing::info!(id = %self.ctx.cfg.id, status = %last, restart_in_ms = wait.as_millis() as u64,
+                        "child exited; restarting (--on-child-exit=restart)");
+                }
+                self.pause_until = Instant::now() + wait;
+                None
+            }
+            Action::VerifyKey => Some(Input::KeyChecked {
+                ours: self.still_ours().await,
+            }),
+        }
+    }
+
+    /// Waits for the next input that matters in `state`.
+    async fn next_input(&mut self, inp: &mut Inputs, state: Lead) -> Input {
+        match state {
+            Lead::Spawning { .. } => self.spawn_answer(inp).await,
+            Lead::Running { .. } => self.while_running(inp, state).await,
+            Lead::Pausing { .. } => self.while_paused(inp).await,
+            Lead::Verifying { .. } => Input::KeyChecked {
+                ours: self.still_ours().await,
+            },
+            // Never asked: the loop releases first.
+            Lead::Over(_) => Input::ThreadGone,
+        }
+    }
+
+    /// Reports what the step changed, and keeps the tree's watches for as long as it runs.
+    fn moved(&mut self, from: Lead, input: Input, to: Lead) {
+        match (from, input, to) {
+            (Lead::Running { .. }, Input::TreeGone { status, .. }, _) => {
+                self.tree = None;
+                let restarting = matches!(to, Lead::Pausing { .. });
+                self.ctx.obs.child_exited(status.code(), restarting);
+            }
+            (_, _, Lead::Running { .. }) => {}
+            _ => self.tree = None,
+        }
+    }
+
+    /// The process thread's answer to a spawn request.
+    async fn spawn_answer(&mut self, inp: &mut Inputs) -> Input {
+        loop {
+            match next_event(&mut inp.sup, &mut inp.shutdown).await {
+                Some(Event::Started { pid }) => {
+                    self.started(pid);
+                    return Input::Started;
+                }
+                Some(Event::SpawnFailed(e)) => {
+                    tracing::error!(error = %e, code = e.exit_code(), "cannot start the command");
+                    return Input::SpawnFailed(e.exit());
+                }
+                Some(Event::SpawnRefused(reason)) => {
+                    tracing::warn!(%reason, "the child was not started");
+                    return Input::SpawnRefused(reason);
+                }
+                Some(_) => {} // a shutdown signal is recorded; the process thread refuses or stops
+                None => return Input::ThreadGone,
+            }
+        }
+    }
+
+    /// The child runs: shows it, and starts watching its tree.
+    fn started(&mut self, pid: libc::pid_t) {
+        let (ctx, me) = (self.ctx, &self.me);
+        ctx.obs.enter(Phase::Leading {
+            lease: me.lease,
+            key: me.key.clone(),
+            revision: me.revision,
+            pid,
+            slot: me.slot,
+        });
+        let (health, results) = ChildHealth::start(ctx, me).unzip();
+        self.tree = Some(Tree {
+            lease: self.session.state(),
+            lease_open: true,
+            key_deleted: false,
+            health,
+            results,
+        });
+    }
+
+    /// While the tree runs: moves the deadline on every acknowledged keepalive, runs health
+    /// checks, and returns the first input that matters.
+    async fn while_running(&mut self, inp: &mut Inputs, state: Lead) -> Input {
+        let (ctx, me) = (self.ctx, &self.me);
+        let Some(tree) = self.tree.as_mut() else {
+            return Input::ThreadGone; // not reached: a tree is watched from its start
+        };
+        loop {
+            let input = tokio::select! {
+                event = next_event(&mut inp.sup, &mut inp.shutdown) => match event {
+                    Some(event) => on_event(ctx, me, event, tree.health.as_mut()),
+                    None => Some(Input::ThreadGone),
+                },
+                _ = check_due(tree.health.as_ref()), if state.checks_allowed() => {
+                    if let Some(h) = &mut tree.health {
+                        h.start_check(&inp.sup);
+                    }
+                    None
+                }
+                Some((id, outcome)) = check_result(tree.results.as_mut()) => {
+                    tree.health.as_mut().and_then(|h| h.record(ctx, id, outcome)).map(Input::StopWanted)
+                }
+                changed = tree.lease.changed(), if tree.lease_open => {
+                    tree.lease_open = changed.is_ok();
+                    match *tree.lease.borrow_and_update() {
+                        LeaseState::Alive { safe_until } if tree.lease_open => {
+                            inp.sup.request(Request::Extend(deadline_of(ctx.cfg, safe_until)));
+                            None
+                        }
+                        _ => Some(Input::StopWanted(StopReason::LeaseGone)),
+                    }
+                }
+                Some(revision) = inp.resign.recv() => for_us(revision, me).map(Input::StopWanted),
+                _ = self.key.own_deleted(), if !tree.key_deleted => {
+                    tree.key_deleted = true;
+                    Some(Input::StopWanted(StopReason::KeyDeleted))
+                }
+            };
+            if let Some(input) = input {
+                return input;
+            }
+        }
+    }
+
+    /// Between two children: the first reason to end leadership, or the end of the pause.
+    async fn while_paused(&mut self, inp: &mut Inputs) -> Input {
+        loop {
+            return tokio::select! {
+                _ = shutdown_requested(&mut inp.sup, &mut inp.shutdown) => match inp.shutdown {
+                    Some(sig) => Input::Shutdown(sig),
+                    None => Input::ThreadGone,
+                },
+                reason = lease_lost(self.session.state()) => Input::StopWanted(reason),
+                _ = self.key.own_deleted() => Input::StopWanted(StopReason::KeyDeleted),
+                Some(revision) = inp.resign.recv() => match for_us(revision, &self.me) {
+                    Some(reason) => Input::StopWanted(reason),
+                    None => continue, // for another leadership: keep waiting
+                },
+                _ = tokio::time::sleep_until(self.pause_until) => Input::PauseOver,
+            };
+        }
+    }
+
+    /// Whether our leader key is still ours. When etcd cannot tell us, yes: the lease deadline
+    /// still holds, and the key watch still runs.
+    async fn still_ours(&self) -> bool {
+        let (election, me) = (&self.ctx.election, &self.me);
+        let read = self
+            .ctx
+            .connector
+            .call(|mut c| async move { election.verify(&mut c, me).await });
+        let Ok(answer) = tokio::time::timeout(self.ctx.connector.request_timeout(), read).await
+        else {
+            return true;
+        };
+        !matches!(answer, Ok(None))
+    }
+
+    /// The one release path: the child's tree is gone; give the lease up (revoke, so a standby
+    /// takes over at once), record how leadership ended, and say what comes next.
+    async fn finish(self, ending: Ending) -> After {
+        let (reason, next, key_found_gone) = match ending {
+            Ending::Release {
+                reason,
+                next,
+                key_found_gone,
+            } => (reason, next, key_found_gone),
+            Ending::Abandon(exit) => {
+                tracing::error!("the process thread is gone");
+                return After::Exit(exit);
+            }
+        };
+        let (ctx, me) = (self.ctx, &self.me);
+        let former_at = former_holders_at(
+            self.key.was_deleted(),
+            self.key.deleted_at(),
+            self.key.alive_at(),
+            key_found_gone,
+        );
+        let revoked = self.session.revoke(revoke_budget(ctx, reason)).await;
+        if let Some(reason) = reason {
+            ctx.obs.enter(Phase::Lost {
+                key: me.key.clone(),
+                revision: me.revision,
+                reason,
+            });
+        }
+        let given_up = match &revoked {
+            Revoked::Now => "lease revoked",
+            Revoked::AlreadyGone => "lease already gone",
+            Revoked::Failed(_) => "lease not revoked: it expires after its TTL",
+        };
+        match next {
+            Next::Exit(exit) => {
+                tracing::info!(id = %ctx.cfg.id, code = exit.code(), "leadership given up ({given_up}); exiting");
+                After::Exit(exit)
+            }
+            Next::Recampaign { holdoff } => {
+                tracing::info!(id = %ctx.cfg.id, holdoff, "leadership given up ({given_up}); campaigning again");
+                After::Recampaign { holdoff, former_at }
+            }
+            Next::Restart => After::Recampaign {
+                holdoff: false,
+                former_at,
+            },
+        }
+    }
+}
+
+/// How long the revoke on the way out may take. After a lease loss the lease is expired or about
+/// to be: revoking can only save a standby the last margin, so it is not worth waiting long for
+/// an etcd that may be unreachable.
+fn revoke_budget(ctx: &Ctx<'_>, reason: Option<StopReason>) -> Duration {
+    match reason {
+        Some(r) if r.is_lease_loss() => ctx.cfg.timing.margin + Duration::from_secs(1),
+        _ => ctx.connector.request_timeout() * 2,
+    }
+}
+
+/// A process-thread event while the tree runs (but its end, which is an input too): the input it
+/// makes, if any.
+fn on_event(
+    ctx: &Ctx<'_>,
+    me: &Candidacy,
+    event: Event,
+    health: Option<&mut ChildHealth>,
+) -> Option<Input> {
+    match event {
+        Event::Finished { status, reason } => Some(Input::TreeGone { status, reason }),
+        Event::Stopping { reason, kill_in } => {
+            ctx.obs.enter(Phase::Stopping {
+                key: me.key.clone(),
+                revision: me.revision,
+                reason,
+                kill_in,
+            });
+            Some(Input::Stopping)
+        }
+        Event::ShutdownSignal(sig) => {
+            ctx.obs.notifier.stopping();
+            Some(Input::Shutdown(sig))
+        }
+        Event::ResignSignal => Some(Input::StopWanted(StopReason::Resign)),
+        Event::CheckEnded { id, exit, output } => {
+            if let Some(h) = health {
+                h.check_ended(id, exit, &output);
+            }
+            None
+        }
+        Event::Started { .. } | Event::SpawnFailed(_) | Event::SpawnRefused(_) => None,
+    }
+}
+
+/// When our key was deleted while we led (not by our own revoke, which comes later), or a read
+/// found it gone: a revision at which whoever else led (held a slot) still did, for the next
+/// campaign to wait for them (see [`super::After::Recampaign`]). Just before the deletion if the
+/// watch saw when; else the last revision the key was known alive at.
+fn former_holders_at(
+    watch_saw_deletion: bool,
+    deleted_at: Option<i64>,
+    alive_at: i64,
+    key_found_gone: bool,
+) -> Option<i64> {
+    if watch_saw_deletion {
+        return Some(deleted_at.map_or(alive_at, |d| d - 1));
+    }
+    key_found_gone.then_some(alive_at)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn where_the_former_holders_are_looked_for() {
+        // (watch saw the deletion, at, alive at, a read found it gone) -> revision
+        let rows = [
+            (false, None, 30, false, None),
+            (true, Some(41), 30, false, Some(40)),
+            (true, None, 30, false, Some(30)),
+            // The read found it gone before the watch said so: as of the last revision it lived.
+            (false, None, 30, true, Some(30)),
+            (true, Some(41), 30, true, Some(40)),
+        ];
+        for (saw, at, alive, found_gone, want) in rows {
+            assert_eq!(
+                former_holders_at(saw, at, alive, found_gone),
+                want,
+                "{saw} {at:?} {alive} {found_gone}"
+            );
+        }
+    }
+}

@@ -1,0 +1,316 @@
+//! Standby: get a lease, join the queue (or, with `--slots N`, claim a slot), wait for our turn,
+//! verify. One campaign serves the singleton and the slots; what one attempt came to is a
+//! [`Campaign`], not a nest of results.
+//!
+//! Rules kept here:
+//! * a campaign retries (by the one backoff) only while etcd is unavailable; a rejection or another
+//!   slot count ends the replica, and its lease is revoked first so its key leaves the queue;
+//! * a lease lost while waiting is revoked (the key may outlive our view of the lease) and a new
+//!   one taken;
+//! * when our key was deleted (an operator's `del --prefix`), the next join waits for whoever held
+//!   the queue (the slots) just before the deletion ([`remembered_deletion`]), and a retried join
+//!   keeps waiting for them.
+
+use std::cell::RefCell;
+
+use etcd_client::Client;
+use tokio::time::{sleep, Instant};
+
+use crate::core::backoff::Schedule;
+use crate::core::exit_code::Exit;
+use crate::core::lifecycle::{LeaseId, Phase, StopReason};
+use crate::election::candidacy_watch::CandidacyWatch;
+use crate::election::connector::EtcdError;
+use crate::election::queue::{self, Candidacy};
+use crate::election::session::Session;
+use crate::election::slots::{self, Mismatch, SlotElection};
+
+use super::{lease_lost, shutdown_requested, until, Ctx, Inputs};
+
+/// What a standby won: the lease, the candidacy that leads (or holds a slot), and its watch.
+pub(super) struct Won {
+    pub session: Session,
+    pub me: Candidacy,
+    pub watch: CandidacyWatch,
+}
+
+/// How one standby round ended.
+enum Round {
+    Won(Candidacy, CandidacyWatch),
+    LeaseLost(StopReason),
+    Over(Exit),
+}
+
+/// What a campaign came to.
+enum Campaign {
+    Won(Candidacy, CandidacyWatch),
+    /// It cannot go on, ever.
+    Refused(Refused),
+}
+
+/// Why a campaign cannot go on.
+enum Refused {
+    /// etcd rejected us (credentials, permissions).
+    Etcd(EtcdError),
+    /// The election runs with another slot count.
+    Slots(Mismatch),
+}
+
+/// What one attempt inside a connection came to (an etcd error is the connection's to count).
+enum Attempt {
+    Won(Candidacy, CandidacyWatch),
+    Mismatch(Mismatch),
+}
+
+/// Waits for leadership. `former_at`: see [`remembered_deletion`].
+pub(super) async fn standby(
+    ctx: &Ctx<'_>,
+    inp: &mut Inputs,
+    former_at: Option<i64>,
+) -> Result<Won, Exit> {
+    let acquire_by = ctx.cfg.acquire_timeout.map(|d| Instant::now() + d);
+    let last_error = RefCell::new(String::from("none"));
+    loop {
+        let session = tokio::select! {
+            exit = shutdown_requested(&mut inp.sup, &mut inp.shutdown) => return Err(exit),
+            _ = until(acquire_by) => return Err(timed_out(ctx, &last_error)),
+            r = grant_with_retries(ctx, &last_error) => r.map_err(|e| rejected(&e))?,
+        };
+        let round = tokio::select! {
+            exit = shutdown_requested(&mut inp.sup, &mut inp.shutdown) => Round::Over(exit),
+            _ = until(acquire_by) => Round::Over(timed_out(ctx, &last_error)),
+            reason = lease_lost(session.state()) => Round::LeaseLost(reason),
+            c = campaign(ctx, &session, &last_error, former_at) => match c {
+                Campaign::Won(me, watch) => Round::Won(me, watch),
+                Campaign::Refused(Refused::Etcd(e)) => Round::Over(rejected(&e)),
+                Campaign::Refused(Refused::Slots(m)) => Round::Over(mismatched(ctx, &m)),
+            },
+        };
+        match round {
+            Round::Won(me, watch) => return Ok(Won { session, me, watch }),
+            Round::LeaseLost(reason) => {
+                tracing::warn!(id = %ctx.cfg.id, lease = %session.lease_id, %reason,
+                    "lease lost while standby; taking a new one");
+                // The key may outlive our view of the lease: take it out of the queue.
+                session.revoke(ctx.connector.request_timeout()).await;
+            }
+            Round::Over(exit) => {
+                session.revoke(ctx.connector.request_timeout()).await;
+                return Err(exit);
+            }
+        }
+    }
+}
+
+fn timed_out(ctx: &Ctx<'_>, last_error: &RefCell<String>) -> Exit {
+    tracing::error!(id = %ctx.cfg.id, election = %ctx.cfg.election, last_error = %last_error.borrow(),
+        "--acquire-timeout passed before this replica became leader");
+    Exit::AcquireTimeout
+}
+
+fn mismatched(ctx: &Ctx<'_>, m: &Mismatch) -> Exit {
+    tracing::error!(election = %ctx.cfg.election, slots = ctx.cfg.slots, found = %m,
+        "every replica of an election must use the same --slots: refusing to run");
+    Exit::Usage
+}
+
+fn rejected(e: &EtcdError) -> Exit {
+    tracing::error!(error = %e, "etcd refused this replica on every endpoint; check --user/--password, TLS files and the role's permissions");
+    Exit::EtcdRejected
+}
+
+/// Grants a lease, retrying with backoff while etcd is unavailable; `Err` only when rejected.
+async fn grant_with_retries(
+    ctx: &Ctx<'_>,
+    last_error: &RefCell<String>,
+) -> Result<Session, EtcdError> {
+    let mut backoff = Schedule::ETCD.start();
+    loop {
+        match Session::grant(ctx.connector.clone(), ctx.cfg.timing, ctx.obs.clone()).await {
+            Ok(s) => return Ok(s),
+            Err(e) if e.is_rejected() => return Err(e),
+            Err(e) => {
+                let wait = backoff.next_pause();
+                tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "cannot get a lease from etcd; retrying");
+                *last_error.borrow_mut() = e.to_string();
+                sleep(wait).await;
+            }
+        }
+    }
+}
+
+/// Joins and waits for our turn, retrying while etcd is unavailable.
+async fn campaign(
+    ctx: &Ctx<'_>,
+    session: &Session,
+    last_error: &RefCell<String>,
+    mut former_at: Option<i64>,
+) -> Campaign {
+    let mut backoff = Schedule::ETCD.start();
+    loop {
+        let lease = session.lease_id;
+        let former = &mut former_at;
+        let attempted = ctx
+            .connector
+            .call(|mut client| async move {
+                match &ctx.slots {
+                    None => join_queue(ctx, &mut client, lease, former).await,
+                    Some(slots) => claim_slot(ctx, slots, &mut client, lease, former).await,
+                }
+            })
+            .await;
+        match attempted {
+            Ok(Attempt::Won(me, watch)) => return Campaign::Won(me, watch),
+            Ok(Attempt::Mismatch(m)) => return Campaign::Refused(Refused::Slots(m)),
+            Err(e) if e.is_rejected() => return Campaign::Refused(Refused::Etcd(e)),
+            Err(e) => {
+                let wait = backoff.next_pause();
+                tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "campaign interrupted; retrying");
+                *last_error.borrow_mut() = e.to_string();
+                sleep(wait).await;
+            }
+        }
+    }
+}
+
+/// The singleton: join the queue, then wait for the candidate ahead to go (or, at its head at
+/// once, for the queue's former head after a deletion).
+async fn join_queue(
+    ctx: &Ctx<'_>,
+    client: &mut Client,
+    lease: LeaseId,
+    former_at: &mut Option<i64>,
+) -> Result<Attempt, EtcdError> {
+    let election = &ctx.election;
+    let (mut me, leads, joined_at) = match election.join(client, lease, &ctx.cfg.id).await? {
+        queue::Joined::Queued { me, leads, at } => (me, leads, at),
+        queue::Joined::SlotsInUse(n) => return Ok(Attempt::Mismatch(Mismatch::Slots(n))),
+    };
+    enter_standby(ctx, &me);
+    // Our key, step-down requests and the candidate ahead, on one stream from now on.
+    let mut watch = CandidacyWatch::start(
+        ctx.connector.clone(),
+        election,
+        &me,
+        joined_at,
+        ctx.step_down.clone(),
+    );
+    if leads {
+        election.wait_former_head(client, &me, *former_at).await?;
+    } else {
+        match election.wait_turn(client, &me, &mut watch).await {
+            Ok(at) => me.leads_since = at,
+            Err(e) => {
+                remember(former_at, &watch);
+                return Err(e);
+            }
+        }
+    }
+    Ok(Attempt::Won(me, watch))
+}
+
+/// `--slots N`, N > 1: join the standby queue and, first in it, claim a free slot
+/// ([`crate::election::slots`]). The candidacy won is the slot's, watched from its claim.
+async fn claim_slot(
+    ctx: &Ctx<'_>,
+    slots: &SlotElection,
+    client: &mut Client,
+    lease: LeaseId,
+    former_at: &mut Option<i64>,
+) -> Result<Attempt, EtcdError> {
+    let holder = match slots.join(client, lease, &ctx.cfg.id).await? {
+        slots::Joined::Refused(m) => return Ok(Attempt::Mismatch(m)),
+        slots::Joined::Holding(holder) => holder,
+        slots::Joined::Standby(me, joined_at) => {
+            enter_standby(ctx, &me);
+            let mut watch = CandidacyWatch::start(
+                ctx.connector.clone(),
+                &ctx.election,
+                &me,
+                joined_at,
+                ctx.step_down.clone(),
+            );
+            let taken = slots
+                .take_slot(client, &me, &ctx.cfg.id, &mut watch, *former_at)
+                .await;
+            if taken.is_err() {
+                remember(former_at, &watch);
+            }
+            taken?
+        }
+    };
+    tracing::debug!(slot = ?holder.slot, revision = holder.revision, "slot claimed");
+    // The slot key and step-down requests from the claim on.
+    let watch = CandidacyWatch::start(
+        ctx.connector.clone(),
+        &ctx.election,
+        &holder,
+        holder.leads_since,
+        ctx.step_down.clone(),
+    );
+    Ok(Attempt::Won(holder, watch))
+}
+
+fn enter_standby(ctx: &Ctx<'_>, me: &Candidacy) {
+    ctx.obs.enter(Phase::Standby {
+        lease: me.lease,
+        key: me.key.clone(),
+        revision: me.revision,
+    });
+}
+
+fn remember(former_at: &mut Option<i64>, watch: &CandidacyWatch) {
+    *former_at = remembered_deletion(
+        *former_at,
+        watch.was_deleted(),
+        watch.deleted_at(),
+        watch.alive_at(),
+    );
+}
+
+/// A join failed. If it was because our key is gone, the revision to wait for the former holders
+/// at: just before the deletion if the watch saw it, else the last revision our key was known to
+/// exist at (whoever led ahead of it did too); the later of that and what was remembered. Any other
+/// failure (etcd unavailable) keeps what was remembered: a later revision would hide the holders
+/// of the deletion that still matters.
+pub(super) fn remembered_deletion(
+    remembered: Option<i64>,
+    key_deleted: bool,
+    deleted_at: Option<i64>,
+    alive_at: i64,
+) -> Option<i64> {
+    if !key_deleted {
+        return remembered;
+    }
+    let at = deleted_at.map_or(alive_at, |d| d - 1);
+    Some(remembered.map_or(at, |f| f.max(at)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn what_a_failed_join_remembers() {
+        // (remembered, key deleted, deleted at, alive at) -> remembered now
+        let rows = [
+            // etcd unavailable: nothing new, nothing forgotten.
+            (None, false, None, 40, None),
+            (Some(12), false, Some(50), 40, Some(12)),
+            // The watch saw the deletion at 50: the queue as of 49.
+            (None, true, Some(50), 40, Some(49)),
+            // Gone, but the watch did not see when: the last revision it was known alive at.
+            (None, true, None, 40, Some(40)),
+            // A later deletion moves it later; an earlier view never moves it back.
+            (Some(30), true, Some(50), 40, Some(49)),
+            (Some(60), true, Some(50), 40, Some(60)),
+        ];
+        for (remembered, deleted, deleted_at, alive_at, want) in rows {
+            assert_eq!(
+                remembered_deletion(remembered, deleted, deleted_at, alive_at),
+                want,
+                "{remembered:?} {deleted} {deleted_at:?} {alive_at}"
+            );
+        }
+    }
+}

@@ -1,0 +1,801 @@
+//! One leadership as data: where it is ([`Lead`]), what can happen to it ([`Input`]), and the pure
+//! transition ([`step`]) that says where it goes and what the loop must do ([`Action`]).
+//!
+//! ```text
+//!            Started                  TreeGone, decide() = Restart          PauseOver
+//! Spawning ─────────► Running ──────────────────────────────────► Pausing ───────────► Verifying
+//!    ▲                   │ StopWanted(r): Stop(r), first one kept      │ StopWanted, Shutdown   │
+//!    │                   │ TreeGone, decide() ≠ Restart                ▼                        │
+//!    │                   └──────────────────────────────────────► Over(Release) ◄───────────────┤
+//!    │                                                                             not ours      │
+//!    └───────────────────────────────────────────── ours: Spawn ────────────────────────────────┘
+//! ```
+//!
+//! The loop ([`super::lead`]) only gathers the next input for the state it is in, applies the
+//! action, and on `Over` releases: that is its one exit. Everything it decides is here, tested by
+//! table:
+//! * what follows a child's tree is [`decide`]d, with the reason we asked for first (a step-down
+//!   must not turn into a restart because the child happened to exit meanwhile), except a health
+//!   verdict, which never outranks the child's own exit ([`final_reason`]);
+//! * a start refused before any child ran (lease too short, shutdown first) never exits with a
+//!   child's status: there was none (`Exit::Withdrew`);
+//! * a health verdict asks for a stop only while no stop is asked for or under way, and checks
+//!   start only then ([`Lead::checks_allowed`]); every other reason to stop is passed to the process
+//!   thread each time, since a known loss of leadership escalates a stop already under way to
+//!   SIGKILL;
+//! * once the process thread is gone nobody can vouch that the child's tree is dead, so the lease
+//!   is not given up by us ([`Ending::Abandon`]).
+
+use crate::core::exit_code::{ChildStatus, Exit};
+use crate::core::lifecycle::{decide, Next, Policies, StopReason};
+
+/// Where one leadership is; each variant carries only what is valid in it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lead {
+    /// The child was asked to start. `last`: the child before it, under `--on-child-exit
+    /// restart`; `None` for the first.
+    Spawning { last: Option<ChildStatus> },
+    /// The child's tree runs. `requested`: the first stop this loop asked for; `stopping`: the
+    /// process thread has begun a stop sequence (whoever began it).
+    Running {
+        requested: Option<StopReason>,
+        stopping: bool,
+    },
+    /// Between two children under `--on-child-exit restart`.
+    Pausing { last: ChildStatus },
+    /// Before a restart: is our leader key still ours?
+    Verifying { last: ChildStatus },
+    /// The leadership is over.
+    Over(Ending),
+}
+
+/// How a leadership ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ending {
+    /// No process of the child's tree is left: give the lease up, then `next`. `reason` is why
+    /// (none when the command could not be started); `key_found_gone`: a read found our key gone,
+    /// perhaps before the watch saw its deletion.
+    Release {
+        reason: Option<StopReason>,
+        next: Next,
+        key_found_gone: bool,
+    },
+    /// The process thread is gone while a tree may exist: exit without revoking; the lease
+    /// expires on its own.
+    Abandon(Exit),
+}
+
+/// What the loop observed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Input {
+    /// The child started.
+    Started,
+    /// The command could not be started (exec failed): exit with this.
+    SpawnFailed(Exit),
+    /// The child was not started: the lease has too little time left, or a shutdown came first.
+    SpawnRefused(StopReason),
+    /// Leadership must end, or a step-down for this leadership was asked for.
+    StopWanted(StopReason),
+    /// The process thread began a stop sequence.
+    Stopping,
+    /// SIGTERM or SIGINT arrived.
+    Shutdown(libc::c_int),
+    /// The main child was reaped and no process of its tree is left.
+    TreeGone {
+        status: ChildStatus,
+        reason: StopReason,
+    },
+    /// The pause before a restart is over.
+    PauseOver,
+    /// Whether our leader key is still ours (when etcd cannot say, it counts as ours: the
+    /// lease deadline still holds).
+    KeyChecked { ours: bool },
+    /// The process thread is gone.
+    ThreadGone,
+}
+
+/// What the loop must do after a step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Ask the process thread to start the child under the lease's current deadline.
+    Spawn,
+    /// Ask the process thread to stop the tree for this reason.
+    Stop(StopReason),
+    /// Wait (by the restart backoff) before starting the child again.
+    PauseBeforeRestart,
+    /// Read our leader key back.
+    VerifyKey,
+}
+
+/// What the transition reads and does not change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Facts {
+    /// A shutdown signal has arrived at some point (sticky).
+    pub shutdown: bool,
+    pub policies: Policies,
+}
+
+impl Lead {
+    /// A new leadership: its first child is asked for at once.
+    pub fn begin() -> (Lead, Option<Action>) {
+        (Lead::Spawning { last: None }, Some(Action::Spawn))
+    }
+
+    /// Whether a health check may start or count: only while the tree runs and no stop is asked
+    /// for or under way (then results mean nothing).
+    pub fn checks_allowed(&self) -> bool {
+        matches!(
+            self,
+            Lead::Running {
+                requested: None,
+                stopping: false
+            }
+        )
+    }
+}
+
+/// The transition: where `state` goes on `input`, and what to do.
+pub fn step(state: Lead, input: Input, facts: Facts) -> (Lead, Option<Action>) {
+    use Input as I;
+    match (state, input) {
+        (Lead::Over(_), _) => (state, None),
+        (_, I::ThreadGone) => (thread_gone(state), None),
+        (Lead::Spawning { .. }, I::Started) => (
+            Lead::Running {
+                requested: None,
+                stopping: false,
+            },
+            None,
+        ),
+        (Lead::Spawning { .. }, I::SpawnFailed(exit)) => {
+            (release(None, Next::Exit(exit), false), None)
+        }
+        (Lead::Spawning { last }, I::SpawnRefused(reason)) => (
+            release(Some(reason), refused(reason, last, facts), false),
+            None,
+        ),
+        (
+            Lead::Running {
+                requested,
+                stopping,
+            },
+            input,
+        ) => running(requested, stopping, input, facts),
+        (Lead::Pausing { last }, I::PauseOver) => {
+            (Lead::Verifying { last }, Some(Action::VerifyKey))
+        }
+        (Lead::Pausing { last }, I::StopWanted(reason)) => (ended(reason, last, facts), None),
+        (Lead::Pausing { last }, I::Shutdown(sig)) => {
+            (ended(StopReason::Shutdown(sig), last, facts), None)
+        }
+        (Lead::Verifying { last }, I::KeyChecked { ours: true }) => {
+            (Lead::Spawning { last: Some(last) }, Some(Action::Spawn))
+        }
+        (Lead::Verifying { last }, I::KeyChecked { ours: false }) => {
+            let next = decide(StopReason::KeyDeleted, facts.shutdown, last, facts.policies);
+            (release(Some(StopReason::KeyDeleted), next, true), None)
+        }
+        // Anything else changes nothing here: while spawning, the process thread answers every
+        // start (a shutdown makes it refuse or stop the child); while verifying, the read is
+        // bounded and the start after it checks the lease again.
+        (state, _) => (state, None),
+    }
+}
+
+/// While the tree runs.
+fn running(
+    requested: Option<StopReason>,
+    stopping: bool,
+    input: Input,
+    facts: Facts,
+) -> (Lead, Option<Action>) {
+    let state = Lead::Running {
+        requested,
+        stopping,
+    };
+    match input {
+        Input::TreeGone { status, reason } => {
+            let reason = final_reason(reason, requested);
+            match decide(reason, facts.shutdown, status, facts.policies) {
+                Next::Restart => (
+                    Lead::Pausing { last: status },
+                    Some(Action::PauseBeforeRestart),
+                ),
+                next => (release(Some(reason), next, false), None),
+            }
+        }
+        Input::StopWanted(StopReason::Unhealthy) if !state.checks_allowed() => (state, None),
+        Input::StopWanted(reason) => (
+            Lead::Running {
+                requested: requested.or(Some(reason)),
+                stopping,
+            },
+            Some(Action::Stop(reason)),
+        ),
+        Input::Stopping => (
+            Lead::Running {
+                requested,
+                stopping: true,
+            },
+            None,
+        ),
+        // A shutdown signal is the process thread's to act on: it has begun the stop.
+        _ => (state, None),
+    }
+}
+
+/// Why the tree ended, as the transition decides on it: what was asked first still counts if the
+/// child exited by itself meanwhile, except a health verdict, which never outranks the child's
+/// own exit (its status and `--on-child-exit` apply).
+pub fn final_reason(reported: StopReason, requested: Option<StopReason>) -> StopReason {
+    match (reported, requested) {
+        (StopReason::ChildExited, Some(asked)) if asked != StopReason::Unhealthy => asked,
+        _ => reported,
+    }
+}
+
+/// A start was refused: what follows, given the child before it (if any). With none, a
+/// shutdown exits as a withdrawal, not with a child's status: no child ran.
+fn refused(reason: StopReason, last: Option<ChildStatus>, facts: Facts) -> Next {
+    let status = last.unwrap_or(ChildStatus::Exited(0));
+    match decide(reason, facts.shutdown, status, facts.policies) {
+        Next::Exit(Exit::Child(_)) if last.is_none() => Next::Exit(Exit::Withdrew),
+        next => next,
+    }
+}
+
+/// Leadership ended between two children.
+fn ended(reason: StopReason, last: ChildStatus, facts: Facts) -> Lead {
+    release(
+        Some(reason),
+        decide(reason, facts.shutdown, last, facts.policies),
+        false,
+    )
+}
+
+fn release(reason: Option<StopReason>, next: Next, key_found_gone: bool) -> Lead {
+    Lead::Over(Ending::Release {
+        reason,
+        next,
+        key_found_gone,
+    })
+}
+
+/// The process thread is gone. While a tree runs nobody can vouch that it is dead; otherwise
+/// there is none, and the lease is given up as after any failure to start.
+fn thread_gone(state: Lead) -> Lead {
+    match state {
+        Lead::Running { .. } => Lead::Over(Ending::Abandon(Exit::Internal)),
+        _ => release(None, Next::Exit(Exit::Internal), false),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::lifecycle::{OnChildExit, OnLeaseLost};
+
+    use ChildStatus::{Exited, Signaled};
+    use StopReason as R;
+
+    const TERM: libc::c_int = libc::SIGTERM;
+
+    fn facts(shutdown: bool, on_child_exit: OnChildExit) -> Facts {
+        Facts {
+            shutdown,
+            policies: Policies {
+                on_child_exit,
+                on_lease_lost: OnLeaseLost::Recampaign,
+            },
+        }
+    }
+
+    const EXIT: Facts = Facts {
+        shutdown: false,
+        policies: Policies {
+            on_child_exit: OnChildExit::Exit,
+            on_lease_lost: OnLeaseLost::Recampaign,
+        },
+    };
+    const RESTART: Facts = Facts {
+        shutdown: false,
+        policies: Policies {
+            on_child_exit: OnChildExit::Restart,
+            on_lease_lost: OnLeaseLost::Recampaign,
+        },
+    };
+
+    fn running(requested: Option<StopReason>, stopping: bool) -> Lead {
+        Lead::Running {
+            requested,
+            stopping,
+        }
+    }
+
+    fn released(reason: Option<StopReason>, next: Next) -> Lead {
+        Lead::Over(Ending::Release {
+            reason,
+            next,
+            key_found_gone: false,
+        })
+    }
+
+    fn check(rows: &[(Lead, Input, Facts, Lead, Option<Action>)]) {
+        for (i, &(state, input, facts, want, action)) in rows.iter().enumerate() {
+            assert_eq!(
+                step(state, input, facts),
+                (want, action),
+                "row {i}: {state:?} on {input:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_leadership_begins_by_asking_for_its_child() {
+        assert_eq!(
+            Lead::begin(),
+            (Lead::Spawning { last: None }, Some(Action::Spawn))
+        );
+    }
+
+    #[test]
+    fn starting_the_child() {
+        let first = Lead::Spawning { last: None };
+        let again = Lead::Spawning {
+            last: Some(Exited(3)),
+        };
+        check(&[
+            (first, Input::Started, EXIT, running(None, false), None),
+            (again, Input::Started, RESTART, running(None, false), None),
+            (
+                first,
+                Input::SpawnFailed(Exit::NotFound),
+                EXIT,
+                released(None, Next::Exit(Exit::NotFound)),
+                None,
+            ),
+            // A restart whose exec fails (the binary was removed) exits with exec's code too.
+            (
+                again,
+                Input::SpawnFailed(Exit::NotExecutable),
+                RESTART,
+                released(None, Next::Exit(Exit::NotExecutable)),
+                None,
+            ),
+            // Events the process thread will follow with an answer change nothing.
+            (first, Input::Shutdown(TERM), EXIT, first, None),
+            (first, Input::Stopping, EXIT, first, None),
+            (first, Input::PauseOver, EXIT, first, None),
+        ]);
+    }
+
+    #[test]
+    fn a_refused_first_start_never_exits_with_a_child_status() {
+        let first = Lead::Spawning { last: None };
+        check(&[
+            // A shutdown before any child ran: a withdrawal.
+            (
+                first,
+                Input::SpawnRefused(R::Shutdown(TERM)),
+                facts(true, OnChildExit::Exit),
+                released(Some(R::Shutdown(TERM)), Next::Exit(Exit::Withdrew)),
+                None,
+            ),
+            // Too little lease left: a lease loss, campaign again.
+            (
+                first,
+                Input::SpawnRefused(R::Deadline),
+                EXIT,
+                released(Some(R::Deadline), Next::Recampaign { holdoff: false }),
+                None,
+            ),
+            // The same with a shutdown already recorded: still a withdrawal.
+            (
+                first,
+                Input::SpawnRefused(R::Deadline),
+                facts(true, OnChildExit::Restart),
+                released(Some(R::Deadline), Next::Exit(Exit::Withdrew)),
+                None,
+            ),
+        ]);
+    }
+
+    #[test]
+    fn a_refused_restart_exits_with_the_last_child_status() {
+        let again = Lead::Spawning {
+            last: Some(Exited(7)),
+        };
+        check(&[
+            (
+                again,
+                Input::SpawnRefused(R::Shutdown(TERM)),
+                facts(true, OnChildExit::Restart),
+                released(Some(R::Shutdown(TERM)), Next::Exit(Exit::Child(Exited(7)))),
+                None,
+            ),
+            (
+                again,
+                Input::SpawnRefused(R::Deadline),
+                RESTART,
+                released(Some(R::Deadline), Next::Recampaign { holdoff: false }),
+                None,
+            ),
+        ]);
+    }
+
+    #[test]
+    fn the_first_stop_asked_for_is_kept_and_every_one_is_passed_on() {
+        check(&[
+            (
+                running(None, false),
+                Input::StopWanted(R::Resign),
+                EXIT,
+                running(Some(R::Resign), false),
+                Some(Action::Stop(R::Resign)),
+            ),
+            // A known loss after a step-down: passed on (the process thread escalates to
+            // SIGKILL), the first reason kept.
+            (
+                running(Some(R::Resign), true),
+                Input::StopWanted(R::LeaseGone),
+                EXIT,
+                running(Some(R::Resign), true),
+                Some(Action::Stop(R::LeaseGone)),
+            ),
+            (
+                running(None, true),
+                Input::StopWanted(R::KeyDeleted),
+                EXIT,
+                running(Some(R::KeyDeleted), true),
+                Some(Action::Stop(R::KeyDeleted)),
+            ),
+            (
+                running(Some(R::Deadline), false),
+                Input::Stopping,
+                EXIT,
+                running(Some(R::Deadline), true),
+                None,
+            ),
+            // The process thread acts on a shutdown signal itself.
+            (
+                running(None, false),
+                Input::Shutdown(TERM),
+                facts(true, OnChildExit::Exit),
+                running(None, false),
+                None,
+            ),
+        ]);
+    }
+
+    #[test]
+    fn a_health_verdict_counts_only_while_nothing_else_stops_the_tree() {
+        check(&[
+            (
+                running(None, false),
+                Input::StopWanted(R::Unhealthy),
+                EXIT,
+                running(Some(R::Unhealthy), false),
+                Some(Action::Stop(R::Unhealthy)),
+            ),
+            (
+                running(Some(R::Resign), false),
+                Input::StopWanted(R::Unhealthy),
+                EXIT,
+                running(Some(R::Resign), false),
+                None,
+            ),
+            (
+                running(None, true),
+                Input::StopWanted(R::Unhealthy),
+                EXIT,
+                running(None, true),
+                None,
+            ),
+        ]);
+        assert!(running(None, false).checks_allowed());
+        for not_now in [
+            running(Some(R::Resign), false),
+            running(None, true),
+            Lead::Spawning { last: None },
+            Lead::Pausing { last: Exited(0) },
+        ] {
+            assert!(!not_now.checks_allowed(), "{not_now:?}");
+        }
+    }
+
+    #[test]
+    fn when_the_tree_is_gone() {
+        let gone = |status, reason| Input::TreeGone { status, reason };
+        check(&[
+            // The child exited by itself: --on-child-exit decides.
+            (
+                running(None, false),
+                gone(Exited(4), R::ChildExited),
+                EXIT,
+                released(Some(R::ChildExited), Next::Exit(Exit::Child(Exited(4)))),
+                None,
+            ),
+            (
+                running(None, false),
+                gone(Exited(4), R::ChildExited),
+                RESTART,
+                Lead::Pausing { last: Exited(4) },
+                Some(Action::PauseBeforeRestart),
+            ),
+            (
+                running(None, false),
+                gone(Exited(4), R::ChildExited),
+                facts(false, OnChildExit::Recampaign),
+                released(Some(R::ChildExited), Next::Recampaign { holdoff: false }),
+                None,
+            ),
+            // A step-down asked for wins over the child's own exit meanwhile: no restart.
+            (
+                running(Some(R::Resign), true),
+                gone(Exited(0), R::ChildExited),
+                RESTART,
+                released(Some(R::Resign), Next::Recampaign { holdoff: true }),
+                None,
+            ),
+            // A health verdict does not outrank the child's own exit.
+            (
+                running(Some(R::Unhealthy), true),
+                gone(Exited(0), R::ChildExited),
+                RESTART,
+                Lead::Pausing { last: Exited(0) },
+                Some(Action::PauseBeforeRestart),
+            ),
+            (
+                running(Some(R::Unhealthy), true),
+                gone(Signaled(15), R::Unhealthy),
+                RESTART,
+                released(Some(R::Unhealthy), Next::Recampaign { holdoff: true }),
+                None,
+            ),
+            // A shutdown always wins, with the child's status.
+            (
+                running(None, true),
+                gone(Signaled(15), R::Shutdown(TERM)),
+                facts(true, OnChildExit::Restart),
+                released(
+                    Some(R::Shutdown(TERM)),
+                    Next::Exit(Exit::Child(Signaled(15))),
+                ),
+                None,
+            ),
+            // The deadline passed: a lease loss.
+            (
+                running(None, true),
+                gone(Signaled(9), R::Deadline),
+                EXIT,
+                released(Some(R::Deadline), Next::Recampaign { holdoff: false }),
+                None,
+            ),
+        ]);
+    }
+
+    #[test]
+    fn between_two_children() {
+        let pausing = Lead::Pausing { last: Exited(2) };
+        check(&[
+            (
+                pausing,
+                Input::PauseOver,
+                RESTART,
+                Lead::Verifying { last: Exited(2) },
+                Some(Action::VerifyKey),
+            ),
+            (
+                pausing,
+                Input::StopWanted(R::LeaseGone),
+                RESTART,
+                released(Some(R::LeaseGone), Next::Recampaign { holdoff: false }),
+                None,
+            ),
+            (
+                pausing,
+                Input::StopWanted(R::Resign),
+                RESTART,
+                released(Some(R::Resign), Next::Recampaign { holdoff: true }),
+                None,
+            ),
+            // A shutdown while no child runs exits with the last child's status.
+            (
+                pausing,
+                Input::Shutdown(TERM),
+                facts(true, OnChildExit::Restart),
+                released(Some(R::Shutdown(TERM)), Next::Exit(Exit::Child(Exited(2)))),
+                None,
+            ),
+        ]);
+    }
+
+    #[test]
+    fn a_restart_first_reads_the_key_back() {
+        let verifying = Lead::Verifying { last: Exited(1) };
+        check(&[
+            (
+                verifying,
+                Input::KeyChecked { ours: true },
+                RESTART,
+                Lead::Spawning {
+                    last: Some(Exited(1)),
+                },
+                Some(Action::Spawn),
+            ),
+            (
+                verifying,
+                Input::KeyChecked { ours: false },
+                RESTART,
+                Lead::Over(Ending::Release {
+                    reason: Some(R::KeyDeleted),
+                    next: Next::Recampaign { holdoff: false },
+                    key_found_gone: true,
+                }),
+                None,
+            ),
+            // The shutdown is recorded; the start after the read is refused by the thread.
+            (
+                verifying,
+                Input::Shutdown(TERM),
+                facts(true, OnChildExit::Restart),
+                verifying,
+                None,
+            ),
+        ]);
+    }
+
+    #[test]
+    fn without_the_process_thread_a_running_tree_is_never_released() {
+        let states = [
+            (
+                running(None, false),
+                Lead::Over(Ending::Abandon(Exit::Internal)),
+            ),
+            (
+                running(Some(R::Resign), true),
+                Lead::Over(Ending::Abandon(Exit::Internal)),
+            ),
+            (
+                Lead::Spawning { last: None },
+                released(None, Next::Exit(Exit::Internal)),
+            ),
+            (
+                Lead::Pausing { last: Exited(0) },
+                released(None, Next::Exit(Exit::Internal)),
+            ),
+        ];
+        for (state, want) in states {
+            assert_eq!(
+                step(state, Input::ThreadGone, EXIT),
+                (want, None),
+                "{state:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_ended_leadership_stays_ended() {
+        let over = released(Some(R::Resign), Next::Recampaign { holdoff: true });
+        for input in [
+            Input::Started,
+            Input::StopWanted(R::LeaseGone),
+            Input::ThreadGone,
+            Input::PauseOver,
+            Input::KeyChecked { ours: true },
+        ] {
+            assert_eq!(step(over, input, EXIT), (over, None), "{input:?}");
+        }
+    }
+
+    #[test]
+    fn the_reason_a_tree_ended() {
+        let rows = [
+            (R::ChildExited, None, R::ChildExited),
+            (R::ChildExited, Some(R::Resign), R::Resign),
+            (R::ChildExited, Some(R::KeyDeleted), R::KeyDeleted),
+            // The child's own exit wins over a health verdict that came while it was exiting.
+            (R::ChildExited, Some(R::Unhealthy), R::ChildExited),
+            (R::Unhealthy, Some(R::Unhealthy), R::Unhealthy),
+            (R::Deadline, Some(R::Resign), R::Deadline),
+        ];
+        for (reported, requested, want) in rows {
+            assert_eq!(
+                final_reason(reported, requested),
+                want,
+                "{reported:?} {requested:?}"
+            );
+        }
+    }
+
+    /// Every state, every input, every policy: the rules that keep the promise hold on all of
+    /// them, not only on the rows above.
+    #[test]
+    fn the_rules_hold_for_every_state_input_and_policy() {
+        let reasons = [
+            R::LeaseGone,
+            R::KeyDeleted,
+            R::Deadline,
+            R::Resign,
+            R::Unhealthy,
+            R::Shutdown(TERM),
+            R::ChildExited,
+        ];
+        let statuses = [Exited(0), Exited(3), Signaled(9)];
+        let mut states = vec![Lead::Spawning { last: None }];
+        for s in statuses {
+            states.extend([
+                Lead::Spawning { last: Some(s) },
+                Lead::Pausing { last: s },
+                Lead::Verifying { last: s },
+            ]);
+        }
+        for requested in std::iter::once(None).chain(reasons.map(Some)) {
+            states.extend([running(requested, false), running(requested, true)]);
+        }
+        let mut inputs = vec![
+            Input::Started,
+            Input::SpawnFailed(Exit::NotFound),
+            Input::SpawnRefused(R::Deadline),
+            Input::SpawnRefused(R::Shutdown(TERM)),
+            Input::Stopping,
+            Input::Shutdown(TERM),
+            Input::PauseOver,
+            Input::KeyChecked { ours: true },
+            Input::KeyChecked { ours: false },
+            Input::ThreadGone,
+        ];
+        for r in reasons.into_iter().filter(|r| *r != R::ChildExited) {
+            inputs.push(Input::StopWanted(r));
+        }
+        for status in statuses {
+            for reason in reasons {
+                inputs.push(Input::TreeGone { status, reason });
+            }
+        }
+        for shutdown in [false, true] {
+            for on_child_exit in [
+                OnChildExit::Exit,
+                OnChildExit::Restart,
+                OnChildExit::Recampaign,
+            ] {
+                for on_lease_lost in [OnLeaseLost::Exit, OnLeaseLost::Recampaign] {
+                    let f = Facts {
+                        shutdown,
+                        policies: Policies {
+                            on_child_exit,
+                            on_lease_lost,
+                        },
+                    };
+                    for &state in &states {
+                        for &input in &inputs {
+                            let (next, action) = step(state, input, f);
+                            let what = format!("{state:?} on {input:?} with {f:?}");
+                            // The lease is given up only once no process of the tree is left.
+                            if let (Lead::Running { .. }, Lead::Over(Ending::Release { .. })) =
+                                (state, next)
+                            {
+                                assert!(matches!(input, Input::TreeGone { .. }), "{what}");
+                            }
+                            // A release never restarts, and after a shutdown it always exits.
+                            if let Lead::Over(Ending::Release { next, .. }) = next {
+                                assert_ne!(next, Next::Restart, "{what}");
+                                if shutdown {
+                                    assert!(matches!(next, Next::Exit(_)), "{what}");
+                                }
+                            }
+                            // A child is asked for only once the key was read back as ours.
+                            if action == Some(Action::Spawn) {
+                                assert_eq!(input, Input::KeyChecked { ours: true }, "{what}");
+                            }
+                            // A stop is asked for only while a tree runs.
+                            if let Some(Action::Stop(_)) = action {
+                                assert!(matches!(state, Lead::Running { .. }), "{what}");
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
