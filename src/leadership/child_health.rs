@@ -34,9 +34,9 @@ impl ChildHealth {
     }
 
     /// Starts the check that is due (a command check runs in the process thread).
-    pub(super) fn start_check(&mut self, sup: &ProcessThread) {
+    pub(super) fn start_check(&mut self, process: &ProcessThread) {
         if let Some(c) = self.monitor.start() {
-            sup.request(Request::Check {
+            process.request(Request::Check {
                 id: c.id,
                 command: c.command,
                 env: self.env.clone(),

@@ -99,7 +99,7 @@ impl Leading<'_, '_> {
                     return Some(Input::SpawnRefused(StopReason::Deadline));
                 };
                 self.asked_at = Instant::now();
-                inp.sup.request(Request::Spawn {
+                inp.process.request(Request::Spawn {
                     command: self.ctx.cfg.command.clone(),
                     env: leader_env(self.ctx.cfg, &self.me),
                     deadline: deadline_of(self.ctx.cfg, safe_until),
@@ -107,7 +107,7 @@ impl Leading<'_, '_> {
                 None
             }
             Action::Stop(reason) => {
-                inp.sup.request(Request::Stop(reason));
+                inp.process.request(Request::Stop(reason));
                 None
             }
             Action::PauseBeforeRestart => {
@@ -156,7 +156,7 @@ impl Leading<'_, '_> {
     /// The process thread's answer to a spawn request.
     async fn spawn_answer(&mut self, inp: &mut Inputs) -> Input {
         loop {
-            match next_event(&mut inp.sup, &mut inp.shutdown).await {
+            match next_event(&mut inp.process, &mut inp.shutdown).await {
                 Some(Event::Started { pid }) => {
                     self.started(pid);
                     return Input::Started;
@@ -204,13 +204,13 @@ impl Leading<'_, '_> {
         };
         loop {
             let input = tokio::select! {
-                event = next_event(&mut inp.sup, &mut inp.shutdown) => match event {
+                event = next_event(&mut inp.process, &mut inp.shutdown) => match event {
                     Some(event) => on_event(ctx, me, event, tree.health.as_mut()),
                     None => Some(Input::ThreadGone),
                 },
                 _ = check_due(tree.health.as_ref()), if state.checks_allowed() => {
                     if let Some(h) = &mut tree.health {
-                        h.start_check(&inp.sup);
+                        h.start_check(&inp.process);
                     }
                     None
                 }
@@ -221,7 +221,7 @@ impl Leading<'_, '_> {
                     tree.lease_open = changed.is_ok();
                     match *tree.lease.borrow_and_update() {
                         LeaseState::Alive { safe_until } if tree.lease_open => {
-                            inp.sup.request(Request::Extend(deadline_of(ctx.cfg, safe_until)));
+                            inp.process.request(Request::Extend(deadline_of(ctx.cfg, safe_until)));
                             None
                         }
                         _ => Some(Input::StopWanted(StopReason::LeaseGone)),
@@ -243,7 +243,7 @@ impl Leading<'_, '_> {
     async fn while_paused(&mut self, inp: &mut Inputs) -> Input {
         loop {
             return tokio::select! {
-                _ = shutdown_requested(&mut inp.sup, &mut inp.shutdown) => match inp.shutdown {
+                _ = shutdown_requested(&mut inp.process, &mut inp.shutdown) => match inp.shutdown {
                     Some(sig) => Input::Shutdown(sig),
                     None => Input::ThreadGone,
                 },

@@ -62,7 +62,7 @@ struct Ctx<'a> {
 /// What the loop receives: the process thread's events, step-down requests, and whether a
 /// shutdown signal has arrived (sticky).
 struct Inputs {
-    sup: ProcessThread,
+    process: ProcessThread,
     resign: UnboundedReceiver<i64>,
     shutdown: Option<libc::c_int>,
 }
@@ -83,7 +83,7 @@ enum After {
 /// caller so that a bad address fails at start-up.
 pub async fn run(
     cfg: Config,
-    sup: ProcessThread,
+    process: ProcessThread,
     obs: Arc<Observer>,
     health: Option<std::net::TcpListener>,
 ) -> Exit {
@@ -105,7 +105,7 @@ pub async fn run(
         step_down: resign_tx,
     };
     let mut inputs = Inputs {
-        sup,
+        process,
         resign,
         shutdown: None,
     };
@@ -179,7 +179,7 @@ async fn campaign_until_exit(ctx: &Ctx<'_>, inp: &mut Inputs) -> Exit {
         former_at = deleted.filter(|_| ctx.slots.is_some());
         if holdoff {
             tokio::select! {
-                exit = shutdown_requested(&mut inp.sup, &mut inp.shutdown) => return exit,
+                exit = shutdown_requested(&mut inp.process, &mut inp.shutdown) => return exit,
                 _ = sleep(ctx.cfg.resign_holdoff) => {}
             }
         }
@@ -187,8 +187,11 @@ async fn campaign_until_exit(ctx: &Ctx<'_>, inp: &mut Inputs) -> Exit {
 }
 
 /// The next event from the process thread, recording shutdown signals. `None`: the thread is gone.
-async fn next_event(sup: &mut ProcessThread, shutdown: &mut Option<libc::c_int>) -> Option<Event> {
-    let event = sup.events.recv().await;
+async fn next_event(
+    process: &mut ProcessThread,
+    shutdown: &mut Option<libc::c_int>,
+) -> Option<Event> {
+    let event = process.events.recv().await;
     if let Some(Event::ShutdownSignal(sig)) = &event {
         shutdown.get_or_insert(*sig);
     }
@@ -197,13 +200,16 @@ async fn next_event(sup: &mut ProcessThread, shutdown: &mut Option<libc::c_int>)
 
 /// Resolves once a shutdown signal has arrived (at once if one did already). Used while no child
 /// runs, so other events do not matter.
-async fn shutdown_requested(sup: &mut ProcessThread, shutdown: &mut Option<libc::c_int>) -> Exit {
+async fn shutdown_requested(
+    process: &mut ProcessThread,
+    shutdown: &mut Option<libc::c_int>,
+) -> Exit {
     loop {
         if let Some(sig) = *shutdown {
             tracing::info!("withdrew on {}", crate::core::exit_code::signal_name(sig));
             return Exit::Withdrew;
         }
-        match next_event(sup, shutdown).await {
+        match next_event(process, shutdown).await {
             Some(event) => tracing::debug!(?event, "while no child runs"),
             None => {
                 tracing::error!("the process thread is gone");

@@ -72,12 +72,12 @@ pub(super) async fn standby(
     let last_error = RefCell::new(String::from("none"));
     loop {
         let session = tokio::select! {
-            exit = shutdown_requested(&mut inp.sup, &mut inp.shutdown) => return Err(exit),
+            exit = shutdown_requested(&mut inp.process, &mut inp.shutdown) => return Err(exit),
             _ = until(acquire_by) => return Err(timed_out(ctx, &last_error)),
             r = grant_with_retries(ctx, &last_error) => r.map_err(|e| rejected(&e))?,
         };
         let round = tokio::select! {
-            exit = shutdown_requested(&mut inp.sup, &mut inp.shutdown) => Round::Over(exit),
+            exit = shutdown_requested(&mut inp.process, &mut inp.shutdown) => Round::Over(exit),
             _ = until(acquire_by) => Round::Over(timed_out(ctx, &last_error)),
             reason = lease_lost(session.state()) => Round::LeaseLost(reason),
             c = campaign(ctx, &session, &last_error, former_at) => match c {
