@@ -16,7 +16,7 @@ use std::cell::RefCell;
 use etcd_client::Client;
 use tokio::time::{sleep, Instant};
 
-use crate::core::backoff::Schedule;
+use crate::core::backoff::{Backoff, Schedule};
 use crate::core::exit_code::Exit;
 use crate::core::lifecycle::{LeaseId, Phase, StopReason};
 use crate::election::candidacy_watch::CandidacyWatch;
@@ -130,13 +130,23 @@ async fn grant_with_retries(
             Ok(s) => return Ok(s),
             Err(e) if e.is_rejected() => return Err(e),
             Err(e) => {
-                let wait = backoff.next_pause();
-                tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "cannot get a lease from etcd; retrying");
-                *last_error.borrow_mut() = e.to_string();
-                sleep(wait).await;
+                pause_after(&e, &mut backoff, last_error, "cannot get a lease from etcd").await
             }
         }
     }
+}
+
+/// After a failure etcd may recover from: notes it (for `--acquire-timeout`'s message) and pauses.
+async fn pause_after(
+    e: &EtcdError,
+    backoff: &mut Backoff,
+    last_error: &RefCell<String>,
+    what: &str,
+) {
+    let wait = backoff.next_pause();
+    tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "{what}; retrying");
+    *last_error.borrow_mut() = e.to_string();
+    sleep(wait).await;
 }
 
 /// Joins and waits for our turn, retrying while etcd is unavailable.
@@ -163,12 +173,7 @@ async fn campaign(
             Ok(Attempt::Won(me, watch)) => return Campaign::Won(me, watch),
             Ok(Attempt::Mismatch(m)) => return Campaign::Refused(Refused::Slots(m)),
             Err(e) if e.is_rejected() => return Campaign::Refused(Refused::Etcd(e)),
-            Err(e) => {
-                let wait = backoff.next_pause();
-                tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "campaign interrupted; retrying");
-                *last_error.borrow_mut() = e.to_string();
-                sleep(wait).await;
-            }
+            Err(e) => pause_after(&e, &mut backoff, last_error, "campaign interrupted").await,
         }
     }
 }

@@ -279,13 +279,17 @@ mod tests {
     use StopReason as R;
 
     const TERM: libc::c_int = libc::SIGTERM;
+    const NONE: Option<Action> = None;
+    const AGAIN: Next = Next::Recampaign { holdoff: false };
+    const HOLDOFF: Next = Next::Recampaign { holdoff: true };
 
     fn facts(shutdown: bool, on_child_exit: OnChildExit) -> Facts {
+        let on_lease_lost = OnLeaseLost::Recampaign;
         Facts {
             shutdown,
             policies: Policies {
                 on_child_exit,
-                on_lease_lost: OnLeaseLost::Recampaign,
+                on_lease_lost,
             },
         }
     }
@@ -312,12 +316,28 @@ mod tests {
         }
     }
 
-    fn released(reason: Option<StopReason>, next: Next) -> Lead {
+    fn rel(reason: StopReason, next: Next) -> Lead {
         Lead::Over(Ending::Release {
-            reason,
+            reason: Some(reason),
             next,
             key_found_gone: false,
         })
+    }
+
+    fn want(reason: StopReason) -> Input {
+        Input::StopWanted(reason)
+    }
+
+    fn stop(reason: StopReason) -> Option<Action> {
+        Some(Action::Stop(reason))
+    }
+
+    fn child(status: ChildStatus) -> Next {
+        Next::Exit(Exit::Child(status))
+    }
+
+    fn gone(status: ChildStatus, reason: StopReason) -> Input {
+        Input::TreeGone { status, reason }
     }
 
     fn check(rows: &[(Lead, Input, Facts, Lead, Option<Action>)]) {
@@ -339,331 +359,152 @@ mod tests {
     }
 
     #[test]
+    #[rustfmt::skip]
     fn starting_the_child() {
         let first = Lead::Spawning { last: None };
-        let again = Lead::Spawning {
-            last: Some(Exited(3)),
-        };
+        let again = Lead::Spawning { last: Some(Exited(3)) };
+        let failed = |exit| Lead::Over(Ending::Release {
+            reason: None, next: Next::Exit(exit), key_found_gone: false,
+        });
         check(&[
-            (first, Input::Started, EXIT, running(None, false), None),
-            (again, Input::Started, RESTART, running(None, false), None),
-            (
-                first,
-                Input::SpawnFailed(Exit::NotFound),
-                EXIT,
-                released(None, Next::Exit(Exit::NotFound)),
-                None,
-            ),
+            (first, Input::Started, EXIT, running(None, false), NONE),
+            (again, Input::Started, RESTART, running(None, false), NONE),
+            (first, Input::SpawnFailed(Exit::NotFound), EXIT, failed(Exit::NotFound), NONE),
             // A restart whose exec fails (the binary was removed) exits with exec's code too.
-            (
-                again,
-                Input::SpawnFailed(Exit::NotExecutable),
-                RESTART,
-                released(None, Next::Exit(Exit::NotExecutable)),
-                None,
-            ),
+            (again, Input::SpawnFailed(Exit::NotExecutable), RESTART, failed(Exit::NotExecutable), NONE),
             // Events the process thread will follow with an answer change nothing.
-            (first, Input::Shutdown(TERM), EXIT, first, None),
-            (first, Input::Stopping, EXIT, first, None),
-            (first, Input::PauseOver, EXIT, first, None),
+            (first, Input::Shutdown(TERM), EXIT, first, NONE),
+            (first, Input::Stopping, EXIT, first, NONE),
+            (first, Input::PauseOver, EXIT, first, NONE),
         ]);
     }
 
     #[test]
+    #[rustfmt::skip]
     fn a_refused_first_start_never_exits_with_a_child_status() {
         let first = Lead::Spawning { last: None };
+        let withdrew = Next::Exit(Exit::Withdrew);
         check(&[
             // A shutdown before any child ran: a withdrawal.
-            (
-                first,
-                Input::SpawnRefused(R::Shutdown(TERM)),
-                facts(true, OnChildExit::Exit),
-                released(Some(R::Shutdown(TERM)), Next::Exit(Exit::Withdrew)),
-                None,
-            ),
+            (first, Input::SpawnRefused(R::Shutdown(TERM)), facts(true, OnChildExit::Exit),
+                rel(R::Shutdown(TERM), withdrew), NONE),
             // Too little lease left: a lease loss, campaign again.
-            (
-                first,
-                Input::SpawnRefused(R::Deadline),
-                EXIT,
-                released(Some(R::Deadline), Next::Recampaign { holdoff: false }),
-                None,
-            ),
+            (first, Input::SpawnRefused(R::Deadline), EXIT, rel(R::Deadline, AGAIN), NONE),
             // The same with a shutdown already recorded: still a withdrawal.
-            (
-                first,
-                Input::SpawnRefused(R::Deadline),
-                facts(true, OnChildExit::Restart),
-                released(Some(R::Deadline), Next::Exit(Exit::Withdrew)),
-                None,
-            ),
+            (first, Input::SpawnRefused(R::Deadline), facts(true, OnChildExit::Restart),
+                rel(R::Deadline, withdrew), NONE),
         ]);
     }
 
     #[test]
+    #[rustfmt::skip]
     fn a_refused_restart_exits_with_the_last_child_status() {
-        let again = Lead::Spawning {
-            last: Some(Exited(7)),
-        };
+        let again = Lead::Spawning { last: Some(Exited(7)) };
         check(&[
-            (
-                again,
-                Input::SpawnRefused(R::Shutdown(TERM)),
-                facts(true, OnChildExit::Restart),
-                released(Some(R::Shutdown(TERM)), Next::Exit(Exit::Child(Exited(7)))),
-                None,
-            ),
-            (
-                again,
-                Input::SpawnRefused(R::Deadline),
-                RESTART,
-                released(Some(R::Deadline), Next::Recampaign { holdoff: false }),
-                None,
-            ),
+            (again, Input::SpawnRefused(R::Shutdown(TERM)), facts(true, OnChildExit::Restart),
+                rel(R::Shutdown(TERM), child(Exited(7))), NONE),
+            (again, Input::SpawnRefused(R::Deadline), RESTART, rel(R::Deadline, AGAIN), NONE),
         ]);
     }
 
     #[test]
+    #[rustfmt::skip]
     fn the_first_stop_asked_for_is_kept_and_every_one_is_passed_on() {
+        let resigning = running(Some(R::Resign), true);
         check(&[
-            (
-                running(None, false),
-                Input::StopWanted(R::Resign),
-                EXIT,
-                running(Some(R::Resign), false),
-                Some(Action::Stop(R::Resign)),
-            ),
+            (running(None, false), want(R::Resign), EXIT, running(Some(R::Resign), false), stop(R::Resign)),
             // A known loss after a step-down: passed on (the process thread escalates to
             // SIGKILL), the first reason kept.
-            (
-                running(Some(R::Resign), true),
-                Input::StopWanted(R::LeaseGone),
-                EXIT,
-                running(Some(R::Resign), true),
-                Some(Action::Stop(R::LeaseGone)),
-            ),
-            (
-                running(None, true),
-                Input::StopWanted(R::KeyDeleted),
-                EXIT,
-                running(Some(R::KeyDeleted), true),
-                Some(Action::Stop(R::KeyDeleted)),
-            ),
-            (
-                running(Some(R::Deadline), false),
-                Input::Stopping,
-                EXIT,
-                running(Some(R::Deadline), true),
-                None,
-            ),
+            (resigning, want(R::LeaseGone), EXIT, resigning, stop(R::LeaseGone)),
+            (running(None, true), want(R::KeyDeleted), EXIT, running(Some(R::KeyDeleted), true), stop(R::KeyDeleted)),
+            (running(Some(R::Deadline), false), Input::Stopping, EXIT, running(Some(R::Deadline), true), NONE),
             // The process thread acts on a shutdown signal itself.
-            (
-                running(None, false),
-                Input::Shutdown(TERM),
-                facts(true, OnChildExit::Exit),
-                running(None, false),
-                None,
-            ),
+            (running(None, false), Input::Shutdown(TERM), facts(true, OnChildExit::Exit), running(None, false), NONE),
         ]);
     }
 
     #[test]
+    #[rustfmt::skip]
     fn a_health_verdict_counts_only_while_nothing_else_stops_the_tree() {
+        let (healthy, resigning, stopping) = (running(None, false), running(Some(R::Resign), false), running(None, true));
         check(&[
-            (
-                running(None, false),
-                Input::StopWanted(R::Unhealthy),
-                EXIT,
-                running(Some(R::Unhealthy), false),
-                Some(Action::Stop(R::Unhealthy)),
-            ),
-            (
-                running(Some(R::Resign), false),
-                Input::StopWanted(R::Unhealthy),
-                EXIT,
-                running(Some(R::Resign), false),
-                None,
-            ),
-            (
-                running(None, true),
-                Input::StopWanted(R::Unhealthy),
-                EXIT,
-                running(None, true),
-                None,
-            ),
+            (healthy, want(R::Unhealthy), EXIT, running(Some(R::Unhealthy), false), stop(R::Unhealthy)),
+            (resigning, want(R::Unhealthy), EXIT, resigning, NONE),
+            (stopping, want(R::Unhealthy), EXIT, stopping, NONE),
         ]);
-        assert!(running(None, false).checks_allowed());
-        for not_now in [
-            running(Some(R::Resign), false),
-            running(None, true),
-            Lead::Spawning { last: None },
-            Lead::Pausing { last: Exited(0) },
-        ] {
+        assert!(healthy.checks_allowed());
+        for not_now in [resigning, stopping, Lead::Spawning { last: None }, Lead::Pausing { last: Exited(0) }] {
             assert!(!not_now.checks_allowed(), "{not_now:?}");
         }
     }
 
     #[test]
+    #[rustfmt::skip]
     fn when_the_tree_is_gone() {
-        let gone = |status, reason| Input::TreeGone { status, reason };
+        let pause = Some(Action::PauseBeforeRestart);
+        let recampaign = facts(false, OnChildExit::Recampaign);
+        let shutting_down = facts(true, OnChildExit::Restart);
+        let (idle, resigning, unhealthy) = (running(None, false), running(Some(R::Resign), true), running(Some(R::Unhealthy), true));
         check(&[
             // The child exited by itself: --on-child-exit decides.
-            (
-                running(None, false),
-                gone(Exited(4), R::ChildExited),
-                EXIT,
-                released(Some(R::ChildExited), Next::Exit(Exit::Child(Exited(4)))),
-                None,
-            ),
-            (
-                running(None, false),
-                gone(Exited(4), R::ChildExited),
-                RESTART,
-                Lead::Pausing { last: Exited(4) },
-                Some(Action::PauseBeforeRestart),
-            ),
-            (
-                running(None, false),
-                gone(Exited(4), R::ChildExited),
-                facts(false, OnChildExit::Recampaign),
-                released(Some(R::ChildExited), Next::Recampaign { holdoff: false }),
-                None,
-            ),
+            (idle, gone(Exited(4), R::ChildExited), EXIT, rel(R::ChildExited, child(Exited(4))), NONE),
+            (idle, gone(Exited(4), R::ChildExited), RESTART, Lead::Pausing { last: Exited(4) }, pause),
+            (idle, gone(Exited(4), R::ChildExited), recampaign, rel(R::ChildExited, AGAIN), NONE),
             // A step-down asked for wins over the child's own exit meanwhile: no restart.
-            (
-                running(Some(R::Resign), true),
-                gone(Exited(0), R::ChildExited),
-                RESTART,
-                released(Some(R::Resign), Next::Recampaign { holdoff: true }),
-                None,
-            ),
+            (resigning, gone(Exited(0), R::ChildExited), RESTART, rel(R::Resign, HOLDOFF), NONE),
             // A health verdict does not outrank the child's own exit.
-            (
-                running(Some(R::Unhealthy), true),
-                gone(Exited(0), R::ChildExited),
-                RESTART,
-                Lead::Pausing { last: Exited(0) },
-                Some(Action::PauseBeforeRestart),
-            ),
-            (
-                running(Some(R::Unhealthy), true),
-                gone(Signaled(15), R::Unhealthy),
-                RESTART,
-                released(Some(R::Unhealthy), Next::Recampaign { holdoff: true }),
-                None,
-            ),
+            (unhealthy, gone(Exited(0), R::ChildExited), RESTART, Lead::Pausing { last: Exited(0) }, pause),
+            (unhealthy, gone(Signaled(15), R::Unhealthy), RESTART, rel(R::Unhealthy, HOLDOFF), NONE),
             // A shutdown always wins, with the child's status.
-            (
-                running(None, true),
-                gone(Signaled(15), R::Shutdown(TERM)),
-                facts(true, OnChildExit::Restart),
-                released(
-                    Some(R::Shutdown(TERM)),
-                    Next::Exit(Exit::Child(Signaled(15))),
-                ),
-                None,
-            ),
+            (idle, gone(Signaled(15), R::Shutdown(TERM)), shutting_down, rel(R::Shutdown(TERM), child(Signaled(15))), NONE),
             // The deadline passed: a lease loss.
-            (
-                running(None, true),
-                gone(Signaled(9), R::Deadline),
-                EXIT,
-                released(Some(R::Deadline), Next::Recampaign { holdoff: false }),
-                None,
-            ),
+            (idle, gone(Signaled(9), R::Deadline), EXIT, rel(R::Deadline, AGAIN), NONE),
         ]);
     }
 
     #[test]
+    #[rustfmt::skip]
     fn between_two_children() {
         let pausing = Lead::Pausing { last: Exited(2) };
+        let verify = Some(Action::VerifyKey);
         check(&[
-            (
-                pausing,
-                Input::PauseOver,
-                RESTART,
-                Lead::Verifying { last: Exited(2) },
-                Some(Action::VerifyKey),
-            ),
-            (
-                pausing,
-                Input::StopWanted(R::LeaseGone),
-                RESTART,
-                released(Some(R::LeaseGone), Next::Recampaign { holdoff: false }),
-                None,
-            ),
-            (
-                pausing,
-                Input::StopWanted(R::Resign),
-                RESTART,
-                released(Some(R::Resign), Next::Recampaign { holdoff: true }),
-                None,
-            ),
+            (pausing, Input::PauseOver, RESTART, Lead::Verifying { last: Exited(2) }, verify),
+            (pausing, want(R::LeaseGone), RESTART, rel(R::LeaseGone, AGAIN), NONE),
+            (pausing, want(R::Resign), RESTART, rel(R::Resign, HOLDOFF), NONE),
             // A shutdown while no child runs exits with the last child's status.
-            (
-                pausing,
-                Input::Shutdown(TERM),
-                facts(true, OnChildExit::Restart),
-                released(Some(R::Shutdown(TERM)), Next::Exit(Exit::Child(Exited(2)))),
-                None,
-            ),
+            (pausing, Input::Shutdown(TERM), facts(true, OnChildExit::Restart), rel(R::Shutdown(TERM), child(Exited(2))), NONE),
         ]);
     }
 
     #[test]
+    #[rustfmt::skip]
     fn a_restart_first_reads_the_key_back() {
         let verifying = Lead::Verifying { last: Exited(1) };
+        let not_ours = Lead::Over(Ending::Release {
+            reason: Some(R::KeyDeleted), next: AGAIN, key_found_gone: true,
+        });
         check(&[
-            (
-                verifying,
-                Input::KeyChecked { ours: true },
-                RESTART,
-                Lead::Spawning {
-                    last: Some(Exited(1)),
-                },
-                Some(Action::Spawn),
-            ),
-            (
-                verifying,
-                Input::KeyChecked { ours: false },
-                RESTART,
-                Lead::Over(Ending::Release {
-                    reason: Some(R::KeyDeleted),
-                    next: Next::Recampaign { holdoff: false },
-                    key_found_gone: true,
-                }),
-                None,
-            ),
+            (verifying, Input::KeyChecked { ours: true }, RESTART,
+                Lead::Spawning { last: Some(Exited(1)) }, Some(Action::Spawn)),
+            (verifying, Input::KeyChecked { ours: false }, RESTART, not_ours, NONE),
             // The shutdown is recorded; the start after the read is refused by the thread.
-            (
-                verifying,
-                Input::Shutdown(TERM),
-                facts(true, OnChildExit::Restart),
-                verifying,
-                None,
-            ),
+            (verifying, Input::Shutdown(TERM), facts(true, OnChildExit::Restart), verifying, NONE),
         ]);
     }
 
     #[test]
     fn without_the_process_thread_a_running_tree_is_never_released() {
+        let abandoned = Lead::Over(Ending::Abandon(Exit::Internal));
+        let internal = Lead::Over(Ending::Release {
+            reason: None,
+            next: Next::Exit(Exit::Internal),
+            key_found_gone: false,
+        });
         let states = [
-            (
-                running(None, false),
-                Lead::Over(Ending::Abandon(Exit::Internal)),
-            ),
-            (
-                running(Some(R::Resign), true),
-                Lead::Over(Ending::Abandon(Exit::Internal)),
-            ),
-            (
-                Lead::Spawning { last: None },
-                released(None, Next::Exit(Exit::Internal)),
-            ),
-            (
-                Lead::Pausing { last: Exited(0) },
-                released(None, Next::Exit(Exit::Internal)),
-            ),
+            (running(None, false), abandoned),
+            (running(Some(R::Resign), true), abandoned),
+            (Lead::Spawning { last: None }, internal),
+            (Lead::Pausing { last: Exited(0) }, internal),
         ];
         for (state, want) in states {
             assert_eq!(
@@ -676,10 +517,10 @@ mod tests {
 
     #[test]
     fn an_ended_leadership_stays_ended() {
-        let over = released(Some(R::Resign), Next::Recampaign { holdoff: true });
+        let over = rel(R::Resign, HOLDOFF);
         for input in [
             Input::Started,
-            Input::StopWanted(R::LeaseGone),
+            want(R::LeaseGone),
             Input::ThreadGone,
             Input::PauseOver,
             Input::KeyChecked { ours: true },
