@@ -41,7 +41,7 @@ use crate::election::session::{LeaseState, Revoked, Session};
 use crate::election::slots::{Joined, Mismatch, SlotElection};
 use crate::health::{self, Monitor, Outcome, Report, Verdict};
 use crate::process::contract::{Event, LeaseDeadline, Request};
-use crate::process::thread::ProcessThread;
+use crate::process::handle::ProcessThread;
 use crate::report::http::{self, Endpoints, ResignAuth};
 use crate::report::observer::Observer;
 
