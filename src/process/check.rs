@@ -60,7 +60,7 @@ impl CheckSlot {
         self.current.is_some()
     }
 
-    /// Forks the check. `Err` is the result to report at once (the fork or the pipe failed).
+    /// Starts the check. `Err` is the result to report at once (the start or the pipe failed).
     pub fn start(
         &mut self,
         id: u64,
