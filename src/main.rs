@@ -1,5 +1,7 @@
 //! The `singleton-exec` binary: the duties of start-up in order, each one a library call.
 
+#![forbid(unsafe_code)]
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,7 +14,7 @@ use singleton_exec::core::exit_code::Exit;
 use singleton_exec::health::Check;
 use singleton_exec::leadership;
 use singleton_exec::process::contract::Settings;
-use singleton_exec::process::thread::{self, ProcessThread};
+use singleton_exec::process::handle::{self, ProcessThread};
 use singleton_exec::process::{guard, signals, spawn};
 use singleton_exec::report::observer::Observer;
 use singleton_exec::report::{logging, notify};
@@ -90,8 +92,7 @@ fn supervise(cli: Cli) -> Exit {
     };
     // Before becoming a subreaper, so the double-forked guard is not re-parented to us; a subreaper
     // setting inherited across exec would have the same effect, so it is cleared first.
-    // SAFETY: prctl with integer arguments.
-    unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0) };
+    let _ = handle::clear_subreaper();
     let guard = if std::process::id() == 1 {
         None // the kernel kills the PID namespace with us
     } else {
@@ -99,7 +100,7 @@ fn supervise(cli: Cli) -> Exit {
             .inspect_err(|e| tracing::warn!(error = %e, "cannot start the guard: the child's tree may outlive a SIGKILL of singleton-exec"))
             .ok()
     };
-    if let Err(e) = thread::become_subreaper() {
+    if let Err(e) = handle::become_subreaper() {
         tracing::error!(error = %e, "cannot become a child subreaper");
         return Exit::Internal;
     }

@@ -43,7 +43,7 @@ use crate::election::queue::{Candidacy, Election};
 use crate::election::session::LeaseState;
 use crate::election::slots::SlotElection;
 use crate::process::contract::{Event, LeaseDeadline};
-use crate::process::thread::ProcessThread;
+use crate::process::handle::ProcessThread;
 use crate::report::http::{self, Endpoints, ResignAuth};
 use crate::report::observer::Observer;
 

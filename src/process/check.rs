@@ -10,14 +10,18 @@
 //!   pipe); the output is complete when the check is reaped, nothing waits for end-of-file;
 //! * every call is a non-blocking system call: nothing here can delay the fail-closed deadline.
 
+#![forbid(unsafe_code)]
+
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::time::Duration;
+
+use nix::fcntl::{fcntl, FcntlArg, OFlag};
 
 use crate::core::clock::BootInstant;
 use crate::core::exit_code::ChildStatus;
 use crate::process::contract::CheckExit;
-use crate::process::spawn;
+use crate::process::{signals, spawn};
 
 /// Output kept per check, for the log and `/status`.
 pub const OUTPUT_KEPT: usize = 4096;
@@ -56,7 +60,7 @@ impl CheckSlot {
         self.current.is_some()
     }
 
-    /// Forks the check. `Err` is the result to report at once (the fork or the pipe failed).
+    /// Starts the check. `Err` is the result to report at once (the start or the pipe failed).
     pub fn start(
         &mut self,
         id: u64,
@@ -85,11 +89,11 @@ impl CheckSlot {
     }
 
     /// The output pipe to poll, while it is open.
-    pub fn output_fd(&self) -> Option<RawFd> {
+    pub fn output_fd(&self) -> Option<BorrowedFd<'_>> {
         self.current
             .as_ref()
             .and_then(|c| c.output.as_ref())
-            .map(|f| f.as_raw_fd())
+            .map(|f| f.as_fd())
     }
 
     /// When the timeout must be enforced, if it has not been.
@@ -121,25 +125,24 @@ impl CheckSlot {
     /// Reads what the check wrote since the last call, without blocking.
     pub fn drain_output(&mut self) {
         let Some(c) = &mut self.current else { return };
-        let Some(fd) = c.output.as_ref().map(|f| f.as_raw_fd()) else {
-            return;
-        };
         let mut buf = [0u8; 4096];
         let mut read = 0;
         while read < READ_PER_WAKE {
-            // SAFETY: reading into a buffer we own from a non-blocking fd we own.
-            let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
-            if n == 0 {
-                c.output = None; // end-of-file: every writer is gone; stop polling it
+            let Some(output) = &c.output else {
                 return;
+            };
+            match nix::unistd::read(output, &mut buf) {
+                Ok(0) => {
+                    c.output = None; // end-of-file: every writer is gone; stop polling it
+                    return;
+                }
+                Ok(n) => {
+                    read += n;
+                    keep(&mut c.kept, &buf[..n]);
+                }
+                // EAGAIN (nothing more now) or an error: try again on the next wake-up.
+                Err(_) => return,
             }
-            if n < 0 {
-                return; // EAGAIN (nothing more now) or an error: try again on the next wake-up
-            }
-            let n = n as usize;
-            read += n;
-            let room = OUTPUT_KEPT.saturating_sub(c.kept.len());
-            c.kept.extend_from_slice(&buf[..n.min(room)]);
         }
     }
 
@@ -155,39 +158,80 @@ impl CheckSlot {
     pub fn reaped(&mut self, pid: libc::pid_t, how: ChildStatus) -> Option<Ended> {
         self.drain_output();
         let c = self.current.take_if(|c| c.pid == pid)?;
-        let exit = if c.cancelled {
-            CheckExit::NotRun("the stop sequence began".into())
-        } else if c.timed_out {
-            CheckExit::TimedOut
-        } else {
-            CheckExit::Exited(how)
-        };
         Some(Ended {
             id: c.id,
-            exit,
+            exit: outcome(c.cancelled, c.timed_out, how),
             output: String::from_utf8_lossy(&c.kept).into_owned(),
         })
     }
 }
 
+/// How a reaped check is reported: a cancelled one has no result (whatever killed it), a timed
+/// out one failed, any other ended as `how` says.
+fn outcome(cancelled: bool, timed_out: bool, how: ChildStatus) -> CheckExit {
+    if cancelled {
+        CheckExit::NotRun("the stop sequence began".into())
+    } else if timed_out {
+        CheckExit::TimedOut
+    } else {
+        CheckExit::Exited(how)
+    }
+}
+
+/// Adds what fits of `chunk` to `kept`, which never grows past [`OUTPUT_KEPT`] bytes.
+fn keep(kept: &mut Vec<u8>, chunk: &[u8]) {
+    let room = OUTPUT_KEPT.saturating_sub(kept.len());
+    kept.extend_from_slice(&chunk[..chunk.len().min(room)]);
+}
+
 fn kill_group(pgid: libc::pid_t) {
-    // SAFETY: the check's leader is unreaped whenever this is called, so its group id is its own.
-    unsafe { libc::killpg(pgid, libc::SIGKILL) };
+    // The check's leader is unreaped whenever this is called, so its group id is its own.
+    let _ = signals::send_to_group(pgid, libc::SIGKILL);
 }
 
 /// `(read, write)`: both close-on-exec (only the check gets the write end, as its stdout and
 /// stderr), the read end non-blocking (the write end stays blocking, as a program expects).
 fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
-    let mut fds = [0; 2];
-    // SAFETY: pipe2 fills two fds, owned at once below.
-    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: both fds were just created and are owned by nobody else.
-    let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
-    // SAFETY: setting a status flag on the read end's own open file description.
-    if unsafe { libc::fcntl(read.as_raw_fd(), libc::F_SETFL, libc::O_NONBLOCK) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
+    let (read, write) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
+    fcntl(&read, FcntlArg::F_SETFL(OFlag::O_NONBLOCK))?;
     Ok((read, write))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cancelled_check_has_no_result_and_a_timed_out_one_failed() {
+        use ChildStatus::*;
+        let killed = Signaled(libc::SIGKILL);
+        let not_run = || CheckExit::NotRun("the stop sequence began".into());
+        // ((cancelled, timed out, how it ended), reported)
+        let rows = [
+            ((false, false, Exited(0)), CheckExit::Exited(Exited(0))),
+            ((false, false, Exited(3)), CheckExit::Exited(Exited(3))),
+            ((false, false, killed), CheckExit::Exited(killed)),
+            ((false, true, killed), CheckExit::TimedOut),
+            ((false, true, Exited(0)), CheckExit::TimedOut),
+            ((true, false, killed), not_run()),
+            ((true, true, killed), not_run()),
+        ];
+        crate::process::assert_table(rows, |(cancelled, timed_out, how)| {
+            outcome(cancelled, timed_out, how)
+        });
+    }
+
+    #[test]
+    fn only_the_first_bytes_of_the_output_are_kept() {
+        let mut kept = Vec::new();
+        keep(&mut kept, b"hello ");
+        keep(&mut kept, b"world");
+        assert_eq!(kept, b"hello world");
+        keep(&mut kept, &vec![b'x'; OUTPUT_KEPT]);
+        assert_eq!(kept.len(), OUTPUT_KEPT);
+        assert!(kept.starts_with(b"hello worldxx"));
+        keep(&mut kept, b"more");
+        assert_eq!(kept.len(), OUTPUT_KEPT);
+        assert!(kept.ends_with(b"xxxx"));
+    }
 }

@@ -3,6 +3,8 @@
 //! travels with every request that may start or extend a child ([`LeaseDeadline`]), and how the
 //! thread stops a child ([`Settings`]). Nothing else crosses between them.
 
+#![forbid(unsafe_code)]
+
 use std::time::Duration;
 
 use crate::core::clock::BootInstant;

@@ -24,11 +24,18 @@
 //! double-forks into its own group). Under systemd the unit's cgroup covers those (`KillMode=mixed`
 //! kills what is left when the main process dies); in a container, the PID namespace does.
 
+#![forbid(unsafe_code)]
+
 use std::ffi::OsString;
 use std::io::{self, BufRead};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
+
+use nix::sys::signal::{pthread_sigmask, SigSet, SigmaskHow};
+use nix::sys::socket::{socketpair, AddressFamily, MsgFlags, SockFlag, SockType};
+
+use crate::process::signals;
 
 /// Set (to a stage) in the guard's environment: the binary then runs as the guard.
 const GUARD_ENV: &str = "SINGLETON_EXEC_INTERNAL_GUARD";
@@ -72,19 +79,11 @@ impl Guard {
             .collect::<Vec<_>>()
             .join(" ");
         line.push('\n');
-        // SAFETY: one send of a buffer we own; no SIGPIPE, no waiting.
-        let n = unsafe {
-            libc::send(
-                self.socket.as_raw_fd(),
-                line.as_ptr().cast(),
-                line.len(),
-                libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT,
-            )
-        };
-        if n == line.len() as isize {
+        // One send: no SIGPIPE, no waiting.
+        let flags = MsgFlags::MSG_NOSIGNAL | MsgFlags::MSG_DONTWAIT;
+        let n = nix::sys::socket::send(self.socket.as_raw_fd(), line.as_bytes(), flags)?;
+        if n == line.len() {
             Ok(())
-        } else if n < 0 {
-            Err(io::Error::last_os_error())
         } else {
             Err(io::Error::other("the guard took half a message"))
         }
@@ -134,25 +133,20 @@ fn stage1() -> i32 {
 }
 
 fn stage2() -> i32 {
-    // SAFETY: plain process-state calls. Our own session, so a terminal's Ctrl-C or hangup does not
-    // reach us; the signals a process group gets are ignored (the mask inherited from the supervisor
-    // blocks everything; unblock first so the dispositions are what decides): only end-of-file ends
-    // the guard.
-    unsafe {
-        libc::setsid();
-        for sig in [
-            libc::SIGINT,
-            libc::SIGTERM,
-            libc::SIGHUP,
-            libc::SIGQUIT,
-            libc::SIGPIPE,
-        ] {
-            libc::signal(sig, libc::SIG_IGN);
-        }
-        let mut none: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut none);
-        libc::pthread_sigmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
+    // Our own session, so a terminal's Ctrl-C or hangup does not reach us; the signals a process
+    // group gets are ignored (the mask inherited from the supervisor blocks everything; unblock
+    // first so the dispositions are what decides): only end-of-file ends the guard.
+    let _ = nix::unistd::setsid();
+    for sig in [
+        libc::SIGINT,
+        libc::SIGTERM,
+        libc::SIGHUP,
+        libc::SIGQUIT,
+        libc::SIGPIPE,
+    ] {
+        signals::ignore(sig);
     }
+    let _ = pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
     let mut last: Vec<(libc::pid_t, u64)> = Vec::new();
     let stdin = io::stdin();
     for line in stdin.lock().lines() {
@@ -194,29 +188,21 @@ fn kill_group(pgid: libc::pid_t, started: u64) {
     match start_time(pgid) {
         Some(now) if started != 0 && now != started => {}
         _ => {
-            // SAFETY: signalling a process group.
-            unsafe { libc::killpg(pgid, libc::SIGKILL) };
+            let _ = signals::send_to_group(pgid, libc::SIGKILL);
         }
     }
 }
 
+/// A connected pair of stream sockets. Close-on-exec: the child never inherits either end (stdin
+/// redirection dups the guard's end for the guard only).
 fn socket_pair() -> io::Result<(OwnedFd, OwnedFd)> {
-    let mut fds = [0; 2];
-    // SAFETY: socketpair fills two fds; both are owned right after. Close-on-exec: the child never
-    // inherits either end (stdin redirection dups the guard's end for the guard only).
-    let rc = unsafe {
-        libc::socketpair(
-            libc::AF_UNIX,
-            libc::SOCK_STREAM | libc::SOCK_CLOEXEC,
-            0,
-            fds.as_mut_ptr(),
-        )
-    };
-    if rc != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: fresh fds from socketpair.
-    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+    let pair = socketpair(
+        AddressFamily::Unix,
+        SockType::Stream,
+        None,
+        SockFlag::SOCK_CLOEXEC,
+    )?;
+    Ok(pair)
 }
 
 #[cfg(test)]

@@ -15,11 +15,22 @@
 //! `si_code` (≤ 0: sent by kill/tgkill/sigqueue) and `si_pid` (not ourselves): a sent signal is
 //! written to a pipe the process thread reads and forwards; a genuine fault, or our own `abort()`,
 //! restores the default action and re-raises, so it stays fatal with its core dump.
+//!
+//! The raw signal calls live here, each behind a small safe function ([`send`], [`send_to_group`],
+//! [`ignore`]): nix's `kill` takes only the classic signals, and the child may be sent a real-time
+//! one.
 
+// Signal dispositions and handlers need libc; every unsafe block says why it is sound.
+#![allow(unsafe_code)]
+#![warn(clippy::undocumented_unsafe_blocks)]
+
+use std::io;
 use std::mem::MaybeUninit;
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::OnceLock;
+
+use nix::sys::signal::SigSet;
 
 /// Signals raised synchronously by faults: blocking them is undefined behaviour, and a crash must
 /// still crash. `SIGABRT` stays unblocked so `abort()` works.
@@ -43,11 +54,11 @@ pub const MAX_SIGNAL: libc::c_int = 64;
 #[derive(Clone, Copy)]
 pub struct Inherited {
     /// The signal mask before we blocked everything.
-    pub mask: libc::sigset_t,
+    pub mask: SigSet,
     /// Signals whose disposition was SIG_IGN at start (bit n-1 for signal n).
     pub ignored: u64,
     /// The mask we run with: everything except the synchronous signals.
-    pub blocked: libc::sigset_t,
+    pub blocked: SigSet,
 }
 
 static INHERITED: OnceLock<Inherited> = OnceLock::new();
@@ -56,7 +67,8 @@ static INHERITED: OnceLock<Inherited> = OnceLock::new();
 /// the inherited state. Call once, before any other thread starts. Returns the recorded state.
 pub fn block_all() -> &'static Inherited {
     INHERITED.get_or_init(|| {
-        // SAFETY: plain libc calls on properly sized, initialized sigset_t values.
+        // SAFETY: plain libc calls on properly sized, initialized sigset_t values (the old mask is
+        // written by pthread_sigmask before it is read).
         unsafe {
             let mut blocked = MaybeUninit::<libc::sigset_t>::uninit();
             libc::sigfillset(blocked.as_mut_ptr());
@@ -85,9 +97,9 @@ pub fn block_all() -> &'static Inherited {
             // with it ignored (it is recorded above); we take the default.
             set_disposition_raw(libc::SIGCHLD, false);
             Inherited {
-                mask: old.assume_init(),
+                mask: SigSet::from_sigset_t_unchecked(old.assume_init()),
                 ignored,
-                blocked,
+                blocked: SigSet::from_sigset_t_unchecked(blocked),
             }
         }
     })
@@ -233,6 +245,31 @@ pub unsafe fn set_disposition_raw(sig: libc::c_int, ignore: bool) {
         std::ptr::null_mut::<KernelSigaction>(),
         8usize,
     );
+}
+
+/// Sends `sig` to `pid` (as kill(2): a negative pid names a process group, -1 every process we may
+/// signal). Any signal number, real-time ones included.
+pub fn send(pid: libc::pid_t, sig: libc::c_int) -> io::Result<()> {
+    // SAFETY: kill(2) takes two integers and touches no memory of ours.
+    if unsafe { libc::kill(pid, sig) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Sends `sig` to every process of group `pgid`.
+pub fn send_to_group(pgid: libc::pid_t, sig: libc::c_int) -> io::Result<()> {
+    // SAFETY: killpg(3) takes two integers and touches no memory of ours.
+    if unsafe { libc::killpg(pgid, sig) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Makes this process ignore `sig` (SIG_IGN; inherited across exec).
+pub fn ignore(sig: libc::c_int) {
+    // SAFETY: SIG_IGN installs no handler, so no code of ours can run in signal context.
+    unsafe { set_disposition_raw(sig, true) };
 }
 
 /// Whether `sig`, read from the signalfd, is one the supervisor forwards to the child (everything

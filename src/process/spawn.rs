@@ -25,16 +25,29 @@
 //!
 //! A file that exists but is not a valid executable (a script without `#!`) is run by `/bin/sh`,
 //! as `execvp` and the shells do.
+//!
+//! The other system calls on our children that need raw libc live here too, each behind a safe
+//! function: [`peek_waitable`] (`waitid` without reaping), [`reap`] (`waitpid`, keeping every
+//! status: nix's refuses one with a real-time signal) and [`pidfd`].
+
+// clone, the child's side of it and the wait calls need libc; every unsafe block says why it is
+// sound.
+#![allow(unsafe_code)]
+#![warn(clippy::undocumented_unsafe_blocks)]
 
 use std::ffi::{CString, OsStr, OsString};
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI32, Ordering};
 
+use nix::sys::signal::{SigSet, SigmaskHow};
+use nix::sys::wait::waitpid;
+use nix::unistd::{access, getpgrp, getpid, isatty, tcgetpgrp, tcsetpgrp, AccessFlags, Pid};
+
 use crate::core::command::CommandSpec;
-use crate::core::exit_code;
+use crate::core::exit_code::{self, ChildStatus};
 use crate::process::signals;
 
 /// Variables that belong to the supervisor's own service manager, never to the child.
@@ -82,56 +95,59 @@ impl SpawnError {
 
 /// Finds the program the way exec will (PATH search unless it contains '/'), so a missing or
 /// non-executable command is reported before campaigning rather than after winning.
-pub fn preflight(spec: &CommandSpec) -> Result<std::path::PathBuf, SpawnError> {
-    use std::os::unix::ffi::OsStrExt;
-    use std::path::{Path, PathBuf};
-    let fail = |errno| SpawnError {
+pub fn preflight(spec: &CommandSpec) -> Result<PathBuf, SpawnError> {
+    resolve(&spec.program, &search_path()).map_err(|errno| SpawnError {
         program: spec.program.clone(),
         source: io::Error::from_raw_os_error(errno),
-    };
-    let executable = |p: &Path| -> Result<(), i32> {
-        let meta = std::fs::metadata(p).map_err(|e| e.raw_os_error().unwrap_or(libc::ENOENT))?;
-        if meta.is_dir() {
-            return Err(libc::EISDIR);
-        }
-        let c = std::ffi::CString::new(p.as_os_str().as_bytes()).map_err(|_| libc::ENOENT)?;
-        // SAFETY: access(2) on a NUL-terminated path.
-        if unsafe { libc::access(c.as_ptr(), libc::X_OK) } != 0 {
-            return Err(libc::EACCES);
-        }
-        Ok(())
-    };
-    if spec.program.as_bytes().contains(&b'/') {
-        let p = PathBuf::from(&spec.program);
-        return executable(&p).map(|_| p).map_err(fail);
+    })
+}
+
+/// PATH, or the default search path when it is unset.
+fn search_path() -> OsString {
+    std::env::var_os("PATH").unwrap_or_else(|| DEFAULT_PATH.into())
+}
+
+/// Where exec finds `program` in `path` (a PATH value; not searched for a name with a '/'), or the
+/// errno it fails with: "permission denied" (or the like) if a file was found but none could run,
+/// as `execvp` reports it, else "not found".
+fn resolve(program: &OsStr, path: &OsStr) -> Result<PathBuf, libc::c_int> {
+    if program.as_bytes().contains(&b'/') {
+        let p = PathBuf::from(program);
+        return executable(&p).map(|_| p);
     }
-    let path = std::env::var_os("PATH").unwrap_or_else(|| DEFAULT_PATH.into());
     let mut found_denied = None;
-    for dir in std::env::split_paths(&path) {
-        let candidate = dir.join(&spec.program);
+    for dir in std::env::split_paths(path) {
+        let candidate = dir.join(program);
         match executable(&candidate) {
             Ok(()) => return Ok(candidate),
             Err(libc::ENOENT) | Err(libc::ENOTDIR) => {}
             Err(e) => found_denied = found_denied.or(Some(e)),
         }
     }
-    Err(fail(found_denied.unwrap_or(libc::ENOENT)))
+    Err(found_denied.unwrap_or(libc::ENOENT))
+}
+
+/// Whether exec could run the file at `p`; the errno it would fail with if not.
+fn executable(p: &Path) -> Result<(), libc::c_int> {
+    let meta = std::fs::metadata(p).map_err(|e| e.raw_os_error().unwrap_or(libc::ENOENT))?;
+    if meta.is_dir() {
+        return Err(libc::EISDIR);
+    }
+    access(p, AccessFlags::X_OK).map_err(|_| libc::EACCES)
 }
 
 /// Whether stdin is a terminal whose foreground process group is ours.
 pub fn owns_terminal_foreground() -> bool {
-    // SAFETY: isatty/tcgetpgrp/getpgrp on fd 0 have no memory-safety preconditions.
-    unsafe { libc::isatty(0) == 1 && libc::tcgetpgrp(0) == libc::getpgrp() }
+    let stdin = std::io::stdin();
+    isatty(&stdin).unwrap_or(false) && tcgetpgrp(&stdin).is_ok_and(|group| group == getpgrp())
 }
 
 /// Makes our process group the terminal's foreground group again (after the child's tree is gone).
 /// SIGTTOU is blocked in every thread of ours, so this works from the background group.
 pub fn take_back_terminal() {
-    // SAFETY: tcsetpgrp on fd 0 to our own group.
-    unsafe {
-        if libc::isatty(0) == 1 {
-            libc::tcsetpgrp(0, libc::getpgrp());
-        }
+    let stdin = std::io::stdin();
+    if isatty(&stdin).unwrap_or(false) {
+        let _ = tcsetpgrp(&stdin, getpgrp());
     }
 }
 
@@ -148,7 +164,7 @@ pub fn spawn(
     };
     let found = preflight(spec)?;
     let plan = Plan::new(
-        &candidates_from(&found, spec),
+        &candidates(&found, &spec.program, &search_path()),
         &spec.program,
         &spec.args,
         extra_env,
@@ -202,18 +218,17 @@ struct Stdio {
 /// page below it turns an overflow into a fault instead of a write into our memory.
 const CHILD_STACK: usize = 64 * 1024;
 
-/// The paths exec tries, in order: the one [`preflight`] found, then, for a name looked up in PATH,
-/// the same name in every later PATH directory. `execvp` goes on to the next directory when exec
-/// fails with "not found" or "permission denied" (a `#!` interpreter or an ELF loader missing from
-/// the first one found); so does the child.
-fn candidates_from(found: &std::path::Path, spec: &CommandSpec) -> Vec<PathBuf> {
+/// The paths exec tries, in order: the one [`preflight`] found, then, for a name looked up in
+/// `path`, the same name in every later directory of it. `execvp` goes on to the next directory
+/// when exec fails with "not found" or "permission denied" (a `#!` interpreter or an ELF loader
+/// missing from the first one found); so does the child.
+fn candidates(found: &Path, program: &OsStr, path: &OsStr) -> Vec<PathBuf> {
     let mut paths = vec![found.to_path_buf()];
-    if spec.program.as_bytes().contains(&b'/') {
+    if program.as_bytes().contains(&b'/') {
         return paths;
     }
-    let path = std::env::var_os("PATH").unwrap_or_else(|| DEFAULT_PATH.into());
-    let later = std::env::split_paths(&path)
-        .map(|dir| dir.join(&spec.program))
+    let later = std::env::split_paths(path)
+        .map(|dir| dir.join(program))
         .skip_while(|p| p != found)
         .skip(1);
     paths.extend(later);
@@ -223,7 +238,7 @@ fn candidates_from(found: &std::path::Path, spec: &CommandSpec) -> Vec<PathBuf> 
 /// Everything the child needs, prepared in the parent: between clone and exec the child allocates
 /// nothing, takes no lock, and reads only this.
 struct Plan {
-    /// Where the program may be, in the order exec tries them (see [`candidates_from`]).
+    /// Where the program may be, in the order exec tries them (see [`candidates`]).
     paths: Vec<CString>,
     /// Pointers into `_strings`, NULL-terminated: argv, envp, and per path the argv of the
     /// `/bin/sh PATH ARGS...` fallback for a file without `#!`.
@@ -262,6 +277,50 @@ fn c_string(s: &OsStr) -> io::Result<CString> {
     CString::new(s.as_bytes()).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))
 }
 
+/// `KEY=VALUE`, as `envp` holds it.
+fn env_entry(key: OsString, value: &OsStr) -> io::Result<CString> {
+    let mut kv = key.into_vec();
+    kv.push(b'=');
+    kv.extend_from_slice(value.as_bytes());
+    CString::new(kv).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))
+}
+
+/// The strings the child reads, kept alive by the plan; the pointers handed out stay valid
+/// because a `CString`'s bytes do not move when the `CString` does.
+#[derive(Default)]
+struct Strings(Vec<CString>);
+
+impl Strings {
+    fn keep(&mut self, c: CString) -> *const libc::c_char {
+        let p = c.as_ptr();
+        self.0.push(c);
+        p
+    }
+
+    /// A NULL-terminated array of pointers to `items`, as execve takes argv and envp.
+    fn array(
+        &mut self,
+        items: impl IntoIterator<Item = io::Result<CString>>,
+    ) -> io::Result<Vec<*const libc::c_char>> {
+        let mut array = Vec::new();
+        for item in items {
+            array.push(self.keep(item?));
+        }
+        array.push(std::ptr::null());
+        Ok(array)
+    }
+}
+
+/// The signal state the child starts with: which signals to ignore and the mask. Without the
+/// recorded state (never in the binary), what std::process::Command gives: nothing ignored,
+/// nothing blocked.
+fn inherited_signals() -> (u64, libc::sigset_t) {
+    match signals::inherited() {
+        Some(inherited) => (inherited.ignored, *inherited.mask.as_ref()),
+        None => (0, *SigSet::empty().as_ref()),
+    }
+}
+
 impl Plan {
     fn new(
         paths: &[PathBuf],
@@ -275,55 +334,33 @@ impl Plan {
             .iter()
             .map(|p| c_string(p.as_os_str()))
             .collect::<io::Result<Vec<_>>>()?;
-        let mut strings = Vec::new();
-        let mut keep = |c: CString| {
-            let p = c.as_ptr();
-            strings.push(c);
-            p
-        };
-        let mut argv = vec![keep(c_string(program)?)];
-        for a in args {
-            argv.push(keep(c_string(a)?));
-        }
-        argv.push(std::ptr::null());
-        let sh = keep(CString::from(c"/bin/sh"));
+        let mut strings = Strings::default();
+        let argv = strings.array(
+            std::iter::once(program)
+                .chain(args.iter().map(|a| a.as_os_str()))
+                .map(c_string),
+        )?;
+        // Per path, `/bin/sh PATH ARGS...` (argv[1..] ends with the NULL).
+        let sh = strings.keep(CString::from(c"/bin/sh"));
         let script_argvs = paths
             .iter()
             .map(|p| {
-                let mut v = vec![sh, p.as_ptr()];
-                v.extend_from_slice(&argv[1..]);
-                v
+                [sh, p.as_ptr()]
+                    .into_iter()
+                    .chain(argv[1..].iter().copied())
+                    .collect()
             })
             .collect();
-        let mut envp = Vec::new();
-        for (k, v) in child_environment(std::env::vars_os(), extra_env) {
-            let mut kv = k.into_vec();
-            kv.push(b'=');
-            kv.extend_from_slice(v.as_bytes());
-            envp.push(keep(
-                CString::new(kv).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?,
-            ));
-        }
-        envp.push(std::ptr::null());
-        // Without the recorded state (never in the binary), what std::process::Command gives:
-        // nothing ignored, nothing blocked.
-        let (ignored, mask) = match signals::inherited() {
-            Some(inh) => (inh.ignored, inh.mask),
-            // SAFETY: an empty sigset_t, initialized by sigemptyset.
-            None => unsafe {
-                let mut m = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
-                libc::sigemptyset(m.as_mut_ptr());
-                (0, m.assume_init())
-            },
-        };
+        let environment = child_environment(std::env::vars_os(), extra_env);
+        let envp = strings.array(environment.into_iter().map(|(k, v)| env_entry(k, &v)))?;
+        let (ignored, mask) = inherited_signals();
         Ok(Plan {
             paths,
             argv,
             script_argvs,
             envp,
-            _strings: strings,
-            // SAFETY: getpid has no preconditions.
-            parent: unsafe { libc::getpid() },
+            _strings: strings.0,
+            parent: getpid().as_raw(),
             hand_terminal,
             stdio,
             ignored,
@@ -335,16 +372,66 @@ impl Plan {
     /// Clones the child and returns once it has exec'd (its pid) or failed to (the errno; it is
     /// reaped then).
     fn start(self) -> io::Result<libc::pid_t> {
-        // SAFETY: sysconf has no preconditions.
+        let stack = ChildStack::map()?;
+        let pid = self.clone_child(&stack);
+        drop(stack);
+        let pid = pid?;
+        match self.error.load(Ordering::SeqCst) {
+            0 => Ok(pid),
+            errno => {
+                // It has exited (that is what let clone return): reap it, it was never a child
+                // anyone else waits for.
+                let _ = waitpid(Pid::from_raw(pid), None);
+                Err(io::Error::from_raw_os_error(errno))
+            }
+        }
+    }
+
+    /// Clones the child onto `stack`; returns once it has exec'd or exited (`CLONE_VFORK`).
+    fn clone_child(&self, stack: &ChildStack) -> io::Result<libc::pid_t> {
+        // Every signal blocked for the moment the clone takes, even the fault signals, whose
+        // handlers must not run in the child, which shares our memory.
+        let old = SigSet::all().thread_swap_mask(SigmaskHow::SIG_SETMASK)?;
+        // SAFETY: clone gets a stack top inside our mapping and a pointer to `self`, which
+        // outlives the child's use of it: with CLONE_VFORK, clone returns only after the child
+        // has exec'd or exited. The child runs `child_main`, which makes system calls only.
+        let pid = unsafe {
+            libc::clone(
+                child_main,
+                stack.top(),
+                libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
+                self as *const Plan as *mut libc::c_void,
+            )
+        };
+        let clone_error = io::Error::last_os_error();
+        let _ = old.thread_set_mask();
+        if pid < 0 {
+            return Err(clone_error);
+        }
+        Ok(pid)
+    }
+}
+
+/// The child's stack between clone and exec: an anonymous mapping whose lowest page is a guard
+/// (an overflow faults instead of writing into our memory), unmapped when dropped.
+struct ChildStack {
+    base: *mut libc::c_void,
+    len: usize,
+}
+
+impl ChildStack {
+    fn map() -> io::Result<ChildStack> {
+        // SAFETY: sysconf takes an integer and touches no memory of ours.
         let page = match unsafe { libc::sysconf(libc::_SC_PAGESIZE) } {
             n if n > 0 => n as usize,
             _ => 4096,
         };
-        // SAFETY: a fresh anonymous mapping, unmapped below once the child no longer uses it.
+        let len = CHILD_STACK + page;
+        // SAFETY: a fresh anonymous mapping, owned by the `ChildStack` that unmaps it.
         let base = unsafe {
             libc::mmap(
                 std::ptr::null_mut(),
-                CHILD_STACK + page,
+                len,
                 libc::PROT_READ | libc::PROT_WRITE,
                 libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_STACK,
                 -1,
@@ -354,49 +441,24 @@ impl Plan {
         if base == libc::MAP_FAILED {
             return Err(io::Error::last_os_error());
         }
-        let pid = {
-            // SAFETY: the lowest page of our own mapping becomes the guard; the mask calls get
-            // valid sigset_t pointers; clone gets a stack top inside the mapping and a pointer to
-            // `self`, which outlives the child's use of it: with CLONE_VFORK, clone returns only
-            // after the child has exec'd or exited.
-            unsafe {
-                if libc::mprotect(base, page, libc::PROT_NONE) != 0 {
-                    let e = io::Error::last_os_error();
-                    libc::munmap(base, CHILD_STACK + page);
-                    return Err(e);
-                }
-                let top = (base as *mut u8).add(CHILD_STACK + page);
-                let mut all = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
-                libc::sigfillset(all.as_mut_ptr());
-                let mut old = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
-                // Even the fault signals, whose handlers must not run in the child, which shares
-                // our memory; blocked only for the moment the clone takes.
-                libc::pthread_sigmask(libc::SIG_SETMASK, all.as_ptr(), old.as_mut_ptr());
-                let pid = libc::clone(
-                    child_main,
-                    top as *mut libc::c_void,
-                    libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
-                    &self as *const Plan as *mut libc::c_void,
-                );
-                let clone_error = io::Error::last_os_error();
-                libc::pthread_sigmask(libc::SIG_SETMASK, old.as_ptr(), std::ptr::null_mut());
-                libc::munmap(base, CHILD_STACK + page);
-                if pid < 0 {
-                    return Err(clone_error);
-                }
-                pid
-            }
-        };
-        match self.error.load(Ordering::SeqCst) {
-            0 => Ok(pid),
-            errno => {
-                // It has exited (that is what let clone return): reap it, it was never a child
-                // anyone else waits for.
-                // SAFETY: waitpid on our own child's pid.
-                unsafe { libc::waitpid(pid, std::ptr::null_mut(), 0) };
-                Err(io::Error::from_raw_os_error(errno))
-            }
+        let stack = ChildStack { base, len };
+        // SAFETY: the lowest page of our own mapping becomes the guard.
+        if unsafe { libc::mprotect(base, page, libc::PROT_NONE) } != 0 {
+            return Err(io::Error::last_os_error());
         }
+        Ok(stack)
+    }
+
+    /// The stack's top: it grows down from here.
+    fn top(&self) -> *mut libc::c_void {
+        self.base.wrapping_byte_add(self.len)
+    }
+}
+
+impl Drop for ChildStack {
+    fn drop(&mut self) {
+        // SAFETY: our own mapping; the child no longer uses it once clone has returned.
+        unsafe { libc::munmap(self.base, self.len) };
     }
 }
 
@@ -412,25 +474,39 @@ extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
     unsafe { libc::_exit(exit_code::NOT_FOUND) }
 }
 
+/// The errno of the system call that just failed, read without allocating.
+fn last_errno() -> libc::c_int {
+    io::Error::last_os_error()
+        .raw_os_error()
+        .unwrap_or(libc::EIO)
+}
+
 /// The child's steps; returns the errno of the step that failed (exec never returns on success).
 ///
 /// # Safety
 /// Only from [`child_main`]: every pointer in `plan` must be valid and NUL-terminated.
 unsafe fn run_child(plan: &Plan) -> libc::c_int {
-    let errno = || {
-        io::Error::last_os_error()
-            .raw_os_error()
-            .unwrap_or(libc::EIO)
-    };
+    match prepare_child(plan) {
+        Ok(()) => exec_candidates(plan),
+        Err(errno) => errno,
+    }
+}
+
+/// Between clone and exec: a process group of its own, the death signal, the terminal, the
+/// standard streams of a check, and the signal state the user started us with.
+///
+/// # Safety
+/// Only from [`run_child`].
+unsafe fn prepare_child(plan: &Plan) -> Result<(), libc::c_int> {
     if libc::setpgid(0, 0) != 0 {
-        return errno();
+        return Err(last_errno());
     }
     if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) != 0 {
-        return errno();
+        return Err(last_errno());
     }
     // The parent may have died before prctl: then nothing would kill us later.
     if libc::getppid() != plan.parent {
-        return libc::ESRCH;
+        return Err(libc::ESRCH);
     }
     // Every signal is blocked, SIGTTOU included, so a background group may take the terminal.
     if plan.hand_terminal {
@@ -441,7 +517,7 @@ unsafe fn run_child(plan: &Plan) -> libc::c_int {
             || libc::dup2(stdio.output, 1) < 0
             || libc::dup2(stdio.output, 2) < 0
         {
-            return errno();
+            return Err(last_errno());
         }
     }
     // Our handlers (the fault signals) must be gone before anything is unblocked; the rest is the
@@ -453,21 +529,26 @@ unsafe fn run_child(plan: &Plan) -> libc::c_int {
         signals::set_disposition_raw(sig, plan.ignored & (1u64 << (sig - 1)) != 0);
     }
     libc::pthread_sigmask(libc::SIG_SETMASK, &plan.mask, std::ptr::null_mut());
-    // As execvp: the next candidate after "not found" or "permission denied", a script without
-    // `#!` to /bin/sh, anything else is final; EACCES wins over a later ENOENT.
+    Ok(())
+}
+
+/// As execvp: the next candidate after "not found" or "permission denied", a script without
+/// `#!` to /bin/sh, anything else is final; EACCES wins over a later ENOENT. Returns the errno
+/// exec failed with.
+///
+/// # Safety
+/// Only from [`run_child`].
+unsafe fn exec_candidates(plan: &Plan) -> libc::c_int {
     let mut denied = false;
     let mut last = libc::ENOENT;
     for (i, path) in plan.paths.iter().enumerate() {
         libc::execve(path.as_ptr(), plan.argv.as_ptr(), plan.envp.as_ptr());
-        last = errno();
+        last = last_errno();
         match last {
             libc::ENOEXEC => {
-                libc::execve(
-                    plan.script_argvs[i][0],
-                    plan.script_argvs[i].as_ptr(),
-                    plan.envp.as_ptr(),
-                );
-                return errno();
+                let script_argv = &plan.script_argvs[i];
+                libc::execve(script_argv[0], script_argv.as_ptr(), plan.envp.as_ptr());
+                return last_errno();
             }
             libc::EACCES => denied = true,
             libc::ENOENT | libc::ENOTDIR | libc::ESTALE => {}
@@ -481,9 +562,250 @@ unsafe fn run_child(plan: &Plan) -> libc::c_int {
     }
 }
 
+/// What `waitid(WNOWAIT)` says about our children, without reaping any.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Waitable {
+    Exited(libc::pid_t),
+    Stopped(libc::pid_t),
+    /// Children exist, none has changed state.
+    NoneYet,
+    NoChildren,
+    Error,
+}
+
+/// Peeks at the next child that can be reaped (or reports a stop), leaving it unreaped, so a
+/// check's group can be killed while its leader's zombie still pins the group id.
+pub fn peek_waitable() -> Waitable {
+    // SAFETY: a zeroed siginfo_t is a valid out-parameter for waitid.
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    // SAFETY: waitid on any child into `info`, non-blocking, without reaping (WNOWAIT).
+    let r = unsafe {
+        libc::waitid(
+            libc::P_ALL,
+            0,
+            &mut info,
+            libc::WEXITED | libc::WSTOPPED | libc::WNOHANG | libc::WNOWAIT,
+        )
+    };
+    if r < 0 {
+        return match last_errno() {
+            libc::ECHILD => Waitable::NoChildren,
+            _ => Waitable::Error,
+        };
+    }
+    // SAFETY: after a successful waitid, si_pid is set (0 when no child changed state).
+    let pid = unsafe { info.si_pid() };
+    waitable(pid, info.si_code)
+}
+
+/// What a successful `waitid` reports, from its `si_pid` and `si_code`.
+fn waitable(pid: libc::pid_t, si_code: libc::c_int) -> Waitable {
+    match pid {
+        0 => Waitable::NoneYet,
+        _ if si_code == libc::CLD_STOPPED || si_code == libc::CLD_TRAPPED => Waitable::Stopped(pid),
+        _ => Waitable::Exited(pid),
+    }
+}
+
+/// How a child changed state, as `waitpid` reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reaped {
+    /// Stopped by this signal; still our child.
+    Stopped(libc::c_int),
+    /// Ended, and reaped.
+    Ended(ChildStatus),
+    /// Continued (reported only if asked for; we never do).
+    Continued,
+}
+
+/// Reaps `pid` (or collects its stop) without blocking; `None` if it was not waitable after all.
+/// Unlike nix's `waitpid`, keeps the status of a child killed by a real-time signal.
+pub fn reap(pid: libc::pid_t) -> Option<Reaped> {
+    let mut status = 0;
+    // SAFETY: waitpid writes one int we own; non-blocking, stops reported too.
+    if unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG | libc::WUNTRACED) } != pid {
+        return None;
+    }
+    Some(reaped(status))
+}
+
+/// The meaning of a `waitpid` status.
+fn reaped(status: libc::c_int) -> Reaped {
+    if libc::WIFSTOPPED(status) {
+        Reaped::Stopped(libc::WSTOPSIG(status))
+    } else if let Some(how) = ChildStatus::from_wait(status) {
+        Reaped::Ended(how)
+    } else {
+        Reaped::Continued
+    }
+}
+
+/// A pidfd for our child `pid`, if the kernel has them (5.3+).
+pub fn pidfd(pid: libc::pid_t) -> Option<OwnedFd> {
+    // SAFETY: pidfd_open takes a pid and flags and touches no memory of ours.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    // SAFETY: a non-negative return is a fresh fd that nothing else owns.
+    (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn a_start_failure_ends_with_the_code_a_shell_would_use() {
+        use crate::core::exit_code::Exit;
+        let not_found = (exit_code::NOT_FOUND, Exit::NotFound);
+        let not_executable = (exit_code::NOT_EXECUTABLE, Exit::NotExecutable);
+        let internal = (exit_code::INTERNAL, Exit::Internal);
+        // (errno, (exit code, how the process ends))
+        let rows = [
+            (libc::ENOENT, not_found),
+            (libc::ENOTDIR, not_found),
+            (libc::EACCES, not_executable),
+            (libc::ENOEXEC, not_executable),
+            (libc::EISDIR, not_executable),
+            (libc::EPERM, not_executable),
+            (libc::ETXTBSY, not_executable),
+            (libc::ENOMEM, internal),
+            (libc::EAGAIN, internal),
+        ];
+        crate::process::assert_table(rows, |errno| {
+            let e = SpawnError {
+                program: "cmd".into(),
+                source: io::Error::from_raw_os_error(errno),
+            };
+            (e.exit_code(), e.exit())
+        });
+        let other = SpawnError {
+            program: "cmd".into(),
+            source: io::Error::other("no errno"),
+        };
+        assert_eq!(other.exit_code(), exit_code::INTERNAL);
+    }
+
+    /// A file for the PATH tests: its directory (`a`, `b` or `c`), its name and its mode (0: a
+    /// directory).
+    type File = (&'static str, &'static str, u32);
+
+    /// Directories `a`, `b`, `c` under a temporary one, holding `files`, and the PATH of the three.
+    fn path_dirs(files: &[File]) -> (tempfile::TempDir, OsString) {
+        let root = tempfile::tempdir().unwrap();
+        for dir in ["a", "b", "c"] {
+            std::fs::create_dir(root.path().join(dir)).unwrap();
+        }
+        for &(dir, name, mode) in files {
+            let file = root.path().join(dir).join(name);
+            if mode == 0 {
+                std::fs::create_dir(&file).unwrap();
+                continue;
+            }
+            std::fs::write(&file, "#!/bin/sh\n").unwrap();
+            std::fs::set_permissions(&file, std::fs::Permissions::from_mode(mode)).unwrap();
+        }
+        let path = std::env::join_paths(["a", "b", "c"].map(|d| root.path().join(d))).unwrap();
+        (root, path)
+    }
+
+    #[test]
+    fn a_name_is_found_in_path_as_execvp_finds_it() {
+        // (files: dir, name, mode (0: a directory)), expected: the directory it is found in, or
+        // the errno. The file found first that can run wins; one that cannot run is skipped, and
+        // reported only if nothing runs.
+        let found = |dir: &str| Ok(dir.to_owned());
+        let rows: [(&[File], Result<String, i32>); 7] = [
+            (&[("b", "cmd", 0o755)], found("b")),
+            (&[("a", "cmd", 0o755), ("b", "cmd", 0o755)], found("a")),
+            (&[("a", "cmd", 0o644), ("c", "cmd", 0o755)], found("c")),
+            (&[("a", "cmd", 0), ("b", "cmd", 0o700)], found("b")),
+            (&[("b", "cmd", 0o644)], Err(libc::EACCES)),
+            (&[("a", "cmd", 0)], Err(libc::EISDIR)),
+            (&[("a", "other", 0o755)], Err(libc::ENOENT)),
+        ];
+        crate::process::assert_table(rows, |files| {
+            let (root, path) = path_dirs(files);
+            // Where it was found, as the row says it.
+            resolve(OsStr::new("cmd"), &path).map(|found| {
+                let dir = found
+                    .parent()
+                    .and_then(|d| d.strip_prefix(root.path()).ok());
+                dir.and_then(|d| d.to_str())
+                    .unwrap_or("elsewhere")
+                    .to_owned()
+            })
+        });
+    }
+
+    #[test]
+    fn a_name_with_a_slash_is_not_looked_up_in_path() {
+        let (root, path) = path_dirs(&[("a", "cmd", 0o755), ("b", "cmd", 0o644)]);
+        let here = root.path().join("b/cmd");
+        assert_eq!(resolve(here.as_os_str(), &path), Err(libc::EACCES));
+        let there = root.path().join("a/cmd");
+        assert_eq!(resolve(there.as_os_str(), &path), Ok(there.clone()));
+        assert_eq!(resolve(OsStr::new("a/cmd"), &path), Err(libc::ENOENT));
+        assert_eq!(
+            candidates(&there, there.as_os_str(), &path),
+            vec![there.clone()]
+        );
+    }
+
+    #[test]
+    fn exec_tries_the_path_found_then_the_same_name_in_every_later_directory() {
+        let path = OsStr::new("/one:/two:/three");
+        let p = |s: &str| PathBuf::from(s);
+        // (found, candidates)
+        let rows = [
+            (
+                "/one/cmd",
+                vec![p("/one/cmd"), p("/two/cmd"), p("/three/cmd")],
+            ),
+            ("/two/cmd", vec![p("/two/cmd"), p("/three/cmd")]),
+            ("/three/cmd", vec![p("/three/cmd")]),
+        ];
+        crate::process::assert_table(rows, |found| {
+            candidates(Path::new(found), OsStr::new("cmd"), path)
+        });
+    }
+
+    #[test]
+    fn waitid_reports_a_stop_apart_from_an_end() {
+        // ((si_pid, si_code), what is waitable)
+        let rows = [
+            ((0, 0), Waitable::NoneYet),
+            ((42, libc::CLD_EXITED), Waitable::Exited(42)),
+            ((42, libc::CLD_KILLED), Waitable::Exited(42)),
+            ((42, libc::CLD_DUMPED), Waitable::Exited(42)),
+            ((42, libc::CLD_STOPPED), Waitable::Stopped(42)),
+            ((42, libc::CLD_TRAPPED), Waitable::Stopped(42)),
+        ];
+        crate::process::assert_table(rows, |(pid, code)| waitable(pid, code));
+    }
+
+    #[test]
+    fn every_wait_status_is_kept_real_time_signals_included() {
+        let rt = libc::SIGRTMIN() + 2;
+        // (raw waitpid status, meaning)
+        let rows = [
+            (0x0000, Reaped::Ended(ChildStatus::Exited(0))),
+            (0x0700, Reaped::Ended(ChildStatus::Exited(7))),
+            (0xff00, Reaped::Ended(ChildStatus::Exited(255))),
+            (
+                libc::SIGKILL,
+                Reaped::Ended(ChildStatus::Signaled(libc::SIGKILL)),
+            ),
+            (
+                libc::SIGSEGV | 0x80,
+                Reaped::Ended(ChildStatus::Signaled(libc::SIGSEGV)),
+            ),
+            (rt, Reaped::Ended(ChildStatus::Signaled(rt))),
+            ((libc::SIGTSTP << 8) | 0x7f, Reaped::Stopped(libc::SIGTSTP)),
+            ((libc::SIGSTOP << 8) | 0x7f, Reaped::Stopped(libc::SIGSTOP)),
+            (0xffff, Reaped::Continued),
+        ];
+        crate::process::assert_table(rows, reaped);
+    }
 
     #[test]
     fn the_child_environment_drops_our_managers_and_our_secret_and_takes_the_leadership_variables()
@@ -542,17 +864,16 @@ mod tests {
             false,
         )
         .unwrap();
-        // SAFETY: getpgid and waitpid on our own child (a zombie keeps its group until reaped).
+        // Our own child: a zombie keeps its group until reaped.
         assert_eq!(
-            unsafe { libc::getpgid(pid) },
-            pid,
+            nix::unistd::getpgid(Some(Pid::from_raw(pid))).map(Pid::as_raw),
+            Ok(pid),
             "a process group of its own"
         );
-        let mut status = 0;
-        assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
-        assert!(
-            libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 7,
-            "status {status:#x}"
+        let status = waitpid(Pid::from_raw(pid), None);
+        assert_eq!(
+            status,
+            Ok(nix::sys::wait::WaitStatus::Exited(Pid::from_raw(pid), 7))
         );
     }
 }

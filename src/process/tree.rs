@@ -11,14 +11,17 @@
 //! namespace through the last field of its `NSpid:` line. A process that cannot be translated is
 //! left out: signalling a number from another namespace could hit an unrelated process.
 
+#![forbid(unsafe_code)]
+
 use std::collections::HashMap;
 use std::fs;
+
+use crate::process::signals;
 
 /// Every live (or zombie) descendant of this process, parents before children, as pids of our
 /// own PID namespace.
 pub fn descendants() -> Vec<libc::pid_t> {
-    // SAFETY: getpid has no preconditions.
-    let me = unsafe { libc::getpid() };
+    let me = our_pid();
     let Some(root) = self_in_proc() else {
         return Vec::new();
     };
@@ -37,6 +40,11 @@ pub fn descendants() -> Vec<libc::pid_t> {
         .into_iter()
         .filter_map(|p| ns_pids(p)?.get(depth - 1).copied())
         .collect()
+}
+
+/// Our pid, in our own PID namespace.
+fn our_pid() -> libc::pid_t {
+    nix::unistd::getpid().as_raw()
 }
 
 /// Our pid as `/proc` numbers it.
@@ -79,28 +87,59 @@ fn descendants_in_proc(root: libc::pid_t) -> Vec<libc::pid_t> {
 /// namespace is the last of ours; a descendant's pid in our namespace is at the same depth (it may
 /// have further ones in namespaces of its own).
 fn ns_pids(proc_pid: libc::pid_t) -> Option<Vec<libc::pid_t>> {
-    let status = fs::read_to_string(format!("/proc/{proc_pid}/status")).ok()?;
-    let line = status.lines().find(|l| l.starts_with("NSpid:"))?;
-    line.split_whitespace()
-        .skip(1)
-        .map(|f| f.parse().ok())
-        .collect()
+    parse_ns_pids(&fs::read_to_string(format!("/proc/{proc_pid}/status")).ok()?)
 }
 
-/// The parent pid from `/proc/PID/stat`. The command name may hold spaces and parentheses, so the
+/// The pids of the `NSpid:` line of a `/proc/PID/status` text; `None` unless there is at least
+/// one (a depth of zero would name no namespace).
+fn parse_ns_pids(status: &str) -> Option<Vec<libc::pid_t>> {
+    let line = status.lines().find(|l| l.starts_with("NSpid:"))?;
+    let pids: Vec<libc::pid_t> = line
+        .split_whitespace()
+        .skip(1)
+        .map(|f| f.parse().ok())
+        .collect::<Option<_>>()?;
+    (!pids.is_empty()).then_some(pids)
+}
+
+/// What we read of `/proc/PID/stat`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Stat {
+    /// `R`, `S`, `T` (stopped), `Z` (zombie), ...
+    state: char,
+    parent: libc::pid_t,
+    group: libc::pid_t,
+}
+
+/// Parses a `/proc/PID/stat` line. The command name may hold spaces and parentheses, so the
 /// fields are read after the last ')'.
+fn parse_stat(stat: &str) -> Option<Stat> {
+    let mut fields = stat[stat.rfind(')')? + 1..].split_whitespace();
+    let state = fields.next()?.chars().next()?;
+    let parent = fields.next()?.parse().ok()?;
+    let group = fields.next()?.parse().ok()?;
+    Some(Stat {
+        state,
+        parent,
+        group,
+    })
+}
+
+/// `/proc/PID/stat`, in `/proc`'s numbering.
+fn stat_of(pid: libc::pid_t) -> Option<Stat> {
+    parse_stat(&fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+}
+
+/// The parent pid, from `/proc/PID/stat`.
 fn parent_of(pid: libc::pid_t) -> Option<libc::pid_t> {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let rest = &stat[stat.rfind(')')? + 1..];
-    rest.split_whitespace().nth(1)?.parse().ok()
+    stat_of(pid).map(|s| s.parent)
 }
 
 /// Whether `/proc` numbers processes as our PID namespace does.
 fn proc_is_ours() -> bool {
     match self_in_proc().and_then(ns_pids) {
         Some(ours) => ours.len() == 1,
-        // SAFETY: getpid has no preconditions.
-        None => self_in_proc() == Some(unsafe { libc::getpid() }),
+        None => self_in_proc() == Some(our_pid()),
     }
 }
 
@@ -109,11 +148,7 @@ fn state_and_group(pid: libc::pid_t) -> Option<(char, libc::pid_t)> {
     if !proc_is_ours() {
         return None;
     }
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let mut fields = stat[stat.rfind(')')? + 1..].split_whitespace();
-    let state = fields.next()?.chars().next()?;
-    let group = fields.nth(1)?.parse().ok()?;
-    Some((state, group))
+    stat_of(pid).map(|s| (s.state, s.group))
 }
 
 /// Whether `pid` is stopped (state `T`: SIGSTOP, SIGTSTP, SIGTTIN, SIGTTOU). Only answered when
@@ -130,8 +165,7 @@ pub fn group_of(pid: libc::pid_t) -> Option<libc::pid_t> {
 /// Sends `sig` to each pid, ignoring those that are already gone.
 pub fn signal_all(pids: &[libc::pid_t], sig: libc::c_int) {
     for &pid in pids {
-        // SAFETY: kill(2) with a positive pid is always safe to call.
-        unsafe { libc::kill(pid, sig) };
+        let _ = signals::send(pid, sig);
     }
 }
 
@@ -158,6 +192,45 @@ mod tests {
         let _ = child.wait();
         assert!(found.contains(&(child.id() as libc::pid_t)), "{found:?}");
         assert!(found.len() >= 2, "{found:?}");
+    }
+
+    #[test]
+    fn stat_lines_are_read_after_the_command_whatever_it_holds() {
+        let stat = |state, parent, group| {
+            Some(Stat {
+                state,
+                parent,
+                group,
+            })
+        };
+        // (line, parsed)
+        let rows = [
+            ("42 (sleep) S 7 42 7 0 -1", stat('S', 7, 42)),
+            ("42 (my prog) T 7 40 7 0", stat('T', 7, 40)),
+            ("42 (a) b) (c) Z 1 1 1", stat('Z', 1, 1)),
+            ("42 ()) R 0 0", stat('R', 0, 0)),
+            ("42 (sleep) S 7", None),
+            ("42 (sleep) S x 42", None),
+            ("42 (sleep", None),
+            ("", None),
+        ];
+        crate::process::assert_table(rows, parse_stat);
+    }
+
+    #[test]
+    fn the_nspid_line_lists_a_pid_per_namespace() {
+        // (status text, pids)
+        let rows = [
+            ("Name:\tsh\nNSpid:\t42\n", Some(vec![42])),
+            (
+                "Name:\tsh\nNSpid:\t4242\t17\t1\nNSsid:\t1\n",
+                Some(vec![4242, 17, 1]),
+            ),
+            ("Name:\tsh\nPid:\t42\n", None),
+            ("NSpid:\t42\tx\n", None),
+            ("NSpid:\n", None),
+        ];
+        crate::process::assert_table(rows, parse_ns_pids);
     }
 
     #[test]

@@ -1,0 +1,366 @@
+//! The stop sequence as data: where the child's tree stands between its start and its last reap,
+//! and the rules that move it on.
+//!
+//! A tree is `NotBegun` (the lease deadlines apply), then `Stopping` (stop signal sent, SIGKILL at
+//! `kill_at`), then `Killing` (SIGKILL sent, repeated every [`KILL_RESCAN`] until nothing is left).
+//! It only moves forward, and each stage names its next wake-up. Everything here is pure: it is
+//! given `now` and answers what is due; the process thread ([`crate::process::thread`]) sends the
+//! signals and reaps.
+//!
+//! Invariants the rules keep:
+//! * SIGKILL comes no later than the lease's `kill_at`, whatever the grace period;
+//! * a known loss of leadership (another replica may already lead) kills at once, also when a stop
+//!   is already under way; any other second request changes nothing;
+//! * the first reason given is the one reported when the tree is gone.
+
+#![forbid(unsafe_code)]
+
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::time::Duration;
+
+use crate::core::clock::BootInstant;
+use crate::core::exit_code::ChildStatus;
+use crate::core::lifecycle::StopReason;
+use crate::process::contract::LeaseDeadline;
+
+/// While killing, re-scan for processes that appeared (re-parented orphans, late forks) this often.
+pub const KILL_RESCAN: Duration = Duration::from_millis(20);
+
+/// The main child: running (unreaped, so its pid and group id cannot be reused) or reaped.
+#[derive(Debug)]
+pub enum Main {
+    /// `pidfd` becomes readable when it ends: a wake-up that does not depend on SIGCHLD reaching
+    /// our signalfd (it always does in the binary; not in a test harness with other threads).
+    Running {
+        pid: libc::pid_t,
+        pidfd: Option<OwnedFd>,
+    },
+    Reaped(ChildStatus),
+}
+
+/// Where the stop sequence is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stop {
+    /// Not begun; the lease deadlines apply.
+    NotBegun { lease: LeaseDeadline },
+    /// Stop signal sent; SIGKILL at `kill_at`.
+    Stopping {
+        reason: StopReason,
+        kill_at: BootInstant,
+    },
+    /// SIGKILL sent; repeated every [`KILL_RESCAN`] until nothing is left.
+    Killing { reason: StopReason },
+}
+
+/// How a stop request begins (or hurries) the stop sequence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Begin {
+    /// Stop signal to the tree now, SIGKILL at `kill_at`.
+    Signal { kill_at: BootInstant },
+    /// SIGKILL now: leadership is known lost, or no time is left before the kill deadline.
+    /// `first` is the reason the tree is stopped for (the first one given).
+    KillNow { first: StopReason },
+}
+
+/// What a deadline asks for now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Due {
+    /// The lease's renew deadline passed without an extension, `late` ago: begin the stop
+    /// sequence ([`StopReason::Deadline`]).
+    BeginStop { late: Duration },
+    /// The kill deadline passed: SIGKILL the tree, which is `Killing` from now on.
+    Kill { reason: StopReason },
+    /// Still killing: another SIGKILL round for what appeared since the last one.
+    KillAgain,
+}
+
+impl Stop {
+    /// Whether the stop sequence has begun.
+    pub fn has_begun(self) -> bool {
+        !matches!(self, Stop::NotBegun { .. })
+    }
+
+    /// When the process thread must wake up next for this stage.
+    pub fn wake_at(self, now: BootInstant) -> BootInstant {
+        match self {
+            Stop::NotBegun { lease } => lease.stop_at,
+            Stop::Stopping { kill_at, .. } => kill_at,
+            Stop::Killing { .. } => now + KILL_RESCAN,
+        }
+    }
+
+    /// What a request to stop for `reason`, at `now`, does; `None`: nothing changes. SIGKILL
+    /// comes at the earlier of `grace` and the lease's kill deadline.
+    pub fn begin(self, reason: StopReason, now: BootInstant, grace: Duration) -> Option<Begin> {
+        let (first, kill_at) = match self {
+            Stop::NotBegun { lease } => (reason, (now + grace).min(lease.kill_at)),
+            // Already stopping: only a known loss of leadership changes anything (kill now).
+            Stop::Stopping { reason: first, .. } if reason.leadership_known_lost() => (first, now),
+            Stop::Stopping { .. } | Stop::Killing { .. } => return None,
+        };
+        if reason.leadership_known_lost() || kill_at <= now {
+            Some(Begin::KillNow { first })
+        } else {
+            Some(Begin::Signal { kill_at })
+        }
+    }
+
+    /// What is due at `now`, if anything.
+    pub fn due(self, now: BootInstant) -> Option<Due> {
+        match self {
+            Stop::NotBegun { lease } if now >= lease.stop_at => Some(Due::BeginStop {
+                late: now.saturating_duration_since(lease.stop_at),
+            }),
+            Stop::Stopping { reason, kill_at } if now >= kill_at => Some(Due::Kill { reason }),
+            Stop::Killing { .. } => Some(Due::KillAgain),
+            _ => None,
+        }
+    }
+
+    /// Why the tree ended, as reported once it is gone: the reason the stop began for, or
+    /// [`StopReason::ChildExited`] if none did.
+    pub fn outcome(self) -> StopReason {
+        match self {
+            Stop::NotBegun { .. } => StopReason::ChildExited,
+            Stop::Stopping { reason, .. } | Stop::Killing { reason } => reason,
+        }
+    }
+}
+
+/// The child's tree while it exists.
+pub struct Tree {
+    /// The main child's process group (== its pid).
+    pub pgid: libc::pid_t,
+    pub main: Main,
+    pub stop: Stop,
+    /// Whether the terminal's foreground was handed to the child's group.
+    pub terminal: bool,
+}
+
+/// What a reap pass leaves of the tree.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AfterReap {
+    /// The main child runs, or the stop sequence is taking care of what is left: nothing to do.
+    Wait,
+    /// The main child ended by itself and left processes behind: they get the stop sequence.
+    StopLeftovers,
+    /// The main child is reaped and no process is left: the tree is gone.
+    Gone,
+}
+
+impl Tree {
+    /// A tree whose main child `pid` has just started, under the deadlines `lease`.
+    pub fn started(
+        pid: libc::pid_t,
+        pidfd: Option<OwnedFd>,
+        lease: LeaseDeadline,
+        terminal: bool,
+    ) -> Tree {
+        Tree {
+            pgid: pid,
+            main: Main::Running { pid, pidfd },
+            stop: Stop::NotBegun { lease },
+            terminal,
+        }
+    }
+
+    pub fn main_pid(&self) -> Option<libc::pid_t> {
+        match self.main {
+            Main::Running { pid, .. } => Some(pid),
+            Main::Reaped(_) => None,
+        }
+    }
+
+    /// The main child's pidfd, to poll, while it runs.
+    pub fn pidfd(&self) -> Option<BorrowedFd<'_>> {
+        match &self.main {
+            Main::Running { pidfd, .. } => pidfd.as_ref().map(|f| f.as_fd()),
+            Main::Reaped(_) => None,
+        }
+    }
+
+    /// When the process thread must wake up next for this tree.
+    pub fn next_wake(&self) -> BootInstant {
+        self.stop.wake_at(BootInstant::now())
+    }
+
+    /// What is left to do after a reap pass; `any_left`: `waitpid` still reports children.
+    pub fn after_reap(&self, any_left: bool) -> AfterReap {
+        match (&self.main, any_left) {
+            (Main::Running { .. }, _) => AfterReap::Wait,
+            (Main::Reaped(_), true) if self.stop.has_begun() => AfterReap::Wait,
+            (Main::Reaped(_), true) => AfterReap::StopLeftovers,
+            (Main::Reaped(_), false) => AfterReap::Gone,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::process::assert_table;
+    use StopReason::*;
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    /// Not begun, under a lease that must be renewed by `t0` + 1 s and killed by `t0` + 3 s.
+    fn not_begun(t0: BootInstant) -> Stop {
+        Stop::NotBegun {
+            lease: LeaseDeadline {
+                stop_at: t0 + ms(1_000),
+                kill_at: t0 + ms(3_000),
+            },
+        }
+    }
+
+    fn stopping(reason: StopReason, kill_at: BootInstant) -> Stop {
+        Stop::Stopping { reason, kill_at }
+    }
+
+    #[test]
+    fn a_first_request_signals_and_kills_at_the_earlier_of_grace_and_the_lease_kill_deadline() {
+        let t0 = BootInstant::now();
+        let signal = |kill_at| Some(Begin::Signal { kill_at });
+        // ((grace, reason), SIGKILL at); the lease's kill deadline is t0 + 3 s.
+        let rows = [
+            ((500, Resign), signal(t0 + ms(500))),
+            ((2_999, Unhealthy), signal(t0 + ms(2_999))),
+            ((10_000, Shutdown(libc::SIGTERM)), signal(t0 + ms(3_000))),
+            ((10_000, ChildExited), signal(t0 + ms(3_000))),
+            ((10_000, Deadline), signal(t0 + ms(3_000))),
+        ];
+        assert_table(rows, |(grace, reason)| {
+            not_begun(t0).begin(reason, t0, ms(grace))
+        });
+    }
+
+    #[test]
+    fn no_time_left_before_the_kill_deadline_kills_at_once() {
+        let t0 = BootInstant::now();
+        let kill_now = |first| Some(Begin::KillNow { first });
+        // ((now, grace, reason), expected): the kill would be due at or before now.
+        let rows = [
+            ((t0, 0, Resign), kill_now(Resign)),
+            ((t0 + ms(3_000), 10_000, Deadline), kill_now(Deadline)),
+            (
+                (t0 + ms(5_000), 10_000, Shutdown(libc::SIGINT)),
+                kill_now(Shutdown(libc::SIGINT)),
+            ),
+        ];
+        assert_table(rows, |(now, grace, reason)| {
+            not_begun(t0).begin(reason, now, ms(grace))
+        });
+    }
+
+    #[test]
+    fn a_known_loss_of_leadership_kills_at_once_keeping_the_first_reason() {
+        let t0 = BootInstant::now();
+        let resigning = stopping(Resign, t0 + ms(10_000));
+        let kill_now = |first| Some(Begin::KillNow { first });
+        // ((stage, request), expected)
+        let rows = [
+            ((not_begun(t0), LeaseGone), kill_now(LeaseGone)),
+            ((not_begun(t0), KeyDeleted), kill_now(KeyDeleted)),
+            ((resigning, LeaseGone), kill_now(Resign)),
+            ((resigning, KeyDeleted), kill_now(Resign)),
+            ((Stop::Killing { reason: Deadline }, LeaseGone), None),
+        ];
+        assert_table(rows, |(stage, reason)| stage.begin(reason, t0, ms(30_000)));
+    }
+
+    #[test]
+    fn any_other_second_request_changes_nothing() {
+        let t0 = BootInstant::now();
+        let stages = [
+            stopping(Unhealthy, t0 + ms(10_000)),
+            Stop::Killing { reason: Resign },
+        ];
+        let reasons = [
+            Resign,
+            Deadline,
+            Unhealthy,
+            ChildExited,
+            Shutdown(libc::SIGTERM),
+        ];
+        let rows = stages
+            .iter()
+            .flat_map(|&stage| reasons.map(|reason| ((stage, reason), None)));
+        assert_table(rows, |(stage, reason)| stage.begin(reason, t0, ms(0)));
+    }
+
+    #[test]
+    fn each_stage_is_due_at_its_own_deadline() {
+        let t0 = BootInstant::now();
+        let resigning = stopping(Resign, t0 + ms(2_000));
+        let begin = |late| Some(Due::BeginStop { late: ms(late) });
+        let kill = Some(Due::Kill { reason: Resign });
+        // ((stage, now), expected)
+        let rows = [
+            ((not_begun(t0), t0 + ms(999)), None),
+            ((not_begun(t0), t0 + ms(1_000)), begin(0)),
+            ((not_begun(t0), t0 + ms(1_250)), begin(250)),
+            ((resigning, t0 + ms(1_999)), None),
+            ((resigning, t0 + ms(2_000)), kill),
+            ((resigning, t0 + ms(9_000)), kill),
+            ((Stop::Killing { reason: Resign }, t0), Some(Due::KillAgain)),
+        ];
+        assert_table(rows, |(stage, now)| stage.due(now));
+    }
+
+    #[test]
+    fn each_stage_names_its_next_wake_up() {
+        let t0 = BootInstant::now();
+        let rows = [
+            (not_begun(t0), t0 + ms(1_000)),
+            (stopping(Resign, t0 + ms(2_000)), t0 + ms(2_000)),
+            (Stop::Killing { reason: Resign }, t0 + KILL_RESCAN),
+        ];
+        assert_table(rows, |stage| stage.wake_at(t0));
+    }
+
+    #[test]
+    fn the_outcome_is_the_reason_the_stop_began_for() {
+        let t0 = BootInstant::now();
+        let rows = [
+            (not_begun(t0), ChildExited),
+            (stopping(Unhealthy, t0), Unhealthy),
+            (Stop::Killing { reason: LeaseGone }, LeaseGone),
+        ];
+        assert_table(rows, Stop::outcome);
+    }
+
+    #[test]
+    fn a_tree_is_gone_only_when_its_main_child_is_reaped_and_nothing_is_left() {
+        let t0 = BootInstant::now();
+        let resigning = stopping(Resign, t0);
+        // ((main running, stage, any process left), expected)
+        let rows = [
+            ((true, not_begun(t0), true), AfterReap::Wait),
+            ((true, not_begun(t0), false), AfterReap::Wait),
+            ((true, resigning, true), AfterReap::Wait),
+            ((false, not_begun(t0), true), AfterReap::StopLeftovers),
+            ((false, resigning, true), AfterReap::Wait),
+            ((false, not_begun(t0), false), AfterReap::Gone),
+            ((false, resigning, false), AfterReap::Gone),
+        ];
+        assert_table(rows, |(running, stop, any_left)| {
+            let main = match running {
+                true => Main::Running {
+                    pid: 42,
+                    pidfd: None,
+                },
+                false => Main::Reaped(ChildStatus::Exited(0)),
+            };
+            let tree = Tree {
+                pgid: 42,
+                main,
+                stop,
+                terminal: false,
+            };
+            assert_eq!(tree.main_pid(), running.then_some(42));
+            tree.after_reap(any_left)
+        });
+    }
+}
