@@ -5,7 +5,8 @@
 //! ignored SIGCHLD does not hang it. On a terminal the child can read it, Ctrl-C is the user's
 //! request to stop and our own stop signal is not; a child stopped by SIGTSTP is continued, one
 //! stopped by SIGSTOP only by the stop sequence (SIGCONT with the stop signal). A dead guard's
-//! SIGPIPE never reaches a child. Each test's doc comment names the README promise it attacks.
+//! SIGPIPE never reaches a child. Each test's doc comment names the README promise it attacks or
+//! the defect it reproduces.
 //!
 //! Children are mostly `tests/programs/noisy_worker.py` (worker.py's overlap check, plus a slow
 //! TERM handler) and `tests/programs/sigecho.py` (prints each signal it gets).
