@@ -1,8 +1,13 @@
-//! The command-line contract: help, usage errors and their exit codes, secrets kept out of output.
+//! The command-line contract: help, usage errors and their exit codes, secrets kept out of output,
+//! and the environment the child gets, which a nested singleton-exec can run with (none of it reads
+//! as one of its own options).
 
 use std::process::Command;
+use std::time::Duration;
 
-use crate::support::bin;
+use crate::support::{args, bin, replica_with, EtcdCluster, Replica};
+
+const LONG: Duration = Duration::from_secs(30);
 
 fn run(args: &[&str]) -> (i32, String, String) {
     let out = Command::new(bin())
@@ -203,4 +208,105 @@ fn man_page_and_completions_are_current() {
             path.display()
         );
     }
+}
+
+/// Promise: elections never share key space. `--prefix /a --election b` and `--prefix /a/b
+/// --election c` would (`/a/b/...`), so a prefix of more than one path segment is a usage error
+/// (exit 2, naming the prefix) found before etcd is touched. `--prefix /a` still works.
+#[test]
+fn a_prefix_of_more_than_one_segment_is_refused() {
+    let mut r = Replica::start(
+        "pfx",
+        "http://127.0.0.1:1",
+        &[
+            "--prefix",
+            "/a/b",
+            "--election",
+            "c",
+            "--acquire-timeout",
+            "3s",
+            "--",
+            "true",
+        ],
+    );
+    let code = r.wait(LONG);
+    assert_eq!(
+        code,
+        2,
+        "--prefix /a/b must be a usage error before etcd is contacted; log:\n{}",
+        r.log()
+    );
+    assert!(r.log().contains("prefix"), "{}", r.log());
+
+    let etcd = EtcdCluster::single();
+    let mut ok = Replica::start(
+        "pfx1",
+        &etcd.endpoints(),
+        &["--prefix", "/a", "--election", "b", "--", "true"],
+    );
+    assert_eq!(ok.wait(LONG), 0, "{}", ok.log());
+}
+
+/// Promise: "What the child gets": the leader's facts under SINGLETON_EXEC_LEADER_*,
+/// SINGLETON_EXEC_LEASE_ID, SINGLETON_EXEC_REVISION, SINGLETON_EXEC_ETCD_ENDPOINTS, and nothing a
+/// nested singleton-exec would read as one of its own options: SINGLETON_EXEC_KEY is the TLS
+/// `--key` option, so `singleton-exec status` run by the child failed with exit 2.
+#[test]
+fn the_child_environment_can_run_a_nested_status() {
+    let etcd = EtcdCluster::single();
+    let ep = etcd.endpoints();
+    let script = r#"env | grep '^SINGLETON_EXEC_' | sort; "$HARDENING_BIN" status --election "$SINGLETON_EXEC_LEADER_ELECTION" --endpoints "$SINGLETON_EXEC_ETCD_ENDPOINTS"; echo rc=$?"#;
+    let mut r = replica_with(
+        "envr",
+        &ep,
+        &args(
+            &["--election", "envs"],
+            &["--".into(), "sh".into(), "-c".into(), script.into()],
+        ),
+        |c| {
+            c.env("HARDENING_BIN", bin());
+        },
+    );
+    assert_eq!(r.wait(LONG), 0, "{}", r.log());
+    let out = r.stdout();
+    let var = |name: &str| {
+        out.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}=")))
+            .map(str::to_owned)
+    };
+    for name in [
+        "SINGLETON_EXEC_LEADER_KEY",
+        "SINGLETON_EXEC_LEADER_ID",
+        "SINGLETON_EXEC_LEADER_ELECTION",
+        "SINGLETON_EXEC_LEASE_ID",
+        "SINGLETON_EXEC_REVISION",
+        "SINGLETON_EXEC_ETCD_ENDPOINTS",
+    ] {
+        assert!(
+            var(name).is_some(),
+            "the child lacks {name}; it got:\n{out}"
+        );
+    }
+    assert!(
+        var("SINGLETON_EXEC_KEY").is_none(),
+        "SINGLETON_EXEC_KEY reached the child (a nested singleton-exec reads it as --key):\n{out}"
+    );
+    assert_eq!(var("SINGLETON_EXEC_LEADER_ID").as_deref(), Some("envr"));
+    assert_eq!(
+        var("SINGLETON_EXEC_LEADER_ELECTION").as_deref(),
+        Some("envs")
+    );
+    assert_eq!(var("SINGLETON_EXEC_ETCD_ENDPOINTS"), Some(ep.clone()));
+    assert!(
+        var("SINGLETON_EXEC_LEADER_KEY")
+            .unwrap()
+            .starts_with("/singleton-exec/envs/"),
+        "{out}"
+    );
+    assert!(
+        out.contains("rc=0"),
+        "the nested status failed:\n{out}\nlog:\n{}",
+        r.log()
+    );
+    assert!(out.contains("leader:     envr"), "{out}");
 }

@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicU16, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::support::worker::{assert_no_overlap, events, starts};
+use crate::support::worker::{self, assert_no_overlap, events, starts};
 use crate::support::{
     alive, bin, boot_ns, free_port, http, program, wait_for, EtcdCluster, Replica,
 };
@@ -53,17 +53,7 @@ fn replica<S: AsRef<str>>(
 }
 
 fn wait_starts(dir: &Path, n: usize, what: impl FnOnce() -> String) {
-    wait_for(
-        LONG,
-        || starts(dir).len() >= n,
-        || {
-            format!(
-                "expected {n} child starts, have {:?}; {}",
-                events(dir),
-                what()
-            )
-        },
-    );
+    worker::wait_starts(dir, n, LONG, what)
 }
 
 fn status(port: u16) -> serde_json::Value {

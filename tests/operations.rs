@@ -1,11 +1,16 @@
-//! Operations: the HTTP endpoints as leader and as standby, stepping down, the systemd notify
-//! protocol, and metrics that a Prometheus parser accepts.
+//! Operations: the HTTP endpoints as leader and as standby (still answering, without spinning,
+//! when out of file descriptors), stepping down, the systemd notify protocol, and metrics that a
+//! Prometheus parser accepts.
 
+use std::net::TcpStream;
 use std::os::unix::net::UnixDatagram;
 use std::process::Command;
 use std::time::Duration;
 
-use crate::support::{bin, free_port, http, wait_for, EtcdCluster, Replica};
+use crate::support::procfs::cpu_ticks;
+use crate::support::{
+    args, bin, free_port, http, replica_with, wait_for, with_rlimit, EtcdCluster, Replica,
+};
 
 const LONG: Duration = Duration::from_secs(30);
 
@@ -267,5 +272,44 @@ fn health_addr_forms_and_errors() {
         out.status.code(),
         Some(2),
         "a port in use is refused at start-up"
+    );
+}
+
+/// Promise: the supervisor "mostly sleeps" and its health endpoint keeps answering. Out of file
+/// descriptors (EMFILE on accept), it must back off instead of spinning, and serve again once
+/// descriptors are free.
+#[test]
+fn the_health_endpoint_does_not_spin_out_of_file_descriptors() {
+    let etcd = EtcdCluster::single();
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let r = replica_with(
+        "fds",
+        &etcd.endpoints(),
+        &args(
+            &["--election", "fds", "--health-addr", &addr],
+            &["--".into(), "sleep".into(), "300".into()],
+        ),
+        |c| with_rlimit(c, libc::RLIMIT_NOFILE, 64),
+    );
+    wait_for(LONG, || http("GET", port, "/healthz").0 == 200, || r.log());
+    let conns: Vec<TcpStream> = (0..100)
+        .filter_map(|_| TcpStream::connect(("127.0.0.1", port)).ok())
+        .collect();
+    assert!(conns.len() >= 80, "only {} connections", conns.len());
+    let before = cpu_ticks(r.pid());
+    std::thread::sleep(Duration::from_secs(2));
+    let used = cpu_ticks(r.pid()) - before;
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as u64;
+    drop(conns);
+    assert!(
+        used * 2 < hz,
+        "the supervisor used {:.2} s of CPU in 2 s while out of file descriptors",
+        used as f64 / hz as f64
+    );
+    wait_for(
+        LONG,
+        || http("GET", port, "/healthz").0 == 200,
+        || format!("/healthz does not answer again:\n{}", r.log()),
     );
 }

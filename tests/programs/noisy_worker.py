@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""A leader's child for the hardening tests: worker.py's overlap check, plus options.
+"""A leader's child: worker.py's overlap check, plus options for stderr noise and SIGTERM.
 
 Usage: noisy_worker.py DIR [--ignore-term] [--noise BYTES] [--term-delay SECONDS]
 

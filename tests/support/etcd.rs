@@ -280,6 +280,25 @@ fn health(url: &str) -> bool {
         .unwrap_or(false)
 }
 
+/// Runs etcdctl (API v3) against `endpoints`; returns (exit code, stdout + stderr).
+pub fn etcdctl(endpoints: &str, args: &[&str]) -> (i32, String) {
+    let out = Command::new("etcdctl")
+        .env("ETCDCTL_API", "3")
+        .arg("--endpoints")
+        .arg(endpoints)
+        .args(args)
+        .output()
+        .expect("run etcdctl");
+    (
+        out.status.code().unwrap_or(-1),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
 /// A tiny HTTP/1.0 GET, enough for etcd's /health and /metrics.
 pub fn http_get(url: &str, path: &str) -> Option<String> {
     let host = url.trim_start_matches("http://");

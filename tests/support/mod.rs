@@ -1,11 +1,13 @@
 //! Shared helpers for the integration tests: real etcd ([`etcd`]), a fault-injecting TCP proxy
-//! ([`proxy`]), and [`Replica`], a running singleton-exec whose log can be read and which is killed on
-//! drop. Waits are for conditions with timeouts, never fixed sleeps.
+//! ([`proxy`]), what /proc says about a process ([`procfs`]), and [`Replica`], a running
+//! singleton-exec whose log can be read and which is killed on drop ([`Proc`] for any other
+//! process a test starts). Waits are for conditions with timeouts, never fixed sleeps.
 
 #![allow(dead_code)]
 
 pub mod etcd;
 pub mod netns;
+pub mod procfs;
 pub mod proxy;
 pub mod worker;
 
@@ -77,6 +79,16 @@ pub fn wait_for(timeout: Duration, mut cond: impl FnMut() -> bool, what: impl Fn
     }
 }
 
+/// Sleeps for `d`, checking `ok` every 50 ms; panics with `what()` the first time it fails.
+pub fn hold(d: Duration, mut ok: impl FnMut() -> bool, what: impl Fn() -> String) {
+    let until = Instant::now() + d;
+    while Instant::now() < until {
+        assert!(ok(), "{}", what());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(ok(), "{}", what());
+}
+
 /// Now on CLOCK_BOOTTIME, in nanoseconds: the clock the worker children record on.
 pub fn boot_ns() -> u128 {
     let mut ts = libc::timespec {
@@ -100,6 +112,72 @@ pub fn alive(pid: i32) -> bool {
     }
 }
 
+/// Sets a resource limit in the child before exec.
+pub fn with_rlimit(cmd: &mut Command, resource: libc::__rlimit_resource_t, value: u64) {
+    unsafe {
+        cmd.pre_exec(move || {
+            let lim = libc::rlimit {
+                rlim_cur: value,
+                rlim_max: value,
+            };
+            if libc::setrlimit(resource, &lim) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
+/// A process started by a test outside [`Replica`]; it and every descendant it has at drop time
+/// are killed (SIGKILL) on drop.
+pub struct Proc(pub Child);
+
+impl Proc {
+    pub fn spawn(cmd: &mut Command) -> Proc {
+        Proc(spawn_with_deathsig(cmd).expect("spawn"))
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.0.id() as i32
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let mut all = procfs::descendants(self.pid());
+        all.push(self.pid());
+        for pid in all {
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+        let _ = self.0.wait();
+    }
+}
+
+/// Options, then the child's command line (`-- ...`): one argument list for a replica.
+pub fn args(opts: &[&str], child: &[String]) -> Vec<String> {
+    opts.iter()
+        .map(|s| s.to_string())
+        .chain(child.iter().cloned())
+        .collect()
+}
+
+/// `singleton-exec --endpoints E --id NAME ARGS` as a [`Replica`], after `setup` edited the command.
+pub fn replica_with<S: AsRef<OsStr>>(
+    name: &str,
+    endpoints: &str,
+    args: &[S],
+    setup: impl FnOnce(&mut Command),
+) -> Replica {
+    let mut cmd = Command::new(bin());
+    cmd.arg("--endpoints")
+        .arg(endpoints)
+        .arg("--id")
+        .arg(name)
+        .args(args);
+    setup(&mut cmd);
+    Replica::spawn(name, cmd)
+}
+
 /// A singleton-exec process under test. Killed (SIGKILL) and reaped on drop.
 pub struct Replica {
     pub name: String,
@@ -115,13 +193,7 @@ pub struct Replica {
 impl Replica {
     /// Starts `singleton-exec ARGS` with `--endpoints` set, logging to files.
     pub fn start<S: AsRef<OsStr>>(name: &str, endpoints: &str, args: &[S]) -> Replica {
-        let mut cmd = Command::new(bin());
-        cmd.arg("--endpoints")
-            .arg(endpoints)
-            .arg("--id")
-            .arg(name)
-            .args(args);
-        Self::spawn(name, cmd)
+        replica_with(name, endpoints, args, |_| {})
     }
 
     /// Starts `singleton-exec ARGS` inside network namespace `netns`.

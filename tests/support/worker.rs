@@ -1,7 +1,11 @@
 //! What `tests/programs/worker.py` (and `noisy_worker.py`) record in DIR/events.log, read back:
-//! one place for the event format and the overlap check every leadership test ends with.
+//! one place for the event format and the overlap check every leadership test ends with; and the
+//! `noisy_worker.py` command line, a wait for its starts, and a guard that kills what it left.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::{program, wait_for};
 
 /// One line of DIR/events.log: `KIND ID REVISION PID BOOT_NS [overlap=N]`.
 #[derive(Debug, Clone)]
@@ -43,6 +47,58 @@ pub fn starts(dir: &Path) -> Vec<Ev> {
         .into_iter()
         .filter(|e| e.kind == "start")
         .collect()
+}
+
+/// Waits until the workers recorded `n` starts; panics with their events and `what()` after
+/// `timeout`.
+pub fn wait_starts(dir: &Path, n: usize, timeout: Duration, what: impl FnOnce() -> String) {
+    wait_for(
+        timeout,
+        || starts(dir).len() >= n,
+        || {
+            format!(
+                "expected {n} child starts, have {:?}; {}",
+                events(dir),
+                what()
+            )
+        },
+    );
+}
+
+/// `-- python3 noisy_worker.py DIR EXTRA...`
+pub fn noisy(dir: &Path, extra: &[&str]) -> Vec<String> {
+    let mut v: Vec<String> = vec![
+        "--".into(),
+        "python3".into(),
+        program("noisy_worker.py").to_string_lossy().into(),
+        dir.to_string_lossy().into(),
+    ];
+    v.extend(extra.iter().map(|s| s.to_string()));
+    v
+}
+
+/// Kills, at the end of a test (also on panic), every worker that registered its pid in DIR.
+pub struct Reap(pub PathBuf);
+
+impl Drop for Reap {
+    fn drop(&mut self) {
+        let Ok(entries) = std::fs::read_dir(&self.0) else {
+            return;
+        };
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let Some(pid) = name
+                .strip_suffix(".pid")
+                .and_then(|p| p.parse::<i32>().ok())
+            else {
+                continue;
+            };
+            let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            if String::from_utf8_lossy(&cmd).contains("worker.py") {
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
+        }
+    }
 }
 
 /// No worker saw another alive when it started.
