@@ -10,6 +10,7 @@ use clap::Parser;
 use singleton_exec::commands::{resign, status};
 use singleton_exec::config::cli::{Cli, Command};
 use singleton_exec::config::Config;
+use singleton_exec::core::command::CommandSpec;
 use singleton_exec::core::exit_code::Exit;
 use singleton_exec::health::Check;
 use singleton_exec::leadership;
@@ -59,62 +60,34 @@ fn run() -> i32 {
     supervise(cli).code()
 }
 
-/// The supervising mode: validate, check the command, become a subreaper, bind the health port,
-/// start the process thread, run the leadership loop.
+/// The supervising mode, as its duties in order: validate, check the commands, take charge of
+/// orphans, bind the health port, start the process thread, run the leadership loop.
 fn supervise(cli: Cli) -> Exit {
-    let config = match Config::from_args(cli.run) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("singleton-exec: {e}");
-            return Exit::Usage;
-        }
-    };
-    if let Err(e) = spawn::preflight(&config.command) {
+    match prepare(cli) {
+        Ok(run) => run(),
+        Err(exit) => exit,
+    }
+}
+
+/// Everything that can fail before the leadership loop starts; then the loop, to run.
+fn prepare(cli: Cli) -> Result<impl FnOnce() -> Exit, Exit> {
+    let config = Config::from_args(cli.run).map_err(|e| {
         eprintln!("singleton-exec: {e}");
-        return e.exit();
-    }
-    if let Some(Check::Command(_)) = config.health.as_ref().map(|h| &h.check) {
-        let sh = singleton_exec::core::command::CommandSpec {
-            program: "/bin/sh".into(),
-            args: vec![],
-        };
-        if let Err(e) = spawn::preflight(&sh) {
-            eprintln!("singleton-exec: --health-cmd runs /bin/sh -c, and {e}; without a shell (a FROM-scratch image), use --health-url");
-            return Exit::Usage;
-        }
-    }
-    let sent_faults = match signals::forward_sent_faults() {
-        Ok(fd) => Some(fd),
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot forward SIGABRT/SIGSEGV/... sent by other processes");
-            None
-        }
-    };
-    // Before becoming a subreaper, so the double-forked guard is not re-parented to us; a subreaper
-    // setting inherited across exec would have the same effect, so it is cleared first.
-    let _ = handle::clear_subreaper();
-    let guard = if std::process::id() == 1 {
-        None // the kernel kills the PID namespace with us
-    } else {
-        guard::Guard::start()
-            .inspect_err(|e| tracing::warn!(error = %e, "cannot start the guard: the child's tree may outlive a SIGKILL of singleton-exec"))
-            .ok()
-    };
-    if let Err(e) = handle::become_subreaper() {
-        tracing::error!(error = %e, "cannot become a child subreaper");
-        return Exit::Internal;
-    }
-    let health = match config
+        Exit::Usage
+    })?;
+    check_commands(&config)?;
+    let sent_faults = signals::forward_sent_faults()
+        .inspect_err(|e| tracing::warn!(error = %e, "cannot forward SIGABRT/SIGSEGV/... sent by other processes"))
+        .ok();
+    let guard = take_charge_of_orphans()?;
+    let health = config
         .health_addr
         .map(std::net::TcpListener::bind)
         .transpose()
-    {
-        Ok(l) => l,
-        Err(e) => {
+        .map_err(|e| {
             eprintln!("singleton-exec: --health-addr: cannot listen: {e}");
-            return Exit::Usage;
-        }
-    };
+            Exit::Usage
+        })?;
     // Read before the child could ever see them (spawn removes them from its environment).
     let notifier = notify::Notifier::from_env();
     let observer = Arc::new(Observer::new(
@@ -128,17 +101,53 @@ fn supervise(cli: Cli) -> Exit {
         grace: config.timing.grace,
         resign_signal: config.resign_signal.map(|s| s as i32),
     };
-    let sup = match ProcessThread::start(settings, sent_faults, guard) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot start the process thread");
-            return Exit::Internal;
-        }
-    };
-    match runtime() {
-        Ok(rt) => rt.block_on(leadership::run(config, sup, observer, health)),
+    let process = ProcessThread::start(settings, sent_faults, guard).map_err(|e| {
+        tracing::error!(error = %e, "cannot start the process thread");
+        Exit::Internal
+    })?;
+    Ok(move || match runtime() {
+        Ok(rt) => rt.block_on(leadership::run(config, process, observer, health)),
         Err(code) => code,
+    })
+}
+
+/// The command, and the shell a `--health-cmd` needs, can be run: else a clear error now.
+fn check_commands(config: &Config) -> Result<(), Exit> {
+    if let Err(e) = spawn::preflight(&config.command) {
+        eprintln!("singleton-exec: {e}");
+        return Err(e.exit());
     }
+    if let Some(Check::Command(_)) = config.health.as_ref().map(|h| &h.check) {
+        let sh = CommandSpec {
+            program: "/bin/sh".into(),
+            args: vec![],
+        };
+        if let Err(e) = spawn::preflight(&sh) {
+            eprintln!("singleton-exec: --health-cmd runs /bin/sh -c, and {e}; without a shell (a FROM-scratch image), use --health-url");
+            return Err(Exit::Usage);
+        }
+    }
+    Ok(())
+}
+
+/// Starts the guard (unless we are PID 1: the kernel kills the PID namespace with us), then
+/// becomes a child subreaper, so orphans of the child's tree are ours to reap and wait for.
+fn take_charge_of_orphans() -> Result<Option<guard::Guard>, Exit> {
+    // Before becoming a subreaper, so the double-forked guard is not re-parented to us; a subreaper
+    // setting inherited across exec would have the same effect, so it is cleared first.
+    let _ = handle::clear_subreaper();
+    let guard = if std::process::id() == 1 {
+        None
+    } else {
+        guard::Guard::start()
+            .inspect_err(|e| tracing::warn!(error = %e, "cannot start the guard: the child's tree may outlive a SIGKILL of singleton-exec"))
+            .ok()
+    };
+    handle::become_subreaper().map_err(|e| {
+        tracing::error!(error = %e, "cannot become a child subreaper");
+        Exit::Internal
+    })?;
+    Ok(guard)
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, Exit> {
