@@ -18,6 +18,7 @@ use tokio::time::Instant;
 
 use crate::commands::status::{failed, Target, NO_LEADER};
 use crate::config::cli::ResignArgs;
+use crate::core::backoff::Schedule;
 use crate::core::exit_code;
 use crate::election::connector::EtcdError;
 use crate::election::queue::{Candidacy, Candidate};
@@ -26,9 +27,6 @@ use crate::process::signals;
 
 /// `--timeout` passed: the same code as `--acquire-timeout` and timeout(1).
 pub const TIMED_OUT: i32 = exit_code::ACQUIRE_TIMEOUT;
-
-const RETRY_MIN: Duration = Duration::from_millis(100);
-const RETRY_MAX: Duration = Duration::from_secs(1);
 
 /// How the wait ended.
 #[derive(Debug)]
@@ -185,15 +183,14 @@ where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T, EtcdError>>,
 {
-    let mut wait = RETRY_MIN;
+    let mut retry = Schedule::SUBCOMMAND.start();
     loop {
         match op().await {
             Ok(v) => return Ok(v),
             Err(e) if e.is_rejected() => return Err(e),
             Err(e) => {
                 tracing::debug!(error = %e, "etcd unavailable; retrying");
-                tokio::time::sleep(wait).await;
-                wait = (wait * 2).min(RETRY_MAX);
+                tokio::time::sleep(retry.next_pause()).await;
             }
         }
     }

@@ -12,6 +12,7 @@ use etcd_client::Client;
 
 use crate::config::cli::{EtcdArgs, OutputFormat, StatusArgs};
 use crate::config::{etcd_config, validate_election, validate_prefix, ConfigError};
+use crate::core::backoff::Schedule;
 use crate::core::exit_code;
 use crate::election::connector::{Connector, EtcdError};
 use crate::election::queue::{Candidate, Election, HealthRecord, Queue};
@@ -23,9 +24,6 @@ pub const NO_LEADER: i32 = 1;
 
 /// How an `etcdctl lock` holder (which stores an empty value under the same layout) is shown.
 pub const EMPTY_ID: &str = "(no id: empty value, e.g. an etcdctl lock holder)";
-
-const WATCH_RETRY_MIN: Duration = Duration::from_millis(200);
-const WATCH_RETRY_MAX: Duration = Duration::from_secs(2);
 
 /// An election to read or act on from outside the replicas: validated names and a connection.
 pub(crate) struct Target {
@@ -200,19 +198,18 @@ pub async fn run(args: StatusArgs) -> i32 {
 /// stdout is closed (`status --watch | head -1`: the reader is done, so are we, with 0).
 async fn watch(target: &Target, format: OutputFormat) -> i32 {
     let mut shown: Option<Vec<Option<(String, i64)>>> = None;
-    let mut wait = WATCH_RETRY_MIN;
+    let mut retry = Schedule::ETCD.start();
     loop {
         let now = match target.shown().await {
             Ok(q) => q,
             Err(e) if e.is_rejected() => return failed(&e),
             Err(e) => {
                 tracing::warn!(error = %e, "cannot read the election; retrying");
-                tokio::time::sleep(wait).await;
-                wait = (wait * 2).min(WATCH_RETRY_MAX);
+                tokio::time::sleep(retry.next_pause()).await;
                 continue;
             }
         };
-        wait = WATCH_RETRY_MIN;
+        retry.succeeded(Duration::ZERO);
         let holders = now.holders();
         if shown.as_ref() != Some(&holders) {
             let line = match &now {
@@ -238,8 +235,10 @@ async fn watch(target: &Target, format: OutputFormat) -> i32 {
             })
             .await;
         if let Err(e) = changed {
+            // The read that follows backs off if etcd is down; this short pause only keeps a
+            // watch that breaks at once from spinning.
             tracing::debug!(error = %e, "watch broke; reading again");
-            tokio::time::sleep(wait).await;
+            tokio::time::sleep(Schedule::ETCD.min).await;
         }
     }
 }
