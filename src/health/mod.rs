@@ -283,16 +283,44 @@ pub fn last_line(output: &str) -> Option<String> {
     Some(s)
 }
 
+/// How one HTTP GET ended, before it is judged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Answer {
+    /// The server answered with this status.
+    Status(u16),
+    /// No answer: cannot connect, or the exchange broke; why.
+    NoAnswer(String),
+    /// No answer within the check's timeout.
+    TimedOut,
+}
+
+impl Answer {
+    /// Healthy on a 2xx status; anything else is a failure, and says why.
+    pub fn outcome(self, timeout: Duration) -> Outcome {
+        match self {
+            Answer::Status(status) if (200..300).contains(&status) => Outcome::Healthy,
+            Answer::Status(status) => Outcome::Failed(format!("HTTP status {status}")),
+            Answer::NoAnswer(why) => Outcome::Failed(why),
+            Answer::TimedOut => Outcome::Failed(format!(
+                "timed out after {}",
+                humantime::format_duration(timeout)
+            )),
+        }
+    }
+}
+
 /// An HTTP GET of `target` within `timeout`: healthy on a 2xx status.
 pub async fn http_check(target: &HttpTarget, timeout: Duration) -> Outcome {
-    match tokio::time::timeout(timeout, get_status(target)).await {
-        Ok(Ok(status)) if (200..300).contains(&status) => Outcome::Healthy,
-        Ok(Ok(status)) => Outcome::Failed(format!("HTTP status {status}")),
-        Ok(Err(e)) => Outcome::Failed(e),
-        Err(_) => Outcome::Failed(format!(
-            "timed out after {}",
-            humantime::format_duration(timeout)
-        )),
+    let answer = tokio::time::timeout(timeout, get(target))
+        .await
+        .unwrap_or(Answer::TimedOut);
+    answer.outcome(timeout)
+}
+
+async fn get(target: &HttpTarget) -> Answer {
+    match get_status(target).await {
+        Ok(status) => Answer::Status(status),
+        Err(why) => Answer::NoAnswer(why),
     }
 }
 
@@ -663,6 +691,29 @@ mod tests {
         assert_eq!(d, "timed out after 5s (killed)");
         let spawn = CheckExit::SpawnFailed("cannot run \"/bin/sh\"".into());
         assert!(matches!(command_outcome(&spawn, "", t), Outcome::Failed(_)));
+    }
+
+    #[test]
+    fn an_http_answer_is_healthy_only_with_a_2xx_status() {
+        let t = Duration::from_millis(1500);
+        let failed = |s: &str| Outcome::Failed(s.to_owned());
+        let rows = [
+            (Answer::Status(200), Outcome::Healthy),
+            (Answer::Status(204), Outcome::Healthy),
+            (Answer::Status(299), Outcome::Healthy),
+            (Answer::Status(199), failed("HTTP status 199")),
+            (Answer::Status(301), failed("HTTP status 301")),
+            (Answer::Status(404), failed("HTTP status 404")),
+            (Answer::Status(503), failed("HTTP status 503")),
+            (
+                Answer::NoAnswer("cannot connect to h:1: refused".into()),
+                failed("cannot connect to h:1: refused"),
+            ),
+            (Answer::TimedOut, failed("timed out after 1s 500ms")),
+        ];
+        for (answer, want) in rows {
+            assert_eq!(answer.clone().outcome(t), want, "{answer:?}");
+        }
     }
 
     #[test]
