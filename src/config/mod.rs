@@ -3,6 +3,8 @@
 //!
 //! Depends on the CLI, the timing model and the etcd connection types; nothing downstream.
 
+#![forbid(unsafe_code)]
+
 pub mod cli;
 pub mod etcd;
 

@@ -18,6 +18,8 @@
 //!   started, then every `interval`), and `timeout <= interval`, so a wedged leader keeps its
 //!   leadership at most `start_period + interval × retries + timeout + grace` ([`HealthConfig::worst_case`]).
 
+#![forbid(unsafe_code)]
+
 use std::time::Duration;
 
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};

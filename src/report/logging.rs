@@ -9,11 +9,13 @@
 //! lines again. Lossy, never blocking.
 
 use std::io::{self, Write};
+use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::sync::OnceLock;
 use std::time::Duration;
 
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use tracing_subscriber::filter::Targets;
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::SubscriberExt;
@@ -146,16 +148,16 @@ pub fn install_panic_hook() {
     std::panic::set_hook(Box::new(|info| {
         let mut msg = format!("singleton-exec: internal error: {info}\n").into_bytes();
         msg.truncate(512);
-        let mut pfd = libc::pollfd {
-            fd: 2,
-            events: libc::POLLOUT,
-            revents: 0,
-        };
-        // SAFETY: polling fd 2 without waiting, then one write that fits a pipe's atomic size.
-        unsafe {
-            if libc::poll(&mut pfd, 1, 0) == 1 && pfd.revents & libc::POLLOUT != 0 {
-                libc::write(2, msg.as_ptr().cast(), msg.len());
-            }
+        // Polled without waiting, then one write that fits a pipe's atomic size. Not through
+        // `io::stderr()`'s lock, which the log thread may hold while stderr blocks.
+        let stderr = io::stderr();
+        let mut pfd = [PollFd::new(stderr.as_fd(), PollFlags::POLLOUT)];
+        let writable = poll(&mut pfd, PollTimeout::ZERO) == Ok(1)
+            && pfd[0]
+                .revents()
+                .is_some_and(|r| r.contains(PollFlags::POLLOUT));
+        if writable {
+            let _ = nix::unistd::write(stderr.as_fd(), &msg);
         }
     }));
 }
