@@ -31,9 +31,9 @@ use crate::config::etcd::Secret;
 use crate::core::clock::BootInstant;
 use crate::core::lifecycle::Phase;
 use crate::election::connector::Connector;
-use crate::election::queue::Election;
+use crate::election::queue::{Election, LeaderInfo};
 use crate::election::slots::SlotsView;
-use crate::report::observer::Observer;
+use crate::report::observer::{HealthView, Observer};
 
 /// Connections served at once; more wait in the kernel's backlog. Probes and scrapers need few.
 const MAX_CONNECTIONS: usize = 32;
@@ -273,9 +273,23 @@ fn resign(req: &Request<Incoming>, ep: &Endpoints) -> Response<Full<Bytes>> {
     }
 }
 
+/// How long `/status` waits for etcd's view; a slow etcd leaves those fields null.
+const ETCD_VIEW_TIMEOUT: Duration = Duration::from_secs(1);
+
 async fn status_json(ep: &Endpoints) -> String {
-    let obs = &ep.observer;
-    let st = obs.status();
+    let (leader, holders) = (current_leader(ep).await, slot_holders(ep).await);
+    let body = status_body(
+        &ep.observer,
+        leader.as_ref(),
+        ep.slots,
+        holders.as_ref(),
+        BootInstant::now(),
+    );
+    body.to_string() + "\n"
+}
+
+/// The election's leader as etcd shows it now, if it answers in time.
+async fn current_leader(ep: &Endpoints) -> Option<LeaderInfo> {
     let election = &ep.election;
     let leader = async {
         ep.connector
@@ -284,11 +298,18 @@ async fn status_json(ep: &Endpoints) -> String {
             .ok()
             .flatten()
     };
-    let leader = tokio::time::timeout(Duration::from_secs(1), leader)
+    tokio::time::timeout(ETCD_VIEW_TIMEOUT, leader)
         .await
         .ok()
-        .flatten();
-    // With `--slots N`: every slot's holder, as etcd shows it.
+        .flatten()
+}
+
+/// With `--slots N`: every slot's holder, as etcd shows it, if it answers in time.
+async fn slot_holders(ep: &Endpoints) -> Option<SlotsView> {
+    if ep.slots <= 1 {
+        return None;
+    }
+    let election = &ep.election;
     let slots = async {
         ep.connector
             .call(|mut c| async move { SlotsView::read(election, &mut c).await })
@@ -296,19 +317,26 @@ async fn status_json(ep: &Endpoints) -> String {
             .ok()
             .flatten()
     };
-    let slots = match ep.slots {
-        0 | 1 => None,
-        _ => tokio::time::timeout(Duration::from_secs(1), slots)
-            .await
-            .ok()
-            .flatten(),
-    };
+    tokio::time::timeout(ETCD_VIEW_TIMEOUT, slots)
+        .await
+        .ok()
+        .flatten()
+}
+
+/// The `/status` document: this replica as its observer sees it at `now`, and etcd's view.
+fn status_body(
+    obs: &Observer,
+    leader: Option<&LeaderInfo>,
+    slots: u32,
+    holders: Option<&SlotsView>,
+    now: BootInstant,
+) -> serde_json::Value {
+    let st = obs.status();
     let slot = match st.phase {
         Phase::Leading { slot, .. } => slot,
         _ => None,
     };
-    let now = BootInstant::now();
-    let body = serde_json::json!({
+    serde_json::json!({
         "role": st.phase.name(),
         "id": obs.id,
         "election": obs.election,
@@ -318,29 +346,42 @@ async fn status_json(ep: &Endpoints) -> String {
         "ms_until_deadline": obs.ms_until_deadline(),
         "session_fresh": obs.session_fresh(),
         "child_pid": st.phase.child_pid(),
-        "leader_id": leader.as_ref().map(|l| l.id.clone()),
-        "leader_revision": leader.as_ref().map(|l| l.revision),
-        "slots": ep.slots,
+        "leader_id": leader.map(|l| l.id.clone()),
+        "leader_revision": leader.map(|l| l.revision),
+        "slots": slots,
         "slot": slot,
-        "slot_holders": slots.map(|v| v.holders.iter().map(|h| h.as_ref().map(|h| serde_json::json!({
-            "id": h.id,
-            "fencing_revision": h.revision,
-        }))).collect::<Vec<_>>()),
+        "slot_holders": holders.map(holders_json),
         "last_transition": st.last_transition.map(|(role, why, at)| serde_json::json!({
             "role": role,
             "why": why,
             "ms_ago": now.saturating_duration_since(at).as_millis() as u64,
         })),
-        "health": st.health.map(|h| serde_json::json!({
-            "healthy": h.healthy,
-            "consecutive_failures": h.consecutive_failures,
-            "retries": h.retries,
-            "last": h.last,
-            "ms_ago": now.saturating_duration_since(h.checked_at).as_millis() as u64,
-            "took_ms": h.took.as_millis() as u64,
-        })),
+        "health": st.health.map(|h| health_json(&h, now)),
+    })
+}
+
+/// Every slot's holder (null for a free slot).
+fn holders_json(v: &SlotsView) -> serde_json::Value {
+    let each = v.holders.iter().map(|h| {
+        h.as_ref().map(|h| {
+            serde_json::json!({
+                "id": h.id,
+                "fencing_revision": h.revision,
+            })
+        })
     });
-    body.to_string() + "\n"
+    serde_json::Value::from(each.collect::<Vec<_>>())
+}
+
+fn health_json(h: &HealthView, now: BootInstant) -> serde_json::Value {
+    serde_json::json!({
+        "healthy": h.healthy,
+        "consecutive_failures": h.consecutive_failures,
+        "retries": h.retries,
+        "last": h.last,
+        "ms_ago": now.saturating_duration_since(h.checked_at).as_millis() as u64,
+        "took_ms": h.took.as_millis() as u64,
+    })
 }
 
 #[cfg(test)]
