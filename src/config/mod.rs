@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use nix::sys::signal::Signal;
 
-use crate::config::cli::{EtcdArgs, RunArgs};
+use crate::config::cli::{EtcdArgs, HealthArgs, RunArgs};
 use crate::config::etcd::{EtcdConfig, Secret, TlsFiles};
 use crate::core::command::CommandSpec;
 use crate::core::lifecycle::{OnChildExit, OnLeaseLost};
@@ -111,72 +111,80 @@ fn env_var(name: &str) -> Option<String> {
 
 impl Config {
     pub fn from_args(args: RunArgs) -> Result<Config, ConfigError> {
-        let mut command = args.command.into_iter();
-        let program = command.next().ok_or(ConfigError::EmptyCommand)?;
-        if program.is_empty() {
-            return Err(ConfigError::EmptyProgram);
-        }
-        let election = election_name(args.election, &program)?;
-        let id = replica_id(args.id)?;
-        let prefix = validate_prefix(&args.prefix)?;
-        let timing = TimingModel::new(TimingInput {
-            ttl: Some(args.ttl),
-            keepalive_interval: args.keepalive_interval,
-            grace: args.grace,
-            margin: args.margin,
-        })?;
-        let stop_signal = parse_signal(&args.stop_signal)?;
-        if matches!(stop_signal, Signal::SIGKILL | Signal::SIGSTOP) {
-            return Err(ConfigError::UncatchableStopSignal(stop_signal));
-        }
-        let health_addr = args
-            .health_addr
-            .as_deref()
-            .map(parse_addr)
-            .transpose()
-            .map_err(ConfigError::BadHealthAddr)?;
-        let resign_signal = args
-            .resign_signal
-            .as_deref()
-            .map(resign_signal)
-            .transpose()?;
-        let resign_token = args
-            .resign_token_file
-            .as_deref()
-            .map(read_token)
-            .transpose()?;
-        let h = args.health;
-        let health = HealthConfig::new(
-            h.health_cmd,
-            h.health_url,
-            h.health_interval,
-            h.health_timeout,
-            h.health_retries,
-            h.health_start_period,
-        )
-        .map_err(ConfigError::BadHealth)?;
+        let command = command_spec(args.command)?;
+        let election = election_name(args.election, &command.program)?;
         Ok(Config {
-            health,
-            resign_token,
-            health_addr,
-            resign_signal,
+            id: replica_id(args.id)?,
+            prefix: validate_prefix(&args.prefix)?,
+            timing: TimingModel::new(TimingInput {
+                ttl: Some(args.ttl),
+                keepalive_interval: args.keepalive_interval,
+                grace: args.grace,
+                margin: args.margin,
+            })?,
+            stop_signal: stop_signal(&args.stop_signal)?,
+            health_addr: args
+                .health_addr
+                .as_deref()
+                .map(parse_addr)
+                .transpose()
+                .map_err(ConfigError::BadHealthAddr)?,
+            resign_signal: args
+                .resign_signal
+                .as_deref()
+                .map(resign_signal)
+                .transpose()?,
+            resign_token: args
+                .resign_token_file
+                .as_deref()
+                .map(read_token)
+                .transpose()?,
+            health: health_config(args.health)?,
             resign_holdoff: args.resign_holdoff,
             etcd: etcd_config(args.etcd)?,
             election,
-            prefix,
-            id,
-            timing,
-            stop_signal,
             on_lease_lost: args.on_lease_lost,
             on_child_exit: args.on_child_exit,
             acquire_timeout: args.acquire_timeout,
             slots: args.slots,
-            command: CommandSpec {
-                program,
-                args: command.collect(),
-            },
+            command,
         })
     }
+}
+
+/// The words after `--`: a program that is not empty, and its arguments.
+fn command_spec(words: Vec<OsString>) -> Result<CommandSpec, ConfigError> {
+    let mut words = words.into_iter();
+    let program = words.next().ok_or(ConfigError::EmptyCommand)?;
+    if program.is_empty() {
+        return Err(ConfigError::EmptyProgram);
+    }
+    Ok(CommandSpec {
+        program,
+        args: words.collect(),
+    })
+}
+
+/// `--health-*`: the leader's check of its child, if one was asked for.
+fn health_config(h: HealthArgs) -> Result<Option<HealthConfig>, ConfigError> {
+    HealthConfig::new(
+        h.health_cmd,
+        h.health_url,
+        h.health_interval,
+        h.health_timeout,
+        h.health_retries,
+        h.health_start_period,
+    )
+    .map_err(ConfigError::BadHealth)
+}
+
+/// `--stop-signal`: one the child can catch, or its grace would mean nothing.
+fn stop_signal(name: &str) -> Result<Signal, ConfigError> {
+    let sig = parse_signal(name)?;
+    if matches!(sig, Signal::SIGKILL | Signal::SIGSTOP) {
+        return Err(ConfigError::UncatchableStopSignal(sig));
+    }
+    Ok(sig)
 }
 
 /// `--election`, or the command's file name.
@@ -225,14 +233,35 @@ fn resign_signal(name: &str) -> Result<Signal, ConfigError> {
 
 /// The etcd connection options, with etcdctl's `ETCDCTL_*` variables as fallbacks.
 pub fn etcd_config(args: EtcdArgs) -> Result<EtcdConfig, ConfigError> {
-    let mut endpoints = args.endpoints;
-    if endpoints.is_empty() {
-        endpoints = match env_var("ETCDCTL_ENDPOINTS") {
-            Some(list) => list.split(',').map(str::to_owned).collect(),
-            None => vec![DEFAULT_ENDPOINT.to_owned()],
-        };
-    }
-    let endpoints: Vec<String> = endpoints.iter().map(|e| e.trim().to_owned()).collect();
+    let endpoints = endpoints(args.endpoints, env_var("ETCDCTL_ENDPOINTS"))?;
+    let path = |given: Option<PathBuf>, var| given.or_else(|| env_var(var).map(PathBuf::from));
+    let tls = tls_files(
+        &endpoints,
+        path(args.cacert, "ETCDCTL_CACERT"),
+        path(args.cert, "ETCDCTL_CERT"),
+        path(args.key, "ETCDCTL_KEY"),
+    )?;
+    let credentials = credentials(
+        args.user.or_else(|| env_var("ETCDCTL_USER")),
+        args.password.or_else(|| env_var("ETCDCTL_PASSWORD")),
+    )?;
+    Ok(EtcdConfig {
+        endpoints,
+        tls,
+        credentials,
+        dial_timeout: args.dial_timeout,
+    })
+}
+
+/// `--endpoints`, else the comma-separated `from_env` (`ETCDCTL_ENDPOINTS`), else the local
+/// default; each trimmed, and refused if it has no host or has spaces.
+fn endpoints(given: Vec<String>, from_env: Option<String>) -> Result<Vec<String>, ConfigError> {
+    let listed = match (given.is_empty(), from_env) {
+        (false, _) => given,
+        (true, Some(list)) => list.split(',').map(str::to_owned).collect(),
+        (true, None) => vec![DEFAULT_ENDPOINT.to_owned()],
+    };
+    let endpoints: Vec<String> = listed.iter().map(|e| e.trim().to_owned()).collect();
     for e in &endpoints {
         let host = e
             .strip_prefix("http://")
@@ -242,51 +271,49 @@ pub fn etcd_config(args: EtcdArgs) -> Result<EtcdConfig, ConfigError> {
             return Err(ConfigError::BadEndpoint(e.clone()));
         }
     }
+    Ok(endpoints)
+}
 
-    let cacert = args
-        .cacert
-        .or_else(|| env_var("ETCDCTL_CACERT").map(PathBuf::from));
-    let cert = args
-        .cert
-        .or_else(|| env_var("ETCDCTL_CERT").map(PathBuf::from));
-    let key = args
-        .key
-        .or_else(|| env_var("ETCDCTL_KEY").map(PathBuf::from));
-    let tls = if cacert.is_some() || cert.is_some() || key.is_some() {
-        if let Some(e) = endpoints.iter().find(|e| e.starts_with("http://")) {
-            return Err(ConfigError::TlsOverHttp(e.clone()));
-        }
-        let identity = match (cert, key) {
-            (Some(c), Some(k)) => Some((read_pem("--cert", &c)?, read_pem("--key", &k)?)),
-            (None, None) => None,
-            _ => return Err(ConfigError::HalfIdentity),
-        };
-        let ca = cacert.map(|p| read_pem("--cacert", &p)).transpose()?;
-        Some(TlsFiles { ca, identity })
-    } else {
-        None
-    };
-
-    let mut user = args.user.or_else(|| env_var("ETCDCTL_USER"));
-    let mut password = args.password.or_else(|| env_var("ETCDCTL_PASSWORD"));
-    // etcdctl accepts --user USER:PASSWORD.
-    if let (Some(u), None) = (&user, &password) {
-        if let Some((name, pw)) = u.split_once(':') {
-            password = Some(pw.to_owned());
-            user = Some(name.to_owned());
-        }
+/// The TLS files, read now; `None` when none is given. TLS files with an `http://` endpoint are
+/// a mistake, not a request for plain text.
+fn tls_files(
+    endpoints: &[String],
+    cacert: Option<PathBuf>,
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+) -> Result<Option<TlsFiles>, ConfigError> {
+    if cacert.is_none() && cert.is_none() && key.is_none() {
+        return Ok(None);
     }
-    let credentials = match (user, password) {
-        (Some(u), p) => Some((u, Secret::new(p.unwrap_or_default()))),
-        (None, Some(_)) => return Err(ConfigError::PasswordWithoutUser),
+    if let Some(e) = endpoints.iter().find(|e| e.starts_with("http://")) {
+        return Err(ConfigError::TlsOverHttp(e.clone()));
+    }
+    let identity = match (cert, key) {
+        (Some(c), Some(k)) => Some((read_pem("--cert", &c)?, read_pem("--key", &k)?)),
         (None, None) => None,
+        _ => return Err(ConfigError::HalfIdentity),
     };
-    Ok(EtcdConfig {
-        endpoints,
-        tls,
-        credentials,
-        dial_timeout: args.dial_timeout,
-    })
+    let ca = cacert.map(|p| read_pem("--cacert", &p)).transpose()?;
+    Ok(Some(TlsFiles { ca, identity }))
+}
+
+/// The user and password; a user without a password may be `USER:PASSWORD`, as etcdctl accepts.
+fn credentials(
+    user: Option<String>,
+    password: Option<String>,
+) -> Result<Option<(String, Secret)>, ConfigError> {
+    let (user, password) = match (user, password) {
+        (Some(u), None) => match u.split_once(':') {
+            Some((name, pw)) => (Some(name.to_owned()), Some(pw.to_owned())),
+            None => (Some(u), None),
+        },
+        given => given,
+    };
+    match (user, password) {
+        (Some(u), p) => Ok(Some((u, Secret::new(p.unwrap_or_default())))),
+        (None, Some(_)) => Err(ConfigError::PasswordWithoutUser),
+        (None, None) => Ok(None),
+    }
 }
 
 /// The token file is read once, at start-up, so a bad file is a usage error; surrounding whitespace
