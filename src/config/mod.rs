@@ -472,11 +472,375 @@ mod tests {
         ));
     }
 
+    /// Tests that parse a command line take turns with the one that sets `SINGLETON_EXEC_*`.
+    pub(super) fn env_lock() -> std::sync::MutexGuard<'static, ()> {
+        static ENV: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        ENV.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The variant's name (and the inner one's, for timing errors): what a caller can branch on.
+    fn kind<T>(r: &Result<T, ConfigError>) -> String {
+        let Err(e) = r else {
+            return "Ok".into();
+        };
+        fn name(s: &str) -> &str {
+            &s[..s
+                .find(|c: char| !c.is_ascii_alphanumeric())
+                .unwrap_or(s.len())]
+        }
+        // `Timing(TtlTooShort(1s))` → `Timing(TtlTooShort`; `BadSignal("x")` → `BadSignal`.
+        let debug = format!("{e:?}");
+        match debug.strip_prefix("Timing(") {
+            Some(inner) => format!("Timing({}", name(inner)),
+            None => name(&debug).to_owned(),
+        }
+    }
+
+    fn pem_file(dir: &tempfile::TempDir, name: &str, text: &str) -> String {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path.to_string_lossy().into_owned()
+    }
+
+    /// Every option's bad values, through clap and `Config::from_args`, in the order they are
+    /// checked: the first bad option is the one reported.
+    #[test]
+    fn each_bad_option_is_its_own_config_error() {
+        use clap::Parser;
+        let dir = tempfile::tempdir().unwrap();
+        let pem = pem_file(&dir, "ca.pem", "-----BEGIN CERTIFICATE-----\nx\n");
+        let short_token = pem_file(&dir, "token", "short\n");
+        let rows: &[(&[&str], &str)] = &[
+            (&["--", "sleep", "1"], "Ok"),
+            (&["--user", "u", "--", "x"], "Ok"),
+            (&["--", ""], "EmptyProgram"),
+            (&["--election", "a/b", "--", "x"], "BadElection"),
+            (&["--", "/usr/bin/ü"], "NoDefaultElection"),
+            (&["--", "/"], "NoDefaultElection"),
+            (&["--prefix", "/a/b", "--", "x"], "BadPrefix"),
+            (&["--ttl", "1s", "--", "x"], "Timing(TtlTooShort"),
+            (&["--ttl", "2500ms", "--", "x"], "Timing(TtlNotWholeSeconds"),
+            (&["--margin", "1ms", "--", "x"], "Timing(MarginTooSmall"),
+            (
+                &["--stop-signal", "KILL", "--", "x"],
+                "UncatchableStopSignal",
+            ),
+            (&["--stop-signal", "nope", "--", "x"], "BadSignal"),
+            (&["--health-addr", "nowhere", "--", "x"], "BadHealthAddr"),
+            (&["--resign-signal", "TERM", "--", "x"], "BadResignSignal"),
+            (&["--resign-signal", "SEGV", "--", "x"], "BadResignSignal"),
+            (&["--resign-signal", "USR3", "--", "x"], "BadSignal"),
+            (
+                &["--resign-token-file", "/nonexistent/t", "--", "x"],
+                "UnreadableFile",
+            ),
+            (
+                &["--resign-token-file", &short_token, "--", "x"],
+                "EmptyToken",
+            ),
+            (
+                &["--health-cmd", "true", "--health-timeout", "20s", "--", "x"],
+                "BadHealth",
+            ),
+            (&["--endpoints", "http://", "--", "x"], "BadEndpoint"),
+            (&["--cacert", &pem, "--", "x"], "TlsOverHttp"),
+            (&["--password", "pw", "--", "x"], "PasswordWithoutUser"),
+            // Two bad options: the first checked wins.
+            (
+                &["--stop-signal", "KILL", "--ttl", "1s", "--", "x"],
+                "Timing(TtlTooShort",
+            ),
+            (
+                &["--health-cmd", " ", "--prefix", "x", "--", "x"],
+                "BadPrefix",
+            ),
+        ];
+        let _env = env_lock();
+        for (args, want) in rows {
+            assert_eq!(kind(&config_of(args)), *want, "{args:?}");
+        }
+    }
+
+    fn config_of(args: &[&str]) -> Result<Config, ConfigError> {
+        use clap::Parser;
+        let base = [
+            "singleton-exec",
+            "--id",
+            "r1",
+            "--endpoints",
+            "http://e:2379",
+        ];
+        let argv = base.iter().chain(args);
+        let cli = crate::config::cli::Cli::try_parse_from(argv).expect("arguments");
+        Config::from_args(cli.run)
+    }
+
+    /// Durations as large as the parser takes are refused with a message.
+    #[test]
+    fn huge_durations_are_refused() {
+        let huge = "9999999999999999999s";
+        let rows: &[(&[&str], &str)] = &[
+            (&["--grace", huge, "--", "x"], "Timing(GraceDoesNotFit"),
+            (&["--margin", huge, "--", "x"], "Timing(GraceDoesNotFit"),
+            (&["--acquire-timeout", huge, "--", "x"], "Ok"),
+            (&["--resign-holdoff", huge, "--", "x"], "Ok"),
+        ];
+        let _env = env_lock();
+        for (args, want) in rows {
+            assert_eq!(kind(&config_of(args)), *want, "{args:?}");
+        }
+    }
+
+    /// A huge `--ttl` or `--keepalive-interval` overflows a `Duration` product in the timing
+    /// model (`ttl * 3 / 10`, `keepalive_interval * 2`) and panics instead of being refused.
+    #[test]
+    #[ignore = "TimingModel::new panics on a --ttl or --keepalive-interval near u64::MAX seconds"]
+    fn huge_ttl_and_keepalive_interval_are_refused_not_a_panic() {
+        let huge = "9999999999999999999s";
+        let rows: &[&[&str]] = &[
+            &["--ttl", huge, "--", "x"],
+            &["--keepalive-interval", huge, "--", "x"],
+        ];
+        let _env = env_lock();
+        for args in rows {
+            let got = std::panic::catch_unwind(|| kind(&config_of(args)));
+            assert!(
+                got.as_ref().is_ok_and(|k| k.starts_with("Timing(")),
+                "{args:?}: {got:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_command_needs_a_program() {
+        let words = |w: &[&str]| w.iter().map(OsString::from).collect::<Vec<_>>();
+        assert_eq!(kind(&command_spec(words(&[]))), "EmptyCommand");
+        assert_eq!(kind(&command_spec(words(&[""]))), "EmptyProgram");
+        let spec = command_spec(words(&["sleep", "", "1"])).unwrap();
+        assert_eq!(spec.program, "sleep");
+        assert_eq!(spec.args, words(&["", "1"]));
+    }
+
+    #[test]
+    fn the_election_defaults_to_the_commands_file_name() {
+        let rows: &[(Option<&str>, &str, Result<&str, &str>)] = &[
+            // (--election, program, expected name or error)
+            (None, "/usr/bin/backup.sh", Ok("backup.sh")),
+            (None, "worker", Ok("worker")),
+            (None, "./bin/my app", Err("NoDefaultElection")),
+            (None, "..", Err("NoDefaultElection")),
+            (Some("given"), "/usr/bin/ü", Ok("given")),
+            (Some(""), "worker", Err("BadElection")),
+            (Some("a b"), "worker", Err("BadElection")),
+        ];
+        for (given, program, want) in rows {
+            let got = election_name(given.map(String::from), &OsString::from(program));
+            match (want, &got) {
+                (Ok(name), Ok(got)) => assert_eq!(got, name),
+                (Err(k), _) => assert_eq!(kind(&got), *k, "{given:?} {program}"),
+                _ => panic!("{given:?} {program}: {got:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn replica_ids() {
+        let rows = [
+            ("r1".to_owned(), "Ok"),
+            ("host.example:9/ü".to_owned(), "Ok"),
+            ("x".repeat(MAX_ID_LEN), "Ok"),
+            ("x".repeat(MAX_ID_LEN + 1), "BadId"),
+            // Bytes count, not characters: 129 two-byte characters are 258 bytes.
+            ("ü".repeat(129), "BadId"),
+            (String::new(), "BadId"),
+            ("a\nb".to_owned(), "BadId"),
+            ("tab\there".to_owned(), "BadId"),
+        ];
+        for (id, want) in rows {
+            assert_eq!(kind(&replica_id(Some(id.clone()))), want, "{id:?}");
+        }
+    }
+
+    #[test]
+    fn stop_and_resign_signals() {
+        // (name, as --stop-signal, as --resign-signal)
+        let rows = [
+            ("TERM", "Ok", "BadResignSignal"),
+            ("INT", "Ok", "BadResignSignal"),
+            ("CHLD", "Ok", "BadResignSignal"),
+            ("QUIT", "Ok", "Ok"),
+            ("USR1", "Ok", "Ok"),
+            ("hup", "Ok", "Ok"),
+            ("KILL", "UncatchableStopSignal", "BadResignSignal"),
+            ("9", "UncatchableStopSignal", "BadResignSignal"),
+            ("STOP", "UncatchableStopSignal", "BadResignSignal"),
+            ("SEGV", "Ok", "BadResignSignal"),
+            ("ABRT", "Ok", "BadResignSignal"),
+            ("NOPE", "BadSignal", "BadSignal"),
+            ("", "BadSignal", "BadSignal"),
+        ];
+        for (name, as_stop, as_resign) in rows {
+            assert_eq!(kind(&stop_signal(name)), as_stop, "--stop-signal {name}");
+            assert_eq!(
+                kind(&resign_signal(name)),
+                as_resign,
+                "--resign-signal {name}"
+            );
+        }
+    }
+
+    #[test]
+    fn signal_names_and_numbers() {
+        let rows: &[(&str, Option<Signal>)] = &[
+            ("TERM", Some(Signal::SIGTERM)),
+            ("SIGTERM", Some(Signal::SIGTERM)),
+            ("term", Some(Signal::SIGTERM)),
+            ("sigterm", Some(Signal::SIGTERM)),
+            ("15", Some(Signal::SIGTERM)),
+            ("1", Some(Signal::SIGHUP)),
+            ("RTMIN", None),
+            ("0", None),
+            ("-15", None),
+            ("65", None),
+            ("SIG", None),
+            (" TERM", None),
+            ("SIGSIGTERM", None),
+        ];
+        for (s, want) in rows {
+            assert_eq!(parse_signal(s).ok(), *want, "{s:?}");
+        }
+    }
+
+    #[test]
+    fn endpoints_come_from_the_flag_then_etcdctls_variable_then_the_default() {
+        let list = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        type Row<'a> = (
+            &'a [&'a str],
+            Option<&'a str>,
+            Result<&'a [&'a str], &'a str>,
+        );
+        let rows: &[Row] = &[
+            (&[], None, Ok(&[DEFAULT_ENDPOINT])),
+            (
+                &[],
+                Some("http://a:1,https://b:2"),
+                Ok(&["http://a:1", "https://b:2"]),
+            ),
+            (&["c:3"], Some("http://a:1"), Ok(&["c:3"])),
+            (&[" c:3 ", "d:4\n"], None, Ok(&["c:3", "d:4"])),
+            (&[], Some(" a:1 , b:2"), Ok(&["a:1", "b:2"])),
+            (&["http://"], None, Err("http://")),
+            (&["https://"], None, Err("https://")),
+            (&[""], None, Err("")),
+            (&["a b:1"], None, Err("a b:1")),
+            (&[], Some("a:1,,b:2"), Err("")),
+        ];
+        for (given, env, want) in rows {
+            let got = endpoints(list(given), env.map(String::from));
+            match (want, got) {
+                (Ok(want), Ok(got)) => assert_eq!(got, list(want), "{given:?} {env:?}"),
+                (Err(bad), Err(ConfigError::BadEndpoint(e))) => assert_eq!(e, *bad),
+                (_, got) => panic!("{given:?} {env:?}: {got:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn credentials_like_etcdctl() {
+        let s = |v: &str| Some(v.to_owned());
+        // (user, password, expected user and password, or the error)
+        let rows = [
+            (None, None, Ok(None)),
+            (s("u"), None, Ok(Some(("u", "")))),
+            (s("u"), s("pw"), Ok(Some(("u", "pw")))),
+            (s("u:pw"), None, Ok(Some(("u", "pw")))),
+            (s("u:pw:more"), None, Ok(Some(("u", "pw:more")))),
+            // A password given apart wins: the colon is part of the name.
+            (s("u:x"), s("pw"), Ok(Some(("u:x", "pw")))),
+            (None, s("pw"), Err("PasswordWithoutUser")),
+        ];
+        for (user, password, want) in rows {
+            let got = credentials(user.clone(), password.clone());
+            match (want, &got) {
+                (Ok(want), Ok(got)) => assert_eq!(
+                    got.as_ref().map(|(u, p)| (u.as_str(), p.expose())),
+                    want,
+                    "{user:?}"
+                ),
+                (Err(k), _) => assert_eq!(kind(&got), k),
+                _ => panic!("{user:?} {password:?}: {got:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn tls_files_are_read_and_checked_at_start_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let pem = Some(PathBuf::from(pem_file(
+            &dir,
+            "a.pem",
+            "-----BEGIN X-----\n",
+        )));
+        let der = Some(PathBuf::from(pem_file(&dir, "a.der", "0\u{82}binary")));
+        let missing = Some(dir.path().join("missing.pem"));
+        let https = vec!["https://e:2379".to_owned(), "e2:2379".to_owned()];
+        let http = vec!["e2:2379".to_owned(), "http://e:2379".to_owned()];
+        // (endpoints, cacert, cert, key, expected)
+        let rows = [
+            (&http, None, None, None, "none"),
+            (&https, pem.clone(), None, None, "ca"),
+            (&https, pem.clone(), pem.clone(), pem.clone(), "ca+identity"),
+            (&https, None, pem.clone(), pem.clone(), "identity"),
+            (&http, pem.clone(), None, None, "TlsOverHttp"),
+            (&https, None, pem.clone(), None, "HalfIdentity"),
+            (&https, None, None, pem.clone(), "HalfIdentity"),
+            (&https, der.clone(), None, None, "NotPem"),
+            (&https, None, pem.clone(), der.clone(), "NotPem"),
+            (&https, missing.clone(), None, None, "UnreadableFile"),
+        ];
+        for (i, (endpoints, ca, cert, key, want)) in rows.into_iter().enumerate() {
+            let got = tls_files(endpoints, ca, cert, key);
+            let shown = match &got {
+                Ok(None) => "none".to_owned(),
+                Ok(Some(t)) => match (&t.ca, &t.identity) {
+                    (Some(_), Some(_)) => "ca+identity".into(),
+                    (Some(_), None) => "ca".into(),
+                    (None, Some(_)) => "identity".into(),
+                    (None, None) => "empty".into(),
+                },
+                Err(_) => kind(&got),
+            };
+            assert_eq!(shown, want, "row {i}");
+        }
+    }
+
     #[test]
     fn health_addr_forms() {
         assert_eq!(parse_addr("8080").unwrap().to_string(), "127.0.0.1:8080");
         assert_eq!(parse_addr(":9").unwrap().to_string(), "127.0.0.1:9");
         assert_eq!(parse_addr("0.0.0.0:80").unwrap().to_string(), "0.0.0.0:80");
         assert!(parse_addr("localhost").is_err());
+    }
+
+    #[test]
+    fn more_health_addr_forms() {
+        let rows = [
+            (" 9090 ", Some("127.0.0.1:9090")),
+            ("0", Some("127.0.0.1:0")),
+            ("[::1]:80", Some("[::1]:80")),
+            ("[::]:8080", Some("[::]:8080")),
+            (":65535", Some("127.0.0.1:65535")),
+            ("65536", None),
+            (":65536", None),
+            ("", None),
+            (":", None),
+            ("-1", None),
+            ("localhost:80", None),
+            ("::1:80", None),
+        ];
+        for (given, want) in rows {
+            let got = parse_addr(given).ok().map(|a| a.to_string());
+            assert_eq!(got.as_deref(), want, "{given:?}");
+        }
     }
 }
