@@ -173,14 +173,39 @@ fn reply(status: StatusCode, content_type: &str, body: String) -> Response<Full<
     r
 }
 
+/// What a request asks for, from its method and path alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Route {
+    Healthz,
+    Leader,
+    Status,
+    Metrics,
+    Resign,
+    /// A known path with the wrong method: 405.
+    WrongMethod,
+    NotFound,
+}
+
+fn route(method: &Method, path: &str) -> Route {
+    match (method, path) {
+        (&Method::GET, "/healthz") => Route::Healthz,
+        (&Method::GET, "/leader") => Route::Leader,
+        (&Method::GET, "/status") => Route::Status,
+        (&Method::GET, "/metrics") => Route::Metrics,
+        (&Method::POST, "/resign") => Route::Resign,
+        (_, "/healthz" | "/leader" | "/status" | "/metrics" | "/resign") => Route::WrongMethod,
+        _ => Route::NotFound,
+    }
+}
+
 async fn handle(
     req: Request<Incoming>,
     ep: Arc<Endpoints>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     let obs = &ep.observer;
     let text = "text/plain; charset=utf-8";
-    let r = match (req.method(), req.uri().path()) {
-        (&Method::GET, "/healthz") => {
+    let r = match route(req.method(), req.uri().path()) {
+        Route::Healthz => {
             if obs.session_fresh() {
                 reply(StatusCode::OK, text, "ok\n".into())
             } else {
@@ -191,28 +216,26 @@ async fn handle(
                 )
             }
         }
-        (&Method::GET, "/leader") => {
+        Route::Leader => {
             if obs.status().is_leader() && obs.session_fresh() {
                 reply(StatusCode::OK, text, "leader\n".into())
             } else {
                 reply(StatusCode::SERVICE_UNAVAILABLE, text, "not leader\n".into())
             }
         }
-        (&Method::GET, "/status") => {
-            reply(StatusCode::OK, "application/json", status_json(&ep).await)
-        }
-        (&Method::GET, "/metrics") => reply(
+        Route::Status => reply(StatusCode::OK, "application/json", status_json(&ep).await),
+        Route::Metrics => reply(
             StatusCode::OK,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
             obs.encode_metrics(),
         ),
-        (&Method::POST, "/resign") => resign(&req, &ep),
-        (_, "/healthz" | "/leader" | "/status" | "/metrics" | "/resign") => reply(
+        Route::Resign => resign(&req, &ep),
+        Route::WrongMethod => reply(
             StatusCode::METHOD_NOT_ALLOWED,
             text,
             "method not allowed\n".into(),
         ),
-        _ => reply(StatusCode::NOT_FOUND, text, "not found\n".into()),
+        Route::NotFound => reply(StatusCode::NOT_FOUND, text, "not found\n".into()),
     };
     Ok(r)
 }
@@ -387,6 +410,9 @@ fn health_json(h: &HealthView, now: BootInstant) -> serde_json::Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::lifecycle::LeaseId;
+    use crate::election::queue::Candidate;
+    use crate::report::observer::tests::{leading, observer};
 
     fn token() -> Option<Secret> {
         Some(Secret::new("s3cret-token".into()))
@@ -425,6 +451,181 @@ mod tests {
                 header.map(String::from_utf8_lossy)
             );
         }
+    }
+
+    #[test]
+    fn requests_are_routed_by_method_and_path() {
+        use Route::*;
+        let rows = [
+            (Method::GET, "/healthz", Healthz),
+            (Method::GET, "/leader", Leader),
+            (Method::GET, "/status", Status),
+            (Method::GET, "/metrics", Metrics),
+            (Method::POST, "/resign", Resign),
+            (Method::GET, "/resign", WrongMethod),
+            (Method::POST, "/status", WrongMethod),
+            (Method::HEAD, "/healthz", WrongMethod),
+            (Method::DELETE, "/metrics", WrongMethod),
+            (Method::GET, "/", NotFound),
+            (Method::GET, "/healthz/", NotFound),
+            (Method::GET, "/Status", NotFound),
+            (Method::POST, "/resign/now", NotFound),
+        ];
+        for (method, path, want) in rows {
+            assert_eq!(route(&method, path), want, "{method} {path}");
+        }
+    }
+
+    #[test]
+    fn bearer_tokens() {
+        let rows: [(&[u8], Option<&[u8]>); 9] = [
+            (b"Bearer abc", Some(b"abc")),
+            (b"bearer abc", Some(b"abc")),
+            (b"BEARER  abc \t", Some(b"abc")),
+            (b"Bearer a b", Some(b"a b")),
+            (b"Bearer \xff\xfe", Some(b"\xff\xfe")),
+            (b"Bearer", None),
+            (b"Bearer    ", None),
+            (b"Bearerabc", None),
+            (b"Basic abc", None),
+        ];
+        for (header, want) in rows {
+            assert_eq!(
+                bearer(header),
+                want,
+                "{:?}",
+                String::from_utf8_lossy(header)
+            );
+        }
+    }
+
+    #[test]
+    fn who_may_resign_follows_from_the_address_and_the_token() {
+        let addr = |s: &str| s.parse::<std::net::SocketAddr>().ok();
+        let rows = [
+            // (listen, token?, rule)
+            (addr("127.0.0.1:1"), false, "Open"),
+            (addr("127.9.9.9:1"), false, "Open"),
+            (addr("[::1]:1"), false, "Open"),
+            (addr("[::ffff:127.0.0.1]:1"), false, "Disabled"),
+            (addr("0.0.0.0:1"), false, "Disabled"),
+            (addr("[::]:1"), false, "Disabled"),
+            (None, false, "Disabled"),
+            (addr("127.0.0.1:1"), true, "Token"),
+            (addr("0.0.0.0:1"), true, "Token"),
+            (None, true, "Token"),
+        ];
+        for (listen, with_token, want) in rows {
+            let auth = ResignAuth::new(listen, if with_token { token() } else { None });
+            let got = format!("{auth:?}");
+            assert!(got.starts_with(want), "{listen:?} {with_token}: {got}");
+            assert!(!got.contains("s3cret"), "{got}");
+        }
+    }
+
+    #[test]
+    fn the_status_of_a_replica_that_just_started() {
+        let obs = observer();
+        let v = status_body(&obs, None, 1, None, BootInstant::now());
+        let want = serde_json::json!({
+            "role": "starting",
+            "id": "r1",
+            "election": "app",
+            "key": null,
+            "lease_id": null,
+            "fencing_revision": null,
+            "ms_until_deadline": null,
+            "session_fresh": false,
+            "child_pid": null,
+            "leader_id": null,
+            "leader_revision": null,
+            "slots": 1,
+            "slot": null,
+            "slot_holders": null,
+            "last_transition": null,
+            "health": null,
+        });
+        assert_eq!(v, want);
+    }
+
+    #[test]
+    fn the_status_of_a_leader_with_a_slot_and_a_health_check() {
+        let obs = observer();
+        let t0 = BootInstant::now();
+        obs.enter(leading(Some(1)));
+        obs.lease_renewed(t0 + Duration::from_secs(10), None);
+        obs.health_checked(&crate::health::Report {
+            verdict: crate::health::Verdict::Failing(1),
+            outcome: crate::health::Outcome::Failed("exit status 1".into()),
+            failures: 1,
+            retries: 3,
+            took: Duration::from_millis(7),
+        });
+        let leader = LeaderInfo {
+            id: "r0".into(),
+            key: "/singleton-exec/app/b2".into(),
+            lease: LeaseId(0xb2),
+            revision: 4,
+            candidates: 2,
+        };
+        let holder = Candidate {
+            id: "r1".into(),
+            key: "/k/1".into(),
+            lease: LeaseId(0xa1),
+            revision: 9,
+        };
+        let view = SlotsView {
+            revision: 12,
+            count: 2,
+            holders: vec![None, Some(holder)],
+            health: vec![None, None],
+            standbys: vec![],
+            other_counts: vec![],
+        };
+        let later = BootInstant::now() + Duration::from_millis(250);
+        let v = status_body(&obs, Some(&leader), 2, Some(&view), later);
+        assert_eq!(v["role"], "leader");
+        assert_eq!(v["key"], "/singleton-exec/app/a1");
+        assert_eq!(v["lease_id"], "a1");
+        assert_eq!(
+            (v["fencing_revision"].as_i64(), v["child_pid"].as_i64()),
+            (Some(9), Some(4242))
+        );
+        assert_eq!(v["session_fresh"], true);
+        assert!(v["ms_until_deadline"]
+            .as_i64()
+            .is_some_and(|ms| ms > 0 && ms <= 6_000));
+        assert_eq!(
+            (v["leader_id"].as_str(), v["leader_revision"].as_i64()),
+            (Some("r0"), Some(4))
+        );
+        assert_eq!(
+            (v["slots"].as_u64(), v["slot"].as_u64()),
+            (Some(2), Some(1))
+        );
+        assert_eq!(
+            v["slot_holders"],
+            serde_json::json!([null, {"id": "r1", "fencing_revision": 9}])
+        );
+        assert_eq!(v["last_transition"]["role"], "leader");
+        assert_eq!(
+            v["last_transition"]["why"],
+            "child started (fencing revision 9)"
+        );
+        assert!(v["last_transition"]["ms_ago"]
+            .as_u64()
+            .is_some_and(|ms| ms >= 250));
+        let h = &v["health"];
+        assert_eq!(
+            (h["healthy"].as_bool(), h["last"].as_str()),
+            (Some(false), Some("exit status 1"))
+        );
+        assert_eq!(
+            (h["consecutive_failures"].as_u64(), h["retries"].as_u64()),
+            (Some(1), Some(3))
+        );
+        assert_eq!(h["took_ms"], 7);
+        assert!(h["ms_ago"].as_u64().is_some_and(|ms| ms >= 250));
     }
 
     #[test]

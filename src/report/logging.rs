@@ -162,14 +162,19 @@ pub fn install_panic_hook() {
     }));
 }
 
-pub fn init(args: &LogArgs) {
-    let level = match (args.verbose, args.quiet) {
+/// The level of `-v`/`-q`: each `-v` one more detailed than info, each `-q` one less.
+fn level(verbose: u8, quiet: u8) -> &'static str {
+    match (verbose, quiet) {
         (0, 0) => "info",
         (1, _) => "debug",
         (v, _) if v >= 2 => "trace",
         (_, 1) => "warn",
         _ => "error",
-    };
+    }
+}
+
+pub fn init(args: &LogArgs) {
+    let level = level(args.verbose, args.quiet);
     // `target=level,...` as in RUST_LOG, without the regex engine EnvFilter would pull in.
     let filter: Targets = std::env::var("SINGLETON_EXEC_LOG")
         .ok()
@@ -195,6 +200,24 @@ pub fn init(args: &LogArgs) {
 mod tests {
     use super::*;
     use std::time::Instant;
+
+    #[test]
+    fn levels_from_the_flags() {
+        let rows = [
+            (0, 0, "info"),
+            (1, 0, "debug"),
+            (2, 0, "trace"),
+            (9, 0, "trace"),
+            (0, 1, "warn"),
+            (0, 2, "error"),
+            (0, 9, "error"),
+        ];
+        for (verbose, quiet, want) in rows {
+            assert_eq!(level(verbose, quiet), want, "-v x{verbose} -q x{quiet}");
+            let filter = format!("singleton_exec={want},warn");
+            assert!(filter.parse::<Targets>().is_ok(), "{filter}");
+        }
+    }
 
     #[test]
     fn a_full_queue_drops_and_counts_instead_of_blocking() {

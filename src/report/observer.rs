@@ -451,3 +451,261 @@ impl LeaseEvents for Observer {
         Observer::keepalive_failed(self)
     }
 }
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::core::lifecycle::{LeaseId, StopReason};
+    use crate::core::timing::TimingInput;
+    use crate::health::Verdict;
+
+    /// An observer with a 10 s TTL (grace 3 s, margin 1 s) and no systemd socket.
+    pub(crate) fn observer() -> Observer {
+        let timing = TimingModel::new(TimingInput {
+            ttl: Some(Duration::from_secs(10)),
+            keepalive_interval: None,
+            grace: None,
+            margin: None,
+        })
+        .expect("the default timing");
+        Observer::new("r1".into(), "app".into(), timing, Notifier::default())
+    }
+
+    pub(crate) fn standby() -> Phase {
+        Phase::Standby {
+            lease: LeaseId(0xa1),
+            key: "/singleton-exec/app/a1".into(),
+            revision: 5,
+        }
+    }
+
+    pub(crate) fn leading(slot: Option<u32>) -> Phase {
+        Phase::Leading {
+            lease: LeaseId(0xa1),
+            key: "/singleton-exec/app/a1".into(),
+            revision: 9,
+            pid: 4242,
+            slot,
+        }
+    }
+
+    fn stopping(reason: StopReason) -> Phase {
+        Phase::Stopping {
+            key: "/singleton-exec/app/a1".into(),
+            revision: 9,
+            reason,
+            kill_in: Duration::from_secs(3),
+        }
+    }
+
+    fn lost(reason: StopReason) -> Phase {
+        Phase::Lost {
+            key: "/singleton-exec/app/a1".into(),
+            revision: 9,
+            reason,
+        }
+    }
+
+    /// One sample's value in the `/metrics` text: `name` with its labels, as printed.
+    pub(crate) fn sample(obs: &Observer, name: &str) -> Option<f64> {
+        let text = obs.encode_metrics();
+        let line = text.lines().find(|l| {
+            l.strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with(' '))
+        })?;
+        line.rsplit(' ').next()?.parse().ok()
+    }
+
+    #[test]
+    fn the_leader_gauge_and_the_role_follow_the_phase() {
+        let obs = observer();
+        let rows = [
+            (Phase::Starting, "starting", false),
+            (standby(), "standby", false),
+            (leading(None), "leader", true),
+            (stopping(StopReason::Deadline), "stopping", false),
+            (lost(StopReason::LeaseGone), "lost", false),
+            (leading(Some(1)), "leader", true),
+            (stopping(StopReason::Resign), "stopping", false),
+        ];
+        for (phase, role, leader) in rows {
+            obs.enter(phase.clone());
+            let st = obs.status();
+            assert_eq!(
+                (st.phase.name(), st.is_leader()),
+                (role, leader),
+                "{phase:?}"
+            );
+            let gauge = sample(&obs, "singleton_exec_is_leader");
+            assert_eq!(gauge, Some(f64::from(u8::from(leader))), "{phase:?}");
+            let (name, why, _) = st.last_transition.expect("a transition");
+            assert_eq!((name, why), (role, phase.summary()));
+        }
+    }
+
+    #[test]
+    fn transitions_and_election_waits_are_counted() {
+        let obs = observer();
+        for phase in [
+            standby(),
+            standby(), // still standby: the wait goes on
+            leading(None),
+            stopping(StopReason::Resign),
+            lost(StopReason::Resign),
+            standby(),
+            leading(None),
+            leading(None), // a restart: no new wait
+        ] {
+            obs.enter(phase);
+        }
+        let count = |role: &str| {
+            let name = format!("singleton_exec_leadership_transitions_total{{role=\"{role}\"}}");
+            sample(&obs, &name)
+        };
+        assert_eq!(count("standby"), Some(3.0));
+        assert_eq!(count("leader"), Some(3.0));
+        assert_eq!(count("stopping"), Some(1.0));
+        assert_eq!(count("lost"), Some(1.0));
+        assert_eq!(count("starting"), None);
+        let waits = sample(&obs, "singleton_exec_election_wait_seconds_count");
+        assert_eq!(waits, Some(2.0));
+    }
+
+    #[test]
+    fn a_slot_is_leading_while_held_and_zero_after() {
+        let obs = observer();
+        let slot = |n: u32| {
+            sample(
+                &obs,
+                &format!("singleton_exec_slot_leading{{slot=\"{n}\"}}"),
+            )
+        };
+        obs.enter(leading(None));
+        assert_eq!(
+            (slot(0), slot(2)),
+            (None, None),
+            "the singleton has no slot metric"
+        );
+        obs.enter(leading(Some(2)));
+        assert_eq!(slot(2), Some(1.0));
+        obs.enter(stopping(StopReason::Unhealthy));
+        assert_eq!(slot(2), Some(0.0));
+        obs.enter(leading(Some(0)));
+        assert_eq!((slot(0), slot(2)), (Some(1.0), Some(0.0)));
+        obs.enter(standby());
+        assert_eq!((slot(0), slot(2)), (Some(0.0), Some(0.0)));
+    }
+
+    fn report(failures: u32, outcome: Outcome) -> Report {
+        Report {
+            verdict: Verdict::Failing(failures),
+            outcome,
+            failures,
+            retries: 3,
+            took: Duration::from_millis(12),
+        }
+    }
+
+    #[test]
+    fn the_last_health_check_belongs_to_the_current_child() {
+        let obs = observer();
+        obs.enter(leading(None));
+        obs.health_checked(&report(2, Outcome::Failed("exit status 1".into())));
+        let h = obs.status().health.expect("a health view");
+        assert_eq!(
+            (h.healthy, h.consecutive_failures, h.retries),
+            (false, 2, 3)
+        );
+        assert_eq!(
+            (h.last.as_str(), h.took),
+            ("exit status 1", Duration::from_millis(12))
+        );
+        obs.health_checked(&report(0, Outcome::Healthy));
+        assert_eq!(obs.status().health.map(|h| h.last), Some("healthy".into()));
+        // Stopping the same child keeps its last result; a new child, or none, clears it.
+        let rows = [
+            (stopping(StopReason::Unhealthy), true),
+            (lost(StopReason::Unhealthy), true),
+            (standby(), false),
+            (leading(None), false),
+        ];
+        for (phase, kept) in rows {
+            obs.enter(leading(None));
+            obs.health_checked(&report(0, Outcome::Healthy));
+            obs.enter(phase.clone());
+            assert_eq!(obs.status().health.is_some(), kept, "{phase:?}");
+        }
+    }
+
+    #[test]
+    fn health_metrics_count_results_and_step_downs() {
+        let obs = observer();
+        obs.health_checked(&report(1, Outcome::Failed("x".into())));
+        obs.health_checked(&report(2, Outcome::Failed("x".into())));
+        obs.health_checked(&report(0, Outcome::Healthy));
+        obs.health_checked(&report(1, Outcome::Failed("x".into())));
+        obs.health_step_down();
+        let get = |n: &str| sample(&obs, n);
+        assert_eq!(
+            get("singleton_exec_health_checks_total{result=\"unhealthy\"}"),
+            Some(3.0)
+        );
+        assert_eq!(
+            get("singleton_exec_health_checks_total{result=\"healthy\"}"),
+            Some(1.0)
+        );
+        assert_eq!(get("singleton_exec_health_consecutive_failures"), Some(1.0));
+        assert_eq!(get("singleton_exec_health_step_downs_total"), Some(1.0));
+    }
+
+    #[test]
+    fn the_session_is_fresh_until_the_stop_deadline() {
+        let obs = observer();
+        let now = BootInstant::now();
+        assert!(!obs.session_fresh(), "no lease yet");
+        assert_eq!(obs.ms_until_deadline(), None);
+        assert_eq!(sample(&obs, "singleton_exec_deadline_seconds"), Some(0.0));
+        // Safe for 10 s: the stop begins grace (3 s) and margin (1 s) before, about 6 s from now.
+        obs.lease_renewed(
+            now + Duration::from_secs(10),
+            Some(Duration::from_millis(4)),
+        );
+        assert!(obs.session_fresh());
+        let ms = obs.ms_until_deadline().unwrap();
+        assert!((5_000..=6_000).contains(&ms), "{ms}");
+        let s = sample(&obs, "singleton_exec_deadline_seconds").unwrap();
+        assert!((5.0..=6.0).contains(&s), "{s}");
+        assert_eq!(
+            sample(&obs, "singleton_exec_keepalive_rtt_seconds_count"),
+            Some(1.0)
+        );
+        // Safe for only 2 s: the stop deadline passed 2 s ago.
+        obs.lease_renewed(now + Duration::from_secs(2), None);
+        assert!(!obs.session_fresh());
+        let ms = obs.ms_until_deadline().unwrap();
+        assert!((-2_100..=-1_000).contains(&ms), "{ms}");
+        assert_eq!(
+            sample(&obs, "singleton_exec_keepalive_rtt_seconds_count"),
+            Some(1.0)
+        );
+        obs.lease_dropped();
+        assert!(!obs.session_fresh());
+        assert_eq!(obs.ms_until_deadline(), None);
+    }
+
+    #[test]
+    fn keepalive_failures_and_child_exits_are_counted() {
+        let obs = observer();
+        obs.keepalive_failed();
+        obs.keepalive_failed();
+        obs.child_exited(137, true);
+        obs.child_exited(3, true);
+        obs.child_exited(0, false);
+        let get = |n: &str| sample(&obs, n);
+        assert_eq!(get("singleton_exec_keepalive_failures_total"), Some(2.0));
+        assert_eq!(get("singleton_exec_child_restarts_total"), Some(2.0));
+        assert_eq!(get("singleton_exec_last_child_exit_code"), Some(0.0));
+        obs.child_exited(137, false);
+        assert_eq!(get("singleton_exec_last_child_exit_code"), Some(137.0));
+    }
+}
