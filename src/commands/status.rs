@@ -465,6 +465,183 @@ mod tests {
         }
     }
 
+    fn record(healthy: bool) -> HealthRecord {
+        HealthRecord {
+            id: "h".into(),
+            key: "/k".into(),
+            revision: 3,
+            healthy,
+            consecutive_failures: u32::from(!healthy),
+            retries: 3,
+            last: if healthy {
+                "healthy"
+            } else {
+                "HTTP status 500"
+            }
+            .into(),
+        }
+    }
+
+    /// Three slots: 0 and 2 held (2 with a failing check), 1 free; one standby; and keys of
+    /// replicas that run `--slots 5`.
+    fn slots() -> SlotsView {
+        let c = |id: &str, key: &str, lease: i64, revision: i64| Candidate {
+            id: id.into(),
+            key: key.into(),
+            lease: LeaseId(lease),
+            revision,
+        };
+        SlotsView {
+            revision: 30,
+            count: 3,
+            holders: vec![
+                Some(c("a", "/p/app@slots/3/slot/0", 0xa, 11)),
+                None,
+                Some(c("", "/p/app@slots/3/slot/2", 0xc, 17)),
+            ],
+            health: vec![None, None, Some(record(false))],
+            standbys: vec![c("d", "/p/app@slots/3/queue/d", 0xd, 21)],
+            other_counts: vec![5],
+        }
+    }
+
+    #[test]
+    fn exit_codes_say_whether_every_place_is_held() {
+        let mut full = slots();
+        full.holders[1] = full.holders[0].clone();
+        let none = Queue {
+            revision: 1,
+            candidates: vec![],
+            health: None,
+        };
+        let rows = [
+            (Shown::Queue(queue()), 0),
+            (Shown::Queue(none), NO_LEADER),
+            (Shown::Slots(slots()), NO_LEADER),
+            (Shown::Slots(full), 0),
+        ];
+        for (shown, want) in rows {
+            assert_eq!(shown.code(), want, "{:?}", shown.holders());
+        }
+    }
+
+    #[test]
+    fn watch_lines_are_printed_for_a_change_of_holders() {
+        let q = Shown::Queue(queue());
+        assert_eq!(q.holders(), [Some(("/singleton-exec/app/a1".into(), 5))]);
+        assert_eq!(q.revision(), 20);
+        let v = Shown::Slots(slots());
+        assert_eq!(
+            v.holders(),
+            [
+                Some(("/p/app@slots/3/slot/0".into(), 11)),
+                None,
+                Some(("/p/app@slots/3/slot/2".into(), 17)),
+            ]
+        );
+        assert_eq!(v.revision(), 30);
+        // A new standby is no change of holders.
+        let mut more = queue();
+        more.candidates.push(more.candidates[1].clone());
+        assert_eq!(Shown::Queue(more).holders(), q.holders());
+    }
+
+    #[test]
+    fn slots_as_text() {
+        let want = "\
+election:   app
+slots:      3 (2 held)
+slot 0:     a  key=/p/app@slots/3/slot/0  lease=a  fencing_revision=11
+slot 1:     none
+slot 2:     (no id: empty value, e.g. an etcdctl lock holder)  key=/p/app@slots/3/slot/2  lease=c  fencing_revision=17  health: failing (1 of 3 failures before stepping down): HTTP status 500
+standbys:   1
+  1. d  key=/p/app@slots/3/queue/d  lease=d  create_revision=21
+warning:    keys of --slots 5 are here too: replicas that disagree on --slots refuse to run
+";
+        assert_eq!(render_slots_text("app", &slots()), want);
+    }
+
+    #[test]
+    fn slots_as_json() {
+        let v = slots_json("app", "/p", &slots());
+        let want = serde_json::json!({
+            "election": "app",
+            "prefix": "/p",
+            "revision": 30,
+            "slots": 3,
+            "held": 2,
+            "holders": [
+                {
+                    "slot": 0, "id": "a", "key": "/p/app@slots/3/slot/0", "lease": "a",
+                    "fencing_revision": 11, "health": null,
+                },
+                null,
+                {
+                    "slot": 2, "id": "", "key": "/p/app@slots/3/slot/2", "lease": "c",
+                    "fencing_revision": 17,
+                    "health": {
+                        "healthy": false, "consecutive_failures": 1, "retries": 3,
+                        "last": "HTTP status 500",
+                    },
+                },
+            ],
+            "standbys": [
+                {"id": "d", "key": "/p/app@slots/3/queue/d", "lease": "d", "create_revision": 21},
+            ],
+            "other_slot_counts": [5],
+        });
+        assert_eq!(v, want);
+    }
+
+    #[test]
+    fn slots_watch_lines() {
+        let text = slots_change_line(OutputFormat::Text, "app", "/p", &slots());
+        assert_eq!(
+            text,
+            format!(
+                "election app: 2/3 slots held: slot 0 a fencing_revision=11, slot 1 none, \
+                 slot 2 {EMPTY_ID} fencing_revision=17  standbys=1"
+            )
+        );
+        let json = slots_change_line(OutputFormat::Json, "app", "/p", &slots());
+        assert!(!json.contains('\n'));
+        let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(v, slots_json("app", "/p", &slots()));
+    }
+
+    #[test]
+    fn the_health_phrase() {
+        let mut many = record(false);
+        many.consecutive_failures = 7;
+        many.retries = 2;
+        let rows = [
+            (record(true), "healthy".to_owned()),
+            (
+                record(false),
+                "failing (1 of 3 failures before stepping down): HTTP status 500".to_owned(),
+            ),
+            (
+                many,
+                "failing (7 of 2 failures before stepping down): HTTP status 500".to_owned(),
+            ),
+        ];
+        for (h, want) in rows {
+            assert_eq!(health_text(&h), want);
+        }
+    }
+
+    #[test]
+    fn a_healthy_leader_in_text_and_json() {
+        let mut q = queue();
+        q.health = Some(record(true));
+        assert!(render_text("app", &q).ends_with("health:     healthy\n"));
+        let v = json_of("app", "/p", &q);
+        assert_eq!(v["leader"]["health"]["healthy"], true);
+        assert_eq!(v["leader"]["health"]["last"], "healthy");
+        // The leader's health is not repeated for the other candidates.
+        assert!(v["candidates"][0].get("health").is_none());
+    }
+
     #[test]
     fn text_keeps_the_leader_lines_and_lists_the_queue() {
         let out = render_text("app", &queue());
