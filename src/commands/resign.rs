@@ -39,12 +39,9 @@ enum Outcome {
 }
 
 pub async fn run(args: ResignArgs) -> i32 {
-    let target = match Target::new(&args.election, &args.prefix, args.etcd) {
+    let target = match Target::for_subcommand(&args.election, &args.prefix, args.etcd) {
         Ok(t) => t,
-        Err(e) => {
-            eprintln!("singleton-exec: {e}");
-            return exit_code::USAGE;
-        }
+        Err(code) => return code,
     };
     let interrupted = signals::interrupted();
     let deadline = Instant::now() + args.timeout;

@@ -46,6 +46,19 @@ impl Target {
         })
     }
 
+    /// The target a subcommand's options name; a bad option is printed, and its exit code
+    /// returned.
+    pub(crate) fn for_subcommand(
+        election: &str,
+        prefix: &str,
+        etcd: EtcdArgs,
+    ) -> Result<Target, i32> {
+        Target::new(election, prefix, etcd).map_err(|e| {
+            eprintln!("singleton-exec: {e}");
+            exit_code::USAGE
+        })
+    }
+
     /// One read, tried on each endpoint in turn until one answers: etcd's answer, or the last
     /// failure (a rejection at once, since only a full round of them is reported as one).
     pub async fn read<T, F, Fut>(&self, op: F) -> Result<T, EtcdError>
@@ -162,12 +175,9 @@ pub(crate) fn failed(e: &EtcdError) -> i32 {
 
 /// Prints the queue once (0 with a leader, 1 without), or follows it with `--watch`.
 pub async fn run(args: StatusArgs) -> i32 {
-    let target = match Target::new(&args.election, &args.prefix, args.etcd) {
+    let target = match Target::for_subcommand(&args.election, &args.prefix, args.etcd) {
         Ok(t) => t,
-        Err(e) => {
-            eprintln!("singleton-exec: {e}");
-            return exit_code::USAGE;
-        }
+        Err(code) => return code,
     };
     if args.watch {
         let interrupted = signals::interrupted();

@@ -391,62 +391,51 @@ mod tests {
 
     /// Every option can come from `SINGLETON_EXEC_<OPTION>`, and a flag beats its variable.
     /// Only values every command line accepts are set: other tests parse command lines too, and
-    /// the environment is the whole process's.
+    /// the environment is the whole process's. One row a line: the variable, the flag (`-` for
+    /// none), the field read and its value.
     #[test]
     fn options_from_the_environment() {
-        type Field = fn(&Cli) -> String;
-        let ttl: Field = |c| format!("{:?}", c.run.ttl);
-        let election: Field = |c| format!("{:?}", c.run.election);
-        let slots: Field = |c| c.run.slots.to_string();
-        let endpoints: Field = |c| c.run.etcd.endpoints.join(" ");
-        let on_lease_lost: Field = |c| format!("{:?}", c.run.on_lease_lost);
-        let retries: Field = |c| c.run.health.health_retries.to_string();
-        let log_format: Field = |c| format!("{:?}", c.run.log.log_format);
-        let password: Field = |c| format!("{:?}", c.run.etcd.password);
-        let rows: &[(&str, &str, &[&str], Field, &str)] = &[
-            // (variable, value, flags, field, expected)
-            ("SINGLETON_EXEC_TTL", "20s", &[], ttl, "20s"),
-            ("SINGLETON_EXEC_TTL", "20s", &["--ttl", "30s"], ttl, "30s"),
-            (
-                "SINGLETON_EXEC_ELECTION",
-                "env",
-                &[],
-                election,
-                "Some(\"env\")",
-            ),
-            ("SINGLETON_EXEC_SLOTS", "3", &[], slots, "3"),
-            ("SINGLETON_EXEC_SLOTS", "3", &["--slots", "2"], slots, "2"),
-            (
-                "SINGLETON_EXEC_ENDPOINTS",
-                "a:1,b:2",
-                &[],
-                endpoints,
-                "a:1 b:2",
-            ),
-            (
-                "SINGLETON_EXEC_ON_LEASE_LOST",
-                "exit",
-                &[],
-                on_lease_lost,
-                "Exit",
-            ),
-            ("SINGLETON_EXEC_HEALTH_RETRIES", "7", &[], retries, "7"),
-            ("SINGLETON_EXEC_LOG_FORMAT", "json", &[], log_format, "Json"),
-            (
-                "SINGLETON_EXEC_PASSWORD",
-                "pw",
-                &[],
-                password,
-                "Some(\"pw\")",
-            ),
-        ];
+        let table = "
+            SINGLETON_EXEC_TTL=20s             -            ttl             20s
+            SINGLETON_EXEC_TTL=20s             --ttl=30s    ttl             30s
+            SINGLETON_EXEC_ELECTION=env        -            election        Some(\"env\")
+            SINGLETON_EXEC_SLOTS=3             -            slots           3
+            SINGLETON_EXEC_SLOTS=3             --slots=2    slots           2
+            SINGLETON_EXEC_ENDPOINTS=a:1,b:2   -            endpoints       [\"a:1\",\"b:2\"]
+            SINGLETON_EXEC_ON_LEASE_LOST=exit  -            on_lease_lost   Exit
+            SINGLETON_EXEC_HEALTH_RETRIES=7    -            health_retries  7
+            SINGLETON_EXEC_LOG_FORMAT=json     -            log_format      Json
+            SINGLETON_EXEC_PASSWORD=pw         -            password        Some(\"pw\")
+        ";
+        let field = |c: &Cli, name: &str| -> String {
+            let r = &c.run;
+            match name {
+                "ttl" => format!("{:?}", r.ttl),
+                "election" => format!("{:?}", r.election),
+                "slots" => r.slots.to_string(),
+                "endpoints" => format!("{:?}", r.etcd.endpoints).replace(' ', ""),
+                "on_lease_lost" => format!("{:?}", r.on_lease_lost),
+                "health_retries" => r.health.health_retries.to_string(),
+                "log_format" => format!("{:?}", r.log.log_format),
+                "password" => format!("{:?}", r.etcd.password),
+                other => panic!("no field {other} in this test"),
+            }
+        };
         let _env = crate::config::tests::env_lock();
-        for (var, value, flags, field, want) in rows {
+        for row in table.lines().filter(|l| !l.trim().is_empty()) {
+            let [setting, flag, name, want] = row.split_whitespace().collect::<Vec<_>>()[..] else {
+                panic!("a row has four columns: {row}");
+            };
+            let (var, value) = setting.split_once('=').expect("VAR=value");
+            let flags = if flag == "-" { vec![] } else { vec![flag] };
+            let argv = ["singleton-exec"]
+                .into_iter()
+                .chain(flags)
+                .chain(["--", "x"]);
             std::env::set_var(var, value);
-            let argv = ["singleton-exec"].iter().chain(*flags).chain(&["--", "x"]);
-            let got = Cli::try_parse_from(argv).map(|c| field(&c));
+            let got = Cli::try_parse_from(argv).map(|c| field(&c, name));
             std::env::remove_var(var);
-            assert_eq!(got.as_deref().ok(), Some(*want), "{var}={value} {flags:?}");
+            assert_eq!(got.as_deref().ok(), Some(want), "{row}");
         }
     }
 }

@@ -503,61 +503,55 @@ mod tests {
     }
 
     /// Every option's bad values, through clap and `Config::from_args`, in the order they are
-    /// checked: the first bad option is the one reported.
+    /// checked: the first bad option is the one reported. One row a line: the arguments (split
+    /// on spaces; `''` is an empty one, `PEM` and `SHORT_TOKEN` are files made here), then the
+    /// expected result after `=>`.
     #[test]
     fn each_bad_option_is_its_own_config_error() {
-        use clap::Parser;
+        let table = "
+            -- sleep 1                                  => Ok
+            --user u -- x                               => Ok
+            -- ''                                       => EmptyProgram
+            --election a/b -- x                         => BadElection
+            -- /usr/bin/ü                               => NoDefaultElection
+            -- /                                        => NoDefaultElection
+            --prefix /a/b -- x                          => BadPrefix
+            --ttl 1s -- x                               => Timing(TtlTooShort
+            --ttl 2500ms -- x                           => Timing(TtlNotWholeSeconds
+            --margin 1ms -- x                           => Timing(MarginTooSmall
+            --stop-signal KILL -- x                     => UncatchableStopSignal
+            --stop-signal nope -- x                     => BadSignal
+            --health-addr nowhere -- x                  => BadHealthAddr
+            --resign-signal TERM -- x                   => BadResignSignal
+            --resign-signal SEGV -- x                   => BadResignSignal
+            --resign-signal USR3 -- x                   => BadSignal
+            --resign-token-file /nonexistent/t -- x     => UnreadableFile
+            --resign-token-file SHORT_TOKEN -- x        => EmptyToken
+            --health-cmd true --health-timeout 20s -- x => BadHealth
+            --health-cmd '' -- x                        => BadHealth
+            --endpoints http:// -- x                    => BadEndpoint
+            --cacert PEM -- x                           => TlsOverHttp
+            --password pw -- x                          => PasswordWithoutUser
+            --stop-signal KILL --ttl 1s -- x            => Timing(TtlTooShort
+            --health-cmd '' --prefix x -- x             => BadPrefix
+            --resign-signal TERM --health-addr x -- x   => BadHealthAddr
+        ";
         let dir = tempfile::tempdir().unwrap();
         let pem = pem_file(&dir, "ca.pem", "-----BEGIN CERTIFICATE-----\nx\n");
         let short_token = pem_file(&dir, "token", "short\n");
-        let rows: &[(&[&str], &str)] = &[
-            (&["--", "sleep", "1"], "Ok"),
-            (&["--user", "u", "--", "x"], "Ok"),
-            (&["--", ""], "EmptyProgram"),
-            (&["--election", "a/b", "--", "x"], "BadElection"),
-            (&["--", "/usr/bin/ü"], "NoDefaultElection"),
-            (&["--", "/"], "NoDefaultElection"),
-            (&["--prefix", "/a/b", "--", "x"], "BadPrefix"),
-            (&["--ttl", "1s", "--", "x"], "Timing(TtlTooShort"),
-            (&["--ttl", "2500ms", "--", "x"], "Timing(TtlNotWholeSeconds"),
-            (&["--margin", "1ms", "--", "x"], "Timing(MarginTooSmall"),
-            (
-                &["--stop-signal", "KILL", "--", "x"],
-                "UncatchableStopSignal",
-            ),
-            (&["--stop-signal", "nope", "--", "x"], "BadSignal"),
-            (&["--health-addr", "nowhere", "--", "x"], "BadHealthAddr"),
-            (&["--resign-signal", "TERM", "--", "x"], "BadResignSignal"),
-            (&["--resign-signal", "SEGV", "--", "x"], "BadResignSignal"),
-            (&["--resign-signal", "USR3", "--", "x"], "BadSignal"),
-            (
-                &["--resign-token-file", "/nonexistent/t", "--", "x"],
-                "UnreadableFile",
-            ),
-            (
-                &["--resign-token-file", &short_token, "--", "x"],
-                "EmptyToken",
-            ),
-            (
-                &["--health-cmd", "true", "--health-timeout", "20s", "--", "x"],
-                "BadHealth",
-            ),
-            (&["--endpoints", "http://", "--", "x"], "BadEndpoint"),
-            (&["--cacert", &pem, "--", "x"], "TlsOverHttp"),
-            (&["--password", "pw", "--", "x"], "PasswordWithoutUser"),
-            // Two bad options: the first checked wins.
-            (
-                &["--stop-signal", "KILL", "--ttl", "1s", "--", "x"],
-                "Timing(TtlTooShort",
-            ),
-            (
-                &["--health-cmd", " ", "--prefix", "x", "--", "x"],
-                "BadPrefix",
-            ),
-        ];
         let _env = env_lock();
-        for (args, want) in rows {
-            assert_eq!(kind(&config_of(args)), *want, "{args:?}");
+        for row in table.lines().filter(|l| !l.trim().is_empty()) {
+            let (args, want) = row.split_once("=>").expect("ARGS => RESULT");
+            let args: Vec<&str> = args
+                .split_whitespace()
+                .map(|a| match a {
+                    "''" => "",
+                    "PEM" => &pem,
+                    "SHORT_TOKEN" => &short_token,
+                    a => a,
+                })
+                .collect();
+            assert_eq!(kind(&config_of(&args)), want.trim(), "{args:?}");
         }
     }
 
@@ -663,23 +657,27 @@ mod tests {
 
     #[test]
     fn stop_and_resign_signals() {
-        // (name, as --stop-signal, as --resign-signal)
-        let rows = [
-            ("TERM", "Ok", "BadResignSignal"),
-            ("INT", "Ok", "BadResignSignal"),
-            ("CHLD", "Ok", "BadResignSignal"),
-            ("QUIT", "Ok", "Ok"),
-            ("USR1", "Ok", "Ok"),
-            ("hup", "Ok", "Ok"),
-            ("KILL", "UncatchableStopSignal", "BadResignSignal"),
-            ("9", "UncatchableStopSignal", "BadResignSignal"),
-            ("STOP", "UncatchableStopSignal", "BadResignSignal"),
-            ("SEGV", "Ok", "BadResignSignal"),
-            ("ABRT", "Ok", "BadResignSignal"),
-            ("NOPE", "BadSignal", "BadSignal"),
-            ("", "BadSignal", "BadSignal"),
-        ];
-        for (name, as_stop, as_resign) in rows {
+        // A row a line: the name, as --stop-signal, as --resign-signal ('' is the empty name).
+        let table = "
+            TERM   Ok                     BadResignSignal
+            INT    Ok                     BadResignSignal
+            CHLD   Ok                     BadResignSignal
+            QUIT   Ok                     Ok
+            USR1   Ok                     Ok
+            hup    Ok                     Ok
+            KILL   UncatchableStopSignal  BadResignSignal
+            9      UncatchableStopSignal  BadResignSignal
+            STOP   UncatchableStopSignal  BadResignSignal
+            SEGV   Ok                     BadResignSignal
+            ABRT   Ok                     BadResignSignal
+            NOPE   BadSignal              BadSignal
+            ''     BadSignal              BadSignal
+        ";
+        for row in table.lines().filter(|l| !l.trim().is_empty()) {
+            let [name, as_stop, as_resign] = row.split_whitespace().collect::<Vec<_>>()[..] else {
+                panic!("a row has three columns: {row}");
+            };
+            let name = if name == "''" { "" } else { name };
             assert_eq!(kind(&stop_signal(name)), as_stop, "--stop-signal {name}");
             assert_eq!(
                 kind(&resign_signal(name)),

@@ -20,6 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use etcd_client::Client;
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
@@ -30,7 +31,7 @@ use tokio::sync::mpsc::UnboundedSender;
 use crate::config::etcd::Secret;
 use crate::core::clock::BootInstant;
 use crate::core::lifecycle::Phase;
-use crate::election::connector::Connector;
+use crate::election::connector::{Connector, EtcdError};
 use crate::election::queue::{Election, LeaderInfo};
 use crate::election::slots::SlotsView;
 use crate::report::observer::{HealthView, Observer};
@@ -311,36 +312,32 @@ async fn status_json(ep: &Endpoints) -> String {
     body.to_string() + "\n"
 }
 
-/// The election's leader as etcd shows it now, if it answers in time.
+/// The election's leader as etcd shows it now.
 async fn current_leader(ep: &Endpoints) -> Option<LeaderInfo> {
     let election = &ep.election;
-    let leader = async {
-        ep.connector
-            .call(|mut c| async move { election.leader(&mut c).await })
-            .await
-            .ok()
-            .flatten()
-    };
-    tokio::time::timeout(ETCD_VIEW_TIMEOUT, leader)
-        .await
-        .ok()
-        .flatten()
+    etcd_view(ep, |mut c| async move { election.leader(&mut c).await }).await
 }
 
-/// With `--slots N`: every slot's holder, as etcd shows it, if it answers in time.
+/// With `--slots N`: every slot's holder, as etcd shows it.
 async fn slot_holders(ep: &Endpoints) -> Option<SlotsView> {
     if ep.slots <= 1 {
         return None;
     }
     let election = &ep.election;
-    let slots = async {
-        ep.connector
-            .call(|mut c| async move { SlotsView::read(election, &mut c).await })
-            .await
-            .ok()
-            .flatten()
-    };
-    tokio::time::timeout(ETCD_VIEW_TIMEOUT, slots)
+    etcd_view(ep, |mut c| async move {
+        SlotsView::read(election, &mut c).await
+    })
+    .await
+}
+
+/// One read for `/status`, if etcd answers in time: a failure or a slow etcd shows as null.
+async fn etcd_view<T, F, Fut>(ep: &Endpoints, read: F) -> Option<T>
+where
+    F: FnOnce(Client) -> Fut,
+    Fut: std::future::Future<Output = Result<Option<T>, EtcdError>>,
+{
+    let answer = async { ep.connector.call(read).await.ok().flatten() };
+    tokio::time::timeout(ETCD_VIEW_TIMEOUT, answer)
         .await
         .ok()
         .flatten()
@@ -455,24 +452,27 @@ mod tests {
 
     #[test]
     fn requests_are_routed_by_method_and_path() {
-        use Route::*;
-        let rows = [
-            (Method::GET, "/healthz", Healthz),
-            (Method::GET, "/leader", Leader),
-            (Method::GET, "/status", Status),
-            (Method::GET, "/metrics", Metrics),
-            (Method::POST, "/resign", Resign),
-            (Method::GET, "/resign", WrongMethod),
-            (Method::POST, "/status", WrongMethod),
-            (Method::HEAD, "/healthz", WrongMethod),
-            (Method::DELETE, "/metrics", WrongMethod),
-            (Method::GET, "/", NotFound),
-            (Method::GET, "/healthz/", NotFound),
-            (Method::GET, "/Status", NotFound),
-            (Method::POST, "/resign/now", NotFound),
-        ];
-        for (method, path, want) in rows {
-            assert_eq!(route(&method, path), want, "{method} {path}");
+        let table = "
+            GET     /healthz      Healthz
+            GET     /leader       Leader
+            GET     /status       Status
+            GET     /metrics      Metrics
+            POST    /resign       Resign
+            GET     /resign       WrongMethod
+            POST    /status       WrongMethod
+            HEAD    /healthz      WrongMethod
+            DELETE  /metrics      WrongMethod
+            GET     /             NotFound
+            GET     /healthz/     NotFound
+            GET     /Status       NotFound
+            POST    /resign/now   NotFound
+        ";
+        for row in table.lines().filter(|l| !l.trim().is_empty()) {
+            let [method, path, want] = row.split_whitespace().collect::<Vec<_>>()[..] else {
+                panic!("a row has three columns: {row}");
+            };
+            let method = Method::from_bytes(method.as_bytes()).expect("a method");
+            assert_eq!(format!("{:?}", route(&method, path)), want, "{row}");
         }
     }
 
