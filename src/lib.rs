@@ -25,8 +25,8 @@
 //! * [`leadership`]: the loop that moves a replica through its lifecycle.
 //! * [`commands`]: the `status` and `resign` subcommands.
 //!
-//! A unit test (`src/architecture_tests.rs`) checks that every import points up this list (or within its own folder),
-//! and that modules form no cycle.
+//! A unit test (`src/architecture_tests.rs`) checks that every import points up this list (or
+//! within its own folder), and that modules form no cycle.
 
 // The map above links the crate-private modules too; read it with `--document-private-items`.
 #![allow(rustdoc::private_intra_doc_links)]
