@@ -25,7 +25,8 @@
 //! * [`leadership`]: the loop that moves a replica through its lifecycle.
 //! * [`commands`]: the `status` and `resign` subcommands.
 //!
-//! `scripts/layers` checks that every import points up this list (or within its own folder).
+//! A unit test (`src/architecture_tests.rs`) checks that every import points up this list (or
+//! within its own folder), and that modules form no cycle.
 
 // The map above links the crate-private modules too; read it with `--document-private-items`.
 #![allow(rustdoc::private_intra_doc_links)]
@@ -37,6 +38,8 @@ pub(crate) fn test_children() -> std::sync::MutexGuard<'static, ()> {
     CHILDREN.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+#[cfg(test)]
+mod architecture_tests;
 pub mod commands;
 pub mod config;
 pub mod core;

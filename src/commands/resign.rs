@@ -18,17 +18,16 @@ use tokio::time::Instant;
 
 use crate::commands::status::{failed, Target, NO_LEADER};
 use crate::config::cli::ResignArgs;
+use crate::core::backoff::Schedule;
 use crate::core::exit_code;
 use crate::election::connector::EtcdError;
 use crate::election::queue::{Candidacy, Candidate};
+use crate::election::slots::SlotsView;
 use crate::election::step_down::ResignRequest;
 use crate::process::signals;
 
 /// `--timeout` passed: the same code as `--acquire-timeout` and timeout(1).
 pub const TIMED_OUT: i32 = exit_code::ACQUIRE_TIMEOUT;
-
-const RETRY_MIN: Duration = Duration::from_millis(100);
-const RETRY_MAX: Duration = Duration::from_secs(1);
 
 /// How the wait ended.
 #[derive(Debug)]
@@ -40,12 +39,9 @@ enum Outcome {
 }
 
 pub async fn run(args: ResignArgs) -> i32 {
-    let target = match Target::new(&args.election, &args.prefix, args.etcd) {
+    let target = match Target::for_subcommand(&args.election, &args.prefix, args.etcd) {
         Ok(t) => t,
-        Err(e) => {
-            eprintln!("singleton-exec: {e}");
-            return exit_code::USAGE;
-        }
+        Err(code) => return code,
     };
     let interrupted = signals::interrupted();
     let deadline = Instant::now() + args.timeout;
@@ -82,8 +78,8 @@ pub async fn run(args: ResignArgs) -> i32 {
 async fn whom(target: &Target, slot: Option<u32>) -> Result<(Candidate, i64, Option<u32>), i32> {
     let name = &target.name;
     let slots = target.slots().await.map_err(|e| failed(&e))?;
-    match (slots, slot) {
-        (None, None | Some(0)) => {
+    match choose(name, slots.as_ref(), slot) {
+        Choice::Leader => {
             let queue = target.queue().await.map_err(|e| failed(&e))?;
             match queue.leader() {
                 Some(l) => Ok((l.clone(), queue.revision, None)),
@@ -93,34 +89,62 @@ async fn whom(target: &Target, slot: Option<u32>) -> Result<(Candidate, i64, Opt
                 }
             }
         }
-        (None, Some(i)) => {
-            eprintln!(
-                "singleton-exec: election {name} runs no slots (--slots 1): there is no slot {i}"
-            );
+        Choice::Holder {
+            holder,
+            revision,
+            slot,
+        } => Ok((holder, revision, Some(slot))),
+        Choice::NoHolder(i) => {
+            println!("election {name}: slot {i} has no holder, nothing to resign");
+            Err(NO_LEADER)
+        }
+        Choice::Usage(why) => {
+            eprintln!("singleton-exec: {why}");
             Err(exit_code::USAGE)
         }
-        (Some(v), None) => {
-            eprintln!(
-                "singleton-exec: election {name} runs {} slots: name the one to resign with --slot (0..{})",
-                v.count,
-                v.count - 1
-            );
-            Err(exit_code::USAGE)
-        }
-        (Some(v), Some(i)) if i >= v.count => {
-            eprintln!(
-                "singleton-exec: election {name} has {} slots: --slot must be 0..{}",
-                v.count,
-                v.count - 1
-            );
-            Err(exit_code::USAGE)
-        }
-        (Some(v), Some(i)) => match &v.holders[i as usize] {
-            Some(h) => Ok((h.clone(), v.revision, Some(i))),
-            None => {
-                println!("election {name}: slot {i} has no holder, nothing to resign");
-                Err(NO_LEADER)
-            }
+    }
+}
+
+/// Whom to ask, from the slots read (`None`: the election runs no slots) and `--slot`.
+#[derive(Debug, PartialEq, Eq)]
+enum Choice {
+    /// The singleton's leader, read from its queue.
+    Leader,
+    /// The holder of `slot`, as read at `revision`.
+    Holder {
+        holder: Candidate,
+        revision: i64,
+        slot: u32,
+    },
+    /// The slot named has no holder: nothing to resign.
+    NoHolder(u32),
+    /// `--slot` does not fit the election: what to change.
+    Usage(String),
+}
+
+fn choose(name: &str, slots: Option<&SlotsView>, slot: Option<u32>) -> Choice {
+    match (slots, slot) {
+        (None, None | Some(0)) => Choice::Leader,
+        (None, Some(i)) => Choice::Usage(format!(
+            "election {name} runs no slots (--slots 1): there is no slot {i}"
+        )),
+        (Some(v), None) => Choice::Usage(format!(
+            "election {name} runs {} slots: name the one to resign with --slot (0..{})",
+            v.count,
+            v.count - 1
+        )),
+        (Some(v), Some(i)) if i >= v.count => Choice::Usage(format!(
+            "election {name} has {} slots: --slot must be 0..{}",
+            v.count,
+            v.count - 1
+        )),
+        (Some(v), Some(i)) => match v.holders.get(i as usize).cloned().flatten() {
+            Some(holder) => Choice::Holder {
+                holder,
+                revision: v.revision,
+                slot: i,
+            },
+            None => Choice::NoHolder(i),
         },
     }
 }
@@ -185,17 +209,34 @@ where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T, EtcdError>>,
 {
-    let mut wait = RETRY_MIN;
+    let mut retry = Schedule::SUBCOMMAND.start();
     loop {
         match op().await {
             Ok(v) => return Ok(v),
             Err(e) if e.is_rejected() => return Err(e),
             Err(e) => {
                 tracing::debug!(error = %e, "etcd unavailable; retrying");
-                tokio::time::sleep(wait).await;
-                wait = (wait * 2).min(RETRY_MAX);
+                tokio::time::sleep(retry.next_pause()).await;
             }
         }
+    }
+}
+
+/// A call bounded by the request timeout: etcd's answer, or none (a failure and the timeout
+/// alike, since the callers do the same on both).
+enum Reply<T> {
+    Answered(T),
+    NoAnswer,
+}
+
+async fn within<T>(
+    limit: Duration,
+    call: impl std::future::Future<Output = Result<T, EtcdError>>,
+) -> Reply<T> {
+    let answer = tokio::time::timeout(limit, call).await.ok();
+    match answer.and_then(Result::ok) {
+        Some(v) => Reply::Answered(v),
+        None => Reply::NoAnswer,
     }
 }
 
@@ -205,13 +246,16 @@ async fn acknowledged(target: &Target, request: &ResignRequest) -> bool {
     let key = &key;
     let read =
         target.read(|mut c| async move { Ok::<_, EtcdError>(c.get(key.as_str(), None).await?) });
-    match tokio::time::timeout(target.connector.request_timeout(), read).await {
-        Ok(Ok(resp)) => resp
-            .kvs()
-            .first()
-            .is_none_or(|kv| ResignRequest::parse(kv.value()).ok().as_ref() != Some(request)),
-        _ => false,
+    match within(target.connector.request_timeout(), read).await {
+        Reply::Answered(resp) => taken(resp.kvs().first().map(|kv| kv.value()), request),
+        Reply::NoAnswer => false,
     }
+}
+
+/// Whether the request key's value (`None`: no key) shows our request taken: gone, or replaced
+/// by another (an unreadable value is not ours either).
+fn taken(value: Option<&[u8]>, request: &ResignRequest) -> bool {
+    value.is_none_or(|v| ResignRequest::parse(v).ok().as_ref() != Some(request))
 }
 
 /// Revokes the request's lease, which deletes the request if it is still there.
@@ -220,12 +264,11 @@ async fn withdraw(target: &Target, lease: i64) {
         c.lease_revoke(lease).await?;
         Ok::<_, EtcdError>(())
     });
-    match tokio::time::timeout(target.connector.request_timeout(), revoke).await {
-        Ok(Ok(())) => {}
-        _ => tracing::warn!(
+    if let Reply::NoAnswer = within(target.connector.request_timeout(), revoke).await {
+        tracing::warn!(
             lease = %crate::core::lifecycle::LeaseId(lease),
             "cannot withdraw the step-down request; it expires with its lease"
-        ),
+        );
     }
 }
 
@@ -293,5 +336,120 @@ async fn report(
             exit_code::SIGNALED_BASE + sig
         }
         Outcome::Failed(e) => failed(&e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::lifecycle::LeaseId;
+
+    fn holder(id: &str, revision: i64) -> Candidate {
+        Candidate {
+            id: id.into(),
+            key: format!("/p/app@slots/3/slot/{revision}"),
+            lease: LeaseId(revision),
+            revision,
+        }
+    }
+
+    fn three_slots() -> SlotsView {
+        SlotsView {
+            revision: 40,
+            count: 3,
+            holders: vec![Some(holder("a", 7)), None, Some(holder("c", 9))],
+            health: vec![None, None, None],
+            standbys: vec![],
+            other_counts: vec![],
+        }
+    }
+
+    #[test]
+    fn whom_to_ask_by_the_slots_read_and_the_slot_named() {
+        let v = three_slots();
+        let usage = |s: &str| Choice::Usage(s.to_owned());
+        let rows = [
+            // (slots read, --slot, expected)
+            (None, None, Choice::Leader),
+            (None, Some(0), Choice::Leader),
+            (
+                None,
+                Some(1),
+                usage("election app runs no slots (--slots 1): there is no slot 1"),
+            ),
+            (
+                Some(&v),
+                None,
+                usage("election app runs 3 slots: name the one to resign with --slot (0..2)"),
+            ),
+            (
+                Some(&v),
+                Some(0),
+                Choice::Holder {
+                    holder: holder("a", 7),
+                    revision: 40,
+                    slot: 0,
+                },
+            ),
+            (Some(&v), Some(1), Choice::NoHolder(1)),
+            (
+                Some(&v),
+                Some(2),
+                Choice::Holder {
+                    holder: holder("c", 9),
+                    revision: 40,
+                    slot: 2,
+                },
+            ),
+            (
+                Some(&v),
+                Some(3),
+                usage("election app has 3 slots: --slot must be 0..2"),
+            ),
+            (
+                Some(&v),
+                Some(u32::MAX),
+                usage("election app has 3 slots: --slot must be 0..2"),
+            ),
+        ];
+        for (slots, slot, want) in rows {
+            assert_eq!(choose("app", slots, slot), want, "{slot:?}");
+        }
+    }
+
+    #[test]
+    fn a_view_shorter_than_its_count_has_no_holder_there() {
+        let mut v = three_slots();
+        v.holders.truncate(1);
+        assert_eq!(choose("app", Some(&v), Some(2)), Choice::NoHolder(2));
+    }
+
+    #[test]
+    fn the_request_is_taken_once_it_is_gone_or_replaced() {
+        let ours = ResignRequest {
+            leader_key: "/p/app/a1".into(),
+            fencing_revision: 5,
+            by: "me".into(),
+        };
+        let newer = ResignRequest {
+            by: "someone else".into(),
+            ..ours.clone()
+        };
+        let (ours_v, newer_v) = (ours.encode(), newer.encode());
+        let rows: [(Option<&[u8]>, bool); 4] = [
+            // (value of the request key, taken?)
+            (None, true),
+            (Some(ours_v.as_bytes()), false),
+            (Some(newer_v.as_bytes()), true),
+            (Some(b"not json"), true),
+        ];
+        for (value, want) in rows {
+            assert_eq!(
+                taken(value, &ours),
+                want,
+                "{:?}",
+                value.map(String::from_utf8_lossy)
+            );
+        }
     }
 }

@@ -12,6 +12,7 @@ use etcd_client::Client;
 
 use crate::config::cli::{EtcdArgs, OutputFormat, StatusArgs};
 use crate::config::{etcd_config, validate_election, validate_prefix, ConfigError};
+use crate::core::backoff::Schedule;
 use crate::core::exit_code;
 use crate::election::connector::{Connector, EtcdError};
 use crate::election::queue::{Candidate, Election, HealthRecord, Queue};
@@ -23,9 +24,6 @@ pub const NO_LEADER: i32 = 1;
 
 /// How an `etcdctl lock` holder (which stores an empty value under the same layout) is shown.
 pub const EMPTY_ID: &str = "(no id: empty value, e.g. an etcdctl lock holder)";
-
-const WATCH_RETRY_MIN: Duration = Duration::from_millis(200);
-const WATCH_RETRY_MAX: Duration = Duration::from_secs(2);
 
 /// An election to read or act on from outside the replicas: validated names and a connection.
 pub(crate) struct Target {
@@ -45,6 +43,19 @@ impl Target {
             name,
             prefix,
             connector,
+        })
+    }
+
+    /// The target a subcommand's options name; a bad option is printed, and its exit code
+    /// returned.
+    pub(crate) fn for_subcommand(
+        election: &str,
+        prefix: &str,
+        etcd: EtcdArgs,
+    ) -> Result<Target, i32> {
+        Target::new(election, prefix, etcd).map_err(|e| {
+            eprintln!("singleton-exec: {e}");
+            exit_code::USAGE
         })
     }
 
@@ -164,12 +175,9 @@ pub(crate) fn failed(e: &EtcdError) -> i32 {
 
 /// Prints the queue once (0 with a leader, 1 without), or follows it with `--watch`.
 pub async fn run(args: StatusArgs) -> i32 {
-    let target = match Target::new(&args.election, &args.prefix, args.etcd) {
+    let target = match Target::for_subcommand(&args.election, &args.prefix, args.etcd) {
         Ok(t) => t,
-        Err(e) => {
-            eprintln!("singleton-exec: {e}");
-            return exit_code::USAGE;
-        }
+        Err(code) => return code,
     };
     if args.watch {
         let interrupted = signals::interrupted();
@@ -200,19 +208,18 @@ pub async fn run(args: StatusArgs) -> i32 {
 /// stdout is closed (`status --watch | head -1`: the reader is done, so are we, with 0).
 async fn watch(target: &Target, format: OutputFormat) -> i32 {
     let mut shown: Option<Vec<Option<(String, i64)>>> = None;
-    let mut wait = WATCH_RETRY_MIN;
+    let mut retry = Schedule::ETCD.start();
     loop {
         let now = match target.shown().await {
             Ok(q) => q,
             Err(e) if e.is_rejected() => return failed(&e),
             Err(e) => {
                 tracing::warn!(error = %e, "cannot read the election; retrying");
-                tokio::time::sleep(wait).await;
-                wait = (wait * 2).min(WATCH_RETRY_MAX);
+                tokio::time::sleep(retry.next_pause()).await;
                 continue;
             }
         };
-        wait = WATCH_RETRY_MIN;
+        retry.succeeded(Duration::ZERO);
         let holders = now.holders();
         if shown.as_ref() != Some(&holders) {
             let line = match &now {
@@ -238,8 +245,10 @@ async fn watch(target: &Target, format: OutputFormat) -> i32 {
             })
             .await;
         if let Err(e) = changed {
+            // The read that follows backs off if etcd is down; this short pause only keeps a
+            // watch that breaks at once from spinning.
             tracing::debug!(error = %e, "watch broke; reading again");
-            tokio::time::sleep(wait).await;
+            tokio::time::sleep(Schedule::ETCD.min).await;
         }
     }
 }
@@ -464,6 +473,183 @@ mod tests {
             candidates: vec![c("", 0xa1, 5), c("b", 0xb2, 9), c("c", 0xc3, 12)],
             health: None,
         }
+    }
+
+    fn record(healthy: bool) -> HealthRecord {
+        HealthRecord {
+            id: "h".into(),
+            key: "/k".into(),
+            revision: 3,
+            healthy,
+            consecutive_failures: u32::from(!healthy),
+            retries: 3,
+            last: if healthy {
+                "healthy"
+            } else {
+                "HTTP status 500"
+            }
+            .into(),
+        }
+    }
+
+    /// Three slots: 0 and 2 held (2 with a failing check), 1 free; one standby; and keys of
+    /// replicas that run `--slots 5`.
+    fn slots() -> SlotsView {
+        let c = |id: &str, key: &str, lease: i64, revision: i64| Candidate {
+            id: id.into(),
+            key: key.into(),
+            lease: LeaseId(lease),
+            revision,
+        };
+        SlotsView {
+            revision: 30,
+            count: 3,
+            holders: vec![
+                Some(c("a", "/p/app@slots/3/slot/0", 0xa, 11)),
+                None,
+                Some(c("", "/p/app@slots/3/slot/2", 0xc, 17)),
+            ],
+            health: vec![None, None, Some(record(false))],
+            standbys: vec![c("d", "/p/app@slots/3/queue/d", 0xd, 21)],
+            other_counts: vec![5],
+        }
+    }
+
+    #[test]
+    fn exit_codes_say_whether_every_place_is_held() {
+        let mut full = slots();
+        full.holders[1] = full.holders[0].clone();
+        let none = Queue {
+            revision: 1,
+            candidates: vec![],
+            health: None,
+        };
+        let rows = [
+            (Shown::Queue(queue()), 0),
+            (Shown::Queue(none), NO_LEADER),
+            (Shown::Slots(slots()), NO_LEADER),
+            (Shown::Slots(full), 0),
+        ];
+        for (shown, want) in rows {
+            assert_eq!(shown.code(), want, "{:?}", shown.holders());
+        }
+    }
+
+    #[test]
+    fn watch_lines_are_printed_for_a_change_of_holders() {
+        let q = Shown::Queue(queue());
+        assert_eq!(q.holders(), [Some(("/singleton-exec/app/a1".into(), 5))]);
+        assert_eq!(q.revision(), 20);
+        let v = Shown::Slots(slots());
+        assert_eq!(
+            v.holders(),
+            [
+                Some(("/p/app@slots/3/slot/0".into(), 11)),
+                None,
+                Some(("/p/app@slots/3/slot/2".into(), 17)),
+            ]
+        );
+        assert_eq!(v.revision(), 30);
+        // A new standby is no change of holders.
+        let mut more = queue();
+        more.candidates.push(more.candidates[1].clone());
+        assert_eq!(Shown::Queue(more).holders(), q.holders());
+    }
+
+    #[test]
+    fn slots_as_text() {
+        let want = "\
+election:   app
+slots:      3 (2 held)
+slot 0:     a  key=/p/app@slots/3/slot/0  lease=a  fencing_revision=11
+slot 1:     none
+slot 2:     (no id: empty value, e.g. an etcdctl lock holder)  key=/p/app@slots/3/slot/2  lease=c  fencing_revision=17  health: failing (1 of 3 failures before stepping down): HTTP status 500
+standbys:   1
+  1. d  key=/p/app@slots/3/queue/d  lease=d  create_revision=21
+warning:    keys of --slots 5 are here too: replicas that disagree on --slots refuse to run
+";
+        assert_eq!(render_slots_text("app", &slots()), want);
+    }
+
+    #[test]
+    fn slots_as_json() {
+        let v = slots_json("app", "/p", &slots());
+        let want = serde_json::json!({
+            "election": "app",
+            "prefix": "/p",
+            "revision": 30,
+            "slots": 3,
+            "held": 2,
+            "holders": [
+                {
+                    "slot": 0, "id": "a", "key": "/p/app@slots/3/slot/0", "lease": "a",
+                    "fencing_revision": 11, "health": null,
+                },
+                null,
+                {
+                    "slot": 2, "id": "", "key": "/p/app@slots/3/slot/2", "lease": "c",
+                    "fencing_revision": 17,
+                    "health": {
+                        "healthy": false, "consecutive_failures": 1, "retries": 3,
+                        "last": "HTTP status 500",
+                    },
+                },
+            ],
+            "standbys": [
+                {"id": "d", "key": "/p/app@slots/3/queue/d", "lease": "d", "create_revision": 21},
+            ],
+            "other_slot_counts": [5],
+        });
+        assert_eq!(v, want);
+    }
+
+    #[test]
+    fn slots_watch_lines() {
+        let text = slots_change_line(OutputFormat::Text, "app", "/p", &slots());
+        assert_eq!(
+            text,
+            format!(
+                "election app: 2/3 slots held: slot 0 a fencing_revision=11, slot 1 none, \
+                 slot 2 {EMPTY_ID} fencing_revision=17  standbys=1"
+            )
+        );
+        let json = slots_change_line(OutputFormat::Json, "app", "/p", &slots());
+        assert!(!json.contains('\n'));
+        let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(v, slots_json("app", "/p", &slots()));
+    }
+
+    #[test]
+    fn the_health_phrase() {
+        let mut many = record(false);
+        many.consecutive_failures = 7;
+        many.retries = 2;
+        let rows = [
+            (record(true), "healthy".to_owned()),
+            (
+                record(false),
+                "failing (1 of 3 failures before stepping down): HTTP status 500".to_owned(),
+            ),
+            (
+                many,
+                "failing (7 of 2 failures before stepping down): HTTP status 500".to_owned(),
+            ),
+        ];
+        for (h, want) in rows {
+            assert_eq!(health_text(&h), want);
+        }
+    }
+
+    #[test]
+    fn a_healthy_leader_in_text_and_json() {
+        let mut q = queue();
+        q.health = Some(record(true));
+        assert!(render_text("app", &q).ends_with("health:     healthy\n"));
+        let v = json_of("app", "/p", &q);
+        assert_eq!(v["leader"]["health"]["healthy"], true);
+        assert_eq!(v["leader"]["health"]["last"], "healthy");
+        // The leader's health is not repeated for the other candidates.
+        assert!(v["candidates"][0].get("health").is_none());
     }
 
     #[test]

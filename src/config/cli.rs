@@ -295,3 +295,147 @@ pub enum LogFormat {
 fn parse_duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s).map_err(|e| format!("{e} (examples: 10s, 500ms, 1m30s)"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_definition_is_consistent() {
+        // Conflicting names, bad defaults and missing ids panic here rather than at a user's hand.
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn durations() {
+        let ms = Duration::from_millis;
+        let rows = [
+            ("10s", Some(ms(10_000))),
+            ("500ms", Some(ms(500))),
+            ("1m30s", Some(ms(90_000))),
+            ("1m 30s", Some(ms(90_000))),
+            ("0s", Some(ms(0))),
+            ("2h", Some(ms(7_200_000))),
+            ("10", None),
+            ("", None),
+            ("-1s", None),
+            ("1.5s", Some(ms(1_500))),
+            ("10 parsecs", None),
+            ("99999999999999999999999s", None),
+        ];
+        for (given, want) in rows {
+            assert_eq!(parse_duration(given).ok(), want, "{given:?}");
+        }
+        let e = parse_duration("10").unwrap_err();
+        assert!(e.contains("examples: 10s"), "{e}");
+    }
+
+    /// Which mode a command line selects, and what a subcommand refuses.
+    #[test]
+    fn modes_and_subcommands() {
+        use clap::error::ErrorKind::{self, *};
+        let parse = |args: &[&str]| {
+            let argv = std::iter::once("singleton-exec").chain(args.iter().copied());
+            Cli::try_parse_from(argv).map_err(|e| e.kind())
+        };
+        let conflict: &[&str] = &[
+            "--health-cmd",
+            "true",
+            "--health-url",
+            "http://h/",
+            "--",
+            "x",
+        ];
+        let rows: &[(&[&str], Result<&str, ErrorKind>)] = &[
+            (&["--", "sleep", "1"], Ok("run")),
+            (&["sleep", "1"], Ok("run")),
+            (&["status", "--election", "app"], Ok("status")),
+            (&["resign", "--election", "a", "--slot", "2"], Ok("resign")),
+            (&[], Err(MissingRequiredArgument)),
+            (&["status"], Err(MissingRequiredArgument)),
+            (
+                &["status", "--election", "a", "--output", "yaml"],
+                Err(InvalidValue),
+            ),
+            (&["--slots", "0", "--", "x"], Err(ValueValidation)),
+            (&["--slots", "1025", "--", "x"], Err(ValueValidation)),
+            (&["--slots", "1024", "--", "x"], Ok("run")),
+            (&["--ttl", "10", "--", "x"], Err(ValueValidation)),
+            (&["--on-lease-lost", "ignore", "--", "x"], Err(InvalidValue)),
+            (&["-v", "-q", "--", "x"], Err(ArgumentConflict)),
+            (conflict, Err(ArgumentConflict)),
+        ];
+        for (args, want) in rows {
+            let got = parse(args).map(|cli| match cli.subcommand {
+                None => "run",
+                Some(Command::Status(_)) => "status",
+                Some(Command::Resign(_)) => "resign",
+            });
+            assert_eq!(got, *want, "{args:?}");
+        }
+    }
+
+    /// `--health-addr` alone means the loopback default; the command keeps its own flags.
+    #[test]
+    fn optional_values_and_the_trailing_command() {
+        let cli = Cli::try_parse_from(["singleton-exec", "--health-addr", "--", "ls", "-l", "--x"])
+            .unwrap();
+        assert_eq!(cli.run.health_addr.as_deref(), Some("127.0.0.1:8080"));
+        assert_eq!(cli.run.command, ["ls", "-l", "--x"]);
+        let cli = Cli::try_parse_from(["singleton-exec", "--", "x"]).unwrap();
+        assert_eq!(cli.run.health_addr, None);
+        assert_eq!(cli.run.prefix, DEFAULT_PREFIX);
+        assert_eq!(cli.run.slots, 1);
+    }
+
+    /// Every option can come from `SINGLETON_EXEC_<OPTION>`, and a flag beats its variable.
+    /// Only values every command line accepts are set: other tests parse command lines too, and
+    /// the environment is the whole process's. One row a line: the variable, the flag (`-` for
+    /// none), the field read and its value.
+    #[test]
+    fn options_from_the_environment() {
+        let table = "
+            SINGLETON_EXEC_TTL=20s             -            ttl             20s
+            SINGLETON_EXEC_TTL=20s             --ttl=30s    ttl             30s
+            SINGLETON_EXEC_ELECTION=env        -            election        Some(\"env\")
+            SINGLETON_EXEC_SLOTS=3             -            slots           3
+            SINGLETON_EXEC_SLOTS=3             --slots=2    slots           2
+            SINGLETON_EXEC_ENDPOINTS=a:1,b:2   -            endpoints       [\"a:1\",\"b:2\"]
+            SINGLETON_EXEC_ON_LEASE_LOST=exit  -            on_lease_lost   Exit
+            SINGLETON_EXEC_HEALTH_RETRIES=7    -            health_retries  7
+            SINGLETON_EXEC_LOG_FORMAT=json     -            log_format      Json
+            SINGLETON_EXEC_PASSWORD=pw         -            password        Some(\"pw\")
+        ";
+        let field = |c: &Cli, name: &str| -> String {
+            let r = &c.run;
+            match name {
+                "ttl" => format!("{:?}", r.ttl),
+                "election" => format!("{:?}", r.election),
+                "slots" => r.slots.to_string(),
+                "endpoints" => format!("{:?}", r.etcd.endpoints).replace(' ', ""),
+                "on_lease_lost" => format!("{:?}", r.on_lease_lost),
+                "health_retries" => r.health.health_retries.to_string(),
+                "log_format" => format!("{:?}", r.log.log_format),
+                "password" => format!("{:?}", r.etcd.password),
+                other => panic!("no field {other} in this test"),
+            }
+        };
+        let _env = crate::config::tests::env_lock();
+        for row in table.lines().filter(|l| !l.trim().is_empty()) {
+            let [setting, flag, name, want] = row.split_whitespace().collect::<Vec<_>>()[..] else {
+                panic!("a row has four columns: {row}");
+            };
+            let (var, value) = setting.split_once('=').expect("VAR=value");
+            let flags = if flag == "-" { vec![] } else { vec![flag] };
+            let argv = ["singleton-exec"]
+                .into_iter()
+                .chain(flags)
+                .chain(["--", "x"]);
+            std::env::set_var(var, value);
+            let got = Cli::try_parse_from(argv).map(|c| field(&c, name));
+            std::env::remove_var(var);
+            assert_eq!(got.as_deref().ok(), Some(want), "{row}");
+        }
+    }
+}

@@ -3,6 +3,8 @@
 //!
 //! Depends on the CLI, the timing model and the etcd connection types; nothing downstream.
 
+#![forbid(unsafe_code)]
+
 pub mod cli;
 pub mod etcd;
 
@@ -12,7 +14,7 @@ use std::time::Duration;
 
 use nix::sys::signal::Signal;
 
-use crate::config::cli::{EtcdArgs, RunArgs};
+use crate::config::cli::{EtcdArgs, HealthArgs, RunArgs};
 use crate::config::etcd::{EtcdConfig, Secret, TlsFiles};
 use crate::core::command::CommandSpec;
 use crate::core::lifecycle::{OnChildExit, OnLeaseLost};
@@ -109,72 +111,80 @@ fn env_var(name: &str) -> Option<String> {
 
 impl Config {
     pub fn from_args(args: RunArgs) -> Result<Config, ConfigError> {
-        let mut command = args.command.into_iter();
-        let program = command.next().ok_or(ConfigError::EmptyCommand)?;
-        if program.is_empty() {
-            return Err(ConfigError::EmptyProgram);
-        }
-        let election = election_name(args.election, &program)?;
-        let id = replica_id(args.id)?;
-        let prefix = validate_prefix(&args.prefix)?;
-        let timing = TimingModel::new(TimingInput {
-            ttl: Some(args.ttl),
-            keepalive_interval: args.keepalive_interval,
-            grace: args.grace,
-            margin: args.margin,
-        })?;
-        let stop_signal = parse_signal(&args.stop_signal)?;
-        if matches!(stop_signal, Signal::SIGKILL | Signal::SIGSTOP) {
-            return Err(ConfigError::UncatchableStopSignal(stop_signal));
-        }
-        let health_addr = args
-            .health_addr
-            .as_deref()
-            .map(parse_addr)
-            .transpose()
-            .map_err(ConfigError::BadHealthAddr)?;
-        let resign_signal = args
-            .resign_signal
-            .as_deref()
-            .map(resign_signal)
-            .transpose()?;
-        let resign_token = args
-            .resign_token_file
-            .as_deref()
-            .map(read_token)
-            .transpose()?;
-        let h = args.health;
-        let health = HealthConfig::new(
-            h.health_cmd,
-            h.health_url,
-            h.health_interval,
-            h.health_timeout,
-            h.health_retries,
-            h.health_start_period,
-        )
-        .map_err(ConfigError::BadHealth)?;
+        let command = command_spec(args.command)?;
+        let election = election_name(args.election, &command.program)?;
         Ok(Config {
-            health,
-            resign_token,
-            health_addr,
-            resign_signal,
+            id: replica_id(args.id)?,
+            prefix: validate_prefix(&args.prefix)?,
+            timing: TimingModel::new(TimingInput {
+                ttl: Some(args.ttl),
+                keepalive_interval: args.keepalive_interval,
+                grace: args.grace,
+                margin: args.margin,
+            })?,
+            stop_signal: stop_signal(&args.stop_signal)?,
+            health_addr: args
+                .health_addr
+                .as_deref()
+                .map(parse_addr)
+                .transpose()
+                .map_err(ConfigError::BadHealthAddr)?,
+            resign_signal: args
+                .resign_signal
+                .as_deref()
+                .map(resign_signal)
+                .transpose()?,
+            resign_token: args
+                .resign_token_file
+                .as_deref()
+                .map(read_token)
+                .transpose()?,
+            health: health_config(args.health)?,
             resign_holdoff: args.resign_holdoff,
             etcd: etcd_config(args.etcd)?,
             election,
-            prefix,
-            id,
-            timing,
-            stop_signal,
             on_lease_lost: args.on_lease_lost,
             on_child_exit: args.on_child_exit,
             acquire_timeout: args.acquire_timeout,
             slots: args.slots,
-            command: CommandSpec {
-                program,
-                args: command.collect(),
-            },
+            command,
         })
     }
+}
+
+/// The words after `--`: a program that is not empty, and its arguments.
+fn command_spec(words: Vec<OsString>) -> Result<CommandSpec, ConfigError> {
+    let mut words = words.into_iter();
+    let program = words.next().ok_or(ConfigError::EmptyCommand)?;
+    if program.is_empty() {
+        return Err(ConfigError::EmptyProgram);
+    }
+    Ok(CommandSpec {
+        program,
+        args: words.collect(),
+    })
+}
+
+/// `--health-*`: the leader's check of its child, if one was asked for.
+fn health_config(h: HealthArgs) -> Result<Option<HealthConfig>, ConfigError> {
+    HealthConfig::new(
+        h.health_cmd,
+        h.health_url,
+        h.health_interval,
+        h.health_timeout,
+        h.health_retries,
+        h.health_start_period,
+    )
+    .map_err(ConfigError::BadHealth)
+}
+
+/// `--stop-signal`: one the child can catch, or its grace would mean nothing.
+fn stop_signal(name: &str) -> Result<Signal, ConfigError> {
+    let sig = parse_signal(name)?;
+    if matches!(sig, Signal::SIGKILL | Signal::SIGSTOP) {
+        return Err(ConfigError::UncatchableStopSignal(sig));
+    }
+    Ok(sig)
 }
 
 /// `--election`, or the command's file name.
@@ -223,14 +233,35 @@ fn resign_signal(name: &str) -> Result<Signal, ConfigError> {
 
 /// The etcd connection options, with etcdctl's `ETCDCTL_*` variables as fallbacks.
 pub fn etcd_config(args: EtcdArgs) -> Result<EtcdConfig, ConfigError> {
-    let mut endpoints = args.endpoints;
-    if endpoints.is_empty() {
-        endpoints = match env_var("ETCDCTL_ENDPOINTS") {
-            Some(list) => list.split(',').map(str::to_owned).collect(),
-            None => vec![DEFAULT_ENDPOINT.to_owned()],
-        };
-    }
-    let endpoints: Vec<String> = endpoints.iter().map(|e| e.trim().to_owned()).collect();
+    let endpoints = endpoints(args.endpoints, env_var("ETCDCTL_ENDPOINTS"))?;
+    let path = |given: Option<PathBuf>, var| given.or_else(|| env_var(var).map(PathBuf::from));
+    let tls = tls_files(
+        &endpoints,
+        path(args.cacert, "ETCDCTL_CACERT"),
+        path(args.cert, "ETCDCTL_CERT"),
+        path(args.key, "ETCDCTL_KEY"),
+    )?;
+    let credentials = credentials(
+        args.user.or_else(|| env_var("ETCDCTL_USER")),
+        args.password.or_else(|| env_var("ETCDCTL_PASSWORD")),
+    )?;
+    Ok(EtcdConfig {
+        endpoints,
+        tls,
+        credentials,
+        dial_timeout: args.dial_timeout,
+    })
+}
+
+/// `--endpoints`, else the comma-separated `from_env` (`ETCDCTL_ENDPOINTS`), else the local
+/// default; each trimmed, and refused if it has no host or has spaces.
+fn endpoints(given: Vec<String>, from_env: Option<String>) -> Result<Vec<String>, ConfigError> {
+    let listed = match (given.is_empty(), from_env) {
+        (false, _) => given,
+        (true, Some(list)) => list.split(',').map(str::to_owned).collect(),
+        (true, None) => vec![DEFAULT_ENDPOINT.to_owned()],
+    };
+    let endpoints: Vec<String> = listed.iter().map(|e| e.trim().to_owned()).collect();
     for e in &endpoints {
         let host = e
             .strip_prefix("http://")
@@ -240,51 +271,49 @@ pub fn etcd_config(args: EtcdArgs) -> Result<EtcdConfig, ConfigError> {
             return Err(ConfigError::BadEndpoint(e.clone()));
         }
     }
+    Ok(endpoints)
+}
 
-    let cacert = args
-        .cacert
-        .or_else(|| env_var("ETCDCTL_CACERT").map(PathBuf::from));
-    let cert = args
-        .cert
-        .or_else(|| env_var("ETCDCTL_CERT").map(PathBuf::from));
-    let key = args
-        .key
-        .or_else(|| env_var("ETCDCTL_KEY").map(PathBuf::from));
-    let tls = if cacert.is_some() || cert.is_some() || key.is_some() {
-        if let Some(e) = endpoints.iter().find(|e| e.starts_with("http://")) {
-            return Err(ConfigError::TlsOverHttp(e.clone()));
-        }
-        let identity = match (cert, key) {
-            (Some(c), Some(k)) => Some((read_pem("--cert", &c)?, read_pem("--key", &k)?)),
-            (None, None) => None,
-            _ => return Err(ConfigError::HalfIdentity),
-        };
-        let ca = cacert.map(|p| read_pem("--cacert", &p)).transpose()?;
-        Some(TlsFiles { ca, identity })
-    } else {
-        None
-    };
-
-    let mut user = args.user.or_else(|| env_var("ETCDCTL_USER"));
-    let mut password = args.password.or_else(|| env_var("ETCDCTL_PASSWORD"));
-    // etcdctl accepts --user USER:PASSWORD.
-    if let (Some(u), None) = (&user, &password) {
-        if let Some((name, pw)) = u.split_once(':') {
-            password = Some(pw.to_owned());
-            user = Some(name.to_owned());
-        }
+/// The TLS files, read now; `None` when none is given. TLS files with an `http://` endpoint are
+/// a mistake, not a request for plain text.
+fn tls_files(
+    endpoints: &[String],
+    cacert: Option<PathBuf>,
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+) -> Result<Option<TlsFiles>, ConfigError> {
+    if cacert.is_none() && cert.is_none() && key.is_none() {
+        return Ok(None);
     }
-    let credentials = match (user, password) {
-        (Some(u), p) => Some((u, Secret::new(p.unwrap_or_default()))),
-        (None, Some(_)) => return Err(ConfigError::PasswordWithoutUser),
+    if let Some(e) = endpoints.iter().find(|e| e.starts_with("http://")) {
+        return Err(ConfigError::TlsOverHttp(e.clone()));
+    }
+    let identity = match (cert, key) {
+        (Some(c), Some(k)) => Some((read_pem("--cert", &c)?, read_pem("--key", &k)?)),
         (None, None) => None,
+        _ => return Err(ConfigError::HalfIdentity),
     };
-    Ok(EtcdConfig {
-        endpoints,
-        tls,
-        credentials,
-        dial_timeout: args.dial_timeout,
-    })
+    let ca = cacert.map(|p| read_pem("--cacert", &p)).transpose()?;
+    Ok(Some(TlsFiles { ca, identity }))
+}
+
+/// The user and password; a user without a password may be `USER:PASSWORD`, as etcdctl accepts.
+fn credentials(
+    user: Option<String>,
+    password: Option<String>,
+) -> Result<Option<(String, Secret)>, ConfigError> {
+    let (user, password) = match (user, password) {
+        (Some(u), None) => match u.split_once(':') {
+            Some((name, pw)) => (Some(name.to_owned()), Some(pw.to_owned())),
+            None => (Some(u), None),
+        },
+        given => given,
+    };
+    match (user, password) {
+        (Some(u), p) => Ok(Some((u, Secret::new(p.unwrap_or_default())))),
+        (None, Some(_)) => Err(ConfigError::PasswordWithoutUser),
+        (None, None) => Ok(None),
+    }
 }
 
 /// The token file is read once, at start-up, so a bad file is a usage error; surrounding whitespace
@@ -443,11 +472,373 @@ mod tests {
         ));
     }
 
+    /// Tests that parse a command line take turns with the one that sets `SINGLETON_EXEC_*`.
+    pub(super) fn env_lock() -> std::sync::MutexGuard<'static, ()> {
+        static ENV: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        ENV.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The variant's name (and the inner one's, for timing errors): what a caller can branch on.
+    fn kind<T>(r: &Result<T, ConfigError>) -> String {
+        let Err(e) = r else {
+            return "Ok".into();
+        };
+        fn name(s: &str) -> &str {
+            &s[..s
+                .find(|c: char| !c.is_ascii_alphanumeric())
+                .unwrap_or(s.len())]
+        }
+        // `Timing(TtlTooShort(1s))` → `Timing(TtlTooShort`; `BadSignal("x")` → `BadSignal`.
+        let debug = format!("{e:?}");
+        match debug.strip_prefix("Timing(") {
+            Some(inner) => format!("Timing({}", name(inner)),
+            None => name(&debug).to_owned(),
+        }
+    }
+
+    fn pem_file(dir: &tempfile::TempDir, name: &str, text: &str) -> String {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path.to_string_lossy().into_owned()
+    }
+
+    /// Every option's bad values, through clap and `Config::from_args`, in the order they are
+    /// checked: the first bad option is the one reported. One row a line: the arguments (split
+    /// on spaces; `''` is an empty one, `PEM` and `SHORT_TOKEN` are files made here), then the
+    /// expected result after `=>`.
+    #[test]
+    fn each_bad_option_is_its_own_config_error() {
+        let table = "
+            -- sleep 1                                  => Ok
+            --user u -- x                               => Ok
+            -- ''                                       => EmptyProgram
+            --election a/b -- x                         => BadElection
+            -- /usr/bin/ü                               => NoDefaultElection
+            -- /                                        => NoDefaultElection
+            --prefix /a/b -- x                          => BadPrefix
+            --ttl 1s -- x                               => Timing(TtlTooShort
+            --ttl 2500ms -- x                           => Timing(TtlNotWholeSeconds
+            --margin 1ms -- x                           => Timing(MarginTooSmall
+            --stop-signal KILL -- x                     => UncatchableStopSignal
+            --stop-signal nope -- x                     => BadSignal
+            --health-addr nowhere -- x                  => BadHealthAddr
+            --resign-signal TERM -- x                   => BadResignSignal
+            --resign-signal SEGV -- x                   => BadResignSignal
+            --resign-signal USR3 -- x                   => BadSignal
+            --resign-token-file /nonexistent/t -- x     => UnreadableFile
+            --resign-token-file SHORT_TOKEN -- x        => EmptyToken
+            --health-cmd true --health-timeout 20s -- x => BadHealth
+            --health-cmd '' -- x                        => BadHealth
+            --endpoints http:// -- x                    => BadEndpoint
+            --cacert PEM -- x                           => TlsOverHttp
+            --password pw -- x                          => PasswordWithoutUser
+            --stop-signal KILL --ttl 1s -- x            => Timing(TtlTooShort
+            --health-cmd '' --prefix x -- x             => BadPrefix
+            --resign-signal TERM --health-addr x -- x   => BadHealthAddr
+        ";
+        let dir = tempfile::tempdir().unwrap();
+        let pem = pem_file(&dir, "ca.pem", "-----BEGIN CERTIFICATE-----\nx\n");
+        let short_token = pem_file(&dir, "token", "short\n");
+        let _env = env_lock();
+        for row in table.lines().filter(|l| !l.trim().is_empty()) {
+            let (args, want) = row.split_once("=>").expect("ARGS => RESULT");
+            let args: Vec<&str> = args
+                .split_whitespace()
+                .map(|a| match a {
+                    "''" => "",
+                    "PEM" => &pem,
+                    "SHORT_TOKEN" => &short_token,
+                    a => a,
+                })
+                .collect();
+            assert_eq!(kind(&config_of(&args)), want.trim(), "{args:?}");
+        }
+    }
+
+    fn config_of(args: &[&str]) -> Result<Config, ConfigError> {
+        use clap::Parser;
+        let base = [
+            "singleton-exec",
+            "--id",
+            "r1",
+            "--endpoints",
+            "http://e:2379",
+        ];
+        let argv = base.iter().chain(args);
+        let cli = crate::config::cli::Cli::try_parse_from(argv).expect("arguments");
+        Config::from_args(cli.run)
+    }
+
+    /// Durations as large as the parser takes are refused with a message.
+    #[test]
+    fn huge_durations_are_refused() {
+        let huge = "9999999999999999999s";
+        let rows: &[(&[&str], &str)] = &[
+            (&["--grace", huge, "--", "x"], "Timing(GraceDoesNotFit"),
+            (&["--margin", huge, "--", "x"], "Timing(GraceDoesNotFit"),
+            (&["--acquire-timeout", huge, "--", "x"], "Ok"),
+            (&["--resign-holdoff", huge, "--", "x"], "Ok"),
+        ];
+        let _env = env_lock();
+        for (args, want) in rows {
+            assert_eq!(kind(&config_of(args)), *want, "{args:?}");
+        }
+    }
+
+    /// A huge `--ttl` or `--keepalive-interval` overflows a `Duration` product in the timing
+    /// model (`ttl * 3 / 10`, `keepalive_interval * 2`) and panics instead of being refused.
+    #[test]
+    #[ignore = "TimingModel::new panics on a --ttl or --keepalive-interval near u64::MAX seconds"]
+    fn huge_ttl_and_keepalive_interval_are_refused_not_a_panic() {
+        let huge = "9999999999999999999s";
+        let rows: &[&[&str]] = &[
+            &["--ttl", huge, "--", "x"],
+            &["--keepalive-interval", huge, "--", "x"],
+        ];
+        let _env = env_lock();
+        for args in rows {
+            let got = std::panic::catch_unwind(|| kind(&config_of(args)));
+            assert!(
+                got.as_ref().is_ok_and(|k| k.starts_with("Timing(")),
+                "{args:?}: {got:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_command_needs_a_program() {
+        let words = |w: &[&str]| w.iter().map(OsString::from).collect::<Vec<_>>();
+        assert_eq!(kind(&command_spec(words(&[]))), "EmptyCommand");
+        assert_eq!(kind(&command_spec(words(&[""]))), "EmptyProgram");
+        let spec = command_spec(words(&["sleep", "", "1"])).unwrap();
+        assert_eq!(spec.program, "sleep");
+        assert_eq!(spec.args, words(&["", "1"]));
+    }
+
+    #[test]
+    fn the_election_defaults_to_the_commands_file_name() {
+        let rows: &[(Option<&str>, &str, Result<&str, &str>)] = &[
+            // (--election, program, expected name or error)
+            (None, "/usr/bin/backup.sh", Ok("backup.sh")),
+            (None, "worker", Ok("worker")),
+            (None, "./bin/my app", Err("NoDefaultElection")),
+            (None, "..", Err("NoDefaultElection")),
+            (Some("given"), "/usr/bin/ü", Ok("given")),
+            (Some(""), "worker", Err("BadElection")),
+            (Some("a b"), "worker", Err("BadElection")),
+        ];
+        for (given, program, want) in rows {
+            let got = election_name(given.map(String::from), &OsString::from(program));
+            match (want, &got) {
+                (Ok(name), Ok(got)) => assert_eq!(got, name),
+                (Err(k), _) => assert_eq!(kind(&got), *k, "{given:?} {program}"),
+                _ => panic!("{given:?} {program}: {got:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn replica_ids() {
+        let rows = [
+            ("r1".to_owned(), "Ok"),
+            ("host.example:9/ü".to_owned(), "Ok"),
+            ("x".repeat(MAX_ID_LEN), "Ok"),
+            ("x".repeat(MAX_ID_LEN + 1), "BadId"),
+            // Bytes count, not characters: 129 two-byte characters are 258 bytes.
+            ("ü".repeat(129), "BadId"),
+            (String::new(), "BadId"),
+            ("a\nb".to_owned(), "BadId"),
+            ("tab\there".to_owned(), "BadId"),
+        ];
+        for (id, want) in rows {
+            assert_eq!(kind(&replica_id(Some(id.clone()))), want, "{id:?}");
+        }
+    }
+
+    #[test]
+    fn stop_and_resign_signals() {
+        // A row a line: the name, as --stop-signal, as --resign-signal ('' is the empty name).
+        let table = "
+            TERM   Ok                     BadResignSignal
+            INT    Ok                     BadResignSignal
+            CHLD   Ok                     BadResignSignal
+            QUIT   Ok                     Ok
+            USR1   Ok                     Ok
+            hup    Ok                     Ok
+            KILL   UncatchableStopSignal  BadResignSignal
+            9      UncatchableStopSignal  BadResignSignal
+            STOP   UncatchableStopSignal  BadResignSignal
+            SEGV   Ok                     BadResignSignal
+            ABRT   Ok                     BadResignSignal
+            NOPE   BadSignal              BadSignal
+            ''     BadSignal              BadSignal
+        ";
+        for row in table.lines().filter(|l| !l.trim().is_empty()) {
+            let [name, as_stop, as_resign] = row.split_whitespace().collect::<Vec<_>>()[..] else {
+                panic!("a row has three columns: {row}");
+            };
+            let name = if name == "''" { "" } else { name };
+            assert_eq!(kind(&stop_signal(name)), as_stop, "--stop-signal {name}");
+            assert_eq!(
+                kind(&resign_signal(name)),
+                as_resign,
+                "--resign-signal {name}"
+            );
+        }
+    }
+
+    #[test]
+    fn signal_names_and_numbers() {
+        let rows: &[(&str, Option<Signal>)] = &[
+            ("TERM", Some(Signal::SIGTERM)),
+            ("SIGTERM", Some(Signal::SIGTERM)),
+            ("term", Some(Signal::SIGTERM)),
+            ("sigterm", Some(Signal::SIGTERM)),
+            ("15", Some(Signal::SIGTERM)),
+            ("1", Some(Signal::SIGHUP)),
+            ("RTMIN", None),
+            ("0", None),
+            ("-15", None),
+            ("65", None),
+            ("SIG", None),
+            (" TERM", None),
+            ("SIGSIGTERM", None),
+        ];
+        for (s, want) in rows {
+            assert_eq!(parse_signal(s).ok(), *want, "{s:?}");
+        }
+    }
+
+    #[test]
+    fn endpoints_come_from_the_flag_then_etcdctls_variable_then_the_default() {
+        let list = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        type Row<'a> = (
+            &'a [&'a str],
+            Option<&'a str>,
+            Result<&'a [&'a str], &'a str>,
+        );
+        let rows: &[Row] = &[
+            (&[], None, Ok(&[DEFAULT_ENDPOINT])),
+            (
+                &[],
+                Some("http://a:1,https://b:2"),
+                Ok(&["http://a:1", "https://b:2"]),
+            ),
+            (&["c:3"], Some("http://a:1"), Ok(&["c:3"])),
+            (&[" c:3 ", "d:4\n"], None, Ok(&["c:3", "d:4"])),
+            (&[], Some(" a:1 , b:2"), Ok(&["a:1", "b:2"])),
+            (&["http://"], None, Err("http://")),
+            (&["https://"], None, Err("https://")),
+            (&[""], None, Err("")),
+            (&["a b:1"], None, Err("a b:1")),
+            (&[], Some("a:1,,b:2"), Err("")),
+        ];
+        for (given, env, want) in rows {
+            let got = endpoints(list(given), env.map(String::from));
+            match (want, got) {
+                (Ok(want), Ok(got)) => assert_eq!(got, list(want), "{given:?} {env:?}"),
+                (Err(bad), Err(ConfigError::BadEndpoint(e))) => assert_eq!(e, *bad),
+                (_, got) => panic!("{given:?} {env:?}: {got:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn credentials_like_etcdctl() {
+        let s = |v: &str| Some(v.to_owned());
+        // (user, password, expected user and password, or the error)
+        let rows = [
+            (None, None, Ok(None)),
+            (s("u"), None, Ok(Some(("u", "")))),
+            (s("u"), s("pw"), Ok(Some(("u", "pw")))),
+            (s("u:pw"), None, Ok(Some(("u", "pw")))),
+            (s("u:pw:more"), None, Ok(Some(("u", "pw:more")))),
+            // A password given apart wins: the colon is part of the name.
+            (s("u:x"), s("pw"), Ok(Some(("u:x", "pw")))),
+            (None, s("pw"), Err("PasswordWithoutUser")),
+        ];
+        for (user, password, want) in rows {
+            let got = credentials(user.clone(), password.clone());
+            match (want, &got) {
+                (Ok(want), Ok(got)) => assert_eq!(
+                    got.as_ref().map(|(u, p)| (u.as_str(), p.expose())),
+                    want,
+                    "{user:?}"
+                ),
+                (Err(k), _) => assert_eq!(kind(&got), k),
+                _ => panic!("{user:?} {password:?}: {got:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn tls_files_are_read_and_checked_at_start_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let pem = Some(PathBuf::from(pem_file(
+            &dir,
+            "a.pem",
+            "-----BEGIN X-----\n",
+        )));
+        let der = Some(PathBuf::from(pem_file(&dir, "a.der", "0\u{82}binary")));
+        let missing = Some(dir.path().join("missing.pem"));
+        let https = vec!["https://e:2379".to_owned(), "e2:2379".to_owned()];
+        let http = vec!["e2:2379".to_owned(), "http://e:2379".to_owned()];
+        // (endpoints, cacert, cert, key, expected)
+        let rows = [
+            (&http, None, None, None, "none"),
+            (&https, pem.clone(), None, None, "ca"),
+            (&https, pem.clone(), pem.clone(), pem.clone(), "ca+identity"),
+            (&https, None, pem.clone(), pem.clone(), "identity"),
+            (&http, pem.clone(), None, None, "TlsOverHttp"),
+            (&https, None, pem.clone(), None, "HalfIdentity"),
+            (&https, None, None, pem.clone(), "HalfIdentity"),
+            (&https, der.clone(), None, None, "NotPem"),
+            (&https, None, pem.clone(), der.clone(), "NotPem"),
+            (&https, missing.clone(), None, None, "UnreadableFile"),
+        ];
+        for (i, (endpoints, ca, cert, key, want)) in rows.into_iter().enumerate() {
+            let got = tls_files(endpoints, ca, cert, key);
+            let shown = match &got {
+                Ok(None) => "none".to_owned(),
+                Ok(Some(t)) => match (&t.ca, &t.identity) {
+                    (Some(_), Some(_)) => "ca+identity".into(),
+                    (Some(_), None) => "ca".into(),
+                    (None, Some(_)) => "identity".into(),
+                    (None, None) => "empty".into(),
+                },
+                Err(_) => kind(&got),
+            };
+            assert_eq!(shown, want, "row {i}");
+        }
+    }
+
     #[test]
     fn health_addr_forms() {
         assert_eq!(parse_addr("8080").unwrap().to_string(), "127.0.0.1:8080");
         assert_eq!(parse_addr(":9").unwrap().to_string(), "127.0.0.1:9");
         assert_eq!(parse_addr("0.0.0.0:80").unwrap().to_string(), "0.0.0.0:80");
         assert!(parse_addr("localhost").is_err());
+    }
+
+    #[test]
+    fn more_health_addr_forms() {
+        let rows = [
+            (" 9090 ", Some("127.0.0.1:9090")),
+            ("0", Some("127.0.0.1:0")),
+            ("[::1]:80", Some("[::1]:80")),
+            ("[::]:8080", Some("[::]:8080")),
+            (":65535", Some("127.0.0.1:65535")),
+            ("65536", None),
+            (":65536", None),
+            ("", None),
+            (":", None),
+            ("-1", None),
+            ("localhost:80", None),
+            ("::1:80", None),
+        ];
+        for (given, want) in rows {
+            let got = parse_addr(given).ok().map(|a| a.to_string());
+            assert_eq!(got.as_deref(), want, "{given:?}");
+        }
     }
 }

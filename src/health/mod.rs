@@ -18,6 +18,8 @@
 //!   started, then every `interval`), and `timeout <= interval`, so a wedged leader keeps its
 //!   leadership at most `start_period + interval × retries + timeout + grace` ([`HealthConfig::worst_case`]).
 
+#![forbid(unsafe_code)]
+
 use std::time::Duration;
 
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
@@ -283,16 +285,44 @@ pub fn last_line(output: &str) -> Option<String> {
     Some(s)
 }
 
+/// How one HTTP GET ended, before it is judged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Answer {
+    /// The server answered with this status.
+    Status(u16),
+    /// No answer: cannot connect, or the exchange broke; why.
+    NoAnswer(String),
+    /// No answer within the check's timeout.
+    TimedOut,
+}
+
+impl Answer {
+    /// Healthy on a 2xx status; anything else is a failure, and says why.
+    pub fn outcome(self, timeout: Duration) -> Outcome {
+        match self {
+            Answer::Status(status) if (200..300).contains(&status) => Outcome::Healthy,
+            Answer::Status(status) => Outcome::Failed(format!("HTTP status {status}")),
+            Answer::NoAnswer(why) => Outcome::Failed(why),
+            Answer::TimedOut => Outcome::Failed(format!(
+                "timed out after {}",
+                humantime::format_duration(timeout)
+            )),
+        }
+    }
+}
+
 /// An HTTP GET of `target` within `timeout`: healthy on a 2xx status.
 pub async fn http_check(target: &HttpTarget, timeout: Duration) -> Outcome {
-    match tokio::time::timeout(timeout, get_status(target)).await {
-        Ok(Ok(status)) if (200..300).contains(&status) => Outcome::Healthy,
-        Ok(Ok(status)) => Outcome::Failed(format!("HTTP status {status}")),
-        Ok(Err(e)) => Outcome::Failed(e),
-        Err(_) => Outcome::Failed(format!(
-            "timed out after {}",
-            humantime::format_duration(timeout)
-        )),
+    let answer = tokio::time::timeout(timeout, get(target))
+        .await
+        .unwrap_or(Answer::TimedOut);
+    answer.outcome(timeout)
+}
+
+async fn get(target: &HttpTarget) -> Answer {
+    match get_status(target).await {
+        Ok(status) => Answer::Status(status),
+        Err(why) => Answer::NoAnswer(why),
     }
 }
 
@@ -663,6 +693,278 @@ mod tests {
         assert_eq!(d, "timed out after 5s (killed)");
         let spawn = CheckExit::SpawnFailed("cannot run \"/bin/sh\"".into());
         assert!(matches!(command_outcome(&spawn, "", t), Outcome::Failed(_)));
+    }
+
+    #[test]
+    fn an_http_answer_is_healthy_only_with_a_2xx_status() {
+        let t = Duration::from_millis(1500);
+        let failed = |s: &str| Outcome::Failed(s.to_owned());
+        let rows = [
+            (Answer::Status(200), Outcome::Healthy),
+            (Answer::Status(204), Outcome::Healthy),
+            (Answer::Status(299), Outcome::Healthy),
+            (Answer::Status(199), failed("HTTP status 199")),
+            (Answer::Status(301), failed("HTTP status 301")),
+            (Answer::Status(404), failed("HTTP status 404")),
+            (Answer::Status(503), failed("HTTP status 503")),
+            (
+                Answer::NoAnswer("cannot connect to h:1: refused".into()),
+                failed("cannot connect to h:1: refused"),
+            ),
+            (Answer::TimedOut, failed("timed out after 1s 500ms")),
+        ];
+        for (answer, want) in rows {
+            assert_eq!(answer.clone().outcome(t), want, "{answer:?}");
+        }
+    }
+
+    /// The start period's end is exclusive: a check that begins exactly at its end counts.
+    #[test]
+    fn the_start_periods_edges() {
+        let s = Duration::from_secs;
+        let ms = Duration::from_millis;
+        // (retries, start period, began after, verdict of a first failure)
+        let rows = [
+            (3, s(30), ms(29_999), Verdict::Ignored),
+            (3, s(30), s(30), Verdict::Failing(1)),
+            (3, s(30), s(31), Verdict::Failing(1)),
+            (1, s(30), s(30), Verdict::Unhealthy(1)),
+            (3, s(0), s(0), Verdict::Failing(1)),
+            (1, s(0), s(0), Verdict::Unhealthy(1)),
+        ];
+        for (retries, start_period, began_after, want) in rows {
+            let mut c = cfg(retries, 0);
+            c.start_period = start_period;
+            let got = Tracker::new(&c).record(&bad(), began_after);
+            assert_eq!(got, want, "{retries} {start_period:?} {began_after:?}");
+        }
+    }
+
+    /// Once a failure counted, the start period is over for good: later failures count even if
+    /// they began "earlier" (a check reported late).
+    #[test]
+    fn a_counted_failure_ends_the_start_period() {
+        let mut t = Tracker::new(&cfg(3, 60));
+        assert_eq!(
+            t.record(&bad(), Duration::from_secs(70)),
+            Verdict::Failing(1)
+        );
+        assert_eq!(
+            t.record(&bad(), Duration::from_secs(10)),
+            Verdict::Failing(2)
+        );
+        assert_eq!(t.failures(), 2);
+        assert_eq!(t.record(&OK, Duration::from_secs(80)), Verdict::Healthy);
+        assert_eq!(t.failures(), 0);
+    }
+
+    #[test]
+    fn the_count_saturates() {
+        let mut t = Tracker::new(&cfg(u32::MAX, 0));
+        t.failures = u32::MAX - 1;
+        assert_eq!(
+            t.record(&bad(), Duration::ZERO),
+            Verdict::Unhealthy(u32::MAX)
+        );
+        assert_eq!(
+            t.record(&bad(), Duration::ZERO),
+            Verdict::Unhealthy(u32::MAX)
+        );
+    }
+
+    /// Each row: when checks start (seconds after the child started), and the next tick due
+    /// after each (interval 10 s).
+    #[test]
+    fn the_schedule_by_table() {
+        let rows: &[(&str, &[(u64, u64)])] = &[
+            ("on time", &[(10, 20), (20, 30), (30, 40)]),
+            ("a little late keeps the tick", &[(19, 20), (29, 30)]),
+            (
+                "one interval late: the tick just past is due at once",
+                &[(20, 20), (20, 30)],
+            ),
+            ("long suspended", &[(1000, 1000), (1000, 1010)]),
+            ("early (a due that fired before its time)", &[(5, 20)]),
+        ];
+        for (what, steps) in rows {
+            let t0 = Instant::now();
+            let mut s = Schedule::new(t0, Duration::from_secs(10));
+            for (at, next) in *steps {
+                s.advance(t0 + Duration::from_secs(*at));
+                assert_eq!(s.next(), t0 + Duration::from_secs(*next), "{what}: at {at}");
+            }
+        }
+    }
+
+    #[test]
+    fn option_boundaries() {
+        let ms = Duration::from_millis;
+        let new = |interval, timeout, retries| {
+            HealthConfig::new(Some("true".into()), None, interval, timeout, retries, ms(0))
+        };
+        // (interval, timeout, retries, accepted?)
+        let rows = [
+            (ms(100), ms(100), 1, true),
+            (ms(99), ms(99), 1, false),
+            (ms(100), ms(1), u32::MAX, true),
+            (ms(100), ms(101), 1, false),
+            (ms(100), ms(0), 1, false),
+            (ms(100), ms(50), 0, false),
+        ];
+        for (interval, timeout, retries, ok) in rows {
+            let got = new(interval, timeout, retries);
+            assert_eq!(
+                got.is_ok(),
+                ok,
+                "{interval:?} {timeout:?} {retries}: {got:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_start_up_line_describes_the_check() {
+        let mut c = cfg(3, 7);
+        assert_eq!(
+            c.describe(),
+            "cmd \"true\" interval=10s timeout=5s retries=3 start_period=7s"
+        );
+        c.check = Check::Url(parse_url("http://h:81/z").unwrap());
+        c.interval = Duration::from_millis(1500);
+        assert!(
+            c.describe()
+                .starts_with("url http://h:81/z interval=1s 500ms "),
+            "{}",
+            c.describe()
+        );
+    }
+
+    #[test]
+    fn url_parts_by_table() {
+        // (url, connect to, Host header, path)
+        let rows = [
+            ("http://h", "h:80", "h", "/"),
+            ("http://h/", "h:80", "h", "/"),
+            (
+                "http://h:65535/a/b?c=d&e",
+                "h:65535",
+                "h:65535",
+                "/a/b?c=d&e",
+            ),
+            (
+                "http://10.0.0.1:8080",
+                "10.0.0.1:8080",
+                "10.0.0.1:8080",
+                "/",
+            ),
+            ("http://[fe80::1]:1/x", "[fe80::1]:1", "[fe80::1]:1", "/x"),
+            ("http://h?", "h:80", "h", "/?"),
+        ];
+        for (url, connect, host, path) in rows {
+            let t = parse_url(url).unwrap();
+            assert_eq!(
+                (
+                    t.connect.as_str(),
+                    t.host.as_str(),
+                    t.path.as_str(),
+                    t.url.as_str()
+                ),
+                (connect, host, path, url),
+            );
+        }
+        for bad in ["http://h:/", "http://:80/", "HTTP://h/", "http://h:-1/"] {
+            assert!(parse_url(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn command_results_by_exit() {
+        let t = Duration::from_secs(5);
+        let failed = |s: &str| Outcome::Failed(s.to_owned());
+        let rows = [
+            (
+                CheckExit::Exited(ChildStatus::Exited(0)),
+                "",
+                Outcome::Healthy,
+            ),
+            (
+                CheckExit::Exited(ChildStatus::Exited(0)),
+                "noise\n",
+                Outcome::Healthy,
+            ),
+            (
+                CheckExit::Exited(ChildStatus::Exited(3)),
+                "",
+                failed("exited with status 3"),
+            ),
+            (
+                CheckExit::Exited(ChildStatus::Signaled(9)),
+                "half\n",
+                failed("killed by SIGKILL: half"),
+            ),
+            (
+                CheckExit::TimedOut,
+                "slow\n",
+                failed("timed out after 5s (killed): slow"),
+            ),
+            (
+                CheckExit::SpawnFailed("no sh".into()),
+                "out",
+                failed("no sh"),
+            ),
+            (CheckExit::NotRun("stopping".into()), "", failed("stopping")),
+        ];
+        for (exit, output, want) in rows {
+            assert_eq!(command_outcome(&exit, output, t), want, "{exit:?}");
+        }
+    }
+
+    /// A command check through the monitor: one in flight, its result recorded once, stale ones
+    /// and checks that did not run leave no report.
+    #[test]
+    fn the_monitor_tracks_one_command_check_at_a_time() {
+        let started = Instant::now();
+        let (mut m, mut results) = Monitor::new(&cfg(2, 0), started);
+        let first = m
+            .start()
+            .expect("a command check is for the process thread");
+        assert_eq!((first.id, first.command.as_str()), (1, "true"));
+        assert_eq!(first.timeout, Duration::from_secs(5));
+        // Another check's end, and a result for no check in flight, are ignored.
+        m.check_ended(7, CheckExit::Exited(ChildStatus::Exited(1)), "");
+        assert!(results.try_recv().is_err());
+        assert_eq!(m.record(7, OK), None);
+        m.check_ended(1, CheckExit::Exited(ChildStatus::Exited(1)), "db down\n");
+        let (id, outcome) = results.try_recv().expect("the result at once");
+        let report = m.record(id, outcome).expect("a report");
+        assert_eq!(report.verdict, Verdict::Failing(1));
+        assert_eq!((report.failures, report.retries), (1, 2));
+        assert!(matches!(&report.outcome, Outcome::Failed(d) if d.ends_with("db down")));
+        assert_eq!(m.record(1, OK), None, "recorded once");
+        // A check that did not run gives no result and frees the slot.
+        let second = m.start().unwrap();
+        m.check_ended(second.id, CheckExit::NotRun("stopping".into()), "");
+        assert!(results.try_recv().is_err());
+        let third = m.start().unwrap();
+        assert_eq!(third.id, 3);
+        let report = m.record(3, bad()).unwrap();
+        assert_eq!(report.verdict, Verdict::Unhealthy(2));
+    }
+
+    #[test]
+    fn last_line_edges() {
+        let exactly = "y".repeat(DETAIL_CHARS);
+        let wide = "é".repeat(DETAIL_CHARS + 5);
+        let rows = [
+            ("  \n\t\n", None),
+            ("one", Some("one".to_owned())),
+            ("  padded  \n", Some("padded".to_owned())),
+            ("a\r\nb\r\n", Some("b".to_owned())),
+            (exactly.as_str(), Some(exactly.clone())),
+            (wide.as_str(), Some("é".repeat(DETAIL_CHARS) + "…")),
+        ];
+        for (output, want) in rows {
+            assert_eq!(last_line(output), want, "{output:?}");
+        }
     }
 
     #[test]

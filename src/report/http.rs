@@ -20,6 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use etcd_client::Client;
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
@@ -30,10 +31,10 @@ use tokio::sync::mpsc::UnboundedSender;
 use crate::config::etcd::Secret;
 use crate::core::clock::BootInstant;
 use crate::core::lifecycle::Phase;
-use crate::election::connector::Connector;
-use crate::election::queue::Election;
+use crate::election::connector::{Connector, EtcdError};
+use crate::election::queue::{Election, LeaderInfo};
 use crate::election::slots::SlotsView;
-use crate::report::observer::Observer;
+use crate::report::observer::{HealthView, Observer};
 
 /// Connections served at once; more wait in the kernel's backlog. Probes and scrapers need few.
 const MAX_CONNECTIONS: usize = 32;
@@ -173,14 +174,39 @@ fn reply(status: StatusCode, content_type: &str, body: String) -> Response<Full<
     r
 }
 
+/// What a request asks for, from its method and path alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Route {
+    Healthz,
+    Leader,
+    Status,
+    Metrics,
+    Resign,
+    /// A known path with the wrong method: 405.
+    WrongMethod,
+    NotFound,
+}
+
+fn route(method: &Method, path: &str) -> Route {
+    match (method, path) {
+        (&Method::GET, "/healthz") => Route::Healthz,
+        (&Method::GET, "/leader") => Route::Leader,
+        (&Method::GET, "/status") => Route::Status,
+        (&Method::GET, "/metrics") => Route::Metrics,
+        (&Method::POST, "/resign") => Route::Resign,
+        (_, "/healthz" | "/leader" | "/status" | "/metrics" | "/resign") => Route::WrongMethod,
+        _ => Route::NotFound,
+    }
+}
+
 async fn handle(
     req: Request<Incoming>,
     ep: Arc<Endpoints>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     let obs = &ep.observer;
     let text = "text/plain; charset=utf-8";
-    let r = match (req.method(), req.uri().path()) {
-        (&Method::GET, "/healthz") => {
+    let r = match route(req.method(), req.uri().path()) {
+        Route::Healthz => {
             if obs.session_fresh() {
                 reply(StatusCode::OK, text, "ok\n".into())
             } else {
@@ -191,28 +217,26 @@ async fn handle(
                 )
             }
         }
-        (&Method::GET, "/leader") => {
+        Route::Leader => {
             if obs.status().is_leader() && obs.session_fresh() {
                 reply(StatusCode::OK, text, "leader\n".into())
             } else {
                 reply(StatusCode::SERVICE_UNAVAILABLE, text, "not leader\n".into())
             }
         }
-        (&Method::GET, "/status") => {
-            reply(StatusCode::OK, "application/json", status_json(&ep).await)
-        }
-        (&Method::GET, "/metrics") => reply(
+        Route::Status => reply(StatusCode::OK, "application/json", status_json(&ep).await),
+        Route::Metrics => reply(
             StatusCode::OK,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
             obs.encode_metrics(),
         ),
-        (&Method::POST, "/resign") => resign(&req, &ep),
-        (_, "/healthz" | "/leader" | "/status" | "/metrics" | "/resign") => reply(
+        Route::Resign => resign(&req, &ep),
+        Route::WrongMethod => reply(
             StatusCode::METHOD_NOT_ALLOWED,
             text,
             "method not allowed\n".into(),
         ),
-        _ => reply(StatusCode::NOT_FOUND, text, "not found\n".into()),
+        Route::NotFound => reply(StatusCode::NOT_FOUND, text, "not found\n".into()),
     };
     Ok(r)
 }
@@ -273,42 +297,66 @@ fn resign(req: &Request<Incoming>, ep: &Endpoints) -> Response<Full<Bytes>> {
     }
 }
 
+/// How long `/status` waits for etcd's view; a slow etcd leaves those fields null.
+const ETCD_VIEW_TIMEOUT: Duration = Duration::from_secs(1);
+
 async fn status_json(ep: &Endpoints) -> String {
-    let obs = &ep.observer;
-    let st = obs.status();
+    let (leader, holders) = (current_leader(ep).await, slot_holders(ep).await);
+    let body = status_body(
+        &ep.observer,
+        leader.as_ref(),
+        ep.slots,
+        holders.as_ref(),
+        BootInstant::now(),
+    );
+    body.to_string() + "\n"
+}
+
+/// The election's leader as etcd shows it now.
+async fn current_leader(ep: &Endpoints) -> Option<LeaderInfo> {
     let election = &ep.election;
-    let leader = async {
-        ep.connector
-            .call(|mut c| async move { election.leader(&mut c).await })
-            .await
-            .ok()
-            .flatten()
-    };
-    let leader = tokio::time::timeout(Duration::from_secs(1), leader)
+    etcd_view(ep, |mut c| async move { election.leader(&mut c).await }).await
+}
+
+/// With `--slots N`: every slot's holder, as etcd shows it.
+async fn slot_holders(ep: &Endpoints) -> Option<SlotsView> {
+    if ep.slots <= 1 {
+        return None;
+    }
+    let election = &ep.election;
+    etcd_view(ep, |mut c| async move {
+        SlotsView::read(election, &mut c).await
+    })
+    .await
+}
+
+/// One read for `/status`, if etcd answers in time: a failure or a slow etcd shows as null.
+async fn etcd_view<T, F, Fut>(ep: &Endpoints, read: F) -> Option<T>
+where
+    F: FnOnce(Client) -> Fut,
+    Fut: std::future::Future<Output = Result<Option<T>, EtcdError>>,
+{
+    let answer = async { ep.connector.call(read).await.ok().flatten() };
+    tokio::time::timeout(ETCD_VIEW_TIMEOUT, answer)
         .await
         .ok()
-        .flatten();
-    // With `--slots N`: every slot's holder, as etcd shows it.
-    let slots = async {
-        ep.connector
-            .call(|mut c| async move { SlotsView::read(election, &mut c).await })
-            .await
-            .ok()
-            .flatten()
-    };
-    let slots = match ep.slots {
-        0 | 1 => None,
-        _ => tokio::time::timeout(Duration::from_secs(1), slots)
-            .await
-            .ok()
-            .flatten(),
-    };
+        .flatten()
+}
+
+/// The `/status` document: this replica as its observer sees it at `now`, and etcd's view.
+fn status_body(
+    obs: &Observer,
+    leader: Option<&LeaderInfo>,
+    slots: u32,
+    holders: Option<&SlotsView>,
+    now: BootInstant,
+) -> serde_json::Value {
+    let st = obs.status();
     let slot = match st.phase {
         Phase::Leading { slot, .. } => slot,
         _ => None,
     };
-    let now = BootInstant::now();
-    let body = serde_json::json!({
+    serde_json::json!({
         "role": st.phase.name(),
         "id": obs.id,
         "election": obs.election,
@@ -318,34 +366,50 @@ async fn status_json(ep: &Endpoints) -> String {
         "ms_until_deadline": obs.ms_until_deadline(),
         "session_fresh": obs.session_fresh(),
         "child_pid": st.phase.child_pid(),
-        "leader_id": leader.as_ref().map(|l| l.id.clone()),
-        "leader_revision": leader.as_ref().map(|l| l.revision),
-        "slots": ep.slots,
+        "leader_id": leader.map(|l| l.id.clone()),
+        "leader_revision": leader.map(|l| l.revision),
+        "slots": slots,
         "slot": slot,
-        "slot_holders": slots.map(|v| v.holders.iter().map(|h| h.as_ref().map(|h| serde_json::json!({
-            "id": h.id,
-            "fencing_revision": h.revision,
-        }))).collect::<Vec<_>>()),
+        "slot_holders": holders.map(holders_json),
         "last_transition": st.last_transition.map(|(role, why, at)| serde_json::json!({
             "role": role,
             "why": why,
             "ms_ago": now.saturating_duration_since(at).as_millis() as u64,
         })),
-        "health": st.health.map(|h| serde_json::json!({
-            "healthy": h.healthy,
-            "consecutive_failures": h.consecutive_failures,
-            "retries": h.retries,
-            "last": h.last,
-            "ms_ago": now.saturating_duration_since(h.checked_at).as_millis() as u64,
-            "took_ms": h.took.as_millis() as u64,
-        })),
+        "health": st.health.map(|h| health_json(&h, now)),
+    })
+}
+
+/// Every slot's holder (null for a free slot).
+fn holders_json(v: &SlotsView) -> serde_json::Value {
+    let each = v.holders.iter().map(|h| {
+        h.as_ref().map(|h| {
+            serde_json::json!({
+                "id": h.id,
+                "fencing_revision": h.revision,
+            })
+        })
     });
-    body.to_string() + "\n"
+    serde_json::Value::from(each.collect::<Vec<_>>())
+}
+
+fn health_json(h: &HealthView, now: BootInstant) -> serde_json::Value {
+    serde_json::json!({
+        "healthy": h.healthy,
+        "consecutive_failures": h.consecutive_failures,
+        "retries": h.retries,
+        "last": h.last,
+        "ms_ago": now.saturating_duration_since(h.checked_at).as_millis() as u64,
+        "took_ms": h.took.as_millis() as u64,
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::lifecycle::LeaseId;
+    use crate::election::queue::Candidate;
+    use crate::report::observer::tests::{leading, observer};
 
     fn token() -> Option<Secret> {
         Some(Secret::new("s3cret-token".into()))
@@ -384,6 +448,184 @@ mod tests {
                 header.map(String::from_utf8_lossy)
             );
         }
+    }
+
+    #[test]
+    fn requests_are_routed_by_method_and_path() {
+        let table = "
+            GET     /healthz      Healthz
+            GET     /leader       Leader
+            GET     /status       Status
+            GET     /metrics      Metrics
+            POST    /resign       Resign
+            GET     /resign       WrongMethod
+            POST    /status       WrongMethod
+            HEAD    /healthz      WrongMethod
+            DELETE  /metrics      WrongMethod
+            GET     /             NotFound
+            GET     /healthz/     NotFound
+            GET     /Status       NotFound
+            POST    /resign/now   NotFound
+        ";
+        for row in table.lines().filter(|l| !l.trim().is_empty()) {
+            let [method, path, want] = row.split_whitespace().collect::<Vec<_>>()[..] else {
+                panic!("a row has three columns: {row}");
+            };
+            let method = Method::from_bytes(method.as_bytes()).expect("a method");
+            assert_eq!(format!("{:?}", route(&method, path)), want, "{row}");
+        }
+    }
+
+    #[test]
+    fn bearer_tokens() {
+        let rows: [(&[u8], Option<&[u8]>); 9] = [
+            (b"Bearer abc", Some(b"abc")),
+            (b"bearer abc", Some(b"abc")),
+            (b"BEARER  abc \t", Some(b"abc")),
+            (b"Bearer a b", Some(b"a b")),
+            (b"Bearer \xff\xfe", Some(b"\xff\xfe")),
+            (b"Bearer", None),
+            (b"Bearer    ", None),
+            (b"Bearerabc", None),
+            (b"Basic abc", None),
+        ];
+        for (header, want) in rows {
+            assert_eq!(
+                bearer(header),
+                want,
+                "{:?}",
+                String::from_utf8_lossy(header)
+            );
+        }
+    }
+
+    #[test]
+    fn who_may_resign_follows_from_the_address_and_the_token() {
+        let addr = |s: &str| s.parse::<std::net::SocketAddr>().ok();
+        let rows = [
+            // (listen, token?, rule)
+            (addr("127.0.0.1:1"), false, "Open"),
+            (addr("127.9.9.9:1"), false, "Open"),
+            (addr("[::1]:1"), false, "Open"),
+            (addr("[::ffff:127.0.0.1]:1"), false, "Disabled"),
+            (addr("0.0.0.0:1"), false, "Disabled"),
+            (addr("[::]:1"), false, "Disabled"),
+            (None, false, "Disabled"),
+            (addr("127.0.0.1:1"), true, "Token"),
+            (addr("0.0.0.0:1"), true, "Token"),
+            (None, true, "Token"),
+        ];
+        for (listen, with_token, want) in rows {
+            let auth = ResignAuth::new(listen, if with_token { token() } else { None });
+            let got = format!("{auth:?}");
+            assert!(got.starts_with(want), "{listen:?} {with_token}: {got}");
+            assert!(!got.contains("s3cret"), "{got}");
+        }
+    }
+
+    #[test]
+    fn the_status_of_a_replica_that_just_started() {
+        let obs = observer();
+        let v = status_body(&obs, None, 1, None, BootInstant::now());
+        let want = serde_json::json!({
+            "role": "starting",
+            "id": "r1",
+            "election": "app",
+            "key": null,
+            "lease_id": null,
+            "fencing_revision": null,
+            "ms_until_deadline": null,
+            "session_fresh": false,
+            "child_pid": null,
+            "leader_id": null,
+            "leader_revision": null,
+            "slots": 1,
+            "slot": null,
+            "slot_holders": null,
+            "last_transition": null,
+            "health": null,
+        });
+        assert_eq!(v, want);
+    }
+
+    #[test]
+    fn the_status_of_a_leader_with_a_slot_and_a_health_check() {
+        let obs = observer();
+        let t0 = BootInstant::now();
+        obs.enter(leading(Some(1)));
+        obs.lease_renewed(t0 + Duration::from_secs(10), None);
+        obs.health_checked(&crate::health::Report {
+            verdict: crate::health::Verdict::Failing(1),
+            outcome: crate::health::Outcome::Failed("exit status 1".into()),
+            failures: 1,
+            retries: 3,
+            took: Duration::from_millis(7),
+        });
+        let leader = LeaderInfo {
+            id: "r0".into(),
+            key: "/singleton-exec/app/b2".into(),
+            lease: LeaseId(0xb2),
+            revision: 4,
+            candidates: 2,
+        };
+        let holder = Candidate {
+            id: "r1".into(),
+            key: "/k/1".into(),
+            lease: LeaseId(0xa1),
+            revision: 9,
+        };
+        let view = SlotsView {
+            revision: 12,
+            count: 2,
+            holders: vec![None, Some(holder)],
+            health: vec![None, None],
+            standbys: vec![],
+            other_counts: vec![],
+        };
+        let later = BootInstant::now() + Duration::from_millis(250);
+        let v = status_body(&obs, Some(&leader), 2, Some(&view), later);
+        assert_eq!(v["role"], "leader");
+        assert_eq!(v["key"], "/singleton-exec/app/a1");
+        assert_eq!(v["lease_id"], "a1");
+        assert_eq!(
+            (v["fencing_revision"].as_i64(), v["child_pid"].as_i64()),
+            (Some(9), Some(4242))
+        );
+        assert_eq!(v["session_fresh"], true);
+        assert!(v["ms_until_deadline"]
+            .as_i64()
+            .is_some_and(|ms| ms > 0 && ms <= 6_000));
+        assert_eq!(
+            (v["leader_id"].as_str(), v["leader_revision"].as_i64()),
+            (Some("r0"), Some(4))
+        );
+        assert_eq!(
+            (v["slots"].as_u64(), v["slot"].as_u64()),
+            (Some(2), Some(1))
+        );
+        assert_eq!(
+            v["slot_holders"],
+            serde_json::json!([null, {"id": "r1", "fencing_revision": 9}])
+        );
+        assert_eq!(v["last_transition"]["role"], "leader");
+        assert_eq!(
+            v["last_transition"]["why"],
+            "child started (fencing revision 9)"
+        );
+        assert!(v["last_transition"]["ms_ago"]
+            .as_u64()
+            .is_some_and(|ms| ms >= 250));
+        let h = &v["health"];
+        assert_eq!(
+            (h["healthy"].as_bool(), h["last"].as_str()),
+            (Some(false), Some("exit status 1"))
+        );
+        assert_eq!(
+            (h["consecutive_failures"].as_u64(), h["retries"].as_u64()),
+            (Some(1), Some(3))
+        );
+        assert_eq!(h["took_ms"], 7);
+        assert!(h["ms_ago"].as_u64().is_some_and(|ms| ms >= 250));
     }
 
     #[test]

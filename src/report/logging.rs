@@ -9,11 +9,13 @@
 //! lines again. Lossy, never blocking.
 
 use std::io::{self, Write};
+use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::sync::OnceLock;
 use std::time::Duration;
 
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use tracing_subscriber::filter::Targets;
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::SubscriberExt;
@@ -146,28 +148,33 @@ pub fn install_panic_hook() {
     std::panic::set_hook(Box::new(|info| {
         let mut msg = format!("singleton-exec: internal error: {info}\n").into_bytes();
         msg.truncate(512);
-        let mut pfd = libc::pollfd {
-            fd: 2,
-            events: libc::POLLOUT,
-            revents: 0,
-        };
-        // SAFETY: polling fd 2 without waiting, then one write that fits a pipe's atomic size.
-        unsafe {
-            if libc::poll(&mut pfd, 1, 0) == 1 && pfd.revents & libc::POLLOUT != 0 {
-                libc::write(2, msg.as_ptr().cast(), msg.len());
-            }
+        // Polled without waiting, then one write that fits a pipe's atomic size. Not through
+        // `io::stderr()`'s lock, which the log thread may hold while stderr blocks.
+        let stderr = io::stderr();
+        let mut pfd = [PollFd::new(stderr.as_fd(), PollFlags::POLLOUT)];
+        let writable = poll(&mut pfd, PollTimeout::ZERO) == Ok(1)
+            && pfd[0]
+                .revents()
+                .is_some_and(|r| r.contains(PollFlags::POLLOUT));
+        if writable {
+            let _ = nix::unistd::write(stderr.as_fd(), &msg);
         }
     }));
 }
 
-pub fn init(args: &LogArgs) {
-    let level = match (args.verbose, args.quiet) {
+/// The level of `-v`/`-q`: each `-v` one more detailed than info, each `-q` one less.
+fn level(verbose: u8, quiet: u8) -> &'static str {
+    match (verbose, quiet) {
         (0, 0) => "info",
         (1, _) => "debug",
         (v, _) if v >= 2 => "trace",
         (_, 1) => "warn",
         _ => "error",
-    };
+    }
+}
+
+pub fn init(args: &LogArgs) {
+    let level = level(args.verbose, args.quiet);
     // `target=level,...` as in RUST_LOG, without the regex engine EnvFilter would pull in.
     let filter: Targets = std::env::var("SINGLETON_EXEC_LOG")
         .ok()
@@ -193,6 +200,24 @@ pub fn init(args: &LogArgs) {
 mod tests {
     use super::*;
     use std::time::Instant;
+
+    #[test]
+    fn levels_from_the_flags() {
+        let rows = [
+            (0, 0, "info"),
+            (1, 0, "debug"),
+            (2, 0, "trace"),
+            (9, 0, "trace"),
+            (0, 1, "warn"),
+            (0, 2, "error"),
+            (0, 9, "error"),
+        ];
+        for (verbose, quiet, want) in rows {
+            assert_eq!(level(verbose, quiet), want, "-v x{verbose} -q x{quiet}");
+            let filter = format!("singleton_exec={want},warn");
+            assert!(filter.parse::<Targets>().is_ok(), "{filter}");
+        }
+    }
 
     #[test]
     fn a_full_queue_drops_and_counts_instead_of_blocking() {

@@ -2,6 +2,8 @@
 //! HTTP endpoints ([`http`]), the systemd notify protocol ([`notify`]) and non-blocking logs
 //! ([`logging`]).
 
+#![forbid(unsafe_code)]
+
 pub(crate) mod http;
 pub mod logging;
 pub mod notify;

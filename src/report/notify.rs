@@ -78,3 +78,90 @@ fn send_to(path: &str, message: &str) -> std::io::Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_watchdog_is_pinged_at_half_its_interval_and_only_with_a_socket() {
+        let s = Duration::from_secs;
+        let socket = Some("/run/notify".to_owned());
+        let rows = [
+            (socket.clone(), Some(s(30)), Some(s(15))),
+            (
+                socket.clone(),
+                Some(Duration::from_micros(3)),
+                Some(Duration::from_nanos(1500)),
+            ),
+            (socket.clone(), None, None),
+            (None, Some(s(30)), None),
+            (None, None, None),
+        ];
+        for (socket, watchdog, want) in rows {
+            let n = Notifier {
+                socket: socket.clone(),
+                watchdog,
+            };
+            assert_eq!(n.watchdog_interval(), want, "{socket:?} {watchdog:?}");
+        }
+    }
+
+    fn received(sock: &UnixDatagram) -> String {
+        let mut buf = [0u8; 256];
+        let n = sock.recv(&mut buf).expect("a datagram");
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    }
+
+    #[test]
+    fn each_notification_is_one_datagram() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("notify");
+        let sock = UnixDatagram::bind(&path).unwrap();
+        sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let n = Notifier {
+            socket: Some(path.to_string_lossy().into_owned()),
+            watchdog: None,
+        };
+        n.ready();
+        n.status("leader revision 9:\nchild started");
+        n.watchdog();
+        n.stopping();
+        for want in [
+            "READY=1\nSTATUS=campaigning",
+            "STATUS=leader revision 9: child started",
+            "WATCHDOG=1",
+            "STOPPING=1",
+        ] {
+            assert_eq!(received(&sock), want);
+        }
+    }
+
+    #[test]
+    fn an_abstract_socket_is_named_with_an_at_sign() {
+        use std::os::linux::net::SocketAddrExt;
+        let name = format!("singleton-exec-test-{}", std::process::id());
+        let addr = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes()).unwrap();
+        let sock = UnixDatagram::bind_addr(&addr).unwrap();
+        sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let n = Notifier {
+            socket: Some(format!("@{name}")),
+            watchdog: None,
+        };
+        n.watchdog();
+        assert_eq!(received(&sock), "WATCHDOG=1");
+    }
+
+    #[test]
+    fn a_missing_socket_is_no_error_for_the_caller() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("nobody-listens");
+        assert!(send_to(&path.to_string_lossy(), "READY=1").is_err());
+        // The notifier only logs it.
+        Notifier {
+            socket: Some(path.to_string_lossy().into_owned()),
+            watchdog: None,
+        }
+        .ready();
+    }
+}

@@ -2,6 +2,7 @@
 //! systemd notifications, fed by the leadership loop and the keepalive task, read by the HTTP
 //! endpoints ([`crate::report::http`]). Nothing here decides anything; it only reports.
 
+use std::sync::atomic::AtomicU64;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -9,7 +10,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
-use prometheus_client::registry::Registry;
+use prometheus_client::registry::{Metric, Registry};
 
 use crate::core::clock::BootInstant;
 use crate::core::lifecycle::Phase;
@@ -52,30 +53,33 @@ struct HealthMetrics {
 
 impl HealthMetrics {
     fn register(registry: &mut Registry) -> HealthMetrics {
-        let checks = Family::<Vec<(String, String)>, Counter>::default();
-        registry.register(
-            "health_checks",
-            "Health checks of the leader's child, by result (healthy, unhealthy)",
-            checks.clone(),
-        );
-        let consecutive_failures = Gauge::default();
-        registry.register(
-            "health_consecutive_failures",
-            "Failed health checks in a row of the current child",
-            consecutive_failures.clone(),
-        );
-        let step_downs = Counter::default();
-        registry.register(
-            "health_step_downs",
-            "Times this replica stepped down because its child failed its health checks",
-            step_downs.clone(),
-        );
         HealthMetrics {
-            checks,
-            consecutive_failures,
-            step_downs,
+            checks: registered(
+                registry,
+                "health_checks",
+                "Health checks of the leader's child, by result (healthy, unhealthy)",
+                Family::default(),
+            ),
+            consecutive_failures: registered(
+                registry,
+                "health_consecutive_failures",
+                "Failed health checks in a row of the current child",
+                Gauge::default(),
+            ),
+            step_downs: registered(
+                registry,
+                "health_step_downs",
+                "Times this replica stepped down because its child failed its health checks",
+                Counter::default(),
+            ),
         }
     }
+}
+
+/// Registers `metric` and returns it: the registry keeps a handle, the caller updates the value.
+fn registered<M: Metric + Clone>(registry: &mut Registry, name: &str, help: &str, metric: M) -> M {
+    registry.register(name, help, metric.clone());
+    metric
 }
 
 impl Status {
@@ -90,14 +94,119 @@ struct Metrics {
     /// `--slots N`: 1 for the slot held while its child runs, 0 for slots held before.
     slot_leading: Family<Vec<(String, String)>, Gauge>,
     transitions: Family<Vec<(String, String)>, Counter>,
-    keepalive_rtt: Histogram,
-    keepalive_failures: Counter,
-    deadline_seconds: Gauge<f64, std::sync::atomic::AtomicU64>,
-    child_restarts: Counter,
-    last_exit_code: Gauge,
+    lease: LeaseMetrics,
+    child: ChildMetrics,
     election_wait: Histogram,
     health: HealthMetrics,
 }
+
+impl Metrics {
+    /// Every metric, registered under `singleton_exec_` in the order `/metrics` shows them.
+    fn register() -> Metrics {
+        let mut r = Registry::with_prefix("singleton_exec");
+        let is_leader = registered(
+            &mut r,
+            "is_leader",
+            "1 while this replica leads and its child runs",
+            Gauge::default(),
+        );
+        let slot_leading = registered(
+            &mut r,
+            "slot_leading",
+            "With --slots N: 1 while this replica holds the slot and its child runs, 0 for a slot it held before",
+            Family::default(),
+        );
+        let transitions = registered(
+            &mut r,
+            "leadership_transitions",
+            "Role changes, by the role entered",
+            Family::default(),
+        );
+        let lease = LeaseMetrics::register(&mut r);
+        let child = ChildMetrics::register(&mut r);
+        let election_wait = registered(
+            &mut r,
+            "election_wait_seconds",
+            "Time from joining the election to leading",
+            Histogram::new(WAIT_BUCKETS),
+        );
+        let health = HealthMetrics::register(&mut r);
+        Metrics {
+            registry: r,
+            is_leader,
+            slot_leading,
+            transitions,
+            lease,
+            child,
+            election_wait,
+            health,
+        }
+    }
+}
+
+/// The lease's keepalives and the fail-closed deadline they move.
+struct LeaseMetrics {
+    keepalive_rtt: Histogram,
+    keepalive_failures: Counter,
+    deadline_seconds: Gauge<f64, AtomicU64>,
+}
+
+impl LeaseMetrics {
+    fn register(registry: &mut Registry) -> LeaseMetrics {
+        LeaseMetrics {
+            keepalive_rtt: registered(
+                registry,
+                "keepalive_rtt_seconds",
+                "Round trip of acknowledged lease keepalives",
+                Histogram::new(RTT_BUCKETS),
+            ),
+            keepalive_failures: registered(
+                registry,
+                "keepalive_failures",
+                "Keepalives that failed or timed out",
+                Counter::default(),
+            ),
+            deadline_seconds: registered(
+                registry,
+                "deadline_seconds",
+                "Seconds until the fail-closed deadline (stop the child unless a keepalive is acknowledged); negative once passed",
+                Gauge::default(),
+            ),
+        }
+    }
+}
+
+/// How the leader's children ended.
+struct ChildMetrics {
+    restarts: Counter,
+    last_exit_code: Gauge,
+}
+
+impl ChildMetrics {
+    fn register(registry: &mut Registry) -> ChildMetrics {
+        ChildMetrics {
+            restarts: registered(
+                registry,
+                "child_restarts",
+                "Child restarts under --on-child-exit=restart",
+                Counter::default(),
+            ),
+            last_exit_code: registered(
+                registry,
+                "last_child_exit_code",
+                "Exit code of the last child (128+S if killed by signal S)",
+                Gauge::default(),
+            ),
+        }
+    }
+}
+
+/// Keepalive round trips, in seconds: a healthy etcd answers in milliseconds.
+const RTT_BUCKETS: [f64; 11] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+];
+/// Waits from joining an election to leading, in seconds: from a handoff to hours in the queue.
+const WAIT_BUCKETS: [f64; 10] = [0.01, 0.1, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 1800.0, 3600.0];
 
 /// Shared by the leadership loop, the keepalive task and the HTTP server.
 pub struct Observer {
@@ -117,65 +226,6 @@ fn slot_label(slot: u32) -> Vec<(String, String)> {
 
 impl Observer {
     pub fn new(id: String, election: String, timing: TimingModel, notifier: Notifier) -> Self {
-        let mut registry = Registry::with_prefix("singleton_exec");
-        let is_leader = Gauge::default();
-        registry.register(
-            "is_leader",
-            "1 while this replica leads and its child runs",
-            is_leader.clone(),
-        );
-        let slot_leading = Family::<Vec<(String, String)>, Gauge>::default();
-        registry.register(
-            "slot_leading",
-            "With --slots N: 1 while this replica holds the slot and its child runs, 0 for a slot it held before",
-            slot_leading.clone(),
-        );
-        let transitions = Family::<Vec<(String, String)>, Counter>::default();
-        registry.register(
-            "leadership_transitions",
-            "Role changes, by the role entered",
-            transitions.clone(),
-        );
-        let keepalive_rtt = Histogram::new([
-            0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
-        ]);
-        registry.register(
-            "keepalive_rtt_seconds",
-            "Round trip of acknowledged lease keepalives",
-            keepalive_rtt.clone(),
-        );
-        let keepalive_failures = Counter::default();
-        registry.register(
-            "keepalive_failures",
-            "Keepalives that failed or timed out",
-            keepalive_failures.clone(),
-        );
-        let deadline_seconds = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
-        registry.register(
-            "deadline_seconds",
-            "Seconds until the fail-closed deadline (stop the child unless a keepalive is acknowledged); negative once passed",
-            deadline_seconds.clone(),
-        );
-        let child_restarts = Counter::default();
-        registry.register(
-            "child_restarts",
-            "Child restarts under --on-child-exit=restart",
-            child_restarts.clone(),
-        );
-        let last_exit_code = Gauge::default();
-        registry.register(
-            "last_child_exit_code",
-            "Exit code of the last child (128+S if killed by signal S)",
-            last_exit_code.clone(),
-        );
-        let election_wait =
-            Histogram::new([0.01, 0.1, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 1800.0, 3600.0]);
-        registry.register(
-            "election_wait_seconds",
-            "Time from joining the election to leading",
-            election_wait.clone(),
-        );
-        let health = HealthMetrics::register(&mut registry);
         Observer {
             id,
             election,
@@ -188,19 +238,7 @@ impl Observer {
                 became_standby: None,
                 health: None,
             }),
-            metrics: Mutex::new(Metrics {
-                registry,
-                is_leader,
-                slot_leading,
-                transitions,
-                keepalive_rtt,
-                keepalive_failures,
-                deadline_seconds,
-                child_restarts,
-                last_exit_code,
-                election_wait,
-                health,
-            }),
+            metrics: Mutex::new(Metrics::register()),
             held: Mutex::new(Vec::new()),
         }
     }
@@ -335,9 +373,9 @@ impl Observer {
 
     pub fn child_exited(&self, code: i32, restarting: bool) {
         let m = self.metrics.lock().expect("metrics lock");
-        m.last_exit_code.set(i64::from(code));
+        m.child.last_exit_code.set(i64::from(code));
         if restarting {
-            m.child_restarts.inc();
+            m.child.restarts.inc();
         }
     }
 
@@ -348,6 +386,7 @@ impl Observer {
             self.metrics
                 .lock()
                 .expect("metrics lock")
+                .lease
                 .keepalive_rtt
                 .observe(rtt.as_secs_f64());
         }
@@ -362,6 +401,7 @@ impl Observer {
         self.metrics
             .lock()
             .expect("metrics lock")
+            .lease
             .keepalive_failures
             .inc();
     }
@@ -393,7 +433,7 @@ impl Observer {
             .map(|ms| ms as f64 / 1000.0)
             .unwrap_or(0.0);
         let m = self.metrics.lock().expect("metrics lock");
-        m.deadline_seconds.set(deadline);
+        m.lease.deadline_seconds.set(deadline);
         let mut out = String::new();
         // Encoding into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &m.registry);
@@ -409,5 +449,263 @@ impl LeaseEvents for Observer {
     }
     fn keepalive_failed(&self) {
         Observer::keepalive_failed(self)
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::core::lifecycle::{LeaseId, StopReason};
+    use crate::core::timing::TimingInput;
+    use crate::health::Verdict;
+
+    /// An observer with a 10 s TTL (grace 3 s, margin 1 s) and no systemd socket.
+    pub(crate) fn observer() -> Observer {
+        let timing = TimingModel::new(TimingInput {
+            ttl: Some(Duration::from_secs(10)),
+            keepalive_interval: None,
+            grace: None,
+            margin: None,
+        })
+        .expect("the default timing");
+        Observer::new("r1".into(), "app".into(), timing, Notifier::default())
+    }
+
+    pub(crate) fn standby() -> Phase {
+        Phase::Standby {
+            lease: LeaseId(0xa1),
+            key: "/singleton-exec/app/a1".into(),
+            revision: 5,
+        }
+    }
+
+    pub(crate) fn leading(slot: Option<u32>) -> Phase {
+        Phase::Leading {
+            lease: LeaseId(0xa1),
+            key: "/singleton-exec/app/a1".into(),
+            revision: 9,
+            pid: 4242,
+            slot,
+        }
+    }
+
+    fn stopping(reason: StopReason) -> Phase {
+        Phase::Stopping {
+            key: "/singleton-exec/app/a1".into(),
+            revision: 9,
+            reason,
+            kill_in: Duration::from_secs(3),
+        }
+    }
+
+    fn lost(reason: StopReason) -> Phase {
+        Phase::Lost {
+            key: "/singleton-exec/app/a1".into(),
+            revision: 9,
+            reason,
+        }
+    }
+
+    /// One sample's value in the `/metrics` text: `name` with its labels, as printed.
+    pub(crate) fn sample(obs: &Observer, name: &str) -> Option<f64> {
+        let text = obs.encode_metrics();
+        let line = text.lines().find(|l| {
+            l.strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with(' '))
+        })?;
+        line.rsplit(' ').next()?.parse().ok()
+    }
+
+    #[test]
+    fn the_leader_gauge_and_the_role_follow_the_phase() {
+        let obs = observer();
+        let rows = [
+            (Phase::Starting, "starting", false),
+            (standby(), "standby", false),
+            (leading(None), "leader", true),
+            (stopping(StopReason::Deadline), "stopping", false),
+            (lost(StopReason::LeaseGone), "lost", false),
+            (leading(Some(1)), "leader", true),
+            (stopping(StopReason::Resign), "stopping", false),
+        ];
+        for (phase, role, leader) in rows {
+            obs.enter(phase.clone());
+            let st = obs.status();
+            assert_eq!(
+                (st.phase.name(), st.is_leader()),
+                (role, leader),
+                "{phase:?}"
+            );
+            let gauge = sample(&obs, "singleton_exec_is_leader");
+            assert_eq!(gauge, Some(f64::from(u8::from(leader))), "{phase:?}");
+            let (name, why, _) = st.last_transition.expect("a transition");
+            assert_eq!((name, why), (role, phase.summary()));
+        }
+    }
+
+    #[test]
+    fn transitions_and_election_waits_are_counted() {
+        let obs = observer();
+        for phase in [
+            standby(),
+            standby(), // still standby: the wait goes on
+            leading(None),
+            stopping(StopReason::Resign),
+            lost(StopReason::Resign),
+            standby(),
+            leading(None),
+            leading(None), // a restart: no new wait
+        ] {
+            obs.enter(phase);
+        }
+        let count = |role: &str| {
+            let name = format!("singleton_exec_leadership_transitions_total{{role=\"{role}\"}}");
+            sample(&obs, &name)
+        };
+        assert_eq!(count("standby"), Some(3.0));
+        assert_eq!(count("leader"), Some(3.0));
+        assert_eq!(count("stopping"), Some(1.0));
+        assert_eq!(count("lost"), Some(1.0));
+        assert_eq!(count("starting"), None);
+        let waits = sample(&obs, "singleton_exec_election_wait_seconds_count");
+        assert_eq!(waits, Some(2.0));
+    }
+
+    #[test]
+    fn a_slot_is_leading_while_held_and_zero_after() {
+        let obs = observer();
+        let slot = |n: u32| {
+            sample(
+                &obs,
+                &format!("singleton_exec_slot_leading{{slot=\"{n}\"}}"),
+            )
+        };
+        obs.enter(leading(None));
+        assert_eq!(
+            (slot(0), slot(2)),
+            (None, None),
+            "the singleton has no slot metric"
+        );
+        obs.enter(leading(Some(2)));
+        assert_eq!(slot(2), Some(1.0));
+        obs.enter(stopping(StopReason::Unhealthy));
+        assert_eq!(slot(2), Some(0.0));
+        obs.enter(leading(Some(0)));
+        assert_eq!((slot(0), slot(2)), (Some(1.0), Some(0.0)));
+        obs.enter(standby());
+        assert_eq!((slot(0), slot(2)), (Some(0.0), Some(0.0)));
+    }
+
+    fn report(failures: u32, outcome: Outcome) -> Report {
+        Report {
+            verdict: Verdict::Failing(failures),
+            outcome,
+            failures,
+            retries: 3,
+            took: Duration::from_millis(12),
+        }
+    }
+
+    #[test]
+    fn the_last_health_check_belongs_to_the_current_child() {
+        let obs = observer();
+        obs.enter(leading(None));
+        obs.health_checked(&report(2, Outcome::Failed("exit status 1".into())));
+        let h = obs.status().health.expect("a health view");
+        assert_eq!(
+            (h.healthy, h.consecutive_failures, h.retries),
+            (false, 2, 3)
+        );
+        assert_eq!(
+            (h.last.as_str(), h.took),
+            ("exit status 1", Duration::from_millis(12))
+        );
+        obs.health_checked(&report(0, Outcome::Healthy));
+        assert_eq!(obs.status().health.map(|h| h.last), Some("healthy".into()));
+        // Stopping the same child keeps its last result; a new child, or none, clears it.
+        let rows = [
+            (stopping(StopReason::Unhealthy), true),
+            (lost(StopReason::Unhealthy), true),
+            (standby(), false),
+            (leading(None), false),
+        ];
+        for (phase, kept) in rows {
+            obs.enter(leading(None));
+            obs.health_checked(&report(0, Outcome::Healthy));
+            obs.enter(phase.clone());
+            assert_eq!(obs.status().health.is_some(), kept, "{phase:?}");
+        }
+    }
+
+    #[test]
+    fn health_metrics_count_results_and_step_downs() {
+        let obs = observer();
+        obs.health_checked(&report(1, Outcome::Failed("x".into())));
+        obs.health_checked(&report(2, Outcome::Failed("x".into())));
+        obs.health_checked(&report(0, Outcome::Healthy));
+        obs.health_checked(&report(1, Outcome::Failed("x".into())));
+        obs.health_step_down();
+        let get = |n: &str| sample(&obs, n);
+        assert_eq!(
+            get("singleton_exec_health_checks_total{result=\"unhealthy\"}"),
+            Some(3.0)
+        );
+        assert_eq!(
+            get("singleton_exec_health_checks_total{result=\"healthy\"}"),
+            Some(1.0)
+        );
+        assert_eq!(get("singleton_exec_health_consecutive_failures"), Some(1.0));
+        assert_eq!(get("singleton_exec_health_step_downs_total"), Some(1.0));
+    }
+
+    #[test]
+    fn the_session_is_fresh_until_the_stop_deadline() {
+        let obs = observer();
+        let now = BootInstant::now();
+        assert!(!obs.session_fresh(), "no lease yet");
+        assert_eq!(obs.ms_until_deadline(), None);
+        assert_eq!(sample(&obs, "singleton_exec_deadline_seconds"), Some(0.0));
+        // Safe for 10 s: the stop begins grace (3 s) and margin (1 s) before, about 6 s from now.
+        obs.lease_renewed(
+            now + Duration::from_secs(10),
+            Some(Duration::from_millis(4)),
+        );
+        assert!(obs.session_fresh());
+        let ms = obs.ms_until_deadline().unwrap();
+        assert!((5_000..=6_000).contains(&ms), "{ms}");
+        let s = sample(&obs, "singleton_exec_deadline_seconds").unwrap();
+        assert!((5.0..=6.0).contains(&s), "{s}");
+        assert_eq!(
+            sample(&obs, "singleton_exec_keepalive_rtt_seconds_count"),
+            Some(1.0)
+        );
+        // Safe for only 2 s: the stop deadline passed 2 s ago.
+        obs.lease_renewed(now + Duration::from_secs(2), None);
+        assert!(!obs.session_fresh());
+        let ms = obs.ms_until_deadline().unwrap();
+        assert!((-2_100..=-1_000).contains(&ms), "{ms}");
+        assert_eq!(
+            sample(&obs, "singleton_exec_keepalive_rtt_seconds_count"),
+            Some(1.0)
+        );
+        obs.lease_dropped();
+        assert!(!obs.session_fresh());
+        assert_eq!(obs.ms_until_deadline(), None);
+    }
+
+    #[test]
+    fn keepalive_failures_and_child_exits_are_counted() {
+        let obs = observer();
+        obs.keepalive_failed();
+        obs.keepalive_failed();
+        obs.child_exited(137, true);
+        obs.child_exited(3, true);
+        obs.child_exited(0, false);
+        let get = |n: &str| sample(&obs, n);
+        assert_eq!(get("singleton_exec_keepalive_failures_total"), Some(2.0));
+        assert_eq!(get("singleton_exec_child_restarts_total"), Some(2.0));
+        assert_eq!(get("singleton_exec_last_child_exit_code"), Some(0.0));
+        obs.child_exited(137, false);
+        assert_eq!(get("singleton_exec_last_child_exit_code"), Some(137.0));
     }
 }
