@@ -7,10 +7,13 @@
 //!   and are exempt.
 //! * Within a folder, modules form no cycle: a module's `crate::folder::module` paths are its
 //!   edges, and the folder's `mod.rs` counts as the folder itself (which every module may use).
-//! * Outside core/ and process/, every folder's `mod.rs` has `#![forbid(unsafe_code)]`, and only
-//!   process/spawn.rs and process/signals.rs hold `unsafe` blocks.
+//! * Every file but process/spawn.rs and process/signals.rs (and the modules above them) has
+//!   `#![forbid(unsafe_code)]` in effect, its own or its folder's, and only those two hold
+//!   `unsafe` blocks.
 //!
 //! Each check is a function of the files' text, so it is tested on small made-up trees as well.
+
+#![forbid(unsafe_code)]
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -27,8 +30,14 @@ const LAYERS: [(&str, u8); 8] = [
     ("commands", 6),
 ];
 
-/// Folders that may hold `unsafe` code: the OS edge.
-const UNSAFE_FOLDERS: [&str; 2] = ["core", "process"];
+/// Files that need not forbid `unsafe` code: the two that need it, and the modules above them
+/// (they deny it, which those two override; a forbid could not be overridden).
+const UNSAFE_ALLOWED: [&str; 4] = [
+    "process/spawn.rs",
+    "process/signals.rs",
+    "process/mod.rs",
+    "lib.rs",
+];
 /// The files where `unsafe` blocks may stay: the clone/exec and the signal handlers.
 const UNSAFE_FILES: [&str; 2] = ["process/spawn.rs", "process/signals.rs"];
 
@@ -194,18 +203,20 @@ fn cycles(files: &[Source]) -> Vec<String> {
     found
 }
 
-/// Files outside core/ and process/ whose folder's `mod.rs` does not forbid unsafe code.
+/// Files where `unsafe` code is not forbidden: neither the file nor its folder's `mod.rs` says
+/// so (outside [`UNSAFE_ALLOWED`]).
 fn unforbidden(files: &[Source]) -> Vec<String> {
+    let forbids = |f: &Source| f.code_lines().any(|l| l.trim() == FORBID);
     let forbidding: BTreeSet<&str> = files
         .iter()
-        .filter(|f| f.path.ends_with("/mod.rs") && f.code_lines().any(|l| l.trim() == FORBID))
+        .filter(|f| f.path.ends_with("/mod.rs") && forbids(f))
         .filter_map(Source::folder)
         .collect();
     files
         .iter()
-        .filter_map(|f| Some((f, f.folder()?)))
-        .filter(|(_, folder)| !UNSAFE_FOLDERS.contains(folder) && !forbidding.contains(folder))
-        .map(|(f, folder)| format!("{}: {folder}/mod.rs has no {FORBID}", f.path))
+        .filter(|f| !UNSAFE_ALLOWED.contains(&f.path.as_str()) && !forbids(f))
+        .filter(|f| !f.folder().is_some_and(|d| forbidding.contains(d)))
+        .map(|f| format!("{}: no {FORBID} in effect", f.path))
         .collect()
 }
 
@@ -270,13 +281,11 @@ fn the_modules_of_a_folder_form_no_cycle() {
 }
 
 #[test]
-#[ignore = "until the process folder is safe"]
-fn unsafe_code_is_forbidden_outside_core_and_process() {
+fn unsafe_code_is_forbidden_outside_spawn_and_signals() {
     assert_none("unsafe code not forbidden", unforbidden(&read_src()));
 }
 
 #[test]
-#[ignore = "until the process folder is safe"]
 fn unsafe_blocks_are_only_in_spawn_and_signals() {
     assert_none("unsafe blocks", unsafe_blocks(&read_src()));
 }
@@ -351,13 +360,19 @@ fn the_unsafe_checks_find_what_they_look_for() {
             "// #![forbid(unsafe_code)] in a comment is not in effect",
         ),
         Source::new("process/thread.rs", &block),
+        Source::new("process/tree.rs", &format!("//! Tree.\n\n{FORBID}\n")),
         Source::new("process/spawn.rs", &block),
         Source::new("core/clock.rs", "fn f() {}"),
         Source::new("main.rs", &block),
     ];
     assert_eq!(
         unforbidden(&files),
-        ["health/mod.rs: health/mod.rs has no #![forbid(unsafe_code)]"]
+        [
+            "health/mod.rs: no #![forbid(unsafe_code)] in effect",
+            "process/thread.rs: no #![forbid(unsafe_code)] in effect",
+            "core/clock.rs: no #![forbid(unsafe_code)] in effect",
+            "main.rs: no #![forbid(unsafe_code)] in effect",
+        ]
     );
     let blocks = unsafe_blocks(&files);
     let where_: Vec<&str> = blocks

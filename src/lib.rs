@@ -30,6 +30,9 @@
 
 // The map above links the crate-private modules too; read it with `--document-private-items`.
 #![allow(rustdoc::private_intra_doc_links)]
+// Unsafe code lives only in process::spawn and process::signals, which allow it; everything else
+// forbids it (checked by architecture_tests).
+#![deny(unsafe_code)]
 
 #[cfg(test)]
 /// Unit tests that start children take turns: the process thread reaps with `waitpid(-1)`.

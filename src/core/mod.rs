@@ -3,6 +3,8 @@
 //! that keeps the promise, the boot-time clock, exit codes, the command to run, and the one
 //! backoff used by everything that retries.
 
+#![forbid(unsafe_code)]
+
 pub mod backoff;
 pub(crate) mod clock;
 pub mod command;

@@ -4,6 +4,8 @@
 //! revision), [`candidacy_watch`] (one watch stream per candidacy), [`slots`] (`--slots N`) and
 //! [`step_down`] (step-down requests written through etcd).
 
+#![forbid(unsafe_code)]
+
 pub(crate) mod candidacy_watch;
 pub(crate) mod connector;
 pub(crate) mod queue;

@@ -21,6 +21,8 @@
 //!   candidacy's watch stream) name the fencing revision of the leadership they are for; any other
 //!   leadership ignores them, so a request that arrived too late never ends a later one.
 
+#![forbid(unsafe_code)]
+
 mod child_health;
 mod health_publisher;
 mod lead;
