@@ -10,23 +10,28 @@
 //!   child and moves the deadline on every acknowledged keepalive. What happens after a child's
 //!   tree ends is one pure transition ([`leadership::transition`]).
 //!
-//! The map, lowest layer first; a layer uses only the layers above it in this list:
+//! The map, lowest layer first; a layer uses only the layers before it in this list (the README's
+//! code map names every file):
 //! * [`core`]: the lifecycle ([`core::lifecycle::Phase`], stop reasons, the pure
 //!   [`core::lifecycle::decide`]), the timing model and why the child is dead before the lease can
 //!   expire ([`core::timing`]), `CLOCK_BOOTTIME`, exit codes, the command spec, the one backoff.
-//! * [`process`]: the process thread (above), spawn, the process tree, check commands, the guard
-//!   that kills the child's group if we are SIGKILLed, signal set-up.
+//! * [`process`]: the process thread (above): its handle and its contract with the async side,
+//!   the run loop, the stop sequence, spawn, the process tree, check commands, signal set-up, and
+//!   the guard that kills the child's group if we are SIGKILLed.
 //! * [`health`]: the leader's health checks of its child, which make a wedged leader step down.
 //! * [`config`]: what the user typed ([`config::cli`]) → one validated [`config::Config`].
 //! * [`election`]: connections to etcd and the failure policy, the lease session, the queue by
 //!   create revision and its fencing revision, the candidacy watch, `--slots N`, step-down requests.
 //! * [`report`]: status and metrics ([`report::observer`]), the HTTP endpoints, the systemd
 //!   notify protocol, non-blocking logs.
-//! * [`leadership`]: the loop that moves a replica through its lifecycle.
+//! * [`leadership`]: the loop that moves a replica through its lifecycle: standby (one campaign
+//!   for the queue and the slots), then lead (the pure [`leadership::transition`] applied until
+//!   the leadership is over, then the one release), the leader's health checks and their display.
 //! * [`commands`]: the `status` and `resign` subcommands.
 //!
-//! A unit test (`src/architecture_tests.rs`) checks that every import points up this list (or
-//! within its own folder), and that modules form no cycle.
+//! A unit test (`src/architecture_tests.rs`) checks that every import points to an earlier layer
+//! (or within its own folder), that modules form no cycle, and that `unsafe` stays in spawn and
+//! signals.
 
 // The map above links the crate-private modules too; read it with `--document-private-items`.
 #![allow(rustdoc::private_intra_doc_links)]
