@@ -4,6 +4,7 @@
 //! revision), [`candidacy_watch`] (one watch stream per candidacy), [`slots`] (`--slots N`) and
 //! [`step_down`] (step-down requests written through etcd).
 
+pub(crate) mod answer;
 pub(crate) mod candidacy_watch;
 pub(crate) mod connector;
 pub(crate) mod queue;

@@ -18,6 +18,7 @@ use etcd_client::{
 };
 
 use crate::core::lifecycle::LeaseId;
+use crate::election::answer::{Answer, Found};
 use crate::election::connector::EtcdError;
 
 /// How a waiting candidate learns that the key just ahead is gone (implemented by
@@ -92,11 +93,97 @@ pub enum Joined {
 }
 
 /// Where a candidate stands after one read.
+#[derive(Debug, PartialEq, Eq)]
 enum Turn {
     /// Nobody ahead: we lead, as of this store revision.
     First(i64),
     /// `key` is just ahead, as of revision `at`.
     Behind { key: Vec<u8>, at: i64 },
+}
+
+/// What the look for replicas with slots, before a join, found.
+#[derive(Debug, PartialEq, Eq)]
+enum SlotsLook {
+    /// Replicas with this slot count (0: a key that names none) use the election.
+    InUse(u32),
+    /// None do.
+    Clear,
+    /// We may not read there (a role from before slots): join without looking.
+    NotAllowed,
+}
+
+/// The answer of [`Election::join_txn`]: both branches read in this order.
+#[derive(Debug, Default)]
+struct JoinAnswer {
+    /// Our key was put now: it was absent (and no key of replicas with slots was found).
+    put: bool,
+    /// The transaction's store revision.
+    revision: Option<i64>,
+    /// Our key as found when it was not put (it survives from an earlier attempt, or is absent
+    /// because a key of replicas with slots stopped the put).
+    existing: Option<Found>,
+    /// The head of the queue, after the put.
+    head: Option<Found>,
+    /// A key of replicas with slots, when the join looked for one.
+    slots_key: Option<Found>,
+}
+
+impl JoinAnswer {
+    /// The put of our key (`then`) or the read of it (`else`).
+    const MINE: usize = 0;
+    const HEAD: usize = 1;
+    const SLOTS_KEY: usize = 2;
+
+    fn parse(a: &Answer) -> JoinAnswer {
+        JoinAnswer {
+            put: a.succeeded,
+            revision: a.revision,
+            existing: a.first(Self::MINE),
+            head: a.first(Self::HEAD),
+            slots_key: a.first(Self::SLOTS_KEY),
+        }
+    }
+}
+
+/// The answer of [`Election::next_ahead_txn`].
+#[derive(Debug, Default)]
+struct NextAheadAnswer {
+    /// Our key still exists with our lease and our create-revision.
+    ours: bool,
+    revision: Option<i64>,
+    /// The key just ahead of ours, if any.
+    ahead: Option<Found>,
+}
+
+impl NextAheadAnswer {
+    const AHEAD: usize = 0;
+
+    fn parse(a: &Answer) -> NextAheadAnswer {
+        NextAheadAnswer {
+            ours: a.succeeded,
+            revision: a.revision,
+            ahead: a.first(Self::AHEAD),
+        }
+    }
+}
+
+/// Where `me` stands after one read of the key ahead.
+fn turn(me: &Candidacy, answer: &NextAheadAnswer) -> Result<Turn, EtcdError> {
+    if !answer.ours {
+        // A candidate whose lease expired while it waited must not believe it leads.
+        return Err(EtcdError::Unavailable(format!(
+            "our key {} vanished or was replaced while waiting (lease expired?)",
+            me.key
+        )));
+    }
+    let at = answer.revision.unwrap_or(me.revision);
+    Ok(match &answer.ahead {
+        None => Turn::First(at),
+        Some(kv) => Turn::Behind {
+            key: kv.key.clone(),
+            at,
+        },
+    })
 }
 
 /// The leader as read from etcd.
@@ -254,91 +341,104 @@ impl Election {
         lease: LeaseId,
         id: &str,
     ) -> Result<Joined, EtcdError> {
-        let may_look = match client
-            .txn(Txn::new().and_then([self.any_slots_key()]))
-            .await
-        {
-            Ok(resp) => {
-                if let Some(n) = self.slots_in(resp.op_responses().first()) {
-                    return Ok(Joined::SlotsInUse(n));
-                }
-                true
-            }
-            // Permission denied (a role from before slots), or credentials: the join tells which.
-            Err(e) if crate::election::connector::classify(&e).is_rejected() => false,
-            Err(e) => return Err(e.into()),
+        let may_look = match self.look_for_slots(client).await? {
+            SlotsLook::InUse(n) => return Ok(Joined::SlotsInUse(n)),
+            SlotsLook::Clear => true,
+            SlotsLook::NotAllowed => false,
         };
         let key = format!("{}{lease}", self.dir);
-        let head = || {
-            let opts = GetOptions::new()
+        let resp = client.txn(self.join_txn(&key, lease, id, may_look)).await?;
+        self.joined(&JoinAnswer::parse(&Answer::of(&resp)), key, lease)
+    }
+
+    /// The look for replicas with slots before a join: one read of [`Election::slots_root`], alone
+    /// in a transaction.
+    async fn look_for_slots(&self, client: &mut Client) -> Result<SlotsLook, EtcdError> {
+        let resp = client
+            .txn(Txn::new().and_then([self.any_slots_key()]))
+            .await
+            .map_err(EtcdError::from);
+        self.slots_look(resp.map(|r| Answer::of(&r)))
+    }
+
+    /// What the look for replicas with slots found. A permission error (a role from before
+    /// slots), or credentials, is no reason not to join: the join tells which it was.
+    fn slots_look(&self, answer: Result<Answer, EtcdError>) -> Result<SlotsLook, EtcdError> {
+        match answer {
+            Ok(a) => Ok(match self.slots_in(a.first(0).as_ref()) {
+                Some(n) => SlotsLook::InUse(n),
+                None => SlotsLook::Clear,
+            }),
+            Err(e) if e.is_rejected() => Ok(SlotsLook::NotAllowed),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Put-if-absent in one transaction: our key under our lease if it is absent (and, when
+    /// `may_look`, no key of replicas with slots exists); either way, read back our key, the head
+    /// of the queue and (when `may_look`) one key under the slots root, in [`JoinAnswer`]'s order.
+    fn join_txn(&self, key: &str, lease: LeaseId, id: &str, may_look: bool) -> Txn {
+        let reads_after = |mine: TxnOp| {
+            let head = GetOptions::new()
                 .with_prefix()
                 .with_sort(SortTarget::Create, SortOrder::Ascend)
                 .with_limit(1);
-            TxnOp::get(self.dir.clone(), Some(opts))
+            let mut ops = vec![mine, TxnOp::get(self.dir.clone(), Some(head))];
+            if may_look {
+                ops.push(self.any_slots_key());
+            }
+            ops
         };
-        let mut when = vec![Compare::create_revision(key.clone(), CompareOp::Equal, 0)];
-        let mut then = vec![
-            TxnOp::put(key.clone(), id, Some(PutOptions::new().with_lease(lease.0))),
-            head(),
-        ];
-        let mut otherwise = vec![TxnOp::get(key.clone(), None), head()];
+        let mut when = vec![Compare::create_revision(key, CompareOp::Equal, 0)];
         if may_look {
             when.push(no_key_under(&self.slots_root()));
-            then.push(self.any_slots_key());
-            otherwise.push(self.any_slots_key());
         }
-        let txn = Txn::new().when(when).and_then(then).or_else(otherwise);
-        let resp = client.txn(txn).await?;
-        let ops = resp.op_responses();
-        if let Some(n) = self.slots_in(ops.get(2)) {
+        let put = TxnOp::put(key, id, Some(PutOptions::new().with_lease(lease.0)));
+        Txn::new()
+            .when(when)
+            .and_then(reads_after(put))
+            .or_else(reads_after(TxnOp::get(key, None)))
+    }
+
+    /// What a join's answer means for candidate `key` with `lease`.
+    fn joined(
+        &self,
+        answer: &JoinAnswer,
+        key: String,
+        lease: LeaseId,
+    ) -> Result<Joined, EtcdError> {
+        if let Some(n) = self.slots_in(answer.slots_key.as_ref()) {
             return Ok(Joined::SlotsInUse(n)); // nothing was put
         }
-        let first_kv = |op: Option<&etcd_client::TxnOpResponse>| match op {
-            Some(etcd_client::TxnOpResponse::Get(g)) => g
-                .kvs()
-                .first()
-                .map(|kv| (kv.key().to_vec(), LeaseId(kv.lease()), kv.create_revision())),
-            _ => None,
-        };
-        let revision = if resp.succeeded() {
-            resp.header().map(|h| h.revision()).unwrap_or_default()
+        let revision = if answer.put {
+            answer.revision.unwrap_or_default()
         } else {
-            first_kv(ops.first())
-                .map(|(_, _, rev)| rev)
-                .unwrap_or_default()
+            answer.existing.as_ref().map_or(0, |kv| kv.create_revision)
         };
         if revision <= 0 {
             return Err(EtcdError::Unavailable(format!(
                 "could not place {key} in the election"
             )));
         }
-        let mut me = Candidacy {
+        let leads = answer.head.as_ref().is_some_and(|h| {
+            h.key == key.as_bytes() && h.lease == lease.0 && h.create_revision == revision
+        });
+        let at = answer.revision.unwrap_or(revision);
+        let me = Candidacy {
             key,
             lease,
             revision,
-            leads_since: 0,
+            // The transaction's own revision: our put when it succeeded (then equal to `revision`).
+            leads_since: if leads { at } else { 0 },
             slot: None,
         };
-        let leads = first_kv(ops.get(1))
-            .is_some_and(|(k, l, r)| k == me.key.as_bytes() && l == lease && r == revision);
-        let at = resp.header().map(|h| h.revision()).unwrap_or(revision);
-        if leads {
-            // The transaction's own revision: our put when it succeeded (then equal to `revision`).
-            me.leads_since = at;
-        }
         Ok(Joined::Queued { me, leads, at })
     }
 
     /// The slot count of the key a [`Election::any_slots_key`] read found, if it found one (0 for
     /// a key that names no count: the layout is in use all the same).
-    fn slots_in(&self, op: Option<&etcd_client::TxnOpResponse>) -> Option<u32> {
-        match op {
-            Some(etcd_client::TxnOpResponse::Get(g)) => g
-                .kvs()
-                .first()
-                .map(|kv| self.slots_of_key(kv.key()).unwrap_or(0)),
-            _ => None,
-        }
+    fn slots_in(&self, found: Option<&Found>) -> Option<u32> {
+        found.map(|kv| self.slots_of_key(&kv.key).unwrap_or(0))
     }
 
     /// Returns once every candidate ahead of us is gone and our key is verified to still be ours,
@@ -387,26 +487,15 @@ impl Election {
     /// One transaction: if our key still exists with our lease and our create-revision, the key
     /// just ahead of us in the queue (none: we are first), at the transaction's revision.
     async fn next_ahead(&self, client: &mut Client, me: &Candidacy) -> Result<Turn, EtcdError> {
-        let txn = Txn::new()
+        let resp = client.txn(self.next_ahead_txn(me)).await?;
+        turn(me, &NextAheadAnswer::parse(&Answer::of(&resp)))
+    }
+
+    /// If our key is still ours, the one key just ahead of it ([`NextAheadAnswer::AHEAD`]).
+    fn next_ahead_txn(&self, me: &Candidacy) -> Txn {
+        Txn::new()
             .when(still_ours(me))
-            .and_then([TxnOp::get(self.dir.clone(), Some(just_ahead_of(me)))]);
-        let resp = client.txn(txn).await?;
-        if !resp.succeeded() {
-            // A candidate whose lease expired while it waited must not believe it leads.
-            return Err(EtcdError::Unavailable(format!(
-                "our key {} vanished or was replaced while waiting (lease expired?)",
-                me.key
-            )));
-        }
-        let at = resp.header().map(|h| h.revision()).unwrap_or(me.revision);
-        let key = match resp.op_responses().first() {
-            Some(etcd_client::TxnOpResponse::Get(g)) => g.kvs().first().map(|kv| kv.key().to_vec()),
-            _ => None,
-        };
-        Ok(match key {
-            None => Turn::First(at),
-            Some(key) => Turn::Behind { key, at },
-        })
+            .and_then([TxnOp::get(self.dir.clone(), Some(just_ahead_of(me)))])
     }
 
     /// We lead as soon as we join (or join again): nobody is ahead. But the leader before us may

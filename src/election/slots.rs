@@ -29,11 +29,11 @@
 //! lease) before it queues again.
 
 use etcd_client::{
-    Client, Compare, CompareOp, GetOptions, KeyValue, PutOptions, SortOrder, SortTarget, Txn,
-    TxnOp, TxnOpResponse,
+    Client, Compare, CompareOp, GetOptions, PutOptions, SortOrder, SortTarget, Txn, TxnOp,
 };
 
 use crate::core::lifecycle::LeaseId;
+use crate::election::answer::{kvs, Answer, Found, Kv};
 use crate::election::candidacy_watch::CandidacyWatch;
 use crate::election::connector::EtcdError;
 use crate::election::queue::{
@@ -48,26 +48,6 @@ pub struct SlotElection {
     n: u32,
     /// `PREFIX/NAME@slots/N/`
     dir: String,
-}
-
-/// The parts of an etcd key-value this module reads (so the pure parts are tested on plain data).
-#[derive(Debug, Clone, Copy)]
-pub struct Kv<'a> {
-    pub key: &'a [u8],
-    pub value: &'a [u8],
-    pub lease: i64,
-    pub create_revision: i64,
-}
-
-fn kvs(from: &[KeyValue]) -> Vec<Kv<'_>> {
-    from.iter()
-        .map(|kv| Kv {
-            key: kv.key(),
-            value: kv.value(),
-            lease: kv.lease(),
-            create_revision: kv.create_revision(),
-        })
-        .collect()
 }
 
 /// What etcd shows that contradicts our slot count: another count, or a singleton election.
@@ -143,6 +123,94 @@ struct View {
     /// The queue key just ahead of ours, if any.
     ahead: Option<Vec<u8>>,
     holders: Holders,
+}
+
+/// The answer of [`SlotElection::join_txn`]: both branches read in this order.
+#[derive(Debug, Default)]
+struct SlotsJoinAnswer {
+    /// Our queue key was put now: it was absent and nothing contradicts our count.
+    put: bool,
+    revision: Option<i64>,
+    /// Our queue key as found when it was not put.
+    existing: Option<Found>,
+    /// A key of a singleton's candidates.
+    singleton: Option<Found>,
+    /// A key of a smaller slot count (it sorts before ours under the slots root).
+    lower_count: Option<Found>,
+    /// A key of a larger slot count.
+    higher_count: Option<Found>,
+    /// Every slot key of our count.
+    holders: Vec<Found>,
+}
+
+impl SlotsJoinAnswer {
+    /// The put of our queue key (`then`) or the read of it (`else`).
+    const MINE: usize = 0;
+    const SINGLETON: usize = 1;
+    const LOWER_COUNT: usize = 2;
+    const HIGHER_COUNT: usize = 3;
+    const SLOTS: usize = 4;
+
+    fn parse(a: &Answer) -> SlotsJoinAnswer {
+        SlotsJoinAnswer {
+            put: a.succeeded,
+            revision: a.revision,
+            existing: a.first(Self::MINE),
+            singleton: a.first(Self::SINGLETON),
+            lower_count: a.first(Self::LOWER_COUNT),
+            higher_count: a.first(Self::HIGHER_COUNT),
+            holders: a.read(Self::SLOTS).to_vec(),
+        }
+    }
+}
+
+/// The answer of the first standby's read ([`SlotElection::view`]).
+#[derive(Debug, Default)]
+struct ViewAnswer {
+    /// Our queue key still exists with our lease and our create-revision.
+    ours: bool,
+    revision: Option<i64>,
+    /// The queue key just ahead of ours, if any.
+    ahead: Option<Found>,
+    /// Every slot key.
+    holders: Vec<Found>,
+}
+
+impl ViewAnswer {
+    const AHEAD: usize = 0;
+    const SLOTS: usize = 1;
+
+    fn parse(a: &Answer) -> ViewAnswer {
+        ViewAnswer {
+            ours: a.succeeded,
+            revision: a.revision,
+            ahead: a.first(Self::AHEAD),
+            holders: a.read(Self::SLOTS).to_vec(),
+        }
+    }
+}
+
+/// What a claim of `slot` (slot key `key`) by `me` came to: a claim writes and reads nothing
+/// back, so only whether it ran, and at which revision, tell.
+fn claimed(
+    me: &Candidacy,
+    key: String,
+    slot: u32,
+    answer: &Answer,
+) -> Result<Option<Candidacy>, EtcdError> {
+    if !answer.succeeded {
+        return Ok(None);
+    }
+    let Some(at) = answer.revision.filter(|&r| r > 0) else {
+        return Err(EtcdError::Unavailable("a claim without a revision".into()));
+    };
+    Ok(Some(Candidacy {
+        key,
+        lease: me.lease,
+        revision: at,
+        leads_since: at,
+        slot: Some(slot),
+    }))
 }
 
 /// An election with slots as `status` shows it, from one read of every key under its slots root.
@@ -294,11 +362,9 @@ impl SlotElection {
         Holders { revision, slots }
     }
 
-    fn holders_of(&self, op: Option<&TxnOpResponse>, revision: i64) -> Holders {
-        match op {
-            Some(TxnOpResponse::Get(g)) => self.holders_from(&kvs(g.kvs()), revision),
-            _ => self.holders_from(&[], revision),
-        }
+    fn holders_of(&self, found: &[Found], revision: i64) -> Holders {
+        let kvs: Vec<Kv> = found.iter().map(Found::as_kv).collect();
+        self.holders_from(&kvs, revision)
     }
 
     /// Puts our queue key if absent and, in the same transaction, reads what would forbid us to
@@ -310,105 +376,113 @@ impl SlotElection {
         id: &str,
     ) -> Result<Joined, EtcdError> {
         let key = format!("{}{lease}", self.queue_dir());
-        // Where a replica that disagrees with us would have keys: a singleton's candidates, and
-        // another count, which sorts before ours or after it under the slots root.
-        let root = self.base.slots_root();
-        let conflicts = [
-            (
-                self.base.dir().to_owned(),
-                range_end(self.base.dir().as_bytes()),
-            ),
+        let resp = client.txn(self.join_txn(&key, lease, id)).await?;
+        let joined = self.joined(
+            &SlotsJoinAnswer::parse(&Answer::of(&resp)),
+            key.clone(),
+            lease,
+        );
+        if let Ok(Joined::Holding(_)) = &joined {
+            // Our claim went through but its answer was lost: we hold the slot. The queue key we
+            // just put would make the standbys behind it wait for us: take it out.
+            client.delete(key, None).await?;
+        }
+        joined
+    }
+
+    /// Where a replica that disagrees with us would have keys, as ranges `[from, to)`: a
+    /// singleton's candidates, and another count, which sorts before ours or after it under the
+    /// slots root. In the order of [`SlotsJoinAnswer::SINGLETON`], `LOWER_COUNT`, `HIGHER_COUNT`.
+    fn conflicts(&self) -> [(String, Vec<u8>); 3] {
+        let (dir, root) = (self.base.dir(), self.base.slots_root());
+        [
+            (dir.to_owned(), range_end(dir.as_bytes())),
             (root.clone(), self.dir.clone().into_bytes()),
             (
                 String::from_utf8_lossy(&range_end(self.dir.as_bytes())).into_owned(),
                 range_end(root.as_bytes()),
             ),
-        ];
-        let reads = || {
-            let mut ops: Vec<TxnOp> = conflicts
-                .iter()
-                .map(|(from, to)| {
-                    let opts = GetOptions::new()
-                        .with_range(to.clone())
-                        .with_keys_only()
-                        .with_limit(1);
-                    TxnOp::get(from.clone(), Some(opts))
-                })
-                .collect();
+        ]
+    }
+
+    /// Put-if-absent, only where nothing contradicts us: a refused replica writes nothing, so it
+    /// cannot make a rightful one (joining at the same moment) refuse in turn. Either way, read
+    /// back our key, one key of each conflicting range and every slot key, in
+    /// [`SlotsJoinAnswer`]'s order.
+    fn join_txn(&self, key: &str, lease: LeaseId, id: &str) -> Txn {
+        let conflicts = self.conflicts();
+        let reads_after = |mine: TxnOp| {
+            let mut ops = vec![mine];
+            ops.extend(conflicts.iter().map(|(from, to)| {
+                let opts = GetOptions::new()
+                    .with_range(to.clone())
+                    .with_keys_only()
+                    .with_limit(1);
+                TxnOp::get(from.clone(), Some(opts))
+            }));
             ops.push(self.slots_op());
             ops
         };
-        let mut then = vec![TxnOp::put(
-            key.clone(),
-            id,
-            Some(PutOptions::new().with_lease(lease.0)),
-        )];
-        then.extend(reads());
-        let mut otherwise = vec![TxnOp::get(key.clone(), None)];
-        otherwise.extend(reads());
-        // Put only where nothing contradicts us: a refused replica writes nothing, so it cannot
-        // make a rightful one (joining at the same moment) refuse in turn.
-        let mut when = vec![Compare::create_revision(key.clone(), CompareOp::Equal, 0)];
+        let mut when = vec![Compare::create_revision(key, CompareOp::Equal, 0)];
         when.extend(conflicts.iter().map(|(from, to)| {
             // An empty range compares as one absent key: create-revision 0.
             Compare::create_revision(from.clone(), CompareOp::Equal, 0).with_range(to.clone())
         }));
-        let txn = Txn::new().when(when).and_then(then).or_else(otherwise);
-        let resp = client.txn(txn).await?;
-        let at = resp.header().map(|h| h.revision()).unwrap_or_default();
-        let ops = resp.op_responses();
-        let first_key = |i: usize| match ops.get(i) {
-            Some(TxnOpResponse::Get(g)) => g.kvs().first().map(|kv| kv.key().to_vec()),
-            _ => None,
-        };
-        if first_key(1).is_some() {
+        let put = TxnOp::put(key, id, Some(PutOptions::new().with_lease(lease.0)));
+        Txn::new()
+            .when(when)
+            .and_then(reads_after(put))
+            .or_else(reads_after(TxnOp::get(key, None)))
+    }
+
+    /// What a join's answer means for queue key `key` with `lease`. [`Joined::Holding`] leaves
+    /// the queue key to be deleted by the caller.
+    fn joined(
+        &self,
+        answer: &SlotsJoinAnswer,
+        key: String,
+        lease: LeaseId,
+    ) -> Result<Joined, EtcdError> {
+        let at = answer.revision.unwrap_or_default();
+        if answer.singleton.is_some() {
             return Ok(Joined::Refused(Mismatch::Singleton));
         }
-        if let Some(k) = first_key(2).or_else(|| first_key(3)) {
-            let n = self.base.slots_of_key(&k).unwrap_or(0);
+        if let Some(kv) = answer.lower_count.as_ref().or(answer.higher_count.as_ref()) {
+            let n = self.base.slots_of_key(&kv.key).unwrap_or(0);
             return Ok(Joined::Refused(Mismatch::Slots(n)));
         }
-        let revision = if resp.succeeded() {
+        let revision = if answer.put {
             at
         } else {
-            match ops.first() {
-                Some(TxnOpResponse::Get(g)) => g
-                    .kvs()
-                    .first()
-                    .filter(|kv| kv.lease() == lease.0)
-                    .map_or(0, |kv| kv.create_revision()),
-                _ => 0,
-            }
+            answer
+                .existing
+                .as_ref()
+                .filter(|kv| kv.lease == lease.0)
+                .map_or(0, |kv| kv.create_revision)
         };
         if revision <= 0 {
             return Err(EtcdError::Unavailable(format!(
                 "could not place {key} in the election"
             )));
         }
-        let holders = self.holders_of(ops.get(4), at);
+        let holders = self.holders_of(&answer.holders, at);
         if let Some((slot, h)) = holders.held_with(lease) {
-            // Our claim went through but its answer was lost: we hold the slot. The queue key we
-            // just put would make the standbys behind it wait for us: take it out.
-            let holder = Candidacy {
+            return Ok(Joined::Holding(Candidacy {
                 key: h.key.clone(),
                 lease,
                 revision: h.revision,
                 leads_since: at,
                 slot: Some(slot),
-            };
-            client.delete(key, None).await?;
-            return Ok(Joined::Holding(holder));
+            }));
         }
-        Ok(Joined::Standby(
-            Candidacy {
-                key,
-                lease,
-                revision,
-                leads_since: 0,
-                slot: None,
-            },
-            at,
-        ))
+        let me = Candidacy {
+            key,
+            lease,
+            revision,
+            leads_since: 0,
+            slot: None,
+        };
+        Ok(Joined::Standby(me, at))
     }
 
     /// The slots' holders at store revision `at`; `None` when that history is compacted (the
@@ -428,26 +502,25 @@ impl SlotElection {
     /// holder, at one revision.
     async fn view(&self, client: &mut Client, me: &Candidacy) -> Result<View, EtcdError> {
         let txn = Txn::new().when(still_ours(me)).and_then([
-            TxnOp::get(self.queue_dir(), Some(just_ahead_of(me))),
-            self.slots_op(),
+            TxnOp::get(self.queue_dir(), Some(just_ahead_of(me))), // ViewAnswer::AHEAD
+            self.slots_op(),                                       // ViewAnswer::SLOTS
         ]);
         let resp = client.txn(txn).await?;
-        if !resp.succeeded() {
+        self.view_of(me, &ViewAnswer::parse(&Answer::of(&resp)))
+    }
+
+    fn view_of(&self, me: &Candidacy, answer: &ViewAnswer) -> Result<View, EtcdError> {
+        if !answer.ours {
             return Err(EtcdError::Unavailable(format!(
                 "our key {} vanished or was replaced while waiting (lease expired?)",
                 me.key
             )));
         }
-        let at = resp.header().map(|h| h.revision()).unwrap_or_default();
-        let ops = resp.op_responses();
-        let ahead = match ops.first() {
-            Some(TxnOpResponse::Get(g)) => g.kvs().first().map(|kv| kv.key().to_vec()),
-            _ => None,
-        };
+        let at = answer.revision.unwrap_or_default();
         Ok(View {
             at,
-            ahead,
-            holders: self.holders_of(ops.get(1), at),
+            ahead: answer.ahead.as_ref().map(|kv| kv.key.clone()),
+            holders: self.holders_of(&answer.holders, at),
         })
     }
 
@@ -473,19 +546,7 @@ impl SlotElection {
             TxnOp::delete(me.key.clone(), None),
         ]);
         let resp = client.txn(txn).await?;
-        if !resp.succeeded() {
-            return Ok(None);
-        }
-        let Some(at) = resp.header().map(|h| h.revision()).filter(|&r| r > 0) else {
-            return Err(EtcdError::Unavailable("a claim without a revision".into()));
-        };
-        Ok(Some(Candidacy {
-            key,
-            lease: me.lease,
-            revision: at,
-            leads_since: at,
-            slot: Some(slot),
-        }))
+        claimed(me, key, slot, &Answer::of(&resp))
     }
 
     /// Waits for our turn in the queue and claims a free slot; returns the slot's candidacy. `Err`
@@ -520,15 +581,15 @@ impl SlotElection {
                 Some(f) => f,
                 None => {
                     let v = self.view(client, me).await?;
-                    if let Some(key) = v.ahead {
-                        tracing::debug!(waiting_on = %String::from_utf8_lossy(&key), "standby: watching the standby ahead");
-                        known = Some(v.holders);
-                        watch.wait_ahead_gone(key, v.at + 1).await?;
-                        continue;
-                    }
-                    match v.holders.lowest_free() {
-                        Some(slot) => (slot, None),
-                        None => {
+                    match next_step(&v) {
+                        Next::Claim(slot) => (slot, None),
+                        Next::WaitAhead(key) => {
+                            tracing::debug!(waiting_on = %String::from_utf8_lossy(&key), "standby: watching the standby ahead");
+                            known = Some(v.holders);
+                            watch.wait_ahead_gone(key, v.at + 1).await?;
+                            continue;
+                        }
+                        Next::WatchSlots => {
                             tracing::debug!("first standby: watching the slots");
                             known = Some(v.holders);
                             let (gone, lease) = watch
@@ -540,15 +601,7 @@ impl SlotElection {
                     }
                 }
             };
-            // Whose child may still run on this slot: the deleted key's holder when we watched it
-            // go; else whoever held the slot when we last looked, or when our previous key was
-            // deleted. Waited for before the claim, so that a retry (the claim's answer lost)
-            // cannot skip it; in a graceful handoff it is one `LeaseTimeToLive` that finds the
-            // lease revoked.
-            let former = deleted_with
-                .or_else(|| known.as_ref().and_then(|k| k.lease_of(slot)))
-                .or_else(|| before_deletion.as_ref().and_then(|k| k.lease_of(slot)))
-                .filter(|&l| l != me.lease);
+            let former = former_holder(slot, deleted_with, [&known, &before_deletion], me.lease);
             if let Some(lease) = former {
                 wait_lease_gone(client, lease).await?;
             }
@@ -558,6 +611,41 @@ impl SlotElection {
             }
         }
     }
+}
+
+/// What a standby does after one read of the queue and the slots.
+#[derive(Debug, PartialEq, Eq)]
+enum Next {
+    /// Wait for this queue key, just ahead of ours, to go.
+    WaitAhead(Vec<u8>),
+    /// First in the queue, and this slot is free: claim it.
+    Claim(u32),
+    /// First in the queue, and every slot is held: wait for a slot key to go.
+    WatchSlots,
+}
+
+fn next_step(view: &View) -> Next {
+    match (&view.ahead, view.holders.lowest_free()) {
+        (Some(key), _) => Next::WaitAhead(key.clone()),
+        (None, Some(slot)) => Next::Claim(slot),
+        (None, None) => Next::WatchSlots,
+    }
+}
+
+/// Whose child may still run on `slot`, which we are about to claim: the deleted key's holder
+/// when we watched it go (`deleted_with`); else whoever held the slot in the first of `seen` (when
+/// we last looked, then when our previous key was deleted) that shows a holder. Never ourselves.
+/// Waited for before the claim, so that a retry (the claim's answer lost) cannot skip it; in a
+/// graceful handoff it is one `LeaseTimeToLive` that finds the lease revoked.
+fn former_holder(
+    slot: u32,
+    deleted_with: Option<LeaseId>,
+    seen: [&Option<Holders>; 2],
+    mine: LeaseId,
+) -> Option<LeaseId> {
+    deleted_with
+        .or_else(|| seen.iter().find_map(|h| h.as_ref()?.lease_of(slot)))
+        .filter(|&l| l != mine)
 }
 
 /// A number written as `slot_key` and the layout write it: decimal digits only, no sign, no

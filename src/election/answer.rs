@@ -1,0 +1,125 @@
+//! What etcd answered, as plain data: the edge between etcd-client's response types, which no test
+//! can build, and the election's decisions, which are tested on these.
+//!
+//! Every transaction the election sends has a builder and a struct of named fields its answer is
+//! read into (`JoinAnswer`, `ViewAnswer`, ...). An operation's position in a transaction is written
+//! down once, as a named constant of that struct, which both the builder and the parser use; no
+//! other code reads an answer by position.
+
+use etcd_client::{KeyValue, TxnOpResponse, TxnResponse};
+
+/// A key as etcd returned it: the fields the election decides on.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Found {
+    pub key: Vec<u8>,
+    pub value: Vec<u8>,
+    pub lease: i64,
+    pub create_revision: i64,
+}
+
+impl Found {
+    pub fn of(kv: &KeyValue) -> Found {
+        Found {
+            key: kv.key().to_vec(),
+            value: kv.value().to_vec(),
+            lease: kv.lease(),
+            create_revision: kv.create_revision(),
+        }
+    }
+
+    pub fn as_kv(&self) -> Kv<'_> {
+        Kv {
+            key: &self.key,
+            value: &self.value,
+            lease: self.lease,
+            create_revision: self.create_revision,
+        }
+    }
+}
+
+/// The parts of an etcd key-value the election reads, borrowed (so the pure parts are tested on
+/// plain data).
+#[derive(Debug, Clone, Copy)]
+pub struct Kv<'a> {
+    pub key: &'a [u8],
+    pub value: &'a [u8],
+    pub lease: i64,
+    pub create_revision: i64,
+}
+
+/// Borrows the key-values of a read.
+pub fn kvs(from: &[KeyValue]) -> Vec<Kv<'_>> {
+    from.iter()
+        .map(|kv| Kv {
+            key: kv.key(),
+            value: kv.value(),
+            lease: kv.lease(),
+            create_revision: kv.create_revision(),
+        })
+        .collect()
+}
+
+/// One transaction's answer.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Answer {
+    /// Whether the transaction's condition held (its `then` branch ran).
+    pub succeeded: bool,
+    /// The store revision of the transaction; `None` if etcd sent no header.
+    pub revision: Option<i64>,
+    /// What each operation of the branch that ran read, in the order sent (nothing for a put or a
+    /// delete).
+    pub reads: Vec<Vec<Found>>,
+}
+
+impl Answer {
+    pub fn of(resp: &TxnResponse) -> Answer {
+        let reads = resp
+            .op_responses()
+            .iter()
+            .map(|op| match op {
+                TxnOpResponse::Get(g) => g.kvs().iter().map(Found::of).collect(),
+                _ => Vec::new(),
+            })
+            .collect();
+        Answer {
+            succeeded: resp.succeeded(),
+            revision: resp.header().map(|h| h.revision()),
+            reads,
+        }
+    }
+
+    /// The keys the operation at `op` read (none if it was not a read, or is not there).
+    pub fn read(&self, op: usize) -> &[Found] {
+        self.reads.get(op).map_or(&[], Vec::as_slice)
+    }
+
+    /// The first key the operation at `op` read.
+    pub fn first(&self, op: usize) -> Option<Found> {
+        self.read(op).first().cloned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_are_found_by_position_and_missing_ones_are_empty() {
+        let k = |key: &[u8]| Found {
+            key: key.to_vec(),
+            ..Found::default()
+        };
+        let answer = Answer {
+            succeeded: true,
+            revision: Some(9),
+            reads: vec![vec![], vec![k(b"a"), k(b"b")]],
+        };
+        // (op, first key read)
+        let rows: [(usize, Option<&[u8]>); 4] =
+            [(0, None), (1, Some(b"a")), (2, None), (usize::MAX, None)];
+        for (op, want) in rows {
+            assert_eq!(answer.first(op).map(|f| f.key), want.map(<[u8]>::to_vec));
+        }
+        assert_eq!(answer.read(1).len(), 2);
+    }
+}
