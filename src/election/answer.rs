@@ -15,6 +15,7 @@ pub struct Found {
     pub value: Vec<u8>,
     pub lease: i64,
     pub create_revision: i64,
+    pub mod_revision: i64,
 }
 
 impl Found {
@@ -24,6 +25,7 @@ impl Found {
             value: kv.value().to_vec(),
             lease: kv.lease(),
             create_revision: kv.create_revision(),
+            mod_revision: kv.mod_revision(),
         }
     }
 

@@ -11,3 +11,4 @@ pub(crate) mod queue;
 pub(crate) mod session;
 pub(crate) mod slots;
 pub(crate) mod step_down;
+pub(crate) mod watch_state;

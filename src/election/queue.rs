@@ -56,6 +56,14 @@ pub struct Candidacy {
     pub slot: Option<u32>,
 }
 
+impl Candidacy {
+    /// Whether `kv`, read at our key, is still ours: our lease and our create-revision (a key
+    /// put again under the same name is another candidacy).
+    pub fn is_ours(&self, kv: &Found) -> bool {
+        kv.lease == self.lease.0 && kv.create_revision == self.revision
+    }
+}
+
 /// One key in the queue, as read from etcd. The value is the candidate's id; it is empty for an
 /// `etcdctl lock` holder, which uses the same key layout.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -590,7 +598,8 @@ impl Election {
         Ok(resp
             .kvs()
             .first()
-            .filter(|kv| kv.lease() == me.lease.0 && kv.create_revision() == me.revision)
+            .map(Found::of)
+            .filter(|kv| me.is_ours(kv))
             .map(|_| at))
     }
 
