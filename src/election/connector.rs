@@ -129,6 +129,26 @@ fn is_tls_failure(debug: &str) -> bool {
     .any(|needle| debug.contains(needle))
 }
 
+/// What waiting for an etcd call within a time limit came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Within<T> {
+    Done(T),
+    Failed(EtcdError),
+    /// No answer in time: whatever connection it waited on is not serving us.
+    TimedOut,
+}
+
+/// Waits for `call` at most `limit`.
+pub async fn within<T>(
+    limit: Duration,
+    call: impl Future<Output = Result<T, EtcdError>>,
+) -> Within<T> {
+    match tokio::time::timeout(limit, call).await {
+        Err(_) => Within::TimedOut,
+        Ok(answer) => answer.map_or_else(Within::Failed, Within::Done),
+    }
+}
+
 /// Hands out a client for the current endpoint and moves on when told it failed.
 pub struct Connector {
     cfg: EtcdConfig,
