@@ -101,6 +101,35 @@ impl Answer {
     }
 }
 
+/// The operations of a built transaction, as `(kind, key)` per branch (`then`, `else`), read from
+/// its debug form: what tests check a builder against its answer's named positions with.
+#[cfg(test)]
+pub fn ops_of(txn: &etcd_client::Txn) -> (Vec<(String, String)>, Vec<(String, String)>) {
+    let text = format!("{txn:?}");
+    let branch = |name: &str, end: &str| {
+        let start = text.find(name).map_or(text.len(), |i| i + name.len());
+        let stop = text[start..].find(end).map_or(text.len(), |i| start + i);
+        let mut ops = Vec::new();
+        for op in text[start..stop].split("request: Some(").skip(1) {
+            let kind = op.split('(').next().unwrap_or_default().to_owned();
+            let bytes = op
+                .split_once("key: [")
+                .and_then(|(_, rest)| rest.split_once(']'))
+                .map_or("", |(b, _)| b);
+            let key: Vec<u8> = bytes
+                .split(", ")
+                .filter_map(|b| b.trim().parse().ok())
+                .collect();
+            ops.push((kind, String::from_utf8_lossy(&key).into_owned()));
+        }
+        ops
+    };
+    (
+        branch("success: [", "failure: ["),
+        branch("failure: [", "c_when"),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -93,6 +93,7 @@ impl Queue {
 }
 
 /// How a join of the singleton's queue went.
+#[derive(Debug, PartialEq, Eq)]
 pub enum Joined {
     /// In the queue: our candidacy, whether we lead already, and the store revision of the join.
     Queued { me: Candidacy, leads: bool, at: i64 },
@@ -758,6 +759,187 @@ async fn watch_until(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn found(key: &str, lease: i64, create_revision: i64) -> Found {
+        Found {
+            key: key.as_bytes().to_vec(),
+            lease,
+            create_revision,
+            ..Found::default()
+        }
+    }
+
+    fn queued(revision: i64, leads_since: i64, at: i64) -> Joined {
+        let me = Candidacy {
+            key: "/p/app/ab".into(),
+            lease: LeaseId(0xab),
+            revision,
+            leads_since,
+            slot: None,
+        };
+        Joined::Queued {
+            leads: leads_since > 0,
+            me,
+            at,
+        }
+    }
+
+    #[test]
+    fn the_join_transaction_reads_what_its_answer_names() {
+        let e = Election::new("/p", "app");
+        let key = "/p/app/ab";
+        for may_look in [true, false] {
+            let (then, otherwise) =
+                crate::election::answer::ops_of(&e.join_txn(key, LeaseId(0xab), "a", may_look));
+            assert_eq!(then[JoinAnswer::MINE], ("RequestPut".into(), key.into()));
+            assert_eq!(
+                otherwise[JoinAnswer::MINE],
+                ("RequestRange".into(), key.into())
+            );
+            for ops in [&then, &otherwise] {
+                assert_eq!(ops[JoinAnswer::HEAD].1, e.dir());
+                let slots = ops.get(JoinAnswer::SLOTS_KEY).map(|op| op.1.as_str());
+                assert_eq!(slots, may_look.then(|| e.slots_root()).as_deref());
+            }
+        }
+    }
+
+    #[test]
+    fn what_a_join_answer_means() {
+        let e = Election::new("/p", "app");
+        let me = |rev| Some(found("/p/app/ab", 0xab, rev));
+        let other = Some(found("/p/app/cd", 0xcd, 3));
+        let answer = |put, revision, existing, head, slots_key| JoinAnswer {
+            put,
+            revision,
+            existing,
+            head,
+            slots_key,
+        };
+        let rows: [(JoinAnswer, Result<Joined, ()>); 9] = [
+            // Put now and first: we lead since the put.
+            (
+                answer(true, Some(10), None, me(10), None),
+                Ok(queued(10, 10, 10)),
+            ),
+            // Put now, behind another.
+            (
+                answer(true, Some(10), None, other.clone(), None),
+                Ok(queued(10, 0, 10)),
+            ),
+            // Our key survived an earlier attempt: its create-revision is our place.
+            (
+                answer(false, Some(12), me(6), me(6), None),
+                Ok(queued(6, 12, 12)),
+            ),
+            (
+                answer(false, Some(12), me(6), other.clone(), None),
+                Ok(queued(6, 0, 12)),
+            ),
+            // A head with our key but another create-revision is not us.
+            (
+                answer(false, Some(12), me(6), me(5), None),
+                Ok(queued(6, 0, 12)),
+            ),
+            // No header: the revision of our key stands in for the answer's.
+            (answer(false, None, me(6), me(6), None), Ok(queued(6, 6, 6))),
+            // Neither put nor found, or put without a revision: not placed.
+            (answer(false, Some(12), None, other.clone(), None), Err(())),
+            (answer(true, None, None, me(0), None), Err(())),
+            // Replicas with slots use the election: nothing was put.
+            (
+                answer(
+                    false,
+                    Some(12),
+                    None,
+                    None,
+                    Some(found("/p/app@slots/3/queue/ff", 0xff, 4)),
+                ),
+                Ok(Joined::SlotsInUse(3)),
+            ),
+        ];
+        for (i, (a, want)) in rows.into_iter().enumerate() {
+            let got = e.joined(&a, "/p/app/ab".into(), LeaseId(0xab));
+            assert_eq!(got.map_err(|_| ()), want, "row {i}: {a:?}");
+        }
+        let junk = answer(
+            false,
+            Some(2),
+            None,
+            None,
+            Some(found("/p/app@slots/x", 1, 1)),
+        );
+        assert_eq!(
+            e.joined(&junk, "/p/app/ab".into(), LeaseId(0xab)),
+            Ok(Joined::SlotsInUse(0))
+        );
+    }
+
+    #[test]
+    fn what_the_look_for_replicas_with_slots_finds() {
+        let e = Election::new("/p", "app");
+        let with = |key: &str| Answer {
+            succeeded: true,
+            revision: Some(5),
+            reads: vec![vec![found(key, 1, 2)]],
+        };
+        let rows = [
+            (Ok(Answer::default()), Ok(SlotsLook::Clear)),
+            (Ok(with("/p/app@slots/4/slot/0")), Ok(SlotsLook::InUse(4))),
+            (Ok(with("/p/app@slots/junk")), Ok(SlotsLook::InUse(0))),
+            // A role from before slots may not look: join without looking.
+            (
+                Err(EtcdError::Rejected("permission denied".into())),
+                Ok(SlotsLook::NotAllowed),
+            ),
+            (
+                Err(EtcdError::Unavailable("down".into())),
+                Err(EtcdError::Unavailable("down".into())),
+            ),
+        ];
+        for (answer, want) in rows {
+            assert_eq!(e.slots_look(answer.clone()), want, "{answer:?}");
+        }
+    }
+
+    #[test]
+    fn where_a_candidate_stands_after_reading_the_key_ahead() {
+        let me = Candidacy {
+            key: "/p/app/ab".into(),
+            lease: LeaseId(0xab),
+            revision: 7,
+            leads_since: 0,
+            slot: None,
+        };
+        let answer = |ours, revision, ahead: Option<&str>| NextAheadAnswer {
+            ours,
+            revision,
+            ahead: ahead.map(|k| found(k, 0, 0)),
+        };
+        let behind = |key: &str, at| {
+            Ok(Turn::Behind {
+                key: key.as_bytes().to_vec(),
+                at,
+            })
+        };
+        let rows = [
+            (answer(true, Some(15), None), Ok(Turn::First(15))),
+            (answer(true, None, None), Ok(Turn::First(7))),
+            (
+                answer(true, Some(15), Some("/p/app/cd")),
+                behind("/p/app/cd", 15),
+            ),
+            // Our key is gone or replaced: never "first".
+            (answer(false, Some(15), None), Err(())),
+            (answer(false, Some(15), Some("/p/app/cd")), Err(())),
+        ];
+        for (a, want) in rows {
+            assert_eq!(turn(&me, &a).map_err(|_| ()), want, "{a:?}");
+        }
+        let (then, _) =
+            crate::election::answer::ops_of(&Election::new("/p", "app").next_ahead_txn(&me));
+        assert_eq!(then[NextAheadAnswer::AHEAD].1, "/p/app/");
+    }
 
     #[test]
     fn lease_ids_are_read_from_candidate_keys() {

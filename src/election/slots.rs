@@ -107,6 +107,7 @@ impl Holders {
 }
 
 /// After joining the queue.
+#[derive(Debug, PartialEq, Eq)]
 pub enum Joined {
     /// Queued as a standby, with the store revision of the join.
     Standby(Candidacy, i64),
@@ -118,6 +119,7 @@ pub enum Joined {
 }
 
 /// What the first standby learns from one read.
+#[derive(Debug, PartialEq, Eq)]
 struct View {
     at: i64,
     /// The queue key just ahead of ours, if any.
@@ -691,6 +693,293 @@ async fn wait_lease_gone(client: &mut Client, lease: LeaseId) -> Result<(), Etcd
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn found(key: &str, lease: i64, create_revision: i64) -> Found {
+        Found {
+            key: key.as_bytes().to_vec(),
+            value: b"id".to_vec(),
+            lease,
+            create_revision,
+            ..Found::default()
+        }
+    }
+
+    fn candidacy(key: &str, revision: i64, leads_since: i64, slot: Option<u32>) -> Candidacy {
+        Candidacy {
+            key: key.into(),
+            lease: LeaseId(0xab),
+            revision,
+            leads_since,
+            slot,
+        }
+    }
+
+    #[test]
+    fn the_join_transaction_reads_what_its_answer_names() {
+        let s = SlotElection::new("/p", "app", 3);
+        let key = "/p/app@slots/3/queue/ab";
+        let (then, otherwise) =
+            crate::election::answer::ops_of(&s.join_txn(key, LeaseId(0xab), "a"));
+        assert_eq!(
+            then[SlotsJoinAnswer::MINE],
+            ("RequestPut".into(), key.into())
+        );
+        assert_eq!(
+            otherwise[SlotsJoinAnswer::MINE],
+            ("RequestRange".into(), key.into())
+        );
+        for ops in [then, otherwise] {
+            let at = |i: usize| ops[i].1.as_str();
+            assert_eq!(at(SlotsJoinAnswer::SINGLETON), "/p/app/");
+            assert_eq!(at(SlotsJoinAnswer::LOWER_COUNT), "/p/app@slots/");
+            assert_eq!(at(SlotsJoinAnswer::HIGHER_COUNT), "/p/app@slots/30");
+            assert_eq!(at(SlotsJoinAnswer::SLOTS), "/p/app@slots/3/slot/");
+            assert_eq!(ops.len(), 5);
+        }
+    }
+
+    #[test]
+    fn what_a_slots_join_answer_means() {
+        let s = SlotElection::new("/p", "app", 3);
+        let queue_key = "/p/app@slots/3/queue/ab";
+        let base = || SlotsJoinAnswer {
+            put: true,
+            revision: Some(20),
+            ..SlotsJoinAnswer::default()
+        };
+        let standby = |revision| Ok(Joined::Standby(candidacy(queue_key, revision, 0, None), 20));
+        let rows: Vec<(SlotsJoinAnswer, Result<Joined, ()>)> = vec![
+            (base(), standby(20)),
+            // Our key survived an earlier attempt with our lease: its place stands.
+            (
+                SlotsJoinAnswer {
+                    put: false,
+                    existing: Some(found(queue_key, 0xab, 9)),
+                    ..base()
+                },
+                standby(9),
+            ),
+            // A key of that name with another lease is not ours: not placed.
+            (
+                SlotsJoinAnswer {
+                    put: false,
+                    existing: Some(found(queue_key, 0xcd, 9)),
+                    ..base()
+                },
+                Err(()),
+            ),
+            (
+                SlotsJoinAnswer {
+                    put: false,
+                    ..base()
+                },
+                Err(()),
+            ),
+            // Whoever else uses the election: refused, whether or not we were put.
+            (
+                SlotsJoinAnswer {
+                    singleton: Some(found("/p/app/cd", 0xcd, 2)),
+                    ..base()
+                },
+                Ok(Joined::Refused(Mismatch::Singleton)),
+            ),
+            (
+                SlotsJoinAnswer {
+                    put: false,
+                    lower_count: Some(found("/p/app@slots/2/slot/0", 1, 2)),
+                    ..base()
+                },
+                Ok(Joined::Refused(Mismatch::Slots(2))),
+            ),
+            (
+                SlotsJoinAnswer {
+                    put: false,
+                    higher_count: Some(found("/p/app@slots/5/queue/ff", 1, 2)),
+                    ..base()
+                },
+                Ok(Joined::Refused(Mismatch::Slots(5))),
+            ),
+            (
+                SlotsJoinAnswer {
+                    put: false,
+                    higher_count: Some(found("/p/app@slots/x", 1, 2)),
+                    ..base()
+                },
+                Ok(Joined::Refused(Mismatch::Slots(0))),
+            ),
+            // An earlier claim with our lease went through: we hold that slot already.
+            (
+                SlotsJoinAnswer {
+                    holders: vec![
+                        found("/p/app@slots/3/slot/0", 0xcd, 5),
+                        found("/p/app@slots/3/slot/2", 0xab, 8),
+                    ],
+                    ..base()
+                },
+                Ok(Joined::Holding(candidacy(
+                    "/p/app@slots/3/slot/2",
+                    8,
+                    20,
+                    Some(2),
+                ))),
+            ),
+            (
+                SlotsJoinAnswer {
+                    holders: vec![found("/p/app@slots/3/slot/2", 0xcd, 8)],
+                    ..base()
+                },
+                standby(20),
+            ),
+        ];
+        for (i, (answer, want)) in rows.into_iter().enumerate() {
+            let got = s.joined(&answer, queue_key.into(), LeaseId(0xab));
+            assert_eq!(got.map_err(|_| ()), want, "row {i}: {answer:?}");
+        }
+    }
+
+    #[test]
+    fn what_the_first_standbys_read_shows() {
+        let s = SlotElection::new("/p", "app", 2);
+        let me = candidacy("/p/app@slots/2/queue/ab", 9, 0, None);
+        let holder = found("/p/app@slots/2/slot/1", 0xcd, 4);
+        let answer = ViewAnswer {
+            ours: true,
+            revision: Some(11),
+            ahead: Some(found("/p/app@slots/2/queue/aa", 0xaa, 8)),
+            holders: vec![holder],
+        };
+        let view = s.view_of(&me, &answer).unwrap();
+        assert_eq!(view.at, 11);
+        assert_eq!(view.ahead.as_deref(), Some(&b"/p/app@slots/2/queue/aa"[..]));
+        assert_eq!(view.holders.lease_of(1), Some(LeaseId(0xcd)));
+        assert_eq!(view.holders.lowest_free(), Some(0));
+        let gone = ViewAnswer {
+            ours: false,
+            ..answer
+        };
+        assert!(s.view_of(&me, &gone).is_err(), "our queue key is gone");
+        let (then, _) = crate::election::answer::ops_of(&Txn::new().and_then([
+            TxnOp::get(s.queue_dir(), Some(just_ahead_of(&me))),
+            s.slots_op(),
+        ]));
+        assert_eq!(then[ViewAnswer::AHEAD].1, s.queue_dir());
+        assert_eq!(then[ViewAnswer::SLOTS].1, s.slot_dir());
+    }
+
+    #[test]
+    fn what_a_claim_answer_means() {
+        let me = candidacy("/p/app@slots/2/queue/ab", 9, 0, None);
+        let slot_key = "/p/app@slots/2/slot/1";
+        let answer = |succeeded, revision| Answer {
+            succeeded,
+            revision,
+            reads: vec![],
+        };
+        let rows = [
+            (
+                answer(true, Some(30)),
+                Ok(Some(candidacy(slot_key, 30, 30, Some(1)))),
+            ),
+            // Taken by someone else, or our queue key is gone: read again.
+            (answer(false, Some(30)), Ok(None)),
+            (answer(false, None), Ok(None)),
+            // Claimed, but no revision to fence with: not usable.
+            (answer(true, None), Err(())),
+            (answer(true, Some(0)), Err(())),
+        ];
+        for (a, want) in rows {
+            let got = claimed(&me, slot_key.into(), 1, &a).map_err(|_| ());
+            assert_eq!(got, want, "{a:?}");
+        }
+    }
+
+    #[test]
+    fn what_a_standby_does_after_a_read() {
+        let h = |lease| {
+            Some(Candidate {
+                id: "r".into(),
+                key: "k".into(),
+                lease: LeaseId(lease),
+                revision: lease,
+            })
+        };
+        let view = |ahead: Option<&str>, slots| View {
+            at: 5,
+            ahead: ahead.map(|k| k.as_bytes().to_vec()),
+            holders: Holders { revision: 5, slots },
+        };
+        let rows = [
+            (
+                view(Some("q/aa"), vec![None, None]),
+                Next::WaitAhead(b"q/aa".to_vec()),
+            ),
+            (
+                view(Some("q/aa"), vec![h(1), h(2)]),
+                Next::WaitAhead(b"q/aa".to_vec()),
+            ),
+            (view(None, vec![h(1), None]), Next::Claim(1)),
+            (view(None, vec![h(1), h(2)]), Next::WatchSlots),
+        ];
+        for (v, want) in rows {
+            assert_eq!(next_step(&v), want, "{v:?}");
+        }
+    }
+
+    #[test]
+    fn whose_child_may_still_run_on_a_slot_about_to_be_claimed() {
+        let holders = |slots: Vec<Option<i64>>| {
+            Some(Holders {
+                revision: 1,
+                slots: slots
+                    .into_iter()
+                    .map(|l| {
+                        l.map(|l| Candidate {
+                            id: "r".into(),
+                            key: "k".into(),
+                            lease: LeaseId(l),
+                            revision: 1,
+                        })
+                    })
+                    .collect(),
+            })
+        };
+        let mine = LeaseId(0xab);
+        // (deleted with, last looked, at our previous key's deletion) -> former holder of slot 1
+        let rows = [
+            (
+                Some(0x1),
+                holders(vec![None, Some(0x2)]),
+                holders(vec![None, Some(0x3)]),
+                Some(0x1),
+            ),
+            (
+                None,
+                holders(vec![None, Some(0x2)]),
+                holders(vec![None, Some(0x3)]),
+                Some(0x2),
+            ),
+            (
+                None,
+                holders(vec![Some(0x2), None]),
+                holders(vec![None, Some(0x3)]),
+                Some(0x3),
+            ),
+            (None, None, holders(vec![None, Some(0x3)]), Some(0x3)),
+            (None, None, None, None),
+            // Never ourselves: our own lease is no one to wait for.
+            (Some(0xab), None, None, None),
+            (
+                None,
+                holders(vec![None, Some(0xab)]),
+                holders(vec![None, Some(0x3)]),
+                None,
+            ),
+        ];
+        for (deleted, known, before, want) in rows {
+            let got = former_holder(1, deleted.map(LeaseId), [&known, &before], mine);
+            assert_eq!(got, want.map(LeaseId), "{deleted:?} {known:?} {before:?}");
+        }
+    }
 
     #[test]
     fn slot_keys_and_numbers() {
