@@ -503,12 +503,16 @@ impl SlotElection {
     /// One transaction: if our queue key is still ours, the key just ahead of it and every slot's
     /// holder, at one revision.
     async fn view(&self, client: &mut Client, me: &Candidacy) -> Result<View, EtcdError> {
-        let txn = Txn::new().when(still_ours(me)).and_then([
-            TxnOp::get(self.queue_dir(), Some(just_ahead_of(me))), // ViewAnswer::AHEAD
-            self.slots_op(),                                       // ViewAnswer::SLOTS
-        ]);
-        let resp = client.txn(txn).await?;
+        let resp = client.txn(self.view_txn(me)).await?;
         self.view_of(me, &ViewAnswer::parse(&Answer::of(&resp)))
+    }
+
+    /// In [`ViewAnswer`]'s order: the queue key just ahead of ours, every slot key.
+    fn view_txn(&self, me: &Candidacy) -> Txn {
+        Txn::new().when(still_ours(me)).and_then([
+            TxnOp::get(self.queue_dir(), Some(just_ahead_of(me))),
+            self.slots_op(),
+        ])
     }
 
     fn view_of(&self, me: &Candidacy, answer: &ViewAnswer) -> Result<View, EtcdError> {
@@ -858,10 +862,7 @@ mod tests {
             ..answer
         };
         assert!(s.view_of(&me, &gone).is_err(), "our queue key is gone");
-        let (then, _) = crate::election::answer::ops_of(&Txn::new().and_then([
-            TxnOp::get(s.queue_dir(), Some(just_ahead_of(&me))),
-            s.slots_op(),
-        ]));
+        let (then, _) = crate::election::answer::ops_of(&s.view_txn(&me));
         assert_eq!(then[ViewAnswer::AHEAD].1, s.queue_dir());
         assert_eq!(then[ViewAnswer::SLOTS].1, s.slot_dir());
     }
