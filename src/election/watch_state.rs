@@ -333,3 +333,372 @@ pub fn pause_after(ended: &Ended, backoff: &mut Backoff) -> Option<Duration> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::lifecycle::LeaseId;
+    use crate::election::step_down::ResignRequest;
+
+    const KEY: &str = "/p/app/ab";
+
+    fn me() -> Candidacy {
+        Candidacy {
+            key: KEY.into(),
+            lease: LeaseId(0xab),
+            revision: 7,
+            leads_since: 0,
+            slot: None,
+        }
+    }
+
+    fn event(kind: EventType, key: &str, value: &[u8], rev: i64, prev: Option<i64>) -> Event {
+        Event {
+            kind,
+            key: key.as_bytes().to_vec(),
+            value: value.to_vec(),
+            mod_revision: rev,
+            prev_lease: prev,
+        }
+    }
+
+    fn put(key: &str, value: &[u8], rev: i64) -> Event {
+        event(EventType::Put, key, value, rev, None)
+    }
+
+    fn del(key: &str, rev: i64) -> Event {
+        event(EventType::Delete, key, b"", rev, None)
+    }
+
+    fn reply(watch_id: i64, events: Vec<Event>) -> Reply {
+        Reply {
+            watch_id,
+            events,
+            ..Reply::default()
+        }
+    }
+
+    fn canceled(watch_id: i64, reason: &str) -> Reply {
+        Reply {
+            watch_id,
+            canceled: true,
+            cancel_reason: reason.into(),
+            events: vec![],
+        }
+    }
+
+    fn request(key: &str, revision: i64) -> Vec<u8> {
+        let by = "ops".to_owned();
+        let r = ResignRequest {
+            leader_key: key.into(),
+            fencing_revision: revision,
+            by,
+        };
+        r.encode().into_bytes()
+    }
+
+    fn gone(key: &str, lease: i64) -> Effect {
+        Effect::AheadGone(Gone {
+            key: key.as_bytes().to_vec(),
+            lease,
+        })
+    }
+
+    #[test]
+    fn our_own_key_deleted_ends_the_watch_and_a_put_moves_it_on() {
+        // (events on our key's watch) -> (end, where our watch resumes); joined at 5
+        let rows = [
+            (vec![put(KEY, b"a", 9)], None, 10),
+            (vec![del(KEY, 12)], Some(Ended::OwnDeleted(Some(12))), 6),
+            (
+                vec![put(KEY, b"a", 9), del(KEY, 12)],
+                Some(Ended::OwnDeleted(Some(12))),
+                10,
+            ),
+            // Nothing after our key's deletion is acted on.
+            (
+                vec![del(KEY, 12), put(KEY, b"a", 13)],
+                Some(Ended::OwnDeleted(Some(12))),
+                6,
+            ),
+        ];
+        for (events, ended, own_from) in rows {
+            let mut w = Watches::new(5);
+            let heard = w.on_reply(&reply(OWN, events.clone()), &me());
+            assert_eq!((heard.ended, w.own_from), (ended, own_from), "{events:?}");
+            assert!(heard.effects.is_empty());
+        }
+    }
+
+    #[test]
+    fn a_step_down_request_is_obeyed_only_when_addressed_to_us() {
+        let obey = |rev| Effect::StepDown {
+            by: "ops".into(),
+            mod_revision: rev,
+        };
+        let rows = [
+            (request(KEY, 7), true),
+            // An earlier or a later leadership under the same key, another leader, garbage.
+            (request(KEY, 6), false),
+            (request(KEY, 8), false),
+            (request("/p/app/cd", 7), false),
+            (b"resign".to_vec(), false),
+        ];
+        for (value, obeyed) in rows {
+            let mut w = Watches::new(5);
+            let heard = w.on_reply(
+                &reply(REQUESTS, vec![put("/p/app@resign", &value, 20)]),
+                &me(),
+            );
+            assert_eq!(heard.ended, None);
+            match &heard.effects[..] {
+                [Effect::Ignored(_)] => assert!(!obeyed, "{value:?}"),
+                [e] => assert_eq!((e, obeyed), (&obey(20), true)),
+                other => panic!("{other:?}"),
+            }
+            assert_eq!(w.requests_from, Some(21));
+        }
+    }
+
+    #[test]
+    fn a_deleted_request_only_moves_the_request_watch_on() {
+        let mut w = Watches::new(5);
+        let heard = w.on_reply(&reply(REQUESTS, vec![del("/p/app@resign", 30)]), &me());
+        assert_eq!(heard, Heard::default());
+        assert_eq!(w.requests_from, Some(31));
+    }
+
+    #[test]
+    fn the_candidate_ahead_deleted_is_reported_once_under_the_key_watched() {
+        let mut w = Watches::new(5);
+        assert_eq!(w.watch_ahead(b"/p/app/aa".to_vec(), 6, false), None);
+        let id = w.ahead.as_ref().map(|a| a.id).unwrap();
+        let deletion = reply(id, vec![del("/p/app/aa", 10)]);
+        let heard = w.on_reply(&deletion, &me());
+        assert_eq!(heard.effects, [gone("/p/app/aa", 0)]);
+        assert_eq!((w.ahead.clone(), w.fired), (None, None));
+        // Seen again (a duplicate): nothing more to report.
+        assert_eq!(w.on_reply(&deletion, &me()), Heard::default());
+    }
+
+    #[test]
+    fn a_late_event_of_an_earlier_candidate_ahead_is_ignored() {
+        let mut w = Watches::new(5);
+        w.watch_ahead(b"/p/app/a1".to_vec(), 6, false);
+        w.watch_ahead(b"/p/app/a2".to_vec(), 8, false);
+        let (first, second) = (AHEAD_FIRST, AHEAD_FIRST + 1);
+        assert_eq!(w.ahead.as_ref().map(|a| a.id), Some(second));
+        let late = w.on_reply(&reply(first, vec![del("/p/app/a1", 9)]), &me());
+        assert_eq!(late, Heard::default());
+        let now = w.on_reply(&reply(second, vec![del("/p/app/a2", 11)]), &me());
+        assert_eq!(now.effects, [gone("/p/app/a2", 0)]);
+    }
+
+    #[test]
+    fn a_slot_key_deleted_under_the_prefix_is_reported_with_its_lease() {
+        // (lease before the deletion) -> lease reported (0: unknown)
+        for (prev, lease) in [(Some(0x55), 0x55), (None, 0)] {
+            let mut w = Watches::new(5);
+            w.watch_ahead(b"/p/app@slots/2/slot/".to_vec(), 6, true);
+            let slot = "/p/app@slots/2/slot/1";
+            let deletion = event(EventType::Delete, slot, b"", 10, prev);
+            let heard = w.on_reply(&reply(AHEAD_FIRST, vec![deletion]), &me());
+            assert_eq!(heard.effects, [gone(slot, lease)]);
+            // It keeps reporting every slot change: canceled before the next watch starts.
+            assert_eq!(w.fired, Some(AHEAD_FIRST));
+        }
+    }
+
+    #[test]
+    fn a_fired_slots_watch_is_canceled_first_and_that_cancellation_is_no_break() {
+        let mut w = Watches::new(5);
+        w.watch_ahead(b"/p/app@slots/2/slot/".to_vec(), 6, true);
+        let deletion = del("/p/app@slots/2/slot/0", 10);
+        w.on_reply(&reply(AHEAD_FIRST, vec![deletion]), &me());
+        assert_eq!(
+            w.watch_ahead(b"/p/app@slots/2/slot/".to_vec(), 11, true),
+            Some(AHEAD_FIRST)
+        );
+        let ours = canceled(AHEAD_FIRST, "");
+        assert_eq!(w.on_reply(&ours, &me()), Heard::default());
+        // Only once: a second cancellation of that id is etcd's.
+        let again = w.on_reply(&ours, &me());
+        assert_eq!(again.ended, Some(Ended::Canceled(String::new())));
+        // No watch fired: nothing to cancel, and nothing is taken for ours.
+        assert_eq!(w.watch_ahead(b"/p/app/aa".to_vec(), 12, false), None);
+        assert_eq!(w.canceled_by_us, None);
+    }
+
+    #[test]
+    fn what_a_cancellation_by_etcd_means() {
+        let compacted = "mvcc: required revision has been compacted";
+        let denied = "etcdserver: permission denied";
+        // (request watch still on, reason) -> (effects, end, request watch after)
+        let rows = [
+            (
+                true,
+                compacted,
+                vec![],
+                Some(Ended::Canceled(compacted.into())),
+                Some(6),
+            ),
+            (
+                true,
+                denied,
+                vec![Effect::RequestsRefused(denied.into())],
+                None,
+                None,
+            ),
+            // Refused before: this one is about another watch, so the stream is re-established.
+            (
+                false,
+                denied,
+                vec![],
+                Some(Ended::Canceled(denied.into())),
+                None,
+            ),
+        ];
+        for (requests, reason, effects, ended, requests_from) in rows {
+            let mut w = Watches::new(5);
+            if !requests {
+                w.requests_from = None;
+            }
+            let heard = w.on_reply(&canceled(-1, reason), &me());
+            assert_eq!(heard, Heard { effects, ended }, "{reason}");
+            assert_eq!(w.requests_from, requests_from, "{reason}");
+        }
+    }
+
+    #[test]
+    fn our_key_read_again_after_a_break() {
+        let ours = Found {
+            key: KEY.as_bytes().to_vec(),
+            lease: 0xab,
+            create_revision: 7,
+            ..Found::default()
+        };
+        let other_lease = Found {
+            lease: 0xcd,
+            ..ours.clone()
+        };
+        let put_again = Found {
+            create_revision: 15,
+            ..ours.clone()
+        };
+        // (found, watching the slot keys) -> (effects, or None: our key is gone)
+        let rows = [
+            (None, false, None),
+            (Some(&other_lease), false, None),
+            (Some(&put_again), false, None),
+            (Some(&ours), false, Some(vec![])),
+            // The slot keys may have changed meanwhile: the waiter reads them again.
+            (
+                Some(&ours),
+                true,
+                Some(vec![gone("/p/app@slots/2/slot/", 0)]),
+            ),
+        ];
+        for (found, slots, want) in rows {
+            let mut w = Watches::new(5);
+            w.watch_ahead(b"/p/app@slots/2/slot/".to_vec(), 6, true);
+            if !slots {
+                w.ahead = None;
+            }
+            let got = w.own_reread(found, 40, &me());
+            let alive = got.is_some();
+            assert_eq!(got, want, "{found:?}");
+            assert_eq!(w.own_from, if alive { 41 } else { 6 });
+            if alive {
+                assert_eq!(w.ahead, None);
+            }
+        }
+    }
+
+    #[test]
+    fn the_candidate_ahead_read_again_after_a_break() {
+        let at = |rev| Found {
+            key: b"/p/app/aa".to_vec(),
+            create_revision: rev,
+            ..Found::default()
+        };
+        // (found) -> (reported gone, where its watch resumes)
+        let rows = [
+            (None, true, None),
+            (Some(at(5)), false, Some(41)),
+            // Back with a create-revision after ours (joined again): behind us now.
+            (Some(at(9)), true, None),
+        ];
+        for (found, reported, from) in rows {
+            let mut w = Watches::new(5);
+            w.watch_ahead(b"/p/app/aa".to_vec(), 6, false);
+            let got = w.ahead_reread(found.as_ref(), 40, &me());
+            let want = reported.then(|| Gone {
+                key: b"/p/app/aa".to_vec(),
+                lease: 0,
+            });
+            assert_eq!(got, want, "{found:?}");
+            assert_eq!(w.ahead.map(|a| a.from), from, "{found:?}");
+        }
+        assert_eq!(Watches::new(5).ahead_reread(None, 40, &me()), None);
+    }
+
+    #[test]
+    fn a_request_put_while_the_stream_was_down_is_considered() {
+        let mut w = Watches::new(5);
+        let found = Found {
+            value: request(KEY, 7),
+            mod_revision: 33,
+            ..Found::default()
+        };
+        let obey = Effect::StepDown {
+            by: "ops".into(),
+            mod_revision: 33,
+        };
+        assert_eq!(w.requests_reread(Some(&found), 40, &me()), Some(obey));
+        assert_eq!(w.requests_from, Some(41));
+        assert_eq!(w.requests_reread(None, 50, &me()), None);
+        assert_eq!(w.requests_from, Some(51));
+    }
+
+    #[test]
+    fn pauses_back_off_on_failures_and_start_over_after_a_cancellation() {
+        let down = || Ended::NoConnection(EtcdError::Unavailable("down".into()));
+        let broke = || Ended::Broke(EtcdError::Unavailable("reset".into()));
+        let cancel = || Ended::Canceled("compacted".into());
+        // (how a round ended, pause in ms before the next; None: stop)
+        let rows = [
+            (down(), Some(200)),
+            (broke(), Some(400)),
+            (broke(), Some(800)),
+            (down(), Some(1600)),
+            (broke(), Some(2000)),
+            (broke(), Some(2000)),
+            // The endpoint served us until etcd canceled: soon, and the schedule starts over.
+            (cancel(), Some(200)),
+            (broke(), Some(200)),
+            (broke(), Some(400)),
+            (cancel(), Some(200)),
+            (cancel(), Some(200)),
+            (Ended::OwnDeleted(Some(9)), None),
+            (Ended::OwnDeleted(None), None),
+        ];
+        let mut backoff = RETRY.start();
+        for (i, (ended, want)) in rows.into_iter().enumerate() {
+            let got = pause_after(&ended, &mut backoff).map(|p| p.as_millis() as u64);
+            assert_eq!(got, want, "row {i}: {ended:?}");
+        }
+    }
+
+    #[test]
+    fn each_candidate_ahead_gets_a_new_watch_id() {
+        let mut w = Watches::new(5);
+        let ids: Vec<i64> = (0..3)
+            .map(|i| {
+                w.watch_ahead(vec![i], 6, false);
+                w.ahead.as_ref().map_or(0, |a| a.id)
+            })
+            .collect();
+        assert_eq!(ids, [AHEAD_FIRST, AHEAD_FIRST + 1, AHEAD_FIRST + 2]);
+        assert!(!ids.contains(&OWN) && !ids.contains(&REQUESTS));
+    }
+}
