@@ -406,6 +406,24 @@ mod tests {
         assert!(matches!(e, EtcdError::LeaseGone(_)), "{e:?}");
     }
 
+    #[tokio::test(start_paused = true)]
+    async fn a_call_within_a_limit_is_done_failed_or_timed_out() {
+        let limit = Duration::from_secs(1);
+        let down = EtcdError::Unavailable("down".into());
+        assert_eq!(within(limit, async { Ok(3) }).await, Within::Done(3));
+        assert_eq!(
+            within(limit, async { Err::<(), _>(down.clone()) }).await,
+            Within::Failed(down)
+        );
+        let late = async {
+            tokio::time::sleep(limit * 2).await;
+            Ok(())
+        };
+        assert_eq!(within(limit, late).await, Within::TimedOut);
+        let pending = std::future::pending::<Result<(), EtcdError>>();
+        assert_eq!(within(limit, pending).await, Within::TimedOut);
+    }
+
     fn connector(n: usize) -> Connector {
         Connector::new(EtcdConfig {
             endpoints: (0..n)

@@ -371,3 +371,158 @@ fn revoked<T>(call: Result<T, EtcdError>) -> Result<Revoked, String> {
         Err(e) => Err(e.to_string()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::timing::TimingInput;
+
+    fn secs(n: u64) -> Duration {
+        Duration::from_secs(n)
+    }
+
+    fn timing(ttl: u64) -> TimingModel {
+        let input = TimingInput {
+            ttl: Some(secs(ttl)),
+            ..TimingInput::default()
+        };
+        TimingModel::new(input).expect("valid timing")
+    }
+
+    #[test]
+    fn a_reply_in_time_buys_a_deadline_from_its_send_with_the_smaller_ttl() {
+        let sent = BootInstant::now();
+        // (requested TTL, granted TTL in the reply) -> deadline after the send
+        let rows = [
+            (10, 10, 10),
+            (10, 5, 5),
+            (10, 30, 10),
+            (10, 1, 1),
+            (2, 2, 2),
+        ];
+        for (requested, granted, want) in rows {
+            let got = renewal(&timing(requested), sent, &Within::Done(Some(granted)));
+            assert_eq!(got, Ok(sent + secs(want as u64)), "{requested} {granted}");
+        }
+    }
+
+    #[test]
+    fn a_reply_without_ttl_means_the_lease_is_gone() {
+        let sent = BootInstant::now();
+        for ttl in [0, -1, i64::MIN] {
+            let got = renewal(&timing(10), sent, &Within::Done(Some(ttl)));
+            assert_eq!(got, Err(Broke::LeaseGone), "ttl {ttl}");
+        }
+    }
+
+    #[test]
+    fn a_late_failed_or_closed_reply_is_retried() {
+        let sent = BootInstant::now();
+        let rows = [
+            Within::TimedOut,
+            Within::Done(None),
+            Within::Failed(EtcdError::Unavailable("reset".into())),
+            Within::Failed(EtcdError::Rejected("permission denied".into())),
+            // An error on the stream is not etcd's "ttl 0": the next open tells.
+            Within::Failed(EtcdError::LeaseGone("x".into())),
+        ];
+        for reply in rows {
+            let got = renewal(&timing(10), sent, &reply);
+            assert_eq!(got, Err(Broke::Retry), "{reply:?}");
+        }
+    }
+
+    #[test]
+    fn lease_not_found_when_opening_is_final_and_all_else_is_retried() {
+        let rows = [
+            (
+                Some(EtcdError::LeaseGone("not found".into())),
+                Broke::LeaseGone,
+            ),
+            (Some(EtcdError::Unavailable("down".into())), Broke::Retry),
+            (Some(EtcdError::Rejected("bad token".into())), Broke::Retry),
+            (None, Broke::Retry), // timed out
+        ];
+        for (error, want) in rows {
+            assert_eq!(not_opened(error.as_ref()), want, "{error:?}");
+        }
+    }
+
+    #[test]
+    fn only_an_unavailable_endpoint_moves_to_the_next_within_an_attempt() {
+        let down = EtcdError::Unavailable("refused".into());
+        let rows = [
+            (down.clone(), 2, true),
+            (down.clone(), 1, true),
+            (down, 0, false),
+            (EtcdError::Rejected("denied".into()), 2, false),
+            (EtcdError::LeaseGone("gone".into()), 2, false),
+        ];
+        for (e, tries_left, want) in rows {
+            assert_eq!(
+                try_next_endpoint(&e, tries_left),
+                want,
+                "{e:?} {tries_left}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_next_attempt_starts_one_attempt_time_after_the_failed_one_started() {
+        let base = Instant::now();
+        let ms = Duration::from_millis;
+        // (failed attempt started, now) -> next attempt, in ms after `base`; attempts of 500 ms
+        let rows = [
+            (0, 100, 500),
+            (0, 499, 500),
+            (0, 500, 501),
+            (0, 2_000, 2_001),
+            (300, 400, 800),
+        ];
+        for (started, now, want) in rows {
+            let got = next_attempt(base + ms(started), ms(500), base + ms(now));
+            assert_eq!(got - base, ms(want), "{started} {now}");
+        }
+    }
+
+    #[test]
+    fn the_lease_is_lost_once_its_deadline_is_reached() {
+        let t0 = BootInstant::now();
+        let alive = LeaseState::Alive {
+            safe_until: t0 + secs(1),
+        };
+        let ms = Duration::from_millis;
+        let rows = [
+            (alive, t0, alive),
+            (alive, t0 + ms(999), alive),
+            (alive, t0 + secs(1), LeaseState::Lost),
+            (alive, t0 + secs(60), LeaseState::Lost),
+            (LeaseState::Lost, t0, LeaseState::Lost),
+        ];
+        for (state, now, want) in rows {
+            assert_eq!(state.at(now), want, "{state:?} at {now:?}");
+        }
+    }
+
+    #[test]
+    fn a_revoke_is_done_already_gone_or_the_reason_to_try_again() {
+        let rows: [(Result<(), EtcdError>, Result<Revoked, String>); 4] = [
+            (Ok(()), Ok(Revoked::Now)),
+            (
+                Err(EtcdError::LeaseGone("x".into())),
+                Ok(Revoked::AlreadyGone),
+            ),
+            (
+                Err(EtcdError::Unavailable("down".into())),
+                Err("etcd unavailable: down".into()),
+            ),
+            (
+                Err(EtcdError::Rejected("denied".into())),
+                Err("etcd rejected us: denied".into()),
+            ),
+        ];
+        for (call, want) in rows {
+            assert_eq!(revoked(call.clone()), want, "{call:?}");
+        }
+    }
+}
