@@ -1,10 +1,10 @@
 //! What etcd answered, as plain data: the edge between etcd-client's response types, which no test
 //! can build, and the election's decisions, which are tested on these.
 //!
-//! Every transaction the election sends has a builder and a struct of named fields its answer is
-//! read into (`JoinAnswer`, `ViewAnswer`, ...). An operation's position in a transaction is written
-//! down once, as a named constant of that struct, which both the builder and the parser use; no
-//! other code reads an answer by position.
+//! Every transaction the election sends has a builder, and the positions of its operations are
+//! named once, beside it (`JOIN_HEAD`, `VIEW_SLOTS`, ...): the decision on its answer reads
+//! `answer.first(JOIN_HEAD)`, never a bare number, and a test checks each builder
+//! against its names ([`ops_of`]).
 
 use etcd_client::{KeyValue, TxnOpResponse, TxnResponse};
 
@@ -96,15 +96,40 @@ impl Answer {
     }
 
     /// The first key the operation at `op` read.
-    pub fn first(&self, op: usize) -> Option<Found> {
-        self.read(op).first().cloned()
+    pub fn first(&self, op: usize) -> Option<&Found> {
+        self.read(op).first()
+    }
+
+    /// An answer with `reads` at their positions and nothing read elsewhere, as a test writes one.
+    #[cfg(test)]
+    pub fn with(
+        succeeded: bool,
+        revision: Option<i64>,
+        reads: impl IntoIterator<Item = (usize, Vec<Found>)>,
+    ) -> Answer {
+        let mut answer = Answer {
+            succeeded,
+            revision,
+            reads: Vec::new(),
+        };
+        for (op, found) in reads {
+            if answer.reads.len() <= op {
+                answer.reads.resize(op + 1, Vec::new());
+            }
+            answer.reads[op] = found;
+        }
+        answer
     }
 }
+
+/// A branch's operations: (kind, key).
+#[cfg(test)]
+pub type Ops = Vec<(String, String)>;
 
 /// The operations of a built transaction, as `(kind, key)` per branch (`then`, `else`), read from
 /// its debug form: what tests check a builder against its answer's named positions with.
 #[cfg(test)]
-pub fn ops_of(txn: &etcd_client::Txn) -> (Vec<(String, String)>, Vec<(String, String)>) {
+pub fn ops_of(txn: &etcd_client::Txn) -> (Ops, Ops) {
     let text = format!("{txn:?}");
     let branch = |name: &str, end: &str| {
         let start = text.find(name).map_or(text.len(), |i| i + name.len());
@@ -149,7 +174,7 @@ mod tests {
         let rows: [(usize, Option<&[u8]>); 4] =
             [(0, None), (1, Some(b"a")), (2, None), (usize::MAX, None)];
         for (op, want) in rows {
-            assert_eq!(answer.first(op).map(|f| f.key), want.map(<[u8]>::to_vec));
+            assert_eq!(answer.first(op).map(|f| &f.key[..]), want);
         }
         assert_eq!(answer.read(1).len(), 2);
     }

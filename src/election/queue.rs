@@ -121,64 +121,25 @@ enum SlotsLook {
     NotAllowed,
 }
 
-/// The answer of [`Election::join_txn`]: both branches read in this order.
-#[derive(Debug, Default)]
-struct JoinAnswer {
-    /// Our key was put now: it was absent (and no key of replicas with slots was found).
-    put: bool,
-    /// The transaction's store revision.
-    revision: Option<i64>,
-    /// Our key as found when it was not put (it survives from an earlier attempt, or is absent
-    /// because a key of replicas with slots stopped the put).
-    existing: Option<Found>,
-    /// The head of the queue, after the put.
-    head: Option<Found>,
-    /// A key of replicas with slots, when the join looked for one.
-    slots_key: Option<Found>,
-}
+// The positions of [`Election::join_txn`]'s operations: both branches send them in this order.
+/// The put of our key (`then`), or the read of it (`else`: it survives from an earlier attempt,
+/// or is absent because a key of replicas with slots stopped the put).
+const JOIN_MINE: usize = 0;
+/// The head of the queue, after the put.
+const JOIN_HEAD: usize = 1;
+/// One key of replicas with slots, when the join looks for one.
+const JOIN_SLOTS_KEY: usize = 2;
 
-impl JoinAnswer {
-    /// The put of our key (`then`) or the read of it (`else`).
-    const MINE: usize = 0;
-    const HEAD: usize = 1;
-    const SLOTS_KEY: usize = 2;
+/// The position of [`Election::next_ahead_txn`]'s one read: the key just ahead of ours.
+const NEXT_AHEAD: usize = 0;
 
-    fn parse(a: &Answer) -> JoinAnswer {
-        JoinAnswer {
-            put: a.succeeded,
-            revision: a.revision,
-            existing: a.first(Self::MINE),
-            head: a.first(Self::HEAD),
-            slots_key: a.first(Self::SLOTS_KEY),
-        }
-    }
-}
-
-/// The answer of [`Election::next_ahead_txn`].
-#[derive(Debug, Default)]
-struct NextAheadAnswer {
-    /// Our key still exists with our lease and our create-revision.
-    ours: bool,
-    revision: Option<i64>,
-    /// The key just ahead of ours, if any.
-    ahead: Option<Found>,
-}
-
-impl NextAheadAnswer {
-    const AHEAD: usize = 0;
-
-    fn parse(a: &Answer) -> NextAheadAnswer {
-        NextAheadAnswer {
-            ours: a.succeeded,
-            revision: a.revision,
-            ahead: a.first(Self::AHEAD),
-        }
-    }
-}
+/// The position of the one read of the look for replicas with slots.
+const ANY_SLOTS_KEY: usize = 0;
 
 /// Where `me` stands after one read of the key ahead.
-fn turn(me: &Candidacy, answer: &NextAheadAnswer) -> Result<Turn, EtcdError> {
-    if !answer.ours {
+fn turn(me: &Candidacy, answer: &Answer) -> Result<Turn, EtcdError> {
+    // The condition: our key still exists with our lease and our create-revision.
+    if !answer.succeeded {
         // A candidate whose lease expired while it waited must not believe it leads.
         return Err(EtcdError::Unavailable(format!(
             "our key {} vanished or was replaced while waiting (lease expired?)",
@@ -186,7 +147,7 @@ fn turn(me: &Candidacy, answer: &NextAheadAnswer) -> Result<Turn, EtcdError> {
         )));
     }
     let at = answer.revision.unwrap_or(me.revision);
-    Ok(match &answer.ahead {
+    Ok(match answer.first(NEXT_AHEAD) {
         None => Turn::First(at),
         Some(kv) => Turn::Behind {
             key: kv.key.clone(),
@@ -357,7 +318,7 @@ impl Election {
         };
         let key = format!("{}{lease}", self.dir);
         let resp = client.txn(self.join_txn(&key, lease, id, may_look)).await?;
-        self.joined(&JoinAnswer::parse(&Answer::of(&resp)), key, lease)
+        self.joined(&Answer::of(&resp), key, lease)
     }
 
     /// The look for replicas with slots before a join: one read of [`Election::slots_root`], alone
@@ -374,7 +335,7 @@ impl Election {
     /// slots), or credentials, is no reason not to join: the join tells which it was.
     fn slots_look(&self, answer: Result<Answer, EtcdError>) -> Result<SlotsLook, EtcdError> {
         match answer {
-            Ok(a) => Ok(match self.slots_in(a.first(0).as_ref()) {
+            Ok(a) => Ok(match self.slots_in(a.first(ANY_SLOTS_KEY)) {
                 Some(n) => SlotsLook::InUse(n),
                 None => SlotsLook::Clear,
             }),
@@ -385,51 +346,38 @@ impl Election {
 
     /// Put-if-absent in one transaction: our key under our lease if it is absent (and, when
     /// `may_look`, no key of replicas with slots exists); either way, read back our key, the head
-    /// of the queue and (when `may_look`) one key under the slots root, in [`JoinAnswer`]'s order.
+    /// of the queue and (when `may_look`) one key under the slots root, in the order of [`JOIN_MINE`], [`JOIN_HEAD`], [`JOIN_SLOTS_KEY`].
     fn join_txn(&self, key: &str, lease: LeaseId, id: &str, may_look: bool) -> Txn {
-        let reads_after = |mine: TxnOp| {
-            let head = GetOptions::new()
-                .with_prefix()
-                .with_sort(SortTarget::Create, SortOrder::Ascend)
-                .with_limit(1);
-            let mut ops = vec![mine, TxnOp::get(self.dir.clone(), Some(head))];
-            if may_look {
-                ops.push(self.any_slots_key());
-            }
-            ops
-        };
-        let mut when = vec![Compare::create_revision(key, CompareOp::Equal, 0)];
+        let head = GetOptions::new()
+            .with_prefix()
+            .with_sort(SortTarget::Create, SortOrder::Ascend)
+            .with_limit(1);
+        let mut reads = vec![TxnOp::get(self.dir.clone(), Some(head))];
+        let mut conditions = vec![];
         if may_look {
-            when.push(no_key_under(&self.slots_root()));
+            conditions.push(no_key_under(&self.slots_root()));
+            reads.push(self.any_slots_key());
         }
-        let put = TxnOp::put(key, id, Some(PutOptions::new().with_lease(lease.0)));
-        Txn::new()
-            .when(when)
-            .and_then(reads_after(put))
-            .or_else(reads_after(TxnOp::get(key, None)))
+        put_if_absent(key, id, lease, conditions, reads)
     }
 
     /// What a join's answer means for candidate `key` with `lease`.
-    fn joined(
-        &self,
-        answer: &JoinAnswer,
-        key: String,
-        lease: LeaseId,
-    ) -> Result<Joined, EtcdError> {
-        if let Some(n) = self.slots_in(answer.slots_key.as_ref()) {
+    fn joined(&self, answer: &Answer, key: String, lease: LeaseId) -> Result<Joined, EtcdError> {
+        if let Some(n) = self.slots_in(answer.first(JOIN_SLOTS_KEY)) {
             return Ok(Joined::SlotsInUse(n)); // nothing was put
         }
-        let revision = if answer.put {
+        // The condition held: our key was put now.
+        let revision = if answer.succeeded {
             answer.revision.unwrap_or_default()
         } else {
-            answer.existing.as_ref().map_or(0, |kv| kv.create_revision)
+            answer.first(JOIN_MINE).map_or(0, |kv| kv.create_revision)
         };
         if revision <= 0 {
             return Err(EtcdError::Unavailable(format!(
                 "could not place {key} in the election"
             )));
         }
-        let leads = answer.head.as_ref().is_some_and(|h| {
+        let leads = answer.first(JOIN_HEAD).is_some_and(|h| {
             h.key == key.as_bytes() && h.lease == lease.0 && h.create_revision == revision
         });
         let at = answer.revision.unwrap_or(revision);
@@ -497,10 +445,10 @@ impl Election {
     /// just ahead of us in the queue (none: we are first), at the transaction's revision.
     async fn next_ahead(&self, client: &mut Client, me: &Candidacy) -> Result<Turn, EtcdError> {
         let resp = client.txn(self.next_ahead_txn(me)).await?;
-        turn(me, &NextAheadAnswer::parse(&Answer::of(&resp)))
+        turn(me, &Answer::of(&resp))
     }
 
-    /// If our key is still ours, the one key just ahead of it ([`NextAheadAnswer::AHEAD`]).
+    /// If our key is still ours, the one key just ahead of it ([`NEXT_AHEAD`]).
     fn next_ahead_txn(&self, me: &Candidacy) -> Txn {
         Txn::new()
             .when(still_ours(me))
@@ -679,6 +627,27 @@ fn lease_of_key(dir: &str, key: &[u8]) -> Option<i64> {
     i64::from_str_radix(name, 16).ok().filter(|&l| l > 0)
 }
 
+/// Put-if-absent in one transaction, as etcd's `Campaign` does: if `key` does not exist and the
+/// other `conditions` hold, put it (value `id`) under `lease`. Either branch then makes `reads`,
+/// after the put of `key` (`then`) or a read of it (`else`), so that each read answers at the
+/// same position whichever branch ran: the key's own at 0, `reads[i]` at `i + 1`.
+pub fn put_if_absent(
+    key: &str,
+    id: &str,
+    lease: LeaseId,
+    conditions: Vec<Compare>,
+    reads: Vec<TxnOp>,
+) -> Txn {
+    let mut when = vec![Compare::create_revision(key, CompareOp::Equal, 0)];
+    when.extend(conditions);
+    let put = TxnOp::put(key, id, Some(PutOptions::new().with_lease(lease.0)));
+    let branch = |mine: TxnOp| [vec![mine], reads.clone()].concat();
+    Txn::new()
+        .when(when)
+        .and_then(branch(put))
+        .or_else(branch(TxnOp::get(key, None)))
+}
+
 /// A transaction condition that holds when no key starts with `prefix` (etcd compares an empty
 /// range as one absent key: create-revision 0).
 pub fn no_key_under(prefix: &str) -> Compare {
@@ -791,14 +760,11 @@ mod tests {
         for may_look in [true, false] {
             let (then, otherwise) =
                 crate::election::answer::ops_of(&e.join_txn(key, LeaseId(0xab), "a", may_look));
-            assert_eq!(then[JoinAnswer::MINE], ("RequestPut".into(), key.into()));
-            assert_eq!(
-                otherwise[JoinAnswer::MINE],
-                ("RequestRange".into(), key.into())
-            );
+            assert_eq!(then[JOIN_MINE], ("RequestPut".into(), key.into()));
+            assert_eq!(otherwise[JOIN_MINE], ("RequestRange".into(), key.into()));
             for ops in [&then, &otherwise] {
-                assert_eq!(ops[JoinAnswer::HEAD].1, e.dir());
-                let slots = ops.get(JoinAnswer::SLOTS_KEY).map(|op| op.1.as_str());
+                assert_eq!(ops[JOIN_HEAD].1, e.dir());
+                let slots = ops.get(JOIN_SLOTS_KEY).map(|op| op.1.as_str());
                 assert_eq!(slots, may_look.then(|| e.slots_root()).as_deref());
             }
         }
@@ -809,14 +775,19 @@ mod tests {
         let e = Election::new("/p", "app");
         let me = |rev| Some(found("/p/app/ab", 0xab, rev));
         let other = Some(found("/p/app/cd", 0xcd, 3));
-        let answer = |put, revision, existing, head, slots_key| JoinAnswer {
-            put,
-            revision,
-            existing,
-            head,
-            slots_key,
+        let answer = |put, revision, mine: Option<Found>, head: Option<Found>, slots_key| {
+            let reads = [
+                (JOIN_MINE, mine),
+                (JOIN_HEAD, head),
+                (JOIN_SLOTS_KEY, slots_key),
+            ];
+            Answer::with(
+                put,
+                revision,
+                reads.map(|(op, f)| (op, f.into_iter().collect())),
+            )
         };
-        let rows: [(JoinAnswer, Result<Joined, ()>); 9] = [
+        let rows: [(Answer, Result<Joined, ()>); 9] = [
             // Put now and first: we lead since the put.
             (
                 answer(true, Some(10), None, me(10), None),
@@ -911,10 +882,9 @@ mod tests {
             leads_since: 0,
             slot: None,
         };
-        let answer = |ours, revision, ahead: Option<&str>| NextAheadAnswer {
-            ours,
-            revision,
-            ahead: ahead.map(|k| found(k, 0, 0)),
+        let answer = |ours, revision, ahead: Option<&str>| {
+            let ahead = ahead.map(|k| found(k, 0, 0));
+            Answer::with(ours, revision, [(NEXT_AHEAD, ahead.into_iter().collect())])
         };
         let behind = |key: &str, at| {
             Ok(Turn::Behind {
@@ -938,7 +908,7 @@ mod tests {
         }
         let (then, _) =
             crate::election::answer::ops_of(&Election::new("/p", "app").next_ahead_txn(&me));
-        assert_eq!(then[NextAheadAnswer::AHEAD].1, "/p/app/");
+        assert_eq!(then[NEXT_AHEAD].1, "/p/app/");
     }
 
     #[test]

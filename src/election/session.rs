@@ -471,15 +471,15 @@ mod tests {
     fn the_next_attempt_starts_one_attempt_time_after_the_failed_one_started() {
         let base = Instant::now();
         let ms = Duration::from_millis;
-        // (failed attempt started, now) -> next attempt, in ms after `base`; attempts of 500 ms
+        // ((failed attempt started, now), next attempt), in ms after `base`; attempts of 500 ms
         let rows = [
-            (0, 100, 500),
-            (0, 499, 500),
-            (0, 500, 501),
-            (0, 2_000, 2_001),
-            (300, 400, 800),
+            ((0, 100), 500),
+            ((0, 499), 500),
+            ((0, 500), 501),
+            ((0, 2_000), 2_001),
+            ((300, 400), 800),
         ];
-        for (started, now, want) in rows {
+        for ((started, now), want) in rows {
             let got = next_attempt(base + ms(started), ms(500), base + ms(now));
             assert_eq!(got - base, ms(want), "{started} {now}");
         }

@@ -37,8 +37,8 @@ use crate::election::answer::{kvs, Answer, Found, Kv};
 use crate::election::candidacy_watch::CandidacyWatch;
 use crate::election::connector::EtcdError;
 use crate::election::queue::{
-    just_ahead_of, range_end, still_ours, Candidacy, Candidate, Election, HealthRecord, WaitAhead,
-    PREDECESSOR_WAIT,
+    just_ahead_of, put_if_absent, range_end, still_ours, Candidacy, Candidate, Election,
+    HealthRecord, WaitAhead, PREDECESSOR_WAIT,
 };
 
 /// The keys of one election with N > 1 slots.
@@ -127,70 +127,24 @@ struct View {
     holders: Holders,
 }
 
-/// The answer of [`SlotElection::join_txn`]: both branches read in this order.
-#[derive(Debug, Default)]
-struct SlotsJoinAnswer {
-    /// Our queue key was put now: it was absent and nothing contradicts our count.
-    put: bool,
-    revision: Option<i64>,
-    /// Our queue key as found when it was not put.
-    existing: Option<Found>,
-    /// A key of a singleton's candidates.
-    singleton: Option<Found>,
-    /// A key of a smaller slot count (it sorts before ours under the slots root).
-    lower_count: Option<Found>,
-    /// A key of a larger slot count.
-    higher_count: Option<Found>,
-    /// Every slot key of our count.
-    holders: Vec<Found>,
-}
+// The positions of [`SlotElection::join_txn`]'s operations: both branches send them in this
+// order.
+/// The put of our queue key (`then`), or the read of it (`else`).
+const JOIN_MINE: usize = 0;
+/// One key of a singleton's candidates.
+const JOIN_SINGLETON: usize = 1;
+/// One key of a smaller slot count (it sorts before ours under the slots root).
+const JOIN_LOWER_COUNT: usize = 2;
+/// One key of a larger slot count.
+const JOIN_HIGHER_COUNT: usize = 3;
+/// Every slot key of our count.
+const JOIN_SLOTS: usize = 4;
 
-impl SlotsJoinAnswer {
-    /// The put of our queue key (`then`) or the read of it (`else`).
-    const MINE: usize = 0;
-    const SINGLETON: usize = 1;
-    const LOWER_COUNT: usize = 2;
-    const HIGHER_COUNT: usize = 3;
-    const SLOTS: usize = 4;
-
-    fn parse(a: &Answer) -> SlotsJoinAnswer {
-        SlotsJoinAnswer {
-            put: a.succeeded,
-            revision: a.revision,
-            existing: a.first(Self::MINE),
-            singleton: a.first(Self::SINGLETON),
-            lower_count: a.first(Self::LOWER_COUNT),
-            higher_count: a.first(Self::HIGHER_COUNT),
-            holders: a.read(Self::SLOTS).to_vec(),
-        }
-    }
-}
-
-/// The answer of the first standby's read ([`SlotElection::view`]).
-#[derive(Debug, Default)]
-struct ViewAnswer {
-    /// Our queue key still exists with our lease and our create-revision.
-    ours: bool,
-    revision: Option<i64>,
-    /// The queue key just ahead of ours, if any.
-    ahead: Option<Found>,
-    /// Every slot key.
-    holders: Vec<Found>,
-}
-
-impl ViewAnswer {
-    const AHEAD: usize = 0;
-    const SLOTS: usize = 1;
-
-    fn parse(a: &Answer) -> ViewAnswer {
-        ViewAnswer {
-            ours: a.succeeded,
-            revision: a.revision,
-            ahead: a.first(Self::AHEAD),
-            holders: a.read(Self::SLOTS).to_vec(),
-        }
-    }
-}
+// The positions of [`SlotElection::view_txn`]'s operations.
+/// The queue key just ahead of ours, if any.
+const VIEW_AHEAD: usize = 0;
+/// Every slot key.
+const VIEW_SLOTS: usize = 1;
 
 /// What a claim of `slot` (slot key `key`) by `me` came to: a claim writes and reads nothing
 /// back, so only whether it ran, and at which revision, tell.
@@ -375,15 +329,11 @@ impl SlotElection {
         &self,
         client: &mut Client,
         lease: LeaseId,
-        id: &str,
+        id: &str, // the value of our keys: the queue key now, the slot key once claimed
     ) -> Result<Joined, EtcdError> {
         let key = format!("{}{lease}", self.queue_dir());
         let resp = client.txn(self.join_txn(&key, lease, id)).await?;
-        let joined = self.joined(
-            &SlotsJoinAnswer::parse(&Answer::of(&resp)),
-            key.clone(),
-            lease,
-        );
+        let joined = self.joined(&Answer::of(&resp), key.clone(), lease);
         if let Ok(Joined::Holding(_)) = &joined {
             // Our claim went through but its answer was lost: we hold the slot. The queue key we
             // just put would make the standbys behind it wait for us: take it out.
@@ -394,7 +344,7 @@ impl SlotElection {
 
     /// Where a replica that disagrees with us would have keys, as ranges `[from, to)`: a
     /// singleton's candidates, and another count, which sorts before ours or after it under the
-    /// slots root. In the order of [`SlotsJoinAnswer::SINGLETON`], `LOWER_COUNT`, `HIGHER_COUNT`.
+    /// slots root. In the order of [`JOIN_SINGLETON`], [`JOIN_LOWER_COUNT`], [`JOIN_HIGHER_COUNT`].
     fn conflicts(&self) -> [(String, Vec<u8>); 3] {
         let (dir, root) = (self.base.dir(), self.base.slots_root());
         [
@@ -410,55 +360,45 @@ impl SlotElection {
     /// Put-if-absent, only where nothing contradicts us: a refused replica writes nothing, so it
     /// cannot make a rightful one (joining at the same moment) refuse in turn. Either way, read
     /// back our key, one key of each conflicting range and every slot key, in
-    /// [`SlotsJoinAnswer`]'s order.
+    /// the order of the `JOIN_*` positions.
     fn join_txn(&self, key: &str, lease: LeaseId, id: &str) -> Txn {
         let conflicts = self.conflicts();
-        let reads_after = |mine: TxnOp| {
-            let mut ops = vec![mine];
-            ops.extend(conflicts.iter().map(|(from, to)| {
+        let mut reads: Vec<TxnOp> = conflicts
+            .iter()
+            .map(|(from, to)| {
                 let opts = GetOptions::new()
                     .with_range(to.clone())
                     .with_keys_only()
                     .with_limit(1);
                 TxnOp::get(from.clone(), Some(opts))
-            }));
-            ops.push(self.slots_op());
-            ops
-        };
-        let mut when = vec![Compare::create_revision(key, CompareOp::Equal, 0)];
-        when.extend(conflicts.iter().map(|(from, to)| {
+            })
+            .collect();
+        reads.push(self.slots_op());
+        let conditions = conflicts.iter().map(|(from, to)| {
             // An empty range compares as one absent key: create-revision 0.
             Compare::create_revision(from.clone(), CompareOp::Equal, 0).with_range(to.clone())
-        }));
-        let put = TxnOp::put(key, id, Some(PutOptions::new().with_lease(lease.0)));
-        Txn::new()
-            .when(when)
-            .and_then(reads_after(put))
-            .or_else(reads_after(TxnOp::get(key, None)))
+        });
+        put_if_absent(key, id, lease, conditions.collect(), reads)
     }
 
     /// What a join's answer means for queue key `key` with `lease`. [`Joined::Holding`] leaves
     /// the queue key to be deleted by the caller.
-    fn joined(
-        &self,
-        answer: &SlotsJoinAnswer,
-        key: String,
-        lease: LeaseId,
-    ) -> Result<Joined, EtcdError> {
+    fn joined(&self, answer: &Answer, key: String, lease: LeaseId) -> Result<Joined, EtcdError> {
         let at = answer.revision.unwrap_or_default();
-        if answer.singleton.is_some() {
+        if answer.first(JOIN_SINGLETON).is_some() {
             return Ok(Joined::Refused(Mismatch::Singleton));
         }
-        if let Some(kv) = answer.lower_count.as_ref().or(answer.higher_count.as_ref()) {
+        let other_count = answer.first(JOIN_LOWER_COUNT);
+        if let Some(kv) = other_count.or(answer.first(JOIN_HIGHER_COUNT)) {
             let n = self.base.slots_of_key(&kv.key).unwrap_or(0);
             return Ok(Joined::Refused(Mismatch::Slots(n)));
         }
-        let revision = if answer.put {
+        // The condition held: our queue key was put now.
+        let revision = if answer.succeeded {
             at
         } else {
             answer
-                .existing
-                .as_ref()
+                .first(JOIN_MINE)
                 .filter(|kv| kv.lease == lease.0)
                 .map_or(0, |kv| kv.create_revision)
         };
@@ -467,7 +407,7 @@ impl SlotElection {
                 "could not place {key} in the election"
             )));
         }
-        let holders = self.holders_of(&answer.holders, at);
+        let holders = self.holders_of(answer.read(JOIN_SLOTS), at);
         if let Some((slot, h)) = holders.held_with(lease) {
             return Ok(Joined::Holding(Candidacy {
                 key: h.key.clone(),
@@ -504,10 +444,10 @@ impl SlotElection {
     /// holder, at one revision.
     async fn view(&self, client: &mut Client, me: &Candidacy) -> Result<View, EtcdError> {
         let resp = client.txn(self.view_txn(me)).await?;
-        self.view_of(me, &ViewAnswer::parse(&Answer::of(&resp)))
+        self.view_of(me, &Answer::of(&resp))
     }
 
-    /// In [`ViewAnswer`]'s order: the queue key just ahead of ours, every slot key.
+    /// In the order of [`VIEW_AHEAD`], [`VIEW_SLOTS`]: the queue key just ahead of ours, every slot key.
     fn view_txn(&self, me: &Candidacy) -> Txn {
         Txn::new().when(still_ours(me)).and_then([
             TxnOp::get(self.queue_dir(), Some(just_ahead_of(me))),
@@ -515,8 +455,9 @@ impl SlotElection {
         ])
     }
 
-    fn view_of(&self, me: &Candidacy, answer: &ViewAnswer) -> Result<View, EtcdError> {
-        if !answer.ours {
+    fn view_of(&self, me: &Candidacy, answer: &Answer) -> Result<View, EtcdError> {
+        // The condition: our queue key still exists with our lease and our create-revision.
+        if !answer.succeeded {
             return Err(EtcdError::Unavailable(format!(
                 "our key {} vanished or was replaced while waiting (lease expired?)",
                 me.key
@@ -525,8 +466,8 @@ impl SlotElection {
         let at = answer.revision.unwrap_or_default();
         Ok(View {
             at,
-            ahead: answer.ahead.as_ref().map(|kv| kv.key.clone()),
-            holders: self.holders_of(&answer.holders, at),
+            ahead: answer.first(VIEW_AHEAD).map(|kv| kv.key.clone()),
+            holders: self.holders_of(answer.read(VIEW_SLOTS), at),
         })
     }
 
@@ -724,20 +665,14 @@ mod tests {
         let key = "/p/app@slots/3/queue/ab";
         let (then, otherwise) =
             crate::election::answer::ops_of(&s.join_txn(key, LeaseId(0xab), "a"));
-        assert_eq!(
-            then[SlotsJoinAnswer::MINE],
-            ("RequestPut".into(), key.into())
-        );
-        assert_eq!(
-            otherwise[SlotsJoinAnswer::MINE],
-            ("RequestRange".into(), key.into())
-        );
+        assert_eq!(then[JOIN_MINE], ("RequestPut".into(), key.into()));
+        assert_eq!(otherwise[JOIN_MINE], ("RequestRange".into(), key.into()));
         for ops in [then, otherwise] {
             let at = |i: usize| ops[i].1.as_str();
-            assert_eq!(at(SlotsJoinAnswer::SINGLETON), "/p/app/");
-            assert_eq!(at(SlotsJoinAnswer::LOWER_COUNT), "/p/app@slots/");
-            assert_eq!(at(SlotsJoinAnswer::HIGHER_COUNT), "/p/app@slots/30");
-            assert_eq!(at(SlotsJoinAnswer::SLOTS), "/p/app@slots/3/slot/");
+            assert_eq!(at(JOIN_SINGLETON), "/p/app/");
+            assert_eq!(at(JOIN_LOWER_COUNT), "/p/app@slots/");
+            assert_eq!(at(JOIN_HIGHER_COUNT), "/p/app@slots/30");
+            assert_eq!(at(JOIN_SLOTS), "/p/app@slots/3/slot/");
             assert_eq!(ops.len(), 5);
         }
     }
@@ -746,80 +681,68 @@ mod tests {
     fn what_a_slots_join_answer_means() {
         let s = SlotElection::new("/p", "app", 3);
         let queue_key = "/p/app@slots/3/queue/ab";
-        let base = || SlotsJoinAnswer {
-            put: true,
-            revision: Some(20),
-            ..SlotsJoinAnswer::default()
+        let put = |reads: Vec<(usize, Found)>| {
+            Answer::with(
+                true,
+                Some(20),
+                reads.into_iter().map(|(op, f)| (op, vec![f])),
+            )
+        };
+        let found_again = |reads: Vec<(usize, Found)>| Answer {
+            succeeded: false,
+            ..put(reads)
         };
         let standby = |revision| Ok(Joined::Standby(candidacy(queue_key, revision, 0, None), 20));
-        let rows: Vec<(SlotsJoinAnswer, Result<Joined, ()>)> = vec![
-            (base(), standby(20)),
+        let refused = |m| Ok(Joined::Refused(m));
+        let rows: Vec<(Answer, Result<Joined, ()>)> = vec![
+            (put(vec![]), standby(20)),
             // Our key survived an earlier attempt with our lease: its place stands.
             (
-                SlotsJoinAnswer {
-                    put: false,
-                    existing: Some(found(queue_key, 0xab, 9)),
-                    ..base()
-                },
+                found_again(vec![(JOIN_MINE, found(queue_key, 0xab, 9))]),
                 standby(9),
             ),
             // A key of that name with another lease is not ours: not placed.
             (
-                SlotsJoinAnswer {
-                    put: false,
-                    existing: Some(found(queue_key, 0xcd, 9)),
-                    ..base()
-                },
+                found_again(vec![(JOIN_MINE, found(queue_key, 0xcd, 9))]),
                 Err(()),
             ),
-            (
-                SlotsJoinAnswer {
-                    put: false,
-                    ..base()
-                },
-                Err(()),
-            ),
+            (found_again(vec![]), Err(())),
             // Whoever else uses the election: refused, whether or not we were put.
             (
-                SlotsJoinAnswer {
-                    singleton: Some(found("/p/app/cd", 0xcd, 2)),
-                    ..base()
-                },
-                Ok(Joined::Refused(Mismatch::Singleton)),
+                put(vec![(JOIN_SINGLETON, found("/p/app/cd", 0xcd, 2))]),
+                refused(Mismatch::Singleton),
             ),
             (
-                SlotsJoinAnswer {
-                    put: false,
-                    lower_count: Some(found("/p/app@slots/2/slot/0", 1, 2)),
-                    ..base()
-                },
-                Ok(Joined::Refused(Mismatch::Slots(2))),
+                found_again(vec![(
+                    JOIN_LOWER_COUNT,
+                    found("/p/app@slots/2/slot/0", 1, 2),
+                )]),
+                refused(Mismatch::Slots(2)),
             ),
             (
-                SlotsJoinAnswer {
-                    put: false,
-                    higher_count: Some(found("/p/app@slots/5/queue/ff", 1, 2)),
-                    ..base()
-                },
-                Ok(Joined::Refused(Mismatch::Slots(5))),
+                found_again(vec![(
+                    JOIN_HIGHER_COUNT,
+                    found("/p/app@slots/5/queue/ff", 1, 2),
+                )]),
+                refused(Mismatch::Slots(5)),
             ),
             (
-                SlotsJoinAnswer {
-                    put: false,
-                    higher_count: Some(found("/p/app@slots/x", 1, 2)),
-                    ..base()
-                },
-                Ok(Joined::Refused(Mismatch::Slots(0))),
+                found_again(vec![(JOIN_HIGHER_COUNT, found("/p/app@slots/x", 1, 2))]),
+                refused(Mismatch::Slots(0)),
             ),
             // An earlier claim with our lease went through: we hold that slot already.
             (
-                SlotsJoinAnswer {
-                    holders: vec![
-                        found("/p/app@slots/3/slot/0", 0xcd, 5),
-                        found("/p/app@slots/3/slot/2", 0xab, 8),
-                    ],
-                    ..base()
-                },
+                Answer::with(
+                    true,
+                    Some(20),
+                    [(
+                        JOIN_SLOTS,
+                        vec![
+                            found("/p/app@slots/3/slot/0", 0xcd, 5),
+                            found("/p/app@slots/3/slot/2", 0xab, 8),
+                        ],
+                    )],
+                ),
                 Ok(Joined::Holding(candidacy(
                     "/p/app@slots/3/slot/2",
                     8,
@@ -828,10 +751,7 @@ mod tests {
                 ))),
             ),
             (
-                SlotsJoinAnswer {
-                    holders: vec![found("/p/app@slots/3/slot/2", 0xcd, 8)],
-                    ..base()
-                },
+                put(vec![(JOIN_SLOTS, found("/p/app@slots/3/slot/2", 0xcd, 8))]),
                 standby(20),
             ),
         ];
@@ -846,25 +766,22 @@ mod tests {
         let s = SlotElection::new("/p", "app", 2);
         let me = candidacy("/p/app@slots/2/queue/ab", 9, 0, None);
         let holder = found("/p/app@slots/2/slot/1", 0xcd, 4);
-        let answer = ViewAnswer {
-            ours: true,
-            revision: Some(11),
-            ahead: Some(found("/p/app@slots/2/queue/aa", 0xaa, 8)),
-            holders: vec![holder],
-        };
+        let ahead = found("/p/app@slots/2/queue/aa", 0xaa, 8);
+        let reads = [(VIEW_AHEAD, vec![ahead]), (VIEW_SLOTS, vec![holder])];
+        let answer = Answer::with(true, Some(11), reads);
         let view = s.view_of(&me, &answer).unwrap();
         assert_eq!(view.at, 11);
         assert_eq!(view.ahead.as_deref(), Some(&b"/p/app@slots/2/queue/aa"[..]));
         assert_eq!(view.holders.lease_of(1), Some(LeaseId(0xcd)));
         assert_eq!(view.holders.lowest_free(), Some(0));
-        let gone = ViewAnswer {
-            ours: false,
+        let gone = Answer {
+            succeeded: false,
             ..answer
         };
         assert!(s.view_of(&me, &gone).is_err(), "our queue key is gone");
         let (then, _) = crate::election::answer::ops_of(&s.view_txn(&me));
-        assert_eq!(then[ViewAnswer::AHEAD].1, s.queue_dir());
-        assert_eq!(then[ViewAnswer::SLOTS].1, s.slot_dir());
+        assert_eq!(then[VIEW_AHEAD].1, s.queue_dir());
+        assert_eq!(then[VIEW_SLOTS].1, s.slot_dir());
     }
 
     #[test]
@@ -988,19 +905,21 @@ mod tests {
         assert_eq!(s.slot_key(2), "/singleton-exec/app@slots/3/slot/2");
         assert_eq!(s.queue_dir(), "/singleton-exec/app@slots/3/queue/");
         assert_eq!(s.health_key(0), "/singleton-exec/app@slots/3/health/0");
-        for (key, want) in [
-            (&b"/singleton-exec/app@slots/3/slot/0"[..], Some(0)),
-            (b"/singleton-exec/app@slots/3/slot/2", Some(2)),
-            (b"/singleton-exec/app@slots/3/slot/3", None),
-            (b"/singleton-exec/app@slots/3/slot/02", None),
-            (b"/singleton-exec/app@slots/3/slot/+1", None),
-            (b"/singleton-exec/app@slots/3/slot/ 1", None),
-            (b"/singleton-exec/app@slots/3/slot/x", None),
-            (b"/singleton-exec/app@slots/3/slot/", None),
-            (b"/singleton-exec/app@slots/4/slot/0", None),
-            (b"/singleton-exec/app@slots/3/queue/ff", None),
+        // After the slot keys' prefix: a slot below N, in its one spelling.
+        let slot_dir = s.slot_dir();
+        let valid = [("0", 0), ("2", 2)];
+        let invalid = ["3", "02", "+1", " 1", "x", ""];
+        let rows = valid.map(|(rest, slot)| (rest, Some(slot)));
+        for (rest, want) in rows.into_iter().chain(invalid.map(|rest| (rest, None))) {
+            let key = format!("{slot_dir}{rest}");
+            assert_eq!(s.slot_of_key(key.as_bytes()), want, "{key}");
+        }
+        // Another count's slot key, and a queue key.
+        for key in [
+            "/singleton-exec/app@slots/4/slot/0",
+            "/singleton-exec/app@slots/3/queue/ff",
         ] {
-            assert_eq!(s.slot_of_key(key), want, "{}", String::from_utf8_lossy(key));
+            assert_eq!(s.slot_of_key(key.as_bytes()), None, "{key}");
         }
         let e = Election::new("/singleton-exec", "app");
         assert!(!s.slot_key(0).starts_with(e.dir()));

@@ -52,21 +52,21 @@ pub struct Ahead {
 /// One watch response, as plain data.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Reply {
-    pub watch_id: i64,
-    pub canceled: bool,
-    pub cancel_reason: String,
-    pub events: Vec<Event>,
+    watch_id: i64,
+    canceled: bool,
+    cancel_reason: String,
+    events: Vec<Event>,
 }
 
 /// One event of a response (events without a key-value are dropped when recorded).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Event {
-    pub kind: EventType,
-    pub key: Vec<u8>,
-    pub value: Vec<u8>,
-    pub mod_revision: i64,
+    kind: EventType,
+    key: Vec<u8>,
+    value: Vec<u8>,
+    mod_revision: i64,
     /// The lease of the key before this event, when the watch asked for it.
-    pub prev_lease: Option<i64>,
+    prev_lease: Option<i64>,
 }
 
 impl Reply {
