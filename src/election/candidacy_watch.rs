@@ -15,38 +15,26 @@
 //!   history may be compacted meanwhile): a key found gone counts as deleted;
 //! * a permission error on the request key ends only that watch (a warning says so); leadership is
 //!   never affected by it.
+//!
+//! What each reply on the stream means, and when to watch again, is decided in
+//! [`crate::election::watch_state`], on plain data; this module does the I/O.
 
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
-use etcd_client::{Client, EventType, GetOptions, WatchOptions, WatchStream};
+use etcd_client::{Client, GetOptions, WatchOptions, WatchStream};
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::core::lifecycle::LeaseId;
-use crate::election::connector::{Connector, EtcdError};
+use crate::election::answer::Found;
+use crate::election::connector::{Conn, Connector, EtcdError};
 use crate::election::queue::{Candidacy, Election, WaitAhead};
 use crate::election::step_down;
-
-const RETRY_MIN: Duration = Duration::from_millis(200);
-const RETRY_MAX: Duration = Duration::from_secs(2);
-
-/// Watch ids on the stream (etcd accepts ids chosen by the client).
-const OWN: i64 = 1;
-const REQUESTS: i64 = 2;
-/// The candidate ahead gets a new id each time it changes, so a late event of an earlier one is
-/// never taken for the current one.
-const AHEAD_FIRST: i64 = 3;
-
-/// A key ahead that is gone: the key, and for a deletion watched under a prefix (the slot keys)
-/// the lease it had (0 when not known: found gone on a re-read).
-#[derive(Debug)]
-struct Gone {
-    key: Vec<u8>,
-    lease: i64,
-}
+use crate::election::watch_state::{
+    pause_after, Ahead, Effect, Ended, Gone, Reply, Watches, OWN, REQUESTS, RETRY,
+};
 
 /// What the wait for our turn asks of the watch task.
 enum Command {
@@ -91,12 +79,7 @@ impl CandidacyWatch {
             connector,
             me: me.clone(),
             request_key: election.resign_key().into_bytes(),
-            own_from: joined_at + 1,
-            requests_from: Some(joined_at + 1),
-            ahead: None,
-            next_ahead_id: AHEAD_FIRST,
-            fired: None,
-            canceled_by_us: None,
+            watches: Watches::new(joined_at),
             commands: rx,
             ahead_gone: ahead_tx,
             own_deleted: own_tx,
@@ -219,28 +202,12 @@ async fn wait_true(rx: &mut watch::Receiver<bool>) {
     }
 }
 
-/// The candidate ahead being watched.
-struct Ahead {
-    id: i64,
-    key: Vec<u8>,
-    from: i64,
-    /// Every key under `key` (the slot keys): any deletion is reported, with the deleted key.
-    prefix: bool,
-}
-
 struct Task {
     connector: Arc<Connector>,
     me: Candidacy,
     request_key: Vec<u8>,
-    /// Where each watch resumes; `None` for a watch that is over.
-    own_from: i64,
-    requests_from: Option<i64>,
-    ahead: Option<Ahead>,
-    next_ahead_id: i64,
-    /// A watch of every slot key that has fired: canceled before the next one starts (it would
-    /// go on reporting every slot change), and its cancellation is not a broken stream.
-    fired: Option<i64>,
-    canceled_by_us: Option<i64>,
+    /// Where each watch stands (the decisions on what the stream says are made there).
+    watches: Watches,
     commands: UnboundedReceiver<Command>,
     ahead_gone: UnboundedSender<Gone>,
     own_deleted: watch::Sender<bool>,
@@ -249,73 +216,66 @@ struct Task {
     step_down: UnboundedSender<i64>,
 }
 
-/// How one stream ended.
-enum Ended {
-    /// Our key is gone (deleted at this revision, when the watch saw it): nothing left to watch.
-    OwnDeleted(Option<i64>),
-    /// The connection or the stream failed: the endpoint's fault, re-establish after fresh reads.
-    Broke(EtcdError),
-    /// etcd canceled a watch (a compacted revision, an expired token), or the connection under
-    /// the stream was given up by another user of it: re-establish after fresh reads.
-    Canceled(String),
-}
-
 impl Task {
     async fn run(&mut self) {
-        let mut wait = RETRY_MIN;
+        let mut backoff = RETRY.start();
         let mut fresh = true;
         loop {
-            let conn = match self.connector.get().await {
-                Ok(c) => c,
-                Err(e) => {
-                    tracing::debug!(error = %e, "candidacy watch: no etcd connection; retrying");
-                    tokio::time::sleep(wait).await;
-                    wait = (wait * 2).min(RETRY_MAX);
-                    continue;
-                }
+            let ended = match self.connector.get().await {
+                Ok(conn) => self.round(&conn, fresh).await,
+                Err(e) => Ended::NoConnection(e),
             };
-            let mut client = conn.client.clone();
-            // After a break, read each key again: its history may be compacted, and a key found
-            // gone counts as deleted.
-            // Reading and setting up on a connection that is given up meanwhile (the keepalives
-            // found it dead) may hang until the request timeout: start over on the next one.
-            let mut moves = self.connector.moves();
-            let generation = conn.generation;
-            let ended = tokio::select! {
-                ended = async {
-                    let ready = if fresh { Ok(true) } else { self.reread(&mut client).await };
-                    match ready {
-                        Ok(true) => self.stream(&mut client, generation).await,
-                        Ok(false) => Ended::OwnDeleted(None),
-                        Err(e) => Ended::Broke(e),
-                    }
-                } => ended,
-                _ = moved_from(&mut moves, generation) => {
-                    Ended::Canceled("the connection was given up".into())
-                }
-            };
-            match ended {
-                Ended::OwnDeleted(at) => {
+            let Some(pause) = pause_after(&ended, &mut backoff) else {
+                if let Ended::OwnDeleted(at) = ended {
                     self.deleted_at.store(at.unwrap_or(0), Ordering::SeqCst);
-                    let _ = self.own_deleted.send(true);
-                    return;
+                }
+                let _ = self.own_deleted.send(true);
+                return;
+            };
+            match &ended {
+                Ended::NoConnection(e) => {
+                    tracing::debug!(error = %e, "candidacy watch: no etcd connection; retrying")
                 }
                 Ended::Broke(e) => {
-                    tracing::debug!(error = %e, "candidacy watch broke; re-watching");
-                    self.connector.report(conn.generation, &conn.endpoint, e);
-                    fresh = false;
-                    tokio::time::sleep(wait).await;
-                    wait = (wait * 2).min(RETRY_MAX);
+                    tracing::debug!(error = %e, "candidacy watch broke; re-watching")
                 }
                 Ended::Canceled(why) => {
-                    tracing::debug!(%why, "candidacy watch canceled; re-watching");
-                    fresh = false;
-                    // The endpoint served us until now: retry soon (a waiting standby must not lag).
-                    wait = RETRY_MIN;
-                    tokio::time::sleep(wait).await;
+                    tracing::debug!(%why, "candidacy watch canceled; re-watching")
                 }
+                Ended::OwnDeleted(_) => {}
             }
+            // After a break, read each key again: its history may be compacted, and a key found
+            // gone counts as deleted.
+            fresh &= matches!(ended, Ended::NoConnection(_));
+            tokio::time::sleep(pause).await;
         }
+    }
+
+    /// One round on connection `conn`: a re-read of every key (unless `fresh`), then the stream
+    /// until it ends. A broken connection is reported to the connector.
+    async fn round(&mut self, conn: &Conn, fresh: bool) -> Ended {
+        let mut client = conn.client.clone();
+        // Reading and setting up on a connection that is given up meanwhile (the keepalives
+        // found it dead) may hang until the request timeout: start over on the next one.
+        let mut moves = self.connector.moves();
+        let ended = tokio::select! {
+            ended = async {
+                let ready = if fresh { Ok(true) } else { self.reread(&mut client).await };
+                match ready {
+                    Ok(true) => self.stream(&mut client, conn.generation).await,
+                    Ok(false) => Ended::OwnDeleted(None),
+                    Err(e) => Ended::Broke(e),
+                }
+            } => ended,
+            _ = moved_from(&mut moves, conn.generation) => {
+                Ended::Canceled("the connection was given up".into())
+            }
+        };
+        if let Ended::Broke(e) = &ended {
+            self.connector
+                .report(conn.generation, &conn.endpoint, e.clone());
+        }
+        ended
     }
 
     /// Reads our key, the candidate ahead and the request key again, and sets where each watch
@@ -323,45 +283,21 @@ impl Task {
     async fn reread(&mut self, client: &mut Client) -> Result<bool, EtcdError> {
         let resp = client.get(self.me.key.as_bytes(), None).await?;
         let at = resp.header().map(|h| h.revision()).unwrap_or_default();
-        let ours = resp.kvs().first().is_some_and(|kv| {
-            kv.lease() == self.me.lease.0 && kv.create_revision() == self.me.revision
-        });
-        if !ours {
+        let own = resp.kvs().first().map(Found::of);
+        let Some(effects) = self.watches.own_reread(own.as_ref(), at, &self.me) else {
             return Ok(false);
-        }
+        };
         self.alive_at.fetch_max(at, Ordering::SeqCst);
-        self.own_from = at + 1;
-        if self.ahead.as_ref().is_some_and(|a| a.prefix) {
-            // The slot keys may have changed meanwhile: the waiter reads them again.
-            if let Some(a) = self.ahead.take() {
-                let _ = self.ahead_gone.send(Gone {
-                    key: a.key,
-                    lease: 0,
-                });
-            }
-        }
-        if let Some(ahead) = &mut self.ahead {
+        self.apply(effects);
+        if let Some(key) = self.watches.ahead.as_ref().map(|a| a.key.clone()) {
             let resp = client
-                .get(ahead.key.clone(), Some(GetOptions::new().with_keys_only()))
+                .get(key, Some(GetOptions::new().with_keys_only()))
                 .await?;
-            // Gone, or back with a new create-revision (deleted, then joined again with the same
-            // lease): behind us now, so not ahead any more.
-            let still_ahead = resp
-                .kvs()
-                .first()
-                .is_some_and(|kv| kv.create_revision() < self.me.revision);
-            if !still_ahead {
-                let _ = self.ahead_gone.send(Gone {
-                    key: std::mem::take(&mut ahead.key),
-                    lease: 0,
-                });
-                self.ahead = None;
-            } else {
-                ahead.from = at + 1;
-            }
+            let found = resp.kvs().first().map(Found::of);
+            let gone = self.watches.ahead_reread(found.as_ref(), at, &self.me);
+            self.apply(gone.map(Effect::AheadGone));
         }
-        if self.requests_from.is_some() {
-            // A request put while the stream was down is read here and considered.
+        if self.watches.requests_from.is_some() {
             match client
                 .get(self.request_key.clone(), None)
                 .await
@@ -369,41 +305,29 @@ impl Task {
             {
                 Ok(resp) => {
                     let at = resp.header().map(|h| h.revision()).unwrap_or_default();
-                    if let Some(kv) = resp.kvs().first() {
-                        self.consider(kv.value(), kv.mod_revision());
-                    }
-                    self.requests_from = Some(at + 1);
+                    let found = resp.kvs().first().map(Found::of);
+                    let request = self.watches.requests_reread(found.as_ref(), at, &self.me);
+                    self.apply(request);
                 }
-                Err(EtcdError::Rejected(why)) => self.refused(&why),
+                Err(EtcdError::Rejected(why)) => {
+                    self.watches.requests_from = None;
+                    self.apply([Effect::RequestsRefused(why)]);
+                }
                 Err(e) => return Err(e),
             }
         }
         Ok(true)
     }
 
+    /// Sets up every watch on a new stream, then follows it and the waiter's commands until it
+    /// ends.
     async fn stream(&mut self, client: &mut Client, generation: u64) -> Ended {
-        (self.fired, self.canceled_by_us) = (None, None);
+        self.watches.stream_starts();
         let mut moves = self.connector.moves();
-        let own = WatchOptions::new()
-            .with_watch_id(OWN)
-            .with_start_revision(self.own_from);
-        let mut stream = match client.watch(self.me.key.as_bytes(), Some(own)).await {
+        let mut stream = match self.open(client).await {
             Ok(s) => s,
-            Err(e) => return Ended::Broke(e.into()),
+            Err(e) => return Ended::Broke(e),
         };
-        if let Some(from) = self.requests_from {
-            let opts = WatchOptions::new()
-                .with_watch_id(REQUESTS)
-                .with_start_revision(from);
-            if let Err(e) = stream.watch(self.request_key.clone(), Some(opts)).await {
-                return Ended::Broke(e.into());
-            }
-        }
-        if let Some(a) = &self.ahead {
-            if let Err(e) = watch_ahead(&mut stream, a).await {
-                return Ended::Broke(e);
-            }
-        }
         loop {
             tokio::select! {
                 // A stream on a connection that was found dead may stall without an error.
@@ -412,20 +336,8 @@ impl Task {
                 }
                 Some(cmd) = self.commands.recv() => {
                     let Command::WatchAhead { key, from, prefix } = cmd;
-                    // Recorded before anything is sent: if the stream breaks (or this future is
-                    // dropped) meanwhile, the re-read after the break acts on it.
-                    self.ahead = Some(Ahead { id: self.next_ahead_id, key, from, prefix });
-                    self.next_ahead_id += 1;
-                    if let Some(id) = self.fired.take() {
-                        self.canceled_by_us = Some(id);
-                        if let Err(e) = stream.cancel(id).await {
-                            return Ended::Broke(e.into());
-                        }
-                    }
-                    if let Some(a) = &self.ahead {
-                        if let Err(e) = watch_ahead(&mut stream, a).await {
-                            return Ended::Broke(e);
-                        }
+                    if let Err(e) = self.watch_next_ahead(&mut stream, key, from, prefix).await {
+                        return Ended::Broke(e);
                     }
                 }
                 msg = stream.message() => {
@@ -434,7 +346,9 @@ impl Task {
                         Ok(None) => return Ended::Broke(EtcdError::Unavailable("watch stream closed".into())),
                         Err(e) => return Ended::Broke(e.into()),
                     };
-                    if let Some(ended) = self.on_response(&resp) {
+                    let heard = self.watches.on_reply(&Reply::of(&resp), &self.me);
+                    self.apply(heard.effects);
+                    if let Some(ended) = heard.ended {
                         return ended;
                     }
                 }
@@ -442,88 +356,71 @@ impl Task {
         }
     }
 
-    fn on_response(&mut self, resp: &etcd_client::WatchResponse) -> Option<Ended> {
-        let id = resp.watch_id();
-        if resp.canceled() && self.canceled_by_us == Some(id) {
-            self.canceled_by_us = None;
-            return None;
+    /// Opens the stream with the watch of our key, then the request key's and the candidate
+    /// ahead's, each from where it resumes.
+    async fn open(&mut self, client: &mut Client) -> Result<WatchStream, EtcdError> {
+        let own = WatchOptions::new()
+            .with_watch_id(OWN)
+            .with_start_revision(self.watches.own_from);
+        let mut stream = client.watch(self.me.key.as_bytes(), Some(own)).await?;
+        if let Some(from) = self.watches.requests_from {
+            let opts = WatchOptions::new()
+                .with_watch_id(REQUESTS)
+                .with_start_revision(from);
+            stream.watch(self.request_key.clone(), Some(opts)).await?;
         }
-        if resp.canceled() {
-            let why = resp.cancel_reason().to_owned();
-            // etcd refuses a watch it may not create with id -1, not the one asked for. Only the
-            // request key can be refused: the election's keys are readable, or the join failed.
-            if why.contains("permission denied") && self.requests_from.is_some() {
-                self.refused(&why);
-                return None;
-            }
-            return Some(Ended::Canceled(why));
+        if let Some(a) = &self.watches.ahead {
+            watch_ahead(&mut stream, a).await?;
         }
-        for event in resp.events() {
-            let Some(kv) = event.kv() else { continue };
-            match (id, event.event_type()) {
-                (OWN, EventType::Delete) => {
-                    return Some(Ended::OwnDeleted(Some(kv.mod_revision())))
-                }
-                (OWN, EventType::Put) => self.own_from = kv.mod_revision() + 1,
-                (REQUESTS, EventType::Put) => {
-                    self.consider(kv.value(), kv.mod_revision());
-                    self.requests_from = Some(kv.mod_revision() + 1);
-                }
-                (REQUESTS, EventType::Delete) => self.requests_from = Some(kv.mod_revision() + 1),
-                (id, EventType::Delete) if self.ahead.as_ref().is_some_and(|a| a.id == id) => {
-                    if let Some(a) = self.ahead.take() {
-                        tracing::trace!(
-                            revision = kv.mod_revision(),
-                            "the candidate ahead is gone"
-                        );
-                        if a.prefix {
-                            self.fired = Some(a.id);
-                        }
-                        let gone = match (a.prefix, event.prev_kv()) {
-                            (true, Some(prev)) => Gone {
-                                key: kv.key().to_vec(),
-                                lease: prev.lease(),
-                            },
-                            (true, None) => Gone {
-                                key: kv.key().to_vec(),
-                                lease: 0,
-                            },
-                            (false, _) => Gone {
-                                key: a.key,
-                                lease: 0,
-                            },
-                        };
-                        let _ = self.ahead_gone.send(gone);
-                    }
-                }
-                _ => {}
-            }
-        }
-        None
+        Ok(stream)
     }
 
-    /// A step-down request: obeyed (and acknowledged) if addressed to this candidacy.
-    fn consider(&self, value: &[u8], mod_revision: i64) {
-        match step_down::examine(value, &self.me) {
-            step_down::Verdict::Obey(r) => {
-                tracing::info!(by = ?r.by, "step-down requested through etcd");
-                let _ = self.step_down.send(self.me.revision);
-                let (connector, key) = (self.connector.clone(), self.request_key.clone());
-                tokio::spawn(async move {
-                    step_down::acknowledge(&connector, &String::from_utf8_lossy(&key), mod_revision)
-                        .await
-                });
-            }
-            step_down::Verdict::Ignore(why) => {
-                tracing::debug!(%why, "ignoring a step-down request for another leadership")
+    /// The waiter's next key ahead: recorded before anything is sent (if the stream breaks, or
+    /// this future is dropped, meanwhile, the re-read after the break acts on it), then a fired
+    /// watch of the slot keys is canceled and the new one set up.
+    async fn watch_next_ahead(
+        &mut self,
+        stream: &mut WatchStream,
+        key: Vec<u8>,
+        from: i64,
+        prefix: bool,
+    ) -> Result<(), EtcdError> {
+        if let Some(id) = self.watches.watch_ahead(key, from, prefix) {
+            stream.cancel(id).await?;
+        }
+        if let Some(a) = &self.watches.ahead {
+            watch_ahead(stream, a).await?;
+        }
+        Ok(())
+    }
+
+    fn apply(&self, effects: impl IntoIterator<Item = Effect>) {
+        for effect in effects {
+            match effect {
+                Effect::AheadGone(gone) => {
+                    tracing::trace!("the candidate ahead is gone");
+                    let _ = self.ahead_gone.send(gone);
+                }
+                Effect::StepDown { by, mod_revision } => self.obey(&by, mod_revision),
+                Effect::Ignored(why) => {
+                    tracing::debug!(%why, "ignoring a step-down request for another leadership")
+                }
+                Effect::RequestsRefused(why) => {
+                    tracing::warn!(key = %String::from_utf8_lossy(&self.request_key), error = %why,
+                        "cannot read step-down requests (grant read and write on this key): `singleton-exec resign` will not reach this leader");
+                }
             }
         }
     }
 
-    fn refused(&mut self, why: &str) {
-        tracing::warn!(key = %String::from_utf8_lossy(&self.request_key), error = %why,
-            "cannot read step-down requests (grant read and write on this key): `singleton-exec resign` will not reach this leader");
-        self.requests_from = None;
+    /// A step-down request addressed to this candidacy: obeyed, and acknowledged.
+    fn obey(&self, by: &str, mod_revision: i64) {
+        tracing::info!(?by, "step-down requested through etcd");
+        let _ = self.step_down.send(self.me.revision);
+        let (connector, key) = (self.connector.clone(), self.request_key.clone());
+        tokio::spawn(async move {
+            step_down::acknowledge(&connector, &String::from_utf8_lossy(&key), mod_revision).await
+        });
     }
 }
 

@@ -129,6 +129,26 @@ fn is_tls_failure(debug: &str) -> bool {
     .any(|needle| debug.contains(needle))
 }
 
+/// What waiting for an etcd call within a time limit came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Within<T> {
+    Done(T),
+    Failed(EtcdError),
+    /// No answer in time: whatever connection it waited on is not serving us.
+    TimedOut,
+}
+
+/// Waits for `call` at most `limit`.
+pub async fn within<T>(
+    limit: Duration,
+    call: impl Future<Output = Result<T, EtcdError>>,
+) -> Within<T> {
+    match tokio::time::timeout(limit, call).await {
+        Err(_) => Within::TimedOut,
+        Ok(answer) => answer.map_or_else(Within::Failed, Within::Done),
+    }
+}
+
 /// Hands out a client for the current endpoint and moves on when told it failed.
 pub struct Connector {
     cfg: EtcdConfig,
@@ -384,6 +404,24 @@ mod tests {
             "lease not found".into(),
         ));
         assert!(matches!(e, EtcdError::LeaseGone(_)), "{e:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_call_within_a_limit_is_done_failed_or_timed_out() {
+        let limit = Duration::from_secs(1);
+        let down = EtcdError::Unavailable("down".into());
+        assert_eq!(within(limit, async { Ok(3) }).await, Within::Done(3));
+        assert_eq!(
+            within(limit, async { Err::<(), _>(down.clone()) }).await,
+            Within::Failed(down)
+        );
+        let late = async {
+            tokio::time::sleep(limit * 2).await;
+            Ok(())
+        };
+        assert_eq!(within(limit, late).await, Within::TimedOut);
+        let pending = std::future::pending::<Result<(), EtcdError>>();
+        assert_eq!(within(limit, pending).await, Within::TimedOut);
     }
 
     fn connector(n: usize) -> Connector {

@@ -18,6 +18,7 @@ use etcd_client::{
 };
 
 use crate::core::lifecycle::LeaseId;
+use crate::election::answer::{Answer, Found};
 use crate::election::connector::EtcdError;
 
 /// How a waiting candidate learns that the key just ahead is gone (implemented by
@@ -55,6 +56,14 @@ pub struct Candidacy {
     pub slot: Option<u32>,
 }
 
+impl Candidacy {
+    /// Whether `kv`, read at our key, is still ours: our lease and our create-revision (a key
+    /// put again under the same name is another candidacy).
+    pub fn is_ours(&self, kv: &Found) -> bool {
+        kv.lease == self.lease.0 && kv.create_revision == self.revision
+    }
+}
+
 /// One key in the queue, as read from etcd. The value is the candidate's id; it is empty for an
 /// `etcdctl lock` holder, which uses the same key layout.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -84,6 +93,7 @@ impl Queue {
 }
 
 /// How a join of the singleton's queue went.
+#[derive(Debug, PartialEq, Eq)]
 pub enum Joined {
     /// In the queue: our candidacy, whether we lead already, and the store revision of the join.
     Queued { me: Candidacy, leads: bool, at: i64 },
@@ -92,11 +102,58 @@ pub enum Joined {
 }
 
 /// Where a candidate stands after one read.
+#[derive(Debug, PartialEq, Eq)]
 enum Turn {
     /// Nobody ahead: we lead, as of this store revision.
     First(i64),
     /// `key` is just ahead, as of revision `at`.
     Behind { key: Vec<u8>, at: i64 },
+}
+
+/// What the look for replicas with slots, before a join, found.
+#[derive(Debug, PartialEq, Eq)]
+enum SlotsLook {
+    /// Replicas with this slot count (0: a key that names none) use the election.
+    InUse(u32),
+    /// None do.
+    Clear,
+    /// We may not read there (a role from before slots): join without looking.
+    NotAllowed,
+}
+
+// The positions of [`Election::join_txn`]'s operations: both branches send them in this order.
+/// The put of our key (`then`), or the read of it (`else`: it survives from an earlier attempt,
+/// or is absent because a key of replicas with slots stopped the put).
+const JOIN_MINE: usize = 0;
+/// The head of the queue, after the put.
+const JOIN_HEAD: usize = 1;
+/// One key of replicas with slots, when the join looks for one.
+const JOIN_SLOTS_KEY: usize = 2;
+
+/// The position of [`Election::next_ahead_txn`]'s one read: the key just ahead of ours.
+const NEXT_AHEAD: usize = 0;
+
+/// The position of the one read of the look for replicas with slots.
+const ANY_SLOTS_KEY: usize = 0;
+
+/// Where `me` stands after one read of the key ahead.
+fn turn(me: &Candidacy, answer: &Answer) -> Result<Turn, EtcdError> {
+    // The condition: our key still exists with our lease and our create-revision.
+    if !answer.succeeded {
+        // A candidate whose lease expired while it waited must not believe it leads.
+        return Err(EtcdError::Unavailable(format!(
+            "our key {} vanished or was replaced while waiting (lease expired?)",
+            me.key
+        )));
+    }
+    let at = answer.revision.unwrap_or(me.revision);
+    Ok(match answer.first(NEXT_AHEAD) {
+        None => Turn::First(at),
+        Some(kv) => Turn::Behind {
+            key: kv.key.clone(),
+            at,
+        },
+    })
 }
 
 /// The leader as read from etcd.
@@ -254,91 +311,91 @@ impl Election {
         lease: LeaseId,
         id: &str,
     ) -> Result<Joined, EtcdError> {
-        let may_look = match client
-            .txn(Txn::new().and_then([self.any_slots_key()]))
-            .await
-        {
-            Ok(resp) => {
-                if let Some(n) = self.slots_in(resp.op_responses().first()) {
-                    return Ok(Joined::SlotsInUse(n));
-                }
-                true
-            }
-            // Permission denied (a role from before slots), or credentials: the join tells which.
-            Err(e) if crate::election::connector::classify(&e).is_rejected() => false,
-            Err(e) => return Err(e.into()),
+        let may_look = match self.look_for_slots(client).await? {
+            SlotsLook::InUse(n) => return Ok(Joined::SlotsInUse(n)),
+            SlotsLook::Clear => true,
+            SlotsLook::NotAllowed => false,
         };
         let key = format!("{}{lease}", self.dir);
-        let head = || {
-            let opts = GetOptions::new()
-                .with_prefix()
-                .with_sort(SortTarget::Create, SortOrder::Ascend)
-                .with_limit(1);
-            TxnOp::get(self.dir.clone(), Some(opts))
-        };
-        let mut when = vec![Compare::create_revision(key.clone(), CompareOp::Equal, 0)];
-        let mut then = vec![
-            TxnOp::put(key.clone(), id, Some(PutOptions::new().with_lease(lease.0))),
-            head(),
-        ];
-        let mut otherwise = vec![TxnOp::get(key.clone(), None), head()];
-        if may_look {
-            when.push(no_key_under(&self.slots_root()));
-            then.push(self.any_slots_key());
-            otherwise.push(self.any_slots_key());
+        let resp = client.txn(self.join_txn(&key, lease, id, may_look)).await?;
+        self.joined(&Answer::of(&resp), key, lease)
+    }
+
+    /// The look for replicas with slots before a join: one read of [`Election::slots_root`], alone
+    /// in a transaction.
+    async fn look_for_slots(&self, client: &mut Client) -> Result<SlotsLook, EtcdError> {
+        let resp = client
+            .txn(Txn::new().and_then([self.any_slots_key()]))
+            .await
+            .map_err(EtcdError::from);
+        self.slots_look(resp.map(|r| Answer::of(&r)))
+    }
+
+    /// What the look for replicas with slots found. A permission error (a role from before
+    /// slots), or credentials, is no reason not to join: the join tells which it was.
+    fn slots_look(&self, answer: Result<Answer, EtcdError>) -> Result<SlotsLook, EtcdError> {
+        match answer {
+            Ok(a) => Ok(match self.slots_in(a.first(ANY_SLOTS_KEY)) {
+                Some(n) => SlotsLook::InUse(n),
+                None => SlotsLook::Clear,
+            }),
+            Err(e) if e.is_rejected() => Ok(SlotsLook::NotAllowed),
+            Err(e) => Err(e),
         }
-        let txn = Txn::new().when(when).and_then(then).or_else(otherwise);
-        let resp = client.txn(txn).await?;
-        let ops = resp.op_responses();
-        if let Some(n) = self.slots_in(ops.get(2)) {
+    }
+
+    /// Put-if-absent in one transaction: our key under our lease if it is absent (and, when
+    /// `may_look`, no key of replicas with slots exists); either way, read back our key, the head
+    /// of the queue and (when `may_look`) one key under the slots root, in the order of [`JOIN_MINE`], [`JOIN_HEAD`], [`JOIN_SLOTS_KEY`].
+    fn join_txn(&self, key: &str, lease: LeaseId, id: &str, may_look: bool) -> Txn {
+        let head = GetOptions::new()
+            .with_prefix()
+            .with_sort(SortTarget::Create, SortOrder::Ascend)
+            .with_limit(1);
+        let mut reads = vec![TxnOp::get(self.dir.clone(), Some(head))];
+        let mut conditions = vec![];
+        if may_look {
+            conditions.push(no_key_under(&self.slots_root()));
+            reads.push(self.any_slots_key());
+        }
+        put_if_absent(key, id, lease, conditions, reads)
+    }
+
+    /// What a join's answer means for candidate `key` with `lease`.
+    fn joined(&self, answer: &Answer, key: String, lease: LeaseId) -> Result<Joined, EtcdError> {
+        if let Some(n) = self.slots_in(answer.first(JOIN_SLOTS_KEY)) {
             return Ok(Joined::SlotsInUse(n)); // nothing was put
         }
-        let first_kv = |op: Option<&etcd_client::TxnOpResponse>| match op {
-            Some(etcd_client::TxnOpResponse::Get(g)) => g
-                .kvs()
-                .first()
-                .map(|kv| (kv.key().to_vec(), LeaseId(kv.lease()), kv.create_revision())),
-            _ => None,
-        };
-        let revision = if resp.succeeded() {
-            resp.header().map(|h| h.revision()).unwrap_or_default()
+        // The condition held: our key was put now.
+        let revision = if answer.succeeded {
+            answer.revision.unwrap_or_default()
         } else {
-            first_kv(ops.first())
-                .map(|(_, _, rev)| rev)
-                .unwrap_or_default()
+            answer.first(JOIN_MINE).map_or(0, |kv| kv.create_revision)
         };
         if revision <= 0 {
             return Err(EtcdError::Unavailable(format!(
                 "could not place {key} in the election"
             )));
         }
-        let mut me = Candidacy {
+        let leads = answer.first(JOIN_HEAD).is_some_and(|h| {
+            h.key == key.as_bytes() && h.lease == lease.0 && h.create_revision == revision
+        });
+        let at = answer.revision.unwrap_or(revision);
+        let me = Candidacy {
             key,
             lease,
             revision,
-            leads_since: 0,
+            // The transaction's own revision: our put when it succeeded (then equal to `revision`).
+            leads_since: if leads { at } else { 0 },
             slot: None,
         };
-        let leads = first_kv(ops.get(1))
-            .is_some_and(|(k, l, r)| k == me.key.as_bytes() && l == lease && r == revision);
-        let at = resp.header().map(|h| h.revision()).unwrap_or(revision);
-        if leads {
-            // The transaction's own revision: our put when it succeeded (then equal to `revision`).
-            me.leads_since = at;
-        }
         Ok(Joined::Queued { me, leads, at })
     }
 
     /// The slot count of the key a [`Election::any_slots_key`] read found, if it found one (0 for
     /// a key that names no count: the layout is in use all the same).
-    fn slots_in(&self, op: Option<&etcd_client::TxnOpResponse>) -> Option<u32> {
-        match op {
-            Some(etcd_client::TxnOpResponse::Get(g)) => g
-                .kvs()
-                .first()
-                .map(|kv| self.slots_of_key(kv.key()).unwrap_or(0)),
-            _ => None,
-        }
+    fn slots_in(&self, found: Option<&Found>) -> Option<u32> {
+        found.map(|kv| self.slots_of_key(&kv.key).unwrap_or(0))
     }
 
     /// Returns once every candidate ahead of us is gone and our key is verified to still be ours,
@@ -387,26 +444,15 @@ impl Election {
     /// One transaction: if our key still exists with our lease and our create-revision, the key
     /// just ahead of us in the queue (none: we are first), at the transaction's revision.
     async fn next_ahead(&self, client: &mut Client, me: &Candidacy) -> Result<Turn, EtcdError> {
-        let txn = Txn::new()
+        let resp = client.txn(self.next_ahead_txn(me)).await?;
+        turn(me, &Answer::of(&resp))
+    }
+
+    /// If our key is still ours, the one key just ahead of it ([`NEXT_AHEAD`]).
+    fn next_ahead_txn(&self, me: &Candidacy) -> Txn {
+        Txn::new()
             .when(still_ours(me))
-            .and_then([TxnOp::get(self.dir.clone(), Some(just_ahead_of(me)))]);
-        let resp = client.txn(txn).await?;
-        if !resp.succeeded() {
-            // A candidate whose lease expired while it waited must not believe it leads.
-            return Err(EtcdError::Unavailable(format!(
-                "our key {} vanished or was replaced while waiting (lease expired?)",
-                me.key
-            )));
-        }
-        let at = resp.header().map(|h| h.revision()).unwrap_or(me.revision);
-        let key = match resp.op_responses().first() {
-            Some(etcd_client::TxnOpResponse::Get(g)) => g.kvs().first().map(|kv| kv.key().to_vec()),
-            _ => None,
-        };
-        Ok(match key {
-            None => Turn::First(at),
-            Some(key) => Turn::Behind { key, at },
-        })
+            .and_then([TxnOp::get(self.dir.clone(), Some(just_ahead_of(me)))])
     }
 
     /// We lead as soon as we join (or join again): nobody is ahead. But the leader before us may
@@ -501,7 +547,8 @@ impl Election {
         Ok(resp
             .kvs()
             .first()
-            .filter(|kv| kv.lease() == me.lease.0 && kv.create_revision() == me.revision)
+            .map(Found::of)
+            .filter(|kv| me.is_ours(kv))
             .map(|_| at))
     }
 
@@ -578,6 +625,27 @@ pub const PREDECESSOR_WAIT: std::time::Duration = std::time::Duration::from_secs
 fn lease_of_key(dir: &str, key: &[u8]) -> Option<i64> {
     let name = std::str::from_utf8(key).ok()?.strip_prefix(dir)?;
     i64::from_str_radix(name, 16).ok().filter(|&l| l > 0)
+}
+
+/// Put-if-absent in one transaction, as etcd's `Campaign` does: if `key` does not exist and the
+/// other `conditions` hold, put it (value `id`) under `lease`. Either branch then makes `reads`,
+/// after the put of `key` (`then`) or a read of it (`else`), so that each read answers at the
+/// same position whichever branch ran: the key's own at 0, `reads[i]` at `i + 1`.
+pub fn put_if_absent(
+    key: &str,
+    id: &str,
+    lease: LeaseId,
+    conditions: Vec<Compare>,
+    reads: Vec<TxnOp>,
+) -> Txn {
+    let mut when = vec![Compare::create_revision(key, CompareOp::Equal, 0)];
+    when.extend(conditions);
+    let put = TxnOp::put(key, id, Some(PutOptions::new().with_lease(lease.0)));
+    let branch = |mine: TxnOp| [vec![mine], reads.clone()].concat();
+    Txn::new()
+        .when(when)
+        .and_then(branch(put))
+        .or_else(branch(TxnOp::get(key, None)))
 }
 
 /// A transaction condition that holds when no key starts with `prefix` (etcd compares an empty
@@ -660,6 +728,188 @@ async fn watch_until(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn found(key: &str, lease: i64, create_revision: i64) -> Found {
+        Found {
+            key: key.as_bytes().to_vec(),
+            lease,
+            create_revision,
+            ..Found::default()
+        }
+    }
+
+    fn queued(revision: i64, leads_since: i64, at: i64) -> Joined {
+        let me = Candidacy {
+            key: "/p/app/ab".into(),
+            lease: LeaseId(0xab),
+            revision,
+            leads_since,
+            slot: None,
+        };
+        Joined::Queued {
+            leads: leads_since > 0,
+            me,
+            at,
+        }
+    }
+
+    #[test]
+    fn the_join_transaction_reads_what_its_answer_names() {
+        let e = Election::new("/p", "app");
+        let key = "/p/app/ab";
+        for may_look in [true, false] {
+            let (then, otherwise) =
+                crate::election::answer::ops_of(&e.join_txn(key, LeaseId(0xab), "a", may_look));
+            assert_eq!(then[JOIN_MINE], ("RequestPut".into(), key.into()));
+            assert_eq!(otherwise[JOIN_MINE], ("RequestRange".into(), key.into()));
+            for ops in [&then, &otherwise] {
+                assert_eq!(ops[JOIN_HEAD].1, e.dir());
+                let slots = ops.get(JOIN_SLOTS_KEY).map(|op| op.1.as_str());
+                assert_eq!(slots, may_look.then(|| e.slots_root()).as_deref());
+            }
+        }
+    }
+
+    #[test]
+    fn what_a_join_answer_means() {
+        let e = Election::new("/p", "app");
+        let me = |rev| Some(found("/p/app/ab", 0xab, rev));
+        let other = Some(found("/p/app/cd", 0xcd, 3));
+        let answer = |put, revision, mine: Option<Found>, head: Option<Found>, slots_key| {
+            let reads = [
+                (JOIN_MINE, mine),
+                (JOIN_HEAD, head),
+                (JOIN_SLOTS_KEY, slots_key),
+            ];
+            Answer::with(
+                put,
+                revision,
+                reads.map(|(op, f)| (op, f.into_iter().collect())),
+            )
+        };
+        let rows: [(Answer, Result<Joined, ()>); 9] = [
+            // Put now and first: we lead since the put.
+            (
+                answer(true, Some(10), None, me(10), None),
+                Ok(queued(10, 10, 10)),
+            ),
+            // Put now, behind another.
+            (
+                answer(true, Some(10), None, other.clone(), None),
+                Ok(queued(10, 0, 10)),
+            ),
+            // Our key survived an earlier attempt: its create-revision is our place.
+            (
+                answer(false, Some(12), me(6), me(6), None),
+                Ok(queued(6, 12, 12)),
+            ),
+            (
+                answer(false, Some(12), me(6), other.clone(), None),
+                Ok(queued(6, 0, 12)),
+            ),
+            // A head with our key but another create-revision is not us.
+            (
+                answer(false, Some(12), me(6), me(5), None),
+                Ok(queued(6, 0, 12)),
+            ),
+            // No header: the revision of our key stands in for the answer's.
+            (answer(false, None, me(6), me(6), None), Ok(queued(6, 6, 6))),
+            // Neither put nor found, or put without a revision: not placed.
+            (answer(false, Some(12), None, other.clone(), None), Err(())),
+            (answer(true, None, None, me(0), None), Err(())),
+            // Replicas with slots use the election: nothing was put.
+            (
+                answer(
+                    false,
+                    Some(12),
+                    None,
+                    None,
+                    Some(found("/p/app@slots/3/queue/ff", 0xff, 4)),
+                ),
+                Ok(Joined::SlotsInUse(3)),
+            ),
+        ];
+        for (i, (a, want)) in rows.into_iter().enumerate() {
+            let got = e.joined(&a, "/p/app/ab".into(), LeaseId(0xab));
+            assert_eq!(got.map_err(|_| ()), want, "row {i}: {a:?}");
+        }
+        let junk = answer(
+            false,
+            Some(2),
+            None,
+            None,
+            Some(found("/p/app@slots/x", 1, 1)),
+        );
+        assert_eq!(
+            e.joined(&junk, "/p/app/ab".into(), LeaseId(0xab)),
+            Ok(Joined::SlotsInUse(0))
+        );
+    }
+
+    #[test]
+    fn what_the_look_for_replicas_with_slots_finds() {
+        let e = Election::new("/p", "app");
+        let with = |key: &str| Answer {
+            succeeded: true,
+            revision: Some(5),
+            reads: vec![vec![found(key, 1, 2)]],
+        };
+        let rows = [
+            (Ok(Answer::default()), Ok(SlotsLook::Clear)),
+            (Ok(with("/p/app@slots/4/slot/0")), Ok(SlotsLook::InUse(4))),
+            (Ok(with("/p/app@slots/junk")), Ok(SlotsLook::InUse(0))),
+            // A role from before slots may not look: join without looking.
+            (
+                Err(EtcdError::Rejected("permission denied".into())),
+                Ok(SlotsLook::NotAllowed),
+            ),
+            (
+                Err(EtcdError::Unavailable("down".into())),
+                Err(EtcdError::Unavailable("down".into())),
+            ),
+        ];
+        for (answer, want) in rows {
+            assert_eq!(e.slots_look(answer.clone()), want, "{answer:?}");
+        }
+    }
+
+    #[test]
+    fn where_a_candidate_stands_after_reading_the_key_ahead() {
+        let me = Candidacy {
+            key: "/p/app/ab".into(),
+            lease: LeaseId(0xab),
+            revision: 7,
+            leads_since: 0,
+            slot: None,
+        };
+        let answer = |ours, revision, ahead: Option<&str>| {
+            let ahead = ahead.map(|k| found(k, 0, 0));
+            Answer::with(ours, revision, [(NEXT_AHEAD, ahead.into_iter().collect())])
+        };
+        let behind = |key: &str, at| {
+            Ok(Turn::Behind {
+                key: key.as_bytes().to_vec(),
+                at,
+            })
+        };
+        let rows = [
+            (answer(true, Some(15), None), Ok(Turn::First(15))),
+            (answer(true, None, None), Ok(Turn::First(7))),
+            (
+                answer(true, Some(15), Some("/p/app/cd")),
+                behind("/p/app/cd", 15),
+            ),
+            // Our key is gone or replaced: never "first".
+            (answer(false, Some(15), None), Err(())),
+            (answer(false, Some(15), Some("/p/app/cd")), Err(())),
+        ];
+        for (a, want) in rows {
+            assert_eq!(turn(&me, &a).map_err(|_| ()), want, "{a:?}");
+        }
+        let (then, _) =
+            crate::election::answer::ops_of(&Election::new("/p", "app").next_ahead_txn(&me));
+        assert_eq!(then[NEXT_AHEAD].1, "/p/app/");
+    }
 
     #[test]
     fn lease_ids_are_read_from_candidate_keys() {

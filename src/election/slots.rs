@@ -29,16 +29,16 @@
 //! lease) before it queues again.
 
 use etcd_client::{
-    Client, Compare, CompareOp, GetOptions, KeyValue, PutOptions, SortOrder, SortTarget, Txn,
-    TxnOp, TxnOpResponse,
+    Client, Compare, CompareOp, GetOptions, PutOptions, SortOrder, SortTarget, Txn, TxnOp,
 };
 
 use crate::core::lifecycle::LeaseId;
+use crate::election::answer::{kvs, Answer, Found, Kv};
 use crate::election::candidacy_watch::CandidacyWatch;
 use crate::election::connector::EtcdError;
 use crate::election::queue::{
-    just_ahead_of, range_end, still_ours, Candidacy, Candidate, Election, HealthRecord, WaitAhead,
-    PREDECESSOR_WAIT,
+    just_ahead_of, put_if_absent, range_end, still_ours, Candidacy, Candidate, Election,
+    HealthRecord, WaitAhead, PREDECESSOR_WAIT,
 };
 
 /// The keys of one election with N > 1 slots.
@@ -48,26 +48,6 @@ pub struct SlotElection {
     n: u32,
     /// `PREFIX/NAME@slots/N/`
     dir: String,
-}
-
-/// The parts of an etcd key-value this module reads (so the pure parts are tested on plain data).
-#[derive(Debug, Clone, Copy)]
-pub struct Kv<'a> {
-    pub key: &'a [u8],
-    pub value: &'a [u8],
-    pub lease: i64,
-    pub create_revision: i64,
-}
-
-fn kvs(from: &[KeyValue]) -> Vec<Kv<'_>> {
-    from.iter()
-        .map(|kv| Kv {
-            key: kv.key(),
-            value: kv.value(),
-            lease: kv.lease(),
-            create_revision: kv.create_revision(),
-        })
-        .collect()
 }
 
 /// What etcd shows that contradicts our slot count: another count, or a singleton election.
@@ -127,6 +107,7 @@ impl Holders {
 }
 
 /// After joining the queue.
+#[derive(Debug, PartialEq, Eq)]
 pub enum Joined {
     /// Queued as a standby, with the store revision of the join.
     Standby(Candidacy, i64),
@@ -138,11 +119,54 @@ pub enum Joined {
 }
 
 /// What the first standby learns from one read.
+#[derive(Debug, PartialEq, Eq)]
 struct View {
     at: i64,
     /// The queue key just ahead of ours, if any.
     ahead: Option<Vec<u8>>,
     holders: Holders,
+}
+
+// The positions of [`SlotElection::join_txn`]'s operations: both branches send them in this
+// order.
+/// The put of our queue key (`then`), or the read of it (`else`).
+const JOIN_MINE: usize = 0;
+/// One key of a singleton's candidates.
+const JOIN_SINGLETON: usize = 1;
+/// One key of a smaller slot count (it sorts before ours under the slots root).
+const JOIN_LOWER_COUNT: usize = 2;
+/// One key of a larger slot count.
+const JOIN_HIGHER_COUNT: usize = 3;
+/// Every slot key of our count.
+const JOIN_SLOTS: usize = 4;
+
+// The positions of [`SlotElection::view_txn`]'s operations.
+/// The queue key just ahead of ours, if any.
+const VIEW_AHEAD: usize = 0;
+/// Every slot key.
+const VIEW_SLOTS: usize = 1;
+
+/// What a claim of `slot` (slot key `key`) by `me` came to: a claim writes and reads nothing
+/// back, so only whether it ran, and at which revision, tell.
+fn claimed(
+    me: &Candidacy,
+    key: String,
+    slot: u32,
+    answer: &Answer,
+) -> Result<Option<Candidacy>, EtcdError> {
+    if !answer.succeeded {
+        return Ok(None);
+    }
+    let Some(at) = answer.revision.filter(|&r| r > 0) else {
+        return Err(EtcdError::Unavailable("a claim without a revision".into()));
+    };
+    Ok(Some(Candidacy {
+        key,
+        lease: me.lease,
+        revision: at,
+        leads_since: at,
+        slot: Some(slot),
+    }))
 }
 
 /// An election with slots as `status` shows it, from one read of every key under its slots root.
@@ -294,11 +318,9 @@ impl SlotElection {
         Holders { revision, slots }
     }
 
-    fn holders_of(&self, op: Option<&TxnOpResponse>, revision: i64) -> Holders {
-        match op {
-            Some(TxnOpResponse::Get(g)) => self.holders_from(&kvs(g.kvs()), revision),
-            _ => self.holders_from(&[], revision),
-        }
+    fn holders_of(&self, found: &[Found], revision: i64) -> Holders {
+        let kvs: Vec<Kv> = found.iter().map(Found::as_kv).collect();
+        self.holders_from(&kvs, revision)
     }
 
     /// Puts our queue key if absent and, in the same transaction, reads what would forbid us to
@@ -307,108 +329,102 @@ impl SlotElection {
         &self,
         client: &mut Client,
         lease: LeaseId,
-        id: &str,
+        id: &str, // the value of our keys: the queue key now, the slot key once claimed
     ) -> Result<Joined, EtcdError> {
         let key = format!("{}{lease}", self.queue_dir());
-        // Where a replica that disagrees with us would have keys: a singleton's candidates, and
-        // another count, which sorts before ours or after it under the slots root.
-        let root = self.base.slots_root();
-        let conflicts = [
-            (
-                self.base.dir().to_owned(),
-                range_end(self.base.dir().as_bytes()),
-            ),
+        let resp = client.txn(self.join_txn(&key, lease, id)).await?;
+        let joined = self.joined(&Answer::of(&resp), key.clone(), lease);
+        if let Ok(Joined::Holding(_)) = &joined {
+            // Our claim went through but its answer was lost: we hold the slot. The queue key we
+            // just put would make the standbys behind it wait for us: take it out.
+            client.delete(key, None).await?;
+        }
+        joined
+    }
+
+    /// Where a replica that disagrees with us would have keys, as ranges `[from, to)`: a
+    /// singleton's candidates, and another count, which sorts before ours or after it under the
+    /// slots root. In the order of [`JOIN_SINGLETON`], [`JOIN_LOWER_COUNT`], [`JOIN_HIGHER_COUNT`].
+    fn conflicts(&self) -> [(String, Vec<u8>); 3] {
+        let (dir, root) = (self.base.dir(), self.base.slots_root());
+        [
+            (dir.to_owned(), range_end(dir.as_bytes())),
             (root.clone(), self.dir.clone().into_bytes()),
             (
                 String::from_utf8_lossy(&range_end(self.dir.as_bytes())).into_owned(),
                 range_end(root.as_bytes()),
             ),
-        ];
-        let reads = || {
-            let mut ops: Vec<TxnOp> = conflicts
-                .iter()
-                .map(|(from, to)| {
-                    let opts = GetOptions::new()
-                        .with_range(to.clone())
-                        .with_keys_only()
-                        .with_limit(1);
-                    TxnOp::get(from.clone(), Some(opts))
-                })
-                .collect();
-            ops.push(self.slots_op());
-            ops
-        };
-        let mut then = vec![TxnOp::put(
-            key.clone(),
-            id,
-            Some(PutOptions::new().with_lease(lease.0)),
-        )];
-        then.extend(reads());
-        let mut otherwise = vec![TxnOp::get(key.clone(), None)];
-        otherwise.extend(reads());
-        // Put only where nothing contradicts us: a refused replica writes nothing, so it cannot
-        // make a rightful one (joining at the same moment) refuse in turn.
-        let mut when = vec![Compare::create_revision(key.clone(), CompareOp::Equal, 0)];
-        when.extend(conflicts.iter().map(|(from, to)| {
+        ]
+    }
+
+    /// Put-if-absent, only where nothing contradicts us: a refused replica writes nothing, so it
+    /// cannot make a rightful one (joining at the same moment) refuse in turn. Either way, read
+    /// back our key, one key of each conflicting range and every slot key, in
+    /// the order of the `JOIN_*` positions.
+    fn join_txn(&self, key: &str, lease: LeaseId, id: &str) -> Txn {
+        let conflicts = self.conflicts();
+        let mut reads: Vec<TxnOp> = conflicts
+            .iter()
+            .map(|(from, to)| {
+                let opts = GetOptions::new()
+                    .with_range(to.clone())
+                    .with_keys_only()
+                    .with_limit(1);
+                TxnOp::get(from.clone(), Some(opts))
+            })
+            .collect();
+        reads.push(self.slots_op());
+        let conditions = conflicts.iter().map(|(from, to)| {
             // An empty range compares as one absent key: create-revision 0.
             Compare::create_revision(from.clone(), CompareOp::Equal, 0).with_range(to.clone())
-        }));
-        let txn = Txn::new().when(when).and_then(then).or_else(otherwise);
-        let resp = client.txn(txn).await?;
-        let at = resp.header().map(|h| h.revision()).unwrap_or_default();
-        let ops = resp.op_responses();
-        let first_key = |i: usize| match ops.get(i) {
-            Some(TxnOpResponse::Get(g)) => g.kvs().first().map(|kv| kv.key().to_vec()),
-            _ => None,
-        };
-        if first_key(1).is_some() {
+        });
+        put_if_absent(key, id, lease, conditions.collect(), reads)
+    }
+
+    /// What a join's answer means for queue key `key` with `lease`. [`Joined::Holding`] leaves
+    /// the queue key to be deleted by the caller.
+    fn joined(&self, answer: &Answer, key: String, lease: LeaseId) -> Result<Joined, EtcdError> {
+        let at = answer.revision.unwrap_or_default();
+        if answer.first(JOIN_SINGLETON).is_some() {
             return Ok(Joined::Refused(Mismatch::Singleton));
         }
-        if let Some(k) = first_key(2).or_else(|| first_key(3)) {
-            let n = self.base.slots_of_key(&k).unwrap_or(0);
+        let other_count = answer.first(JOIN_LOWER_COUNT);
+        if let Some(kv) = other_count.or(answer.first(JOIN_HIGHER_COUNT)) {
+            let n = self.base.slots_of_key(&kv.key).unwrap_or(0);
             return Ok(Joined::Refused(Mismatch::Slots(n)));
         }
-        let revision = if resp.succeeded() {
+        // The condition held: our queue key was put now.
+        let revision = if answer.succeeded {
             at
         } else {
-            match ops.first() {
-                Some(TxnOpResponse::Get(g)) => g
-                    .kvs()
-                    .first()
-                    .filter(|kv| kv.lease() == lease.0)
-                    .map_or(0, |kv| kv.create_revision()),
-                _ => 0,
-            }
+            answer
+                .first(JOIN_MINE)
+                .filter(|kv| kv.lease == lease.0)
+                .map_or(0, |kv| kv.create_revision)
         };
         if revision <= 0 {
             return Err(EtcdError::Unavailable(format!(
                 "could not place {key} in the election"
             )));
         }
-        let holders = self.holders_of(ops.get(4), at);
+        let holders = self.holders_of(answer.read(JOIN_SLOTS), at);
         if let Some((slot, h)) = holders.held_with(lease) {
-            // Our claim went through but its answer was lost: we hold the slot. The queue key we
-            // just put would make the standbys behind it wait for us: take it out.
-            let holder = Candidacy {
+            return Ok(Joined::Holding(Candidacy {
                 key: h.key.clone(),
                 lease,
                 revision: h.revision,
                 leads_since: at,
                 slot: Some(slot),
-            };
-            client.delete(key, None).await?;
-            return Ok(Joined::Holding(holder));
+            }));
         }
-        Ok(Joined::Standby(
-            Candidacy {
-                key,
-                lease,
-                revision,
-                leads_since: 0,
-                slot: None,
-            },
-            at,
-        ))
+        let me = Candidacy {
+            key,
+            lease,
+            revision,
+            leads_since: 0,
+            slot: None,
+        };
+        Ok(Joined::Standby(me, at))
     }
 
     /// The slots' holders at store revision `at`; `None` when that history is compacted (the
@@ -427,27 +443,31 @@ impl SlotElection {
     /// One transaction: if our queue key is still ours, the key just ahead of it and every slot's
     /// holder, at one revision.
     async fn view(&self, client: &mut Client, me: &Candidacy) -> Result<View, EtcdError> {
-        let txn = Txn::new().when(still_ours(me)).and_then([
+        let resp = client.txn(self.view_txn(me)).await?;
+        self.view_of(me, &Answer::of(&resp))
+    }
+
+    /// In the order of [`VIEW_AHEAD`], [`VIEW_SLOTS`]: the queue key just ahead of ours, every slot key.
+    fn view_txn(&self, me: &Candidacy) -> Txn {
+        Txn::new().when(still_ours(me)).and_then([
             TxnOp::get(self.queue_dir(), Some(just_ahead_of(me))),
             self.slots_op(),
-        ]);
-        let resp = client.txn(txn).await?;
-        if !resp.succeeded() {
+        ])
+    }
+
+    fn view_of(&self, me: &Candidacy, answer: &Answer) -> Result<View, EtcdError> {
+        // The condition: our queue key still exists with our lease and our create-revision.
+        if !answer.succeeded {
             return Err(EtcdError::Unavailable(format!(
                 "our key {} vanished or was replaced while waiting (lease expired?)",
                 me.key
             )));
         }
-        let at = resp.header().map(|h| h.revision()).unwrap_or_default();
-        let ops = resp.op_responses();
-        let ahead = match ops.first() {
-            Some(TxnOpResponse::Get(g)) => g.kvs().first().map(|kv| kv.key().to_vec()),
-            _ => None,
-        };
+        let at = answer.revision.unwrap_or_default();
         Ok(View {
             at,
-            ahead,
-            holders: self.holders_of(ops.get(1), at),
+            ahead: answer.first(VIEW_AHEAD).map(|kv| kv.key.clone()),
+            holders: self.holders_of(answer.read(VIEW_SLOTS), at),
         })
     }
 
@@ -473,19 +493,7 @@ impl SlotElection {
             TxnOp::delete(me.key.clone(), None),
         ]);
         let resp = client.txn(txn).await?;
-        if !resp.succeeded() {
-            return Ok(None);
-        }
-        let Some(at) = resp.header().map(|h| h.revision()).filter(|&r| r > 0) else {
-            return Err(EtcdError::Unavailable("a claim without a revision".into()));
-        };
-        Ok(Some(Candidacy {
-            key,
-            lease: me.lease,
-            revision: at,
-            leads_since: at,
-            slot: Some(slot),
-        }))
+        claimed(me, key, slot, &Answer::of(&resp))
     }
 
     /// Waits for our turn in the queue and claims a free slot; returns the slot's candidacy. `Err`
@@ -520,15 +528,15 @@ impl SlotElection {
                 Some(f) => f,
                 None => {
                     let v = self.view(client, me).await?;
-                    if let Some(key) = v.ahead {
-                        tracing::debug!(waiting_on = %String::from_utf8_lossy(&key), "standby: watching the standby ahead");
-                        known = Some(v.holders);
-                        watch.wait_ahead_gone(key, v.at + 1).await?;
-                        continue;
-                    }
-                    match v.holders.lowest_free() {
-                        Some(slot) => (slot, None),
-                        None => {
+                    match next_step(&v) {
+                        Next::Claim(slot) => (slot, None),
+                        Next::WaitAhead(key) => {
+                            tracing::debug!(waiting_on = %String::from_utf8_lossy(&key), "standby: watching the standby ahead");
+                            known = Some(v.holders);
+                            watch.wait_ahead_gone(key, v.at + 1).await?;
+                            continue;
+                        }
+                        Next::WatchSlots => {
                             tracing::debug!("first standby: watching the slots");
                             known = Some(v.holders);
                             let (gone, lease) = watch
@@ -540,15 +548,7 @@ impl SlotElection {
                     }
                 }
             };
-            // Whose child may still run on this slot: the deleted key's holder when we watched it
-            // go; else whoever held the slot when we last looked, or when our previous key was
-            // deleted. Waited for before the claim, so that a retry (the claim's answer lost)
-            // cannot skip it; in a graceful handoff it is one `LeaseTimeToLive` that finds the
-            // lease revoked.
-            let former = deleted_with
-                .or_else(|| known.as_ref().and_then(|k| k.lease_of(slot)))
-                .or_else(|| before_deletion.as_ref().and_then(|k| k.lease_of(slot)))
-                .filter(|&l| l != me.lease);
+            let former = former_holder(slot, deleted_with, [&known, &before_deletion], me.lease);
             if let Some(lease) = former {
                 wait_lease_gone(client, lease).await?;
             }
@@ -558,6 +558,41 @@ impl SlotElection {
             }
         }
     }
+}
+
+/// What a standby does after one read of the queue and the slots.
+#[derive(Debug, PartialEq, Eq)]
+enum Next {
+    /// Wait for this queue key, just ahead of ours, to go.
+    WaitAhead(Vec<u8>),
+    /// First in the queue, and this slot is free: claim it.
+    Claim(u32),
+    /// First in the queue, and every slot is held: wait for a slot key to go.
+    WatchSlots,
+}
+
+fn next_step(view: &View) -> Next {
+    match (&view.ahead, view.holders.lowest_free()) {
+        (Some(key), _) => Next::WaitAhead(key.clone()),
+        (None, Some(slot)) => Next::Claim(slot),
+        (None, None) => Next::WatchSlots,
+    }
+}
+
+/// Whose child may still run on `slot`, which we are about to claim: the deleted key's holder
+/// when we watched it go (`deleted_with`); else whoever held the slot in the first of `seen` (when
+/// we last looked, then when our previous key was deleted) that shows a holder. Never ourselves.
+/// Waited for before the claim, so that a retry (the claim's answer lost) cannot skip it; in a
+/// graceful handoff it is one `LeaseTimeToLive` that finds the lease revoked.
+fn former_holder(
+    slot: u32,
+    deleted_with: Option<LeaseId>,
+    seen: [&Option<Holders>; 2],
+    mine: LeaseId,
+) -> Option<LeaseId> {
+    deleted_with
+        .or_else(|| seen.iter().find_map(|h| h.as_ref()?.lease_of(slot)))
+        .filter(|&l| l != mine)
 }
 
 /// A number written as `slot_key` and the layout write it: decimal digits only, no sign, no
@@ -604,25 +639,287 @@ async fn wait_lease_gone(client: &mut Client, lease: LeaseId) -> Result<(), Etcd
 mod tests {
     use super::*;
 
+    fn found(key: &str, lease: i64, create_revision: i64) -> Found {
+        Found {
+            key: key.as_bytes().to_vec(),
+            value: b"id".to_vec(),
+            lease,
+            create_revision,
+            ..Found::default()
+        }
+    }
+
+    fn candidacy(key: &str, revision: i64, leads_since: i64, slot: Option<u32>) -> Candidacy {
+        Candidacy {
+            key: key.into(),
+            lease: LeaseId(0xab),
+            revision,
+            leads_since,
+            slot,
+        }
+    }
+
+    #[test]
+    fn the_join_transaction_reads_what_its_answer_names() {
+        let s = SlotElection::new("/p", "app", 3);
+        let key = "/p/app@slots/3/queue/ab";
+        let (then, otherwise) =
+            crate::election::answer::ops_of(&s.join_txn(key, LeaseId(0xab), "a"));
+        assert_eq!(then[JOIN_MINE], ("RequestPut".into(), key.into()));
+        assert_eq!(otherwise[JOIN_MINE], ("RequestRange".into(), key.into()));
+        for ops in [then, otherwise] {
+            let at = |i: usize| ops[i].1.as_str();
+            assert_eq!(at(JOIN_SINGLETON), "/p/app/");
+            assert_eq!(at(JOIN_LOWER_COUNT), "/p/app@slots/");
+            assert_eq!(at(JOIN_HIGHER_COUNT), "/p/app@slots/30");
+            assert_eq!(at(JOIN_SLOTS), "/p/app@slots/3/slot/");
+            assert_eq!(ops.len(), 5);
+        }
+    }
+
+    #[test]
+    fn what_a_slots_join_answer_means() {
+        let s = SlotElection::new("/p", "app", 3);
+        let queue_key = "/p/app@slots/3/queue/ab";
+        let put = |reads: Vec<(usize, Found)>| {
+            Answer::with(
+                true,
+                Some(20),
+                reads.into_iter().map(|(op, f)| (op, vec![f])),
+            )
+        };
+        let found_again = |reads: Vec<(usize, Found)>| Answer {
+            succeeded: false,
+            ..put(reads)
+        };
+        let standby = |revision| Ok(Joined::Standby(candidacy(queue_key, revision, 0, None), 20));
+        let refused = |m| Ok(Joined::Refused(m));
+        let rows: Vec<(Answer, Result<Joined, ()>)> = vec![
+            (put(vec![]), standby(20)),
+            // Our key survived an earlier attempt with our lease: its place stands.
+            (
+                found_again(vec![(JOIN_MINE, found(queue_key, 0xab, 9))]),
+                standby(9),
+            ),
+            // A key of that name with another lease is not ours: not placed.
+            (
+                found_again(vec![(JOIN_MINE, found(queue_key, 0xcd, 9))]),
+                Err(()),
+            ),
+            (found_again(vec![]), Err(())),
+            // Whoever else uses the election: refused, whether or not we were put.
+            (
+                put(vec![(JOIN_SINGLETON, found("/p/app/cd", 0xcd, 2))]),
+                refused(Mismatch::Singleton),
+            ),
+            (
+                found_again(vec![(
+                    JOIN_LOWER_COUNT,
+                    found("/p/app@slots/2/slot/0", 1, 2),
+                )]),
+                refused(Mismatch::Slots(2)),
+            ),
+            (
+                found_again(vec![(
+                    JOIN_HIGHER_COUNT,
+                    found("/p/app@slots/5/queue/ff", 1, 2),
+                )]),
+                refused(Mismatch::Slots(5)),
+            ),
+            (
+                found_again(vec![(JOIN_HIGHER_COUNT, found("/p/app@slots/x", 1, 2))]),
+                refused(Mismatch::Slots(0)),
+            ),
+            // An earlier claim with our lease went through: we hold that slot already.
+            (
+                Answer::with(
+                    true,
+                    Some(20),
+                    [(
+                        JOIN_SLOTS,
+                        vec![
+                            found("/p/app@slots/3/slot/0", 0xcd, 5),
+                            found("/p/app@slots/3/slot/2", 0xab, 8),
+                        ],
+                    )],
+                ),
+                Ok(Joined::Holding(candidacy(
+                    "/p/app@slots/3/slot/2",
+                    8,
+                    20,
+                    Some(2),
+                ))),
+            ),
+            (
+                put(vec![(JOIN_SLOTS, found("/p/app@slots/3/slot/2", 0xcd, 8))]),
+                standby(20),
+            ),
+        ];
+        for (i, (answer, want)) in rows.into_iter().enumerate() {
+            let got = s.joined(&answer, queue_key.into(), LeaseId(0xab));
+            assert_eq!(got.map_err(|_| ()), want, "row {i}: {answer:?}");
+        }
+    }
+
+    #[test]
+    fn what_the_first_standbys_read_shows() {
+        let s = SlotElection::new("/p", "app", 2);
+        let me = candidacy("/p/app@slots/2/queue/ab", 9, 0, None);
+        let holder = found("/p/app@slots/2/slot/1", 0xcd, 4);
+        let ahead = found("/p/app@slots/2/queue/aa", 0xaa, 8);
+        let reads = [(VIEW_AHEAD, vec![ahead]), (VIEW_SLOTS, vec![holder])];
+        let answer = Answer::with(true, Some(11), reads);
+        let view = s.view_of(&me, &answer).unwrap();
+        assert_eq!(view.at, 11);
+        assert_eq!(view.ahead.as_deref(), Some(&b"/p/app@slots/2/queue/aa"[..]));
+        assert_eq!(view.holders.lease_of(1), Some(LeaseId(0xcd)));
+        assert_eq!(view.holders.lowest_free(), Some(0));
+        let gone = Answer {
+            succeeded: false,
+            ..answer
+        };
+        assert!(s.view_of(&me, &gone).is_err(), "our queue key is gone");
+        let (then, _) = crate::election::answer::ops_of(&s.view_txn(&me));
+        assert_eq!(then[VIEW_AHEAD].1, s.queue_dir());
+        assert_eq!(then[VIEW_SLOTS].1, s.slot_dir());
+    }
+
+    #[test]
+    fn what_a_claim_answer_means() {
+        let me = candidacy("/p/app@slots/2/queue/ab", 9, 0, None);
+        let slot_key = "/p/app@slots/2/slot/1";
+        let answer = |succeeded, revision| Answer {
+            succeeded,
+            revision,
+            reads: vec![],
+        };
+        let rows = [
+            (
+                answer(true, Some(30)),
+                Ok(Some(candidacy(slot_key, 30, 30, Some(1)))),
+            ),
+            // Taken by someone else, or our queue key is gone: read again.
+            (answer(false, Some(30)), Ok(None)),
+            (answer(false, None), Ok(None)),
+            // Claimed, but no revision to fence with: not usable.
+            (answer(true, None), Err(())),
+            (answer(true, Some(0)), Err(())),
+        ];
+        for (a, want) in rows {
+            let got = claimed(&me, slot_key.into(), 1, &a).map_err(|_| ());
+            assert_eq!(got, want, "{a:?}");
+        }
+    }
+
+    #[test]
+    fn what_a_standby_does_after_a_read() {
+        let h = |lease| {
+            Some(Candidate {
+                id: "r".into(),
+                key: "k".into(),
+                lease: LeaseId(lease),
+                revision: lease,
+            })
+        };
+        let view = |ahead: Option<&str>, slots| View {
+            at: 5,
+            ahead: ahead.map(|k| k.as_bytes().to_vec()),
+            holders: Holders { revision: 5, slots },
+        };
+        let rows = [
+            (
+                view(Some("q/aa"), vec![None, None]),
+                Next::WaitAhead(b"q/aa".to_vec()),
+            ),
+            (
+                view(Some("q/aa"), vec![h(1), h(2)]),
+                Next::WaitAhead(b"q/aa".to_vec()),
+            ),
+            (view(None, vec![h(1), None]), Next::Claim(1)),
+            (view(None, vec![h(1), h(2)]), Next::WatchSlots),
+        ];
+        for (v, want) in rows {
+            assert_eq!(next_step(&v), want, "{v:?}");
+        }
+    }
+
+    #[test]
+    fn whose_child_may_still_run_on_a_slot_about_to_be_claimed() {
+        let holders = |slots: Vec<Option<i64>>| {
+            Some(Holders {
+                revision: 1,
+                slots: slots
+                    .into_iter()
+                    .map(|l| {
+                        l.map(|l| Candidate {
+                            id: "r".into(),
+                            key: "k".into(),
+                            lease: LeaseId(l),
+                            revision: 1,
+                        })
+                    })
+                    .collect(),
+            })
+        };
+        let mine = LeaseId(0xab);
+        // (deleted with, last looked, at our previous key's deletion) -> former holder of slot 1
+        let rows = [
+            (
+                Some(0x1),
+                holders(vec![None, Some(0x2)]),
+                holders(vec![None, Some(0x3)]),
+                Some(0x1),
+            ),
+            (
+                None,
+                holders(vec![None, Some(0x2)]),
+                holders(vec![None, Some(0x3)]),
+                Some(0x2),
+            ),
+            (
+                None,
+                holders(vec![Some(0x2), None]),
+                holders(vec![None, Some(0x3)]),
+                Some(0x3),
+            ),
+            (None, None, holders(vec![None, Some(0x3)]), Some(0x3)),
+            (None, None, None, None),
+            // Never ourselves: our own lease is no one to wait for.
+            (Some(0xab), None, None, None),
+            (
+                None,
+                holders(vec![None, Some(0xab)]),
+                holders(vec![None, Some(0x3)]),
+                None,
+            ),
+        ];
+        for (deleted, known, before, want) in rows {
+            let got = former_holder(1, deleted.map(LeaseId), [&known, &before], mine);
+            assert_eq!(got, want.map(LeaseId), "{deleted:?} {known:?} {before:?}");
+        }
+    }
+
     #[test]
     fn slot_keys_and_numbers() {
         let s = SlotElection::new("/singleton-exec", "app", 3);
         assert_eq!(s.slot_key(2), "/singleton-exec/app@slots/3/slot/2");
         assert_eq!(s.queue_dir(), "/singleton-exec/app@slots/3/queue/");
         assert_eq!(s.health_key(0), "/singleton-exec/app@slots/3/health/0");
-        for (key, want) in [
-            (&b"/singleton-exec/app@slots/3/slot/0"[..], Some(0)),
-            (b"/singleton-exec/app@slots/3/slot/2", Some(2)),
-            (b"/singleton-exec/app@slots/3/slot/3", None),
-            (b"/singleton-exec/app@slots/3/slot/02", None),
-            (b"/singleton-exec/app@slots/3/slot/+1", None),
-            (b"/singleton-exec/app@slots/3/slot/ 1", None),
-            (b"/singleton-exec/app@slots/3/slot/x", None),
-            (b"/singleton-exec/app@slots/3/slot/", None),
-            (b"/singleton-exec/app@slots/4/slot/0", None),
-            (b"/singleton-exec/app@slots/3/queue/ff", None),
+        // After the slot keys' prefix: a slot below N, in its one spelling.
+        let slot_dir = s.slot_dir();
+        let valid = [("0", 0), ("2", 2)];
+        let invalid = ["3", "02", "+1", " 1", "x", ""];
+        let rows = valid.map(|(rest, slot)| (rest, Some(slot)));
+        for (rest, want) in rows.into_iter().chain(invalid.map(|rest| (rest, None))) {
+            let key = format!("{slot_dir}{rest}");
+            assert_eq!(s.slot_of_key(key.as_bytes()), want, "{key}");
+        }
+        // Another count's slot key, and a queue key.
+        for key in [
+            "/singleton-exec/app@slots/4/slot/0",
+            "/singleton-exec/app@slots/3/queue/ff",
         ] {
-            assert_eq!(s.slot_of_key(key), want, "{}", String::from_utf8_lossy(key));
+            assert_eq!(s.slot_of_key(key.as_bytes()), None, "{key}");
         }
         let e = Election::new("/singleton-exec", "app");
         assert!(!s.slot_key(0).starts_with(e.dir()));

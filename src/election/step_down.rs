@@ -14,7 +14,7 @@
 
 use etcd_client::{Compare, CompareOp, Txn, TxnOp};
 
-use crate::election::connector::{Connector, EtcdError};
+use crate::election::connector::{within, Connector, EtcdError, Within};
 use crate::election::queue::Candidacy;
 
 /// A request to step down, as stored in etcd (JSON).
@@ -94,10 +94,12 @@ pub(crate) async fn acknowledge(connector: &Connector, key: &str, mod_revision: 
         .when([Compare::mod_revision(key, CompareOp::Equal, mod_revision)])
         .and_then([TxnOp::delete(key, None)]);
     let call = connector.call(|mut c| async move { Ok::<_, EtcdError>(c.txn(txn).await?) });
-    match tokio::time::timeout(connector.request_timeout(), call).await {
-        Ok(Ok(_)) => {}
-        Ok(Err(e)) => tracing::debug!(error = %e, "cannot acknowledge the step-down request"),
-        Err(_) => tracing::debug!("acknowledging the step-down request timed out"),
+    match within(connector.request_timeout(), call).await {
+        Within::Done(_) => {}
+        Within::Failed(e) => {
+            tracing::debug!(error = %e, "cannot acknowledge the step-down request")
+        }
+        Within::TimedOut => tracing::debug!("acknowledging the step-down request timed out"),
     }
 }
 
