@@ -4,7 +4,7 @@
 //! Every transaction the election sends has a builder, and the positions of its operations are
 //! named once, beside it (`JOIN_HEAD`, `VIEW_SLOTS`, ...): the decision on its answer reads
 //! `answer.first(JOIN_HEAD)`, never a bare number, and a test checks each builder
-//! against its names ([`ops_of`]).
+//! against its names (`ops_of`, in the tests).
 
 use etcd_client::{KeyValue, TxnOpResponse, TxnResponse};
 

@@ -1,7 +1,7 @@
 //! Step-down requests through etcd: what a request says, and the leader's side of it.
 //!
 //! `singleton-exec resign` puts a request at the election's resign key
-//! ([`Election::resign_key`], outside the election's key space) naming the leader key and the
+//! ([`crate::election::queue::Election::resign_key`], outside the election's key space) naming the leader key and the
 //! fencing revision it is addressed to. The leader obeys only a request addressed to its own key and
 //! revision, so a request that arrives late (or lingers until its lease expires) cannot make a later
 //! leader step down. On obeying, the leader deletes the request: that is the acknowledgement.

@@ -1,4 +1,4 @@
-//! Leading: the loop that applies [`transition::step`]. It gathers the next input for the state
+//! Leading: the loop that applies [`super::transition::step`]. It gathers the next input for the state
 //! it is in (the process thread's events, the lease, our key's watch, step-down requests, health
 //! results), performs the action the transition asks for, and on [`Lead::Over`] releases: that is
 //! its one exit.
