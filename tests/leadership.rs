@@ -352,6 +352,36 @@ fn on_child_exit_restart_restarts_while_leader() {
     assert_eq!(a.wait(LONG), 1, "exit with the last child's status");
 }
 
+/// A shutdown in the pause between two children (no child runs) exits with the last child's
+/// status: the leader was running a failing child, and says so. Signalled in the fourth pause
+/// (4 s), which the log announces, so it cannot land while a child runs.
+#[test]
+fn sigterm_in_the_restart_pause_exits_with_the_last_child_status() {
+    let etcd = EtcdCluster::single();
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("runs");
+    let script = format!("echo run >> {}; exit 3", f.display());
+    let mut a = Replica::start(
+        "a",
+        &etcd.endpoints(),
+        &[
+            "--election",
+            "restart-pause",
+            "--on-child-exit",
+            "restart",
+            "--",
+            "sh",
+            "-c",
+            &script,
+        ],
+    );
+    a.wait_log("restart_in_ms=4000", LONG);
+    let runs = lines(&f).len();
+    a.signal(libc::SIGTERM);
+    assert_eq!(a.wait(LONG), 3, "{}", a.log());
+    assert_eq!(lines(&f).len(), runs, "no child after the shutdown");
+}
+
 #[test]
 fn on_child_exit_recampaign_leads_again_with_a_new_revision() {
     let etcd = EtcdCluster::single();
