@@ -382,6 +382,33 @@ fn sigterm_in_the_restart_pause_exits_with_the_last_child_status() {
     assert_eq!(lines(&f).len(), runs, "no child after the shutdown");
 }
 
+/// SIGTERM while etcd cannot be reached (frozen: every request hangs): a standby exits at once and
+/// the leader once its child's tree is gone, each after the 1 s revoke budget at most, never after
+/// the dial timeout (5 s by default; twice that for a leader before).
+#[test]
+fn sigterm_with_etcd_unreachable_exits_within_the_revoke_budget() {
+    let etcd = EtcdCluster::single();
+    let dir = tempfile::tempdir().unwrap();
+    let mut a = replica("a", &etcd.endpoints(), "unreachable", &[], dir.path());
+    wait_starts(dir.path(), 1, "a leads");
+    let mut b = replica("b", &etcd.endpoints(), "unreachable", &[], dir.path());
+    b.wait_log("standby: waiting for leadership", LONG);
+    etcd.pause(0);
+    for r in [&mut b, &mut a] {
+        let asked = Instant::now();
+        r.signal(libc::SIGTERM);
+        let code = r.wait(LONG);
+        let took = asked.elapsed();
+        assert!(
+            took < Duration::from_secs(3),
+            "{} exited {took:?} after SIGTERM (code {code}):\n{}",
+            r.name,
+            r.log()
+        );
+    }
+    etcd.resume(0);
+}
+
 #[test]
 fn on_child_exit_recampaign_leads_again_with_a_new_revision() {
     let etcd = EtcdCluster::single();

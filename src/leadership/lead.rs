@@ -294,7 +294,13 @@ impl Leading<'_, '_> {
             self.key.alive_at(),
             key_found_gone,
         );
-        let revoked = self.session.revoke(revoke_budget(ctx, reason)).await;
+        let budget = revoke_budget(
+            reason,
+            next,
+            ctx.cfg.timing.margin,
+            ctx.connector.request_timeout(),
+        );
+        let revoked = self.session.revoke(budget).await;
         if let Some(reason) = reason {
             ctx.obs.enter(Phase::Lost {
                 key: me.key.clone(),
@@ -324,13 +330,25 @@ impl Leading<'_, '_> {
     }
 }
 
-/// How long the revoke on the way out may take. After a lease loss the lease is expired or about
-/// to be: revoking can only save a standby the last margin, so it is not worth waiting long for
-/// an etcd that may be unreachable.
-fn revoke_budget(ctx: &Ctx<'_>, reason: Option<StopReason>) -> Duration {
-    match reason {
-        Some(r) if r.is_lease_loss() => ctx.cfg.timing.margin + Duration::from_secs(1),
-        _ => ctx.connector.request_timeout() * 2,
+/// How long the revoke at the end of a leadership may take. On a healthy etcd it takes a
+/// millisecond; a revoke that cannot be made only delays the handoff to the lease's expiry (the
+/// tree is gone: a standby winning then is safe). So a replica on its way out (it exits next)
+/// waits [`super::REVOKE_ON_EXIT`] at most, never the dial timeout of an etcd it cannot reach;
+/// after a lease loss the lease is expired or about to be, and revoking can only save a standby
+/// the last margin; otherwise (it campaigns again) two request timeouts.
+fn revoke_budget(
+    reason: Option<StopReason>,
+    next: Next,
+    margin: Duration,
+    request_timeout: Duration,
+) -> Duration {
+    let staying = match reason {
+        Some(r) if r.is_lease_loss() => margin + Duration::from_secs(1),
+        _ => request_timeout * 2,
+    };
+    match next {
+        Next::Exit(_) => staying.min(super::REVOKE_ON_EXIT),
+        Next::Restart | Next::Recampaign { .. } => staying,
     }
 }
 
@@ -387,6 +405,36 @@ fn former_holders_at(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_revoke_on_the_way_out_never_waits_on_an_unreachable_etcd() {
+        use crate::core::exit_code::Exit;
+        let (margin, request) = (Duration::from_millis(300), Duration::from_secs(5));
+        let again = Next::Recampaign { holdoff: false };
+        let exit = Next::Exit(Exit::Withdrew);
+        let ms = Duration::from_millis;
+        let rows = [
+            // Campaigning again: worth waiting for a slow etcd (an immediate handoff).
+            (Some(StopReason::Resign), again, ms(10_000)),
+            (Some(StopReason::ChildExited), again, ms(10_000)),
+            (None, again, ms(10_000)),
+            // A lease loss: only the last margin to save.
+            (Some(StopReason::LeaseGone), again, ms(1_300)),
+            (Some(StopReason::Deadline), again, ms(1_300)),
+            // On the way out: one second at most, whatever the reason.
+            (Some(StopReason::Shutdown(libc::SIGTERM)), exit, ms(1_000)),
+            (Some(StopReason::ChildExited), exit, ms(1_000)),
+            (Some(StopReason::KeyDeleted), exit, ms(1_000)),
+            (None, exit, ms(1_000)),
+        ];
+        for (reason, next, want) in rows {
+            assert_eq!(
+                revoke_budget(reason, next, margin, request),
+                want,
+                "{reason:?} {next:?}"
+            );
+        }
+    }
 
     #[test]
     fn where_the_former_holders_are_looked_for() {

@@ -49,6 +49,12 @@ use crate::process::handle::ProcessThread;
 use crate::report::http::{self, Endpoints, ResignAuth};
 use crate::report::observer::Observer;
 
+/// How long a replica on its way out (it exits next) waits for its lease to be revoked. A revoke
+/// takes a millisecond on a healthy etcd; one that cannot be made in a second would only delay
+/// the exit (the lease then expires after its TTL, and a standby takes over then), and a replica
+/// asked to stop must not wait on an etcd it cannot reach.
+pub(crate) const REVOKE_ON_EXIT: Duration = Duration::from_secs(1);
+
 /// What the loop reads and does not change.
 struct Ctx<'a> {
     cfg: &'a Config,

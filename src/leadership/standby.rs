@@ -95,7 +95,7 @@ pub(super) async fn standby(
                 session.revoke(ctx.connector.request_timeout()).await;
             }
             Round::Over(exit) => {
-                session.revoke(ctx.connector.request_timeout()).await;
+                session.revoke(super::REVOKE_ON_EXIT).await;
                 return Err(exit);
             }
         }
