@@ -326,6 +326,23 @@ mod tests {
         });
     }
 
+    /// The handle is dropped while the tree still runs: the thread ends once the tree does (it
+    /// used to sleep for good when the tree ended after the handle's last wake-up).
+    #[test]
+    fn the_thread_ends_when_a_tree_outlives_its_handle() {
+        let _serial = crate::test_children();
+        let mut sup = supervisor(1_000);
+        start(&mut sup, "sleep 0.3", deadline_in(60_000, 60_000));
+        let (done, ended) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            sup.end();
+            let _ = done.send(());
+        });
+        ended
+            .recv_timeout(Duration::from_secs(20))
+            .expect("the process thread did not end after its tree did");
+    }
+
     #[test]
     fn a_stop_already_under_way_escalates_on_known_loss() {
         with_process_thread(30_000, |sup| {

@@ -131,11 +131,14 @@ impl ProcessOwner {
             self.read_signals();
             self.check.drain_output();
             self.forward_sent_faults();
-            if !self.handle_requests() && self.tree.is_none() {
-                return; // the handle is gone and nothing is left to look after
-            }
+            let handle_open = self.handle_requests();
             self.reap();
             self.enforce_deadlines();
+            // After the reap: a tree that ended on this wake-up, after the handle had gone, would
+            // otherwise leave the thread asleep for good (nothing else is left to wake it).
+            if !handle_open && self.tree.is_none() {
+                return; // the handle is gone and nothing is left to look after
+            }
         }
     }
 
