@@ -53,6 +53,9 @@ pub enum StopReason {
     LeaseGone,
     /// Our leader key was deleted (an operator, or the lease expired): leadership is known lost.
     KeyDeleted,
+    /// Another client put our leader key (`etcdctl put`), leaving it with another lease or create
+    /// revision: the lease no longer fences it, so leadership is known lost.
+    KeyChanged,
     /// No keepalive was acknowledged before the fail-closed deadline: leadership may be lost soon.
     Deadline,
     /// A step-down was requested (`--resign-signal`, `POST /resign`, `singleton-exec resign`).
@@ -68,14 +71,20 @@ pub enum StopReason {
 impl StopReason {
     /// Whether another replica may already lead: then the tree gets SIGKILL at once, no grace.
     pub fn leadership_known_lost(self) -> bool {
-        matches!(self, StopReason::LeaseGone | StopReason::KeyDeleted)
+        matches!(
+            self,
+            StopReason::LeaseGone | StopReason::KeyDeleted | StopReason::KeyChanged
+        )
     }
 
     /// Whether this ends the leadership for lease reasons (`--on-lease-lost` applies).
     pub fn is_lease_loss(self) -> bool {
         matches!(
             self,
-            StopReason::LeaseGone | StopReason::KeyDeleted | StopReason::Deadline
+            StopReason::LeaseGone
+                | StopReason::KeyDeleted
+                | StopReason::KeyChanged
+                | StopReason::Deadline
         )
     }
 
@@ -94,6 +103,9 @@ impl fmt::Display for StopReason {
         match self {
             StopReason::LeaseGone => f.write_str("etcd reports the lease is gone"),
             StopReason::KeyDeleted => f.write_str("our leader key was deleted"),
+            StopReason::KeyChanged => f.write_str(
+                "our leader key was changed by another client (its lease or create revision)",
+            ),
             StopReason::Deadline => {
                 f.write_str("no keepalive was acknowledged before the renew deadline")
             }
@@ -254,9 +266,10 @@ mod tests {
         assert_eq!(LeaseId(255).to_string(), "ff");
     }
 
-    const REASONS: [StopReason; 8] = [
+    const REASONS: [StopReason; 9] = [
         StopReason::LeaseGone,
         StopReason::KeyDeleted,
+        StopReason::KeyChanged,
         StopReason::Deadline,
         StopReason::Resign,
         StopReason::Unhealthy,
@@ -279,12 +292,15 @@ mod tests {
         match (reason, shutdown, p.on_child_exit, p.on_lease_lost) {
             (_, true, _, _) | (R::Shutdown(_), _, _, _) => Next::Exit(Exit::Child(status)),
             (R::Resign | R::Unhealthy, false, _, _) => Next::Recampaign { holdoff: true },
-            (R::LeaseGone | R::KeyDeleted | R::Deadline, false, _, L::Exit) => {
+            (R::LeaseGone | R::KeyDeleted | R::KeyChanged | R::Deadline, false, _, L::Exit) => {
                 Next::Exit(Exit::LeaseLost)
             }
-            (R::LeaseGone | R::KeyDeleted | R::Deadline, false, _, L::Recampaign) => {
-                Next::Recampaign { holdoff: false }
-            }
+            (
+                R::LeaseGone | R::KeyDeleted | R::KeyChanged | R::Deadline,
+                false,
+                _,
+                L::Recampaign,
+            ) => Next::Recampaign { holdoff: false },
             (R::ChildExited, false, C::Exit, _) => Next::Exit(Exit::Child(status)),
             (R::ChildExited, false, C::Restart, _) => Next::Restart,
             (R::ChildExited, false, C::Recampaign, _) => Next::Recampaign { holdoff: false },
@@ -314,7 +330,7 @@ mod tests {
                 }
             }
         }
-        assert_eq!(rows, 8 * 2 * 3 * 2 * 2);
+        assert_eq!(rows, 9 * 2 * 3 * 2 * 2);
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! One etcd watch stream per candidacy, set up when the candidate joins the queue and kept until
-//! its leadership ends: it watches our own key (deleted: our place, or our leadership, is gone),
+//! its leadership ends: it watches our own key (deleted, or put by another client with another
+//! lease or create revision: our place, or our leadership, is gone),
 //! the step-down request key ([`crate::election::step_down`]), and, while standby, the one candidate just ahead
 //! (or, for the first standby of an election with slots, every slot key: [`crate::election::slots`]).
 //!
@@ -19,7 +20,7 @@
 //! What each reply on the stream means, and when to watch again, is decided in
 //! [`crate::election::watch_state`], on plain data; this module does the I/O.
 
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
 
 use etcd_client::{Client, GetOptions, WatchOptions, WatchStream};
@@ -52,8 +53,10 @@ pub struct CandidacyWatch {
     /// The keys ahead that were deleted (or found gone), in order.
     ahead_gone: UnboundedReceiver<Gone>,
     own_deleted: watch::Receiver<bool>,
-    /// The store revision at which our key was deleted, once known (0: not known).
+    /// The store revision at which our key was deleted (or changed), once known (0: not known).
     deleted_at: Arc<AtomicI64>,
+    /// Whether our key was lost to another client's put rather than deleted.
+    changed: Arc<AtomicBool>,
     /// The latest store revision at which our key was known to exist.
     alive_at: Arc<AtomicI64>,
     task: JoinHandle<()>,
@@ -74,6 +77,7 @@ impl CandidacyWatch {
         let (ahead_tx, ahead_gone) = unbounded_channel();
         let (own_tx, own_deleted) = watch::channel(false);
         let deleted_at = Arc::new(AtomicI64::new(0));
+        let changed = Arc::new(AtomicBool::new(false));
         let alive_at = Arc::new(AtomicI64::new(joined_at));
         let mut task = Task {
             connector,
@@ -84,6 +88,7 @@ impl CandidacyWatch {
             ahead_gone: ahead_tx,
             own_deleted: own_tx,
             deleted_at: deleted_at.clone(),
+            changed: changed.clone(),
             alive_at: alive_at.clone(),
             step_down,
         };
@@ -93,24 +98,32 @@ impl CandidacyWatch {
             ahead_gone,
             own_deleted,
             deleted_at,
+            changed,
             alive_at,
             task,
         }
     }
 
-    /// Resolves once our key is gone (deleted, or its lease expired), and again every time it is
-    /// awaited after that.
+    /// Resolves once our key is gone (deleted, its lease expired, or put by another client with
+    /// another lease or create revision), and again every time it is awaited after that.
     pub async fn own_deleted(&mut self) {
         wait_true(&mut self.own_deleted).await
     }
 
-    /// Whether our key is known to be gone (deleted, its lease expired, or found missing).
+    /// Whether our key is known to be gone (deleted, its lease expired, found missing, or
+    /// changed by another client).
     pub fn was_deleted(&self) -> bool {
         *self.own_deleted.borrow()
     }
 
-    /// The store revision at which our key was deleted, if it was and the deletion was seen on
-    /// the watch (not found missing after a break).
+    /// Whether our key is gone because another client put it (another lease or create revision),
+    /// not because it was deleted.
+    pub fn was_changed(&self) -> bool {
+        self.was_deleted() && self.changed.load(Ordering::SeqCst)
+    }
+
+    /// The store revision at which our key was deleted (or changed), if it was and the watch saw
+    /// it (not found missing or replaced after a break).
     pub fn deleted_at(&self) -> Option<i64> {
         Some(self.deleted_at.load(Ordering::SeqCst)).filter(|&r| r > 0)
     }
@@ -212,6 +225,7 @@ struct Task {
     ahead_gone: UnboundedSender<Gone>,
     own_deleted: watch::Sender<bool>,
     deleted_at: Arc<AtomicI64>,
+    changed: Arc<AtomicBool>,
     alive_at: Arc<AtomicI64>,
     step_down: UnboundedSender<i64>,
 }
@@ -226,10 +240,7 @@ impl Task {
                 Err(e) => Ended::NoConnection(e),
             };
             let Some(pause) = pause_after(&ended, &mut backoff) else {
-                if let Ended::OwnDeleted(at) = ended {
-                    self.deleted_at.store(at.unwrap_or(0), Ordering::SeqCst);
-                }
-                let _ = self.own_deleted.send(true);
+                self.key_lost(&ended);
                 return;
             };
             match &ended {
@@ -242,13 +253,29 @@ impl Task {
                 Ended::Canceled(why) => {
                     tracing::debug!(%why, "candidacy watch canceled; re-watching")
                 }
-                Ended::OwnDeleted(_) => {}
+                Ended::OwnDeleted(_) | Ended::OwnChanged(_) => {}
             }
             // After a break, read each key again: its history may be compacted, and a key found
             // gone counts as deleted.
             fresh &= matches!(ended, Ended::NoConnection(_));
             tokio::time::sleep(pause).await;
         }
+    }
+
+    /// Our key is gone (`ended` says how): the handle learns when, and whether it was changed.
+    fn key_lost(&self, ended: &Ended) {
+        let at = match *ended {
+            Ended::OwnChanged(at) => {
+                tracing::warn!(key = %self.me.key, revision = at,
+                    "our key was changed by another client (another lease or create revision): it is not ours any more");
+                self.changed.store(true, Ordering::SeqCst);
+                at
+            }
+            Ended::OwnDeleted(at) => at.unwrap_or(0),
+            _ => 0,
+        };
+        self.deleted_at.store(at, Ordering::SeqCst);
+        let _ = self.own_deleted.send(true);
     }
 
     /// One round on connection `conn`: a re-read of every key (unless `fresh`), then the stream

@@ -1,6 +1,6 @@
 //! What happens on a candidacy's one watch stream ([`crate::election::candidacy_watch`]), as pure
 //! transitions of [`Watches`] over recorded replies: our own key deleted or changed, a step-down
-//! request for us or for another leadership, the candidate ahead gone, a watch canceled (by us, or
+//! request for us or for another leadership, the candidate ahead gone or changed, a watch canceled (by us, or
 //! by etcd for a compacted revision or a refused permission), a fresh read after a break, and the
 //! pause before the next attempt. The task that owns the stream applies the [`Effect`]s.
 //!
@@ -10,7 +10,12 @@
 //! * the candidate ahead gets a new watch id each time it changes, so a late event of an earlier
 //!   one is never taken for the current one;
 //! * a watch we canceled ourselves is not a broken stream; any other cancellation is, except a
-//!   permission error on the request key, which ends only that watch.
+//!   permission error on the request key, which ends only that watch;
+//! * our key put by another client with another lease or create revision (`etcdctl put` detaches
+//!   it from our lease) is lost as surely as deleted: the lease that fenced it no longer does. A
+//!   put that keeps both (a value change) changes nothing;
+//! * the candidate ahead put by anyone wakes the waiter to look again: the put may have left it
+//!   held by no live lease (orphaned), and then only the waiter can clear the queue.
 
 use std::time::Duration;
 
@@ -62,9 +67,8 @@ pub struct Reply {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Event {
     kind: EventType,
-    key: Vec<u8>,
-    value: Vec<u8>,
-    mod_revision: i64,
+    /// The key-value after the event (for a deletion, the key and the deletion's mod revision).
+    kv: Found,
     /// The lease of the key before this event, when the watch asked for it.
     prev_lease: Option<i64>,
 }
@@ -78,9 +82,7 @@ impl Reply {
                 let kv = e.kv()?;
                 Some(Event {
                     kind: e.event_type(),
-                    key: kv.key().to_vec(),
-                    value: kv.value().to_vec(),
-                    mod_revision: kv.mod_revision(),
+                    kv: Found::of(kv),
                     prev_lease: e.prev_kv().map(|p| p.lease()),
                 })
             })
@@ -97,7 +99,8 @@ impl Reply {
 /// What the owner of the stream does about a reply or a re-read.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Effect {
-    /// Tell the waiter that the key ahead is gone.
+    /// Tell the waiter that the key ahead is gone (or, not under a prefix, was put: it looks
+    /// again).
     AheadGone(Gone),
     /// A step-down request addressed to this candidacy, put at `mod_revision`: obey it, and
     /// acknowledge it by deleting it.
@@ -113,6 +116,9 @@ pub enum Effect {
 pub enum Ended {
     /// Our key is gone (deleted at this revision, when the watch saw it): nothing left to watch.
     OwnDeleted(Option<i64>),
+    /// Our key was put by another client at this revision, leaving it with another lease or
+    /// another create revision: it is not ours any more, as if deleted.
+    OwnChanged(i64),
     /// No connection could be had: retry after a pause.
     NoConnection(EtcdError),
     /// The connection or the stream failed: the endpoint's fault, re-establish after fresh reads.
@@ -219,22 +225,40 @@ impl Watches {
         me: &Candidacy,
         effects: &mut Vec<Effect>,
     ) -> Option<Ended> {
+        let at = event.kv.mod_revision;
         match (id, event.kind) {
-            (OWN, EventType::Delete) => return Some(Ended::OwnDeleted(Some(event.mod_revision))),
-            (OWN, EventType::Put) => self.own_from = event.mod_revision + 1,
+            (OWN, EventType::Delete) => return Some(Ended::OwnDeleted(Some(at))),
+            (OWN, EventType::Put) if !me.is_ours(&event.kv) => return Some(Ended::OwnChanged(at)),
+            (OWN, EventType::Put) => self.own_from = at + 1,
             (REQUESTS, EventType::Put) => {
-                effects.push(consider(&event.value, event.mod_revision, me));
-                self.requests_from = Some(event.mod_revision + 1);
+                effects.push(consider(&event.kv.value, at, me));
+                self.requests_from = Some(at + 1);
             }
-            (REQUESTS, EventType::Delete) => self.requests_from = Some(event.mod_revision + 1),
+            (REQUESTS, EventType::Delete) => self.requests_from = Some(at + 1),
             (id, EventType::Delete) if self.ahead.as_ref().is_some_and(|a| a.id == id) => {
                 if let Some(gone) = self.ahead_deleted(event) {
                     effects.push(Effect::AheadGone(gone));
                 }
             }
+            (id, EventType::Put)
+                if self.ahead.as_ref().is_some_and(|a| a.id == id && !a.prefix) =>
+            {
+                effects.extend(self.ahead_put().map(Effect::AheadGone));
+            }
             _ => {}
         }
         None
+    }
+
+    /// The watched candidate ahead was put (by anyone): the waiter reads the queue again, and
+    /// this watch, which would go on reporting the key's changes, is canceled before the next.
+    fn ahead_put(&mut self) -> Option<Gone> {
+        let a = self.ahead.take()?;
+        self.fired = Some(a.id);
+        Some(Gone {
+            key: a.key,
+            lease: 0,
+        })
     }
 
     /// The watched candidate ahead (or a slot key, under a prefix) was deleted.
@@ -244,7 +268,7 @@ impl Watches {
             self.fired = Some(a.id);
             // The deleted slot key's lease tells the claimer whose child may still run.
             Some(Gone {
-                key: event.key.clone(),
+                key: event.kv.key.clone(),
                 lease: event.prev_lease.unwrap_or(0),
             })
         } else {
@@ -280,9 +304,12 @@ impl Watches {
 
     /// The candidate ahead was read again at `at` (our key's read): gone, or back with a
     /// create-revision after ours (deleted, then joined again with the same lease), it is not ahead
-    /// any more; else its watch resumes after `at`.
+    /// any more; put since its watch began, the waiter looks again (as for a put seen on the
+    /// watch); else its watch resumes after `at`.
     pub fn ahead_reread(&mut self, found: Option<&Found>, at: i64, me: &Candidacy) -> Option<Gone> {
-        let still_ahead = found.is_some_and(|kv| kv.create_revision < me.revision);
+        let from = self.ahead.as_ref().map_or(0, |a| a.from);
+        let still_ahead =
+            found.is_some_and(|kv| kv.create_revision < me.revision && kv.mod_revision < from);
         match &mut self.ahead {
             Some(a) if still_ahead => {
                 a.from = at + 1;
@@ -325,7 +352,7 @@ fn consider(value: &[u8], mod_revision: i64, me: &Candidacy) -> Effect {
 /// over and the next attempt comes soon (a waiting standby must not lag).
 pub fn pause_after(ended: &Ended, backoff: &mut Backoff) -> Option<Duration> {
     match ended {
-        Ended::OwnDeleted(_) => None,
+        Ended::OwnDeleted(_) | Ended::OwnChanged(_) => None,
         Ended::NoConnection(_) | Ended::Broke(_) => Some(backoff.next_pause()),
         Ended::Canceled(_) => {
             backoff.succeeded(Duration::ZERO);
@@ -353,11 +380,17 @@ mod tests {
     }
 
     fn event(kind: EventType, key: &str, value: &[u8], rev: i64, prev: Option<i64>) -> Event {
-        Event {
-            kind,
+        // Put as `me()` would, unless a test says otherwise.
+        let kv = Found {
             key: key.as_bytes().to_vec(),
             value: value.to_vec(),
+            lease: 0xab,
+            create_revision: 7,
             mod_revision: rev,
+        };
+        Event {
+            kind,
+            kv,
             prev_lease: prev,
         }
     }
@@ -368,6 +401,13 @@ mod tests {
 
     fn del(key: &str, rev: i64) -> Event {
         event(EventType::Delete, key, b"", rev, None)
+    }
+
+    /// A put of `key` that leaves it with `lease` and `create_revision`.
+    fn put_as(key: &str, rev: i64, lease: i64, create_revision: i64) -> Event {
+        let mut e = put(key, b"a", rev);
+        (e.kv.lease, e.kv.create_revision) = (lease, create_revision);
+        e
     }
 
     fn reply(watch_id: i64, events: Vec<Event>) -> Reply {
@@ -420,6 +460,16 @@ mod tests {
                 vec![del(KEY, 12), put(KEY, b"a", 13)],
                 Some(Ended::OwnDeleted(Some(12))),
                 6,
+            ),
+            // `etcdctl put` (even of the same value) takes the key off our lease: lost.
+            (vec![put_as(KEY, 9, 0, 7)], Some(Ended::OwnChanged(9)), 6),
+            (vec![put_as(KEY, 9, 0xcd, 7)], Some(Ended::OwnChanged(9)), 6),
+            // Another create revision: deleted and put again meanwhile, another candidacy.
+            (vec![put_as(KEY, 9, 0xab, 8)], Some(Ended::OwnChanged(9)), 6),
+            (
+                vec![put(KEY, b"b", 8), put_as(KEY, 9, 0, 7), del(KEY, 12)],
+                Some(Ended::OwnChanged(9)),
+                9,
             ),
         ];
         for (events, ended, own_from) in rows {
@@ -479,6 +529,32 @@ mod tests {
         assert_eq!((w.ahead.clone(), w.fired), (None, None));
         // Seen again (a duplicate): nothing more to report.
         assert_eq!(w.on_reply(&deletion, &me()), Heard::default());
+    }
+
+    #[test]
+    fn the_candidate_ahead_put_wakes_the_waiter_once_and_its_watch_is_canceled_next() {
+        // (lease the put leaves it with): any put, orphaning or not, makes the waiter look.
+        for lease in [0, 0xcd, 0xaa] {
+            let mut w = Watches::new(5);
+            w.watch_ahead(b"/p/app/aa".to_vec(), 6, false);
+            let put = reply(AHEAD_FIRST, vec![put_as("/p/app/aa", 10, lease, 4)]);
+            let heard = w.on_reply(&put, &me());
+            assert_eq!(heard.effects, [gone("/p/app/aa", 0)], "{lease:x}");
+            assert_eq!(heard.ended, None);
+            assert_eq!((w.ahead.clone(), w.fired), (None, Some(AHEAD_FIRST)));
+            // A second put on that watch is no longer about the key waited on.
+            assert_eq!(w.on_reply(&put, &me()), Heard::default());
+            assert_eq!(
+                w.watch_ahead(b"/p/app/aa".to_vec(), 11, false),
+                Some(AHEAD_FIRST)
+            );
+        }
+        // Under a prefix (the slot keys), only deletions count.
+        let mut w = Watches::new(5);
+        w.watch_ahead(b"/p/app@slots/2/slot/".to_vec(), 6, true);
+        let put = reply(AHEAD_FIRST, vec![put("/p/app@slots/2/slot/1", b"x", 10)]);
+        assert_eq!(w.on_reply(&put, &me()), Heard::default());
+        assert!(w.ahead.is_some());
     }
 
     #[test]
@@ -619,14 +695,22 @@ mod tests {
         let at = |rev| Found {
             key: b"/p/app/aa".to_vec(),
             create_revision: rev,
+            mod_revision: rev,
             ..Found::default()
         };
-        // (found) -> (reported gone, where its watch resumes)
+        let put_since = |rev| Found {
+            mod_revision: rev,
+            ..at(5)
+        };
+        // (found) -> (reported gone, where its watch resumes); watched from 6
         let rows = [
             (None, true, None),
             (Some(at(5)), false, Some(41)),
             // Back with a create-revision after ours (joined again): behind us now.
             (Some(at(9)), true, None),
+            // Put while the stream was down (perhaps orphaned): the waiter looks again.
+            (Some(put_since(6)), true, None),
+            (Some(put_since(30)), true, None),
         ];
         for (found, reported, from) in rows {
             let mut w = Watches::new(5);

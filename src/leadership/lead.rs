@@ -230,7 +230,7 @@ impl Leading<'_, '_> {
                 Some(revision) = inp.resign.recv() => for_us(revision, me).map(Input::StopWanted),
                 _ = self.key.own_deleted(), if !tree.key_deleted => {
                     tree.key_deleted = true;
-                    Some(Input::StopWanted(StopReason::KeyDeleted))
+                    Some(Input::StopWanted(key_lost(&self.key)))
                 }
             };
             if let Some(input) = input {
@@ -248,7 +248,7 @@ impl Leading<'_, '_> {
                     None => Input::ThreadGone,
                 },
                 reason = lease_lost(self.session.state()) => Input::StopWanted(reason),
-                _ = self.key.own_deleted() => Input::StopWanted(StopReason::KeyDeleted),
+                _ = self.key.own_deleted() => Input::StopWanted(key_lost(&self.key)),
                 Some(revision) = inp.resign.recv() => match for_us(revision, &self.me) {
                     Some(reason) => Input::StopWanted(reason),
                     None => continue, // for another leadership: keep waiting
@@ -383,6 +383,15 @@ fn on_event(
             None
         }
         Event::Started { .. } | Event::SpawnFailed(_) | Event::SpawnRefused(_) => None,
+    }
+}
+
+/// Why our key is gone, as the watch saw it: deleted, or put by another client.
+fn key_lost(watch: &CandidacyWatch) -> StopReason {
+    if watch.was_changed() {
+        StopReason::KeyChanged
+    } else {
+        StopReason::KeyDeleted
     }
 }
 
