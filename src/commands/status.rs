@@ -4,6 +4,10 @@
 //!
 //! Reading is I/O ([`run`]); what is printed is a pure function of the [`Queue`] read
 //! ([`render_text`], [`render_json`], [`render_change`]), so the formats are unit-tested.
+//!
+//! A queue key that the lease its name says does not hold (no lease, or another one: `etcdctl
+//! put` on it) is flagged as orphaned; at the head it blocks the queue until a standby removes it
+//! (see [`crate::election::queue`]), so `status` then exits [`ORPHANED_HEAD`], not 0.
 
 use std::io::Write;
 use std::time::Duration;
@@ -15,12 +19,16 @@ use crate::config::{etcd_config, validate_election, validate_prefix, ConfigError
 use crate::core::backoff::Schedule;
 use crate::core::exit_code;
 use crate::election::connector::{Connector, EtcdError};
-use crate::election::queue::{Candidate, Election, HealthRecord, Queue};
+use crate::election::queue::{Candidate, Election, HealthRecord, Holding, Queue};
 use crate::election::slots::SlotsView;
 use crate::process::signals;
 
 /// Exit code when the election has no leader.
 pub const NO_LEADER: i32 = 1;
+
+/// Exit code when the head of the queue is orphaned: no live lease of its own holds it, so no
+/// replica leads under it.
+pub const ORPHANED_HEAD: i32 = 4;
 
 /// How an `etcdctl lock` holder (which stores an empty value under the same layout) is shown.
 pub const EMPTY_ID: &str = "(no id: empty value, e.g. an etcdctl lock holder)";
@@ -129,16 +137,13 @@ enum Shown {
 }
 
 impl Shown {
-    /// 0 when there is a leader (with slots: every slot has a holder), else [`NO_LEADER`].
+    /// 0 when there is a leader (with slots: every slot has a holder), else [`NO_LEADER`];
+    /// [`ORPHANED_HEAD`] when the head of the queue is orphaned.
     fn code(&self) -> i32 {
-        let full = match self {
-            Shown::Queue(q) => q.leader().is_some(),
-            Shown::Slots(v) => v.held() == v.count as usize,
-        };
-        if full {
-            0
-        } else {
-            NO_LEADER
+        match self {
+            Shown::Queue(q) => queue_code(q),
+            Shown::Slots(v) if v.held() == v.count as usize => 0,
+            Shown::Slots(_) => NO_LEADER,
         }
     }
 
@@ -253,6 +258,15 @@ async fn watch(target: &Target, format: OutputFormat) -> i32 {
     }
 }
 
+/// The exit code for a singleton's queue: who heads it, and whether its own lease holds it.
+fn queue_code(q: &Queue) -> i32 {
+    match q.leader().map(Candidate::holding) {
+        None => NO_LEADER,
+        Some(Holding::Own) => 0,
+        Some(_) => ORPHANED_HEAD,
+    }
+}
+
 fn shown_id(c: &Candidate) -> &str {
     if c.id.is_empty() {
         EMPTY_ID
@@ -273,21 +287,29 @@ pub fn render_text(name: &str, queue: &Queue) -> String {
     out += &format!("lease:      {}\n", l.lease);
     out += &format!("revision:   {}\n", l.revision);
     out += &format!("candidates: {}\n", queue.candidates.len());
-    out += &queue_lines(&queue.candidates);
+    out += &queue_lines(&queue.candidates, true);
     if let Some(h) = &queue.health {
         out += &format!("health:     {}\n", health_text(h));
+    }
+    if let Some(why) = l.holding().orphaned() {
+        out += &format!("warning:    the head of the queue is orphaned ({why}): nobody leads until a standby removes it (within the TTL of the lease its name says) or it is deleted\n");
     }
     out
 }
 
-/// One line per candidate, in queue order, numbered from 1.
-fn queue_lines(candidates: &[Candidate]) -> String {
+/// One line per candidate, in queue order, numbered from 1; with `flag` (the singleton's
+/// queue, whose key names are leases), an orphaned key says so.
+fn queue_lines(candidates: &[Candidate], flag: bool) -> String {
     candidates
         .iter()
         .enumerate()
         .map(|(i, c)| {
+            let orphaned = match c.holding().orphaned() {
+                Some(why) if flag => format!("  orphaned: {why}"),
+                _ => String::new(),
+            };
             format!(
-                "  {}. {}  key={}  lease={}  create_revision={}\n",
+                "  {}. {}  key={}  lease={}  create_revision={}{orphaned}\n",
                 i + 1,
                 shown_id(c),
                 c.key,
@@ -332,7 +354,7 @@ pub fn render_slots_text(name: &str, v: &SlotsView) -> String {
         out.push('\n');
     }
     out += &format!("standbys:   {}\n", v.standbys.len());
-    out += &queue_lines(&v.standbys);
+    out += &queue_lines(&v.standbys, false);
     for n in &v.other_counts {
         out += &format!("warning:    keys of --slots {n} are here too: replicas that disagree on --slots refuse to run\n");
     }
@@ -419,7 +441,7 @@ pub(crate) fn render_json(target: &Target, queue: &Queue) -> serde_json::Value {
 
 fn json_of(name: &str, prefix: &str, queue: &Queue) -> serde_json::Value {
     let leader = queue.leader().map(|l| {
-        let mut v = candidate_json(l);
+        let mut v = flagged_json(l);
         v["fencing_revision"] = l.revision.into();
         v["health"] = queue
             .health
@@ -432,8 +454,15 @@ fn json_of(name: &str, prefix: &str, queue: &Queue) -> serde_json::Value {
         "prefix": prefix,
         "revision": queue.revision,
         "leader": leader,
-        "candidates": queue.candidates.iter().map(candidate_json).collect::<Vec<_>>(),
+        "candidates": queue.candidates.iter().map(flagged_json).collect::<Vec<_>>(),
     })
+}
+
+/// A candidate of the singleton's queue: `orphaned` is why no lease of its own holds it, or null.
+fn flagged_json(c: &Candidate) -> serde_json::Value {
+    let mut v = candidate_json(c);
+    v["orphaned"] = c.holding().orphaned().into();
+    v
 }
 
 /// One `--watch` line: the JSON object on one line, or a one-line text summary.
@@ -446,12 +475,15 @@ fn change_line(format: OutputFormat, name: &str, prefix: &str, queue: &Queue) ->
         (OutputFormat::Json, _) => json_of(name, prefix, queue).to_string(),
         (OutputFormat::Text, None) => format!("election {name}: leader none"),
         (OutputFormat::Text, Some(l)) => format!(
-            "election {name}: leader {}  key={}  lease={}  fencing_revision={}  candidates={}",
+            "election {name}: leader {}  key={}  lease={}  fencing_revision={}  candidates={}{}",
             shown_id(l),
             l.key,
             l.lease,
             l.revision,
-            queue.candidates.len()
+            queue.candidates.len(),
+            l.holding()
+                .orphaned()
+                .map_or(String::new(), |why| format!("  orphaned: {why}"))
         ),
     }
 }
@@ -529,10 +561,66 @@ mod tests {
             (Shown::Queue(none), NO_LEADER),
             (Shown::Slots(slots()), NO_LEADER),
             (Shown::Slots(full), 0),
+            // The head taken off its lease (`etcdctl put`): no lease, or another one.
+            (Shown::Queue(orphaned(0, 0)), ORPHANED_HEAD),
+            (Shown::Queue(orphaned(0, 0xcd)), ORPHANED_HEAD),
+            // Orphaned behind a rightful leader: flagged, but someone leads.
+            (Shown::Queue(orphaned(1, 0)), 0),
         ];
         for (shown, want) in rows {
             assert_eq!(shown.code(), want, "{:?}", shown.holders());
         }
+    }
+
+    /// The queue of [`queue()`] with candidate `i` read with lease `lease`.
+    fn orphaned(i: usize, lease: i64) -> Queue {
+        let mut q = queue();
+        q.candidates[i].lease = LeaseId(lease);
+        q
+    }
+
+    #[test]
+    fn orphaned_keys_are_flagged_in_text_json_and_watch_lines() {
+        // (candidate orphaned, lease read, flag, warned about the head)
+        let rows = [
+            (0, 0, "no lease", true),
+            (0, 0xcd, "held by another lease", true),
+            (2, 0, "no lease", false),
+        ];
+        for (i, lease, flag, head) in rows {
+            let q = orphaned(i, lease);
+            let text = render_text("app", &q);
+            let flagged: Vec<&str> = text.lines().filter(|l| l.contains("orphaned: ")).collect();
+            assert_eq!(flagged.len(), 1, "{text}");
+            assert!(flagged[0].starts_with(&format!("  {}. ", i + 1)), "{text}");
+            assert!(
+                flagged[0].ends_with(&format!("  orphaned: {flag}")),
+                "{text}"
+            );
+            assert_eq!(
+                text.contains("warning:    the head of the queue is orphaned"),
+                head
+            );
+            let v = json_of("app", "/p", &q);
+            let flags: Vec<&serde_json::Value> = v["candidates"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|c| &c["orphaned"])
+                .collect();
+            let mut want = vec![&serde_json::Value::Null; 3];
+            let shown = serde_json::Value::from(flag);
+            want[i] = &shown;
+            assert_eq!(flags, want, "{v}");
+            assert_eq!(&v["leader"]["orphaned"], want[0]);
+            let line = change_line(OutputFormat::Text, "app", "/p", &q);
+            assert_eq!(line.contains(&format!("orphaned: {flag}")), head, "{line}");
+        }
+        let fine = render_text("app", &queue());
+        assert!(
+            !fine.contains("orphaned") && !fine.contains("warning"),
+            "{fine}"
+        );
     }
 
     #[test]

@@ -75,6 +75,53 @@ pub struct Candidate {
     pub revision: i64,
 }
 
+impl Candidate {
+    /// Whether the lease its name says holds it ([`holding`]).
+    pub fn holding(&self) -> Holding {
+        holding(self.key.as_bytes(), self.lease.0)
+    }
+}
+
+/// Whether a queue key is held by the lease its name says. A key that is not is orphaned: its
+/// holder's revoke or expiry will not delete it, so it would head (block) the queue for ever
+/// (`etcdctl put` on a candidate key, even with the same value, takes it off its lease).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Holding {
+    /// By its own lease (a name that says none: by some lease): it goes with that lease.
+    Own,
+    /// By no lease: nothing will ever delete it.
+    NoLease,
+    /// By a lease other than the one its name says.
+    OtherLease,
+}
+
+impl Holding {
+    /// How an orphaned key is shown (`status`); `None` for a key held by its own lease.
+    pub fn orphaned(self) -> Option<&'static str> {
+        match self {
+            Holding::Own => None,
+            Holding::NoLease => Some("no lease"),
+            Holding::OtherLease => Some("held by another lease"),
+        }
+    }
+}
+
+/// Whether candidate key `key`, read with `lease` (0: none), is held by the lease its name says.
+pub fn holding(key: &[u8], lease: i64) -> Holding {
+    match (named_lease(key), lease) {
+        (_, 0) => Holding::NoLease,
+        (Some(named), held) if named != held => Holding::OtherLease,
+        _ => Holding::Own,
+    }
+}
+
+/// The lease a candidate key's name says holds it: its last segment, in hex (etcd's layout).
+fn named_lease(key: &[u8]) -> Option<i64> {
+    let name = key.rsplit(|&b| b == b'/').next()?;
+    let name = std::str::from_utf8(name).ok()?;
+    i64::from_str_radix(name, 16).ok().filter(|&l| l > 0)
+}
+
 /// The whole queue at one store revision, leader first.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Queue {
@@ -923,6 +970,32 @@ mod tests {
         assert_eq!(lease_of_key(dir, b"/singleton-exec/other/ff"), None);
         assert_eq!(lease_of_key(dir, b"/singleton-exec/app/zz"), None);
         assert_eq!(lease_of_key(dir, b"/singleton-exec/app/a/ff"), None);
+    }
+
+    #[test]
+    fn whether_a_queue_key_is_held_by_the_lease_its_name_says() {
+        // (key, lease read) -> holding
+        let rows: [(&[u8], i64, Holding); 7] = [
+            (b"/p/app/694d77aa9e4f2a1b", 0x694d77aa9e4f2a1b, Holding::Own),
+            // `etcdctl put` without --lease: detached from its lease, for ever.
+            (b"/p/app/694d77aa9e4f2a1b", 0, Holding::NoLease),
+            (b"/p/app/694d77aa9e4f2a1b", 0xcd, Holding::OtherLease),
+            // A name that says no lease: any lease deletes it in time; none never does.
+            (b"/p/app/not-a-lease", 0xcd, Holding::Own),
+            (b"/p/app/not-a-lease", 0, Holding::NoLease),
+            (b"/p/app/0", 0xcd, Holding::Own),
+            (b"\xff/p/app/ff", 0xff, Holding::Own),
+        ];
+        for (key, lease, want) in rows {
+            let shown = String::from_utf8_lossy(key);
+            assert_eq!(holding(key, lease), want, "{shown} {lease:x}");
+        }
+        assert_eq!(Holding::Own.orphaned(), None);
+        assert_eq!(Holding::NoLease.orphaned(), Some("no lease"));
+        assert_eq!(
+            Holding::OtherLease.orphaned(),
+            Some("held by another lease")
+        );
     }
 
     #[test]
