@@ -6,10 +6,12 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use crate::support::worker::{assert_no_overlap, starts, wait_starts, Reap};
 use crate::support::{
-    bin, free_port, run_subcommand, spawn_with_deathsig, wait_for, EtcdCluster, Replica,
+    alive, bin, free_port, program, run_subcommand, spawn_with_deathsig, wait_for, EtcdCluster,
+    Replica,
 };
 
 const LONG: Duration = Duration::from_secs(30);
@@ -542,4 +544,154 @@ fn without_permission_on_the_request_key_the_leader_keeps_leading() {
     assert!(!a.log().contains("step-down requested"));
     let mut a = a;
     assert!(a.try_status().is_none(), "{}", a.log());
+}
+
+/// `-- python3 worker.py DIR`: a child that records its start and any overlap in DIR/events.log.
+fn recorded_replica(name: &str, etcd: &EtcdCluster, election: &str, dir: &Path) -> Replica {
+    let mut args: Vec<String> = ["--election", election, "--ttl", "5s"]
+        .map(String::from)
+        .to_vec();
+    args.extend(["--".into(), "python3".into()]);
+    args.push(program("worker.py").to_string_lossy().into());
+    args.push(dir.to_string_lossy().into());
+    Replica::start(name, &etcd.endpoints(), &args)
+}
+
+/// `etcdctl put --prev-kv` of `key` with the value it has: the key was there (its previous value
+/// is printed after `OK`), so the put detached it from its lease, keeping its create revision.
+fn put_same_value(etcd: &EtcdCluster, key: &str) {
+    let value = etcdctl(etcd)
+        .args(["get", key, "--print-value-only"])
+        .output()
+        .unwrap();
+    let value = text(&value.stdout).trim_end().to_owned();
+    let put = etcdctl(etcd)
+        .args(["put", "--prev-kv", key, &value])
+        .output()
+        .unwrap();
+    assert!(put.status.success(), "{}", text(&put.stderr));
+    assert!(
+        text(&put.stdout).contains(key),
+        "not put over the key: {}",
+        text(&put.stdout)
+    );
+}
+
+#[test]
+fn an_etcdctl_put_on_the_leaders_key_kills_its_child_at_once_and_a_standby_leads() {
+    let etcd = EtcdCluster::single();
+    let dir = tempfile::tempdir().unwrap();
+    let _reap = Reap(dir.path().to_owned());
+    let a = recorded_replica("a", &etcd, "put", dir.path());
+    wait_starts(dir.path(), 1, LONG, || a.log());
+    let b = recorded_replica("b", &etcd, "put", dir.path());
+    b.wait_log("role=\"standby\"", LONG);
+    let key = leader_key(&etcd, "put").expect("a leads");
+    let child = starts(dir.path())[0].pid;
+
+    let put_at = Instant::now();
+    put_same_value(&etcd, &key);
+    wait_for(
+        Duration::from_secs(10),
+        || !alive(child),
+        || format!("a's child survived the put on its key: {}", a.log()),
+    );
+    let killed = put_at.elapsed();
+    wait_starts(dir.path(), 2, LONG, || b.log());
+    let took = put_at.elapsed();
+    eprintln!("put on the leader's key → old child dead {killed:?}, new child started {took:?}");
+    assert_eq!(starts(dir.path())[1].id, "b");
+    assert_no_overlap(dir.path());
+    assert!(a.log().contains("changed by another client"), "{}", a.log());
+    // The lease-less key was cleaned up: b's key heads the queue.
+    let after = status_json(&etcd, "put");
+    assert_eq!(after["leader"]["id"], "b", "{after}");
+}
+
+#[test]
+fn after_the_leader_was_sigkilled_its_orphaned_key_is_cleaned_up_within_the_ttl() {
+    let etcd = EtcdCluster::single();
+    let dir = tempfile::tempdir().unwrap();
+    let _reap = Reap(dir.path().to_owned());
+    let a = recorded_replica("a", &etcd, "crash", dir.path());
+    wait_starts(dir.path(), 1, LONG, || a.log());
+    let b = recorded_replica("b", &etcd, "crash", dir.path());
+    b.wait_log("role=\"standby\"", LONG);
+    let key = leader_key(&etcd, "crash").expect("a leads");
+    let child = starts(dir.path())[0].pid;
+
+    a.signal(libc::SIGKILL);
+    wait_for(LONG, || !alive(child), || "a's child outlived a".into());
+    // The lease (TTL 5 s) still lives: the put takes the key off it, for good.
+    let put_at = Instant::now();
+    put_same_value(&etcd, &key);
+    wait_starts(dir.path(), 2, LONG, || b.log());
+    let took = put_at.elapsed();
+    eprintln!("orphaned head after a crash → standby's child started {took:?}");
+    assert!(took < Duration::from_secs(15), "took {took:?}");
+    assert_eq!(starts(dir.path())[1].id, "b");
+    assert_no_overlap(dir.path());
+    assert_eq!(status_json(&etcd, "crash")["leader"]["id"], "b");
+}
+
+#[test]
+fn status_flags_queue_keys_no_lease_of_their_own_holds() {
+    let etcd = EtcdCluster::single();
+    let grant = |ttl: &str| {
+        let out = etcdctl(&etcd)
+            .args(["lease", "grant", ttl])
+            .output()
+            .unwrap();
+        // "lease 694d77aa9e4f2a1b granted with TTL(60s)"
+        let said = text(&out.stdout);
+        said.split_whitespace()
+            .nth(1)
+            .expect("a lease id")
+            .to_owned()
+    };
+    let put = |key: String, lease: Option<&str>| {
+        let mut c = etcdctl(&etcd);
+        c.args(["put", &key, "id"]);
+        if let Some(l) = lease {
+            c.arg(format!("--lease={l}"));
+        }
+        assert!(c.output().unwrap().status.success(), "put {key}");
+    };
+    let (own, other) = (grant("60"), grant("60"));
+    // A head without a lease; a head held by another lease; a rightful head, an orphan behind it.
+    put("/singleton-exec/nolease/694d77aa9e4f2a1b".into(), None);
+    put(
+        "/singleton-exec/other/694d77aa9e4f2a1b".into(),
+        Some(&other),
+    );
+    put(format!("/singleton-exec/fine/{own}"), Some(&own));
+    put("/singleton-exec/fine/694d77aa9e4f2a1b".into(), None);
+    let rows = [
+        ("nolease", "orphaned: no lease", Some(4)),
+        ("other", "held by another lease", Some(4)),
+        ("fine", "orphaned: no lease", Some(0)),
+    ];
+    for (election, flag, code) in rows {
+        let out = run_subcommand("status", &etcd, &["--election", election]);
+        assert_eq!(out.status.code(), code, "{election}: {}", text(&out.stdout));
+        assert!(
+            text(&out.stdout).contains(flag),
+            "{election}: {}",
+            text(&out.stdout)
+        );
+        let json = run_subcommand(
+            "status",
+            &etcd,
+            &["--election", election, "--output", "json"],
+        );
+        assert_eq!(json.status.code(), code, "{election}");
+        let v: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+        let flags: Vec<&str> = v["candidates"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|c| c["orphaned"].as_str())
+            .collect();
+        assert_eq!(flags, [flag.trim_start_matches("orphaned: ")], "{v}");
+    }
 }

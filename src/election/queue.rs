@@ -11,6 +11,13 @@
 //!
 //! After winning, the key is read back and must still exist with our lease and our create-revision
 //! before anything starts: a candidate whose lease expired while it waited must not believe it leads.
+//!
+//! The queue never stays blocked: a key just ahead that the lease its name says does not hold
+//! (`etcdctl put` on it takes it off its lease, so no revoke or expiry will delete it) is
+//! orphaned. The standby behind it waits until that lease is gone (its holder, seeing the put,
+//! kills its tree and revokes; a crashed holder's lease expires), at most the lease's granted TTL,
+//! then deletes the key in a transaction fenced by the mod revision it read, and reads again. A
+//! key held by its own lease is never deleted by a standby.
 
 use etcd_client::{
     Client, Compare, CompareOp, EventType, GetOptions, PutOptions, SortOrder, SortTarget, Txn,
@@ -153,8 +160,13 @@ pub enum Joined {
 enum Turn {
     /// Nobody ahead: we lead, as of this store revision.
     First(i64),
-    /// `key` is just ahead, as of revision `at`.
-    Behind { key: Vec<u8>, at: i64 },
+    /// `key` is just ahead, as of revision `at`; `orphaned`: the key's mod revision, when the
+    /// lease its name says does not hold it.
+    Behind {
+        key: Vec<u8>,
+        at: i64,
+        orphaned: Option<i64>,
+    },
 }
 
 /// What the look for replicas with slots, before a join, found.
@@ -199,6 +211,7 @@ fn turn(me: &Candidacy, answer: &Answer) -> Result<Turn, EtcdError> {
         Some(kv) => Turn::Behind {
             key: kv.key.clone(),
             at,
+            orphaned: (holding(&kv.key, kv.lease) != Holding::Own).then_some(kv.mod_revision),
         },
     })
 }
@@ -479,13 +492,64 @@ impl Election {
                     }
                     return Ok(at);
                 }
-                Turn::Behind { key, at } => {
+                Turn::Behind {
+                    key,
+                    at,
+                    orphaned: None,
+                } => {
                     tracing::debug!(waiting_on = %String::from_utf8_lossy(&key), "standby: watching the candidate ahead");
                     watch.wait_ahead_gone(key.clone(), at + 1).await?;
                     waited_on = Some(key);
                 }
+                Turn::Behind {
+                    key,
+                    orphaned: Some(seen),
+                    ..
+                } => {
+                    self.clear_orphan(client, &key, seen).await?;
+                    waited_on = None; // its lease was waited for
+                }
             }
         }
+    }
+
+    /// The key just ahead, `key`, is orphaned (read at mod revision `seen`): once the lease its name
+    /// says is gone ([`Election::wait_lease_gone`]), delete it, only if nobody changed it since.
+    async fn clear_orphan(
+        &self,
+        client: &mut Client,
+        key: &[u8],
+        seen: i64,
+    ) -> Result<(), EtcdError> {
+        let shown = String::from_utf8_lossy(key).into_owned();
+        tracing::warn!(key = %shown, "the key ahead in the queue is not held by the lease its name says (put by another client): waiting for that lease to go, then removing it");
+        if let Some(lease) = named_lease(key) {
+            self.wait_lease_gone(client, lease).await?;
+        }
+        let resp = client.txn(delete_if_unchanged(key, seen)).await?;
+        if resp.succeeded() {
+            tracing::warn!(key = %shown, "removed the orphaned key ahead in the queue");
+        }
+        Ok(())
+    }
+
+    /// Waits until `lease` is gone, at most its granted TTL as read when the wait starts: a
+    /// holder of ours that saw its key changed revokes it once its tree is dead, and a crashed
+    /// holder's expires within the TTL; a holder that never notices must not block the queue.
+    async fn wait_lease_gone(&self, client: &mut Client, lease: i64) -> Result<(), EtcdError> {
+        let first = client.lease_time_to_live(lease, None).await?;
+        let bound = std::time::Duration::from_secs(first.granted_ttl().max(0) as u64);
+        let start = tokio::time::Instant::now();
+        let mut ttl = first.ttl();
+        while ttl > 0 {
+            if start.elapsed() > bound {
+                tracing::warn!(lease = %LeaseId(lease), "the lease of the orphaned key ahead outlived its TTL (its holder did not notice): going ahead");
+                return Ok(());
+            }
+            tokio::time::sleep(ORPHAN_POLL).await;
+            ttl = client.lease_time_to_live(lease, None).await?.ttl();
+        }
+        Ok(())
     }
 
     /// One transaction: if our key still exists with our lease and our create-revision, the key
@@ -667,6 +731,17 @@ impl Election {
 /// How long a new leader waits for the lease of a deleted leader key to go (see
 /// `Election::wait_predecessor_gone`).
 pub const PREDECESSOR_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// How often a standby looks whether the lease of an orphaned key ahead is gone.
+const ORPHAN_POLL: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// Deletes `key` if its mod revision is still `seen`: a key changed since (put again with its own
+/// lease, say) is not the one judged orphaned.
+fn delete_if_unchanged(key: &[u8], seen: i64) -> Txn {
+    Txn::new()
+        .when([Compare::mod_revision(key.to_vec(), CompareOp::Equal, seen)])
+        .and_then([TxnOp::delete(key.to_vec(), None)])
+}
 
 /// The lease id in a candidate key of `dir` (`dir` + lease in hex), if the key has that layout.
 fn lease_of_key(dir: &str, key: &[u8]) -> Option<i64> {
@@ -929,14 +1004,20 @@ mod tests {
             leads_since: 0,
             slot: None,
         };
-        let answer = |ours, revision, ahead: Option<&str>| {
-            let ahead = ahead.map(|k| found(k, 0, 0));
+        // The key ahead as read: held by `lease` (0: none), last modified at revision 4.
+        let with = |ours, revision, ahead: Option<&str>, lease| {
+            let ahead = ahead.map(|k| Found {
+                mod_revision: 4,
+                ..found(k, lease, 3)
+            });
             Answer::with(ours, revision, [(NEXT_AHEAD, ahead.into_iter().collect())])
         };
-        let behind = |key: &str, at| {
+        let answer = |ours, revision, ahead| with(ours, revision, ahead, 0xcd);
+        let behind = |key: &str, at, orphaned| {
             Ok(Turn::Behind {
                 key: key.as_bytes().to_vec(),
                 at,
+                orphaned,
             })
         };
         let rows = [
@@ -944,7 +1025,16 @@ mod tests {
             (answer(true, None, None), Ok(Turn::First(7))),
             (
                 answer(true, Some(15), Some("/p/app/cd")),
-                behind("/p/app/cd", 15),
+                behind("/p/app/cd", 15, None),
+            ),
+            // Taken off its lease (`etcdctl put`): orphaned, as last modified.
+            (
+                with(true, Some(15), Some("/p/app/cd"), 0),
+                behind("/p/app/cd", 15, Some(4)),
+            ),
+            (
+                with(true, Some(15), Some("/p/app/cd"), 0xef),
+                behind("/p/app/cd", 15, Some(4)),
             ),
             // Our key is gone or replaced: never "first".
             (answer(false, Some(15), None), Err(())),
@@ -956,6 +1046,19 @@ mod tests {
         let (then, _) =
             crate::election::answer::ops_of(&Election::new("/p", "app").next_ahead_txn(&me));
         assert_eq!(then[NEXT_AHEAD].1, "/p/app/");
+    }
+
+    #[test]
+    fn an_orphaned_key_is_deleted_only_as_it_was_read() {
+        let txn = delete_if_unchanged(b"/p/app/cd", 4);
+        let (then, otherwise) = crate::election::answer::ops_of(&txn);
+        assert_eq!(then, [("RequestDeleteRange".into(), "/p/app/cd".into())]);
+        assert!(otherwise.is_empty());
+        let text = format!("{txn:?}");
+        assert!(
+            text.contains("target: Mod") && text.contains("ModRevision(4)"),
+            "{text}"
+        );
     }
 
     #[test]
