@@ -178,7 +178,8 @@ pub(crate) fn failed(e: &EtcdError) -> i32 {
     }
 }
 
-/// Prints the queue once (0 with a leader, 1 without), or follows it with `--watch`.
+/// Prints the queue once (0 with a leader, 1 without, 4 when an orphaned key heads it), or
+/// follows it with `--watch`.
 pub async fn run(args: StatusArgs) -> i32 {
     let target = match Target::for_subcommand(&args.election, &args.prefix, args.etcd) {
         Ok(t) => t,
