@@ -695,3 +695,30 @@ fn status_flags_queue_keys_no_lease_of_their_own_holds() {
         assert_eq!(flags, [flag.trim_start_matches("orphaned: ")], "{v}");
     }
 }
+
+#[test]
+fn a_standby_whose_key_was_put_by_another_client_joins_again_and_leads_later() {
+    let etcd = EtcdCluster::single();
+    let dir = tempfile::tempdir().unwrap();
+    let _reap = Reap(dir.path().to_owned());
+    let mut a = recorded_replica("a", &etcd, "standby-put", dir.path());
+    wait_starts(dir.path(), 1, LONG, || a.log());
+    let b = recorded_replica("b", &etcd, "standby-put", dir.path());
+    b.wait_log("role=\"standby\"", LONG);
+    let v = status_json(&etcd, "standby-put");
+    let key = v["candidates"][1]["key"]
+        .as_str()
+        .expect("b queued")
+        .to_owned();
+
+    put_same_value(&etcd, &key);
+    b.wait_log("changed by another client", LONG);
+    a.signal(libc::SIGTERM);
+    assert_eq!(a.wait(LONG), 0, "{}", a.log());
+    wait_starts(dir.path(), 2, LONG, || b.log());
+    assert_eq!(starts(dir.path())[1].id, "b");
+    assert_no_overlap(dir.path());
+    let after = status_json(&etcd, "standby-put");
+    let left: Vec<&serde_json::Value> = after["candidates"].as_array().unwrap().iter().collect();
+    assert_eq!(left.len(), 1, "the orphaned key was removed: {after}");
+}

@@ -377,8 +377,18 @@ impl Election {
             SlotsLook::NotAllowed => false,
         };
         let key = format!("{}{lease}", self.dir);
-        let resp = client.txn(self.join_txn(&key, lease, id, may_look)).await?;
-        self.joined(&Answer::of(&resp), key, lease)
+        let join = self.join_txn(&key, lease, id, may_look);
+        let mut answer = Answer::of(&client.txn(join.clone()).await?);
+        if let Some(seen) = taken_from_us(&answer, lease) {
+            // Our key's name, which no other lease may hold, put by another client: it never
+            // goes with our lease. Remove it (unless changed since) and join afresh.
+            tracing::warn!(%key, "our key in the queue was put by another client; removing it and joining again");
+            client
+                .txn(delete_if_unchanged(key.as_bytes(), seen))
+                .await?;
+            answer = Answer::of(&client.txn(join).await?);
+        }
+        self.joined(&answer, key, lease)
     }
 
     /// The look for replicas with slots before a join: one read of [`Election::slots_root`], alone
@@ -732,6 +742,13 @@ impl Election {
 /// `Election::wait_predecessor_gone`).
 pub const PREDECESSOR_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
+/// When a join found our key (a put earlier with our lease) no longer held by our lease: its mod
+/// revision.
+fn taken_from_us(answer: &Answer, lease: LeaseId) -> Option<i64> {
+    let mine = answer.first(JOIN_MINE).filter(|_| !answer.succeeded)?;
+    (mine.lease != lease.0).then_some(mine.mod_revision)
+}
+
 /// How often a standby looks whether the lease of an orphaned key ahead is gone.
 const ORPHAN_POLL: std::time::Duration = std::time::Duration::from_millis(50);
 
@@ -966,6 +983,28 @@ mod tests {
             e.joined(&junk, "/p/app/ab".into(), LeaseId(0xab)),
             Ok(Joined::SlotsInUse(0))
         );
+    }
+
+    #[test]
+    fn a_join_that_finds_our_key_off_our_lease_removes_it_first() {
+        let mine = |lease| {
+            let kv = Found {
+                mod_revision: 9,
+                ..found("/p/app/ab", lease, 6)
+            };
+            vec![(JOIN_MINE, vec![kv])]
+        };
+        // (answer) -> mod revision of our key to remove first
+        let rows = [
+            (Answer::with(true, Some(10), []), None),
+            (Answer::with(false, Some(12), mine(0xab)), None),
+            (Answer::with(false, Some(12), mine(0)), Some(9)),
+            (Answer::with(false, Some(12), mine(0xcd)), Some(9)),
+            (Answer::with(false, Some(12), []), None),
+        ];
+        for (a, want) in rows {
+            assert_eq!(taken_from_us(&a, LeaseId(0xab)), want, "{a:?}");
+        }
     }
 
     #[test]
