@@ -69,10 +69,7 @@ fn credentials_for_an_etcd_without_authentication_are_refused() {
     let (log, took) = ends_with(3, "bob", &etcd.endpoints(), &opts);
     let errors: Vec<&str> = log.lines().filter(|l| l.contains("ERROR")).collect();
     assert_eq!(errors.len(), 1, "one error line:\n{log}");
-    assert!(
-        errors[0].contains("authentication is not enabled"),
-        "{log}"
-    );
+    assert!(errors[0].contains("authentication is not enabled"), "{log}");
     let tried = log.matches("rejected us; trying the next").count();
     assert_eq!(tried, 2, "the other two endpoints are tried first:\n{log}");
     assert!(!log.contains("bobs-secret-pw"), "password in the log");

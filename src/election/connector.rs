@@ -12,9 +12,13 @@
 //! * an expired auth token ("invalid auth token": simple tokens expire when unused, JWTs always) →
 //!   the client re-authenticates and retries once by itself; if that fails too, a fresh client
 //!   authenticates anew. Never a reason to give up;
-//! * a rejection (bad credentials, no permission, a TLS certificate one side refuses) → next
-//!   endpoint too, because one misconfigured member must not end a replica that others would serve;
-//!   only when every endpoint in turn has rejected us is it final ([`EtcdError::Rejected`]).
+//! * a rejection: an answer that asking again cannot change (bad credentials, no permission,
+//!   `--user` for an etcd without authentication, a TLS certificate one side refuses, a request
+//!   etcd finds invalid; [`classify_status`] sorts every answer etcd gives) → next endpoint too,
+//!   because one misconfigured member must not end a replica that others would serve; only when
+//!   every endpoint in turn has rejected us is it final ([`EtcdError::Rejected`]). When all
+//!   agree, that is one answer from each, the caller's backoff pausing between them (0.2 s, then
+//!   0.4 s, ..., at most 2 s): about 0.6 s for three endpoints.
 //!
 //! Its configuration ([`EtcdConfig`]) is the config layer's; lease ids are the core's.
 
@@ -34,7 +38,8 @@ const HTTP2_PING_INTERVAL: Duration = Duration::from_secs(5);
 /// An etcd failure, sorted by what the caller should do about it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum EtcdError {
-    /// Retrying will not help: every endpoint refused our credentials, permissions or certificate.
+    /// Retrying will not help: every endpoint in turn gave an answer that asking again cannot
+    /// change (credentials, permissions, a certificate, a request etcd refuses as such).
     #[error("etcd rejected us: {0}")]
     Rejected(String),
     /// The endpoint is down, slow or partitioned, or our token expired; try again (maybe elsewhere).
@@ -90,27 +95,53 @@ enum Kind {
     LeaseGone,
 }
 
-/// The decision behind [`classify`] for a gRPC status, on plain values so it can be tested.
+/// etcd's answers that stand whatever the code says: they are matched on the whole message, as
+/// etcd's own client maps them back to its errors (`api/v3rpc/rpctypes/error.go`), less the
+/// `etcdserver: ` prefix.
+///
+/// Asking again can change these, though their codes say final: an expired token is renewed.
+const RETRYABLE: [&str; 1] = ["invalid auth token"];
+/// Asking again cannot change these, though their codes (FailedPrecondition, OutOfRange, NotFound)
+/// say the cluster's state may: they answer what we asked or how etcd is set up, not a passing state.
+const FINAL: [&str; 17] = [
+    "too large lease TTL",
+    "authentication is not enabled",
+    "user name not found",
+    "role name not found",
+    "root user does not exist",
+    "root user does not have root role",
+    "user name already exists",
+    "role name already exists",
+    "role is not granted to the user",
+    "permission is not granted to the role",
+    "member ID already exist",
+    "Peer URLs already exists",
+    "member not found",
+    "can only promote a learner member",
+    "too many learner members in cluster",
+    "bad leader transferee",
+    "no inflight downgrade job",
+];
+
+/// The decision behind [`classify`] for a gRPC status, on plain values so it can be tested: etcd's
+/// answers listed above by their message, the rest by their code. Final codes are gRPC's "asking
+/// again does not help": the request is invalid, unauthenticated, not permitted or not served
+/// at all. Everything else (unavailable, timed out, no leader, a full or corrupt cluster, a
+/// compacted revision) may pass, so it is retried.
 fn classify_status(code: tonic::Code, message: &str, debug: &str) -> Kind {
-    // Checked first: etcd answers an expired token with Unauthenticated, which is not a rejection.
-    const RETRYABLE: [&str; 2] = ["invalid auth token", "revision of auth store is old"];
-    const REJECTED: [&str; 3] = [
-        "authentication failed",
-        "permission denied",
-        "user name is empty",
-    ];
-    if RETRYABLE.iter().any(|m| message.contains(m)) {
+    use tonic::Code as C;
+    let answer = message.strip_prefix("etcdserver: ").unwrap_or(message);
+    if RETRYABLE.contains(&answer) {
         return Kind::Unavailable;
     }
-    if message.contains("requested lease not found") {
+    if answer == "requested lease not found" {
         return Kind::LeaseGone;
     }
-    let rejected = matches!(
+    let final_code = matches!(
         code,
-        tonic::Code::Unauthenticated | tonic::Code::PermissionDenied
-    ) || REJECTED.iter().any(|m| message.contains(m))
-        || is_tls_failure(debug);
-    if rejected {
+        C::Unauthenticated | C::PermissionDenied | C::InvalidArgument | C::Unimplemented
+    );
+    if final_code || FINAL.contains(&answer) || is_tls_failure(debug) {
         Kind::Rejected
     } else {
         Kind::Unavailable
@@ -330,70 +361,338 @@ mod tests {
     use super::*;
     use tonic::Code;
 
+    /// Every answer in etcd's `api/v3rpc/rpctypes/error.go`, with its code, sorted into final
+    /// (`Rejected`: asking again, here or at another member, gets the same answer), retry
+    /// (`Unavailable`: it may pass) or `LeaseGone`, and why.
     #[test]
-    fn status_classification_table() {
-        let cases = [
-            // An expired token is retryable, though etcd says Unauthenticated.
+    fn every_etcd_answer_is_final_or_retried() {
+        use Code::*;
+        use Kind::{LeaseGone as Gone, Rejected as Final, Unavailable as Retry};
+        let rows: &[(Code, &str, Kind, &str)] = &[
+            // Requests etcd finds malformed: the same request is malformed again.
+            (InvalidArgument, "key is not provided", Final, "our request"),
             (
-                Code::Unauthenticated,
-                "etcdserver: invalid auth token",
-                Kind::Unavailable,
+                InvalidArgument,
+                "key not found",
+                Final,
+                "put with ignore_* on no key",
+            ),
+            (InvalidArgument, "value is provided", Final, "our request"),
+            (InvalidArgument, "lease is provided", Final, "our request"),
+            (InvalidArgument, "ttl is 0", Final, "our request"),
+            (
+                InvalidArgument,
+                "too many operations in txn request",
+                Final,
+                "--max-txn-ops",
             ),
             (
-                Code::Unknown,
-                "etcdserver: invalid auth token",
-                Kind::Unavailable,
+                InvalidArgument,
+                "duplicate key given in txn request",
+                Final,
+                "our request",
             ),
             (
-                Code::FailedPrecondition,
-                "etcdserver: revision of auth store is old",
-                Kind::Unavailable,
+                InvalidArgument,
+                "request is too large",
+                Final,
+                "--max-request-bytes",
             ),
             (
-                Code::InvalidArgument,
-                "etcdserver: authentication failed, invalid user ID or password",
-                Kind::Rejected,
+                OutOfRange,
+                "too large lease TTL",
+                Final,
+                "above MaxLeaseTTL, every member",
+            ),
+            // History: the caller reads again at a revision that exists.
+            (
+                OutOfRange,
+                "mvcc: required revision has been compacted",
+                Retry,
+                "read anew",
             ),
             (
-                Code::PermissionDenied,
-                "etcdserver: permission denied",
-                Kind::Rejected,
+                OutOfRange,
+                "mvcc: required revision is a future revision",
+                Retry,
+                "read anew",
+            ),
+            // The cluster's state: an operator or time fixes it, and the replica carries on.
+            (
+                ResourceExhausted,
+                "mvcc: database space exceeded",
+                Retry,
+                "NOSPACE alarm",
+            ),
+            (ResourceExhausted, "too many requests", Retry, "load"),
+            (
+                DataLoss,
+                "corrupt cluster",
+                Retry,
+                "CORRUPT alarm, repaired by an operator",
+            ),
+            // Leases.
+            (
+                NotFound,
+                "requested lease not found",
+                Gone,
+                "final for that lease only",
             ),
             (
-                Code::InvalidArgument,
-                "etcdserver: user name is empty",
-                Kind::Rejected,
+                FailedPrecondition,
+                "lease already exists",
+                Retry,
+                "a new grant, a new id",
+            ),
+            // Membership (not ours to call): what was asked, or a state that passes.
+            (
+                FailedPrecondition,
+                "member ID already exist",
+                Final,
+                "what was asked",
             ),
             (
-                Code::NotFound,
-                "etcdserver: requested lease not found",
-                Kind::LeaseGone,
+                FailedPrecondition,
+                "Peer URLs already exists",
+                Final,
+                "what was asked",
             ),
             (
-                Code::Unavailable,
-                "etcdserver: no leader",
-                Kind::Unavailable,
+                FailedPrecondition,
+                "re-configuration failed due to not enough started members",
+                Retry,
+                "members start",
             ),
             (
-                Code::Unavailable,
+                InvalidArgument,
+                "given member URLs are invalid",
+                Final,
+                "what was asked",
+            ),
+            (NotFound, "member not found", Final, "what was asked"),
+            (
+                FailedPrecondition,
+                "can only promote a learner member",
+                Final,
+                "what was asked",
+            ),
+            (
+                FailedPrecondition,
+                "can only promote a learner member which is in sync with leader",
+                Retry,
+                "the learner catches up",
+            ),
+            (
+                FailedPrecondition,
+                "too many learner members in cluster",
+                Final,
+                "config",
+            ),
+            // Authentication and authorization: credentials and roles change by hand only.
+            (
+                FailedPrecondition,
+                "root user does not exist",
+                Final,
+                "auth setup",
+            ),
+            (
+                FailedPrecondition,
+                "root user does not have root role",
+                Final,
+                "auth setup",
+            ),
+            (
+                FailedPrecondition,
+                "user name already exists",
+                Final,
+                "auth setup",
+            ),
+            (
+                InvalidArgument,
+                "user name is empty",
+                Final,
+                "auth on, no --user",
+            ),
+            (
+                FailedPrecondition,
+                "user name not found",
+                Final,
+                "no such --user",
+            ),
+            (
+                FailedPrecondition,
+                "role name already exists",
+                Final,
+                "auth setup",
+            ),
+            (
+                FailedPrecondition,
+                "role name not found",
+                Final,
+                "auth setup",
+            ),
+            (InvalidArgument, "role name is empty", Final, "auth setup"),
+            (
+                InvalidArgument,
+                "authentication failed, invalid user ID or password",
+                Final,
+                "wrong --user/--password",
+            ),
+            (
+                PermissionDenied,
+                "permission denied",
+                Final,
+                "the role's permissions",
+            ),
+            (
+                FailedPrecondition,
+                "role is not granted to the user",
+                Final,
+                "auth setup",
+            ),
+            (
+                FailedPrecondition,
+                "permission is not granted to the role",
+                Final,
+                "auth",
+            ),
+            (
+                FailedPrecondition,
+                "authentication is not enabled",
+                Final,
+                "--user, auth off",
+            ),
+            (
+                Unauthenticated,
+                "invalid auth token",
+                Retry,
+                "expired: authenticate again",
+            ),
+            (
+                FailedPrecondition,
+                "revision of auth store is old",
+                Retry,
+                "authenticate again",
+            ),
+            (
+                InvalidArgument,
+                "invalid auth management",
+                Final,
+                "what was asked",
+            ),
+            // The member or the cluster cannot serve now: the next member, or later.
+            (Unavailable, "no leader", Retry, "an election"),
+            (FailedPrecondition, "not leader", Retry, "a leader change"),
+            (Unavailable, "leader changed", Retry, "a leader change"),
+            (
+                Unavailable,
+                "not capable",
+                Retry,
+                "cluster version, an upgrade",
+            ),
+            (Unavailable, "server stopped", Retry, "the next member"),
+            (Unavailable, "request timed out", Retry, "load"),
+            (
+                Unavailable,
+                "request timed out, possibly due to previous leader failure",
+                Retry,
+                "an election",
+            ),
+            (
+                Unavailable,
+                "request timed out, possibly due to connection lost",
+                Retry,
+                "the network",
+            ),
+            (Unavailable, "unhealthy cluster", Retry, "quorum comes back"),
+            (
+                Unavailable,
+                "rpc not supported for learner",
+                Retry,
+                "the next member",
+            ),
+            (
+                FailedPrecondition,
+                "bad leader transferee",
+                Final,
+                "what was asked",
+            ),
+            // Downgrades (not ours to call).
+            (
+                Unavailable,
+                "cluster version not found during downgrade",
+                Retry,
+                "passes",
+            ),
+            (
+                InvalidArgument,
+                "wrong downgrade target version format",
+                Final,
+                "asked",
+            ),
+            (
+                InvalidArgument,
+                "invalid downgrade target version",
+                Final,
+                "asked",
+            ),
+            (
+                FailedPrecondition,
+                "cluster has a downgrade job in progress",
+                Retry,
+                "ends",
+            ),
+            (
+                FailedPrecondition,
+                "no inflight downgrade job",
+                Final,
+                "what was asked",
+            ),
+        ];
+        for (code, answer, want, why) in rows {
+            let message = format!("etcdserver: {answer}");
+            let got = classify_status(*code, &message, &message);
+            assert_eq!(got, *want, "{code:?} {message:?} ({why})");
+        }
+    }
+
+    /// Answers that are not etcd's own: by their code, and a certificate either side refuses.
+    #[test]
+    fn other_answers_by_their_code() {
+        use Code::*;
+        let rows = [
+            (Unknown, "etcdserver: invalid auth token", Kind::Unavailable),
+            (
+                Unavailable,
                 "error trying to connect: tcp connect error",
                 Kind::Unavailable,
             ),
             (
-                Code::DeadlineExceeded,
+                DeadlineExceeded,
                 "context deadline exceeded",
                 Kind::Unavailable,
             ),
+            (Cancelled, "Timeout expired", Kind::Unavailable),
+            (Unknown, "h2 protocol error", Kind::Unavailable),
+            (
+                Unimplemented,
+                "unknown service etcdserverpb.Lease",
+                Kind::Rejected,
+            ),
+            (PermissionDenied, "denied by a proxy", Kind::Rejected),
+            (Unauthenticated, "no credentials", Kind::Rejected),
+            // A future etcd's transient answer must not end the replica.
+            (
+                FailedPrecondition,
+                "etcdserver: something new",
+                Kind::Unavailable,
+            ),
         ];
-        for (code, message, want) in cases {
+        for (code, message, want) in rows {
             assert_eq!(classify_status(code, message, message), want, "{message}");
         }
         assert_eq!(
-            classify_status(
-                Code::Unknown,
-                "transport",
-                "InvalidCertificate(UnknownIssuer)"
-            ),
+            classify_status(Unknown, "transport", "InvalidCertificate(UnknownIssuer)"),
             Kind::Rejected
         );
     }
