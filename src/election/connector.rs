@@ -99,8 +99,9 @@ enum Kind {
 /// etcd's own client maps them back to its errors (`api/v3rpc/rpctypes/error.go`), less the
 /// `etcdserver: ` prefix.
 ///
-/// Asking again can change these, though their codes say final: an expired token is renewed.
-const RETRYABLE: [&str; 1] = ["invalid auth token"];
+/// Asking again can change these, though their codes (Unauthenticated, InvalidArgument) say final:
+/// an expired token, or one from before a change of users or roles, is renewed.
+const RETRYABLE: [&str; 2] = ["invalid auth token", "revision of auth store is old"];
 /// Asking again cannot change these, though their codes (FailedPrecondition, OutOfRange, NotFound)
 /// say the cluster's state may: they answer what we asked or how etcd is set up, not a passing state.
 const FINAL: [&str; 17] = [
@@ -361,298 +362,101 @@ mod tests {
     use super::*;
     use tonic::Code;
 
-    /// Every answer in etcd's `api/v3rpc/rpctypes/error.go`, with its code, sorted into final
-    /// (`Rejected`: asking again, here or at another member, gets the same answer), retry
-    /// (`Unavailable`: it may pass) or `LeaseGone`, and why.
+    /// Every answer in etcd's `api/v3rpc/rpctypes/error.go` (3.4 to 3.6; an answer whose code
+    /// changed between them is listed with each), sorted into final (asking again, here or at
+    /// another member, gets the same answer), retry (it may pass) or gone (final for that lease
+    /// only), and why. One row a line: code | sort | answer, less `etcdserver: ` | why.
+    const ETCD_ANSWERS: &str = "
+        InvalidArgument    | final | key is not provided                          | our request is malformed
+        InvalidArgument    | final | key not found                                | a put with ignore_* on no key
+        InvalidArgument    | final | value is provided                            | our request is malformed
+        InvalidArgument    | final | lease is provided                            | our request is malformed
+        InvalidArgument    | final | ttl is 0                                     | our request is malformed
+        InvalidArgument    | final | too many operations in txn request           | etcd's --max-txn-ops
+        InvalidArgument    | final | duplicate key given in txn request           | our request is malformed
+        InvalidArgument    | final | invalid client api version                   | our client
+        InvalidArgument    | final | invalid sort option                          | our request is malformed
+        InvalidArgument    | final | request is too large                         | etcd's --max-request-bytes
+        OutOfRange         | final | too large lease TTL                          | --ttl above MaxLeaseTTL
+        OutOfRange         | retry | mvcc: required revision has been compacted   | the caller reads anew
+        OutOfRange         | retry | mvcc: required revision is a future revision | the caller reads anew
+        ResourceExhausted  | retry | mvcc: database space exceeded                | NOSPACE alarm, disarmed by hand
+        ResourceExhausted  | retry | too many requests                            | load passes
+        DataLoss           | retry | corrupt cluster                              | CORRUPT alarm, repaired by hand
+        NotFound           | gone  | requested lease not found                    | that lease only
+        FailedPrecondition | retry | lease already exists                         | a new grant gets a new id
+        Cancelled          | retry | watch canceled                               | watched again
+        FailedPrecondition | final | member ID already exist                      | what was asked
+        FailedPrecondition | final | Peer URLs already exists                     | what was asked
+        FailedPrecondition | retry | re-configuration failed due to not enough started members | members start
+        InvalidArgument    | final | given member URLs are invalid                | what was asked
+        NotFound           | final | member not found                             | what was asked
+        FailedPrecondition | final | can only promote a learner member            | what was asked
+        FailedPrecondition | retry | can only promote a learner member which is in sync with leader | it catches up
+        FailedPrecondition | final | too many learner members in cluster          | etcd's setup
+        FailedPrecondition | final | root user does not exist                     | etcd's auth setup
+        FailedPrecondition | final | root user does not have root role            | etcd's auth setup
+        FailedPrecondition | final | user name already exists                     | etcd's auth setup
+        InvalidArgument    | final | user name is empty                           | auth on, no --user
+        FailedPrecondition | final | user name not found                          | no such --user
+        FailedPrecondition | final | role name already exists                     | etcd's auth setup
+        FailedPrecondition | final | role name not found                          | etcd's auth setup
+        InvalidArgument    | final | role name is empty                           | etcd's auth setup
+        InvalidArgument    | final | authentication failed, invalid user ID or password | --user/--password
+        InvalidArgument    | final | permission not given                         | etcd's auth setup
+        PermissionDenied   | final | permission denied                            | the role's permissions
+        FailedPrecondition | final | role is not granted to the user              | etcd's auth setup
+        FailedPrecondition | final | permission is not granted to the role        | etcd's auth setup
+        FailedPrecondition | final | authentication is not enabled                | --user for an etcd without auth
+        Unauthenticated    | retry | invalid auth token                           | expired: authenticate again
+        InvalidArgument    | retry | revision of auth store is old                | users changed: authenticate again
+        InvalidArgument    | final | invalid auth management                      | what was asked
+        Unavailable        | retry | no leader                                    | an election
+        FailedPrecondition | retry | not leader                                   | a leader change
+        Unavailable        | retry | leader changed                               | a leader change
+        Unavailable        | retry | not capable                                  | 3.4: an upgrade in progress
+        FailedPrecondition | retry | not capable                                  | 3.6: an upgrade in progress
+        Unavailable        | retry | server stopped                               | the next member
+        Unavailable        | retry | request timed out                            | load passes
+        Unavailable        | retry | request timed out, possibly due to previous leader failure | an election
+        Unavailable        | retry | request timed out, possibly due to connection lost | the network
+        Unavailable        | retry | request timed out, waiting for the applied index took too long | load
+        Unavailable        | retry | unhealthy cluster                            | quorum comes back
+        Unavailable        | retry | rpc not supported for learner                | 3.4: the next member
+        FailedPrecondition | retry | rpc not supported for learner                | 3.6: the next member
+        FailedPrecondition | final | bad leader transferee                        | what was asked
+        Unavailable        | retry | cluster version not found during downgrade   | 3.5: passes
+        FailedPrecondition | retry | cluster version not found during downgrade   | 3.6: passes
+        InvalidArgument    | final | wrong downgrade target version format        | what was asked
+        InvalidArgument    | final | invalid downgrade target version             | what was asked
+        FailedPrecondition | retry | cluster has a downgrade job in progress      | it ends
+        FailedPrecondition | final | no inflight downgrade job                    | what was asked
+        Cancelled          | retry | request canceled                             | asked again
+        DeadlineExceeded   | retry | context deadline exceeded                    | asked again
+    ";
+
     #[test]
     fn every_etcd_answer_is_final_or_retried() {
-        use Code::*;
-        use Kind::{LeaseGone as Gone, Rejected as Final, Unavailable as Retry};
-        let rows: &[(Code, &str, Kind, &str)] = &[
-            // Requests etcd finds malformed: the same request is malformed again.
-            (InvalidArgument, "key is not provided", Final, "our request"),
-            (
-                InvalidArgument,
-                "key not found",
-                Final,
-                "put with ignore_* on no key",
-            ),
-            (InvalidArgument, "value is provided", Final, "our request"),
-            (InvalidArgument, "lease is provided", Final, "our request"),
-            (InvalidArgument, "ttl is 0", Final, "our request"),
-            (
-                InvalidArgument,
-                "too many operations in txn request",
-                Final,
-                "--max-txn-ops",
-            ),
-            (
-                InvalidArgument,
-                "duplicate key given in txn request",
-                Final,
-                "our request",
-            ),
-            (
-                InvalidArgument,
-                "request is too large",
-                Final,
-                "--max-request-bytes",
-            ),
-            (
-                OutOfRange,
-                "too large lease TTL",
-                Final,
-                "above MaxLeaseTTL, every member",
-            ),
-            // History: the caller reads again at a revision that exists.
-            (
-                OutOfRange,
-                "mvcc: required revision has been compacted",
-                Retry,
-                "read anew",
-            ),
-            (
-                OutOfRange,
-                "mvcc: required revision is a future revision",
-                Retry,
-                "read anew",
-            ),
-            // The cluster's state: an operator or time fixes it, and the replica carries on.
-            (
-                ResourceExhausted,
-                "mvcc: database space exceeded",
-                Retry,
-                "NOSPACE alarm",
-            ),
-            (ResourceExhausted, "too many requests", Retry, "load"),
-            (
-                DataLoss,
-                "corrupt cluster",
-                Retry,
-                "CORRUPT alarm, repaired by an operator",
-            ),
-            // Leases.
-            (
-                NotFound,
-                "requested lease not found",
-                Gone,
-                "final for that lease only",
-            ),
-            (
-                FailedPrecondition,
-                "lease already exists",
-                Retry,
-                "a new grant, a new id",
-            ),
-            // Membership (not ours to call): what was asked, or a state that passes.
-            (
-                FailedPrecondition,
-                "member ID already exist",
-                Final,
-                "what was asked",
-            ),
-            (
-                FailedPrecondition,
-                "Peer URLs already exists",
-                Final,
-                "what was asked",
-            ),
-            (
-                FailedPrecondition,
-                "re-configuration failed due to not enough started members",
-                Retry,
-                "members start",
-            ),
-            (
-                InvalidArgument,
-                "given member URLs are invalid",
-                Final,
-                "what was asked",
-            ),
-            (NotFound, "member not found", Final, "what was asked"),
-            (
-                FailedPrecondition,
-                "can only promote a learner member",
-                Final,
-                "what was asked",
-            ),
-            (
-                FailedPrecondition,
-                "can only promote a learner member which is in sync with leader",
-                Retry,
-                "the learner catches up",
-            ),
-            (
-                FailedPrecondition,
-                "too many learner members in cluster",
-                Final,
-                "config",
-            ),
-            // Authentication and authorization: credentials and roles change by hand only.
-            (
-                FailedPrecondition,
-                "root user does not exist",
-                Final,
-                "auth setup",
-            ),
-            (
-                FailedPrecondition,
-                "root user does not have root role",
-                Final,
-                "auth setup",
-            ),
-            (
-                FailedPrecondition,
-                "user name already exists",
-                Final,
-                "auth setup",
-            ),
-            (
-                InvalidArgument,
-                "user name is empty",
-                Final,
-                "auth on, no --user",
-            ),
-            (
-                FailedPrecondition,
-                "user name not found",
-                Final,
-                "no such --user",
-            ),
-            (
-                FailedPrecondition,
-                "role name already exists",
-                Final,
-                "auth setup",
-            ),
-            (
-                FailedPrecondition,
-                "role name not found",
-                Final,
-                "auth setup",
-            ),
-            (InvalidArgument, "role name is empty", Final, "auth setup"),
-            (
-                InvalidArgument,
-                "authentication failed, invalid user ID or password",
-                Final,
-                "wrong --user/--password",
-            ),
-            (
-                PermissionDenied,
-                "permission denied",
-                Final,
-                "the role's permissions",
-            ),
-            (
-                FailedPrecondition,
-                "role is not granted to the user",
-                Final,
-                "auth setup",
-            ),
-            (
-                FailedPrecondition,
-                "permission is not granted to the role",
-                Final,
-                "auth",
-            ),
-            (
-                FailedPrecondition,
-                "authentication is not enabled",
-                Final,
-                "--user, auth off",
-            ),
-            (
-                Unauthenticated,
-                "invalid auth token",
-                Retry,
-                "expired: authenticate again",
-            ),
-            (
-                FailedPrecondition,
-                "revision of auth store is old",
-                Retry,
-                "authenticate again",
-            ),
-            (
-                InvalidArgument,
-                "invalid auth management",
-                Final,
-                "what was asked",
-            ),
-            // The member or the cluster cannot serve now: the next member, or later.
-            (Unavailable, "no leader", Retry, "an election"),
-            (FailedPrecondition, "not leader", Retry, "a leader change"),
-            (Unavailable, "leader changed", Retry, "a leader change"),
-            (
-                Unavailable,
-                "not capable",
-                Retry,
-                "cluster version, an upgrade",
-            ),
-            (Unavailable, "server stopped", Retry, "the next member"),
-            (Unavailable, "request timed out", Retry, "load"),
-            (
-                Unavailable,
-                "request timed out, possibly due to previous leader failure",
-                Retry,
-                "an election",
-            ),
-            (
-                Unavailable,
-                "request timed out, possibly due to connection lost",
-                Retry,
-                "the network",
-            ),
-            (Unavailable, "unhealthy cluster", Retry, "quorum comes back"),
-            (
-                Unavailable,
-                "rpc not supported for learner",
-                Retry,
-                "the next member",
-            ),
-            (
-                FailedPrecondition,
-                "bad leader transferee",
-                Final,
-                "what was asked",
-            ),
-            // Downgrades (not ours to call).
-            (
-                Unavailable,
-                "cluster version not found during downgrade",
-                Retry,
-                "passes",
-            ),
-            (
-                InvalidArgument,
-                "wrong downgrade target version format",
-                Final,
-                "asked",
-            ),
-            (
-                InvalidArgument,
-                "invalid downgrade target version",
-                Final,
-                "asked",
-            ),
-            (
-                FailedPrecondition,
-                "cluster has a downgrade job in progress",
-                Retry,
-                "ends",
-            ),
-            (
-                FailedPrecondition,
-                "no inflight downgrade job",
-                Final,
-                "what was asked",
-            ),
-        ];
-        for (code, answer, want, why) in rows {
+        let code = |name: &str| {
+            (0..=16)
+                .map(Code::from_i32)
+                .find(|c| format!("{c:?}") == name)
+                .unwrap_or_else(|| panic!("no gRPC code {name}"))
+        };
+        for row in ETCD_ANSWERS.lines().filter(|l| !l.trim().is_empty()) {
+            let [name, sort, answer, why] = row.split('|').map(str::trim).collect::<Vec<_>>()[..]
+            else {
+                panic!("a row has four columns: {row}");
+            };
+            let want = match sort {
+                "final" => Kind::Rejected,
+                "retry" => Kind::Unavailable,
+                "gone" => Kind::LeaseGone,
+                other => panic!("no sort {other}: {row}"),
+            };
             let message = format!("etcdserver: {answer}");
-            let got = classify_status(*code, &message, &message);
-            assert_eq!(got, *want, "{code:?} {message:?} ({why})");
+            let got = classify_status(code(name), &message, &message);
+            assert_eq!(got, want, "{name} {message:?} ({why})");
         }
     }
 
@@ -673,6 +477,12 @@ mod tests {
                 Kind::Unavailable,
             ),
             (Cancelled, "Timeout expired", Kind::Unavailable),
+            // etcd 3.4's answer to a token from before a change of users or roles.
+            (
+                Unknown,
+                "auth: revision in header is old",
+                Kind::Unavailable,
+            ),
             (Unknown, "h2 protocol error", Kind::Unavailable),
             (
                 Unimplemented,
