@@ -242,7 +242,8 @@ pub struct HealthArgs {
 /// How to reach etcd. Shared by the supervisor and `status`.
 #[derive(Debug, Args, Clone)]
 pub struct EtcdArgs {
-    /// etcd endpoints, comma-separated. Falls back to ETCDCTL_ENDPOINTS. [default: http://127.0.0.1:2379]
+    /// etcd endpoints, comma-separated, each http://HOST:PORT, https://HOST:PORT or HOST:PORT. Falls
+    /// back to ETCDCTL_ENDPOINTS. [default: http://127.0.0.1:2379]
     #[arg(long, env = "SINGLETON_EXEC_ENDPOINTS", value_delimiter = ',')]
     pub endpoints: Vec<String>,
 
@@ -266,7 +267,7 @@ pub struct EtcdArgs {
     #[arg(long, env = "SINGLETON_EXEC_PASSWORD", hide_env_values = true)]
     pub password: Option<String>,
 
-    /// Timeout of each etcd request and of connecting.
+    /// Timeout of each etcd request and of connecting; more than 0s.
     #[arg(long, env = "SINGLETON_EXEC_DIAL_TIMEOUT", value_parser = parse_duration, default_value = "5s")]
     pub dial_timeout: Duration,
 }

@@ -15,7 +15,7 @@ use std::time::Duration;
 use nix::sys::signal::Signal;
 
 use crate::config::cli::{EtcdArgs, HealthArgs, RunArgs};
-use crate::config::etcd::{EtcdConfig, Secret, TlsFiles};
+use crate::config::etcd::{check_endpoint, EndpointFault, EtcdConfig, Secret, TlsFiles};
 use crate::core::command::CommandSpec;
 use crate::core::lifecycle::{OnChildExit, OnLeaseLost};
 use crate::core::timing::{TimingError, TimingInput, TimingModel};
@@ -52,8 +52,17 @@ pub enum ConfigError {
         "--stop-signal {0} cannot be caught by a process; use a catchable signal such as TERM"
     )]
     UncatchableStopSignal(Signal),
-    #[error("endpoint {0:?} is empty or invalid")]
-    BadEndpoint(String),
+    #[error(
+        "endpoint {0:?} is invalid: {1} (use http://HOST:PORT, https://HOST:PORT or HOST:PORT)"
+    )]
+    BadEndpoint(String, EndpointFault),
+    #[error("--dial-timeout 0s would time out every connection and request: give at least 1ms")]
+    ZeroDialTimeout,
+    #[error(
+        "--ttl {0:?} is above etcd's maximum lease TTL of {max}s (rule: ttl <= {max}s)",
+        max = etcd::MAX_LEASE_TTL.as_secs()
+    )]
+    TtlAboveEtcdMax(Duration),
     #[error("TLS files were given but endpoint {0:?} is http://; use https:// (or no scheme)")]
     TlsOverHttp(String),
     #[error("--cert and --key must be given together")]
@@ -117,7 +126,7 @@ impl Config {
             id: replica_id(args.id)?,
             prefix: validate_prefix(&args.prefix)?,
             timing: TimingModel::new(TimingInput {
-                ttl: Some(args.ttl),
+                ttl: Some(lease_ttl(args.ttl)?),
                 keepalive_interval: args.keepalive_interval,
                 grace: args.grace,
                 margin: args.margin,
@@ -249,12 +258,29 @@ pub fn etcd_config(args: EtcdArgs) -> Result<EtcdConfig, ConfigError> {
         endpoints,
         tls,
         credentials,
-        dial_timeout: args.dial_timeout,
+        dial_timeout: dial_timeout(args.dial_timeout)?,
     })
 }
 
+/// `--dial-timeout`: more than zero, or no call could ever finish.
+fn dial_timeout(given: Duration) -> Result<Duration, ConfigError> {
+    if given.is_zero() {
+        return Err(ConfigError::ZeroDialTimeout);
+    }
+    Ok(given)
+}
+
+/// `--ttl` at most etcd's maximum lease TTL: every member refuses a longer one, however often
+/// asked. (The timing model checks the rest.)
+fn lease_ttl(ttl: Duration) -> Result<Duration, ConfigError> {
+    if ttl > etcd::MAX_LEASE_TTL {
+        return Err(ConfigError::TtlAboveEtcdMax(ttl));
+    }
+    Ok(ttl)
+}
+
 /// `--endpoints`, else the comma-separated `from_env` (`ETCDCTL_ENDPOINTS`), else the local
-/// default; each trimmed, and refused if it has no host or has spaces.
+/// default; each trimmed, and refused if it can never name an etcd ([`check_endpoint`]).
 fn endpoints(given: Vec<String>, from_env: Option<String>) -> Result<Vec<String>, ConfigError> {
     let listed = match (given.is_empty(), from_env) {
         (false, _) => given,
@@ -263,13 +289,7 @@ fn endpoints(given: Vec<String>, from_env: Option<String>) -> Result<Vec<String>
     };
     let endpoints: Vec<String> = listed.iter().map(|e| e.trim().to_owned()).collect();
     for e in &endpoints {
-        let host = e
-            .strip_prefix("http://")
-            .or_else(|| e.strip_prefix("https://"))
-            .unwrap_or(e);
-        if host.is_empty() || host.contains(char::is_whitespace) {
-            return Err(ConfigError::BadEndpoint(e.clone()));
-        }
+        check_endpoint(e).map_err(|fault| ConfigError::BadEndpoint(e.clone(), fault))?;
     }
     Ok(endpoints)
 }
@@ -530,6 +550,13 @@ mod tests {
             --health-cmd true --health-timeout 20s -- x => BadHealth
             --health-cmd '' -- x                        => BadHealth
             --endpoints http:// -- x                    => BadEndpoint
+            --endpoints http://e:99999 -- x             => BadEndpoint
+            --endpoints ftp://e:2379 -- x               => BadEndpoint
+            --dial-timeout 0s -- x                      => ZeroDialTimeout
+            --dial-timeout 1ms -- x                     => Ok
+            --ttl 9000000000s -- x                      => Ok
+            --ttl 9000000001s -- x                      => TtlAboveEtcdMax
+            --ttl 99999999999s --grace 1s -- x          => TtlAboveEtcdMax
             --cacert PEM -- x                           => TlsOverHttp
             --password pw -- x                          => PasswordWithoutUser
             --stop-signal KILL --ttl 1s -- x            => Timing(TtlTooShort
@@ -737,7 +764,7 @@ mod tests {
             let got = endpoints(list(given), env.map(String::from));
             match (want, got) {
                 (Ok(want), Ok(got)) => assert_eq!(got, list(want), "{given:?} {env:?}"),
-                (Err(bad), Err(ConfigError::BadEndpoint(e))) => assert_eq!(e, *bad),
+                (Err(bad), Err(ConfigError::BadEndpoint(e, _))) => assert_eq!(e, *bad),
                 (_, got) => panic!("{given:?} {env:?}: {got:?}"),
             }
         }
