@@ -310,3 +310,106 @@ fn the_child_environment_can_run_a_nested_status() {
     );
     assert!(out.contains("leader:     envr"), "{out}");
 }
+
+/// `singleton-exec ARGS` with `VAR=VALUE` pairs added to [`run`]'s environment.
+fn run_with_env(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
+    let out = Command::new(bin())
+        .args(args)
+        .env("SINGLETON_EXEC_ENDPOINTS", "http://127.0.0.1:1")
+        .env("SINGLETON_EXEC_ACQUIRE_TIMEOUT", "1s")
+        .envs(env.iter().copied())
+        .output()
+        .expect("run");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
+}
+
+/// A usage error as the user sees it: exit 2, one line on stderr that says each of `needles`, no
+/// panic.
+fn assert_one_line_usage_error(
+    what: &str,
+    (code, _, err): (i32, String, String),
+    needles: &[&str],
+) {
+    assert_eq!(code, 2, "{what}: {err}");
+    assert!(!err.contains("panicked"), "{what}: {err}");
+    assert_eq!(err.trim().lines().count(), 1, "{what}: one line: {err}");
+    for needle in needles {
+        assert!(err.contains(needle), "{what}: lacks {needle:?}: {err}");
+    }
+}
+
+/// The largest duration the parser takes.
+const MAX_DURATION: &str = "18446744073709551615s";
+
+/// Promise: a duration or count too large for the arithmetic done on it is a usage error that
+/// names the option and its limit (exit 2, one line), from the flag and from its variable alike,
+/// never a panic. One row a line: the option, the value, then what the message says; options
+/// that need a health check get `--health-cmd true`.
+#[test]
+fn out_of_range_durations_and_counts_are_usage_errors() {
+    let table = "
+        --ttl                  9999999999999999999s  limit of 1year
+        --ttl                  MAX                   limit of 1year
+        --grace                MAX                   grace + margin < ttl
+        --margin               MAX                   grace + margin < ttl
+        --keepalive-interval   MAX                   2 x keepalive interval
+        --keepalive-interval   9999999999999999999s  2 x keepalive interval
+        --acquire-timeout      MAX                   limit of 1year
+        --resign-holdoff       MAX                   limit of 1year
+        --dial-timeout         MAX                   limit of 1year
+        --health-interval      MAX                   limit of 1year
+        --health-timeout       MAX                   at most --health-interval
+        --health-start-period  MAX                   limit of 1year
+        --health-retries       4294967295            limit of 1year
+    ";
+    for row in table.lines().filter(|l| !l.trim().is_empty()) {
+        let mut words = row.split_whitespace();
+        let (option, value) = (words.next().unwrap(), words.next().unwrap());
+        let message = words.collect::<Vec<_>>().join(" ");
+        let value = if value == "MAX" { MAX_DURATION } else { value };
+        let health: &[&str] = if option.starts_with("--health") {
+            &["--health-cmd", "true"]
+        } else {
+            &[]
+        };
+        let flag = [health, &[option, value, "--", "true"]].concat();
+        assert_one_line_usage_error(row, run(&flag), &[&message, option]);
+        let var = format!(
+            "SINGLETON_EXEC_{}",
+            option[2..].replace('-', "_").to_uppercase()
+        );
+        let from_env = run_with_env(&[health, &["--", "true"]].concat(), &[(&var, value)]);
+        assert_one_line_usage_error(&var, from_env, &[&message, option]);
+    }
+    // The combination that overflowed the health check's worst case.
+    let both = [
+        "--health-cmd",
+        "true",
+        "--health-retries",
+        "4294967295",
+        "--health-interval",
+        "5000000000s",
+        "--",
+        "true",
+    ];
+    assert_one_line_usage_error("retries x interval", run(&both), &["limit of 1year"]);
+    // The operator subcommands: their connection option and `resign --timeout`.
+    let status = ["status", "--election", "x", "--dial-timeout", MAX_DURATION];
+    assert_one_line_usage_error("status", run(&status), &["--dial-timeout"]);
+    let resign = ["resign", "--election", "x", "--timeout", MAX_DURATION];
+    assert_one_line_usage_error("resign", run(&resign), &["--timeout"]);
+}
+
+/// Promise: `--acquire-timeout 0s` would give up before trying once, so it is refused (exit 2),
+/// from the flag and from its variable.
+#[test]
+fn a_zero_acquire_timeout_is_refused() {
+    let flag = run(&["--acquire-timeout", "0s", "--", "true"]);
+    assert_one_line_usage_error("flag", flag, &["--acquire-timeout"]);
+    let var = run_with_env(&["--", "true"], &[("SINGLETON_EXEC_ACQUIRE_TIMEOUT", "0s")]);
+    assert_one_line_usage_error("variable", var, &["--acquire-timeout"]);
+}

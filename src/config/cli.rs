@@ -133,7 +133,7 @@ pub struct RunArgs {
     #[arg(long, env = "SINGLETON_EXEC_SLOTS", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_SLOTS)))]
     pub slots: u32,
 
-    /// Lease TTL, whole seconds, at least 2s. A crashed leader is replaced after about this long.
+    /// Lease TTL, whole seconds, from 2s to 1year. A crashed leader is replaced after about this long.
     #[arg(long, env = "SINGLETON_EXEC_TTL", value_parser = parse_duration, default_value = "10s")]
     pub ttl: Duration,
 
@@ -162,7 +162,7 @@ pub struct RunArgs {
     #[arg(long, env = "SINGLETON_EXEC_ON_CHILD_EXIT", value_enum, default_value_t = OnChildExit::Exit)]
     pub on_child_exit: OnChildExit,
 
-    /// Give up (exit 124) if not leader after this long. [default: wait forever]
+    /// Give up (exit 124) if not leader after this long; more than 0. [default: wait forever]
     #[arg(long, env = "SINGLETON_EXEC_ACQUIRE_TIMEOUT", value_parser = parse_duration)]
     pub acquire_timeout: Option<Duration>,
 
@@ -229,7 +229,8 @@ pub struct HealthArgs {
     #[arg(long, env = "SINGLETON_EXEC_HEALTH_TIMEOUT", value_parser = parse_duration, default_value = "5s")]
     pub health_timeout: Duration,
 
-    /// Consecutive failed checks that make the leader step down.
+    /// Consecutive failed checks that make the leader step down; times --health-interval at most
+    /// 1year.
     #[arg(long, env = "SINGLETON_EXEC_HEALTH_RETRIES", default_value_t = 3)]
     pub health_retries: u32,
 
