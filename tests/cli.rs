@@ -413,3 +413,28 @@ fn a_zero_acquire_timeout_is_refused() {
     let var = run_with_env(&["--", "true"], &[("SINGLETON_EXEC_ACQUIRE_TIMEOUT", "0s")]);
     assert_one_line_usage_error("variable", var, &["--acquire-timeout"]);
 }
+
+/// Promise: a log filter that is not one is a usage error naming `SINGLETON_EXEC_LOG` (exit 2),
+/// for the supervisor and the subcommands alike, rather than a filter that hides every line,
+/// errors included.
+#[test]
+fn a_bad_log_filter_is_a_usage_error() {
+    for filter in ["[[[", "singleton_exec=loud", "a=b=c", "my app=debug"] {
+        let env = [("SINGLETON_EXEC_LOG", filter)];
+        for args in [
+            &["--", "true"][..],
+            &["status", "--election", "x"],
+            &["resign", "--election", "x"],
+        ] {
+            let what = format!("{filter:?} {args:?}");
+            let got = run_with_env(args, &env);
+            assert_one_line_usage_error(&what, got, &["SINGLETON_EXEC_LOG"]);
+        }
+    }
+    // A good filter still works, and an empty variable is no filter (the default levels).
+    for filter in ["debug", "singleton_exec=trace,warn", ""] {
+        let (code, _, err) = run_with_env(&["--", "true"], &[("SINGLETON_EXEC_LOG", filter)]);
+        assert_eq!(code, 124, "{filter:?}: {err}");
+        assert!(err.contains("acquire-timeout"), "{filter:?}: {err}");
+    }
+}
