@@ -10,10 +10,17 @@ use crate::support::{args, bin, replica_with, EtcdCluster, Replica};
 const LONG: Duration = Duration::from_secs(30);
 
 fn run(args: &[&str]) -> (i32, String, String) {
+    run_with_env(args, &[])
+}
+
+/// `singleton-exec ARGS` against an unreachable etcd, giving up after a second, with `VAR=VALUE`
+/// pairs added to the environment.
+fn run_with_env(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
     let out = Command::new(bin())
         .args(args)
         .env("SINGLETON_EXEC_ENDPOINTS", "http://127.0.0.1:1")
         .env("SINGLETON_EXEC_ACQUIRE_TIMEOUT", "1s")
+        .envs(env.iter().copied())
         .output()
         .expect("run");
     (
@@ -311,22 +318,6 @@ fn the_child_environment_can_run_a_nested_status() {
     assert!(out.contains("leader:     envr"), "{out}");
 }
 
-/// `singleton-exec ARGS` with `VAR=VALUE` pairs added to [`run`]'s environment.
-fn run_with_env(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
-    let out = Command::new(bin())
-        .args(args)
-        .env("SINGLETON_EXEC_ENDPOINTS", "http://127.0.0.1:1")
-        .env("SINGLETON_EXEC_ACQUIRE_TIMEOUT", "1s")
-        .envs(env.iter().copied())
-        .output()
-        .expect("run");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into(),
-        String::from_utf8_lossy(&out.stderr).into(),
-    )
-}
-
 /// A usage error as the user sees it: exit 2, one line on stderr that says each of `needles`, no
 /// panic.
 fn assert_one_line_usage_error(
@@ -436,5 +427,34 @@ fn a_bad_log_filter_is_a_usage_error() {
         let (code, _, err) = run_with_env(&["--", "true"], &[("SINGLETON_EXEC_LOG", filter)]);
         assert_eq!(code, 124, "{filter:?}: {err}");
         assert!(err.contains("acquire-timeout"), "{filter:?}: {err}");
+    }
+}
+
+/// Promise: the guard's mode is reachable only by the supervisor that starts it. The variable
+/// that marks it, set by a user (any stage), changes nothing: the command runs and its exit code
+/// is ours.
+#[test]
+fn the_guards_variable_set_by_a_user_changes_nothing() {
+    let etcd = EtcdCluster::single();
+    for (i, value) in ["1", "2", "1:1", "x"].into_iter().enumerate() {
+        let name = format!("guardvar{i}");
+        let mut r = replica_with(
+            &name,
+            &etcd.endpoints(),
+            &[
+                "--election",
+                "guardvar",
+                "--",
+                "sh",
+                "-c",
+                "echo ran; exit 7",
+            ],
+            |c| {
+                c.env("SINGLETON_EXEC_INTERNAL_GUARD", value);
+            },
+        );
+        assert_eq!(r.wait(LONG), 7, "{value}: {}", r.log());
+        assert_eq!(r.stdout(), "ran\n", "{value}: {}", r.log());
+        assert!(r.log().contains("guard started"), "{value}: {}", r.log());
     }
 }
