@@ -336,6 +336,8 @@ mod tests {
     #[test]
     fn modes_and_subcommands() {
         use clap::error::ErrorKind::{self, *};
+        // `status` without `--election` parses while SINGLETON_EXEC_ELECTION is set.
+        let _env = crate::config::tests::env_lock();
         let parse = |args: &[&str]| {
             let argv = std::iter::once("singleton-exec").chain(args.iter().copied());
             Cli::try_parse_from(argv).map_err(|e| e.kind())
@@ -380,6 +382,8 @@ mod tests {
     /// `--health-addr` alone means the loopback default; the command keeps its own flags.
     #[test]
     fn optional_values_and_the_trailing_command() {
+        // The defaults read here are what SINGLETON_EXEC_SLOTS and the like replace.
+        let _env = crate::config::tests::env_lock();
         let cli = Cli::try_parse_from(["singleton-exec", "--health-addr", "--", "ls", "-l", "--x"])
             .unwrap();
         assert_eq!(cli.run.health_addr.as_deref(), Some("127.0.0.1:8080"));
