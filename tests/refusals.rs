@@ -47,7 +47,7 @@ fn input_that_can_never_work_is_a_usage_error() {
         ("http://127.0.0.1:99999", &[], "port 99999"),
         ("http://127.0.0.1:0", &[], "port 0"),
         (&ftp, &[], "ftp"),
-        (&ep, &["--ttl", "99999999999s"], "maximum lease TTL"),
+        (&ep, &["--ttl", "99999999999s"], "above the limit"),
         (&ep, &["--dial-timeout", "0s"], "--dial-timeout"),
     ];
     for (endpoints, opts, reason) in rows {

@@ -34,7 +34,7 @@ complete -c singleton-exec -n "__fish_singleton_exec_needs_command" -l dial-time
 complete -c singleton-exec -n "__fish_singleton_exec_needs_command" -l election -d 'Election name: replicas with the same name share one leader. Letters, digits, \'.\', \'_\', \'-\'. [default: the file name of COMMAND]' -r
 complete -c singleton-exec -n "__fish_singleton_exec_needs_command" -l id -d 'This replica\'s identity, stored as the election value and shown by `status`. [default: host name]' -r
 complete -c singleton-exec -n "__fish_singleton_exec_needs_command" -l slots -d 'Run N copies across the replicas instead of one, each holding a slot 0..N-1 (given to the child as SINGLETON_EXEC_SLOT). Every replica of the election must use the same N; a replica that finds another N in etcd exits with code 2. 1 keeps the singleton\'s etcd keys exactly' -r
-complete -c singleton-exec -n "__fish_singleton_exec_needs_command" -l ttl -d 'Lease TTL, whole seconds, at least 2s. A crashed leader is replaced after about this long' -r
+complete -c singleton-exec -n "__fish_singleton_exec_needs_command" -l ttl -d 'Lease TTL, whole seconds, from 2s to 1year. A crashed leader is replaced after about this long' -r
 complete -c singleton-exec -n "__fish_singleton_exec_needs_command" -l grace -d 'Time between the stop signal and SIGKILL. [default: 30% of --ttl]' -r
 complete -c singleton-exec -n "__fish_singleton_exec_needs_command" -l margin -d 'Slack kept between SIGKILL and the earliest moment etcd may expire the lease. [default: 10% of --ttl]' -r
 complete -c singleton-exec -n "__fish_singleton_exec_needs_command" -l keepalive-interval -d 'Time between keepalives while all is well. [default: 10% of --ttl]' -r
@@ -44,7 +44,7 @@ recampaign\t'Take a new lease and go back to standby'"
 complete -c singleton-exec -n "__fish_singleton_exec_needs_command" -l on-child-exit -d 'What to do when the child exits while leader: give up leadership and exit with its status, restart it (with backoff) while still leader, or give up leadership and campaign again' -r -f -a "exit\t'Revoke the lease (a standby takes over at once) and exit with the child\'s status'
 restart\t'Start the child again, with backoff, while still leader'
 recampaign\t'Revoke the lease and campaign again as a standby'"
-complete -c singleton-exec -n "__fish_singleton_exec_needs_command" -l acquire-timeout -d 'Give up (exit 124) if not leader after this long. [default: wait forever]' -r
+complete -c singleton-exec -n "__fish_singleton_exec_needs_command" -l acquire-timeout -d 'Give up (exit 124) if not leader after this long; more than 0. [default: wait forever]' -r
 complete -c singleton-exec -n "__fish_singleton_exec_needs_command" -l health-addr -d 'Serve /healthz, /leader, /status, /metrics and POST /resign on PORT, :PORT or HOST:PORT (loopback unless a host is given). Off unless given; without a value, 127.0.0.1:8080' -r
 complete -c singleton-exec -n "__fish_singleton_exec_needs_command" -l resign-signal -d 'A signal that makes the leader step down (stop the child, revoke, hold off, campaign again) instead of being forwarded to the child. [default: none, every signal reaches the child]' -r
 complete -c singleton-exec -n "__fish_singleton_exec_needs_command" -l resign-token-file -d 'File holding the bearer token that POST /resign requires (read at start-up, trimmed). Without it, POST /resign is open on a loopback --health-addr and off on any other' -r -F
@@ -54,7 +54,7 @@ complete -c singleton-exec -n "__fish_singleton_exec_needs_command" -l health-cm
 complete -c singleton-exec -n "__fish_singleton_exec_needs_command" -l health-url -d 'Health check by HTTP GET of an http:// URL; a 2xx status is healthy. Needs no shell, so it works in FROM-scratch images. [default: no health check]' -r
 complete -c singleton-exec -n "__fish_singleton_exec_needs_command" -l health-interval -d 'Time between health checks; the first runs this long after the child starts' -r
 complete -c singleton-exec -n "__fish_singleton_exec_needs_command" -l health-timeout -d 'A check that takes longer fails (a command is killed with its process group). At most --health-interval' -r
-complete -c singleton-exec -n "__fish_singleton_exec_needs_command" -l health-retries -d 'Consecutive failed checks that make the leader step down' -r
+complete -c singleton-exec -n "__fish_singleton_exec_needs_command" -l health-retries -d 'Consecutive failed checks that make the leader step down; times --health-interval at most 1year' -r
 complete -c singleton-exec -n "__fish_singleton_exec_needs_command" -l health-start-period -d 'Failed checks during this time after the child starts are not counted (until the first check passes)' -r
 complete -c singleton-exec -n "__fish_singleton_exec_needs_command" -l log-format -d 'Log format on stderr' -r -f -a "text\t''
 json\t''"

@@ -45,7 +45,8 @@ pub struct EtcdConfig {
 }
 
 /// etcd's largest lease TTL (`MaxLeaseTTL` in etcd's `server/lease/lessor.go`): every member
-/// answers a longer one with "too large lease TTL".
+/// answers a longer one with "too large lease TTL". The timing model's limit on `--ttl` (a year)
+/// is below it, so every TTL we accept is one etcd grants (a test keeps it so).
 pub const MAX_LEASE_TTL: Duration = Duration::from_secs(9_000_000_000);
 
 /// Why an endpoint can never name an etcd, however often it is dialled.
@@ -113,6 +114,11 @@ fn split_host_port(authority: &str) -> Result<(&str, Option<&str>), EndpointFaul
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_ttl_we_accept_is_one_etcd_grants() {
+        assert!(crate::core::timing::MAX_DURATION <= MAX_LEASE_TTL);
+    }
 
     /// One row an endpoint: what etcd-client would make of it decides the fault.
     #[test]
