@@ -379,7 +379,7 @@ fn assert_closed(
 
 /// Without an attack, a connection holds a slot only while it is useful: one that sends nothing,
 /// or sends its head a byte at a time, is closed within seconds; one that asks to be kept alive
-/// is closed after its answer.
+/// is closed after its answer; one with an outsized head is refused (431).
 #[test]
 fn idle_slow_and_kept_alive_connections_are_closed() {
     let etcd = EtcdCluster::single();
@@ -407,4 +407,12 @@ fn idle_slow_and_kept_alive_connections_are_closed() {
     let answer = assert_closed(&r, "a kept-alive connection", &mut kept, bound, |_| {});
     let answer = String::from_utf8_lossy(&answer);
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+
+    let mut big = TcpStream::connect(addr).unwrap();
+    let filler = "a".repeat(10 * 1024);
+    let head = format!("GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: {filler}\r\n\r\n");
+    let _ = big.write_all(head.as_bytes());
+    let answer = assert_closed(&r, "a 10 KiB request head", &mut big, bound, |_| {});
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 431"), "{answer}");
 }

@@ -27,8 +27,8 @@ pub(super) const HEAD_TIMEOUT: Duration = Duration::from_secs(2);
 /// a second for each of its two reads from etcd, and a client that does not read its answer holds
 /// the connection no longer than this.
 pub(super) const EXCHANGE_TIMEOUT: Duration = Duration::from_secs(10);
-/// At most this many connections however many descriptors there are: each costs some 10 KiB
-/// while open, and probes and scrapers need a few.
+/// At most this many connections however many descriptors there are: one costs a descriptor, a
+/// task of 2 KiB, and once it sends, 16 KiB of buffers; probes and scrapers need a few.
 const MAX_OPEN: usize = 256;
 /// With a low descriptor limit, at most a quarter of it: the rest are for the connections to etcd,
 /// the child's start and the health checks.
