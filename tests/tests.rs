@@ -13,6 +13,7 @@ mod lease;
 mod operations;
 mod operator;
 mod packaging;
+mod probes;
 mod refusals;
 mod security;
 mod signals;
