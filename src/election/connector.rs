@@ -95,9 +95,8 @@ enum Kind {
     LeaseGone,
 }
 
-/// etcd's answers that stand whatever the code says: they are matched on the whole message, as
-/// etcd's own client maps them back to its errors (`api/v3rpc/rpctypes/error.go`), less the
-/// `etcdserver: ` prefix.
+/// etcd's answers that stand whatever the code says, as etcd's own client maps them back to its
+/// errors (`api/v3rpc/rpctypes/error.go`).
 ///
 /// Asking again can change these, though their codes (Unauthenticated, InvalidArgument) say final:
 /// an expired token, or one from before a change of users or roles, is renewed.
@@ -124,25 +123,36 @@ const FINAL: [&str; 17] = [
     "no inflight downgrade job",
 ];
 
+/// Messages that are refusals whatever their code: etcd sends some with `Unknown` (a password
+/// given for a user that has none; any answer relayed by a grpc-proxy), and a refusal must not be
+/// retried for ever.
+const REFUSALS: [&str; 3] = [
+    "authentication failed",
+    "permission denied",
+    "user name is empty",
+];
+
 /// The decision behind [`classify`] for a gRPC status, on plain values so it can be tested: etcd's
-/// answers listed above by their message, the rest by their code. Final codes are gRPC's "asking
-/// again does not help": the request is invalid, unauthenticated, not permitted or not served
-/// at all. Everything else (unavailable, timed out, no leader, a full or corrupt cluster, a
-/// compacted revision) may pass, so it is retried.
+/// answers listed above by their message (contained, so that a relayed or wrapped answer counts
+/// too), the rest by their code. Final codes are gRPC's "asking again does not help": the request
+/// is invalid, unauthenticated or not permitted. Everything else (unavailable, timed out, no
+/// leader, a full or corrupt cluster, a compacted revision, and `Unimplemented`, which is also
+/// what a proxy's passing HTTP 404 becomes) may pass, so it is retried.
 fn classify_status(code: tonic::Code, message: &str, debug: &str) -> Kind {
     use tonic::Code as C;
+    let says = |answers: &[&str]| answers.iter().any(|a| message.contains(a));
     let answer = message.strip_prefix("etcdserver: ").unwrap_or(message);
-    if RETRYABLE.contains(&answer) {
+    if says(&RETRYABLE) {
         return Kind::Unavailable;
     }
-    if answer == "requested lease not found" {
+    if message.contains("requested lease not found") {
         return Kind::LeaseGone;
     }
     let final_code = matches!(
         code,
-        C::Unauthenticated | C::PermissionDenied | C::InvalidArgument | C::Unimplemented
+        C::Unauthenticated | C::PermissionDenied | C::InvalidArgument
     );
-    if final_code || FINAL.contains(&answer) || is_tls_failure(debug) {
+    if final_code || FINAL.contains(&answer) || says(&REFUSALS) || is_tls_failure(debug) {
         Kind::Rejected
     } else {
         Kind::Unavailable
@@ -484,10 +494,30 @@ mod tests {
                 Kind::Unavailable,
             ),
             (Unknown, "h2 protocol error", Kind::Unavailable),
+            // What a proxy's passing HTTP 404 becomes (a route reloading): it may pass.
             (
                 Unimplemented,
                 "unknown service etcdserverpb.Lease",
+                Kind::Unavailable,
+            ),
+            // Refusals that arrive with another code: a password for a user that has none
+            // (etcd 3.5+ sends it as Unknown), or an answer relayed by a grpc-proxy.
+            (
+                Unknown,
+                "auth: authentication failed, password was given for no password user",
                 Kind::Rejected,
+            ),
+            (Unknown, "etcdserver: permission denied", Kind::Rejected),
+            // Wrapped in another message: still what it says.
+            (
+                Unauthenticated,
+                "rpc error: code = Unauthenticated desc = etcdserver: invalid auth token",
+                Kind::Unavailable,
+            ),
+            (
+                NotFound,
+                "rpc error: desc = etcdserver: requested lease not found",
+                Kind::LeaseGone,
             ),
             (PermissionDenied, "denied by a proxy", Kind::Rejected),
             (Unauthenticated, "no credentials", Kind::Rejected),
