@@ -44,20 +44,23 @@ fn run() -> i32 {
             };
         }
     };
-    match cli.subcommand {
-        Some(Command::Status(args)) => {
-            logging::init(&args.log);
-            return block_on(status::run(args));
-        }
-        Some(Command::Resign(args)) => {
-            logging::init(&args.log);
-            return block_on(resign::run(args));
-        }
-        None => {}
+    let log = match &cli.subcommand {
+        Some(Command::Status(args)) => &args.log,
+        Some(Command::Resign(args)) => &args.log,
+        None => &cli.run.log,
+    };
+    if let Err(e) = logging::init(log) {
+        eprintln!("singleton-exec: {e}");
+        return Exit::Usage.code();
     }
-    logging::init(&cli.run.log);
-    logging::install_panic_hook();
-    supervise(cli).code()
+    match cli.subcommand {
+        Some(Command::Status(args)) => block_on(status::run(args)),
+        Some(Command::Resign(args)) => block_on(resign::run(args)),
+        None => {
+            logging::install_panic_hook();
+            supervise(cli).code()
+        }
+    }
 }
 
 /// The supervising mode, as its duties in order: validate, check the commands, take charge of

@@ -10,10 +10,17 @@ use crate::support::{args, bin, replica_with, EtcdCluster, Replica};
 const LONG: Duration = Duration::from_secs(30);
 
 fn run(args: &[&str]) -> (i32, String, String) {
+    run_with_env(args, &[])
+}
+
+/// `singleton-exec ARGS` against an unreachable etcd, giving up after a second, with `VAR=VALUE`
+/// pairs added to the environment.
+fn run_with_env(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
     let out = Command::new(bin())
         .args(args)
         .env("SINGLETON_EXEC_ENDPOINTS", "http://127.0.0.1:1")
         .env("SINGLETON_EXEC_ACQUIRE_TIMEOUT", "1s")
+        .envs(env.iter().copied())
         .output()
         .expect("run");
     (
@@ -309,4 +316,145 @@ fn the_child_environment_can_run_a_nested_status() {
         r.log()
     );
     assert!(out.contains("leader:     envr"), "{out}");
+}
+
+/// A usage error as the user sees it: exit 2, one line on stderr that says each of `needles`, no
+/// panic.
+fn assert_one_line_usage_error(
+    what: &str,
+    (code, _, err): (i32, String, String),
+    needles: &[&str],
+) {
+    assert_eq!(code, 2, "{what}: {err}");
+    assert!(!err.contains("panicked"), "{what}: {err}");
+    assert_eq!(err.trim().lines().count(), 1, "{what}: one line: {err}");
+    for needle in needles {
+        assert!(err.contains(needle), "{what}: lacks {needle:?}: {err}");
+    }
+}
+
+/// The largest duration the parser takes.
+const MAX_DURATION: &str = "18446744073709551615s";
+
+/// Promise: a duration or count too large for the arithmetic done on it is a usage error that
+/// names the option and its limit (exit 2, one line), from the flag and from its variable alike,
+/// never a panic. One row a line: the option, the value, then what the message says; options
+/// that need a health check get `--health-cmd true`.
+#[test]
+fn out_of_range_durations_and_counts_are_usage_errors() {
+    let table = "
+        --ttl                  9999999999999999999s  limit of 1year
+        --ttl                  MAX                   limit of 1year
+        --grace                MAX                   grace + margin < ttl
+        --margin               MAX                   grace + margin < ttl
+        --keepalive-interval   MAX                   2 x keepalive interval
+        --keepalive-interval   9999999999999999999s  2 x keepalive interval
+        --acquire-timeout      MAX                   limit of 1year
+        --resign-holdoff       MAX                   limit of 1year
+        --dial-timeout         MAX                   limit of 1year
+        --health-interval      MAX                   limit of 1year
+        --health-timeout       MAX                   at most --health-interval
+        --health-start-period  MAX                   limit of 1year
+        --health-retries       4294967295            limit of 1year
+    ";
+    for row in table.lines().filter(|l| !l.trim().is_empty()) {
+        let mut words = row.split_whitespace();
+        let (option, value) = (words.next().unwrap(), words.next().unwrap());
+        let message = words.collect::<Vec<_>>().join(" ");
+        let value = if value == "MAX" { MAX_DURATION } else { value };
+        let health: &[&str] = if option.starts_with("--health") {
+            &["--health-cmd", "true"]
+        } else {
+            &[]
+        };
+        let flag = [health, &[option, value, "--", "true"]].concat();
+        assert_one_line_usage_error(row, run(&flag), &[&message, option]);
+        let var = format!(
+            "SINGLETON_EXEC_{}",
+            option[2..].replace('-', "_").to_uppercase()
+        );
+        let from_env = run_with_env(&[health, &["--", "true"]].concat(), &[(&var, value)]);
+        assert_one_line_usage_error(&var, from_env, &[&message, option]);
+    }
+    // The combination that overflowed the health check's worst case.
+    let both = [
+        "--health-cmd",
+        "true",
+        "--health-retries",
+        "4294967295",
+        "--health-interval",
+        "5000000000s",
+        "--",
+        "true",
+    ];
+    assert_one_line_usage_error("retries x interval", run(&both), &["limit of 1year"]);
+    // The operator subcommands: their connection option and `resign --timeout`.
+    let status = ["status", "--election", "x", "--dial-timeout", MAX_DURATION];
+    assert_one_line_usage_error("status", run(&status), &["--dial-timeout"]);
+    let resign = ["resign", "--election", "x", "--timeout", MAX_DURATION];
+    assert_one_line_usage_error("resign", run(&resign), &["--timeout"]);
+}
+
+/// Promise: `--acquire-timeout 0s` would give up before trying once, so it is refused (exit 2),
+/// from the flag and from its variable.
+#[test]
+fn a_zero_acquire_timeout_is_refused() {
+    let flag = run(&["--acquire-timeout", "0s", "--", "true"]);
+    assert_one_line_usage_error("flag", flag, &["--acquire-timeout"]);
+    let var = run_with_env(&["--", "true"], &[("SINGLETON_EXEC_ACQUIRE_TIMEOUT", "0s")]);
+    assert_one_line_usage_error("variable", var, &["--acquire-timeout"]);
+}
+
+/// Promise: a log filter that is not one is a usage error naming `SINGLETON_EXEC_LOG` (exit 2),
+/// for the supervisor and the subcommands alike, rather than a filter that hides every line,
+/// errors included.
+#[test]
+fn a_bad_log_filter_is_a_usage_error() {
+    for filter in ["[[[", "singleton_exec=loud", "a=b=c", "my app=debug"] {
+        let env = [("SINGLETON_EXEC_LOG", filter)];
+        for args in [
+            &["--", "true"][..],
+            &["status", "--election", "x"],
+            &["resign", "--election", "x"],
+        ] {
+            let what = format!("{filter:?} {args:?}");
+            let got = run_with_env(args, &env);
+            assert_one_line_usage_error(&what, got, &["SINGLETON_EXEC_LOG"]);
+        }
+    }
+    // A good filter still works, and an empty variable is no filter (the default levels).
+    for filter in ["debug", "singleton_exec=trace,warn", ""] {
+        let (code, _, err) = run_with_env(&["--", "true"], &[("SINGLETON_EXEC_LOG", filter)]);
+        assert_eq!(code, 124, "{filter:?}: {err}");
+        assert!(err.contains("acquire-timeout"), "{filter:?}: {err}");
+    }
+}
+
+/// Promise: the guard's mode is reachable only by the supervisor that starts it. The variable
+/// that marks it, set by a user (any stage), changes nothing: the command runs and its exit code
+/// is ours.
+#[test]
+fn the_guards_variable_set_by_a_user_changes_nothing() {
+    let etcd = EtcdCluster::single();
+    for (i, value) in ["1", "2", "1:1", "x"].into_iter().enumerate() {
+        let name = format!("guardvar{i}");
+        let mut r = replica_with(
+            &name,
+            &etcd.endpoints(),
+            &[
+                "--election",
+                "guardvar",
+                "--",
+                "sh",
+                "-c",
+                "echo ran; exit 7",
+            ],
+            |c| {
+                c.env("SINGLETON_EXEC_INTERNAL_GUARD", value);
+            },
+        );
+        assert_eq!(r.wait(LONG), 7, "{value}: {}", r.log());
+        assert_eq!(r.stdout(), "ran\n", "{value}: {}", r.log());
+        assert!(r.log().contains("guard started"), "{value}: {}", r.log());
+    }
 }

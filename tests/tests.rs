@@ -13,6 +13,8 @@ mod lease;
 mod operations;
 mod operator;
 mod packaging;
+mod probes;
+mod refusals;
 mod security;
 mod signals;
 mod slots;

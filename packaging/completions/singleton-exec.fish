@@ -24,17 +24,17 @@ function __fish_singleton_exec_using_subcommand
     contains -- $cmd[1] $argv
 end
 
-complete -c singleton-exec -n "__fish_singleton_exec_needs_command" -l endpoints -d 'etcd endpoints, comma-separated. Falls back to ETCDCTL_ENDPOINTS. [default: http://127.0.0.1:2379]' -r
+complete -c singleton-exec -n "__fish_singleton_exec_needs_command" -l endpoints -d 'etcd endpoints, comma-separated, each http://HOST:PORT, https://HOST:PORT or HOST:PORT. Falls back to ETCDCTL_ENDPOINTS. [default: http://127.0.0.1:2379]' -r
 complete -c singleton-exec -n "__fish_singleton_exec_needs_command" -l cacert -d 'CA certificate (PEM) to verify etcd\'s server certificate. Falls back to ETCDCTL_CACERT' -r -F
 complete -c singleton-exec -n "__fish_singleton_exec_needs_command" -l cert -d 'Client certificate (PEM) for mutual TLS. Falls back to ETCDCTL_CERT' -r -F
 complete -c singleton-exec -n "__fish_singleton_exec_needs_command" -l key -d 'Client private key (PEM) for mutual TLS. Falls back to ETCDCTL_KEY' -r -F
 complete -c singleton-exec -n "__fish_singleton_exec_needs_command" -l user -d 'etcd user name. Falls back to ETCDCTL_USER (which may be USER:PASSWORD)' -r
 complete -c singleton-exec -n "__fish_singleton_exec_needs_command" -l password -d 'etcd password; prefer the environment variable. Never logged. Falls back to ETCDCTL_PASSWORD' -r
-complete -c singleton-exec -n "__fish_singleton_exec_needs_command" -l dial-timeout -d 'Timeout of each etcd request and of connecting' -r
+complete -c singleton-exec -n "__fish_singleton_exec_needs_command" -l dial-timeout -d 'Timeout of each etcd request and of connecting; more than 0s' -r
 complete -c singleton-exec -n "__fish_singleton_exec_needs_command" -l election -d 'Election name: replicas with the same name share one leader. Letters, digits, \'.\', \'_\', \'-\'. [default: the file name of COMMAND]' -r
 complete -c singleton-exec -n "__fish_singleton_exec_needs_command" -l id -d 'This replica\'s identity, stored as the election value and shown by `status`. [default: host name]' -r
 complete -c singleton-exec -n "__fish_singleton_exec_needs_command" -l slots -d 'Run N copies across the replicas instead of one, each holding a slot 0..N-1 (given to the child as SINGLETON_EXEC_SLOT). Every replica of the election must use the same N; a replica that finds another N in etcd exits with code 2. 1 keeps the singleton\'s etcd keys exactly' -r
-complete -c singleton-exec -n "__fish_singleton_exec_needs_command" -l ttl -d 'Lease TTL, whole seconds, at least 2s. A crashed leader is replaced after about this long' -r
+complete -c singleton-exec -n "__fish_singleton_exec_needs_command" -l ttl -d 'Lease TTL, whole seconds, from 2s to 1year. A crashed leader is replaced after about this long' -r
 complete -c singleton-exec -n "__fish_singleton_exec_needs_command" -l grace -d 'Time between the stop signal and SIGKILL. [default: 30% of --ttl]' -r
 complete -c singleton-exec -n "__fish_singleton_exec_needs_command" -l margin -d 'Slack kept between SIGKILL and the earliest moment etcd may expire the lease. [default: 10% of --ttl]' -r
 complete -c singleton-exec -n "__fish_singleton_exec_needs_command" -l keepalive-interval -d 'Time between keepalives while all is well. [default: 10% of --ttl]' -r
@@ -44,7 +44,7 @@ recampaign\t'Take a new lease and go back to standby'"
 complete -c singleton-exec -n "__fish_singleton_exec_needs_command" -l on-child-exit -d 'What to do when the child exits while leader: give up leadership and exit with its status, restart it (with backoff) while still leader, or give up leadership and campaign again' -r -f -a "exit\t'Revoke the lease (a standby takes over at once) and exit with the child\'s status'
 restart\t'Start the child again, with backoff, while still leader'
 recampaign\t'Revoke the lease and campaign again as a standby'"
-complete -c singleton-exec -n "__fish_singleton_exec_needs_command" -l acquire-timeout -d 'Give up (exit 124) if not leader after this long. [default: wait forever]' -r
+complete -c singleton-exec -n "__fish_singleton_exec_needs_command" -l acquire-timeout -d 'Give up (exit 124) if not leader after this long; more than 0. [default: wait forever]' -r
 complete -c singleton-exec -n "__fish_singleton_exec_needs_command" -l health-addr -d 'Serve /healthz, /leader, /status, /metrics and POST /resign on PORT, :PORT or HOST:PORT (loopback unless a host is given). Off unless given; without a value, 127.0.0.1:8080' -r
 complete -c singleton-exec -n "__fish_singleton_exec_needs_command" -l resign-signal -d 'A signal that makes the leader step down (stop the child, revoke, hold off, campaign again) instead of being forwarded to the child. [default: none, every signal reaches the child]' -r
 complete -c singleton-exec -n "__fish_singleton_exec_needs_command" -l resign-token-file -d 'File holding the bearer token that POST /resign requires (read at start-up, trimmed). Without it, POST /resign is open on a loopback --health-addr and off on any other' -r -F
@@ -54,7 +54,7 @@ complete -c singleton-exec -n "__fish_singleton_exec_needs_command" -l health-cm
 complete -c singleton-exec -n "__fish_singleton_exec_needs_command" -l health-url -d 'Health check by HTTP GET of an http:// URL; a 2xx status is healthy. Needs no shell, so it works in FROM-scratch images. [default: no health check]' -r
 complete -c singleton-exec -n "__fish_singleton_exec_needs_command" -l health-interval -d 'Time between health checks; the first runs this long after the child starts' -r
 complete -c singleton-exec -n "__fish_singleton_exec_needs_command" -l health-timeout -d 'A check that takes longer fails (a command is killed with its process group). At most --health-interval' -r
-complete -c singleton-exec -n "__fish_singleton_exec_needs_command" -l health-retries -d 'Consecutive failed checks that make the leader step down' -r
+complete -c singleton-exec -n "__fish_singleton_exec_needs_command" -l health-retries -d 'Consecutive failed checks that make the leader step down; times --health-interval at most 1year' -r
 complete -c singleton-exec -n "__fish_singleton_exec_needs_command" -l health-start-period -d 'Failed checks during this time after the child starts are not counted (until the first check passes)' -r
 complete -c singleton-exec -n "__fish_singleton_exec_needs_command" -l log-format -d 'Log format on stderr' -r -f -a "text\t''
 json\t''"
@@ -69,13 +69,13 @@ complete -c singleton-exec -n "__fish_singleton_exec_using_subcommand status" -l
 complete -c singleton-exec -n "__fish_singleton_exec_using_subcommand status" -l prefix -d 'Key prefix under which elections live (as given to the replicas)' -r
 complete -c singleton-exec -n "__fish_singleton_exec_using_subcommand status" -l output -d 'Output format' -r -f -a "text\t'Lines for people'
 json\t'One JSON object (with --watch: one per line)'"
-complete -c singleton-exec -n "__fish_singleton_exec_using_subcommand status" -l endpoints -d 'etcd endpoints, comma-separated. Falls back to ETCDCTL_ENDPOINTS. [default: http://127.0.0.1:2379]' -r
+complete -c singleton-exec -n "__fish_singleton_exec_using_subcommand status" -l endpoints -d 'etcd endpoints, comma-separated, each http://HOST:PORT, https://HOST:PORT or HOST:PORT. Falls back to ETCDCTL_ENDPOINTS. [default: http://127.0.0.1:2379]' -r
 complete -c singleton-exec -n "__fish_singleton_exec_using_subcommand status" -l cacert -d 'CA certificate (PEM) to verify etcd\'s server certificate. Falls back to ETCDCTL_CACERT' -r -F
 complete -c singleton-exec -n "__fish_singleton_exec_using_subcommand status" -l cert -d 'Client certificate (PEM) for mutual TLS. Falls back to ETCDCTL_CERT' -r -F
 complete -c singleton-exec -n "__fish_singleton_exec_using_subcommand status" -l key -d 'Client private key (PEM) for mutual TLS. Falls back to ETCDCTL_KEY' -r -F
 complete -c singleton-exec -n "__fish_singleton_exec_using_subcommand status" -l user -d 'etcd user name. Falls back to ETCDCTL_USER (which may be USER:PASSWORD)' -r
 complete -c singleton-exec -n "__fish_singleton_exec_using_subcommand status" -l password -d 'etcd password; prefer the environment variable. Never logged. Falls back to ETCDCTL_PASSWORD' -r
-complete -c singleton-exec -n "__fish_singleton_exec_using_subcommand status" -l dial-timeout -d 'Timeout of each etcd request and of connecting' -r
+complete -c singleton-exec -n "__fish_singleton_exec_using_subcommand status" -l dial-timeout -d 'Timeout of each etcd request and of connecting; more than 0s' -r
 complete -c singleton-exec -n "__fish_singleton_exec_using_subcommand status" -l log-format -d 'Log format on stderr' -r -f -a "text\t''
 json\t''"
 complete -c singleton-exec -n "__fish_singleton_exec_using_subcommand status" -l watch -d 'Keep running and print the leader again on every change (one line, or one JSON object per line), until SIGINT or SIGTERM (then exit 0)'
@@ -86,13 +86,13 @@ complete -c singleton-exec -n "__fish_singleton_exec_using_subcommand resign" -l
 complete -c singleton-exec -n "__fish_singleton_exec_using_subcommand resign" -l prefix -d 'Key prefix under which elections live (as given to the replicas)' -r
 complete -c singleton-exec -n "__fish_singleton_exec_using_subcommand resign" -l slot -d 'With `--slots N`: the slot (0..N-1) whose holder should step down. Required for an election with slots' -r
 complete -c singleton-exec -n "__fish_singleton_exec_using_subcommand resign" -l timeout -d 'Give up (exit 124) if the leader has not stepped down after this long' -r
-complete -c singleton-exec -n "__fish_singleton_exec_using_subcommand resign" -l endpoints -d 'etcd endpoints, comma-separated. Falls back to ETCDCTL_ENDPOINTS. [default: http://127.0.0.1:2379]' -r
+complete -c singleton-exec -n "__fish_singleton_exec_using_subcommand resign" -l endpoints -d 'etcd endpoints, comma-separated, each http://HOST:PORT, https://HOST:PORT or HOST:PORT. Falls back to ETCDCTL_ENDPOINTS. [default: http://127.0.0.1:2379]' -r
 complete -c singleton-exec -n "__fish_singleton_exec_using_subcommand resign" -l cacert -d 'CA certificate (PEM) to verify etcd\'s server certificate. Falls back to ETCDCTL_CACERT' -r -F
 complete -c singleton-exec -n "__fish_singleton_exec_using_subcommand resign" -l cert -d 'Client certificate (PEM) for mutual TLS. Falls back to ETCDCTL_CERT' -r -F
 complete -c singleton-exec -n "__fish_singleton_exec_using_subcommand resign" -l key -d 'Client private key (PEM) for mutual TLS. Falls back to ETCDCTL_KEY' -r -F
 complete -c singleton-exec -n "__fish_singleton_exec_using_subcommand resign" -l user -d 'etcd user name. Falls back to ETCDCTL_USER (which may be USER:PASSWORD)' -r
 complete -c singleton-exec -n "__fish_singleton_exec_using_subcommand resign" -l password -d 'etcd password; prefer the environment variable. Never logged. Falls back to ETCDCTL_PASSWORD' -r
-complete -c singleton-exec -n "__fish_singleton_exec_using_subcommand resign" -l dial-timeout -d 'Timeout of each etcd request and of connecting' -r
+complete -c singleton-exec -n "__fish_singleton_exec_using_subcommand resign" -l dial-timeout -d 'Timeout of each etcd request and of connecting; more than 0s' -r
 complete -c singleton-exec -n "__fish_singleton_exec_using_subcommand resign" -l log-format -d 'Log format on stderr' -r -f -a "text\t''
 json\t''"
 complete -c singleton-exec -n "__fish_singleton_exec_using_subcommand resign" -s v -l verbose -d 'More log detail (-v debug, -vv trace)'

@@ -39,6 +39,11 @@ enum Outcome {
 }
 
 pub async fn run(args: ResignArgs) -> i32 {
+    // The deadline below adds it to an instant.
+    if let Err(e) = crate::config::at_most_max("--timeout", args.timeout) {
+        eprintln!("singleton-exec: {e}");
+        return exit_code::USAGE;
+    }
     let target = match Target::for_subcommand(&args.election, &args.prefix, args.etcd) {
         Ok(t) => t,
         Err(code) => return code,

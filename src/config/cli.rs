@@ -133,7 +133,7 @@ pub struct RunArgs {
     #[arg(long, env = "SINGLETON_EXEC_SLOTS", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_SLOTS)))]
     pub slots: u32,
 
-    /// Lease TTL, whole seconds, at least 2s. A crashed leader is replaced after about this long.
+    /// Lease TTL, whole seconds, from 2s to 1year. A crashed leader is replaced after about this long.
     #[arg(long, env = "SINGLETON_EXEC_TTL", value_parser = parse_duration, default_value = "10s")]
     pub ttl: Duration,
 
@@ -162,7 +162,7 @@ pub struct RunArgs {
     #[arg(long, env = "SINGLETON_EXEC_ON_CHILD_EXIT", value_enum, default_value_t = OnChildExit::Exit)]
     pub on_child_exit: OnChildExit,
 
-    /// Give up (exit 124) if not leader after this long. [default: wait forever]
+    /// Give up (exit 124) if not leader after this long; more than 0. [default: wait forever]
     #[arg(long, env = "SINGLETON_EXEC_ACQUIRE_TIMEOUT", value_parser = parse_duration)]
     pub acquire_timeout: Option<Duration>,
 
@@ -229,7 +229,8 @@ pub struct HealthArgs {
     #[arg(long, env = "SINGLETON_EXEC_HEALTH_TIMEOUT", value_parser = parse_duration, default_value = "5s")]
     pub health_timeout: Duration,
 
-    /// Consecutive failed checks that make the leader step down.
+    /// Consecutive failed checks that make the leader step down; times --health-interval at most
+    /// 1year.
     #[arg(long, env = "SINGLETON_EXEC_HEALTH_RETRIES", default_value_t = 3)]
     pub health_retries: u32,
 
@@ -242,7 +243,8 @@ pub struct HealthArgs {
 /// How to reach etcd. Shared by the supervisor and `status`.
 #[derive(Debug, Args, Clone)]
 pub struct EtcdArgs {
-    /// etcd endpoints, comma-separated. Falls back to ETCDCTL_ENDPOINTS. [default: http://127.0.0.1:2379]
+    /// etcd endpoints, comma-separated, each http://HOST:PORT, https://HOST:PORT or HOST:PORT. Falls
+    /// back to ETCDCTL_ENDPOINTS. [default: http://127.0.0.1:2379]
     #[arg(long, env = "SINGLETON_EXEC_ENDPOINTS", value_delimiter = ',')]
     pub endpoints: Vec<String>,
 
@@ -266,7 +268,7 @@ pub struct EtcdArgs {
     #[arg(long, env = "SINGLETON_EXEC_PASSWORD", hide_env_values = true)]
     pub password: Option<String>,
 
-    /// Timeout of each etcd request and of connecting.
+    /// Timeout of each etcd request and of connecting; more than 0s.
     #[arg(long, env = "SINGLETON_EXEC_DIAL_TIMEOUT", value_parser = parse_duration, default_value = "5s")]
     pub dial_timeout: Duration,
 }
@@ -335,6 +337,8 @@ mod tests {
     #[test]
     fn modes_and_subcommands() {
         use clap::error::ErrorKind::{self, *};
+        // `status` without `--election` parses while SINGLETON_EXEC_ELECTION is set.
+        let _env = crate::config::tests::env_lock();
         let parse = |args: &[&str]| {
             let argv = std::iter::once("singleton-exec").chain(args.iter().copied());
             Cli::try_parse_from(argv).map_err(|e| e.kind())
@@ -379,6 +383,8 @@ mod tests {
     /// `--health-addr` alone means the loopback default; the command keeps its own flags.
     #[test]
     fn optional_values_and_the_trailing_command() {
+        // The defaults read here are what SINGLETON_EXEC_SLOTS and the like replace.
+        let _env = crate::config::tests::env_lock();
         let cli = Cli::try_parse_from(["singleton-exec", "--health-addr", "--", "ls", "-l", "--x"])
             .unwrap();
         assert_eq!(cli.run.health_addr.as_deref(), Some("127.0.0.1:8080"));

@@ -7,7 +7,8 @@
 
 /// Bad flags, a bad environment variable, an impossible timing model, unreadable TLS files.
 pub const USAGE: i32 = 2;
-/// etcd refused us for good: authentication failed or permission denied on the election prefix.
+/// etcd refused us for good, on every endpoint: authentication failed, permission denied on the
+/// election prefix, or another answer no retry can change.
 pub const ETCD_REJECTED: i32 = 3;
 /// Leadership was lost and `--on-lease-lost exit` was chosen.
 pub const LEASE_LOST: i32 = 122;
@@ -28,7 +29,7 @@ Exit codes:
   N        the child exited with status N (also 0)
   128+S    the child was killed by signal S (143 after SIGTERM, 137 after SIGKILL)
   2        usage or configuration error (bad flag, timing rule broken, unreadable TLS file)
-  3        etcd rejected the credentials or the permission on the election prefix (every endpoint)
+  3        etcd refused us for good on every endpoint (credentials, permissions, an answer no retry changes)
   122      leadership was lost and --on-lease-lost=exit
   124      --acquire-timeout passed before this replica became leader
   125      the supervisor itself failed

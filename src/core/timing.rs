@@ -52,6 +52,11 @@ pub const MIN_TTL: Duration = Duration::from_secs(2);
 pub const MIN_MARGIN: Duration = Duration::from_millis(100);
 /// Keepalives more often than this only load etcd.
 pub const MIN_KEEPALIVE_INTERVAL: Duration = Duration::from_millis(50);
+/// The longest duration any option takes (humantime's year, 365.25 days), `--ttl` included.
+/// Far beyond any useful setting, and small enough that every sum and product the program forms
+/// from validated durations (a deadline on the boot clock, `ttl * 3 / 10`, `2 x keepalive
+/// interval`, the health check's worst case) is exact: no overflow, no panic.
+pub const MAX_DURATION: Duration = Duration::from_secs(31_557_600);
 
 /// A validated set of durations. Construct it with [`TimingModel::new`], which enforces the rules.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,6 +87,8 @@ pub enum TimingError {
     TtlTooShort(Duration),
     #[error("--ttl {} is not a whole number of seconds (rule: etcd leases have 1s resolution)", fmt(*.0))]
     TtlNotWholeSeconds(Duration),
+    #[error("--ttl {} is above the limit of {limit} (rule: ttl <= {limit})", fmt(*.0), limit = fmt(MAX_DURATION))]
+    TtlTooLong(Duration),
     #[error("--margin {} is below 100ms (rule: margin >= 100ms, to cover SIGKILL delivery and reaping)", fmt(*.0))]
     MarginTooSmall(Duration),
     #[error("--keepalive-interval {} is below 50ms (rule: keepalive interval >= 50ms)", fmt(*.0))]
@@ -117,11 +124,16 @@ impl TimingModel {
     pub const DEFAULT_TTL: Duration = Duration::from_secs(10);
 
     /// Fills in defaults (derived from the TTL: grace 30 %, margin 10 %, keepalive 10 %) and checks
-    /// every rule.
+    /// every rule. Any input is answered, never a panic: the TTL is bounded first (so the
+    /// defaults cannot overflow), and the rules on the other durations, which may be as large as
+    /// the parser takes, are checked without overflowing; once they hold, all are below the TTL.
     pub fn new(input: TimingInput) -> Result<Self, TimingError> {
         let ttl = input.ttl.unwrap_or(Self::DEFAULT_TTL);
         if ttl < MIN_TTL {
             return Err(TimingError::TtlTooShort(ttl));
+        }
+        if ttl > MAX_DURATION {
+            return Err(TimingError::TtlTooLong(ttl));
         }
         if ttl.subsec_nanos() != 0 {
             return Err(TimingError::TtlNotWholeSeconds(ttl));
@@ -135,7 +147,8 @@ impl TimingModel {
         if keepalive_interval < MIN_KEEPALIVE_INTERVAL {
             return Err(TimingError::KeepaliveTooShort(keepalive_interval));
         }
-        if grace + margin >= ttl {
+        // A sum too large for a `Duration` does not fit in the TTL either.
+        if grace.checked_add(margin).is_none_or(|g| g >= ttl) {
             return Err(TimingError::GraceDoesNotFit { ttl, grace, margin });
         }
         let model = TimingModel {
@@ -144,10 +157,11 @@ impl TimingModel {
             grace,
             margin,
         };
-        if keepalive_interval * 2 >= model.renew_deadline() {
+        let renew = model.renew_deadline();
+        if keepalive_interval.checked_mul(2).is_none_or(|k| k >= renew) {
             return Err(TimingError::KeepaliveTooLong {
                 keepalive: keepalive_interval,
-                renew: model.renew_deadline(),
+                renew,
             });
         }
         Ok(model)
@@ -396,6 +410,52 @@ mod tests {
             ..Default::default()
         });
         assert!(matches!(e, Err(TimingError::MarginTooSmall(_))));
+    }
+
+    /// Durations up to the parser's maximum are answered with the rule they break, never a
+    /// panic; the limit itself is a valid TTL. One row: ttl, keepalive interval, grace, margin
+    /// (`None`: the default), then the expected result.
+    #[test]
+    fn out_of_range_durations_break_a_rule_and_never_overflow() {
+        let max = Some(Duration::MAX);
+        let huge = secs(u64::MAX / 2);
+        let year = Some(MAX_DURATION);
+        type Row = (
+            Option<Duration>,
+            Option<Duration>,
+            Option<Duration>,
+            Option<Duration>,
+            &'static str,
+        );
+        let rows: &[Row] = &[
+            (max, None, None, None, "TtlTooLong"),
+            (huge, None, None, None, "TtlTooLong"),
+            (secs(31_557_601), None, None, None, "TtlTooLong"),
+            (year, None, None, None, "Ok"),
+            (year, secs(1), max, None, "GraceDoesNotFit"),
+            (year, secs(1), None, max, "GraceDoesNotFit"),
+            (year, secs(1), max, max, "GraceDoesNotFit"),
+            (year, max, None, None, "KeepaliveTooLong"),
+            (year, huge, None, None, "KeepaliveTooLong"),
+            (secs(10), max, None, None, "KeepaliveTooLong"),
+            (secs(10), None, max, None, "GraceDoesNotFit"),
+        ];
+        for (i, &(ttl, keepalive_interval, grace, margin, want)) in rows.iter().enumerate() {
+            let got = TimingModel::new(TimingInput {
+                ttl,
+                keepalive_interval,
+                grace,
+                margin,
+            });
+            let got = got.map_or_else(|e| format!("{e:?}"), |_| "Ok".to_owned());
+            assert!(got.starts_with(want), "row {i}: {got}");
+        }
+        let e = TimingModel::new(TimingInput {
+            ttl: max,
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert!(e.to_string().contains("above the limit of 1year"), "{e}");
     }
 
     #[test]

@@ -12,9 +12,13 @@
 //! * an expired auth token ("invalid auth token": simple tokens expire when unused, JWTs always) →
 //!   the client re-authenticates and retries once by itself; if that fails too, a fresh client
 //!   authenticates anew. Never a reason to give up;
-//! * a rejection (bad credentials, no permission, a TLS certificate one side refuses) → next
-//!   endpoint too, because one misconfigured member must not end a replica that others would serve;
-//!   only when every endpoint in turn has rejected us is it final ([`EtcdError::Rejected`]).
+//! * a rejection: an answer that asking again cannot change (bad credentials, no permission,
+//!   `--user` for an etcd without authentication, a TLS certificate one side refuses, a request
+//!   etcd finds invalid; [`classify_status`] sorts every answer etcd gives) → next endpoint too,
+//!   because one misconfigured member must not end a replica that others would serve; only when
+//!   every endpoint in turn has rejected us is it final ([`EtcdError::Rejected`]). When all
+//!   agree, that is one answer from each, the caller's backoff pausing between them (0.2 s, then
+//!   0.4 s, ..., at most 2 s): about 0.6 s for three endpoints.
 //!
 //! Its configuration ([`EtcdConfig`]) is the config layer's; lease ids are the core's.
 
@@ -34,7 +38,8 @@ const HTTP2_PING_INTERVAL: Duration = Duration::from_secs(5);
 /// An etcd failure, sorted by what the caller should do about it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum EtcdError {
-    /// Retrying will not help: every endpoint refused our credentials, permissions or certificate.
+    /// Retrying will not help: every endpoint in turn gave an answer that asking again cannot
+    /// change (credentials, permissions, a certificate, a request etcd refuses as such).
     #[error("etcd rejected us: {0}")]
     Rejected(String),
     /// The endpoint is down, slow or partitioned, or our token expired; try again (maybe elsewhere).
@@ -90,27 +95,64 @@ enum Kind {
     LeaseGone,
 }
 
-/// The decision behind [`classify`] for a gRPC status, on plain values so it can be tested.
+/// etcd's answers that stand whatever the code says, as etcd's own client maps them back to its
+/// errors (`api/v3rpc/rpctypes/error.go`).
+///
+/// Asking again can change these, though their codes (Unauthenticated, InvalidArgument) say final:
+/// an expired token, or one from before a change of users or roles, is renewed.
+const RETRYABLE: [&str; 2] = ["invalid auth token", "revision of auth store is old"];
+/// Asking again cannot change these, though their codes (FailedPrecondition, OutOfRange, NotFound)
+/// say the cluster's state may: they answer what we asked or how etcd is set up, not a passing state.
+const FINAL: [&str; 17] = [
+    "too large lease TTL",
+    "authentication is not enabled",
+    "user name not found",
+    "role name not found",
+    "root user does not exist",
+    "root user does not have root role",
+    "user name already exists",
+    "role name already exists",
+    "role is not granted to the user",
+    "permission is not granted to the role",
+    "member ID already exist",
+    "Peer URLs already exists",
+    "member not found",
+    "can only promote a learner member",
+    "too many learner members in cluster",
+    "bad leader transferee",
+    "no inflight downgrade job",
+];
+
+/// Messages that are refusals whatever their code: etcd sends some with `Unknown` (a password
+/// given for a user that has none; any answer relayed by a grpc-proxy), and a refusal must not be
+/// retried for ever.
+const REFUSALS: [&str; 3] = [
+    "authentication failed",
+    "permission denied",
+    "user name is empty",
+];
+
+/// The decision behind [`classify`] for a gRPC status, on plain values so it can be tested: etcd's
+/// answers listed above by their message (contained, so that a relayed or wrapped answer counts
+/// too), the rest by their code. Final codes are gRPC's "asking again does not help": the request
+/// is invalid, unauthenticated or not permitted. Everything else (unavailable, timed out, no
+/// leader, a full or corrupt cluster, a compacted revision, and `Unimplemented`, which is also
+/// what a proxy's passing HTTP 404 becomes) may pass, so it is retried.
 fn classify_status(code: tonic::Code, message: &str, debug: &str) -> Kind {
-    // Checked first: etcd answers an expired token with Unauthenticated, which is not a rejection.
-    const RETRYABLE: [&str; 2] = ["invalid auth token", "revision of auth store is old"];
-    const REJECTED: [&str; 3] = [
-        "authentication failed",
-        "permission denied",
-        "user name is empty",
-    ];
-    if RETRYABLE.iter().any(|m| message.contains(m)) {
+    use tonic::Code as C;
+    let says = |answers: &[&str]| answers.iter().any(|a| message.contains(a));
+    let answer = message.strip_prefix("etcdserver: ").unwrap_or(message);
+    if says(&RETRYABLE) {
         return Kind::Unavailable;
     }
     if message.contains("requested lease not found") {
         return Kind::LeaseGone;
     }
-    let rejected = matches!(
+    let final_code = matches!(
         code,
-        tonic::Code::Unauthenticated | tonic::Code::PermissionDenied
-    ) || REJECTED.iter().any(|m| message.contains(m))
-        || is_tls_failure(debug);
-    if rejected {
+        C::Unauthenticated | C::PermissionDenied | C::InvalidArgument
+    );
+    if final_code || FINAL.contains(&answer) || says(&REFUSALS) || is_tls_failure(debug) {
         Kind::Rejected
     } else {
         Kind::Unavailable
@@ -330,70 +372,167 @@ mod tests {
     use super::*;
     use tonic::Code;
 
+    /// Every answer in etcd's `api/v3rpc/rpctypes/error.go` (3.4 to 3.6; an answer whose code
+    /// changed between them is listed with each), sorted into final (asking again, here or at
+    /// another member, gets the same answer), retry (it may pass) or gone (final for that lease
+    /// only), and why. One row a line: code | sort | answer, less `etcdserver: ` | why.
+    const ETCD_ANSWERS: &str = "
+        InvalidArgument    | final | key is not provided                          | our request is malformed
+        InvalidArgument    | final | key not found                                | a put with ignore_* on no key
+        InvalidArgument    | final | value is provided                            | our request is malformed
+        InvalidArgument    | final | lease is provided                            | our request is malformed
+        InvalidArgument    | final | ttl is 0                                     | our request is malformed
+        InvalidArgument    | final | too many operations in txn request           | etcd's --max-txn-ops
+        InvalidArgument    | final | duplicate key given in txn request           | our request is malformed
+        InvalidArgument    | final | invalid client api version                   | our client
+        InvalidArgument    | final | invalid sort option                          | our request is malformed
+        InvalidArgument    | final | request is too large                         | etcd's --max-request-bytes
+        OutOfRange         | final | too large lease TTL                          | --ttl above MaxLeaseTTL
+        OutOfRange         | retry | mvcc: required revision has been compacted   | the caller reads anew
+        OutOfRange         | retry | mvcc: required revision is a future revision | the caller reads anew
+        ResourceExhausted  | retry | mvcc: database space exceeded                | NOSPACE alarm, disarmed by hand
+        ResourceExhausted  | retry | too many requests                            | load passes
+        DataLoss           | retry | corrupt cluster                              | CORRUPT alarm, repaired by hand
+        NotFound           | gone  | requested lease not found                    | that lease only
+        FailedPrecondition | retry | lease already exists                         | a new grant gets a new id
+        Cancelled          | retry | watch canceled                               | watched again
+        FailedPrecondition | final | member ID already exist                      | what was asked
+        FailedPrecondition | final | Peer URLs already exists                     | what was asked
+        FailedPrecondition | retry | re-configuration failed due to not enough started members | members start
+        InvalidArgument    | final | given member URLs are invalid                | what was asked
+        NotFound           | final | member not found                             | what was asked
+        FailedPrecondition | final | can only promote a learner member            | what was asked
+        FailedPrecondition | retry | can only promote a learner member which is in sync with leader | it catches up
+        FailedPrecondition | final | too many learner members in cluster          | etcd's setup
+        FailedPrecondition | final | root user does not exist                     | etcd's auth setup
+        FailedPrecondition | final | root user does not have root role            | etcd's auth setup
+        FailedPrecondition | final | user name already exists                     | etcd's auth setup
+        InvalidArgument    | final | user name is empty                           | auth on, no --user
+        FailedPrecondition | final | user name not found                          | no such --user
+        FailedPrecondition | final | role name already exists                     | etcd's auth setup
+        FailedPrecondition | final | role name not found                          | etcd's auth setup
+        InvalidArgument    | final | role name is empty                           | etcd's auth setup
+        InvalidArgument    | final | authentication failed, invalid user ID or password | --user/--password
+        InvalidArgument    | final | permission not given                         | etcd's auth setup
+        PermissionDenied   | final | permission denied                            | the role's permissions
+        FailedPrecondition | final | role is not granted to the user              | etcd's auth setup
+        FailedPrecondition | final | permission is not granted to the role        | etcd's auth setup
+        FailedPrecondition | final | authentication is not enabled                | --user for an etcd without auth
+        Unauthenticated    | retry | invalid auth token                           | expired: authenticate again
+        InvalidArgument    | retry | revision of auth store is old                | users changed: authenticate again
+        InvalidArgument    | final | invalid auth management                      | what was asked
+        Unavailable        | retry | no leader                                    | an election
+        FailedPrecondition | retry | not leader                                   | a leader change
+        Unavailable        | retry | leader changed                               | a leader change
+        Unavailable        | retry | not capable                                  | 3.4: an upgrade in progress
+        FailedPrecondition | retry | not capable                                  | 3.6: an upgrade in progress
+        Unavailable        | retry | server stopped                               | the next member
+        Unavailable        | retry | request timed out                            | load passes
+        Unavailable        | retry | request timed out, possibly due to previous leader failure | an election
+        Unavailable        | retry | request timed out, possibly due to connection lost | the network
+        Unavailable        | retry | request timed out, waiting for the applied index took too long | load
+        Unavailable        | retry | unhealthy cluster                            | quorum comes back
+        Unavailable        | retry | rpc not supported for learner                | 3.4: the next member
+        FailedPrecondition | retry | rpc not supported for learner                | 3.6: the next member
+        FailedPrecondition | final | bad leader transferee                        | what was asked
+        Unavailable        | retry | cluster version not found during downgrade   | 3.5: passes
+        FailedPrecondition | retry | cluster version not found during downgrade   | 3.6: passes
+        InvalidArgument    | final | wrong downgrade target version format        | what was asked
+        InvalidArgument    | final | invalid downgrade target version             | what was asked
+        FailedPrecondition | retry | cluster has a downgrade job in progress      | it ends
+        FailedPrecondition | final | no inflight downgrade job                    | what was asked
+        Cancelled          | retry | request canceled                             | asked again
+        DeadlineExceeded   | retry | context deadline exceeded                    | asked again
+    ";
+
     #[test]
-    fn status_classification_table() {
-        let cases = [
-            // An expired token is retryable, though etcd says Unauthenticated.
+    fn every_etcd_answer_is_final_or_retried() {
+        let code = |name: &str| {
+            (0..=16)
+                .map(Code::from_i32)
+                .find(|c| format!("{c:?}") == name)
+                .unwrap_or_else(|| panic!("no gRPC code {name}"))
+        };
+        for row in ETCD_ANSWERS.lines().filter(|l| !l.trim().is_empty()) {
+            let [name, sort, answer, why] = row.split('|').map(str::trim).collect::<Vec<_>>()[..]
+            else {
+                panic!("a row has four columns: {row}");
+            };
+            let want = match sort {
+                "final" => Kind::Rejected,
+                "retry" => Kind::Unavailable,
+                "gone" => Kind::LeaseGone,
+                other => panic!("no sort {other}: {row}"),
+            };
+            let message = format!("etcdserver: {answer}");
+            let got = classify_status(code(name), &message, &message);
+            assert_eq!(got, want, "{name} {message:?} ({why})");
+        }
+    }
+
+    /// Answers that are not etcd's own: by their code, and a certificate either side refuses.
+    #[test]
+    fn other_answers_by_their_code() {
+        use Code::*;
+        let rows = [
+            (Unknown, "etcdserver: invalid auth token", Kind::Unavailable),
             (
-                Code::Unauthenticated,
-                "etcdserver: invalid auth token",
-                Kind::Unavailable,
-            ),
-            (
-                Code::Unknown,
-                "etcdserver: invalid auth token",
-                Kind::Unavailable,
-            ),
-            (
-                Code::FailedPrecondition,
-                "etcdserver: revision of auth store is old",
-                Kind::Unavailable,
-            ),
-            (
-                Code::InvalidArgument,
-                "etcdserver: authentication failed, invalid user ID or password",
-                Kind::Rejected,
-            ),
-            (
-                Code::PermissionDenied,
-                "etcdserver: permission denied",
-                Kind::Rejected,
-            ),
-            (
-                Code::InvalidArgument,
-                "etcdserver: user name is empty",
-                Kind::Rejected,
-            ),
-            (
-                Code::NotFound,
-                "etcdserver: requested lease not found",
-                Kind::LeaseGone,
-            ),
-            (
-                Code::Unavailable,
-                "etcdserver: no leader",
-                Kind::Unavailable,
-            ),
-            (
-                Code::Unavailable,
+                Unavailable,
                 "error trying to connect: tcp connect error",
                 Kind::Unavailable,
             ),
             (
-                Code::DeadlineExceeded,
+                DeadlineExceeded,
                 "context deadline exceeded",
                 Kind::Unavailable,
             ),
+            (Cancelled, "Timeout expired", Kind::Unavailable),
+            // etcd 3.4's answer to a token from before a change of users or roles.
+            (
+                Unknown,
+                "auth: revision in header is old",
+                Kind::Unavailable,
+            ),
+            (Unknown, "h2 protocol error", Kind::Unavailable),
+            // What a proxy's passing HTTP 404 becomes (a route reloading): it may pass.
+            (
+                Unimplemented,
+                "unknown service etcdserverpb.Lease",
+                Kind::Unavailable,
+            ),
+            // Refusals that arrive with another code: a password for a user that has none
+            // (etcd 3.5+ sends it as Unknown), or an answer relayed by a grpc-proxy.
+            (
+                Unknown,
+                "auth: authentication failed, password was given for no password user",
+                Kind::Rejected,
+            ),
+            (Unknown, "etcdserver: permission denied", Kind::Rejected),
+            // Wrapped in another message: still what it says.
+            (
+                Unauthenticated,
+                "rpc error: code = Unauthenticated desc = etcdserver: invalid auth token",
+                Kind::Unavailable,
+            ),
+            (
+                NotFound,
+                "rpc error: desc = etcdserver: requested lease not found",
+                Kind::LeaseGone,
+            ),
+            (PermissionDenied, "denied by a proxy", Kind::Rejected),
+            (Unauthenticated, "no credentials", Kind::Rejected),
+            // A future etcd's transient answer must not end the replica.
+            (
+                FailedPrecondition,
+                "etcdserver: something new",
+                Kind::Unavailable,
+            ),
         ];
-        for (code, message, want) in cases {
+        for (code, message, want) in rows {
             assert_eq!(classify_status(code, message, message), want, "{message}");
         }
         assert_eq!(
-            classify_status(
-                Code::Unknown,
-                "transport",
-                "InvalidCertificate(UnknownIssuer)"
-            ),
+            classify_status(Unknown, "transport", "InvalidCertificate(UnknownIssuer)"),
             Kind::Rejected
         );
     }

@@ -27,6 +27,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::core::exit_code::ChildStatus;
+use crate::core::timing::MAX_DURATION;
 use crate::process::contract::CheckExit;
 
 /// What a check does.
@@ -98,6 +99,7 @@ impl HealthConfig {
         if retries == 0 {
             return Err("--health-retries must be at least 1".into());
         }
+        within_limits(interval, retries, start_period)?;
         Ok(Some(HealthConfig {
             check,
             interval,
@@ -109,8 +111,13 @@ impl HealthConfig {
 
     /// How long a leader whose child wedged can keep leadership: the start period, `retries` checks
     /// on the `interval` tick, the last one running to its `timeout`, then the stop's `grace`.
+    /// Validated options keep every term within a year; saturating all the same, since the fields
+    /// are public.
     pub fn worst_case(&self, grace: Duration) -> Duration {
-        self.start_period + self.interval * self.retries + self.timeout + grace
+        self.start_period
+            .saturating_add(self.interval.saturating_mul(self.retries))
+            .saturating_add(self.timeout)
+            .saturating_add(grace)
     }
 
     /// What the start-up log shows.
@@ -127,6 +134,36 @@ impl HealthConfig {
             humantime::format_duration(self.start_period)
         )
     }
+}
+
+/// The durations the checks add to instants, and `retries` checks of `interval`, each within
+/// [`MAX_DURATION`]: the schedule and the worst case are then exact (no overflow, no panic), and
+/// a wedged leader is found within a year at most.
+fn within_limits(interval: Duration, retries: u32, start_period: Duration) -> Result<(), String> {
+    let limit = humantime::format_duration(MAX_DURATION);
+    let too_long = |option: &str, d: Duration| {
+        let d = humantime::format_duration(d);
+        format!(
+            "{option} {d} is above the limit of {limit} (rule: every duration is at most {limit})"
+        )
+    };
+    if interval > MAX_DURATION {
+        return Err(too_long("--health-interval", interval));
+    }
+    if start_period > MAX_DURATION {
+        return Err(too_long("--health-start-period", start_period));
+    }
+    if interval
+        .checked_mul(retries)
+        .is_none_or(|d| d > MAX_DURATION)
+    {
+        return Err(format!(
+            "--health-retries {retries} x --health-interval {} is above the limit of {limit} \
+             (rule: retries x interval <= {limit}, the time a wedged leader may keep leading)",
+            humantime::format_duration(interval)
+        ));
+    }
+    Ok(())
 }
 
 /// Parses `http://host[:port][/path]`. Only plain HTTP: a health endpoint is the app's own,
@@ -595,6 +632,12 @@ mod tests {
             c.worst_case(Duration::from_secs(3)),
             Duration::from_secs(7 + 30 + 5 + 3)
         );
+        let unchecked = HealthConfig {
+            interval: Duration::MAX,
+            retries: u32::MAX,
+            ..cfg(3, 7)
+        };
+        assert_eq!(unchecked.worst_case(Duration::MAX), Duration::MAX);
     }
 
     #[test]
@@ -806,7 +849,13 @@ mod tests {
         let rows = [
             (ms(100), ms(100), 1, true),
             (ms(99), ms(99), 1, false),
-            (ms(100), ms(1), u32::MAX, true),
+            (ms(100), ms(1), 315_576_000, true),
+            (ms(100), ms(1), 315_576_001, false),
+            (ms(100), ms(1), u32::MAX, false),
+            (MAX_DURATION, ms(1), 1, true),
+            (MAX_DURATION + ms(1), ms(1), 1, false),
+            (MAX_DURATION, ms(1), 2, false),
+            (Duration::MAX, ms(1), u32::MAX, false),
             (ms(100), ms(101), 1, false),
             (ms(100), ms(0), 1, false),
             (ms(100), ms(50), 0, false),
@@ -819,6 +868,20 @@ mod tests {
                 "{interval:?} {timeout:?} {retries}: {got:?}"
             );
         }
+        let start = |period| HealthConfig::new(Some("x".into()), None, ms(100), ms(1), 1, period);
+        assert!(start(MAX_DURATION).is_ok());
+        let e = start(Duration::MAX).unwrap_err();
+        assert!(e.contains("--health-start-period"), "{e}");
+        let e = new(Duration::MAX, ms(1), 1).unwrap_err();
+        assert!(
+            e.contains("--health-interval") && e.contains("limit of 1year"),
+            "{e}"
+        );
+        let e = new(ms(100), ms(1), u32::MAX).unwrap_err();
+        assert!(
+            e.contains("--health-retries") && e.contains("limit of 1year"),
+            "{e}"
+        );
     }
 
     #[test]

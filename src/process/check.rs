@@ -46,6 +46,10 @@ struct Running {
     cancelled: bool,
     /// The read end of its output pipe, until end-of-file.
     output: Option<OwnedFd>,
+    /// Readable once the check has ended: its end wakes the thread even when no SIGCHLD reaches
+    /// the signalfd (another thread that does not block SIGCHLD may take it) and the output's
+    /// end-of-file came just before the process became reapable.
+    pidfd: Option<OwnedFd>,
     kept: Vec<u8>,
 }
 
@@ -78,6 +82,7 @@ impl CheckSlot {
             timed_out: false,
             cancelled: false,
             output: Some(read),
+            pidfd: spawn::pidfd(pid),
             kept: Vec::new(),
         });
         Ok(())
@@ -93,6 +98,14 @@ impl CheckSlot {
         self.current
             .as_ref()
             .and_then(|c| c.output.as_ref())
+            .map(|f| f.as_fd())
+    }
+
+    /// The check's pidfd, to poll, while it runs.
+    pub fn pidfd(&self) -> Option<BorrowedFd<'_>> {
+        self.current
+            .as_ref()
+            .and_then(|c| c.pidfd.as_ref())
             .map(|f| f.as_fd())
     }
 

@@ -20,25 +20,74 @@
 //! start time): after the leader was reaped and its group emptied, the number may belong to someone
 //! else.
 //!
+//! The guard's mode is reachable only from the supervisor that starts it. The variable that
+//! selects it names the stage and the supervisor's pid (`SINGLETON_EXEC_INTERNAL_GUARD=1:PID`),
+//! and counts only when stdin is a socket that process created: a `socketpair` records its
+//! creator in both ends' peer credentials (`SO_PEERCRED`), which no one can set. Stage 1 must also
+//! be that process' child. Anything else (the variable set by a user, copied from a guard's
+//! environment, stdin a terminal, a pipe or another socket) runs the binary as usual.
+//!
 //! What it cannot reach: a descendant that left the child's process group (`setsid`, a daemon that
 //! double-forks into its own group). Under systemd the unit's cgroup covers those (`KillMode=mixed`
 //! kills what is left when the main process dies); in a container, the PID namespace does.
 
 #![forbid(unsafe_code)]
 
-use std::ffi::OsString;
+use std::ffi::OsStr;
 use std::io::{self, BufRead};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 
 use nix::sys::signal::{pthread_sigmask, SigSet, SigmaskHow};
-use nix::sys::socket::{socketpair, AddressFamily, MsgFlags, SockFlag, SockType};
+use nix::sys::socket::{
+    getsockopt, socketpair, sockopt, AddressFamily, MsgFlags, SockFlag, SockType,
+};
 
 use crate::process::signals;
 
-/// Set (to a stage) in the guard's environment: the binary then runs as the guard.
+/// Set to `STAGE:SUPERVISOR_PID` in the guard's environment: with the socket the supervisor made
+/// as stdin, the binary then runs as the guard.
 const GUARD_ENV: &str = "SINGLETON_EXEC_INTERNAL_GUARD";
+
+/// Which part of the guard a process started as one plays.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    /// Stage 1, the supervisor's child: starts stage 2 and exits, orphaning it.
+    Launch { supervisor: libc::pid_t },
+    /// Stage 2, the guard itself: waits for end-of-file on stdin.
+    Watch,
+}
+
+/// The stage this process is to play, if any. `marker` is [`GUARD_ENV`]'s value, `stdin_peer`
+/// the pid in stdin's peer credentials (`None`: not a socket), `parent` our parent's pid. Pure:
+/// the variable alone never selects the guard's mode, only with a socket the named supervisor
+/// created (and, for stage 1, being its child).
+fn stage_of(marker: &OsStr, stdin_peer: Option<libc::pid_t>, parent: libc::pid_t) -> Option<Stage> {
+    let (stage, pid) = marker.to_str()?.split_once(':')?;
+    let supervisor: libc::pid_t = pid.parse().ok().filter(|&p| p > 0)?;
+    if stdin_peer != Some(supervisor) {
+        return None;
+    }
+    match stage {
+        "1" if parent == supervisor => Some(Stage::Launch { supervisor }),
+        "2" => Some(Stage::Watch),
+        _ => None,
+    }
+}
+
+/// The pid of the process that created the socket on stdin (both ends of a `socketpair` carry
+/// it); `None` if stdin is not a Unix socket.
+fn stdin_peer() -> Option<libc::pid_t> {
+    let stdin = io::stdin();
+    let creds = getsockopt(&stdin.as_fd(), sockopt::PeerCredentials).ok()?;
+    Some(creds.pid()).filter(|&p| p > 0)
+}
+
+/// [`GUARD_ENV`]'s value for `stage`, naming this process as the supervisor.
+fn marker(stage: u8, supervisor: libc::pid_t) -> String {
+    format!("{stage}:{supervisor}")
+}
 
 /// The supervisor's end of the channel.
 pub struct Guard {
@@ -51,8 +100,9 @@ impl Guard {
     pub fn start() -> io::Result<Guard> {
         let (ours, theirs) = socket_pair()?;
         let exe = std::env::current_exe()?;
+        let me = std::process::id() as libc::pid_t;
         let stage1 = Command::new(&exe)
-            .env(GUARD_ENV, "1")
+            .env(GUARD_ENV, marker(1, me))
             .stdin(Stdio::from(theirs))
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -101,25 +151,25 @@ fn start_time(pid: libc::pid_t) -> Option<u64> {
     rest.split_whitespace().nth(19)?.parse().ok()
 }
 
-/// Runs the guard if this process was started as one; returns its exit code. Called first in
-/// `main`.
+/// Runs the guard if this process was started as one by a supervisor ([`stage_of`]); returns its
+/// exit code. Called first in `main`; `None` (run as usual) for everyone else.
 pub fn run_if_guard() -> Option<i32> {
-    let stage = std::env::var_os(GUARD_ENV)?;
-    Some(match stage.to_str() {
-        Some("1") => stage1(),
-        Some("2") => stage2(),
-        _ => 2,
+    let marker = std::env::var_os(GUARD_ENV)?;
+    let parent = nix::unistd::getppid().as_raw();
+    Some(match stage_of(&marker, stdin_peer(), parent)? {
+        Stage::Launch { supervisor } => stage1(supervisor),
+        Stage::Watch => stage2(),
     })
 }
 
-fn stage1() -> i32 {
+fn stage1(supervisor: libc::pid_t) -> i32 {
     let Ok(exe) = std::env::current_exe() else {
         return 1;
     };
     // stdin (the socket) is inherited; the guard needs no output. Its pid goes to the supervisor.
     let started = Command::new(exe)
         .arg0("singleton-exec-guard")
-        .env(GUARD_ENV, OsString::from("2"))
+        .env(GUARD_ENV, marker(2, supervisor))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn();
@@ -218,6 +268,50 @@ mod tests {
         assert_eq!(parse_groups("0 5"), None);
         assert_eq!(parse_groups("x 5"), None);
         assert_eq!(parse_groups("-3 5"), None);
+    }
+
+    /// Only the variable naming a supervisor, with a socket that supervisor created on stdin,
+    /// selects a stage; stage 1 also needs that supervisor as its parent. One row: the variable,
+    /// stdin's peer pid (`None`: not a socket), the parent's pid, the stage.
+    #[test]
+    fn the_guards_mode_needs_the_supervisors_socket() {
+        let launch = Some(Stage::Launch { supervisor: 40 });
+        let rows: &[(&str, Option<libc::pid_t>, libc::pid_t, Option<Stage>)] = &[
+            ("1:40", Some(40), 40, launch),
+            ("2:40", Some(40), 1, Some(Stage::Watch)),
+            ("2:40", Some(40), 40, Some(Stage::Watch)),
+            // What a user may set: the variable without a pid, or with one not behind stdin.
+            ("1", Some(40), 40, None),
+            ("2", Some(40), 40, None),
+            ("1:40", None, 40, None),
+            ("2:40", None, 1, None),
+            ("1:40", Some(41), 40, None),
+            ("2:40", Some(41), 1, None),
+            // Stage 1 is the supervisor's own child.
+            ("1:40", Some(40), 1, None),
+            ("3:40", Some(40), 40, None),
+            ("1:0", Some(0), 0, None),
+            ("1:-1", Some(-1), -1, None),
+            ("", Some(40), 40, None),
+            (":40", Some(40), 40, None),
+            ("1:40:1", Some(40), 40, None),
+        ];
+        for (marker, peer, parent, want) in rows {
+            let got = stage_of(OsStr::new(marker), *peer, *parent);
+            assert_eq!(got, *want, "{marker:?} {peer:?} {parent}");
+        }
+        assert_eq!(marker(1, 40), "1:40");
+    }
+
+    /// Both ends of a socketpair name their creator: the check the guard makes of its stdin.
+    #[test]
+    fn a_socketpair_names_its_creator() {
+        let (a, b) = socket_pair().unwrap();
+        let me = std::process::id() as libc::pid_t;
+        for end in [&a, &b] {
+            let creds = getsockopt(end, sockopt::PeerCredentials).unwrap();
+            assert_eq!(creds.pid(), me);
+        }
     }
 
     #[test]

@@ -501,7 +501,11 @@ mod tests {
                 Some("wedged"),
                 "stderr is captured too: {output:?}"
             );
-            assert!(group_members(pgid).is_empty());
+            // SIGKILL is delivered asynchronously: the group goes a moment after the result.
+            wait_until(
+                || group_members(pgid).is_empty(),
+                "the timed-out check's group to go",
+            );
             // A check that floods its output is drained, not blocked: it ends by itself.
             let (exit, output) = run_check(
                 sup,

@@ -149,10 +149,11 @@ impl ProcessOwner {
             self.sent_faults.as_ref().map(|f| f.as_fd()),
             self.tree.as_ref().and_then(Tree::pidfd),
             self.check.output_fd(),
+            self.check.pidfd(),
         ];
         // An absent descriptor is stood in for by `wake`, which is polled anyway (poll(2) takes
         // the same descriptor twice): the set stays on the stack, nothing is allocated here.
-        let [sent, pidfd, output] = optional.map(|fd| fd.unwrap_or(wake));
+        let [sent, pidfd, output, check] = optional.map(|fd| fd.unwrap_or(wake));
         let mut fds = [
             self.sigfd.as_fd(),
             wake,
@@ -160,6 +161,7 @@ impl ProcessOwner {
             sent,
             pidfd,
             output,
+            check,
         ]
         .map(|fd| PollFd::new(fd, PollFlags::POLLIN));
         if let Err(e) = nix::poll::poll(&mut fds, PollTimeout::NONE) {

@@ -14,6 +14,13 @@
 //! other address it needs `Authorization: Bearer TOKEN` with the token from `--resign-token-file`,
 //! and without a token file it is off (403). The read-only endpoints stay open everywhere: probes and
 //! scrapers carry no credentials.
+//!
+//! So anyone who can connect can try to keep the probes out, and the endpoints run on the
+//! leadership loop's runtime thread. [`connections`] decides which connections stay open: a new one
+//! is always accepted, idle and slow ones are closed first. The answers themselves are cheap and
+//! bounded: one request per connection, a request head of at most [`MAX_HEAD`], and at most
+//! [`ETCD_READS`] reads from etcd at a time for `/status`, so no flood of requests queues up in
+//! front of the leadership loop's own calls to etcd.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -25,8 +32,9 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc::UnboundedSender;
+use tokio::sync::Semaphore;
 
 use crate::config::etcd::Secret;
 use crate::core::clock::BootInstant;
@@ -36,12 +44,18 @@ use crate::election::queue::{Election, LeaderInfo};
 use crate::election::slots::SlotsView;
 use crate::report::observer::{HealthView, Observer};
 
-/// Connections served at once; more wait in the kernel's backlog. Probes and scrapers need few.
-const MAX_CONNECTIONS: usize = 32;
-/// A connection that sends no complete request within this long is closed.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+mod connections;
+
+use connections::{Connections, Stage, EXCHANGE_TIMEOUT, HEAD_TIMEOUT};
+
 /// After an accept error (EMFILE, ENFILE, ENOBUFS), wait before trying again instead of spinning.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+/// The largest request head read (hyper's smallest buffer); a larger one is answered 431. Ours
+/// are a few hundred bytes.
+const MAX_HEAD: usize = 8 * 1024;
+/// `/status` requests reading from etcd at once; others wait for their turn within the same
+/// [`ETCD_VIEW_TIMEOUT`] (and show null if it passes).
+const ETCD_READS: usize = 2;
 
 /// What the handlers need.
 pub struct Endpoints {
@@ -127,9 +141,17 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     std::hint::black_box(diff) == 0
 }
 
+/// The endpoints and what their requests share.
+struct Server {
+    ep: Arc<Endpoints>,
+    /// Turns to read from etcd: [`ETCD_READS`] permits.
+    etcd_reads: Semaphore,
+}
+
 /// Serves until the runtime stops. The listener is bound by the caller, so a bad address fails
 /// at start-up.
 pub async fn serve(listener: std::net::TcpListener, endpoints: Arc<Endpoints>) {
+    deepen_backlog(&listener);
     let listener = match listener
         .set_nonblocking(true)
         .and_then(|_| TcpListener::from_std(listener))
@@ -140,29 +162,85 @@ pub async fn serve(listener: std::net::TcpListener, endpoints: Arc<Endpoints>) {
             return;
         }
     };
-    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let server = Arc::new(Server {
+        ep: endpoints,
+        etcd_reads: Semaphore::new(ETCD_READS),
+    });
+    let mut open = Connections::new(connections::cap(connections::descriptor_limit()));
     loop {
-        let Ok(permit) = slots.clone().acquire_owned().await else {
-            return;
-        };
         let stream = match listener.accept().await {
             Ok((stream, _)) => stream,
             Err(e) => {
                 tracing::debug!(error = %e, "health endpoint: accept failed");
+                if out_of_descriptors(&e) {
+                    // An idle connection gives one back for the next probe.
+                    open.close_oldest_waiting();
+                }
                 tokio::time::sleep(ACCEPT_BACKOFF).await;
                 continue;
             }
         };
-        let endpoints = endpoints.clone();
-        tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |req| handle(req, endpoints.clone()));
-            let conn = hyper::server::conn::http1::Builder::new()
-                .keep_alive(false)
-                .serve_connection(TokioIo::new(stream), service);
-            let _ = tokio::time::timeout(REQUEST_TIMEOUT, conn).await;
-            drop(permit);
-        });
+        if open.make_room() > 0 {
+            // The closed connection's task lets go of its descriptor when it next runs: let it
+            // run before accepting more, so a burst cannot take more descriptors than the cap.
+            tokio::task::yield_now().await;
+        }
+        let stage = Stage::default();
+        let task = tokio::spawn(exchange(stream, server.clone(), stage.clone()));
+        open.add(stage, task.abort_handle());
     }
+}
+
+/// Whether an accept failed for want of a file descriptor (the process's or the system's).
+fn out_of_descriptors(e: &std::io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE))
+}
+
+/// Lets the kernel queue as many connections as the system allows (`net.core.somaxconn`) instead
+/// of std's 128: a burst of connections then waits to be accepted, where a full queue would drop
+/// a probe's SYN and make it try again a second later. (Linux takes `listen` again on a listening
+/// socket as a new queue length.)
+fn deepen_backlog(listener: &std::net::TcpListener) {
+    use nix::sys::socket::{listen, Backlog};
+    if let Err(e) = listen(listener, Backlog::MAXCONN) {
+        tracing::debug!(error = %e, "health endpoint: cannot lengthen the accept queue");
+    }
+}
+
+/// One connection: one request and its answer, then close. Ends early if the request head is not
+/// complete within [`HEAD_TIMEOUT`], and in any case after [`EXCHANGE_TIMEOUT`].
+async fn exchange(stream: TcpStream, server: Arc<Server>, stage: Stage) {
+    let head_by = tokio::time::Instant::now() + HEAD_TIMEOUT;
+    // Hyper's buffers (16 KiB) are made only for a connection that has sent something: an idle
+    // one costs its socket and a task of 2 KiB.
+    if !matches!(
+        tokio::time::timeout_at(head_by, stream.readable()).await,
+        Ok(Ok(()))
+    ) {
+        return;
+    }
+    let on_head = stage.clone();
+    let service = hyper::service::service_fn(move |req| {
+        on_head.head_read();
+        handle(req, server.clone())
+    });
+    let conn = hyper::server::conn::http1::Builder::new()
+        .keep_alive(false)
+        .max_buf_size(MAX_HEAD)
+        .serve_connection(TokioIo::new(stream), service);
+    let head_late = async {
+        tokio::time::sleep_until(head_by).await;
+        if stage.answering() {
+            std::future::pending::<()>().await;
+        }
+    };
+    let one_exchange = async {
+        tokio::select! {
+            _ = conn => {}
+            _ = head_late => {}
+        }
+    };
+    let _ = tokio::time::timeout(EXCHANGE_TIMEOUT, one_exchange).await;
 }
 
 fn reply(status: StatusCode, content_type: &str, body: String) -> Response<Full<Bytes>> {
@@ -201,8 +279,9 @@ fn route(method: &Method, path: &str) -> Route {
 
 async fn handle(
     req: Request<Incoming>,
-    ep: Arc<Endpoints>,
+    server: Arc<Server>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
+    let ep = &server.ep;
     let obs = &ep.observer;
     let text = "text/plain; charset=utf-8";
     let r = match route(req.method(), req.uri().path()) {
@@ -224,13 +303,17 @@ async fn handle(
                 reply(StatusCode::SERVICE_UNAVAILABLE, text, "not leader\n".into())
             }
         }
-        Route::Status => reply(StatusCode::OK, "application/json", status_json(&ep).await),
+        Route::Status => reply(
+            StatusCode::OK,
+            "application/json",
+            status_json(&server).await,
+        ),
         Route::Metrics => reply(
             StatusCode::OK,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
             obs.encode_metrics(),
         ),
-        Route::Resign => resign(&req, &ep),
+        Route::Resign => resign(&req, ep),
         Route::WrongMethod => reply(
             StatusCode::METHOD_NOT_ALLOWED,
             text,
@@ -300,8 +383,9 @@ fn resign(req: &Request<Incoming>, ep: &Endpoints) -> Response<Full<Bytes>> {
 /// How long `/status` waits for etcd's view; a slow etcd leaves those fields null.
 const ETCD_VIEW_TIMEOUT: Duration = Duration::from_secs(1);
 
-async fn status_json(ep: &Endpoints) -> String {
-    let (leader, holders) = (current_leader(ep).await, slot_holders(ep).await);
+async fn status_json(server: &Server) -> String {
+    let (leader, holders) = (current_leader(server).await, slot_holders(server).await);
+    let ep = &server.ep;
     let body = status_body(
         &ep.observer,
         leader.as_ref(),
@@ -313,30 +397,34 @@ async fn status_json(ep: &Endpoints) -> String {
 }
 
 /// The election's leader as etcd shows it now.
-async fn current_leader(ep: &Endpoints) -> Option<LeaderInfo> {
-    let election = &ep.election;
-    etcd_view(ep, |mut c| async move { election.leader(&mut c).await }).await
+async fn current_leader(server: &Server) -> Option<LeaderInfo> {
+    let election = &server.ep.election;
+    etcd_view(server, |mut c| async move { election.leader(&mut c).await }).await
 }
 
 /// With `--slots N`: every slot's holder, as etcd shows it.
-async fn slot_holders(ep: &Endpoints) -> Option<SlotsView> {
-    if ep.slots <= 1 {
+async fn slot_holders(server: &Server) -> Option<SlotsView> {
+    if server.ep.slots <= 1 {
         return None;
     }
-    let election = &ep.election;
-    etcd_view(ep, |mut c| async move {
+    let election = &server.ep.election;
+    etcd_view(server, |mut c| async move {
         SlotsView::read(election, &mut c).await
     })
     .await
 }
 
-/// One read for `/status`, if etcd answers in time: a failure or a slow etcd shows as null.
-async fn etcd_view<T, F, Fut>(ep: &Endpoints, read: F) -> Option<T>
+/// One read for `/status`, in its turn, if etcd answers in time: a failure, a slow etcd or a long
+/// wait for a turn shows as null.
+async fn etcd_view<T, F, Fut>(server: &Server, read: F) -> Option<T>
 where
     F: FnOnce(Client) -> Fut,
     Fut: std::future::Future<Output = Result<Option<T>, EtcdError>>,
 {
-    let answer = async { ep.connector.call(read).await.ok().flatten() };
+    let answer = async {
+        let _turn = server.etcd_reads.acquire().await.ok()?;
+        server.ep.connector.call(read).await.ok().flatten()
+    };
     tokio::time::timeout(ETCD_VIEW_TIMEOUT, answer)
         .await
         .ok()
@@ -626,6 +714,22 @@ mod tests {
         );
         assert_eq!(h["took_ms"], 7);
         assert!(h["ms_ago"].as_u64().is_some_and(|ms| ms >= 250));
+    }
+
+    #[test]
+    fn only_a_want_of_descriptors_closes_an_idle_connection() {
+        let rows = [
+            (libc::EMFILE, true),
+            (libc::ENFILE, true),
+            (libc::ENOBUFS, false),
+            (libc::ENOMEM, false),
+            (libc::ECONNABORTED, false),
+        ];
+        for (errno, want) in rows {
+            let e = std::io::Error::from_raw_os_error(errno);
+            assert_eq!(out_of_descriptors(&e), want, "{e}");
+        }
+        assert!(!out_of_descriptors(&std::io::ErrorKind::Other.into()));
     }
 
     #[test]

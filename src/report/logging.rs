@@ -16,7 +16,7 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-use tracing_subscriber::filter::Targets;
+use tracing_subscriber::filter::{LevelFilter, Targets};
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
@@ -173,17 +173,77 @@ fn level(verbose: u8, quiet: u8) -> &'static str {
     }
 }
 
-pub fn init(args: &LogArgs) {
+/// The variable that replaces the levels of `-v`/`-q` with a filter of its own.
+pub const FILTER_VAR: &str = "SINGLETON_EXEC_LOG";
+
+/// `SINGLETON_EXEC_LOG` is set but is not a filter. A usage error: ignoring it would log at levels
+/// nobody asked for, and some strings parse as a target that matches nothing, hiding every line,
+/// errors included.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "{FILTER_VAR}={given:?} is not a log filter: {why} (a comma-separated list of LEVEL, TARGET \
+     or TARGET=LEVEL, e.g. debug or singleton_exec=trace,warn; levels: off error warn info debug \
+     trace)"
+)]
+pub struct BadLogFilter {
+    given: String,
+    why: String,
+}
+
+/// The filter: `given` (the variable, as in RUST_LOG: `target=level,...`) when set and not
+/// empty, else `singleton_exec` at the level of `-v`/`-q` and warnings from the libraries.
+/// Checked directive by directive: a target is a module path (letters, digits, `_`, `::`), a
+/// level one of tracing's; `Targets` itself takes any string as a target.
+fn filter(given: Option<&str>, level: &str) -> Result<Targets, BadLogFilter> {
+    let given = given.map(str::trim).filter(|g| !g.is_empty());
+    let Some(given) = given else {
+        let default = format!("singleton_exec={level},warn");
+        return Ok(default.parse().expect("a valid default filter"));
+    };
+    let bad = |why: String| BadLogFilter {
+        given: given.to_owned(),
+        why,
+    };
+    let directives: Vec<&str> = given.split(',').map(str::trim).collect();
+    for directive in &directives {
+        check_directive(directive).map_err(bad)?;
+    }
+    directives
+        .join(",")
+        .parse()
+        .map_err(|e| bad(format!("{e}")))
+}
+
+/// One `LEVEL`, `TARGET` or `TARGET=LEVEL`; why not, if it is none of these.
+fn check_directive(directive: &str) -> Result<(), String> {
+    let (target, level) = match directive.split_once('=') {
+        Some((target, level)) => (target, Some(level)),
+        None if directive.parse::<LevelFilter>().is_ok() => return Ok(()),
+        None => (directive, None),
+    };
+    let module_path = !target.is_empty()
+        && target.split("::").all(|part| {
+            !part.is_empty() && part.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        });
+    if !module_path {
+        return Err(format!(
+            "{target:?} is not a target (a module path such as singleton_exec)"
+        ));
+    }
+    match level {
+        Some(level) if level.parse::<LevelFilter>().is_err() => {
+            Err(format!("{level:?} is not a level"))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Sets up logging to stderr. A bad `SINGLETON_EXEC_LOG` is refused before anything is logged.
+pub fn init(args: &LogArgs) -> Result<(), BadLogFilter> {
     let level = level(args.verbose, args.quiet);
     // `target=level,...` as in RUST_LOG, without the regex engine EnvFilter would pull in.
-    let filter: Targets = std::env::var("SINGLETON_EXEC_LOG")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| {
-            format!("singleton_exec={level},warn")
-                .parse()
-                .expect("a valid default filter")
-        });
+    let given = std::env::var_os(FILTER_VAR).map(|v| v.to_string_lossy().into_owned());
+    let filter = filter(given.as_deref(), level)?;
     let layer = tracing_subscriber::fmt::layer()
         .with_writer(NonBlocking)
         .with_target(false);
@@ -194,6 +254,7 @@ pub fn init(args: &LogArgs) {
     };
     // A second init (tests) keeps the first subscriber.
     let _ = result;
+    Ok(())
 }
 
 #[cfg(test)]
@@ -216,6 +277,77 @@ mod tests {
             assert_eq!(level(verbose, quiet), want, "-v x{verbose} -q x{quiet}");
             let filter = format!("singleton_exec={want},warn");
             assert!(filter.parse::<Targets>().is_ok(), "{filter}");
+        }
+    }
+
+    /// What `SINGLETON_EXEC_LOG` may hold. One row: the value (`None`: unset), then what the
+    /// filter enables, with `-v`/`-q` at info, as (target, level, enabled?) probes; `None` where
+    /// the value is refused.
+    #[test]
+    fn log_filters_are_checked() {
+        use tracing::Level;
+        /// (target, level, enabled?)
+        type Probes = &'static [(&'static str, Level, bool)];
+        let rows: &[(Option<&str>, Option<Probes>)] = &[
+            (
+                None,
+                Some(&[
+                    ("singleton_exec::x", Level::INFO, true),
+                    ("h2", Level::INFO, false),
+                ]),
+            ),
+            (Some(""), Some(&[("singleton_exec", Level::INFO, true)])),
+            (Some("  "), Some(&[("singleton_exec", Level::DEBUG, false)])),
+            (
+                Some("debug"),
+                Some(&[("h2", Level::DEBUG, true), ("h2", Level::TRACE, false)]),
+            ),
+            (
+                Some("singleton_exec=trace,warn"),
+                Some(&[
+                    ("singleton_exec::a", Level::TRACE, true),
+                    ("h2", Level::INFO, false),
+                ]),
+            ),
+            (
+                Some("singleton_exec::election , h2=off,"),
+                Some(&[
+                    ("singleton_exec::election", Level::TRACE, true),
+                    ("h2", Level::ERROR, false),
+                ]),
+            ),
+            (
+                Some("OFF"),
+                Some(&[("singleton_exec", Level::ERROR, false)]),
+            ),
+            (Some("[[["), None),
+            (Some("singleton_exec=loud"), None),
+            (Some("a=b=c"), None),
+            (Some("my app=debug"), None),
+            (Some("=debug"), None),
+            (Some("a::=debug"), None),
+            (Some("x[{y}]=info"), None),
+            (Some("singleton-exec"), None),
+        ];
+        for (given, want) in rows {
+            let got = filter(*given, "info");
+            match (want, got) {
+                (Some(probes), Ok(targets)) => {
+                    for (target, level, enabled) in *probes {
+                        assert_eq!(
+                            targets.would_enable(target, level),
+                            *enabled,
+                            "{given:?} {target} {level}"
+                        );
+                    }
+                }
+                (None, Err(e)) => {
+                    let e = e.to_string();
+                    assert!(e.starts_with("SINGLETON_EXEC_LOG="), "{e}");
+                    assert!(!e.contains('\n'), "{e}");
+                }
+                (want, got) => panic!("{given:?}: want {want:?}, got {got:?}"),
+            }
         }
     }
 
