@@ -722,3 +722,41 @@ fn a_standby_whose_key_was_put_by_another_client_joins_again_and_leads_later() {
     let left: Vec<&serde_json::Value> = after["candidates"].as_array().unwrap().iter().collect();
     assert_eq!(left.len(), 1, "the orphaned key was removed: {after}");
 }
+
+/// A holder that never watches its key (`etcdctl lock`, or an older singleton-exec) keeps running
+/// after an operator's put detached its key: the standby behind it waits as long as that holder's
+/// lease lives (here past twice its TTL), not a fixed time, and leads once the holder is gone.
+#[test]
+fn an_orphaned_key_whose_holder_still_lives_keeps_the_queue_waiting() {
+    let etcd = EtcdCluster::single();
+    let dir = tempfile::tempdir().unwrap();
+    let _reap = Reap(dir.path().to_owned());
+    let mut lock = etcdctl(&etcd);
+    lock.args(["lock", "--ttl", "3", "/singleton-exec/holder"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let lock = Killed(spawn_with_deathsig(&mut lock).expect("etcdctl lock"));
+    wait_for(
+        LONG,
+        || leader_key(&etcd, "holder").is_some(),
+        || "etcdctl lock never held the lock".into(),
+    );
+    let key = leader_key(&etcd, "holder").expect("the lock's key");
+    let b = recorded_replica("b", &etcd, "holder", dir.path());
+    b.wait_log("role=\"standby\"", LONG);
+    put_same_value(&etcd, &key);
+    b.wait_log("not held by the lease its name says", LONG);
+    // Twice the holder's TTL: a bound by the TTL would have let b lead by now.
+    let until = Instant::now() + Duration::from_secs(7);
+    while Instant::now() < until {
+        assert!(
+            starts(dir.path()).is_empty(),
+            "b led while the lock holder lived:\n{}",
+            b.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    drop(lock); // SIGKILL: its lease expires within its TTL
+    wait_starts(dir.path(), 1, LONG, || b.log());
+    assert_eq!(starts(dir.path())[0].id, "b");
+}

@@ -113,13 +113,22 @@ impl Holding {
     }
 }
 
-/// Whether candidate key `key`, read with `lease` (0: none), is held by the lease its name says.
+/// Whether candidate key `key`, read with `lease` (0: none), is held by the lease its name says
+/// (its last segment: `status` shows every key so).
 pub fn holding(key: &[u8], lease: i64) -> Holding {
     match (named_lease(key), lease) {
         (_, 0) => Holding::NoLease,
         (Some(named), held) if named != held => Holding::OtherLease,
         _ => Holding::Own,
     }
+}
+
+/// Whether the key just ahead may be removed once the lease its name says is gone: only a key of
+/// the election's layout (`named`: the lease its name says) that no lease holds. A key another
+/// live lease holds is never removed (whoever holds that lease may rely on it): etcd removes it
+/// when that lease ends, as any key ahead; a key outside the layout is never ours to remove.
+fn removable(named: Option<i64>, lease: i64) -> bool {
+    named.is_some() && lease == 0
 }
 
 /// The lease a candidate key's name says holds it: its last segment, in hex (etcd's layout).
@@ -160,8 +169,8 @@ pub enum Joined {
 enum Turn {
     /// Nobody ahead: we lead, as of this store revision.
     First(i64),
-    /// `key` is just ahead, as of revision `at`; `orphaned`: the key's mod revision, when the
-    /// lease its name says does not hold it.
+    /// `key` is just ahead, as of revision `at`; `orphaned`: the key's mod revision, when no
+    /// lease holds it though its name says one ([`removable`]).
     Behind {
         key: Vec<u8>,
         at: i64,
@@ -211,7 +220,8 @@ fn turn(me: &Candidacy, answer: &Answer) -> Result<Turn, EtcdError> {
         Some(kv) => Turn::Behind {
             key: kv.key.clone(),
             at,
-            orphaned: (holding(&kv.key, kv.lease) != Holding::Own).then_some(kv.mod_revision),
+            orphaned: removable(lease_of_key(dir_of(&me.key), &kv.key), kv.lease)
+                .then_some(kv.mod_revision),
         },
     })
 }
@@ -497,7 +507,7 @@ impl Election {
                 Turn::First(at) => {
                     if predecessor {
                         if let Some(key) = &waited_on {
-                            self.wait_predecessor_gone(client, key).await?;
+                            self.wait_predecessor_gone(client, me, key).await?;
                         }
                     }
                     return Ok(at);
@@ -516,7 +526,7 @@ impl Election {
                     orphaned: Some(seen),
                     ..
                 } => {
-                    self.clear_orphan(client, &key, seen).await?;
+                    self.clear_orphan(client, me, &key, seen).await?;
                     waited_on = None; // its lease was waited for
                 }
             }
@@ -524,17 +534,20 @@ impl Election {
     }
 
     /// The key just ahead, `key`, is orphaned (read at mod revision `seen`): once the lease its name
-    /// says is gone ([`Election::wait_lease_gone`]), delete it, only if nobody changed it since.
+    /// says is gone ([`Election::orphan_outlived`]), delete it, only if nobody changed it since.
     async fn clear_orphan(
         &self,
         client: &mut Client,
+        me: &Candidacy,
         key: &[u8],
         seen: i64,
     ) -> Result<(), EtcdError> {
         let shown = String::from_utf8_lossy(key).into_owned();
         tracing::warn!(key = %shown, "the key ahead in the queue is not held by the lease its name says (put by another client): waiting for that lease to go, then removing it");
-        if let Some(lease) = named_lease(key) {
-            self.wait_lease_gone(client, lease).await?;
+        if let Some(lease) = lease_of_key(&self.dir, key) {
+            if !self.orphan_outlived(client, me, key, seen, lease).await? {
+                return Ok(()); // the queue changed: read it again
+            }
         }
         let resp = client.txn(delete_if_unchanged(key, seen)).await?;
         if resp.succeeded() {
@@ -543,23 +556,42 @@ impl Election {
         Ok(())
     }
 
-    /// Waits until `lease` is gone, at most its granted TTL as read when the wait starts: a
-    /// holder of ours that saw its key changed revokes it once its tree is dead, and a crashed
-    /// holder's expires within the TTL; a holder that never notices must not block the queue.
-    async fn wait_lease_gone(&self, client: &mut Client, lease: i64) -> Result<(), EtcdError> {
-        let first = client.lease_time_to_live(lease, None).await?;
-        let bound = std::time::Duration::from_secs(first.granted_ttl().max(0) as u64);
-        let start = tokio::time::Instant::now();
-        let mut ttl = first.ttl();
-        while ttl > 0 {
-            if start.elapsed() > bound {
-                tracing::warn!(lease = %LeaseId(lease), "the lease of the orphaned key ahead outlived its TTL (its holder did not notice): going ahead");
-                return Ok(());
+    /// Waits for the orphaned key just ahead (`key`, at mod revision `seen`) to be outlived by the
+    /// lease its name says: `true` once that lease is gone (its holder, seeing its key changed,
+    /// revoked it once its tree was dead, or it expired: a holder cut off from etcd stops its tree
+    /// before that), `false` as soon as the key ahead of us is anything else (deleted, put again,
+    /// or its holder joined again) so the queue is read again. No time bound: while that lease
+    /// lives its holder may still run its child (one that never watches its key, as `etcdctl
+    /// lock`, too), so the queue waits for it, and says so every [`ORPHAN_WARN_EVERY`]; our own
+    /// key lost ends the wait with an error, as any read of the queue does.
+    async fn orphan_outlived(
+        &self,
+        client: &mut Client,
+        me: &Candidacy,
+        key: &[u8],
+        seen: i64,
+        lease: i64,
+    ) -> Result<bool, EtcdError> {
+        let mut warned = tokio::time::Instant::now();
+        loop {
+            if client.lease_time_to_live(lease, None).await?.ttl() <= 0 {
+                return Ok(true);
+            }
+            match self.next_ahead(client, me).await? {
+                Turn::Behind {
+                    key: ahead,
+                    orphaned: Some(at),
+                    ..
+                } if ahead == key && at == seen => {}
+                _ => return Ok(false),
+            }
+            if warned.elapsed() >= ORPHAN_WARN_EVERY {
+                warned = tokio::time::Instant::now();
+                tracing::warn!(key = %String::from_utf8_lossy(key), lease = %LeaseId(lease),
+                    "the queue waits behind an orphaned key whose former holder's lease still lives; it moves once that lease goes or the key is deleted");
             }
             tokio::time::sleep(ORPHAN_POLL).await;
-            ttl = client.lease_time_to_live(lease, None).await?.ttl();
         }
-        Ok(())
     }
 
     /// One transaction: if our key still exists with our lease and our create-revision, the key
@@ -610,7 +642,7 @@ impl Election {
         if head == me.key.as_bytes() || !self.lease_alive(client, &head).await? {
             return Ok(());
         }
-        self.wait_predecessor_gone(client, &head).await
+        self.wait_predecessor_gone(client, me, &head).await
     }
 
     /// Whether the lease of candidate key `key` (read from its name) still lives.
@@ -633,6 +665,7 @@ impl Election {
     async fn wait_predecessor_gone(
         &self,
         client: &mut Client,
+        me: &Candidacy,
         key: &[u8],
     ) -> Result<(), EtcdError> {
         let Some(lease) = lease_of_key(&self.dir, key) else {
@@ -648,8 +681,13 @@ impl Election {
                 tracing::info!(lease = %LeaseId(lease), "the leader key ahead was deleted and its lease still lives (etcdctl elect, or a cut-off leader): going ahead");
                 return Ok(());
             }
-            if client.get(key.to_vec(), None).await?.count() > 0 {
-                return Ok(()); // back in the queue, behind us
+            let back = client.get(key.to_vec(), None).await?;
+            if back
+                .kvs()
+                .iter()
+                .any(|kv| kv.lease() == lease && kv.create_revision() > me.revision)
+            {
+                return Ok(()); // its holder joined again, behind us
             }
             tracing::debug!(lease = %LeaseId(lease), "the leader key ahead was deleted while its lease lives; waiting for it");
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
@@ -751,6 +789,8 @@ fn taken_from_us(answer: &Answer, lease: LeaseId) -> Option<i64> {
 
 /// How often a standby looks whether the lease of an orphaned key ahead is gone.
 const ORPHAN_POLL: std::time::Duration = std::time::Duration::from_millis(50);
+/// How often a standby blocked behind an orphaned key whose lease lives says so.
+const ORPHAN_WARN_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Deletes `key` if its mod revision is still `seen`: a key changed since (put again with its own
 /// lease, say) is not the one judged orphaned.
@@ -764,6 +804,11 @@ fn delete_if_unchanged(key: &[u8], seen: i64) -> Txn {
 fn lease_of_key(dir: &str, key: &[u8]) -> Option<i64> {
     let name = std::str::from_utf8(key).ok()?.strip_prefix(dir)?;
     i64::from_str_radix(name, 16).ok().filter(|&l| l > 0)
+}
+
+/// The election's directory of candidate `key` (`PREFIX/NAME/`): all of it but its last segment.
+fn dir_of(key: &str) -> &str {
+    key.rfind('/').map_or("", |i| &key[..=i])
 }
 
 /// Put-if-absent in one transaction, as etcd's `Campaign` does: if `key` does not exist and the
@@ -1071,9 +1116,19 @@ mod tests {
                 with(true, Some(15), Some("/p/app/cd"), 0),
                 behind("/p/app/cd", 15, Some(4)),
             ),
+            // Held by another live lease: waited for as any key ahead, never removed.
             (
                 with(true, Some(15), Some("/p/app/cd"), 0xef),
-                behind("/p/app/cd", 15, Some(4)),
+                behind("/p/app/cd", 15, None),
+            ),
+            // Not a key of the layout (nested, or a name that is no lease): never removed.
+            (
+                with(true, Some(15), Some("/p/app/x/cd"), 0),
+                behind("/p/app/x/cd", 15, None),
+            ),
+            (
+                with(true, Some(15), Some("/p/app/hold"), 0),
+                behind("/p/app/hold", 15, None),
             ),
             // Our key is gone or replaced: never "first".
             (answer(false, Some(15), None), Err(())),

@@ -556,6 +556,7 @@ mod tests {
         let reasons = [
             R::LeaseGone,
             R::KeyDeleted,
+            R::KeyChanged,
             R::Deadline,
             R::Resign,
             R::Unhealthy,
