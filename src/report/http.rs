@@ -213,10 +213,10 @@ async fn exchange(stream: TcpStream, server: Arc<Server>, stage: Stage) {
     let head_by = tokio::time::Instant::now() + HEAD_TIMEOUT;
     // Hyper's buffers (16 KiB) are made only for a connection that has sent something: an idle
     // one costs its socket and a task of 2 KiB.
-    if !matches!(
-        tokio::time::timeout_at(head_by, stream.readable()).await,
-        Ok(Ok(()))
-    ) {
+    let Ok(readable) = tokio::time::timeout_at(head_by, stream.readable()).await else {
+        return; // nothing sent in time
+    };
+    if readable.is_err() {
         return;
     }
     let on_head = stage.clone();
