@@ -760,3 +760,38 @@ fn an_orphaned_key_whose_holder_still_lives_keeps_the_queue_waiting() {
     wait_starts(dir.path(), 1, LONG, || b.log());
     assert_eq!(starts(dir.path())[0].id, "b");
 }
+
+/// An orphaned key deleted by hand while the lease its name says still lives: the standby behind
+/// it waits for that holder as after any deletion of the key ahead (2 s at most while the lease
+/// lives), not as if the lease had been outlived.
+#[test]
+fn an_orphaned_key_deleted_while_its_holder_lives_is_waited_for_as_any_deletion() {
+    let etcd = EtcdCluster::single();
+    let dir = tempfile::tempdir().unwrap();
+    let _reap = Reap(dir.path().to_owned());
+    let mut lock = etcdctl(&etcd);
+    lock.args(["lock", "--ttl", "30", "/singleton-exec/deleted"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let _lock = Killed(spawn_with_deathsig(&mut lock).expect("etcdctl lock"));
+    wait_for(
+        LONG,
+        || leader_key(&etcd, "deleted").is_some(),
+        || "etcdctl lock never held the lock".into(),
+    );
+    let key = leader_key(&etcd, "deleted").expect("the lock's key");
+    let b = recorded_replica("b", &etcd, "deleted", dir.path());
+    b.wait_log("role=\"standby\"", LONG);
+    put_same_value(&etcd, &key);
+    b.wait_log("not held by the lease its name says", LONG);
+    let deleted = Instant::now();
+    let del = etcdctl(&etcd).args(["del", &key]).output().unwrap();
+    assert!(del.status.success(), "{}", text(&del.stderr));
+    wait_starts(dir.path(), 1, LONG, || b.log());
+    let took = deleted.elapsed();
+    assert!(
+        took >= Duration::from_millis(1500),
+        "b led {took:?} after the orphan's deletion, its holder's lease alive:\n{}",
+        b.log()
+    );
+}

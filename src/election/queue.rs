@@ -15,15 +15,18 @@
 //! The queue never stays blocked: a key just ahead that the lease its name says does not hold
 //! (`etcdctl put` on it takes it off its lease, so no revoke or expiry will delete it) is
 //! orphaned. The standby behind it waits until that lease is gone (its holder, seeing the put,
-//! kills its tree and revokes; a crashed holder's lease expires), at most the lease's granted TTL,
-//! then deletes the key in a transaction fenced by the mod revision it read, and reads again. A
-//! key held by its own lease is never deleted by a standby.
+//! kills its tree and revokes; a crashed holder's lease expires; a holder that never notices is
+//! waited for as long as its lease lives), then deletes the key in a transaction fenced by the mod
+//! revision it read, and reads again. Only a key no lease holds is deleted by a standby; if the
+//! key goes some other way while that lease lives, the wait for the former holder goes on as after
+//! any deletion ahead.
 
 use etcd_client::{
     Client, Compare, CompareOp, EventType, GetOptions, PutOptions, SortOrder, SortTarget, Txn,
     TxnOp, WatchOptions,
 };
 
+use crate::core::backoff::{Reset, Schedule};
 use crate::core::lifecycle::LeaseId;
 use crate::election::answer::{Answer, Found};
 use crate::election::connector::EtcdError;
@@ -526,8 +529,10 @@ impl Election {
                     orphaned: Some(seen),
                     ..
                 } => {
-                    self.clear_orphan(client, me, &key, seen).await?;
-                    waited_on = None; // its lease was waited for
+                    // Its holder's lease outlived: nobody left to wait for. Else (the key went
+                    // or changed while that lease lives) wait for it as after any key ahead.
+                    let outlived = self.clear_orphan(client, me, &key, seen).await?;
+                    waited_on = (!outlived).then_some(key);
                 }
             }
         }
@@ -535,25 +540,27 @@ impl Election {
 
     /// The key just ahead, `key`, is orphaned (read at mod revision `seen`): once the lease its name
     /// says is gone ([`Election::orphan_outlived`]), delete it, only if nobody changed it since.
+    /// `true` if that lease was outlived; `false` if the key went or changed first.
     async fn clear_orphan(
         &self,
         client: &mut Client,
         me: &Candidacy,
         key: &[u8],
         seen: i64,
-    ) -> Result<(), EtcdError> {
+    ) -> Result<bool, EtcdError> {
         let shown = String::from_utf8_lossy(key).into_owned();
         tracing::warn!(key = %shown, "the key ahead in the queue is not held by the lease its name says (put by another client): waiting for that lease to go, then removing it");
-        if let Some(lease) = lease_of_key(&self.dir, key) {
-            if !self.orphan_outlived(client, me, key, seen, lease).await? {
-                return Ok(()); // the queue changed: read it again
-            }
+        let Some(lease) = lease_of_key(&self.dir, key) else {
+            return Ok(false); // not a key of the layout: never removed (not reached: see `turn`)
+        };
+        if !self.orphan_outlived(client, me, key, seen, lease).await? {
+            return Ok(false); // the queue changed: read it again
         }
         let resp = client.txn(delete_if_unchanged(key, seen)).await?;
         if resp.succeeded() {
             tracing::warn!(key = %shown, "removed the orphaned key ahead in the queue");
         }
-        Ok(())
+        Ok(true)
     }
 
     /// Waits for the orphaned key just ahead (`key`, at mod revision `seen`) to be outlived by the
@@ -573,6 +580,14 @@ impl Election {
         lease: i64,
     ) -> Result<bool, EtcdError> {
         let mut warned = tokio::time::Instant::now();
+        // Quick at first (a holder of ours revokes within a fraction of a second), then no more
+        // than twice a second for a holder that may live for hours.
+        let mut pause = Schedule {
+            min: ORPHAN_POLL,
+            max: ORPHAN_POLL_MAX,
+            reset: Reset::OnSuccess,
+        }
+        .start();
         loop {
             if client.lease_time_to_live(lease, None).await?.ttl() <= 0 {
                 return Ok(true);
@@ -588,9 +603,9 @@ impl Election {
             if warned.elapsed() >= ORPHAN_WARN_EVERY {
                 warned = tokio::time::Instant::now();
                 tracing::warn!(key = %String::from_utf8_lossy(key), lease = %LeaseId(lease),
-                    "the queue waits behind an orphaned key whose former holder's lease still lives; it moves once that lease goes or the key is deleted");
+                    "the queue waits behind an orphaned key whose former holder's lease still lives: it moves once that lease goes (stop that holder; do not delete the key while it runs)");
             }
-            tokio::time::sleep(ORPHAN_POLL).await;
+            tokio::time::sleep(pause.next_pause()).await;
         }
     }
 
@@ -789,6 +804,8 @@ fn taken_from_us(answer: &Answer, lease: LeaseId) -> Option<i64> {
 
 /// How often a standby looks whether the lease of an orphaned key ahead is gone.
 const ORPHAN_POLL: std::time::Duration = std::time::Duration::from_millis(50);
+/// The longest pause between two looks at an orphaned key's lease.
+const ORPHAN_POLL_MAX: std::time::Duration = std::time::Duration::from_millis(500);
 /// How often a standby blocked behind an orphaned key whose lease lives says so.
 const ORPHAN_WARN_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
 
@@ -803,7 +820,10 @@ fn delete_if_unchanged(key: &[u8], seen: i64) -> Txn {
 /// The lease id in a candidate key of `dir` (`dir` + lease in hex), if the key has that layout.
 fn lease_of_key(dir: &str, key: &[u8]) -> Option<i64> {
     let name = std::str::from_utf8(key).ok()?.strip_prefix(dir)?;
-    i64::from_str_radix(name, 16).ok().filter(|&l| l > 0)
+    // Exactly as etcd's layout writes it (lower-case hex, no sign, no leading zero).
+    i64::from_str_radix(name, 16)
+        .ok()
+        .filter(|&l| l > 0 && format!("{l:x}") == name)
 }
 
 /// The election's directory of candidate `key` (`PREFIX/NAME/`): all of it but its last segment.
@@ -1167,6 +1187,10 @@ mod tests {
         assert_eq!(lease_of_key(dir, b"/singleton-exec/other/ff"), None);
         assert_eq!(lease_of_key(dir, b"/singleton-exec/app/zz"), None);
         assert_eq!(lease_of_key(dir, b"/singleton-exec/app/a/ff"), None);
+        // Only as etcd's layout writes a lease: no sign, no upper case, no leading zero.
+        assert_eq!(lease_of_key(dir, b"/singleton-exec/app/+ff"), None);
+        assert_eq!(lease_of_key(dir, b"/singleton-exec/app/FF"), None);
+        assert_eq!(lease_of_key(dir, b"/singleton-exec/app/0ff"), None);
     }
 
     #[test]

@@ -228,12 +228,9 @@ impl Watches {
         let at = event.kv.mod_revision;
         match (id, event.kind) {
             (OWN, EventType::Delete) => return Some(Ended::OwnDeleted(Some(at))),
-            // A slot key put by another client keeps its holder running, as before: nothing
-            // frees a slot key no lease holds yet, so stopping would leave the slot without a
-            // child for good (and no claimer can take a slot whose key exists).
-            (OWN, EventType::Put) if !me.is_ours(&event.kv) && me.slot.is_none() => {
-                return Some(Ended::OwnChanged(at))
-            }
+            // A slot holder too: a claimer waits only for the lease its slot key had when it was
+            // deleted, and after a put that is not ours.
+            (OWN, EventType::Put) if !me.is_ours(&event.kv) => return Some(Ended::OwnChanged(at)),
             (OWN, EventType::Put) => self.own_from = at + 1,
             (REQUESTS, EventType::Put) => {
                 effects.push(consider(&event.kv.value, at, me));
@@ -483,17 +480,15 @@ mod tests {
             assert_eq!((heard.ended, w.own_from), (ended, own_from), "{events:?}");
             assert!(heard.effects.is_empty());
         }
-        // A slot holder whose slot key is put keeps running (nothing would free its slot); its
-        // key's deletion still ends it.
+        // A slot holder whose slot key is put stops too: a claimer would wait only for the
+        // lease the key had when deleted, not for ours.
         let slot = Candidacy {
             slot: Some(1),
             ..me()
         };
         let mut w = Watches::new(5);
-        let heard = w.on_reply(&reply(OWN, vec![put_as(KEY, 9, 0, 7)]), &slot);
-        assert_eq!((heard.ended, w.own_from), (None, 10));
-        let heard = w.on_reply(&reply(OWN, vec![del(KEY, 12)]), &slot);
-        assert_eq!(heard.ended, Some(Ended::OwnDeleted(Some(12))));
+        let heard = w.on_reply(&reply(OWN, vec![put_as(KEY, 9, 0xcd, 7)]), &slot);
+        assert_eq!(heard.ended, Some(Ended::OwnChanged(9)));
     }
 
     #[test]
