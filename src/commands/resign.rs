@@ -28,6 +28,8 @@ use crate::process::signals;
 
 /// `--timeout` passed: the same code as `--acquire-timeout` and timeout(1).
 pub const TIMED_OUT: i32 = exit_code::ACQUIRE_TIMEOUT;
+/// How long, after the old leader stepped down, the answer waits to name its successor.
+const SUCCESSOR_WAIT: Duration = Duration::from_secs(1);
 
 /// How the wait ended.
 #[derive(Debug)]
@@ -155,6 +157,23 @@ fn choose(name: &str, slots: Option<&SlotsView>, slot: Option<u32>) -> Choice {
 }
 
 /// Who leads now (with slots, who holds `slot`), for the report.
+/// Who leads (holds `slot`) now. The standby that takes over does so a few milliseconds after the
+/// old key goes (it reads, then claims), so an empty answer is read again for up to
+/// [`SUCCESSOR_WAIT`] before it is reported as "none yet".
+async fn successor_soon(
+    target: &Target,
+    slot: Option<u32>,
+) -> Result<Option<Candidate>, EtcdError> {
+    let until = tokio::time::Instant::now() + SUCCESSOR_WAIT;
+    loop {
+        let now = successor(target, slot).await?;
+        if now.is_some() || tokio::time::Instant::now() >= until {
+            return Ok(now);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 async fn successor(target: &Target, slot: Option<u32>) -> Result<Option<Candidate>, EtcdError> {
     if let (Some(i), Some(v)) = (slot, target.slots().await?) {
         return Ok(v.holders.get(i as usize).cloned().flatten());
@@ -311,7 +330,7 @@ async fn report(
                 Some(i) => format!("slot {i} now:   "),
                 None => "leader:       ".to_owned(),
             };
-            match successor(target, slot).await {
+            match successor_soon(target, slot).await {
                 Ok(Some(new)) => println!("{now}{}", describe(&new)),
                 Ok(None) => println!(
                     "{now}none yet (no standby was waiting; the old holder campaigns again after its --resign-holdoff)"
