@@ -322,18 +322,17 @@ fn on_child_exit_exit_revokes_so_a_standby_takes_over_at_once() {
     assert_eq!(b.wait(LONG), 3);
 }
 
-#[test]
-fn on_child_exit_restart_restarts_while_leader() {
+/// A replica with `--on-child-exit restart` whose child appends `line`'s output to `runs`, then
+/// exits with `code`; and its etcd.
+fn restarting(election: &str, runs: &Path, line: &str, code: i32) -> (EtcdCluster, Replica) {
     let etcd = EtcdCluster::single();
-    let dir = tempfile::tempdir().unwrap();
-    let f = dir.path().join("runs");
-    let script = format!("echo $SINGLETON_EXEC_REVISION >> {}; exit 1", f.display());
-    let mut a = Replica::start(
+    let script = format!("{line} >> {}; exit {code}", runs.display());
+    let a = Replica::start(
         "a",
         &etcd.endpoints(),
         &[
             "--election",
-            "restart",
+            election,
             "--on-child-exit",
             "restart",
             "--",
@@ -342,6 +341,14 @@ fn on_child_exit_restart_restarts_while_leader() {
             &script,
         ],
     );
+    (etcd, a)
+}
+
+#[test]
+fn on_child_exit_restart_restarts_while_leader() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("runs");
+    let (_etcd, mut a) = restarting("restart", &f, "echo $SINGLETON_EXEC_REVISION", 1);
     wait_for(LONG, || lines(&f).len() >= 3, || a.log());
     let revs = lines(&f);
     assert!(
@@ -357,24 +364,9 @@ fn on_child_exit_restart_restarts_while_leader() {
 /// (4 s), which the log announces, so it cannot land while a child runs.
 #[test]
 fn sigterm_in_the_restart_pause_exits_with_the_last_child_status() {
-    let etcd = EtcdCluster::single();
     let dir = tempfile::tempdir().unwrap();
     let f = dir.path().join("runs");
-    let script = format!("echo run >> {}; exit 3", f.display());
-    let mut a = Replica::start(
-        "a",
-        &etcd.endpoints(),
-        &[
-            "--election",
-            "restart-pause",
-            "--on-child-exit",
-            "restart",
-            "--",
-            "sh",
-            "-c",
-            &script,
-        ],
-    );
+    let (_etcd, mut a) = restarting("restart-pause", &f, "echo run", 3);
     a.wait_log("restart_in_ms=4000", LONG);
     let runs = lines(&f).len();
     a.signal(libc::SIGTERM);

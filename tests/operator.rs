@@ -723,6 +723,32 @@ fn a_standby_whose_key_was_put_by_another_client_joins_again_and_leads_later() {
     assert_eq!(left.len(), 1, "the orphaned key was removed: {after}");
 }
 
+/// An `etcdctl lock` holder (TTL `ttl` seconds) of `election`, a replica `b` queued behind it, and
+/// the holder's key put by another client: b has seen it orphaned. Returns the holder, its key, b.
+fn orphaned_lock_holder(
+    etcd: &EtcdCluster,
+    election: &str,
+    ttl: &str,
+    dir: &Path,
+) -> (Killed, String, Replica) {
+    let mut lock = etcdctl(etcd);
+    lock.args(["lock", "--ttl", ttl, &format!("/singleton-exec/{election}")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let lock = Killed(spawn_with_deathsig(&mut lock).expect("etcdctl lock"));
+    wait_for(
+        LONG,
+        || leader_key(etcd, election).is_some(),
+        || "etcdctl lock never held the lock".into(),
+    );
+    let key = leader_key(etcd, election).expect("the lock's key");
+    let b = recorded_replica("b", etcd, election, dir);
+    b.wait_log("role=\"standby\"", LONG);
+    put_same_value(etcd, &key);
+    b.wait_log("not held by the lease its name says", LONG);
+    (lock, key, b)
+}
+
 /// A holder that never watches its key (`etcdctl lock`, or an older singleton-exec) keeps running
 /// after an operator's put detached its key: the standby behind it waits as long as that holder's
 /// lease lives (here past twice its TTL), not a fixed time, and leads once the holder is gone.
@@ -731,21 +757,7 @@ fn an_orphaned_key_whose_holder_still_lives_keeps_the_queue_waiting() {
     let etcd = EtcdCluster::single();
     let dir = tempfile::tempdir().unwrap();
     let _reap = Reap(dir.path().to_owned());
-    let mut lock = etcdctl(&etcd);
-    lock.args(["lock", "--ttl", "3", "/singleton-exec/holder"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    let lock = Killed(spawn_with_deathsig(&mut lock).expect("etcdctl lock"));
-    wait_for(
-        LONG,
-        || leader_key(&etcd, "holder").is_some(),
-        || "etcdctl lock never held the lock".into(),
-    );
-    let key = leader_key(&etcd, "holder").expect("the lock's key");
-    let b = recorded_replica("b", &etcd, "holder", dir.path());
-    b.wait_log("role=\"standby\"", LONG);
-    put_same_value(&etcd, &key);
-    b.wait_log("not held by the lease its name says", LONG);
+    let (lock, _, b) = orphaned_lock_holder(&etcd, "holder", "3", dir.path());
     // Twice the holder's TTL: a bound by the TTL would have let b lead by now.
     let until = Instant::now() + Duration::from_secs(7);
     while Instant::now() < until {
@@ -769,21 +781,7 @@ fn an_orphaned_key_deleted_while_its_holder_lives_is_waited_for_as_any_deletion(
     let etcd = EtcdCluster::single();
     let dir = tempfile::tempdir().unwrap();
     let _reap = Reap(dir.path().to_owned());
-    let mut lock = etcdctl(&etcd);
-    lock.args(["lock", "--ttl", "30", "/singleton-exec/deleted"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    let _lock = Killed(spawn_with_deathsig(&mut lock).expect("etcdctl lock"));
-    wait_for(
-        LONG,
-        || leader_key(&etcd, "deleted").is_some(),
-        || "etcdctl lock never held the lock".into(),
-    );
-    let key = leader_key(&etcd, "deleted").expect("the lock's key");
-    let b = recorded_replica("b", &etcd, "deleted", dir.path());
-    b.wait_log("role=\"standby\"", LONG);
-    put_same_value(&etcd, &key);
-    b.wait_log("not held by the lease its name says", LONG);
+    let (_lock, key, b) = orphaned_lock_holder(&etcd, "deleted", "30", dir.path());
     let deleted = Instant::now();
     let del = etcdctl(&etcd).args(["del", &key]).output().unwrap();
     assert!(del.status.success(), "{}", text(&del.stderr));
