@@ -793,3 +793,202 @@ fn an_orphaned_key_deleted_while_its_holder_lives_is_waited_for_as_any_deletion(
         b.log()
     );
 }
+
+/// A replica of `election` whose child (`worker.py DIR --ballast-mib 768`, per slot with
+/// `--slots`) fills 768 MiB of memory and then holds DIR/lock, so that it takes tens to hundreds
+/// of milliseconds to die. Before it, a shell tries that lock within a few milliseconds of the
+/// child's start (a worker in Python would look 30-300 ms late, after the former child may have
+/// died) and appends its pid to DIR/lock-held if another child still holds it: two at once.
+fn heavy_replica(
+    name: &str,
+    etcd: &EtcdCluster,
+    election: &str,
+    dir: &Path,
+    extra: &[&str],
+) -> Replica {
+    let mut args: Vec<String> = ["--election", election, "--ttl", "5s"]
+        .map(String::from)
+        .to_vec();
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let per_slot = extra.contains(&"--slots");
+    let lock_dir = match per_slot {
+        true => "$1/slot-$SINGLETON_EXEC_SLOT",
+        false => "$1",
+    };
+    let script = format!(
+        "mkdir -p \"{lock_dir}\"; flock -n \"{lock_dir}/lock\" true || echo $$ >> \"{lock_dir}/lock-held\"; \
+         exec python3 \"$2\" \"$1\" --ballast-mib 768 {}",
+        if per_slot { "--per-slot" } else { "" }
+    );
+    args.extend(["--".into(), "sh".into(), "-c".into(), script, "sh".into()]);
+    args.push(dir.to_string_lossy().into());
+    args.push(program("worker.py").to_string_lossy().into());
+    Replica::start(name, &etcd.endpoints(), &args)
+}
+
+/// No child found the lock of `dir` held by another when it started.
+fn assert_lock_never_held(dir: &Path) {
+    let held = std::fs::read_to_string(dir.join("lock-held")).unwrap_or_default();
+    assert!(
+        held.is_empty(),
+        "children started while a former one still held the lock: {held}"
+    );
+}
+
+/// Waits until the child `pid` (recorded in `dir`) holds its ballast.
+fn wait_ballast(dir: &Path, pid: i32) {
+    let file = dir.join(format!("{pid}.ballast"));
+    wait_for(
+        LONG,
+        || file.exists(),
+        || format!("{} never filled its ballast", pid),
+    );
+}
+
+/// The lease (hex, as etcdctl takes it) that `key` is attached to.
+fn lease_of(etcd: &EtcdCluster, key: &str) -> String {
+    let out = etcdctl(etcd)
+        .args(["get", key, "-w", "json"])
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("etcdctl json");
+    format!(
+        "{:x}",
+        v["kvs"][0]["lease"].as_i64().expect("a key on a lease")
+    )
+}
+
+fn revoke(etcd: &EtcdCluster, lease: &str) {
+    let out = etcdctl(etcd)
+        .args(["lease", "revoke", lease])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+}
+
+/// An operator's `etcdctl lease revoke` of the leader's lease deletes its key at once, while its
+/// child, SIGKILLed on the same event, takes tens of milliseconds to die (768 MiB to free). The
+/// standby must not start its child before that one is dead: it waits on the former leader's tree
+/// marker, whose own lease the former leader revokes once its tree is gone.
+#[test]
+fn an_etcdctl_lease_revoke_of_the_leader_starts_the_next_child_only_after_the_old_one_died() {
+    let etcd = EtcdCluster::single();
+    let dir = tempfile::tempdir().unwrap();
+    let _reap = Reap(dir.path().to_owned());
+    let a = heavy_replica("a", &etcd, "revoke", dir.path(), &[]);
+    wait_starts(dir.path(), 1, LONG, || a.log());
+    let b = heavy_replica("b", &etcd, "revoke", dir.path(), &[]);
+    b.wait_log("role=\"standby\"", LONG);
+    let replicas = [&a, &b];
+    for round in 1..=4 {
+        let leader = starts(dir.path()).last().cloned().expect("a leader");
+        wait_ballast(dir.path(), leader.pid);
+        // The other replica queues behind it (after the previous round it joins again).
+        wait_for(
+            LONG,
+            || {
+                status_json(&etcd, "revoke")["candidates"]
+                    .as_array()
+                    .map_or(0, Vec::len)
+                    == 2
+            },
+            || format!("round {round}: no standby; {}", a.log() + &b.log()),
+        );
+        let key = leader_key(&etcd, "revoke").expect("a leads");
+        revoke(&etcd, key.rsplit('/').next().unwrap());
+        wait_starts(dir.path(), round + 1, LONG, || {
+            replicas.map(|r| r.log()).join("\n")
+        });
+        assert_lock_never_held(dir.path());
+        assert_no_overlap(dir.path());
+        let next = starts(dir.path()).last().cloned().unwrap();
+        assert_ne!(next.id, leader.id, "round {round}");
+        assert!(
+            !alive(leader.pid),
+            "round {round}: the revoked leader's child lives on"
+        );
+    }
+    let waited = a.log().contains("tree is gone") || b.log().contains("tree is gone");
+    assert!(
+        waited,
+        "no standby waited for a former leader's tree: {}{}",
+        a.log(),
+        b.log()
+    );
+}
+
+/// The same with `--slots 2`: the slot of the holder whose lease an operator revoked is claimed only
+/// once that holder's child is dead, and the other slot is untouched.
+#[test]
+fn an_etcdctl_lease_revoke_of_a_slot_holder_frees_its_slot_only_after_its_child_died() {
+    let etcd = EtcdCluster::single();
+    let dir = tempfile::tempdir().unwrap();
+    let _reap = Reap(dir.path().to_owned());
+    let slots = ["--slots", "2"];
+    let a = heavy_replica("a", &etcd, "slotrevoke", dir.path(), &slots);
+    let b = heavy_replica("b", &etcd, "slotrevoke", dir.path(), &slots);
+    let slot0 = dir.path().join("slot-0");
+    let slot1 = dir.path().join("slot-1");
+    wait_starts(&slot0, 1, LONG, || a.log() + &b.log());
+    wait_starts(&slot1, 1, LONG, || a.log() + &b.log());
+    let c = heavy_replica("c", &etcd, "slotrevoke", dir.path(), &slots);
+    c.wait_log("role=\"standby\"", LONG);
+    let key = "/singleton-exec/slotrevoke@slots/2/slot/0";
+    for round in 1..=3 {
+        let holder = starts(&slot0).last().cloned().expect("slot 0 held");
+        wait_ballast(&slot0, holder.pid);
+        let untouched = starts(&slot1).len();
+        revoke(&etcd, &lease_of(&etcd, key));
+        wait_starts(&slot0, round + 1, LONG, || a.log() + &b.log() + &c.log());
+        assert_lock_never_held(&slot0);
+        assert_no_overlap(&slot0);
+        assert_no_overlap(&slot1);
+        assert!(
+            !alive(holder.pid),
+            "round {round}: the revoked holder's child lives on"
+        );
+        assert_eq!(starts(&slot1).len(), untouched, "slot 1 was disturbed");
+        // The revoked replica queues again, so the next round has a standby.
+        wait_for(
+            LONG,
+            || {
+                status_json(&etcd, "slotrevoke")["standbys"]
+                    .as_array()
+                    .map_or(0, Vec::len)
+                    == 1
+            },
+            || {
+                format!(
+                    "round {round}: no standby; {}",
+                    a.log() + &b.log() + &c.log()
+                )
+            },
+        );
+    }
+}
+
+/// A replica that joins just after an operator deleted the leader's key (nobody else queues) leads
+/// at once; the former leader, which sees the deletion at the same moment, may still be killing its
+/// child. The joiner looks at the election's tree markers and waits for that child's end.
+#[test]
+fn a_replica_that_joins_just_after_the_leaders_key_was_deleted_waits_for_its_child() {
+    let etcd = EtcdCluster::single();
+    let dir = tempfile::tempdir().unwrap();
+    let _reap = Reap(dir.path().to_owned());
+    let a = heavy_replica("a", &etcd, "joinafter", dir.path(), &[]);
+    wait_starts(dir.path(), 1, LONG, || a.log());
+    let old = starts(dir.path())[0].pid;
+    wait_ballast(dir.path(), old);
+    let key = leader_key(&etcd, "joinafter").expect("a leads");
+    let out = etcdctl(&etcd).args(["del", &key]).output().unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let b = heavy_replica("b", &etcd, "joinafter", dir.path(), &[]);
+    wait_for(
+        LONG,
+        || starts(dir.path()).iter().any(|s| s.id == "b"),
+        || a.log() + &b.log(),
+    );
+    assert_lock_never_held(dir.path());
+    assert_no_overlap(dir.path());
+    assert!(!alive(old), "a's child lives on after its key was deleted");
+}

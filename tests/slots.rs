@@ -112,8 +112,30 @@ struct Kv {
     create_revision: i64,
 }
 
-/// Every key in etcd (each test has its own etcd), sorted by key.
+/// Every key in etcd (each test has its own etcd), sorted by key, but the tree markers
+/// (`PREFIX/NAME@tree/<lease hex>`, one per replica whatever its layout: see [`tree_markers`]).
 fn all_keys(etcd: &EtcdCluster) -> Vec<Kv> {
+    every_key(etcd)
+        .into_iter()
+        .filter(|kv| !kv.key.contains("@tree/"))
+        .collect()
+}
+
+/// The tree markers in etcd: `PREFIX/NAME@tree/<lease hex>`, each on a lease of its own (its
+/// replica's tree lease, not the lease its name says).
+fn tree_markers(etcd: &EtcdCluster) -> Vec<Kv> {
+    let markers: Vec<Kv> = every_key(etcd)
+        .into_iter()
+        .filter(|kv| kv.key.contains("@tree/"))
+        .collect();
+    for m in &markers {
+        let named = i64::from_str_radix(m.key.rsplit('/').next().unwrap(), 16).unwrap();
+        assert!(m.lease > 0 && m.lease != named, "{m:?}");
+    }
+    markers
+}
+
+fn every_key(etcd: &EtcdCluster) -> Vec<Kv> {
     crate::support::runtime().block_on(async {
         let mut c = etcd_client::Client::connect([etcd.endpoint(0)], None)
             .await
@@ -254,9 +276,25 @@ fn four_replicas_with_two_slots_run_two_children_on_slots_0_and_1() {
         let r = &rs[index_of(&rs, name)];
         assert!(!r.is_leader(), "standby {name} led:\n{}", r.log());
     }
-    // Nothing outside the slots layout of this count (no singleton key).
-    for kv in all_keys(&etcd) {
+    // Nothing outside the slots layout of this count (no singleton key), but one tree marker
+    // per replica, each naming a candidacy lease that holds a key of the layout.
+    let keys = all_keys(&etcd);
+    for kv in &keys {
         assert!(kv.key.starts_with(&slots_dir(election, 2)), "{kv:?}");
+    }
+    let markers = tree_markers(&etcd);
+    assert_eq!(markers.len(), rs.len(), "{markers:#?}");
+    for m in &markers {
+        assert!(
+            m.key.starts_with(&format!("{PREFIX}/{election}@tree/")),
+            "{m:?}"
+        );
+        assert_eq!(m.value, "live", "{m:?}");
+        let named = i64::from_str_radix(m.key.rsplit('/').next().unwrap(), 16).unwrap();
+        assert!(
+            keys.iter().any(|kv| kv.lease == named),
+            "{m:?} names no key's lease"
+        );
     }
     assert_no_slot_overlap(dir.path());
 }

@@ -235,11 +235,12 @@ impl Task {
         let mut backoff = RETRY.start();
         let mut fresh = true;
         loop {
+            let began = tokio::time::Instant::now();
             let ended = match self.connector.get().await {
                 Ok(conn) => self.round(&conn, fresh).await,
                 Err(e) => Ended::NoConnection(e),
             };
-            let Some(pause) = pause_after(&ended, &mut backoff) else {
+            let Some(pause) = pause_after(&ended, &mut backoff, began.elapsed()) else {
                 self.key_lost(&ended);
                 return;
             };

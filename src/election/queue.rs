@@ -12,6 +12,19 @@
 //! After winning, the key is read back and must still exist with our lease and our create-revision
 //! before anything starts: a candidate whose lease expired while it waited must not believe it leads.
 //!
+//! A key can also vanish while its holder's child still runs: an operator's `etcdctl lease revoke`
+//! of the leader's lease deletes the key at once, and a child with a real working set takes tens of
+//! milliseconds to die after its SIGKILL. So every candidate also holds a *tree marker*,
+//! `PREFIX/NAME@tree/<lease hex>` (named by its candidacy lease), attached to a second lease of its
+//! own ([`crate::election::session`]) that it renews with the first. A leader whose tree is gone
+//! deletes its key and writes `released` into its marker in one transaction (the one write of a
+//! handoff); after a loss it revokes both leases once its tree is gone. The standby that saw the
+//! key ahead go reads that key's marker with its next read: `released`, go at once; still `live`
+//! on a living lease, wait until that lease goes (revoked by its holder once its tree is dead, or
+//! expired: its holder's deadline came first); no marker (a client of etcd's own, or a replica
+//! whose role may not write one), the rules below. A crashed replica's marker lease expires with
+//! its key, so a takeover after a crash still comes within the TTL.
+//!
 //! The queue never stays blocked: a key just ahead that the lease its name says does not hold
 //! (`etcdctl put` on it takes it off its lease, so no revoke or expiry will delete it) is
 //! orphaned. The standby behind it waits until that lease is gone (its holder, seeing the put,
@@ -201,8 +214,60 @@ const JOIN_HEAD: usize = 1;
 /// One key of replicas with slots, when the join looks for one.
 const JOIN_SLOTS_KEY: usize = 2;
 
-/// The position of [`Election::next_ahead_txn`]'s one read: the key just ahead of ours.
+/// The positions of [`Election::next_ahead_txn`]'s reads: the key just ahead of ours, and the
+/// tree marker of the key we waited on, when there is one.
 const NEXT_AHEAD: usize = 0;
+const NEXT_TREE: usize = 1;
+/// The positions of [`Election::departed_txn`]'s reads: every candidate key, every tree marker.
+const DEPARTED_KEYS: usize = 0;
+const DEPARTED_TREES: usize = 1;
+
+/// A tree marker's value while its candidacy lives: its holder's child, if any, may run.
+pub const TREE_LIVE: &str = "live";
+/// A tree marker's value once its holder gave its key up with its tree gone.
+pub const TREE_RELEASED: &str = "released";
+
+/// What a candidate's tree marker says of the child of a key that went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FormerTree {
+    /// Its holder released the key after its tree was gone.
+    Released,
+    /// The marker is there, on this lease: the holder's child may still run while it lives.
+    MayLive(i64),
+    /// No marker we can go by (none, or one no lease holds): a client that writes none.
+    Unknown,
+}
+
+/// What the tree marker `marker` (the read of a key's [`Election::tree_key`]) says.
+pub fn former_tree(marker: Option<&Found>) -> FormerTree {
+    match marker {
+        Some(m) if m.value == TREE_RELEASED.as_bytes() => FormerTree::Released,
+        Some(m) if m.lease > 0 => FormerTree::MayLive(m.lease),
+        _ => FormerTree::Unknown,
+    }
+}
+
+/// The tree markers, among `markers`, whose candidacy left the election (no key of `present`
+/// names their lease) while their child may still run: for each, its candidacy lease and the tree
+/// lease to wait for before a child of ours starts. Never `mine`.
+pub fn departed_trees(
+    tree_dir: &str,
+    markers: &[Found],
+    present: &[i64],
+    mine: LeaseId,
+) -> Vec<(i64, i64)> {
+    markers
+        .iter()
+        .filter_map(|m| {
+            let named = lease_of_key(tree_dir, &m.key)?;
+            let departed = named != mine.0 && !present.contains(&named);
+            match former_tree(Some(m)) {
+                FormerTree::MayLive(lease) if departed => Some((named, lease)),
+                _ => None,
+            }
+        })
+        .collect()
+}
 
 /// The position of the one read of the look for replicas with slots.
 const ANY_SLOTS_KEY: usize = 0;
@@ -336,6 +401,113 @@ impl Election {
     /// [`Election::resign_key`], attached to the leader's lease so it goes with the leadership.
     pub fn health_key(&self) -> String {
         format!("{}@health", self.dir.trim_end_matches('/'))
+    }
+
+    /// Where the candidate with candidacy lease `lease` keeps its tree marker:
+    /// `PREFIX/NAME@tree/<lease hex>`, outside every election's key space for the reasons given
+    /// for [`Election::resign_key`], attached to the candidate's tree lease (see the module's doc).
+    pub fn tree_key(&self, lease: LeaseId) -> String {
+        format!("{}{lease}", self.tree_dir())
+    }
+
+    /// `PREFIX/NAME@tree/`: every tree marker of the election.
+    pub fn tree_dir(&self) -> String {
+        format!("{}@tree/", self.dir.trim_end_matches('/'))
+    }
+
+    /// Writes our tree marker ([`TREE_LIVE`], under `tree_lease`) before we join: it must exist
+    /// before we can lead. `false` if etcd refuses it (a role that may write only the election's
+    /// own keys): we then run as before markers, and say what that costs.
+    pub async fn mark_tree(
+        &self,
+        client: &mut Client,
+        lease: LeaseId,
+        tree_lease: LeaseId,
+    ) -> Result<bool, EtcdError> {
+        let opts = PutOptions::new().with_lease(tree_lease.0);
+        match client
+            .put(self.tree_key(lease), TREE_LIVE, Some(opts))
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(e) => match EtcdError::from(e) {
+                e if e.is_rejected() => {
+                    tracing::warn!(key = %self.tree_key(lease), error = %e,
+                        "cannot write our tree marker: a standby that sees our key revoked by an operator cannot tell whether our child is still dying (grant the role PREFIX/NAME@tree/)");
+                    Ok(false)
+                }
+                e => Err(e),
+            },
+        }
+    }
+
+    /// Gives up candidacy `me`, whose tree is gone, in one transaction: if its key is still ours,
+    /// delete it and mark our tree [`TREE_RELEASED`] (under `tree_lease`), so the standby woken by
+    /// the deletion goes at once. `true` if it was done.
+    pub async fn release(
+        &self,
+        client: &mut Client,
+        me: &Candidacy,
+        tree_lease: LeaseId,
+    ) -> Result<bool, EtcdError> {
+        Ok(client
+            .txn(self.release_txn(me, tree_lease))
+            .await?
+            .succeeded())
+    }
+
+    fn release_txn(&self, me: &Candidacy, tree_lease: LeaseId) -> Txn {
+        let opts = PutOptions::new().with_lease(tree_lease.0);
+        Txn::new().when(still_ours(me)).and_then([
+            TxnOp::delete(me.key.clone(), None),
+            TxnOp::put(self.tree_key(me.lease), TREE_RELEASED, Some(opts)),
+        ])
+    }
+
+    /// Waits until no candidate that left the election may still run a child: every tree marker
+    /// whose candidacy has no key left (`present`: the candidacy leases that still have one) is
+    /// released or its lease gone. For a candidate that finds itself first without having waited
+    /// on anyone: a leader whose key an operator just deleted or revoked may still be killing its
+    /// child. `present_keys` reads the candidacy leases in the layout's key space (the queue's,
+    /// or the slots'). One read when there is nobody to wait for.
+    pub async fn wait_departed_trees(
+        &self,
+        client: &mut Client,
+        me: LeaseId,
+        present: impl Fn(&[Found]) -> Vec<i64>,
+        layout_dir: &str,
+        rejoin_key: impl Fn(LeaseId) -> String,
+    ) -> Result<(), EtcdError> {
+        let resp = match client.txn(self.departed_txn(layout_dir)).await {
+            Ok(resp) => resp,
+            Err(e) => match EtcdError::from(e) {
+                // A role that may not read the markers could not write ours either: as before
+                // markers, the rules for keys without one apply.
+                e if e.is_rejected() => {
+                    tracing::debug!(error = %e, "cannot read the tree markers");
+                    return Ok(());
+                }
+                e => return Err(e),
+            },
+        };
+        let answer = Answer::of(&resp);
+        let present = present(answer.read(DEPARTED_KEYS));
+        let tree_dir = self.tree_dir();
+        for (named, tree) in departed_trees(&tree_dir, answer.read(DEPARTED_TREES), &present, me) {
+            let rejoin = rejoin_key(LeaseId(named));
+            wait_tree_gone(client, tree, (rejoin.as_bytes(), named)).await?;
+        }
+        Ok(())
+    }
+
+    /// Every key under `layout_dir` (keys only) and every tree marker, at one revision, in the
+    /// order of [`DEPARTED_KEYS`], [`DEPARTED_TREES`].
+    fn departed_txn(&self, layout_dir: &str) -> Txn {
+        let keys = GetOptions::new().with_prefix().with_keys_only();
+        Txn::new().and_then([
+            TxnOp::get(layout_dir, Some(keys)),
+            TxnOp::get(self.tree_dir(), Some(GetOptions::new().with_prefix())),
+        ])
     }
 
     /// Shows a leader's health result at `key` ([`Election::health_key`], or a slot's).
@@ -496,22 +668,31 @@ impl Election {
     ) -> Result<i64, EtcdError> {
         let mut waited_on: Option<Vec<u8>> = None;
         loop {
-            let (turn, predecessor) = match waited_on.as_deref() {
+            let (turn, tree, predecessor) = match waited_on.as_deref() {
                 Some(key) => {
                     let (mut a, mut b) = (client.clone(), client.clone());
-                    let (turn, alive) =
-                        tokio::join!(self.next_ahead(&mut a, me), self.lease_alive(&mut b, key));
-                    tracing::trace!("read the queue and the lease of the candidate ahead");
-                    (turn?, alive?)
+                    let tree_key = lease_of_key(&self.dir, key).map(|l| self.tree_key(LeaseId(l)));
+                    let (read, alive) = tokio::join!(
+                        self.next_ahead(&mut a, me, tree_key),
+                        self.lease_alive(&mut b, key)
+                    );
+                    tracing::trace!(
+                        "read the queue, the tree marker and the lease of the candidate ahead"
+                    );
+                    let (turn, tree) = read?;
+                    (turn, tree, alive?)
                 }
-                None => (self.next_ahead(client, me).await?, false),
+                None => (
+                    self.next_ahead(client, me, None).await?.0,
+                    FormerTree::Unknown,
+                    false,
+                ),
             };
             match turn {
                 Turn::First(at) => {
-                    if predecessor {
-                        if let Some(key) = &waited_on {
-                            self.wait_predecessor_gone(client, me, key).await?;
-                        }
+                    if let Some(key) = &waited_on {
+                        self.wait_former_child(client, me, key, tree, predecessor)
+                            .await?;
                     }
                     return Ok(at);
                 }
@@ -535,6 +716,28 @@ impl Election {
                     waited_on = (!outlived).then_some(key);
                 }
             }
+        }
+    }
+
+    /// The key we waited on (`key`) is gone and nobody is ahead of us: whether its holder's
+    /// child may still run, as its tree marker (`tree`) and its lease (`lease_lives`) say. Returns
+    /// once it cannot.
+    async fn wait_former_child(
+        &self,
+        client: &mut Client,
+        me: &Candidacy,
+        key: &[u8],
+        tree: FormerTree,
+        lease_lives: bool,
+    ) -> Result<(), EtcdError> {
+        match tree {
+            FormerTree::Released => Ok(()),
+            FormerTree::MayLive(tree_lease) => match lease_of_key(&self.dir, key) {
+                Some(lease) => wait_tree_gone(client, tree_lease, (key, lease)).await,
+                None => Ok(()), // not reached: only keys of the layout have markers
+            },
+            FormerTree::Unknown if lease_lives => self.wait_predecessor_gone(client, me, key).await,
+            FormerTree::Unknown => Ok(()),
         }
     }
 
@@ -592,7 +795,7 @@ impl Election {
             if client.lease_time_to_live(lease, None).await?.ttl() <= 0 {
                 return Ok(true);
             }
-            match self.next_ahead(client, me).await? {
+            match self.next_ahead(client, me, None).await?.0 {
                 Turn::Behind {
                     key: ahead,
                     orphaned: Some(at),
@@ -610,20 +813,36 @@ impl Election {
     }
 
     /// One transaction: if our key still exists with our lease and our create-revision, the key
-    /// just ahead of us in the queue (none: we are first), at the transaction's revision.
-    async fn next_ahead(&self, client: &mut Client, me: &Candidacy) -> Result<Turn, EtcdError> {
-        let resp = client.txn(self.next_ahead_txn(me)).await?;
-        turn(me, &Answer::of(&resp))
+    /// just ahead of us in the queue (none: we are first), at the transaction's revision; and what
+    /// the tree marker at `tree_key` says, when one is asked for.
+    async fn next_ahead(
+        &self,
+        client: &mut Client,
+        me: &Candidacy,
+        tree_key: Option<String>,
+    ) -> Result<(Turn, FormerTree), EtcdError> {
+        let asked = tree_key.is_some();
+        let resp = client.txn(self.next_ahead_txn(me, tree_key)).await?;
+        let answer = Answer::of(&resp);
+        let tree = match asked {
+            true => former_tree(answer.first(NEXT_TREE)),
+            false => FormerTree::Unknown,
+        };
+        Ok((turn(me, &answer)?, tree))
     }
 
-    /// If our key is still ours, the one key just ahead of it ([`NEXT_AHEAD`]).
-    fn next_ahead_txn(&self, me: &Candidacy) -> Txn {
-        Txn::new()
-            .when(still_ours(me))
-            .and_then([TxnOp::get(self.dir.clone(), Some(just_ahead_of(me)))])
+    /// If our key is still ours, the one key just ahead of it ([`NEXT_AHEAD`]) and the tree marker
+    /// at `tree_key` ([`NEXT_TREE`]), if given.
+    fn next_ahead_txn(&self, me: &Candidacy, tree_key: Option<String>) -> Txn {
+        let mut reads = vec![TxnOp::get(self.dir.clone(), Some(just_ahead_of(me)))];
+        reads.extend(tree_key.map(|k| TxnOp::get(k, None)));
+        Txn::new().when(still_ours(me)).and_then(reads)
     }
 
-    /// We lead as soon as we join (or join again): nobody is ahead. But the leader before us may
+    /// We lead as soon as we join (or join again): nobody is ahead. First, every candidacy that
+    /// left the election while its tree marker says its child may run is waited for
+    /// ([`Election::wait_departed_trees`]): a leader whose key an operator deleted or whose lease
+    /// was revoked just now is still killing its child. For keys without a marker: the leader before us may
     /// have lost its key a moment ago (an operator's `etcdctl del --prefix`, and we were waiting
     /// behind it) while it still runs its child: it kills the child and revokes its lease when it
     /// sees the deletion, which a leader briefly cut off from etcd sees late. So look at the queue
@@ -638,6 +857,12 @@ impl Election {
         me: &Candidacy,
         former_at: Option<i64>,
     ) -> Result<(), EtcdError> {
+        // Ours show it by their tree markers, whenever their keys went.
+        let dir = self.dir.clone();
+        let present = |keys: &[Found]| candidacy_leases(&dir, keys);
+        let rejoin = |lease: LeaseId| format!("{}{lease}", self.dir);
+        self.wait_departed_trees(client, me.lease, present, &self.dir, rejoin)
+            .await?;
         let before = GetOptions::new()
             .with_prefix()
             .with_revision(former_at.unwrap_or(me.revision - 1).max(1))
@@ -817,6 +1042,16 @@ fn delete_if_unchanged(key: &[u8], seen: i64) -> Txn {
         .and_then([TxnOp::delete(key.to_vec(), None)])
 }
 
+/// The candidacy leases that still have a key among `keys` (read under `dir`): the lease each key
+/// is attached to, and the one its name says.
+pub fn candidacy_leases(dir: &str, keys: &[Found]) -> Vec<i64> {
+    keys.iter()
+        .flat_map(|k| [Some(k.lease), lease_of_key(dir, &k.key)])
+        .flatten()
+        .filter(|&l| l > 0)
+        .collect()
+}
+
 /// The lease id in a candidate key of `dir` (`dir` + lease in hex), if the key has that layout.
 fn lease_of_key(dir: &str, key: &[u8]) -> Option<i64> {
     let name = std::str::from_utf8(key).ok()?.strip_prefix(dir)?;
@@ -887,6 +1122,51 @@ pub fn range_end(prefix: &[u8]) -> Vec<u8> {
         }
     }
     vec![0] // every key
+}
+
+/// How often a candidate looks whether a departed holder's tree lease is gone: quick at first (its
+/// holder revokes it within milliseconds of its child's death), then no more than every 100 ms
+/// (it expires within the TTL if its holder is cut off).
+const TREE_POLL: Schedule = Schedule {
+    min: std::time::Duration::from_millis(2),
+    max: std::time::Duration::from_millis(100),
+    reset: Reset::OnSuccess,
+};
+
+/// Waits until the child of a candidacy whose key went can no longer run: its tree lease
+/// `tree_lease` is gone (its holder revoked it after the tree was gone, or it expired, which its
+/// holder's fail-closed deadline precedes), or the candidacy joined again (`rejoin`: the key it
+/// puts then, and its lease), which only a candidate that does not lead does (a leader gives its
+/// leases up once its key is lost, and takes new ones). No time bound is needed: etcd expires the
+/// tree lease within its TTL unless its holder renews it, and a holder renews it only while it
+/// runs.
+pub async fn wait_tree_gone(
+    client: &mut Client,
+    tree_lease: i64,
+    (rejoin_key, lease): (&[u8], i64),
+) -> Result<(), EtcdError> {
+    let started = tokio::time::Instant::now();
+    let mut pause = TREE_POLL.start();
+    let mut waited = false;
+    loop {
+        let (mut a, mut b) = (client.clone(), client.clone());
+        let (alive, back) = tokio::join!(
+            a.lease_time_to_live(tree_lease, None),
+            b.get(rejoin_key.to_vec(), None)
+        );
+        let gone = alive?.ttl() <= 0;
+        let rejoined = back?.kvs().iter().any(|kv| kv.lease() == lease);
+        if gone || rejoined {
+            if waited {
+                tracing::info!(tree_lease = %LeaseId(tree_lease), waited_ms = started.elapsed().as_millis() as u64,
+                    rejoined, "the former holder's tree is gone");
+            }
+            return Ok(());
+        }
+        tracing::debug!(tree_lease = %LeaseId(tree_lease), "the key ahead went while its holder's child may still run (its lease revoked or its key deleted by another client): waiting for that child's end");
+        tokio::time::sleep(pause.next_pause()).await;
+        waited = true;
+    }
 }
 
 /// Watches the keys under `prefix` from revision `from` until any event.
@@ -1157,9 +1437,136 @@ mod tests {
         for (a, want) in rows {
             assert_eq!(turn(&me, &a).map_err(|_| ()), want, "{a:?}");
         }
-        let (then, _) =
-            crate::election::answer::ops_of(&Election::new("/p", "app").next_ahead_txn(&me));
+        let e = Election::new("/p", "app");
+        let (then, _) = crate::election::answer::ops_of(&e.next_ahead_txn(&me, None));
         assert_eq!(then[NEXT_AHEAD].1, "/p/app/");
+        assert_eq!(then.len(), 1);
+        let tree = e.tree_key(LeaseId(0xab));
+        let (then, _) = crate::election::answer::ops_of(&e.next_ahead_txn(&me, Some(tree)));
+        assert_eq!(then[NEXT_AHEAD].1, "/p/app/");
+        assert_eq!(
+            then[NEXT_TREE],
+            ("RequestRange".into(), "/p/app@tree/ab".into())
+        );
+    }
+
+    #[test]
+    fn what_a_tree_marker_says_of_the_child_of_a_key_that_went() {
+        let marker = |value: &str, lease: i64| Found {
+            key: b"/p/app@tree/ab".to_vec(),
+            value: value.as_bytes().to_vec(),
+            lease,
+            create_revision: 3,
+            mod_revision: 3,
+        };
+        let rows = [
+            (None, FormerTree::Unknown),
+            (Some(marker(TREE_RELEASED, 0xcd)), FormerTree::Released),
+            // Released stays released when its lease is gone or was never there.
+            (Some(marker(TREE_RELEASED, 0)), FormerTree::Released),
+            (Some(marker(TREE_LIVE, 0xcd)), FormerTree::MayLive(0xcd)),
+            // Any other value on a lease: the child may still run (only "released" says not).
+            (Some(marker("released ", 0xcd)), FormerTree::MayLive(0xcd)),
+            (Some(marker("", 0xcd)), FormerTree::MayLive(0xcd)),
+            // Put by another client, off every lease: nothing to wait on.
+            (Some(marker(TREE_LIVE, 0)), FormerTree::Unknown),
+        ];
+        for (m, want) in rows {
+            assert_eq!(former_tree(m.as_ref()), want, "{m:?}");
+        }
+    }
+
+    #[test]
+    fn whose_trees_a_candidate_first_in_line_waits_for() {
+        let dir = "/p/app@tree/";
+        let marker = |name: &str, value: &str, lease: i64| Found {
+            key: format!("{dir}{name}").into_bytes(),
+            value: value.as_bytes().to_vec(),
+            lease,
+            create_revision: 3,
+            mod_revision: 3,
+        };
+        let mine = LeaseId(0x1);
+        // (markers, candidacy leases with a key) -> tree leases to wait for
+        let rows: [(Vec<Found>, Vec<i64>, Vec<i64>); 7] = [
+            (vec![], vec![], vec![]),
+            // Ours is never waited for.
+            (vec![marker("1", TREE_LIVE, 0x11)], vec![], vec![]),
+            // A candidate still in the election (a standby behind us) is not departed.
+            (vec![marker("2", TREE_LIVE, 0x12)], vec![0x2], vec![]),
+            // Its key gone, its tree lease alive: wait for it.
+            (vec![marker("2", TREE_LIVE, 0x12)], vec![], vec![0x12]),
+            // Released, or off every lease: nothing to wait for.
+            (vec![marker("2", TREE_RELEASED, 0x12)], vec![], vec![]),
+            (vec![marker("2", TREE_LIVE, 0)], vec![], vec![]),
+            // Names not written as the layout writes them are not markers of ours.
+            (
+                vec![
+                    marker("02", TREE_LIVE, 0x12),
+                    marker("x", TREE_LIVE, 0x13),
+                    marker("3", TREE_LIVE, 0x14),
+                ],
+                vec![0x2],
+                vec![0x14],
+            ),
+        ];
+        for (markers, present, want) in rows {
+            let got: Vec<i64> = departed_trees(dir, &markers, &present, mine)
+                .into_iter()
+                .map(|(_, tree)| tree)
+                .collect();
+            assert_eq!(got, want, "{markers:?} {present:?}");
+        }
+    }
+
+    #[test]
+    fn the_candidacy_leases_still_in_the_election() {
+        let key = |k: &str, lease: i64| Found {
+            key: k.as_bytes().to_vec(),
+            lease,
+            ..Found::default()
+        };
+        let keys = [
+            key("/p/app/ab", 0xab),
+            key("/p/app/cd", 0),
+            key("/p/app/zz", 0x5),
+        ];
+        let mut got = candidacy_leases("/p/app/", &keys);
+        got.sort_unstable();
+        assert_eq!(got, [0x5, 0xab, 0xab, 0xcd]);
+    }
+
+    #[test]
+    fn a_release_deletes_the_key_and_marks_the_tree_only_while_the_key_is_ours() {
+        let e = Election::new("/p", "app");
+        let me = Candidacy {
+            key: "/p/app/ab".into(),
+            lease: LeaseId(0xab),
+            revision: 7,
+            leads_since: 7,
+            slot: None,
+        };
+        let txn = e.release_txn(&me, LeaseId(0xcd));
+        let (then, otherwise) = crate::election::answer::ops_of(&txn);
+        assert_eq!(
+            then,
+            [
+                ("RequestDeleteRange".into(), "/p/app/ab".into()),
+                ("RequestPut".into(), "/p/app@tree/ab".into())
+            ]
+        );
+        assert!(otherwise.is_empty());
+        let text = format!("{txn:?}");
+        assert!(
+            text.contains("CreateRevision(7)") && text.contains("Lease(171)"),
+            "{text}"
+        );
+        assert!(
+            text.contains("lease: 205"),
+            "the marker stays on the tree lease: {text}"
+        );
+        assert_eq!(e.tree_dir(), "/p/app@tree/");
+        assert_eq!(e.tree_key(LeaseId(0xab)), "/p/app@tree/ab");
     }
 
     #[test]

@@ -1,9 +1,19 @@
-//! The etcd session: one lease, kept alive on our own timer, and the deadline it buys.
+//! The etcd session: two leases, kept alive on our own timers, and the deadline they buy.
 //!
-//! Invariant: [`LeaseState::Alive::safe_until`] is the send instant of the last *acknowledged*
-//! keepalive plus the smaller of requested and granted TTL, on [`BootInstant`]. Keepalives are sent
-//! one at a time (send, wait for its reply, sleep), so each reply is matched to the request that
-//! caused it. Opening the stream sends a keepalive too, and its reply counts.
+//! The *candidacy lease* holds our key in the election (its name is the key's, as etcd's own
+//! clients write it). The *tree lease* holds only our tree marker
+//! ([`crate::election::queue::Election::tree_key`]): it lives as long as a child of ours may, so a
+//! standby that finds our key gone without our release knows from the marker whether our tree may
+//! still be dying (an operator's `etcdctl lease revoke` of the candidacy lease) or is surely dead
+//! (the marker's lease expired too, or we released). Both are granted together and renewed on the
+//! same schedule, so a crashed replica's marker goes with its key, within the TTL.
+//!
+//! Invariant: [`LeaseState::Alive::safe_until`] is the earlier, over both leases, of the send
+//! instant of the last *acknowledged* keepalive plus the smaller of requested and granted TTL, on
+//! [`BootInstant`]; either lease gone is [`LeaseState::Lost`]. So our child is dead before either
+//! lease can expire. Keepalives are sent one at a time per lease (send, wait for its reply,
+//! sleep), so each reply is matched to the request that caused it. Opening the stream sends a
+//! keepalive too, and its reply counts.
 //!
 //! The retry schedule is the one [`crate::core::timing`] reasons about: every attempt (reconnect,
 //! re-authenticate, open the stream, get the reply) is bounded by `attempt_timeout` as a whole, and
@@ -11,7 +21,7 @@
 //! reply with `ttl <= 0`, or "lease not found" when (re)opening the stream, means the lease is gone
 //! (revoked or expired): that is final and reported at once as [`LeaseState::Lost`].
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use etcd_client::{LeaseKeepAliveStream, LeaseKeeper};
@@ -54,12 +64,54 @@ impl LeaseState {
     }
 }
 
-/// A granted lease and the task that keeps it alive.
+/// What both leases buy together: the earlier deadline; lost as soon as either is.
+fn combined(parts: &[LeaseState; 2]) -> LeaseState {
+    match parts {
+        [LeaseState::Alive { safe_until: a }, LeaseState::Alive { safe_until: b }] => {
+            LeaseState::Alive {
+                safe_until: (*a).min(*b),
+            }
+        }
+        _ => LeaseState::Lost,
+    }
+}
+
+/// The state both keepalive tasks write, each its own part, and the one every reader sees.
+struct Shared {
+    parts: Mutex<[LeaseState; 2]>,
+    tx: watch::Sender<LeaseState>,
+    observer: Arc<dyn LeaseEvents>,
+}
+
+impl Shared {
+    /// Records what lease `part` buys now and publishes both together; false if nobody listens.
+    fn publish(&self, part: usize, state: LeaseState, rtt: Option<Duration>) -> bool {
+        let now = {
+            let mut parts = self.parts.lock().unwrap_or_else(|p| p.into_inner());
+            parts[part] = state;
+            combined(&parts)
+        };
+        match now {
+            LeaseState::Alive { safe_until } => self.observer.lease_renewed(safe_until, rtt),
+            LeaseState::Lost => self.observer.lease_dropped(),
+        }
+        self.tx.send(now).is_ok()
+    }
+}
+
+/// Which of the two leases a keepalive task renews.
+const CANDIDACY: usize = 0;
+const TREE: usize = 1;
+
+/// The two granted leases and the tasks that keep them alive.
 pub struct Session {
     connector: Arc<Connector>,
+    /// The lease our key in the election is attached to, and named by.
     pub lease_id: LeaseId,
+    /// The lease our tree marker is attached to.
+    pub tree_lease: LeaseId,
     state: watch::Receiver<LeaseState>,
-    keepalive: JoinHandle<()>,
+    keepalives: [JoinHandle<()>; 2],
 }
 
 /// How giving the lease up went.
@@ -74,7 +126,7 @@ pub enum Revoked {
 }
 
 impl Session {
-    /// Grants a lease (one attempt) and starts keeping it alive.
+    /// Grants both leases (one attempt each, sent together) and starts keeping them alive.
     pub async fn grant(
         connector: Arc<Connector>,
         timing: TimingModel,
@@ -82,34 +134,55 @@ impl Session {
     ) -> Result<Session, EtcdError> {
         let sent = BootInstant::now();
         let started = Instant::now();
-        let ttl = timing.ttl.as_secs() as i64;
-        let resp = connector
-            .call(|mut c| async move { Ok(c.lease_grant(ttl, None).await?) })
-            .await?;
-        let lease_id = LeaseId(resp.id());
-        let granted_ttl = Duration::from_secs(resp.ttl().max(0) as u64);
-        let safe_until = timing.safe_until(sent, granted_ttl);
-        let (tx, rx) = watch::channel(LeaseState::Alive { safe_until });
-        observer.lease_renewed(safe_until, None);
-        let keeper = KeepAlive {
-            connector: connector.clone(),
-            timing,
-            lease: lease_id,
-            granted_ttl,
+        let (candidacy, tree) =
+            tokio::join!(grant_one(&connector, timing), grant_one(&connector, timing));
+        let (candidacy, tree) = match (candidacy, tree) {
+            (Ok(c), Ok(t)) => (c, t),
+            (Ok((lease, _)), Err(e)) | (Err(e), Ok((lease, _))) => {
+                // Not left to expire with a key on it: it has none yet, but etcd keeps it a TTL.
+                let _ = revoke_one(&connector, lease).await;
+                return Err(e);
+            }
+            (Err(e), Err(_)) => return Err(e),
+        };
+        let alive = |granted| LeaseState::Alive {
+            safe_until: timing.safe_until(sent, granted),
+        };
+        let parts = [alive(candidacy.1), alive(tree.1)];
+        let (tx, rx) = watch::channel(combined(&parts));
+        let shared = Arc::new(Shared {
+            parts: Mutex::new(parts),
             tx,
             observer,
-        };
+        });
+        shared.publish(CANDIDACY, parts[CANDIDACY], None);
         // The first keepalive is due (at most) one interval after the grant was *sent*, like every
-        // later one; each wait is jittered so that replicas started together spread out.
-        let mut jitter = Jitter::new();
-        let first = started + timing.first_jittered(jitter.next());
-        let keepalive = tokio::spawn(keeper.run(first, jitter));
-        tracing::debug!(lease = %lease_id, granted_ttl_s = granted_ttl.as_secs(), "lease granted");
+        // later one; each wait is jittered so that replicas started together spread out. Both
+        // leases draw the same waits, so they are renewed together and a crashed replica's
+        // tree marker expires with its key.
+        let jitter = Jitter::new();
+        let start = |part: usize, (lease, granted_ttl): (LeaseId, Duration)| {
+            let mut jitter = jitter.clone();
+            let keeper = KeepAlive {
+                connector: connector.clone(),
+                timing,
+                lease,
+                granted_ttl,
+                part,
+                shared: shared.clone(),
+            };
+            let first = started + timing.first_jittered(jitter.next());
+            tokio::spawn(keeper.run(first, jitter))
+        };
+        let keepalives = [start(CANDIDACY, candidacy), start(TREE, tree)];
+        tracing::debug!(lease = %candidacy.0, tree_lease = %tree.0,
+            granted_ttl_s = candidacy.1.as_secs(), "leases granted");
         Ok(Session {
             connector,
-            lease_id,
+            lease_id: candidacy.0,
+            tree_lease: tree.0,
             state: rx,
-            keepalive,
+            keepalives,
         })
     }
 
@@ -123,42 +196,72 @@ impl Session {
         self.state.borrow().at(BootInstant::now())
     }
 
-    /// Stops the keepalives and revokes the lease so a standby can take over at once, trying every
-    /// endpoint (and a fresh token) within `within`. Never reports success it did not get.
+    /// Stops the keepalives and revokes both leases so a standby can take over at once, trying
+    /// every endpoint (and a fresh token) within `within`. Never reports success it did not get.
+    /// What it reports is the candidacy lease's fate (the key a standby waits on goes with it);
+    /// the tree lease only says our tree is gone, which it is by now.
     pub async fn revoke(self, within: Duration) -> Revoked {
-        self.keepalive.abort();
-        let lease = self.lease_id;
+        for k in &self.keepalives {
+            k.abort();
+        }
+        let (lease, tree) = (self.lease_id, self.tree_lease);
         let attempts = self.connector.endpoints().len().max(2);
-        let tries = async {
+        let connector = &self.connector;
+        let tries = |lease: LeaseId| async move {
             let mut last = String::from("no attempt");
             for _ in 0..attempts {
-                let r = self
-                    .connector
-                    .call(|mut c| async move { Ok(c.lease_revoke(lease.0).await?) })
-                    .await;
-                match revoked(r) {
+                match revoked(revoke_one(connector, lease).await) {
                     Ok(done) => return done,
                     Err(why) => last = why,
                 }
             }
             Revoked::Failed(last)
         };
-        let outcome = timeout(within, tries)
-            .await
-            .unwrap_or_else(|_| Revoked::Failed("timed out".into()));
+        let both = async { tokio::join!(tries(lease), tries(tree)) };
+        let (outcome, tree_outcome) = timeout(within, both).await.unwrap_or_else(|_| {
+            let late = || Revoked::Failed("timed out".into());
+            (late(), late())
+        });
         match &outcome {
             Revoked::Now => tracing::debug!(%lease, "lease revoked"),
             Revoked::AlreadyGone => tracing::debug!(%lease, "lease was already gone"),
             Revoked::Failed(why) => tracing::warn!(%lease, error = %why,
                 "revoking the lease failed; it expires after its TTL"),
         }
+        if let Revoked::Failed(why) = &tree_outcome {
+            tracing::debug!(lease = %tree, error = %why, "revoking the tree lease failed; it expires after its TTL");
+        }
         outcome
     }
 }
 
+/// Grants one lease: its id and the TTL the server granted.
+async fn grant_one(
+    connector: &Connector,
+    timing: TimingModel,
+) -> Result<(LeaseId, Duration), EtcdError> {
+    let ttl = timing.ttl.as_secs() as i64;
+    let resp = connector
+        .call(|mut c| async move { Ok(c.lease_grant(ttl, None).await?) })
+        .await?;
+    Ok((
+        LeaseId(resp.id()),
+        Duration::from_secs(resp.ttl().max(0) as u64),
+    ))
+}
+
+async fn revoke_one(connector: &Connector, lease: LeaseId) -> Result<(), EtcdError> {
+    connector
+        .call(|mut c| async move { Ok(c.lease_revoke(lease.0).await?) })
+        .await
+        .map(|_| ())
+}
+
 impl Drop for Session {
     fn drop(&mut self) {
-        self.keepalive.abort();
+        for k in &self.keepalives {
+            k.abort();
+        }
     }
 }
 
@@ -169,8 +272,9 @@ struct KeepAlive {
     lease: LeaseId,
     /// What the server granted; a reply that opens a stream does not show it to us.
     granted_ttl: Duration,
-    tx: watch::Sender<LeaseState>,
-    observer: Arc<dyn LeaseEvents>,
+    /// Which lease of the session this is ([`CANDIDACY`] or [`TREE`]).
+    part: usize,
+    shared: Arc<Shared>,
 }
 
 /// How one keepalive attempt or stream ended.
@@ -194,12 +298,11 @@ impl KeepAlive {
             match self.open_and_keep(&mut jitter).await {
                 Broke::LeaseGone => {
                     tracing::warn!(lease = %self.lease, "etcd reports the lease is gone");
-                    self.observer.lease_dropped();
-                    let _ = self.tx.send(LeaseState::Lost);
+                    self.shared.publish(self.part, LeaseState::Lost, None);
                     return;
                 }
                 Broke::Closed => return,
-                Broke::Retry => self.observer.keepalive_failed(),
+                Broke::Retry => self.shared.observer.keepalive_failed(),
             }
             next = next_attempt(started, attempt, Instant::now());
         }
@@ -317,9 +420,10 @@ impl KeepAlive {
     /// Publishes the deadline bought by a keepalive sent at `started`; false if nobody listens.
     fn publish(&self, safe_until: BootInstant, started: Instant) -> bool {
         let rtt = started.elapsed();
-        tracing::trace!(rtt_ms = rtt.as_millis() as u64, "keepalive acknowledged");
-        self.observer.lease_renewed(safe_until, Some(rtt));
-        self.tx.send(LeaseState::Alive { safe_until }).is_ok()
+        tracing::trace!(rtt_ms = rtt.as_millis() as u64, lease = %self.lease, "keepalive acknowledged");
+        let rtt = (self.part == CANDIDACY).then_some(rtt);
+        self.shared
+            .publish(self.part, LeaseState::Alive { safe_until }, rtt)
     }
 }
 
@@ -482,6 +586,26 @@ mod tests {
         for ((started, now), want) in rows {
             let got = next_attempt(base + ms(started), ms(500), base + ms(now));
             assert_eq!(got - base, ms(want), "{started} {now}");
+        }
+    }
+
+    #[test]
+    fn both_leases_buy_the_earlier_deadline_and_either_lost_is_lost() {
+        let t0 = BootInstant::now();
+        let alive = |s: u64| LeaseState::Alive {
+            safe_until: t0 + secs(s),
+        };
+        let lost = LeaseState::Lost;
+        let rows = [
+            ([alive(5), alive(5)], alive(5)),
+            ([alive(5), alive(7)], alive(5)),
+            ([alive(9), alive(7)], alive(7)),
+            ([lost, alive(7)], lost),
+            ([alive(7), lost], lost),
+            ([lost, lost], lost),
+        ];
+        for (parts, want) in rows {
+            assert_eq!(combined(&parts), want, "{parts:?}");
         }
     }
 

@@ -20,10 +20,12 @@
 //! Why two holders of a slot cannot run at once: the slot key exists at most once (the claim is a
 //! create), it is attached to its holder's lease, and a holder's child is dead before that lease
 //! can expire (the same fail-closed deadline as the singleton's, [`crate::core::timing`]). A graceful
-//! holder revokes its lease only after its child's tree is gone. A slot key deleted by hand while
-//! its holder's lease lives is the one way around that: the claimer then waits, as the singleton's
-//! new leader does, for that lease to go (at most [`PREDECESSOR_WAIT`]), and the holder, which
-//! watches its slot key, kills its child at once.
+//! holder releases its slot key only after its child's tree is gone, marking its tree released in
+//! the same transaction (the singleton's tree markers, [`crate::election::queue`]). A slot key
+//! deleted by hand, or its holder's lease revoked, is the way around that: the claimer then waits,
+//! as the singleton's new leader does, for the former holder's tree lease to go (for a holder
+//! without a marker, for its lease, at most [`PREDECESSOR_WAIT`]), and the holder, which watches
+//! its slot key and its leases, kills its child at once.
 //!
 //! A replica holds at most one slot: it claims only while standby, and gives the slot up (its
 //! lease) before it queues again.
@@ -37,8 +39,8 @@ use crate::election::answer::{kvs, Answer, Found, Kv};
 use crate::election::candidacy_watch::CandidacyWatch;
 use crate::election::connector::EtcdError;
 use crate::election::queue::{
-    just_ahead_of, put_if_absent, range_end, still_ours, Candidacy, Candidate, Election,
-    HealthRecord, WaitAhead, PREDECESSOR_WAIT,
+    former_tree, just_ahead_of, put_if_absent, range_end, still_ours, wait_tree_gone, Candidacy,
+    Candidate, Election, FormerTree, HealthRecord, WaitAhead, PREDECESSOR_WAIT,
 };
 
 /// The keys of one election with N > 1 slots.
@@ -549,14 +551,58 @@ impl SlotElection {
                 }
             };
             let former = former_holder(slot, deleted_with, [&known, &before_deletion], me.lease);
-            if let Some(lease) = former {
-                wait_lease_gone(client, lease).await?;
-            }
+            self.wait_former_child(client, me, former).await?;
             match self.claim(client, me, slot, id).await? {
                 Some(holder) => return Ok(holder),
                 None => continue, // taken by someone else (or our key is gone): read again
             }
         }
+    }
+}
+
+impl SlotElection {
+    /// Before a claim: waits until no former holder's child may still run. With the slot's former
+    /// holder known (`former`, its candidacy lease), by its tree marker (released: at once; on a
+    /// living tree lease: until that lease goes) or, without one, by its lease as before markers;
+    /// else by every tree marker whose candidacy has left the slots.
+    async fn wait_former_child(
+        &self,
+        client: &mut Client,
+        me: &Candidacy,
+        former: Option<LeaseId>,
+    ) -> Result<(), EtcdError> {
+        let Some(lease) = former else {
+            let present = |keys: &[Found]| {
+                keys.iter()
+                    .map(|k| k.lease)
+                    .chain(keys.iter().filter_map(|k| self.queue_lease_of(&k.key)))
+                    .filter(|&l| l > 0)
+                    .collect()
+            };
+            let rejoin = |lease: LeaseId| format!("{}{lease}", self.queue_dir());
+            return self
+                .base
+                .wait_departed_trees(client, me.lease, present, &self.dir, rejoin)
+                .await;
+        };
+        let marker = client.get(self.base.tree_key(lease), None).await?;
+        let marker = marker.kvs().first().map(Found::of);
+        match former_tree(marker.as_ref()) {
+            FormerTree::Released => Ok(()),
+            FormerTree::MayLive(tree_lease) => {
+                let rejoin = format!("{}{lease}", self.queue_dir());
+                wait_tree_gone(client, tree_lease, (rejoin.as_bytes(), lease.0)).await
+            }
+            FormerTree::Unknown => wait_lease_gone(client, lease).await,
+        }
+    }
+
+    /// The candidacy lease a queue key of ours is named by.
+    fn queue_lease_of(&self, key: &[u8]) -> Option<i64> {
+        let name = std::str::from_utf8(key.strip_prefix(self.queue_dir().as_bytes())?).ok()?;
+        i64::from_str_radix(name, 16)
+            .ok()
+            .filter(|&l| l > 0 && format!("{l:x}") == name)
     }
 }
 

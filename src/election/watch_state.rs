@@ -36,6 +36,10 @@ pub const AHEAD_FIRST: i64 = 3;
 /// The pauses between attempts to watch again.
 pub const RETRY: Schedule = Schedule::ETCD;
 
+/// How long a watch round must have run for its end to start the retry schedule over: longer
+/// than the longest pause, so a connection that fails at once keeps backing off.
+pub const HEALTHY_ROUND: Duration = Duration::from_secs(5);
+
 /// A key ahead that is gone: the key, and for a deletion watched under a prefix (the slot keys)
 /// the lease it had (0 when not known: found gone on a re-read).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -352,7 +356,14 @@ fn consider(value: &[u8], mod_revision: i64, me: &Candidacy) -> Effect {
 /// The pause before watching again after `ended`; `None`: stop, our key is gone. A failure
 /// backs off; a cancellation means the endpoint served us until then, so the schedule starts
 /// over and the next attempt comes soon (a waiting standby must not lag).
-pub fn pause_after(ended: &Ended, backoff: &mut Backoff) -> Option<Duration> {
+pub fn pause_after(ended: &Ended, backoff: &mut Backoff, ran_for: Duration) -> Option<Duration> {
+    // A stream that served us for a while broke: that is a new failure, not the latest of a
+    // series, so the pause starts over. Else a leader whose stream broke a few times over hours
+    // would re-watch its key up to 2 s late after the next break, and learn of its deletion as
+    // late.
+    if ran_for >= HEALTHY_ROUND {
+        backoff.succeeded(ran_for);
+    }
     match ended {
         Ended::OwnDeleted(_) | Ended::OwnChanged(_) => None,
         Ended::NoConnection(_) | Ended::Broke(_) => Some(backoff.next_pause()),
@@ -779,8 +790,32 @@ mod tests {
         ];
         let mut backoff = RETRY.start();
         for (i, (ended, want)) in rows.into_iter().enumerate() {
-            let got = pause_after(&ended, &mut backoff).map(|p| p.as_millis() as u64);
+            let got =
+                pause_after(&ended, &mut backoff, Duration::ZERO).map(|p| p.as_millis() as u64);
             assert_eq!(got, want, "row {i}: {ended:?}");
+        }
+    }
+
+    #[test]
+    fn a_stream_that_served_for_a_while_starts_the_pauses_over() {
+        let broke = || Ended::Broke(EtcdError::Unavailable("reset".into()));
+        let s = Duration::from_secs;
+        // (how long the round ran, pause in ms before the next)
+        let rows = [
+            (s(0), 200),
+            (s(0), 400),
+            (s(1), 800),
+            (s(4), 1600),
+            // Served 5 s or more: a fresh failure.
+            (HEALTHY_ROUND, 200),
+            (s(0), 400),
+            (s(0), 800),
+            (s(3600), 200),
+        ];
+        let mut backoff = RETRY.start();
+        for (i, (ran, want)) in rows.into_iter().enumerate() {
+            let got = pause_after(&broke(), &mut backoff, ran).map(|p| p.as_millis() as u64);
+            assert_eq!(got, Some(want), "row {i}: ran {ran:?}");
         }
     }
 

@@ -33,6 +33,8 @@ use super::{
 struct Leading<'a, 'c> {
     ctx: &'a Ctx<'c>,
     session: Session,
+    /// Whether our tree marker exists: then the release marks it released with the key's deletion.
+    tree_marked: bool,
     me: Candidacy,
     key: CandidacyWatch,
     restarts: Backoff,
@@ -60,6 +62,7 @@ pub(super) async fn lead(ctx: &Ctx<'_>, inp: &mut Inputs, won: Won) -> After {
     let mut run = Leading {
         ctx,
         session: won.session,
+        tree_marked: won.tree_marked,
         me: won.me,
         key: won.watch,
         restarts: Schedule::RESTART.start(),
@@ -300,7 +303,14 @@ impl Leading<'_, '_> {
             ctx.cfg.timing.margin,
             ctx.connector.request_timeout(),
         );
-        let revoked = self.session.revoke(budget).await;
+        let by = Instant::now() + budget;
+        if self.tree_marked && !key_found_gone && !self.key.was_deleted() {
+            self.release_key(budget).await;
+        }
+        let revoked = self
+            .session
+            .revoke(by.saturating_duration_since(Instant::now()))
+            .await;
         if let Some(reason) = reason {
             ctx.obs.enter(Phase::Lost {
                 key: me.key.clone(),
@@ -326,6 +336,30 @@ impl Leading<'_, '_> {
                 holdoff: false,
                 former_at,
             },
+        }
+    }
+}
+
+impl Leading<'_, '_> {
+    /// Our tree is gone: delete our key and mark our tree released, in one transaction, so the
+    /// standby woken by the deletion starts at once (the leases are revoked next, which a standby
+    /// no longer waits for). If etcd cannot be asked within `budget`, the revoke that follows
+    /// (or the leases' expiry) hands over instead.
+    async fn release_key(&self, budget: Duration) {
+        let (election, me, tree_lease) = (&self.ctx.election, &self.me, self.session.tree_lease);
+        let release = self
+            .ctx
+            .connector
+            .call(|mut c| async move { election.release(&mut c, me, tree_lease).await });
+        match tokio::time::timeout(budget, release).await {
+            Ok(Ok(true)) => tracing::debug!(key = %me.key, "key released, tree marked released"),
+            Ok(Ok(false)) => tracing::debug!(key = %me.key, "key not ours any more: not released"),
+            Ok(Err(e)) => {
+                tracing::debug!(key = %me.key, error = %e, "releasing the key failed; revoking the lease instead")
+            }
+            Err(_) => {
+                tracing::debug!(key = %me.key, "releasing the key timed out; revoking the lease instead")
+            }
         }
     }
 }

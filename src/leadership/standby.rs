@@ -32,18 +32,23 @@ pub(super) struct Won {
     pub session: Session,
     pub me: Candidacy,
     pub watch: CandidacyWatch,
+    /// Whether our tree marker was written (a role may forbid it): then the release marks it.
+    pub tree_marked: bool,
 }
+
+/// What a campaign won: the candidacy, its watch, and whether our tree marker was written.
+struct Winning(Candidacy, CandidacyWatch, bool);
 
 /// How one standby round ended.
 enum Round {
-    Won(Candidacy, CandidacyWatch),
+    Won(Winning),
     LeaseLost(StopReason),
     Over(Exit),
 }
 
 /// What a campaign came to.
 enum Campaign {
-    Won(Candidacy, CandidacyWatch),
+    Won(Winning),
     /// It cannot go on, ever.
     Refused(Refused),
 }
@@ -58,7 +63,7 @@ enum Refused {
 
 /// What one attempt inside a connection came to (an etcd error is the connection's to count).
 enum Attempt {
-    Won(Candidacy, CandidacyWatch),
+    Won(Winning),
     Mismatch(Mismatch),
 }
 
@@ -81,13 +86,20 @@ pub(super) async fn standby(
             _ = until(acquire_by) => Round::Over(timed_out(ctx, &last_error)),
             reason = lease_lost(session.state()) => Round::LeaseLost(reason),
             c = campaign(ctx, &session, &last_error, former_at) => match c {
-                Campaign::Won(me, watch) => Round::Won(me, watch),
+                Campaign::Won(won) => Round::Won(won),
                 Campaign::Refused(Refused::Etcd(e)) => Round::Over(rejected(&e)),
                 Campaign::Refused(Refused::Slots(m)) => Round::Over(mismatched(ctx, &m)),
             },
         };
         match round {
-            Round::Won(me, watch) => return Ok(Won { session, me, watch }),
+            Round::Won(Winning(me, watch, tree_marked)) => {
+                return Ok(Won {
+                    session,
+                    me,
+                    watch,
+                    tree_marked,
+                })
+            }
             Round::LeaseLost(reason) => {
                 tracing::warn!(id = %ctx.cfg.id, lease = %session.lease_id, %reason,
                     "lease lost while standby; taking a new one");
@@ -158,19 +170,20 @@ async fn campaign(
 ) -> Campaign {
     let mut backoff = Schedule::ETCD.start();
     loop {
-        let lease = session.lease_id;
+        let (lease, tree_lease) = (session.lease_id, session.tree_lease);
         let former = &mut former_at;
         let attempted = ctx
             .connector
             .call(|mut client| async move {
+                let leases = (lease, tree_lease);
                 match &ctx.slots {
-                    None => join_queue(ctx, &mut client, lease, former).await,
-                    Some(slots) => claim_slot(ctx, slots, &mut client, lease, former).await,
+                    None => join_queue(ctx, &mut client, leases, former).await,
+                    Some(slots) => claim_slot(ctx, slots, &mut client, leases, former).await,
                 }
             })
             .await;
         match attempted {
-            Ok(Attempt::Won(me, watch)) => return Campaign::Won(me, watch),
+            Ok(Attempt::Won(won)) => return Campaign::Won(won),
             Ok(Attempt::Mismatch(m)) => return Campaign::Refused(Refused::Slots(m)),
             Err(e) if e.is_rejected() => return Campaign::Refused(Refused::Etcd(e)),
             Err(e) => pause_after(&e, &mut backoff, last_error, "campaign interrupted").await,
@@ -183,7 +196,7 @@ async fn campaign(
 async fn join_queue(
     ctx: &Ctx<'_>,
     client: &mut Client,
-    lease: LeaseId,
+    (lease, tree_lease): (LeaseId, LeaseId),
     former_at: &mut Option<i64>,
 ) -> Result<Attempt, EtcdError> {
     let election = &ctx.election;
@@ -191,6 +204,9 @@ async fn join_queue(
         queue::Joined::Queued { me, leads, at } => (me, leads, at),
         queue::Joined::SlotsInUse(n) => return Ok(Attempt::Mismatch(Mismatch::Slots(n))),
     };
+    // In the queue, and never refused from here on: before any child of ours can run, a marker
+    // for its tree (a refused replica writes nothing).
+    let marked = election.mark_tree(client, lease, tree_lease).await?;
     enter_standby(ctx, &me);
     // Our key, step-down requests and the candidate ahead, on one stream from now on.
     let mut watch = CandidacyWatch::start(
@@ -211,7 +227,7 @@ async fn join_queue(
             }
         }
     }
-    Ok(Attempt::Won(me, watch))
+    Ok(Attempt::Won(Winning(me, watch, marked)))
 }
 
 /// `--slots N`, N > 1: join the standby queue and, first in it, claim a free slot
@@ -220,10 +236,16 @@ async fn claim_slot(
     ctx: &Ctx<'_>,
     slots: &SlotElection,
     client: &mut Client,
-    lease: LeaseId,
+    (lease, tree_lease): (LeaseId, LeaseId),
     former_at: &mut Option<i64>,
 ) -> Result<Attempt, EtcdError> {
-    let holder = match slots.join(client, lease, &ctx.cfg.id).await? {
+    let joined = slots.join(client, lease, &ctx.cfg.id).await?;
+    if let slots::Joined::Refused(m) = joined {
+        return Ok(Attempt::Mismatch(m));
+    }
+    // As for the singleton: joined, so a marker for our tree before any child of ours runs.
+    let marked = ctx.election.mark_tree(client, lease, tree_lease).await?;
+    let holder = match joined {
         slots::Joined::Refused(m) => return Ok(Attempt::Mismatch(m)),
         slots::Joined::Holding(holder) => holder,
         slots::Joined::Standby(me, joined_at) => {
@@ -253,7 +275,7 @@ async fn claim_slot(
         holder.leads_since,
         ctx.step_down.clone(),
     );
-    Ok(Attempt::Won(holder, watch))
+    Ok(Attempt::Won(Winning(holder, watch, marked)))
 }
 
 fn enter_standby(ctx: &Ctx<'_>, me: &Candidacy) {

@@ -12,6 +12,13 @@ file DIR/ignore-term exists, so a test can choose per round. SIGUSR2 writes STDE
 (70 KB) to stderr in one blocking write loop: more than a pipe holds, so the worker blocks when
 nobody reads its stderr.
 
+With --ballast-mib N it then fills N MiB of memory, a page at a time, takes an exclusive flock on
+DIR/lock (waiting for it), and creates DIR/PID.ballast: a child with a real working set, which
+takes tens to hundreds of milliseconds to die after a SIGKILL (the kernel frees its memory before
+it closes its files, and it counts as alive until it is reaped). The start is recorded (and the
+overlap checked) before the fill, so a slow start cannot hide an overlap; a start that must be
+checked within milliseconds tries the lock first (`flock -n DIR/lock`, see tests/operator.rs).
+
 With --per-slot (a child of `--slots N`), everything above but the ignore-term file happens in
 DIR/slot-$SINGLETON_EXEC_SLOT instead (created if need be): registration, the overlap check (only
 workers of the same slot count) and events.log. DIR/ignore-term still applies to every slot.
@@ -82,5 +89,14 @@ open(os.path.join(d, f"{me}.pid"), "w").close()
 others = [int(n[:-4]) for n in os.listdir(d) if n.endswith(".pid") and int(n[:-4]) != me]
 overlap = [p for p in others if alive_worker(p)]
 record(f"start {ident} {rev} {me} {now()} overlap={len(overlap)}")
+if "--ballast-mib" in sys.argv:
+    mib = int(sys.argv[sys.argv.index("--ballast-mib") + 1])
+    ballast = bytearray(mib << 20)
+    for page in range(0, len(ballast), 4096):
+        ballast[page] = 1
+    import fcntl
+    lock = os.open(os.path.join(d, "lock"), os.O_CREAT | os.O_RDWR)
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    open(os.path.join(d, f"{me}.ballast"), "w").close()
 while True:
     signal.pause()
