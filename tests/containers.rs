@@ -2,6 +2,11 @@
 //! (`ENTRYPOINT ["singleton-exec", "--", "myapp"]`) on a user-defined network. Every image is built
 //! FROM scratch from what this machine compiles or has installed (`scripts/build-images`).
 //!
+//! The replicas run as the Kubernetes example's pods do, as far as Docker can say it: as the image's
+//! non-root user (UID 65532), with a read-only root filesystem, every capability dropped and
+//! no-new-privileges. PID 1's duties hold there too: signals are forwarded to the app, orphans
+//! re-parented to PID 1 are reaped, and the container exits with the app's status.
+//!
 //! Without a Docker daemon this test prints a loud "skipped" line, except under `CI=true`, where a
 //! missing daemon is a failure.
 
@@ -43,6 +48,33 @@ impl Drop for Cleanup {
         }
         let _ = docker(&["network", "rm", &self.tag]);
     }
+}
+
+/// The image's user, and what `docker run` adds to match the Kubernetes example's securityContext
+/// (readOnlyRootFilesystem, capabilities drop ALL, allowPrivilegeEscalation false).
+const APP_UID: &str = "65532";
+const HARDENED: &[&str] = &[
+    "--read-only",
+    "--cap-drop",
+    "ALL",
+    "--security-opt",
+    "no-new-privileges",
+];
+
+/// A line of /proc/PID/status inside a container (busybox's cat, run as the image's user).
+fn proc_status(container: &str, pid: &str, field: &str) -> Option<String> {
+    let (ok, out) = docker(&[
+        "exec",
+        container,
+        "busybox",
+        "cat",
+        &format!("/proc/{pid}/status"),
+    ]);
+    ok.then(|| {
+        out.lines()
+            .find_map(|l| l.strip_prefix(&format!("{field}:")))
+            .map(|v| v.split_whitespace().collect::<Vec<_>>().join(" "))
+    })?
 }
 
 /// (date, seconds of day) of a `docker logs -t` line, comparable across containers of this host.
@@ -129,23 +161,21 @@ fn containers_stop_kill_disconnect_restart() {
     ]);
     let endpoints = format!("SINGLETON_EXEC_ENDPOINTS=http://{}:2379", ip.trim());
     for (i, name) in apps.iter().enumerate() {
-        must(&[
-            "run",
-            "-d",
-            "--name",
-            name,
-            "--network",
-            &tag,
+        let id = format!("SINGLETON_EXEC_ID=app{i}");
+        let mut run = vec!["run", "-d", "--name", name, "--network", &tag];
+        run.extend_from_slice(HARDENED);
+        run.extend_from_slice(&[
             "-e",
             &endpoints,
             "-e",
-            &format!("SINGLETON_EXEC_ID=app{i}"),
+            &id,
             "-e",
             "SINGLETON_EXEC_TTL=3s",
             "-e",
             "SINGLETON_EXEC_GRACE=1s",
             "singleton-exec-example:latest",
         ]);
+        must(&run);
     }
     // Who leads, asked through any running replica's own binary.
     let leader = || -> Option<usize> {
@@ -182,6 +212,47 @@ fn containers_stop_kill_disconnect_restart() {
         || "three replicas never queued".into(),
     );
     let first = leader().expect("a leader");
+
+    // Not root, and PID 1's duties hold without privileges.
+    for a in &apps {
+        let uid = proc_status(a, "1", "Uid").expect("PID 1's status");
+        assert_eq!(
+            uid,
+            format!("{APP_UID} {APP_UID} {APP_UID} {APP_UID}"),
+            "{a}: PID 1 runs as the image's user"
+        );
+        let caps = proc_status(a, "1", "CapEff").expect("PID 1's capabilities");
+        assert_eq!(caps, "0000000000000000", "{a}: no capabilities");
+        assert_eq!(proc_status(a, "1", "NoNewPrivs").as_deref(), Some("1"));
+    }
+    wait_for(
+        Duration::from_secs(10),
+        || log_line(&apps[first], "started revision").is_some(),
+        || "the leader's app did not start".into(),
+    );
+    // A signal for the app reaches it (myapp says so on SIGHUP).
+    must(&["kill", "-s", "HUP", &apps[first]]);
+    wait_for(
+        Duration::from_secs(10),
+        || log_line(&apps[first], "got SIGHUP").is_some(),
+        || "SIGHUP to PID 1 did not reach the app".into(),
+    );
+    // An orphan (its shell exits at once) is re-parented to PID 1, which reaps it when it exits:
+    // no zombie stays in /proc.
+    let orphan = must(&["exec", &apps[first], "sh", "-c", "sleep 1 & echo $!"]);
+    let orphan = orphan.trim();
+    assert!(orphan.parse::<u32>().is_ok(), "{orphan}");
+    wait_for(
+        Duration::from_secs(10),
+        || proc_status(&apps[first], orphan, "State").is_none(),
+        || {
+            format!(
+                "orphan {orphan} not reaped: {:?}",
+                proc_status(&apps[first], orphan, "State")
+            )
+        },
+    );
+    println!("as UID {APP_UID}, read-only, no capabilities: SIGHUP forwarded, orphan reaped");
 
     // docker stop: SIGTERM to PID 1; the app stops, the lease is revoked, a standby takes over at once.
     let t = Instant::now();
@@ -301,4 +372,19 @@ fn containers_stop_kill_disconnect_restart() {
         || "the reconnected replica did not rejoin as standby".into(),
     );
     assert_eq!(leader(), Some(fourth));
+
+    // The app's exit status is the container's: myapp does not handle SIGUSR1 and dies of it.
+    must(&["kill", "-s", "USR1", &apps[fourth]]);
+    wait_for(
+        Duration::from_secs(10),
+        || must(&["inspect", "-f", "{{.State.Running}}", &apps[fourth]]).trim() == "false",
+        || "the container did not exit after its app died".into(),
+    );
+    let code = must(&["inspect", "-f", "{{.State.ExitCode}}", &apps[fourth]]);
+    assert_eq!(code.trim(), "138", "128 + SIGUSR1");
+    wait_for(
+        Duration::from_secs(10),
+        || leader().is_some_and(|l| l != fourth),
+        || "no takeover after the app died".into(),
+    );
 }

@@ -1,8 +1,9 @@
 //! The optional HTTP endpoints (`--health-addr`), for probes, monitoring and operators:
 //!
-//! * `GET /healthz`: 200 while the etcd session is fresh, else 503. For liveness probes: it never
-//!   depends on being leader.
-//! * `GET /leader`: 200 only while leading with a fresh lease, else 503. For active/passive Services.
+//! * `GET /healthz`: 200 while the etcd session is fresh, else 503. It never depends on being
+//!   leader: a standby that can take over passes (a readiness probe under a disruption budget).
+//! * `GET /leader`: 200 only while leading with a fresh lease, else 503. For a load balancer that
+//!   must reach only the leader.
 //! * `GET /status`: JSON with role, ids, fencing revision, milliseconds until the fail-closed
 //!   deadline, child pid, the current leader's id, and the last transition.
 //! * `GET /metrics`: Prometheus metrics (OpenMetrics text).
