@@ -992,3 +992,120 @@ fn a_replica_that_joins_just_after_the_leaders_key_was_deleted_waits_for_its_chi
     assert_no_overlap(dir.path());
     assert!(!alive(old), "a's child lives on after its key was deleted");
 }
+
+/// `status --output json` exit code and output for an election.
+fn status_code_and_json(etcd: &EtcdCluster, election: &str) -> (Option<i32>, serde_json::Value) {
+    let out = run_subcommand(
+        "status",
+        etcd,
+        &["--election", election, "--output", "json"],
+    );
+    let v = serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null);
+    (out.status.code(), v)
+}
+
+/// `--slots 2`: after an operator's `etcdctl put` on a slot key (it leaves its holder's lease) and
+/// the holder's crash, the slot key would stay for ever and the slot never get a child while a
+/// standby sits idle. `status` flags the slot and exits 4 meanwhile; the standby removes the key
+/// once the former holder's leases are gone (within the TTL) and claims the slot.
+#[test]
+fn an_orphaned_slot_key_is_removed_and_the_slot_claimed_after_its_holder_crashed() {
+    let etcd = EtcdCluster::single();
+    let dir = tempfile::tempdir().unwrap();
+    let _reap = Reap(dir.path().to_owned());
+    let slots = ["--slots", "2"];
+    let a = heavy_replica("a", &etcd, "slotput", dir.path(), &slots);
+    let slot0 = dir.path().join("slot-0");
+    wait_starts(&slot0, 1, LONG, || a.log());
+    let b = heavy_replica("b", &etcd, "slotput", dir.path(), &slots);
+    wait_starts(&dir.path().join("slot-1"), 1, LONG, || b.log());
+    let c = heavy_replica("c", &etcd, "slotput", dir.path(), &slots);
+    c.wait_log("role=\"standby\"", LONG);
+    let holder = starts(&slot0)[0].clone();
+    let crashed = if holder.id == "a" { &a } else { &b };
+    crashed.signal(libc::SIGKILL);
+    wait_for(
+        LONG,
+        || !alive(holder.pid),
+        || "the holder's child outlived it".into(),
+    );
+    // Its leases (TTL 5 s) still live: the put takes the slot key off its lease, for good.
+    let key = "/singleton-exec/slotput@slots/2/slot/0";
+    let put_at = Instant::now();
+    put_same_value(&etcd, key);
+    let (code, v) = status_code_and_json(&etcd, "slotput");
+    assert_eq!(code, Some(4), "{v}");
+    assert_eq!(v["orphaned_slots"], serde_json::json!([0]), "{v}");
+    assert_eq!(v["holders"][0]["orphaned"], "no lease", "{v}");
+    wait_starts(&slot0, 2, LONG, || a.log() + &b.log() + &c.log());
+    let took = put_at.elapsed();
+    eprintln!("orphaned slot key after a crash → standby's child on that slot {took:?}");
+    assert!(took < Duration::from_secs(15), "took {took:?}");
+    assert_eq!(starts(&slot0)[1].id, "c");
+    assert_lock_never_held(&slot0);
+    assert_no_overlap(&slot0);
+    assert!(
+        c.log().contains("removed the orphaned slot key"),
+        "{}",
+        c.log()
+    );
+    let (code, v) = status_code_and_json(&etcd, "slotput");
+    assert_eq!(code, Some(0), "{v}");
+}
+
+/// `--slots 2`: an operator's `etcdctl put` on a holder's slot key while it runs stops its child at
+/// once; the standby removes the key once that child is dead and claims the slot. And a standby
+/// whose queue key is put joins again (it used to retry "could not place" until its lease went).
+#[test]
+fn a_put_slot_key_is_taken_over_once_its_holders_child_died_and_a_put_queue_key_rejoins() {
+    let etcd = EtcdCluster::single();
+    let dir = tempfile::tempdir().unwrap();
+    let _reap = Reap(dir.path().to_owned());
+    let slots = ["--slots", "2"];
+    let a = heavy_replica("a", &etcd, "slotput2", dir.path(), &slots);
+    let slot0 = dir.path().join("slot-0");
+    wait_starts(&slot0, 1, LONG, || a.log());
+    let b = heavy_replica("b", &etcd, "slotput2", dir.path(), &slots);
+    wait_starts(&dir.path().join("slot-1"), 1, LONG, || b.log());
+    let c = heavy_replica("c", &etcd, "slotput2", dir.path(), &slots);
+    c.wait_log("role=\"standby\"", LONG);
+    let all = || a.log() + &b.log() + &c.log();
+    // The standby's queue key, put by an operator: it joins again.
+    let queue_key = |etcd: &EtcdCluster| {
+        let out = etcdctl(etcd)
+            .args([
+                "get",
+                "--prefix",
+                "/singleton-exec/slotput2@slots/2/queue/",
+                "--keys-only",
+            ])
+            .output()
+            .unwrap();
+        text(&out.stdout)
+            .lines()
+            .find(|l| !l.is_empty())
+            .map(str::to_owned)
+    };
+    let standby_key = queue_key(&etcd).expect("c queues");
+    put_same_value(&etcd, &standby_key);
+    c.wait_log("our queue key was put by another client", LONG);
+    wait_for(
+        LONG,
+        || {
+            status_code_and_json(&etcd, "slotput2").1["standbys"]
+                .as_array()
+                .map_or(0, Vec::len)
+                == 1
+        },
+        || format!("c did not queue again: {}", all()),
+    );
+    // The holder of slot 0, its slot key put: its child dies, then the standby takes the slot.
+    let holder = starts(&slot0)[0].clone();
+    wait_ballast(&slot0, holder.pid);
+    put_same_value(&etcd, "/singleton-exec/slotput2@slots/2/slot/0");
+    wait_starts(&slot0, 2, LONG, all);
+    assert!(!alive(holder.pid), "the holder's child lives on");
+    assert_lock_never_held(&slot0);
+    assert_no_overlap(&slot0);
+    assert_eq!(starts(&slot0)[1].id, "c", "{}", all());
+}

@@ -142,6 +142,7 @@ impl Shown {
     fn code(&self) -> i32 {
         match self {
             Shown::Queue(q) => queue_code(q),
+            Shown::Slots(v) if !v.orphaned().is_empty() => ORPHANED_HEAD,
             Shown::Slots(v) if v.held() == v.count as usize => 0,
             Shown::Slots(_) => NO_LEADER,
         }
@@ -352,6 +353,9 @@ pub fn render_slots_text(name: &str, v: &SlotsView) -> String {
         if let Some(r) = &v.health[i] {
             out += &format!("  health: {}", health_text(r));
         }
+        if h.lease.0 == 0 {
+            out += "  orphaned: no lease (put by another client): no child runs here until the first standby removes it";
+        }
         out.push('\n');
     }
     out += &format!("standbys:   {}\n", v.standbys.len());
@@ -379,6 +383,7 @@ fn slots_json(name: &str, prefix: &str, v: &SlotsView) -> serde_json::Value {
                 "lease": h.lease.to_string(),
                 "fencing_revision": h.revision,
                 "health": v.health[i].as_ref().map_or(serde_json::Value::Null, health_json),
+                "orphaned": (h.lease.0 == 0).then_some("no lease"),
             })
         })
         .collect();
@@ -388,6 +393,7 @@ fn slots_json(name: &str, prefix: &str, v: &SlotsView) -> serde_json::Value {
         "revision": v.revision,
         "slots": v.count,
         "held": v.held(),
+        "orphaned_slots": v.orphaned(),
         "holders": holders,
         "standbys": v.standbys.iter().map(candidate_json).collect::<Vec<_>>(),
         "other_slot_counts": v.other_counts,

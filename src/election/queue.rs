@@ -1036,7 +1036,7 @@ const ORPHAN_WARN_EVERY: std::time::Duration = std::time::Duration::from_secs(30
 
 /// Deletes `key` if its mod revision is still `seen`: a key changed since (put again with its own
 /// lease, say) is not the one judged orphaned.
-fn delete_if_unchanged(key: &[u8], seen: i64) -> Txn {
+pub fn delete_if_unchanged(key: &[u8], seen: i64) -> Txn {
     Txn::new()
         .when([Compare::mod_revision(key.to_vec(), CompareOp::Equal, seen)])
         .and_then([TxnOp::delete(key.to_vec(), None)])

@@ -39,8 +39,9 @@ use crate::election::answer::{kvs, Answer, Found, Kv};
 use crate::election::candidacy_watch::CandidacyWatch;
 use crate::election::connector::EtcdError;
 use crate::election::queue::{
-    former_tree, just_ahead_of, put_if_absent, range_end, still_ours, wait_tree_gone, Candidacy,
-    Candidate, Election, FormerTree, HealthRecord, WaitAhead, PREDECESSOR_WAIT,
+    delete_if_unchanged, former_tree, just_ahead_of, put_if_absent, range_end, still_ours,
+    wait_tree_gone, Candidacy, Candidate, Election, FormerTree, HealthRecord, WaitAhead,
+    PREDECESSOR_WAIT,
 };
 
 /// The keys of one election with N > 1 slots.
@@ -127,6 +128,9 @@ struct View {
     /// The queue key just ahead of ours, if any.
     ahead: Option<Vec<u8>>,
     holders: Holders,
+    /// The first slot whose key no lease holds (`etcdctl put` took it off its holder's lease: no
+    /// revoke or expiry will delete it), as read.
+    orphaned: Option<(u32, Found)>,
 }
 
 // The positions of [`SlotElection::join_txn`]'s operations: both branches send them in this
@@ -147,6 +151,13 @@ const JOIN_SLOTS: usize = 4;
 const VIEW_AHEAD: usize = 0;
 /// Every slot key.
 const VIEW_SLOTS: usize = 1;
+
+/// When a join found our queue key (a put earlier with our lease) no longer held by our lease:
+/// its mod revision.
+fn taken_from_us(answer: &Answer, lease: LeaseId) -> Option<i64> {
+    let mine = answer.first(JOIN_MINE).filter(|_| !answer.succeeded)?;
+    (mine.lease != lease.0).then_some(mine.mod_revision)
+}
 
 /// What a claim of `slot` (slot key `key`) by `me` came to: a claim writes and reads nothing
 /// back, so only whether it ran, and at which revision, tell.
@@ -239,8 +250,22 @@ impl SlotsView {
         })
     }
 
+    /// Slots held by a holder's lease (a key no lease holds is no holder: see [`SlotsView::orphaned`]).
     pub fn held(&self) -> usize {
-        self.holders.iter().flatten().count()
+        self.holders
+            .iter()
+            .flatten()
+            .filter(|h| h.lease.0 > 0)
+            .count()
+    }
+
+    /// The slots whose key no lease holds (`etcdctl put` took it off its holder's lease): no child
+    /// runs there until the first standby removes it.
+    pub fn orphaned(&self) -> Vec<u32> {
+        let orphan = |(i, h): (usize, &Option<Holder>)| {
+            h.as_ref().filter(|h| h.lease.0 == 0).map(|_| i as u32)
+        };
+        self.holders.iter().enumerate().filter_map(orphan).collect()
     }
 
     /// Reads the view (`None`: the election has no slots keys).
@@ -334,8 +359,18 @@ impl SlotElection {
         id: &str, // the value of our keys: the queue key now, the slot key once claimed
     ) -> Result<Joined, EtcdError> {
         let key = format!("{}{lease}", self.queue_dir());
-        let resp = client.txn(self.join_txn(&key, lease, id)).await?;
-        let joined = self.joined(&Answer::of(&resp), key.clone(), lease);
+        let join = self.join_txn(&key, lease, id);
+        let mut answer = Answer::of(&client.txn(join.clone()).await?);
+        if let Some(seen) = taken_from_us(&answer, lease) {
+            // Our queue key's name, which no other lease may hold, put by another client: it
+            // never goes with our lease. Remove it (unless changed since) and join afresh.
+            tracing::warn!(%key, "our queue key was put by another client; removing it and joining again");
+            client
+                .txn(delete_if_unchanged(key.as_bytes(), seen))
+                .await?;
+            answer = Answer::of(&client.txn(join).await?);
+        }
+        let joined = self.joined(&answer, key.clone(), lease);
         if let Ok(Joined::Holding(_)) = &joined {
             // Our claim went through but its answer was lost: we hold the slot. The queue key we
             // just put would make the standbys behind it wait for us: take it out.
@@ -466,10 +501,15 @@ impl SlotElection {
             )));
         }
         let at = answer.revision.unwrap_or_default();
+        let orphaned = answer.read(VIEW_SLOTS).iter().find_map(|kv| {
+            let slot = self.slot_of_key(&kv.key)?;
+            (kv.lease == 0).then(|| (slot, kv.clone()))
+        });
         Ok(View {
             at,
             ahead: answer.first(VIEW_AHEAD).map(|kv| kv.key.clone()),
             holders: self.holders_of(answer.read(VIEW_SLOTS), at),
+            orphaned,
         })
     }
 
@@ -538,6 +578,12 @@ impl SlotElection {
                             watch.wait_ahead_gone(key, v.at + 1).await?;
                             continue;
                         }
+                        Next::ClearOrphan => {
+                            if let Some((slot, kv)) = &v.orphaned {
+                                self.clear_orphan(client, me, *slot, kv).await?;
+                            }
+                            continue;
+                        }
                         Next::WatchSlots => {
                             tracing::debug!("first standby: watching the slots");
                             known = Some(v.holders);
@@ -597,6 +643,60 @@ impl SlotElection {
         }
     }
 
+    /// Slot `slot`'s key, read as `kv`, is held by no lease (`etcdctl put` took it off its
+    /// holder's): nothing will ever delete it. Waits until its former holder's child cannot run
+    /// (that holder, seeing its key changed, kills its tree and gives its leases up; a crashed
+    /// one's expire), then deletes the key, fenced by its create revision and the absence of a
+    /// lease (a key put again by anyone since is left alone). The former holder is the lease of the
+    /// key's previous version, from history; with the history compacted, every tree marker whose
+    /// candidacy left the slots is waited for instead.
+    async fn clear_orphan(
+        &self,
+        client: &mut Client,
+        me: &Candidacy,
+        slot: u32,
+        kv: &Found,
+    ) -> Result<(), EtcdError> {
+        let shown = String::from_utf8_lossy(&kv.key).into_owned();
+        tracing::warn!(key = %shown, slot, "a slot key is not held by any lease (put by another client): waiting for its former holder's child to end, then removing it");
+        let opts = GetOptions::new().with_revision((kv.mod_revision - 1).max(1));
+        let former = match client.get(kv.key.clone(), Some(opts)).await {
+            Ok(resp) => resp
+                .kvs()
+                .first()
+                .filter(|prev| prev.create_revision() == kv.create_revision && prev.lease() > 0)
+                .map(|prev| LeaseId(prev.lease())),
+            Err(e) if crate::election::connector::history_gone(&e) => None,
+            Err(e) => return Err(e.into()),
+        };
+        match former {
+            Some(lease) if !self.tree_known(client, lease).await? => {
+                // No tree marker (a replica of a release before markers): its lease, no time
+                // bound, as for an orphaned key of the singleton's queue.
+                while lease_alive(client, lease).await? {
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
+            }
+            former => self.wait_former_child(client, me, former).await?,
+        }
+        let fenced = Txn::new()
+            .when([
+                Compare::create_revision(kv.key.clone(), CompareOp::Equal, kv.create_revision),
+                Compare::lease(kv.key.clone(), CompareOp::Equal, 0),
+            ])
+            .and_then([TxnOp::delete(kv.key.clone(), None)]);
+        if client.txn(fenced).await?.succeeded() {
+            tracing::warn!(key = %shown, slot, "removed the orphaned slot key");
+        }
+        Ok(())
+    }
+
+    /// Whether the candidacy with lease `lease` has a tree marker.
+    async fn tree_known(&self, client: &mut Client, lease: LeaseId) -> Result<bool, EtcdError> {
+        let marker = client.get(self.base.tree_key(lease), None).await?;
+        Ok(marker.kvs().first().is_some())
+    }
+
     /// The candidacy lease a queue key of ours is named by.
     fn queue_lease_of(&self, key: &[u8]) -> Option<i64> {
         let name = std::str::from_utf8(key.strip_prefix(self.queue_dir().as_bytes())?).ok()?;
@@ -613,15 +713,19 @@ enum Next {
     WaitAhead(Vec<u8>),
     /// First in the queue, and this slot is free: claim it.
     Claim(u32),
+    /// First in the queue, every slot is held, and one of them by a key no lease holds: remove
+    /// it once its former holder's child cannot run ([`SlotElection::clear_orphan`]).
+    ClearOrphan,
     /// First in the queue, and every slot is held: wait for a slot key to go.
     WatchSlots,
 }
 
 fn next_step(view: &View) -> Next {
-    match (&view.ahead, view.holders.lowest_free()) {
-        (Some(key), _) => Next::WaitAhead(key.clone()),
-        (None, Some(slot)) => Next::Claim(slot),
-        (None, None) => Next::WatchSlots,
+    match (&view.ahead, view.holders.lowest_free(), &view.orphaned) {
+        (Some(key), _, _) => Next::WaitAhead(key.clone()),
+        (None, Some(slot), _) => Next::Claim(slot),
+        (None, None, Some(_)) => Next::ClearOrphan,
+        (None, None, None) => Next::WatchSlots,
     }
 }
 
@@ -638,7 +742,7 @@ fn former_holder(
 ) -> Option<LeaseId> {
     deleted_with
         .or_else(|| seen.iter().find_map(|h| h.as_ref()?.lease_of(slot)))
-        .filter(|&l| l != mine)
+        .filter(|&l| l != mine && l.0 > 0)
 }
 
 /// A number written as `slot_key` and the layout write it: decimal digits only, no sign, no
@@ -871,8 +975,20 @@ mod tests {
             at: 5,
             ahead: ahead.map(|k| k.as_bytes().to_vec()),
             holders: Holders { revision: 5, slots },
+            orphaned: None,
+        };
+        let orphaned = |ahead: Option<&str>, slots| View {
+            orphaned: Some((1, Found::default())),
+            ..view(ahead, slots)
         };
         let rows = [
+            // An orphaned slot is the first standby's to clear, once no slot is free.
+            (orphaned(None, vec![h(1), h(0)]), Next::ClearOrphan),
+            (orphaned(None, vec![None, h(0)]), Next::Claim(0)),
+            (
+                orphaned(Some("q/aa"), vec![h(1), h(0)]),
+                Next::WaitAhead(b"q/aa".to_vec()),
+            ),
             (
                 view(Some("q/aa"), vec![None, None]),
                 Next::WaitAhead(b"q/aa".to_vec()),
@@ -932,6 +1048,9 @@ mod tests {
             (None, None, None, None),
             // Never ourselves: our own lease is no one to wait for.
             (Some(0xab), None, None, None),
+            // A slot key no lease held (put by another client) names no holder: the claim
+            // waits for the departed trees instead.
+            (None, holders(vec![None, Some(0)]), None, None),
             (
                 None,
                 holders(vec![None, Some(0xab)]),

@@ -246,6 +246,15 @@ impl Watches {
                     effects.push(Effect::AheadGone(gone));
                 }
             }
+            // A slot key taken off every lease (`etcdctl put`): no revoke or expiry will ever
+            // delete it, so the first standby must look (and remove it once its former holder's
+            // child cannot run); with the lease it had, as after a deletion.
+            (id, EventType::Put)
+                if event.kv.lease == 0
+                    && self.ahead.as_ref().is_some_and(|a| a.id == id && a.prefix) =>
+            {
+                effects.extend(self.ahead_deleted(event).map(Effect::AheadGone));
+            }
             (id, EventType::Put)
                 if self.ahead.as_ref().is_some_and(|a| a.id == id && !a.prefix) =>
             {
@@ -571,12 +580,18 @@ mod tests {
                 Some(AHEAD_FIRST)
             );
         }
-        // Under a prefix (the slot keys), only deletions count.
+        // Under a prefix (the slot keys), a put that leaves the key on a lease (a claim, a value
+        // changed) does not count; one that leaves it on none does, with the lease it had.
         let mut w = Watches::new(5);
         w.watch_ahead(b"/p/app@slots/2/slot/".to_vec(), 6, true);
         let put = reply(AHEAD_FIRST, vec![put("/p/app@slots/2/slot/1", b"x", 10)]);
         assert_eq!(w.on_reply(&put, &me()), Heard::default());
         assert!(w.ahead.is_some());
+        let mut off = put_as("/p/app@slots/2/slot/1", 11, 0, 4);
+        off.prev_lease = Some(0x77);
+        let heard = w.on_reply(&reply(AHEAD_FIRST, vec![off]), &me());
+        assert_eq!(heard.effects, [gone("/p/app@slots/2/slot/1", 0x77)]);
+        assert_eq!((w.ahead.clone(), w.fired), (None, Some(AHEAD_FIRST)));
     }
 
     #[test]
