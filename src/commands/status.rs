@@ -558,6 +558,22 @@ mod tests {
     fn exit_codes_say_whether_every_place_is_held() {
         let mut full = slots();
         full.holders[1] = full.holders[0].clone();
+        let mut orphaned_slot = full.clone();
+        if let Some(h) = &mut orphaned_slot.holders[1] {
+            h.lease = LeaseId(0);
+        }
+        assert_eq!(orphaned_slot.orphaned(), [1]);
+        assert_eq!(orphaned_slot.held(), 2);
+        let text = render_slots_text("app", &orphaned_slot);
+        let flagged: Vec<&str> = text
+            .lines()
+            .filter(|l| l.contains("orphaned: no lease"))
+            .collect();
+        assert_eq!(flagged.len(), 1, "{text}");
+        assert!(flagged[0].starts_with("slot 1:"), "{text}");
+        let v = slots_json("app", "/p", &orphaned_slot);
+        assert_eq!(v["orphaned_slots"], serde_json::json!([1]));
+        assert_eq!(v["holders"][1]["orphaned"], "no lease");
         let none = Queue {
             revision: 1,
             candidates: vec![],
@@ -573,6 +589,8 @@ mod tests {
             (Shown::Queue(orphaned(0, 0xcd)), ORPHANED_HEAD),
             // Orphaned behind a rightful leader: flagged, but someone leads.
             (Shown::Queue(orphaned(1, 0)), 0),
+            // A slot key taken off its lease: that slot has no child until a standby removes it.
+            (Shown::Slots(orphaned_slot.clone()), ORPHANED_HEAD),
         ];
         for (shown, want) in rows {
             assert_eq!(shown.code(), want, "{:?}", shown.holders());
@@ -678,12 +696,12 @@ warning:    keys of --slots 5 are here too: replicas that disagree on --slots re
             "holders": [
                 {
                     "slot": 0, "id": "a", "key": "/p/app@slots/3/slot/0", "lease": "a",
-                    "fencing_revision": 11, "health": null,
+                    "fencing_revision": 11, "health": null, "orphaned": null,
                 },
                 null,
                 {
                     "slot": 2, "id": "", "key": "/p/app@slots/3/slot/2", "lease": "c",
-                    "fencing_revision": 17,
+                    "fencing_revision": 17, "orphaned": null,
                     "health": {
                         "healthy": false, "consecutive_failures": 1, "retries": 3,
                         "last": "HTTP status 500",
@@ -694,6 +712,7 @@ warning:    keys of --slots 5 are here too: replicas that disagree on --slots re
                 {"id": "d", "key": "/p/app@slots/3/queue/d", "lease": "d", "create_revision": 21},
             ],
             "other_slot_counts": [5],
+            "orphaned_slots": [],
         });
         assert_eq!(v, want);
     }

@@ -694,7 +694,7 @@ impl SlotElection {
     /// Whether the candidacy with lease `lease` has a tree marker.
     async fn tree_known(&self, client: &mut Client, lease: LeaseId) -> Result<bool, EtcdError> {
         let marker = client.get(self.base.tree_key(lease), None).await?;
-        Ok(marker.kvs().first().is_some())
+        Ok(!marker.kvs().is_empty())
     }
 
     /// The candidacy lease a queue key of ours is named by.
