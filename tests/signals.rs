@@ -3,8 +3,10 @@
 //! them, also when they come from a parent PID namespace); SIGTERM ends the replica even during a
 //! step-down or its hold-off; signals ignored when singleton-exec started stay ignored, and an
 //! ignored SIGCHLD does not hang it. On a terminal the child can read it, Ctrl-C is the user's
-//! request to stop and our own stop signal is not; a child stopped by SIGTSTP is continued, one
-//! stopped by SIGSTOP only by the stop sequence (SIGCONT with the stop signal). A dead guard's
+//! request to stop and our own stop signal is not; without job control (a service's own session)
+//! a child stopped by SIGTSTP is continued and SIGTSTP is forwarded, and a child stopped by
+//! SIGSTOP is continued only by the stop sequence (SIGCONT with the stop signal); with job
+//! control, Ctrl-Z suspends the replica (`tests/job_control.rs`). A dead guard's
 //! SIGPIPE never reaches a child. Each test's doc comment names the README promise it attacks or
 //! the defect it reproduces.
 //!
@@ -19,8 +21,8 @@ use std::time::{Duration, Instant};
 use crate::support::procfs::{descendants, proc_state};
 use crate::support::worker::{events, noisy, starts, wait_starts, Reap};
 use crate::support::{
-    alive, args, bin, hold, program, replica_with, wait_for, with_rlimit, EtcdCluster, Proc,
-    Replica,
+    alive, args, bin, hold, own_session, program, replica_with, wait_for, with_rlimit, EtcdCluster,
+    Proc, Replica,
 };
 
 const LONG: Duration = Duration::from_secs(30);
@@ -471,13 +473,16 @@ fn a_stopped_child_gets_sigcont_with_the_stop_signal() {
     assert!(took < Duration::from_secs(4), "took {took:?}");
 }
 
-/// Policy: a child stopped by SIGTSTP (Ctrl-Z) is continued by the supervisor, which would
-/// otherwise hold leadership with a frozen child; a child stopped by an explicit SIGSTOP stays
-/// stopped (someone meant it) until the stop sequence, which continues it.
+/// Policy: without job control (a session of its own, as systemd runs a service: nobody could
+/// continue a stopped replica), SIGTSTP keeps its old meaning. A child stopped by SIGTSTP is
+/// continued by the supervisor, which would otherwise hold leadership with a frozen child, and
+/// SIGTSTP sent to the supervisor is forwarded to the child (so it stops, and is continued): the
+/// replica keeps leading and never stops. A child stopped by an explicit SIGSTOP stays stopped
+/// (someone meant it) until the stop sequence, which continues it.
 #[test]
-fn a_child_stopped_by_sigtstp_is_continued_but_sigstop_is_kept() {
+fn without_job_control_a_child_stopped_by_sigtstp_is_continued_but_sigstop_is_kept() {
     let etcd = EtcdCluster::single();
-    let mut r = Replica::start(
+    let mut r = replica_with(
         "tstp",
         &etcd.endpoints(),
         &[
@@ -492,6 +497,7 @@ fn a_child_stopped_by_sigtstp_is_continued_but_sigstop_is_kept() {
             "-c",
             "echo pid $$; exec sleep 300",
         ],
+        own_session,
     );
     r.wait_stdout("pid ", LONG);
     let child: i32 = r
@@ -501,19 +507,29 @@ fn a_child_stopped_by_sigtstp_is_continued_but_sigstop_is_kept() {
         .and_then(|p| p.trim().parse().ok())
         .expect("child pid");
     std::thread::sleep(Duration::from_millis(200));
-    unsafe { libc::kill(child, libc::SIGTSTP) };
-    std::thread::sleep(Duration::from_millis(300));
-    wait_for(
-        Duration::from_secs(3),
-        || proc_state(child).is_some_and(|s| s != 'T'),
-        || {
-            format!(
-                "a child stopped by SIGTSTP was not continued (state {:?}); log:\n{}",
-                proc_state(child),
-                r.log()
-            )
-        },
-    );
+    for (target, who) in [(child, "the child"), (r.pid(), "singleton-exec")] {
+        let stopped = || r.log().matches("stopped by SIGTSTP").count();
+        let before = stopped();
+        unsafe { libc::kill(target, libc::SIGTSTP) };
+        wait_for(
+            Duration::from_secs(3),
+            || stopped() > before,
+            || format!("SIGTSTP to {who} did not stop the child:\n{}", r.log()),
+        );
+        wait_for(
+            Duration::from_secs(3),
+            || proc_state(child).is_some_and(|s| s != 'T'),
+            || {
+                format!(
+                    "after SIGTSTP to {who}, the child was not continued (state {:?}); log:\n{}",
+                    proc_state(child),
+                    r.log()
+                )
+            },
+        );
+        assert_ne!(proc_state(r.pid()), Some('T'), "{}", r.log());
+        assert!(!r.log().contains("suspend requested"), "{}", r.log());
+    }
 
     unsafe { libc::kill(child, libc::SIGSTOP) };
     wait_for(

@@ -5,7 +5,9 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::support::{alive, bin, program, wait_for, EtcdCluster, Replica};
+use crate::support::{
+    alive, bin, own_session, program, replica_with, wait_for, EtcdCluster, Replica,
+};
 
 const LONG: Duration = Duration::from_secs(20);
 
@@ -31,10 +33,12 @@ fn exit_codes_pass_through() {
     }
 }
 
+/// In a session of its own, as a service runs: without job control SIGTSTP is forwarded too
+/// (under job control it suspends the replica, `tests/job_control.rs`).
 #[test]
 fn every_forwardable_signal_reaches_the_child() {
     let etcd = EtcdCluster::single();
-    let mut r = Replica::start(
+    let mut r = replica_with(
         "r",
         &etcd.endpoints(),
         &[
@@ -44,6 +48,7 @@ fn every_forwardable_signal_reaches_the_child() {
             "python3",
             program("sigecho.py").to_str().unwrap(),
         ],
+        own_session,
     );
     r.wait_stdout("ready", LONG);
     let mut sigs: Vec<(i32, String)> = [

@@ -8,6 +8,7 @@ mod containers;
 mod harness;
 mod health;
 mod interop;
+mod job_control;
 mod kubernetes;
 mod leadership;
 mod lease;

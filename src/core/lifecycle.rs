@@ -10,7 +10,9 @@
 //!
 //! Invariants kept by the types: only `Leading` has a child pid; `Stopping` always has a reason;
 //! `Lost` says why leadership ended. A shutdown request (SIGTERM, SIGINT) always wins in
-//! [`decide`]: whatever else happened, the replica exits and never campaigns again.
+//! [`decide`]: whatever else happened, the replica exits and never campaigns again. A suspension
+//! asked for (Ctrl-Z, under job control) comes next: whatever would have campaigned again or
+//! restarted the child suspends the replica instead (an exit stays an exit).
 
 use std::fmt;
 use std::time::Duration;
@@ -64,6 +66,9 @@ pub enum StopReason {
     Unhealthy,
     /// SIGTERM or SIGINT reached the supervisor.
     Shutdown(libc::c_int),
+    /// Ctrl-Z under job control (the child stopped by SIGTSTP, or SIGTSTP to the supervisor):
+    /// the tree is stopped, the lease given up, then the replica suspends itself.
+    Suspend,
     /// The main child exited by itself; what is left of its tree is stopped.
     ChildExited,
 }
@@ -112,6 +117,7 @@ impl fmt::Display for StopReason {
             StopReason::Resign => f.write_str("step-down requested"),
             StopReason::Unhealthy => f.write_str("the child failed its health checks"),
             StopReason::Shutdown(sig) => write!(f, "received {}", signal_name(*sig)),
+            StopReason::Suspend => f.write_str("suspend requested (Ctrl-Z)"),
             StopReason::ChildExited => f.write_str("the child exited"),
         }
     }
@@ -232,15 +238,30 @@ pub enum Next {
     Restart,
     /// Campaign again; `holdoff` first waits `--resign-holdoff` so a standby takes over.
     Recampaign { holdoff: bool },
+    /// Suspend this process (job control) until it is continued (`fg`, `bg`, SIGCONT), then
+    /// campaign again with a fresh lease.
+    Suspend,
 }
 
-/// The decision table. `reason` is why the tree was stopped first (or `ChildExited`), `shutdown`
-/// whether SIGTERM/SIGINT arrived at any point, `status` the main child's status.
-pub fn decide(reason: StopReason, shutdown: bool, status: ChildStatus, p: Policies) -> Next {
-    if shutdown || matches!(reason, StopReason::Shutdown(_)) {
+/// What the user asked of the whole replica by signal, at any point of this leadership (sticky
+/// until done): the stronger request wins.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Asked {
+    Nothing,
+    /// Ctrl-Z under job control.
+    Suspend,
+    /// SIGTERM or SIGINT.
+    Shutdown,
+}
+
+/// The decision table. `reason` is why the tree was stopped first (or `ChildExited`), `asked`
+/// what the user asked of the replica at any point, `status` the main child's status.
+pub fn decide(reason: StopReason, asked: Asked, status: ChildStatus, p: Policies) -> Next {
+    if asked == Asked::Shutdown || matches!(reason, StopReason::Shutdown(_)) {
         return Next::Exit(Exit::Child(status));
     }
-    match reason {
+    let next = match reason {
+        StopReason::Suspend => Next::Suspend,
         // A wedged child steps down like a resign: a standby with a working child takes over;
         // with none, this replica leads again after the holdoff, which restarts the child.
         StopReason::Resign | StopReason::Unhealthy => Next::Recampaign { holdoff: true },
@@ -253,6 +274,12 @@ pub fn decide(reason: StopReason, shutdown: bool, status: ChildStatus, p: Polici
             OnChildExit::Restart => Next::Restart,
             OnChildExit::Recampaign => Next::Recampaign { holdoff: false },
         },
+    };
+    // A Ctrl-Z that came while the tree was stopping for another reason still suspends: the
+    // user waits for the job to stop. What would have exited exits all the same.
+    match next {
+        Next::Restart | Next::Recampaign { .. } if asked == Asked::Suspend => Next::Suspend,
+        next => next,
     }
 }
 
@@ -266,7 +293,7 @@ mod tests {
         assert_eq!(LeaseId(255).to_string(), "ff");
     }
 
-    const REASONS: [StopReason; 9] = [
+    const REASONS: [StopReason; 10] = [
         StopReason::LeaseGone,
         StopReason::KeyDeleted,
         StopReason::KeyChanged,
@@ -275,8 +302,10 @@ mod tests {
         StopReason::Unhealthy,
         StopReason::Shutdown(libc::SIGTERM),
         StopReason::Shutdown(libc::SIGINT),
+        StopReason::Suspend,
         StopReason::ChildExited,
     ];
+    const ASKED: [Asked; 3] = [Asked::Nothing, Asked::Suspend, Asked::Shutdown];
     const CHILD_EXIT: [OnChildExit; 3] = [
         OnChildExit::Exit,
         OnChildExit::Restart,
@@ -285,33 +314,38 @@ mod tests {
     const LEASE_LOST: [OnLeaseLost; 2] = [OnLeaseLost::Exit, OnLeaseLost::Recampaign];
 
     /// The expected row of the table, written out independently of `decide`'s structure.
-    fn expected(reason: StopReason, shutdown: bool, status: ChildStatus, p: Policies) -> Next {
+    fn expected(reason: StopReason, asked: Asked, status: ChildStatus, p: Policies) -> Next {
+        use Asked as A;
         use OnChildExit as C;
         use OnLeaseLost as L;
         use StopReason as R;
-        match (reason, shutdown, p.on_child_exit, p.on_lease_lost) {
-            (_, true, _, _) | (R::Shutdown(_), _, _, _) => Next::Exit(Exit::Child(status)),
-            (R::Resign | R::Unhealthy, false, _, _) => Next::Recampaign { holdoff: true },
-            (R::LeaseGone | R::KeyDeleted | R::KeyChanged | R::Deadline, false, _, L::Exit) => {
-                Next::Exit(Exit::LeaseLost)
+        const LOSS_EXIT: Next = Next::Exit(Exit::LeaseLost);
+        match (reason, asked, p.on_child_exit, p.on_lease_lost) {
+            (_, A::Shutdown, _, _) | (R::Shutdown(_), _, _, _) => Next::Exit(Exit::Child(status)),
+            (R::Suspend, _, _, _) => Next::Suspend,
+            (R::Resign | R::Unhealthy, A::Suspend, _, _) => Next::Suspend,
+            (R::Resign | R::Unhealthy, A::Nothing, _, _) => Next::Recampaign { holdoff: true },
+            (R::LeaseGone | R::KeyDeleted | R::KeyChanged | R::Deadline, _, _, L::Exit) => {
+                LOSS_EXIT
             }
-            (
-                R::LeaseGone | R::KeyDeleted | R::KeyChanged | R::Deadline,
-                false,
-                _,
-                L::Recampaign,
-            ) => Next::Recampaign { holdoff: false },
-            (R::ChildExited, false, C::Exit, _) => Next::Exit(Exit::Child(status)),
-            (R::ChildExited, false, C::Restart, _) => Next::Restart,
-            (R::ChildExited, false, C::Recampaign, _) => Next::Recampaign { holdoff: false },
+            (R::LeaseGone | R::KeyDeleted | R::KeyChanged | R::Deadline, A::Suspend, _, _) => {
+                Next::Suspend
+            }
+            (R::LeaseGone | R::KeyDeleted | R::KeyChanged | R::Deadline, A::Nothing, _, _) => {
+                Next::Recampaign { holdoff: false }
+            }
+            (R::ChildExited, _, C::Exit, _) => Next::Exit(Exit::Child(status)),
+            (R::ChildExited, A::Suspend, C::Restart | C::Recampaign, _) => Next::Suspend,
+            (R::ChildExited, A::Nothing, C::Restart, _) => Next::Restart,
+            (R::ChildExited, A::Nothing, C::Recampaign, _) => Next::Recampaign { holdoff: false },
         }
     }
 
     #[test]
-    fn every_combination_of_reason_shutdown_and_policies() {
+    fn every_combination_of_reason_request_and_policies() {
         let mut rows = 0;
         for reason in REASONS {
-            for shutdown in [false, true] {
+            for asked in ASKED {
                 for on_child_exit in CHILD_EXIT {
                     for on_lease_lost in LEASE_LOST {
                         for status in [ChildStatus::Exited(0), ChildStatus::Signaled(9)] {
@@ -320,9 +354,9 @@ mod tests {
                                 on_lease_lost,
                             };
                             assert_eq!(
-                                decide(reason, shutdown, status, p),
-                                expected(reason, shutdown, status, p),
-                                "{reason:?} shutdown={shutdown} {p:?} {status:?}"
+                                decide(reason, asked, status, p),
+                                expected(reason, asked, status, p),
+                                "{reason:?} {asked:?} {p:?} {status:?}"
                             );
                             rows += 1;
                         }
@@ -330,7 +364,7 @@ mod tests {
                 }
             }
         }
-        assert_eq!(rows, 9 * 2 * 3 * 2 * 2);
+        assert_eq!(rows, 10 * 3 * 3 * 2 * 2);
     }
 
     #[test]
@@ -342,8 +376,31 @@ mod tests {
                         on_child_exit,
                         on_lease_lost,
                     };
-                    let next = decide(reason, true, ChildStatus::Exited(3), p);
+                    let next = decide(reason, Asked::Shutdown, ChildStatus::Exited(3), p);
                     assert_eq!(next, Next::Exit(Exit::Child(ChildStatus::Exited(3))));
+                }
+            }
+        }
+        assert!(Asked::Shutdown > Asked::Suspend && Asked::Suspend > Asked::Nothing);
+    }
+
+    /// A suspension never keeps the child running or the lease held (no `Restart`), and never
+    /// turns an exit into something else.
+    #[test]
+    fn a_suspension_asked_for_never_restarts_and_never_cancels_an_exit() {
+        for reason in REASONS {
+            for on_child_exit in CHILD_EXIT {
+                for on_lease_lost in LEASE_LOST {
+                    let p = Policies {
+                        on_child_exit,
+                        on_lease_lost,
+                    };
+                    let status = ChildStatus::Exited(3);
+                    let suspended = decide(reason, Asked::Suspend, status, p);
+                    assert_ne!(suspended, Next::Restart, "{reason:?} {p:?}");
+                    if let Next::Exit(e) = decide(reason, Asked::Nothing, status, p) {
+                        assert_eq!(suspended, Next::Exit(e), "{reason:?} {p:?}");
+                    }
                 }
             }
         }
@@ -359,9 +416,15 @@ mod tests {
             StopReason::Unhealthy,
             StopReason::ChildExited,
             StopReason::Shutdown(libc::SIGTERM),
+            StopReason::Suspend,
         ] {
             assert!(!r.leadership_known_lost(), "{r:?}");
         }
+        assert!(!StopReason::Suspend.is_lease_loss());
+        assert_eq!(
+            StopReason::Suspend.stop_signal(libc::SIGQUIT),
+            libc::SIGQUIT
+        );
         assert_eq!(
             StopReason::Shutdown(libc::SIGINT).stop_signal(libc::SIGQUIT),
             libc::SIGINT

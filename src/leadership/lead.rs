@@ -25,8 +25,8 @@ use super::child_health::{check_due, check_result, ChildHealth};
 use super::standby::Won;
 use super::transition::{step, Action, Ending, Facts, Input, Lead};
 use super::{
-    deadline_of, for_us, leader_env, lease_lost, next_event, policies, shutdown_requested, After,
-    Ctx, Inputs,
+    deadline_of, for_us, leader_env, lease_lost, leave_requested, next_event, policies, After, Ctx,
+    Inputs, Leave, Pause,
 };
 
 /// What one leadership holds while it runs; everything it decides is in the transition.
@@ -84,7 +84,7 @@ pub(super) async fn lead(ctx: &Ctx<'_>, inp: &mut Inputs, won: Won) -> After {
             None => run.next_input(inp, state).await,
         };
         let facts = Facts {
-            shutdown: inp.shutdown.is_some(),
+            asked: inp.user.asked(),
             policies: policies(ctx.cfg),
         };
         let (next, act) = step(state, input, facts);
@@ -159,7 +159,7 @@ impl Leading<'_, '_> {
     /// The process thread's answer to a spawn request.
     async fn spawn_answer(&mut self, inp: &mut Inputs) -> Input {
         loop {
-            match next_event(&mut inp.process, &mut inp.shutdown).await {
+            match next_event(&mut inp.process, &mut inp.user).await {
                 Some(Event::Started { pid }) => {
                     self.started(pid);
                     return Input::Started;
@@ -207,7 +207,7 @@ impl Leading<'_, '_> {
         };
         loop {
             let input = tokio::select! {
-                event = next_event(&mut inp.process, &mut inp.shutdown) => match event {
+                event = next_event(&mut inp.process, &mut inp.user) => match event {
                     Some(event) => on_event(ctx, me, event, tree.health.as_mut()),
                     None => Some(Input::ThreadGone),
                 },
@@ -246,9 +246,10 @@ impl Leading<'_, '_> {
     async fn while_paused(&mut self, inp: &mut Inputs) -> Input {
         loop {
             return tokio::select! {
-                _ = shutdown_requested(&mut inp.process, &mut inp.shutdown) => match inp.shutdown {
-                    Some(sig) => Input::Shutdown(sig),
-                    None => Input::ThreadGone,
+                leave = leave_requested(&mut inp.process, &mut inp.user) => match (leave, inp.user.shutdown) {
+                    (Leave::Exit(_), Some(sig)) => Input::Shutdown(sig),
+                    (Leave::Exit(_), None) => Input::ThreadGone,
+                    (Leave::Suspend, _) => Input::StopWanted(StopReason::Suspend),
                 },
                 reason = lease_lost(self.session.state()) => Input::StopWanted(reason),
                 _ = self.key.own_deleted() => Input::StopWanted(key_lost(&self.key)),
@@ -330,10 +331,18 @@ impl Leading<'_, '_> {
             }
             Next::Recampaign { holdoff } => {
                 tracing::info!(id = %ctx.cfg.id, holdoff, "leadership given up ({given_up}); campaigning again");
-                After::Recampaign { holdoff, former_at }
+                let pause = if holdoff { Pause::Holdoff } else { Pause::None };
+                After::Recampaign { pause, former_at }
+            }
+            Next::Suspend => {
+                tracing::info!(id = %ctx.cfg.id, "leadership given up ({given_up}); suspending (Ctrl-Z)");
+                After::Recampaign {
+                    pause: Pause::Suspension,
+                    former_at,
+                }
             }
             Next::Restart => After::Recampaign {
-                holdoff: false,
+                pause: Pause::None,
                 former_at,
             },
         }
@@ -366,10 +375,11 @@ impl Leading<'_, '_> {
 
 /// How long the revoke at the end of a leadership may take. On a healthy etcd it takes a
 /// millisecond; a revoke that cannot be made only delays the handoff to the lease's expiry (the
-/// tree is gone: a standby winning then is safe). So a replica on its way out (it exits next)
-/// waits [`super::REVOKE_ON_EXIT`] at most, never the dial timeout of an etcd it cannot reach;
-/// after a lease loss the lease is expired or about to be, and revoking can only save a standby
-/// the last margin; otherwise (it campaigns again) two request timeouts.
+/// tree is gone: a standby winning then is safe). So a replica on its way out (it exits next, or
+/// suspends while a shell waits for its prompt) waits [`super::REVOKE_ON_EXIT`] at most, never
+/// the dial timeout of an etcd it cannot reach; after a lease loss the lease is expired or about
+/// to be, and revoking can only save a standby the last margin; otherwise (it campaigns again)
+/// two request timeouts.
 fn revoke_budget(
     reason: Option<StopReason>,
     next: Next,
@@ -381,7 +391,7 @@ fn revoke_budget(
         _ => request_timeout * 2,
     };
     match next {
-        Next::Exit(_) => staying.min(super::REVOKE_ON_EXIT),
+        Next::Exit(_) | Next::Suspend => staying.min(super::REVOKE_ON_EXIT),
         Next::Restart | Next::Recampaign { .. } => staying,
     }
 }
@@ -410,13 +420,16 @@ fn on_event(
             Some(Input::Shutdown(sig))
         }
         Event::ResignSignal => Some(Input::StopWanted(StopReason::Resign)),
+        Event::SuspendRequested => Some(Input::StopWanted(StopReason::Suspend)),
         Event::CheckEnded { id, exit, output } => {
             if let Some(h) = health {
                 h.check_ended(id, exit, &output);
             }
             None
         }
-        Event::Started { .. } | Event::SpawnFailed(_) | Event::SpawnRefused(_) => None,
+        Event::Started { .. } | Event::SpawnFailed(_) | Event::SpawnRefused(_) | Event::Resumed => {
+            None
+        }
     }
 }
 
@@ -468,6 +481,9 @@ mod tests {
             (Some(StopReason::Shutdown(libc::SIGTERM)), exit, ms(1_000)),
             (Some(StopReason::ChildExited), exit, ms(1_000)),
             (Some(StopReason::KeyDeleted), exit, ms(1_000)),
+            // Suspending: the shell waits for its prompt; one second at most.
+            (Some(StopReason::Suspend), Next::Suspend, ms(1_000)),
+            (Some(StopReason::Deadline), Next::Suspend, ms(1_000)),
             (None, exit, ms(1_000)),
         ];
         for (reason, next, want) in rows {

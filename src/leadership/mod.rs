@@ -1,7 +1,7 @@
 //! The leadership loop: the async side of a replica, which moves it through its lifecycle.
 //!
 //! ```text
-//! run:  loop { standby (campaign) → lead → hold off, or exit }
+//! run:  loop { standby (campaign) → lead → hold off, or suspend, or exit }
 //! lead: loop { input for the state it is in → transition::step → action }, one exit: release
 //! ```
 //!
@@ -19,7 +19,12 @@
 //!   child again;
 //! * step-down requests (`POST /resign`, and through etcd, [`crate::election::step_down`], on the
 //!   candidacy's watch stream) name the fencing revision of the leadership they are for; any other
-//!   leadership ignores them, so a request that arrived too late never ends a later one.
+//!   leadership ignores them, so a request that arrived too late never ends a later one;
+//! * Ctrl-Z under job control ([`crate::process::thread`] says when) suspends the replica only
+//!   with no child and no lease: a leader stops its tree and releases (through the one release
+//!   path), a standby revokes its lease and so leaves the queue, and only then does the process
+//!   thread stop this process ([`suspend`]). Continued, it campaigns again with a fresh lease. A
+//!   shutdown asked for meanwhile wins.
 
 #![forbid(unsafe_code)]
 
@@ -39,12 +44,12 @@ use tokio::time::{sleep, Instant};
 use crate::config::Config;
 use crate::core::clock::BootInstant;
 use crate::core::exit_code::Exit;
-use crate::core::lifecycle::{Policies, StopReason};
+use crate::core::lifecycle::{Asked, Phase, Policies, StopReason};
 use crate::election::connector::Connector;
 use crate::election::queue::{Candidacy, Election};
 use crate::election::session::LeaseState;
 use crate::election::slots::SlotElection;
-use crate::process::contract::{Event, LeaseDeadline};
+use crate::process::contract::{Event, LeaseDeadline, Request};
 use crate::process::handle::ProcessThread;
 use crate::report::http::{self, Endpoints, ResignAuth};
 use crate::report::observer::Observer;
@@ -54,6 +59,10 @@ use crate::report::observer::Observer;
 /// the exit (the lease then expires after its TTL, and a standby takes over then), and a replica
 /// asked to stop must not wait on an etcd it cannot reach.
 pub(crate) const REVOKE_ON_EXIT: Duration = Duration::from_secs(1);
+
+/// How long a replica about to suspend waits for its last log lines to be written (a stalled
+/// stderr must not keep it from stopping).
+const SUSPEND_LOG_FLUSH: Duration = Duration::from_millis(200);
 
 /// What the loop reads and does not change.
 struct Ctx<'a> {
@@ -67,24 +76,73 @@ struct Ctx<'a> {
     step_down: UnboundedSender<i64>,
 }
 
-/// What the loop receives: the process thread's events, step-down requests, and whether a
-/// shutdown signal has arrived (sticky).
+/// What the loop receives: the process thread's events, step-down requests, and what the user
+/// asked of the replica by signal.
 struct Inputs {
     process: ProcessThread,
     resign: UnboundedReceiver<i64>,
+    user: UserRequests,
+}
+
+/// What the user asked of the whole replica by signal.
+#[derive(Debug, Default)]
+struct UserRequests {
+    /// A shutdown signal (sticky: the replica never campaigns again).
     shutdown: Option<libc::c_int>,
+    /// Ctrl-Z under job control, until the suspension is done.
+    suspend: bool,
+}
+
+impl UserRequests {
+    /// Records what `event` asks, if anything.
+    fn record(&mut self, event: &Event) {
+        match event {
+            Event::ShutdownSignal(sig) => {
+                self.shutdown.get_or_insert(*sig);
+            }
+            Event::SuspendRequested => self.suspend = true,
+            _ => {}
+        }
+    }
+
+    /// The strongest request: a shutdown wins over a suspension.
+    fn asked(&self) -> Asked {
+        match (self.shutdown, self.suspend) {
+            (Some(_), _) => Asked::Shutdown,
+            (None, true) => Asked::Suspend,
+            (None, false) => Asked::Nothing,
+        }
+    }
+}
+
+/// How a replica without a child leaves what it waits in (the standby queue, the hold-off, the
+/// pause between two children): it exits, or it suspends first.
+enum Leave {
+    Exit(Exit),
+    Suspend,
 }
 
 /// How one leadership ended.
 enum After {
     Exit(Exit),
-    /// Campaign again. `former_at`: our key was deleted (an operator's `del --prefix`), and this is
-    /// a revision just before that: whoever else led (held a slot) then may still run its child,
-    /// so the next campaign waits for them as a standby whose key was deleted does.
+    /// Campaign again, after `pause`. `former_at`: our key was deleted (an operator's `del
+    /// --prefix`), and this is a revision just before that: whoever else led (held a slot) then
+    /// may still run its child, so the next campaign waits for them as a standby whose key was
+    /// deleted does.
     Recampaign {
-        holdoff: bool,
+        pause: Pause,
         former_at: Option<i64>,
     },
+}
+
+/// What comes before the next campaign.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pause {
+    None,
+    /// `--resign-holdoff`, so a standby takes over.
+    Holdoff,
+    /// A suspension (Ctrl-Z): until the replica is continued.
+    Suspension,
 }
 
 /// Runs the replica until it exits. `health` is the listener for the HTTP endpoints, bound by the
@@ -115,7 +173,7 @@ pub async fn run(
     let mut inputs = Inputs {
         process,
         resign,
-        shutdown: None,
+        user: UserRequests::default(),
     };
     let exit = campaign_until_exit(&ctx, &mut inputs).await;
     obs.notifier.stopping();
@@ -174,54 +232,96 @@ async fn campaign_until_exit(ctx: &Ctx<'_>, inp: &mut Inputs) -> Exit {
     let mut former_at = None;
     loop {
         while inp.resign.try_recv().is_ok() {} // a request that came too late to matter
-        let won = match standby::standby(ctx, inp, former_at.take()).await {
+        let won = match standby::standby(ctx, inp, former_at).await {
             Ok(won) => won,
-            Err(exit) => return exit,
+            Err(Leave::Exit(exit)) => return exit,
+            // The lease is revoked: our key has left the queue. What we waited for after a
+            // deletion is still waited for when we join again.
+            Err(Leave::Suspend) => match suspend(ctx, inp).await {
+                Ok(()) => continue,
+                Err(exit) => return exit,
+            },
         };
-        let (holdoff, deleted) = match lead::lead(ctx, inp, won).await {
+        let (pause, deleted) = match lead::lead(ctx, inp, won).await {
             After::Exit(exit) => return exit,
-            After::Recampaign { holdoff, former_at } => (holdoff, former_at),
+            After::Recampaign { pause, former_at } => (pause, former_at),
         };
         // A singleton's queue had only us at its head before our key was deleted: nobody to
         // wait for. With slots, other holders may still run.
         former_at = deleted.filter(|_| ctx.slots.is_some());
-        if holdoff {
-            tokio::select! {
-                exit = shutdown_requested(&mut inp.process, &mut inp.shutdown) => return exit,
-                _ = sleep(ctx.cfg.resign_holdoff) => {}
+        let suspension = match pause {
+            Pause::None => false,
+            Pause::Suspension => true,
+            Pause::Holdoff => tokio::select! {
+                leave = leave_requested(&mut inp.process, &mut inp.user) => match leave {
+                    Leave::Exit(exit) => return exit,
+                    Leave::Suspend => true,
+                },
+                _ = sleep(ctx.cfg.resign_holdoff) => false,
+            },
+        };
+        if suspension {
+            if let Err(exit) = suspend(ctx, inp).await {
+                return exit;
             }
         }
     }
 }
 
-/// The next event from the process thread, recording shutdown signals. `None`: the thread is gone.
-async fn next_event(
-    process: &mut ProcessThread,
-    shutdown: &mut Option<libc::c_int>,
-) -> Option<Event> {
+/// Suspends this process until it is continued (`fg`, `bg`, SIGCONT). Called only with no child
+/// and no lease: after the release, or after a standby revoked its lease. `Err`: the process
+/// thread is gone.
+async fn suspend(ctx: &Ctx<'_>, inp: &mut Inputs) -> Result<(), Exit> {
+    tracing::info!(id = %ctx.cfg.id,
+        "suspended (Ctrl-Z): no child runs and no lease is held; fg, bg or SIGCONT continues, \
+         then this replica campaigns again");
+    // Said before the shell's prompt, not after `fg`. This blocks the runtime briefly: nothing
+    // runs on it that matters to a replica with no child and no lease, about to stop anyway.
+    crate::report::logging::flush(SUSPEND_LOG_FLUSH);
+    inp.process.request(Request::Suspend);
+    loop {
+        match next_event(&mut inp.process, &mut inp.user).await {
+            Some(Event::Resumed) => break,
+            Some(event) => tracing::debug!(?event, "while suspending"),
+            None => {
+                tracing::error!("the process thread is gone");
+                return Err(Exit::Internal);
+            }
+        }
+    }
+    // A Ctrl-Z that came before the stop is done with it; SIGCONT discards any later one.
+    inp.user.suspend = false;
+    ctx.obs.enter(Phase::Starting);
+    Ok(())
+}
+
+/// The next event from the process thread, recording what the user asks by signal. `None`: the
+/// thread is gone.
+async fn next_event(process: &mut ProcessThread, user: &mut UserRequests) -> Option<Event> {
     let event = process.events.recv().await;
-    if let Some(Event::ShutdownSignal(sig)) = &event {
-        shutdown.get_or_insert(*sig);
+    if let Some(event) = &event {
+        user.record(event);
     }
     event
 }
 
-/// Resolves once a shutdown signal has arrived (at once if one did already). Used while no child
-/// runs, so other events do not matter.
-async fn shutdown_requested(
-    process: &mut ProcessThread,
-    shutdown: &mut Option<libc::c_int>,
-) -> Exit {
+/// Resolves once a shutdown signal or a suspension has been asked for (at once if one was
+/// already); a shutdown wins. Used while no child runs, so other events do not matter.
+async fn leave_requested(process: &mut ProcessThread, user: &mut UserRequests) -> Leave {
     loop {
-        if let Some(sig) = *shutdown {
-            tracing::info!("withdrew on {}", crate::core::exit_code::signal_name(sig));
-            return Exit::Withdrew;
+        match (user.shutdown, user.suspend) {
+            (Some(sig), _) => {
+                tracing::info!("withdrew on {}", crate::core::exit_code::signal_name(sig));
+                return Leave::Exit(Exit::Withdrew);
+            }
+            (None, true) => return Leave::Suspend,
+            (None, false) => {}
         }
-        match next_event(process, shutdown).await {
+        match next_event(process, user).await {
             Some(event) => tracing::debug!(?event, "while no child runs"),
             None => {
                 tracing::error!("the process thread is gone");
-                return Exit::Internal;
+                return Leave::Exit(Exit::Internal);
             }
         }
     }

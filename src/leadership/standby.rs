@@ -7,6 +7,8 @@
 //!   slot count ends the replica, and its lease is revoked first so its key leaves the queue;
 //! * a lease lost while waiting is revoked (the key may outlive our view of the lease) and a new
 //!   one taken;
+//! * Ctrl-Z (a suspension asked for) revokes the lease, so our key leaves the queue, before the
+//!   replica is suspended ([`super::Leave::Suspend`]);
 //! * when our key was deleted (an operator's `del --prefix`), the next join waits for whoever held
 //!   the queue (the slots) just before the deletion ([`remembered_deletion`]), and a retried join
 //!   keeps waiting for them.
@@ -25,7 +27,7 @@ use crate::election::queue::{self, Candidacy};
 use crate::election::session::Session;
 use crate::election::slots::{self, Mismatch, SlotElection};
 
-use super::{lease_lost, shutdown_requested, until, Ctx, Inputs};
+use super::{lease_lost, leave_requested, until, Ctx, Inputs, Leave};
 
 /// What a standby won: the lease, the candidacy that leads (or holds a slot), and its watch.
 pub(super) struct Won {
@@ -43,7 +45,7 @@ struct Winning(Candidacy, CandidacyWatch, bool);
 enum Round {
     Won(Winning),
     LeaseLost(StopReason),
-    Over(Exit),
+    Over(Leave),
 }
 
 /// What a campaign came to.
@@ -67,28 +69,30 @@ enum Attempt {
     Mismatch(Mismatch),
 }
 
-/// Waits for leadership. `former_at`: see [`remembered_deletion`].
+/// Waits for leadership. `former_at`: see [`remembered_deletion`]. `Err`: the replica exits, or
+/// suspends (its lease is revoked by then).
 pub(super) async fn standby(
     ctx: &Ctx<'_>,
     inp: &mut Inputs,
     former_at: Option<i64>,
-) -> Result<Won, Exit> {
+) -> Result<Won, Leave> {
     let acquire_by = ctx.cfg.acquire_timeout.map(|d| Instant::now() + d);
     let last_error = RefCell::new(String::from("none"));
+    let exit = |e| Leave::Exit(e);
     loop {
         let session = tokio::select! {
-            exit = shutdown_requested(&mut inp.process, &mut inp.shutdown) => return Err(exit),
-            _ = until(acquire_by) => return Err(timed_out(ctx, &last_error)),
-            r = grant_with_retries(ctx, &last_error) => r.map_err(|e| rejected(&e))?,
+            leave = leave_requested(&mut inp.process, &mut inp.user) => return Err(leave),
+            _ = until(acquire_by) => return Err(exit(timed_out(ctx, &last_error))),
+            r = grant_with_retries(ctx, &last_error) => r.map_err(|e| exit(rejected(&e)))?,
         };
         let round = tokio::select! {
-            exit = shutdown_requested(&mut inp.process, &mut inp.shutdown) => Round::Over(exit),
-            _ = until(acquire_by) => Round::Over(timed_out(ctx, &last_error)),
+            leave = leave_requested(&mut inp.process, &mut inp.user) => Round::Over(leave),
+            _ = until(acquire_by) => Round::Over(exit(timed_out(ctx, &last_error))),
             reason = lease_lost(session.state()) => Round::LeaseLost(reason),
             c = campaign(ctx, &session, &last_error, former_at) => match c {
                 Campaign::Won(won) => Round::Won(won),
-                Campaign::Refused(Refused::Etcd(e)) => Round::Over(rejected(&e)),
-                Campaign::Refused(Refused::Slots(m)) => Round::Over(mismatched(ctx, &m)),
+                Campaign::Refused(Refused::Etcd(e)) => Round::Over(exit(rejected(&e))),
+                Campaign::Refused(Refused::Slots(m)) => Round::Over(exit(mismatched(ctx, &m))),
             },
         };
         match round {
@@ -106,9 +110,15 @@ pub(super) async fn standby(
                 // The key may outlive our view of the lease: take it out of the queue.
                 session.revoke(ctx.connector.request_timeout()).await;
             }
-            Round::Over(exit) => {
-                session.revoke(super::REVOKE_ON_EXIT).await;
-                return Err(exit);
+            Round::Over(leave) => {
+                // Leaving the queue, for good or until continued: our key goes with the lease.
+                // Either way someone waits (the exit, the shell's prompt): one second at most,
+                // after which the lease expires by itself.
+                let revoked = session.revoke(super::REVOKE_ON_EXIT).await;
+                if let Leave::Suspend = leave {
+                    tracing::info!(id = %ctx.cfg.id, ?revoked, "left the queue to suspend (Ctrl-Z)");
+                }
+                return Err(leave);
             }
         }
     }

@@ -24,10 +24,13 @@
 //!   thread each time, since a known loss of leadership escalates a stop already under way to
 //!   SIGKILL;
 //! * once the process thread is gone nobody can vouch that the child's tree is dead, so the lease
-//!   is not given up by us ([`Ending::Abandon`]).
+//!   is not given up by us ([`Ending::Abandon`]);
+//! * a suspension asked for (Ctrl-Z) is sticky ([`Facts::asked`]): a child that starts meanwhile
+//!   is stopped at once, no child is started after it, and the leadership ends in
+//!   [`Next::Suspend`] (see [`decide`]), always through the release, so after the tree is gone.
 
 use crate::core::exit_code::{ChildStatus, Exit};
-use crate::core::lifecycle::{decide, Next, Policies, StopReason};
+use crate::core::lifecycle::{decide, Asked, Next, Policies, StopReason};
 
 /// Where one leadership is; each variant carries only what is valid in it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -110,8 +113,9 @@ pub enum Action {
 /// What the transition reads and does not change.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Facts {
-    /// A shutdown signal has arrived at some point (sticky).
-    pub shutdown: bool,
+    /// What the user asked of the replica by signal at some point (sticky): a shutdown, or a
+    /// suspension not yet done.
+    pub asked: Asked,
     pub policies: Policies,
 }
 
@@ -140,6 +144,14 @@ pub fn step(state: Lead, input: Input, facts: Facts) -> (Lead, Option<Action>) {
     match (state, input) {
         (Lead::Over(_), _) => (state, None),
         (_, I::ThreadGone) => (thread_gone(state), None),
+        // Ctrl-Z came while the child was starting: it is stopped at once.
+        (Lead::Spawning { .. }, I::Started) if facts.asked == Asked::Suspend => (
+            Lead::Running {
+                requested: Some(StopReason::Suspend),
+                stopping: false,
+            },
+            Some(Action::Stop(StopReason::Suspend)),
+        ),
         (Lead::Spawning { .. }, I::Started) => (
             Lead::Running {
                 requested: None,
@@ -168,11 +180,17 @@ pub fn step(state: Lead, input: Input, facts: Facts) -> (Lead, Option<Action>) {
         (Lead::Pausing { last }, I::Shutdown(sig)) => {
             (ended(StopReason::Shutdown(sig), last, facts), None)
         }
+        // No child is started once a suspension is asked for.
+        (Lead::Verifying { last }, I::KeyChecked { ours: true })
+            if facts.asked == Asked::Suspend =>
+        {
+            (ended(StopReason::Suspend, last, facts), None)
+        }
         (Lead::Verifying { last }, I::KeyChecked { ours: true }) => {
             (Lead::Spawning { last: Some(last) }, Some(Action::Spawn))
         }
         (Lead::Verifying { last }, I::KeyChecked { ours: false }) => {
-            let next = decide(StopReason::KeyDeleted, facts.shutdown, last, facts.policies);
+            let next = decide(StopReason::KeyDeleted, facts.asked, last, facts.policies);
             (release(Some(StopReason::KeyDeleted), next, true), None)
         }
         // Anything else changes nothing here: while spawning, the process thread answers every
@@ -196,7 +214,7 @@ fn running(
     match input {
         Input::TreeGone { status, reason } => {
             let reason = final_reason(reason, requested);
-            match decide(reason, facts.shutdown, status, facts.policies) {
+            match decide(reason, facts.asked, status, facts.policies) {
                 Next::Restart => (
                     Lead::Pausing { last: status },
                     Some(Action::PauseBeforeRestart),
@@ -225,11 +243,16 @@ fn running(
 }
 
 /// Why the tree ended, as the transition decides on it: what was asked first still counts if the
-/// child exited by itself meanwhile, except a health verdict, which never outranks the child's
-/// own exit (its status and `--on-child-exit` apply).
+/// child exited by itself meanwhile, except a health verdict and a suspension, which never
+/// outrank the child's own exit (its status and `--on-child-exit` apply: an exit is not lost to
+/// a Ctrl-Z, and the sticky [`Asked::Suspend`] still suspends whatever would have run on).
 pub fn final_reason(reported: StopReason, requested: Option<StopReason>) -> StopReason {
     match (reported, requested) {
-        (StopReason::ChildExited, Some(asked)) if asked != StopReason::Unhealthy => asked,
+        (StopReason::ChildExited, Some(asked))
+            if asked != StopReason::Unhealthy && asked != StopReason::Suspend =>
+        {
+            asked
+        }
         _ => reported,
     }
 }
@@ -238,7 +261,7 @@ pub fn final_reason(reported: StopReason, requested: Option<StopReason>) -> Stop
 /// shutdown exits as a withdrawal, not with a child's status: no child ran.
 fn refused(reason: StopReason, last: Option<ChildStatus>, facts: Facts) -> Next {
     let status = last.unwrap_or(ChildStatus::Exited(0));
-    match decide(reason, facts.shutdown, status, facts.policies) {
+    match decide(reason, facts.asked, status, facts.policies) {
         Next::Exit(Exit::Child(_)) if last.is_none() => Next::Exit(Exit::Withdrew),
         next => next,
     }
@@ -248,7 +271,7 @@ fn refused(reason: StopReason, last: Option<ChildStatus>, facts: Facts) -> Next 
 fn ended(reason: StopReason, last: ChildStatus, facts: Facts) -> Lead {
     release(
         Some(reason),
-        decide(reason, facts.shutdown, last, facts.policies),
+        decide(reason, facts.asked, last, facts.policies),
         false,
     )
 }
@@ -286,7 +309,11 @@ mod tests {
     fn facts(shutdown: bool, on_child_exit: OnChildExit) -> Facts {
         let on_lease_lost = OnLeaseLost::Recampaign;
         Facts {
-            shutdown,
+            asked: if shutdown {
+                Asked::Shutdown
+            } else {
+                Asked::Nothing
+            },
             policies: Policies {
                 on_child_exit,
                 on_lease_lost,
@@ -295,14 +322,14 @@ mod tests {
     }
 
     const EXIT: Facts = Facts {
-        shutdown: false,
+        asked: Asked::Nothing,
         policies: Policies {
             on_child_exit: OnChildExit::Exit,
             on_lease_lost: OnLeaseLost::Recampaign,
         },
     };
     const RESTART: Facts = Facts {
-        shutdown: false,
+        asked: Asked::Nothing,
         policies: Policies {
             on_child_exit: OnChildExit::Restart,
             on_lease_lost: OnLeaseLost::Recampaign,
@@ -493,6 +520,32 @@ mod tests {
     }
 
     #[test]
+    #[rustfmt::skip]
+    fn a_suspension_stops_the_tree_then_releases() {
+        let suspending = Facts { asked: Asked::Suspend, ..EXIT };
+        let restarting = Facts { asked: Asked::Suspend, ..RESTART };
+        let idle = running(None, false);
+        let asked = running(Some(R::Suspend), false);
+        let suspend = rel(R::Suspend, Next::Suspend);
+        check(&[
+            // Ctrl-Z: the tree is stopped, the first reason kept, then the lease released.
+            (idle, want(R::Suspend), suspending, asked, stop(R::Suspend)),
+            (asked, gone(Signaled(15), R::Suspend), suspending, suspend, NONE),
+            // The child's own exit meanwhile: its policy applies, but what would run on suspends.
+            (asked, gone(Exited(0), R::ChildExited), restarting, rel(R::ChildExited, Next::Suspend), NONE),
+            (asked, gone(Exited(4), R::ChildExited), suspending, rel(R::ChildExited, child(Exited(4))), NONE),
+            // Asked while stopping for another reason: that reason is reported, yet it suspends.
+            (running(Some(R::Resign), true), want(R::Suspend), suspending, running(Some(R::Resign), true), stop(R::Suspend)),
+            (running(Some(R::Resign), true), gone(Exited(0), R::ChildExited), suspending, rel(R::Resign, Next::Suspend), NONE),
+            (running(None, true), gone(Signaled(9), R::Deadline), suspending, rel(R::Deadline, Next::Suspend), NONE),
+            // A child started meanwhile is stopped at once; none is started after the pause.
+            (Lead::Spawning { last: None }, Input::Started, suspending, asked, stop(R::Suspend)),
+            (Lead::Pausing { last: Exited(2) }, want(R::Suspend), restarting, suspend, NONE),
+            (Lead::Verifying { last: Exited(2) }, Input::KeyChecked { ours: true }, restarting, suspend, NONE),
+        ]);
+    }
+
+    #[test]
     fn without_the_process_thread_a_running_tree_is_never_released() {
         let abandoned = Lead::Over(Ending::Abandon(Exit::Internal));
         let internal = Lead::Over(Ending::Release {
@@ -537,6 +590,8 @@ mod tests {
             (R::ChildExited, Some(R::KeyDeleted), R::KeyDeleted),
             // The child's own exit wins over a health verdict that came while it was exiting.
             (R::ChildExited, Some(R::Unhealthy), R::ChildExited),
+            (R::ChildExited, Some(R::Suspend), R::ChildExited),
+            (R::Suspend, Some(R::Suspend), R::Suspend),
             (R::Unhealthy, Some(R::Unhealthy), R::Unhealthy),
             (R::Deadline, Some(R::Resign), R::Deadline),
         ];
@@ -561,6 +616,7 @@ mod tests {
             R::Resign,
             R::Unhealthy,
             R::Shutdown(TERM),
+            R::Suspend,
             R::ChildExited,
         ];
         let statuses = [Exited(0), Exited(3), Signaled(9)];
@@ -595,7 +651,7 @@ mod tests {
                 inputs.push(Input::TreeGone { status, reason });
             }
         }
-        for shutdown in [false, true] {
+        for asked in [Asked::Nothing, Asked::Suspend, Asked::Shutdown] {
             for on_child_exit in [
                 OnChildExit::Exit,
                 OnChildExit::Restart,
@@ -603,7 +659,7 @@ mod tests {
             ] {
                 for on_lease_lost in [OnLeaseLost::Exit, OnLeaseLost::Recampaign] {
                     let f = Facts {
-                        shutdown,
+                        asked,
                         policies: Policies {
                             on_child_exit,
                             on_lease_lost,
@@ -619,20 +675,40 @@ mod tests {
                             {
                                 assert!(matches!(input, Input::TreeGone { .. }), "{what}");
                             }
-                            // A release never restarts, and after a shutdown it always exits.
+                            // A release never restarts; after a shutdown it always exits, and
+                            // with a suspension asked for it suspends unless it exits.
                             if let Lead::Over(Ending::Release { next, .. }) = next {
                                 assert_ne!(next, Next::Restart, "{what}");
-                                if shutdown {
-                                    assert!(matches!(next, Next::Exit(_)), "{what}");
+                                match asked {
+                                    Asked::Shutdown => {
+                                        assert!(matches!(next, Next::Exit(_)), "{what}")
+                                    }
+                                    Asked::Suspend => assert!(
+                                        matches!(next, Next::Exit(_) | Next::Suspend),
+                                        "{what}"
+                                    ),
+                                    Asked::Nothing => {}
                                 }
                             }
-                            // A child is asked for only once the key was read back as ours.
+                            // A child is asked for only once the key was read back as ours,
+                            // and never while a suspension is asked for.
                             if action == Some(Action::Spawn) {
                                 assert_eq!(input, Input::KeyChecked { ours: true }, "{what}");
+                                assert_ne!(asked, Asked::Suspend, "{what}");
                             }
-                            // A stop is asked for only while a tree runs.
+                            // A stop is asked for only while a tree runs (or has just started).
                             if let Some(Action::Stop(_)) = action {
-                                assert!(matches!(state, Lead::Running { .. }), "{what}");
+                                assert!(
+                                    matches!(state, Lead::Running { .. })
+                                        || input == Input::Started,
+                                    "{what}"
+                                );
+                            }
+                            // A child that starts while a suspension is asked for is stopped.
+                            if asked == Asked::Suspend && input == Input::Started {
+                                if let Lead::Spawning { .. } = state {
+                                    assert_eq!(action, stop(R::Suspend), "{what}");
+                                }
                             }
                         }
                     }

@@ -44,6 +44,10 @@ pub enum Request {
         env: Vec<(String, String)>,
         timeout: Duration,
     },
+    /// Suspend this process (job control) and report [`Event::Resumed`] once it is continued.
+    /// Asked only once no tree is left and the lease is given up; refused (at once `Resumed`)
+    /// while a tree exists.
+    Suspend,
 }
 
 /// What the process thread reports.
@@ -61,6 +65,12 @@ pub enum Event {
     ShutdownSignal(libc::c_int),
     /// The `--resign-signal` reached the supervisor (it is not forwarded).
     ResignSignal,
+    /// Ctrl-Z under job control: the main child was stopped by SIGTSTP (it stays stopped until
+    /// the stop sequence continues it), or SIGTSTP reached the supervisor. The replica is to stop
+    /// the tree, give its lease up, then ask for [`Request::Suspend`].
+    SuspendRequested,
+    /// The answer to [`Request::Suspend`]: this process was continued (or never stopped).
+    Resumed,
     /// The stop sequence began; SIGKILL follows after `kill_in` (zero: it was sent at once).
     Stopping {
         reason: StopReason,

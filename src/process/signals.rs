@@ -266,6 +266,29 @@ pub fn send_to_group(pgid: libc::pid_t, sig: libc::c_int) -> io::Result<()> {
     Ok(())
 }
 
+/// Stops this process as Ctrl-Z stops a job, and returns once it is continued. SIGTSTP goes to
+/// the whole process group (`group`: the terminal's Ctrl-Z reached only the child's group, and a
+/// shell sees the job stopped only once every process of it is) or to this process alone; the
+/// calling thread then unblocks it for one system call, so it is delivered there with its default
+/// action and every thread stops. SIGCONT (`fg`, `bg`, `kill -CONT`) continues them; it stays
+/// pending (blocked) for the signalfd. Returns at once if the kernel discards the stop instead:
+/// SIGTSTP ignored, an orphaned process group, PID 1, or a SIGCONT sent before the stop.
+/// Call only from the thread that reads the signalfd, between two reads.
+pub fn suspend_self(group: bool) {
+    let target = if group {
+        -nix::unistd::getpgrp().as_raw()
+    } else {
+        nix::unistd::getpid().as_raw()
+    };
+    let _ = send(target, libc::SIGTSTP);
+    let mut tstp = SigSet::empty();
+    tstp.add(nix::sys::signal::Signal::SIGTSTP);
+    use nix::sys::signal::{pthread_sigmask, SigmaskHow};
+    // The pending SIGTSTP is delivered on the return from this call: the process stops there.
+    let _ = pthread_sigmask(SigmaskHow::SIG_UNBLOCK, Some(&tstp), None);
+    let _ = pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&tstp), None);
+}
+
 /// Makes this process ignore `sig` (SIG_IGN; inherited across exec).
 pub fn ignore(sig: libc::c_int) {
     // SAFETY: SIG_IGN installs no handler, so no code of ours can run in signal context.

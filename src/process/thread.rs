@@ -20,6 +20,15 @@
 //! when it ends, times out or a stop begins. A check in flight is a child like any other, so the tree
 //! is reported gone only once it is reaped as well; it is killed at once when the stop begins.
 //!
+//! Job control (Ctrl-Z) is detected here and carried out in two halves. When the main child is
+//! stopped by SIGTSTP, or SIGTSTP reaches us, and a job-control shell could continue us (our
+//! process group is not orphaned, see [`tree::own_group_orphaned`]; not PID 1; SIGTSTP not
+//! ignored at start), [`Event::SuspendRequested`] goes out and the child stays stopped. The
+//! async side stops the tree the usual way, gives the lease up, and only then asks for
+//! [`Request::Suspend`], which this thread refuses while any tree exists: a suspended replica
+//! never has a child or a lease. Without job control nobody could continue a stopped replica, so
+//! SIGTSTP keeps its old meaning: forwarded, and a child it stopped continued at once.
+//!
 //! Its duties, each a method of [`ProcessOwner`]: `enforce_deadlines`, `read_signals`,
 //! `forward_sent_faults`, `handle` (requests), `reap`. The async side holds the other end,
 //! [`crate::process::handle::ProcessThread`]: it sends [`Request`]s and receives [`Event`]s.
@@ -72,6 +81,9 @@ pub struct ProcessOwner {
     is_pid1: bool,
     /// A shutdown signal arrived: no child is started again.
     shutdown: Option<libc::c_int>,
+    /// The suspension asked for must stop our whole process group: the terminal's Ctrl-Z
+    /// reached only the child's group, which had the terminal.
+    suspend_group: bool,
     tree: Option<Tree>,
     /// The health check in flight, if any; only while the child runs.
     check: CheckSlot,
@@ -105,12 +117,14 @@ impl ProcessOwner {
             routing: SignalRouting {
                 me: std::process::id(),
                 sigint_ignored: inherited.was_ignored(libc::SIGINT),
+                tstp_ignored: inherited.was_ignored(libc::SIGTSTP),
                 resign_signal: settings.resign_signal,
             },
             settings,
             blocked: inherited.blocked,
             is_pid1: std::process::id() == 1,
             shutdown: None,
+            suspend_group: false,
             tree: None,
             check: CheckSlot::default(),
             guard,
@@ -228,10 +242,40 @@ impl ProcessOwner {
                     tracing::info!(signal = %signal_name(sig), "step-down requested");
                     self.emit(Event::ResignSignal);
                 }
-                SignalRoute::Forward => self.forward(sig),
+                SignalRoute::TerminalStop if self.job_control() => self.suspend_requested(false),
+                SignalRoute::TerminalStop | SignalRoute::Forward => self.forward(sig),
                 SignalRoute::Drop => {}
             }
         }
+    }
+
+    /// Whether a stop of this process could be undone by a job-control shell, so Ctrl-Z may
+    /// suspend the replica (see the module doc).
+    fn job_control(&self) -> bool {
+        !self.is_pid1 && !self.routing.tstp_ignored && !tree::own_group_orphaned()
+    }
+
+    /// Ctrl-Z under job control: the async side stops the tree, gives the lease up and asks for
+    /// [`Request::Suspend`]. `group`: the suspension stops our whole process group.
+    fn suspend_requested(&mut self, group: bool) {
+        self.suspend_group |= group;
+        tracing::info!(
+            "suspend requested (Ctrl-Z): the child's tree, if any, is stopped and the lease \
+             given up before singleton-exec stops"
+        );
+        self.emit(Event::SuspendRequested);
+    }
+
+    /// Suspends this process until it is continued, if no tree is left; reports
+    /// [`Event::Resumed`] either way.
+    fn suspend(&mut self) {
+        if self.tree.is_some() {
+            tracing::error!("suspend refused: the child's tree is still running");
+            return self.emit(Event::Resumed);
+        }
+        let group = std::mem::take(&mut self.suspend_group);
+        signals::suspend_self(group);
+        self.emit(Event::Resumed);
     }
 
     /// SIGTERM or SIGINT: the stop sequence begins (or, under way for another reason, the child
@@ -305,6 +349,7 @@ impl ProcessOwner {
                 env,
                 timeout,
             } => self.start_check(id, &command, &env, timeout),
+            Request::Suspend => self.suspend(),
         }
     }
 
@@ -504,10 +549,11 @@ impl ProcessOwner {
         tracing::info!(%status, "the child's tree is gone");
     }
 
-    /// The main child was stopped. Ctrl-Z does not suspend a singleton: a suspended leader would
-    /// hold leadership while doing nothing, and suspending ourselves would let the lease expire
-    /// while the child lives on. So a terminal stop (SIGTSTP) is undone at once; an explicit
-    /// SIGSTOP is respected until the stop sequence, which sends SIGCONT.
+    /// The main child was stopped. A stopped child still holds what it holds, so it is never
+    /// left stopped under a lease for long: under job control, Ctrl-Z (SIGTSTP) suspends the
+    /// whole replica (the stop sequence continues the child to end it, the lease is given up,
+    /// then we stop); without job control nobody could continue us, so the child is continued
+    /// at once. An explicit SIGSTOP is respected until the stop sequence, which sends SIGCONT.
     fn on_stopped(&mut self, pid: libc::pid_t, sig: libc::c_int) {
         let Some(tree) = &self.tree else { return };
         if tree.main_pid() != Some(pid) {
@@ -515,12 +561,22 @@ impl ProcessOwner {
         }
         match sig {
             libc::SIGTSTP => {
-                // The group leader is unreaped, so the group id cannot have been reused.
-                let _ = signals::send_to_group(tree.pgid, libc::SIGCONT);
-                tracing::warn!(
-                    "the child was stopped by SIGTSTP (Ctrl-Z): continued; a singleton is not \
-                     suspended, stop it with Ctrl-C or SIGTERM"
-                );
+                let (pgid, terminal) = (tree.pgid, tree.terminal);
+                let job_control = self.job_control();
+                let act = after_terminal_stop(job_control, tree.stop.has_begun());
+                if act.continue_child {
+                    // The group leader is unreaped, so the group id cannot have been reused.
+                    let _ = signals::send_to_group(pgid, libc::SIGCONT);
+                }
+                if act.suspend {
+                    self.suspend_requested(terminal);
+                } else {
+                    tracing::warn!(
+                        "the child was stopped by SIGTSTP: continued; without job control (no \
+                         shell could continue a stopped singleton-exec) a singleton is not \
+                         suspended, stop it with Ctrl-C or SIGTERM"
+                    );
+                }
             }
             libc::SIGTTIN | libc::SIGTTOU => {
                 tracing::warn!(signal = %signal_name(sig),
@@ -626,6 +682,8 @@ enum SignalRoute {
     Shutdown,
     /// The `--resign-signal`: step down; not forwarded.
     Resign,
+    /// SIGTSTP: suspend the replica under job control, else forward it.
+    TerminalStop,
     /// Everything else the child may be sent: pass it on.
     Forward,
     /// Not forwardable (arrives through [`signals::forward_sent_faults`] if at all).
@@ -638,6 +696,8 @@ struct SignalRouting {
     /// Our pid: a signal from it was raised by our own action.
     me: u32,
     sigint_ignored: bool,
+    /// SIGTSTP was ignored at start: it never suspends us (and the child ignores it too).
+    tstp_ignored: bool,
     resign_signal: Option<libc::c_int>,
 }
 
@@ -650,9 +710,29 @@ impl SignalRouting {
             libc::SIGINT if self.sigint_ignored => SignalRoute::IgnoredInterrupt,
             libc::SIGTERM | libc::SIGINT => SignalRoute::Shutdown,
             _ if Some(sig) == self.resign_signal => SignalRoute::Resign,
+            libc::SIGTSTP if !self.tstp_ignored => SignalRoute::TerminalStop,
             _ if signals::is_forwardable(sig) => SignalRoute::Forward,
             _ => SignalRoute::Drop,
         }
+    }
+}
+
+/// What follows a stop of the main child by SIGTSTP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct AfterTerminalStop {
+    /// SIGCONT to the child's group now.
+    continue_child: bool,
+    /// Ask the async side for a suspension.
+    suspend: bool,
+}
+
+/// Under job control the replica suspends, and the child stays stopped until the stop sequence
+/// continues it; if that sequence has already begun (it sent its SIGCONT before this stop), it
+/// is continued now so it can run its handler. Without job control it is continued at once.
+fn after_terminal_stop(job_control: bool, stop_begun: bool) -> AfterTerminalStop {
+    AfterTerminalStop {
+        continue_child: !job_control || stop_begun,
+        suspend: job_control,
     }
 }
 
@@ -722,6 +802,7 @@ mod tests {
         let routing = SignalRouting {
             me: 100,
             sigint_ignored: false,
+            tstp_ignored: false,
             resign_signal: Some(libc::SIGUSR2),
         };
         // ((signal, sender), route)
@@ -738,6 +819,12 @@ mod tests {
             ((libc::SIGUSR1, 42), SignalRoute::Forward),
             ((libc::SIGHUP, 42), SignalRoute::Forward),
             ((libc::SIGWINCH, 0), SignalRoute::Forward),
+            ((libc::SIGTSTP, 0), SignalRoute::TerminalStop),
+            ((libc::SIGTSTP, 42), SignalRoute::TerminalStop),
+            ((libc::SIGTSTP, 100), SignalRoute::OwnDoing),
+            ((libc::SIGTTIN, 42), SignalRoute::Forward),
+            ((libc::SIGTTOU, 42), SignalRoute::Forward),
+            ((libc::SIGCONT, 42), SignalRoute::Forward),
             ((libc::SIGRTMIN() + 3, 42), SignalRoute::Forward),
             ((libc::SIGSEGV, 42), SignalRoute::Drop),
         ];
@@ -750,6 +837,12 @@ mod tests {
         let rows = [
             ((true, None, libc::SIGINT), SignalRoute::IgnoredInterrupt),
             ((true, None, libc::SIGTERM), SignalRoute::Shutdown),
+            // SIGINT and SIGTSTP ignored at start: SIGTSTP is only forwarded.
+            ((true, None, libc::SIGTSTP), SignalRoute::Forward),
+            (
+                (false, Some(libc::SIGTSTP), libc::SIGTSTP),
+                SignalRoute::Resign,
+            ),
             ((false, None, libc::SIGUSR2), SignalRoute::Forward),
             (
                 (false, Some(libc::SIGUSR2), libc::SIGUSR2),
@@ -768,9 +861,28 @@ mod tests {
             let routing = SignalRouting {
                 me: 100,
                 sigint_ignored,
+                tstp_ignored: sigint_ignored,
                 resign_signal,
             };
             routing.route(sig, 42)
+        });
+    }
+
+    #[test]
+    fn a_child_stopped_by_sigtstp_is_left_stopped_only_for_a_suspension_that_stops_it() {
+        let act = |continue_child, suspend| AfterTerminalStop {
+            continue_child,
+            suspend,
+        };
+        // ((job control, stop sequence begun), what follows)
+        let rows = [
+            ((true, false), act(false, true)),
+            ((true, true), act(true, true)),
+            ((false, false), act(true, false)),
+            ((false, true), act(true, false)),
+        ];
+        assert_table(rows, |(job_control, begun)| {
+            after_terminal_stop(job_control, begun)
         });
     }
 

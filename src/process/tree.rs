@@ -10,6 +10,10 @@
 //! starts from `/proc/self` (our pid in `/proc`'s numbering) and every pid found is translated to our
 //! namespace through the last field of its `NSpid:` line. A process that cannot be translated is
 //! left out: signalling a number from another namespace could hit an unrelated process.
+//!
+//! Also read from `/proc`: whether our own process group is orphaned ([`own_group_orphaned`]),
+//! which decides whether Ctrl-Z may suspend us (job control). That question stays in `/proc`'s
+//! numbering throughout, so it needs no translation.
 
 #![forbid(unsafe_code)]
 
@@ -109,6 +113,7 @@ struct Stat {
     state: char,
     parent: libc::pid_t,
     group: libc::pid_t,
+    session: libc::pid_t,
 }
 
 /// Parses a `/proc/PID/stat` line. The command name may hold spaces and parentheses, so the
@@ -118,11 +123,52 @@ fn parse_stat(stat: &str) -> Option<Stat> {
     let state = fields.next()?.chars().next()?;
     let parent = fields.next()?.parse().ok()?;
     let group = fields.next()?.parse().ok()?;
+    let session = fields.next()?.parse().ok()?;
     Some(Stat {
         state,
         parent,
         group,
+        session,
     })
+}
+
+/// Whether our process group is orphaned, as POSIX defines it and the kernel applies it: no
+/// member has a parent in our session outside the group, so no job-control shell can continue
+/// the group once it stops (the kernel then refuses to stop it on SIGTSTP, SIGTTIN and SIGTTOU).
+/// A service (systemd starts each in a session of its own), a container's first process and
+/// `setsid` give an orphaned group; a shell's job, or a child of a script a shell runs, does not.
+/// Also true when `/proc` cannot tell: not suspending is the old, safe default.
+pub fn own_group_orphaned() -> bool {
+    let Some(me) = self_in_proc().and_then(stat_of) else {
+        return true;
+    };
+    let Ok(dir) = fs::read_dir("/proc") else {
+        return true;
+    };
+    let procs: HashMap<libc::pid_t, Stat> = dir
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse().ok())
+        .filter_map(|pid| Some((pid, stat_of(pid)?)))
+        .collect();
+    group_orphaned(me.group, me.session, &procs)
+}
+
+/// [`own_group_orphaned`]'s rule over the processes `procs` (by pid). Group or session 0: not
+/// visible in `/proc`'s namespace, so nothing can be said; taken as orphaned.
+fn group_orphaned(
+    group: libc::pid_t,
+    session: libc::pid_t,
+    procs: &HashMap<libc::pid_t, Stat>,
+) -> bool {
+    if group <= 0 || session <= 0 {
+        return true;
+    }
+    let continued_by_a_parent = procs
+        .values()
+        .filter(|member| member.group == group)
+        .filter_map(|member| procs.get(&member.parent))
+        .any(|parent| parent.session == session && parent.group != group);
+    !continued_by_a_parent
 }
 
 /// `/proc/PID/stat`, in `/proc`'s numbering.
@@ -196,25 +242,67 @@ mod tests {
 
     #[test]
     fn stat_lines_are_read_after_the_command_whatever_it_holds() {
-        let stat = |state, parent, group| {
+        let stat = |state, parent, group, session| {
             Some(Stat {
                 state,
                 parent,
                 group,
+                session,
             })
         };
         // (line, parsed)
         let rows = [
-            ("42 (sleep) S 7 42 7 0 -1", stat('S', 7, 42)),
-            ("42 (my prog) T 7 40 7 0", stat('T', 7, 40)),
-            ("42 (a) b) (c) Z 1 1 1", stat('Z', 1, 1)),
-            ("42 ()) R 0 0", stat('R', 0, 0)),
-            ("42 (sleep) S 7", None),
-            ("42 (sleep) S x 42", None),
+            ("42 (sleep) S 7 42 7 0 -1", stat('S', 7, 42, 7)),
+            ("42 (my prog) T 7 40 6 0", stat('T', 7, 40, 6)),
+            ("42 (a) b) (c) Z 1 1 1", stat('Z', 1, 1, 1)),
+            ("42 ()) R 0 0 0", stat('R', 0, 0, 0)),
+            ("42 (sleep) S 7 42", None),
+            ("42 (sleep) S x 42 7", None),
             ("42 (sleep", None),
             ("", None),
         ];
         crate::process::assert_table(rows, parse_stat);
+    }
+
+    #[test]
+    fn a_group_is_orphaned_unless_a_member_has_a_parent_in_the_session_outside_it() {
+        let p = |parent, group, session| Stat {
+            state: 'S',
+            parent,
+            group,
+            session,
+        };
+        // Pids: 1 init (session 1); 10 a login shell (session 10, group 10); 20 a job of it
+        // (group 20); 21 a process of the same job started by 20; 30 a service (its own
+        // session); 31 its child in its group; 40 a job whose parent left (re-parented to 1).
+        let procs: HashMap<libc::pid_t, Stat> = [
+            (1, p(0, 1, 1)),
+            (10, p(1, 10, 10)),
+            (20, p(10, 20, 10)),
+            (21, p(20, 20, 10)),
+            (30, p(1, 30, 30)),
+            (31, p(30, 30, 30)),
+            (40, p(1, 40, 10)),
+        ]
+        .into();
+        // ((group, session), orphaned)
+        let rows = [
+            // A shell's job: its parent, the shell, is in the session, in another group.
+            ((20, 10), false),
+            // The shell's own group: its parent is outside the session.
+            ((10, 10), true),
+            // A service: every parent is in the group or outside the session.
+            ((30, 30), true),
+            // The shell is gone: nobody in the session can continue the job.
+            ((40, 10), true),
+            // PID 1, and groups /proc cannot show.
+            ((1, 1), true),
+            ((0, 10), true),
+            ((20, 0), true),
+        ];
+        crate::process::assert_table(rows, |(group, session)| {
+            group_orphaned(group, session, &procs)
+        });
     }
 
     #[test]

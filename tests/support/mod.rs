@@ -1,5 +1,6 @@
 //! Shared helpers for the integration tests: real etcd ([`etcd`]), a fault-injecting TCP proxy
-//! ([`proxy`]), what /proc says about a process ([`procfs`]), and [`Replica`], a running
+//! ([`proxy`]), what /proc says about a process ([`procfs`]), an interactive shell on a
+//! pseudo-terminal ([`shell`]), and [`Replica`], a running
 //! singleton-exec whose log can be read and which is killed on drop ([`Proc`] for any other
 //! process a test starts). Waits are for conditions with timeouts, never fixed sleeps.
 
@@ -9,6 +10,7 @@ pub mod etcd;
 pub mod netns;
 pub mod procfs;
 pub mod proxy;
+pub mod shell;
 pub mod worker;
 
 use std::ffi::OsStr;
@@ -121,6 +123,20 @@ pub fn with_rlimit(cmd: &mut Command, resource: libc::__rlimit_resource_t, value
                 rlim_max: value,
             };
             if libc::setrlimit(resource, &lim) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
+/// Starts the process in a session of its own, as systemd starts a service: no controlling
+/// terminal, and a process group no shell can continue (orphaned), so job control never applies.
+/// Without this a replica shares the test runner's session, where it may or may not.
+pub fn own_session(cmd: &mut Command) {
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::setsid() < 0 {
                 return Err(std::io::Error::last_os_error());
             }
             Ok(())
