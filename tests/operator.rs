@@ -1109,3 +1109,36 @@ fn a_put_slot_key_is_taken_over_once_its_holders_child_died_and_a_put_queue_key_
     assert_no_overlap(&slot0);
     assert_eq!(starts(&slot0)[1].id, "c", "{}", all());
 }
+
+/// `status --watch` shows the head of the queue becoming orphaned (an operator's put after the
+/// leader crashed: the key keeps its create revision, only its lease changes), not only new leaders.
+#[test]
+fn status_watch_prints_a_line_when_the_head_becomes_orphaned() {
+    let etcd = EtcdCluster::single();
+    let dir = tempfile::tempdir().unwrap();
+    let mut a = replica("a", &etcd, "orphwatch", &[]);
+    a.wait_stdout("started-a", LONG);
+    let key = leader_key(&etcd, "orphwatch").expect("a leads");
+    let (mut w, out) = watch(
+        &etcd,
+        dir.path(),
+        &["--election", "orphwatch", "--output", "json"],
+    );
+    wait_for(
+        LONG,
+        || lines(&out).len() == 1,
+        || format!("{:?}", lines(&out)),
+    );
+    a.signal(libc::SIGKILL);
+    a.wait(LONG);
+    put_same_value(&etcd, &key);
+    wait_for(
+        LONG,
+        || lines(&out).len() == 2,
+        || format!("{:?}", lines(&out)),
+    );
+    let v: serde_json::Value = serde_json::from_str(&lines(&out)[1]).unwrap();
+    assert_eq!(v["leader"]["key"], key.as_str(), "{v}");
+    assert!(!v["leader"]["orphaned"].is_null(), "{v}");
+    assert_eq!(exits_with(&mut w.0, libc::SIGINT), Some(0));
+}

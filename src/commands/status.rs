@@ -149,14 +149,13 @@ impl Shown {
     }
 
     /// What a `--watch` line is printed for: who holds what, at which revision.
-    fn holders(&self) -> Vec<Option<(String, i64)>> {
+    /// Who holds each place: key, fencing revision and lease (a put that takes the key off its
+    /// lease keeps the first two, and orphans the place: `--watch` shows that too).
+    fn holders(&self) -> Vec<Option<(String, i64, i64)>> {
+        let of = |c: &Candidate| (c.key.clone(), c.revision, c.lease.0);
         match self {
-            Shown::Queue(q) => vec![q.leader().map(|l| (l.key.clone(), l.revision))],
-            Shown::Slots(v) => v
-                .holders
-                .iter()
-                .map(|h| h.as_ref().map(|h| (h.key.clone(), h.revision)))
-                .collect(),
+            Shown::Queue(q) => vec![q.leader().map(of)],
+            Shown::Slots(v) => v.holders.iter().map(|h| h.as_ref().map(of)).collect(),
         }
     }
 
@@ -214,7 +213,7 @@ pub async fn run(args: StatusArgs) -> i32 {
 /// Prints the leader at start and on every change of it; returns only when etcd rejects us or
 /// stdout is closed (`status --watch | head -1`: the reader is done, so are we, with 0).
 async fn watch(target: &Target, format: OutputFormat) -> i32 {
-    let mut shown: Option<Vec<Option<(String, i64)>>> = None;
+    let mut shown: Option<Vec<Option<(String, i64, i64)>>> = None;
     let mut retry = Schedule::ETCD.start();
     loop {
         let now = match target.shown().await {
