@@ -650,15 +650,18 @@ mod tests {
     #[test]
     fn watch_lines_are_printed_for_a_change_of_holders() {
         let q = Shown::Queue(queue());
-        assert_eq!(q.holders(), [Some(("/singleton-exec/app/a1".into(), 5))]);
+        assert_eq!(
+            q.holders(),
+            [Some(("/singleton-exec/app/a1".into(), 5, 0xa1))]
+        );
         assert_eq!(q.revision(), 20);
         let v = Shown::Slots(slots());
         assert_eq!(
             v.holders(),
             [
-                Some(("/p/app@slots/3/slot/0".into(), 11)),
+                Some(("/p/app@slots/3/slot/0".into(), 11, 0xa)),
                 None,
-                Some(("/p/app@slots/3/slot/2".into(), 17)),
+                Some(("/p/app@slots/3/slot/2".into(), 17, 0xc)),
             ]
         );
         assert_eq!(v.revision(), 30);
@@ -666,6 +669,10 @@ mod tests {
         let mut more = queue();
         more.candidates.push(more.candidates[1].clone());
         assert_eq!(Shown::Queue(more).holders(), q.holders());
+        // The head taken off its lease (a put) is: `--watch` shows it orphaned.
+        let mut put = queue();
+        put.candidates[0].lease = LeaseId(0);
+        assert_ne!(Shown::Queue(put).holders(), q.holders());
     }
 
     #[test]
