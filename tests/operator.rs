@@ -817,13 +817,13 @@ fn heavy_replica(
     };
     let script = format!(
         "mkdir -p \"{lock_dir}\"; flock -n \"{lock_dir}/lock\" true || echo $$ >> \"{lock_dir}/lock-held\"; \
-         exec python3 \"$2\" \"$1\" --ballast-mib 768 {}",
+         exec python3 \"$2\" \"$1\" --ballast-mib {mib} {}",
         if per_slot { "--per-slot" } else { "" }
     );
     args.extend(["--".into(), "sh".into(), "-c".into(), script, "sh".into()]);
     args.push(dir.to_string_lossy().into());
     args.push(program("worker.py").to_string_lossy().into());
-    Replica::start(name, &etcd.endpoints(), &args)
+    Replica::start(name, endpoints, &args)
 }
 
 /// No child found the lock of `dir` held by another when it started.

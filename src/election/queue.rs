@@ -218,6 +218,7 @@ const JOIN_SLOTS_KEY: usize = 2;
 /// tree marker of the key we waited on, when there is one.
 const NEXT_AHEAD: usize = 0;
 const NEXT_TREE: usize = 1;
+const NEXT_TREES: usize = 2;
 /// The positions of [`Election::departed_txn`]'s reads: every candidate key, every tree marker.
 const DEPARTED_KEYS: usize = 0;
 const DEPARTED_TREES: usize = 1;
@@ -227,14 +228,34 @@ pub const TREE_LIVE: &str = "live";
 /// A tree marker's value once its holder gave its key up with its tree gone.
 pub const TREE_RELEASED: &str = "released";
 
+/// The tree markers a standby read with the queue after the key it waited on went.
+#[derive(Debug, Clone, Default)]
+struct Trees {
+    /// The marker of the key waited on.
+    ahead: FormerTree,
+    /// Every marker created before our key: candidacies that joined before us, all of them gone
+    /// once nobody is ahead of us (or back in the queue behind us, with the same lease).
+    earlier: Vec<Found>,
+}
+
+impl Trees {
+    /// The candidacies that joined before us and whose child may still run: nobody being ahead
+    /// of us, every one of them has left the queue (or joined again behind us: waited for until
+    /// its key is seen back).
+    fn departed(&self, tree_dir: &str, mine: LeaseId) -> Vec<(i64, i64)> {
+        departed_trees(tree_dir, &self.earlier, &[], mine)
+    }
+}
+
 /// What a candidate's tree marker says of the child of a key that went.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum FormerTree {
     /// Its holder released the key after its tree was gone.
     Released,
     /// The marker is there, on this lease: the holder's child may still run while it lives.
     MayLive(i64),
     /// No marker we can go by (none, or one no lease holds): a client that writes none.
+    #[default]
     Unknown,
 }
 
@@ -473,7 +494,7 @@ impl Election {
     pub async fn wait_departed_trees(
         &self,
         client: &mut Client,
-        me: LeaseId,
+        me: &Candidacy,
         present: impl Fn(&[Found]) -> Vec<i64>,
         layout_dir: &str,
         rejoin_key: impl Fn(LeaseId) -> String,
@@ -493,9 +514,10 @@ impl Election {
         let answer = Answer::of(&resp);
         let present = present(answer.read(DEPARTED_KEYS));
         let tree_dir = self.tree_dir();
-        for (named, tree) in departed_trees(&tree_dir, answer.read(DEPARTED_TREES), &present, me) {
+        let departed = departed_trees(&tree_dir, answer.read(DEPARTED_TREES), &present, me.lease);
+        for (named, tree) in departed {
             let rejoin = rejoin_key(LeaseId(named));
-            wait_tree_gone(client, tree, (rejoin.as_bytes(), named)).await?;
+            wait_tree_gone(client, me, tree, (rejoin.as_bytes(), named)).await?;
         }
         Ok(())
     }
@@ -658,41 +680,52 @@ impl Election {
     /// one key just ahead to be deleted.
     ///
     /// Each wake-up costs one transaction (our key is ours, and who is just ahead, at one
-    /// revision) and, once we are first, one check that the lease of the key we waited on is gone,
-    /// sent together with it; no new watch: the stream was set up when we joined.
+    /// revision; with `markers`, also the tree marker of the key we waited on and every marker
+    /// written before our key) and, sent with it, one look at the lease of the key we waited on; no
+    /// new watch: the stream was set up when we joined. `markers`: we could write our own tree
+    /// marker, so we may read the others' (a role without `PREFIX/NAME@tree/` may not).
     pub async fn wait_turn(
         &self,
         client: &mut Client,
         me: &Candidacy,
         watch: &mut impl WaitAhead,
+        markers: bool,
     ) -> Result<i64, EtcdError> {
         let mut waited_on: Option<Vec<u8>> = None;
         loop {
-            let (turn, tree, predecessor) = match waited_on.as_deref() {
+            let (turn, trees, predecessor) = match waited_on.as_deref() {
                 Some(key) => {
                     let (mut a, mut b) = (client.clone(), client.clone());
-                    let tree_key = lease_of_key(&self.dir, key).map(|l| self.tree_key(LeaseId(l)));
+                    let tree_key = lease_of_key(&self.dir, key)
+                        .filter(|_| markers)
+                        .map(|l| self.tree_key(LeaseId(l)));
                     let (read, alive) = tokio::join!(
                         self.next_ahead(&mut a, me, tree_key),
                         self.lease_alive(&mut b, key)
                     );
                     tracing::trace!(
-                        "read the queue, the tree marker and the lease of the candidate ahead"
+                        "read the queue, the tree markers and the lease of the candidate ahead"
                     );
-                    let (turn, tree) = read?;
-                    (turn, tree, alive?)
+                    let (turn, trees) = read?;
+                    (turn, trees, alive?)
                 }
                 None => (
                     self.next_ahead(client, me, None).await?.0,
-                    FormerTree::Unknown,
+                    Trees::default(),
                     false,
                 ),
             };
             match turn {
                 Turn::First(at) => {
                     if let Some(key) = &waited_on {
-                        self.wait_former_child(client, me, key, tree, predecessor)
+                        self.wait_former_child(client, me, key, trees.ahead, predecessor)
                             .await?;
+                        // Whoever was ahead of the key we waited on may have gone with it (a
+                        // `del --prefix`, revokes back to back) while its child still dies.
+                        for (named, tree) in trees.departed(&self.tree_dir(), me.lease) {
+                            let rejoin = format!("{}{}", self.dir, LeaseId(named));
+                            wait_tree_gone(client, me, tree, (rejoin.as_bytes(), named)).await?;
+                        }
                     }
                     return Ok(at);
                 }
@@ -733,7 +766,7 @@ impl Election {
         match tree {
             FormerTree::Released => Ok(()),
             FormerTree::MayLive(tree_lease) => match lease_of_key(&self.dir, key) {
-                Some(lease) => wait_tree_gone(client, tree_lease, (key, lease)).await,
+                Some(lease) => wait_tree_gone(client, me, tree_lease, (key, lease)).await,
                 None => Ok(()), // not reached: only keys of the layout have markers
             },
             FormerTree::Unknown if lease_lives => self.wait_predecessor_gone(client, me, key).await,
@@ -792,7 +825,7 @@ impl Election {
         }
         .start();
         loop {
-            if client.lease_time_to_live(lease, None).await?.ttl() <= 0 {
+            if !lease_lives(client, lease).await? {
                 return Ok(true);
             }
             match self.next_ahead(client, me, None).await?.0 {
@@ -813,29 +846,40 @@ impl Election {
     }
 
     /// One transaction: if our key still exists with our lease and our create-revision, the key
-    /// just ahead of us in the queue (none: we are first), at the transaction's revision; and what
-    /// the tree marker at `tree_key` says, when one is asked for.
+    /// just ahead of us in the queue (none: we are first), at the transaction's revision; and, when
+    /// `tree_key` is given, what the tree marker there says and every marker written before our
+    /// key (the candidacies that joined before us).
     async fn next_ahead(
         &self,
         client: &mut Client,
         me: &Candidacy,
         tree_key: Option<String>,
-    ) -> Result<(Turn, FormerTree), EtcdError> {
+    ) -> Result<(Turn, Trees), EtcdError> {
         let asked = tree_key.is_some();
         let resp = client.txn(self.next_ahead_txn(me, tree_key)).await?;
         let answer = Answer::of(&resp);
-        let tree = match asked {
-            true => former_tree(answer.first(NEXT_TREE)),
-            false => FormerTree::Unknown,
+        let trees = match asked {
+            true => Trees {
+                ahead: former_tree(answer.first(NEXT_TREE)),
+                earlier: answer.read(NEXT_TREES).to_vec(),
+            },
+            false => Trees::default(),
         };
-        Ok((turn(me, &answer)?, tree))
+        Ok((turn(me, &answer)?, trees))
     }
 
-    /// If our key is still ours, the one key just ahead of it ([`NEXT_AHEAD`]) and the tree marker
-    /// at `tree_key` ([`NEXT_TREE`]), if given.
+    /// If our key is still ours, the one key just ahead of it ([`NEXT_AHEAD`]) and, if `tree_key`
+    /// is given, the tree marker there ([`NEXT_TREE`]) and the markers created before our key
+    /// ([`NEXT_TREES`]).
     fn next_ahead_txn(&self, me: &Candidacy, tree_key: Option<String>) -> Txn {
         let mut reads = vec![TxnOp::get(self.dir.clone(), Some(just_ahead_of(me)))];
-        reads.extend(tree_key.map(|k| TxnOp::get(k, None)));
+        if let Some(k) = tree_key {
+            let earlier = GetOptions::new()
+                .with_prefix()
+                .with_max_create_revision(me.revision - 1);
+            reads.push(TxnOp::get(k, None));
+            reads.push(TxnOp::get(self.tree_dir(), Some(earlier)));
+        }
         Txn::new().when(still_ours(me)).and_then(reads)
     }
 
@@ -856,13 +900,16 @@ impl Election {
         client: &mut Client,
         me: &Candidacy,
         former_at: Option<i64>,
+        markers: bool,
     ) -> Result<(), EtcdError> {
         // Ours show it by their tree markers, whenever their keys went.
-        let dir = self.dir.clone();
-        let present = |keys: &[Found]| candidacy_leases(&dir, keys);
-        let rejoin = |lease: LeaseId| format!("{}{lease}", self.dir);
-        self.wait_departed_trees(client, me.lease, present, &self.dir, rejoin)
-            .await?;
+        if markers {
+            let dir = self.dir.clone();
+            let present = |keys: &[Found]| candidacy_leases(&dir, keys);
+            let rejoin = |lease: LeaseId| format!("{}{lease}", self.dir);
+            self.wait_departed_trees(client, me, present, &self.dir, rejoin)
+                .await?;
+        }
         let before = GetOptions::new()
             .with_prefix()
             .with_revision(former_at.unwrap_or(me.revision - 1).max(1))
@@ -890,7 +937,7 @@ impl Election {
         let Some(lease) = lease_of_key(&self.dir, key) else {
             return Ok(false); // not a key of this layout: nothing to wait for
         };
-        Ok(client.lease_time_to_live(lease, None).await?.ttl() > 0)
+        lease_lives(client, lease).await
     }
 
     /// The leader's key can vanish while its lease lives (an operator's `etcdctl del`): a leader of
@@ -913,8 +960,7 @@ impl Election {
         };
         let start = tokio::time::Instant::now();
         loop {
-            let alive = client.lease_time_to_live(lease, None).await?;
-            if alive.ttl() <= 0 {
+            if !lease_lives(client, lease).await? {
                 return Ok(());
             }
             if start.elapsed() > PREDECESSOR_WAIT {
@@ -1124,6 +1170,26 @@ pub fn range_end(prefix: &[u8]) -> Vec<u8> {
     vec![0] // every key
 }
 
+/// Whether etcd's answer to `LeaseTimeToLive` (the remaining TTL, `ttl`) says the lease lives.
+/// etcd truncates the remaining time to whole seconds, so `0` means less than a second left, not
+/// gone: a lease is gone only when etcd no longer knows it (`-1`). Taking `0` for gone would let a
+/// standby start up to a second before the lease expires, when a cut-off holder's child may still
+/// be in its last second before its SIGKILL.
+pub fn ttl_lives(ttl: i64) -> bool {
+    ttl >= 0
+}
+
+/// Whether `lease` still lives, as etcd says now.
+pub async fn lease_lives(client: &mut Client, lease: i64) -> Result<bool, EtcdError> {
+    match client.lease_time_to_live(lease, None).await {
+        Ok(r) => Ok(ttl_lives(r.ttl())),
+        Err(e) => match EtcdError::from(e) {
+            EtcdError::LeaseGone(_) => Ok(false),
+            e => Err(e),
+        },
+    }
+}
+
 /// How often a candidate looks whether a departed holder's tree lease is gone: quick at first (its
 /// holder revokes it within milliseconds of its child's death), then no more than every 100 ms
 /// (it expires within the TTL if its holder is cut off).
@@ -1139,31 +1205,42 @@ const TREE_POLL: Schedule = Schedule {
 /// puts then, and its lease), which only a candidate that does not lead does (a leader gives its
 /// leases up once its key is lost, and takes new ones). No time bound is needed: etcd expires the
 /// tree lease within its TTL unless its holder renews it, and a holder renews it only while it
-/// runs.
+/// runs. Every look also checks that our own key (`me`) is still ours: if it went meanwhile, the
+/// wait ends with an error (we join again), never with a child started under a lost key, and two
+/// waiters whose keys went together cannot wait on each other for ever.
 pub async fn wait_tree_gone(
     client: &mut Client,
+    me: &Candidacy,
     tree_lease: i64,
     (rejoin_key, lease): (&[u8], i64),
 ) -> Result<(), EtcdError> {
     let started = tokio::time::Instant::now();
     let mut pause = TREE_POLL.start();
     let mut waited = false;
+    let look = Txn::new()
+        .when(still_ours(me))
+        .and_then([TxnOp::get(rejoin_key.to_vec(), None)]);
     loop {
         let (mut a, mut b) = (client.clone(), client.clone());
-        let (alive, back) = tokio::join!(
-            a.lease_time_to_live(tree_lease, None),
-            b.get(rejoin_key.to_vec(), None)
-        );
-        let gone = alive?.ttl() <= 0;
-        let rejoined = back?.kvs().iter().any(|kv| kv.lease() == lease);
-        if gone || rejoined {
+        let (lives, back) = tokio::join!(lease_lives(&mut a, tree_lease), b.txn(look.clone()));
+        let back = Answer::of(&back?);
+        if !back.succeeded {
+            return Err(EtcdError::Unavailable(format!(
+                "our key {} vanished or was replaced while waiting for a former holder's child",
+                me.key
+            )));
+        }
+        let rejoined = back.read(0).iter().any(|kv| kv.lease == lease);
+        if !lives? || rejoined {
             if waited {
                 tracing::info!(tree_lease = %LeaseId(tree_lease), waited_ms = started.elapsed().as_millis() as u64,
-                    rejoined, "the former holder's tree is gone");
+                    rejoined, "the former holder's child cannot run any more: going ahead");
             }
             return Ok(());
         }
-        tracing::debug!(tree_lease = %LeaseId(tree_lease), "the key ahead went while its holder's child may still run (its lease revoked or its key deleted by another client): waiting for that child's end");
+        if !waited {
+            tracing::info!(tree_lease = %LeaseId(tree_lease), "a candidacy ahead went while its child may still run (its lease revoked or its key deleted by another client): waiting for that child's end");
+        }
         tokio::time::sleep(pause.next_pause()).await;
         waited = true;
     }
@@ -1448,6 +1525,9 @@ mod tests {
             then[NEXT_TREE],
             ("RequestRange".into(), "/p/app@tree/ab".into())
         );
+        assert_eq!(then[NEXT_TREES], ("RequestRange".into(), "/p/app@tree/".into()));
+        let text = format!("{:?}", e.next_ahead_txn(&me, Some(e.tree_key(LeaseId(0xab)))));
+        assert!(text.contains(&format!("max_create_revision: {}", me.revision - 1)), "{text}");
     }
 
     #[test]

@@ -555,6 +555,7 @@ impl SlotElection {
         id: &str,
         watch: &mut CandidacyWatch,
         former_at: Option<i64>,
+        markers: bool,
     ) -> Result<Candidacy, EtcdError> {
         // Who held each slot when our previous key was deleted, and when we last looked: a slot
         // free now was held by the latter, if anyone, else by the former.
@@ -580,7 +581,7 @@ impl SlotElection {
                         }
                         Next::ClearOrphan => {
                             if let Some((slot, kv)) = &v.orphaned {
-                                self.clear_orphan(client, me, *slot, kv).await?;
+                                self.clear_orphan(client, me, *slot, kv, markers).await?;
                             }
                             continue;
                         }
@@ -597,7 +598,7 @@ impl SlotElection {
                 }
             };
             let former = former_holder(slot, deleted_with, [&known, &before_deletion], me.lease);
-            self.wait_former_child(client, me, former).await?;
+            self.wait_former_child(client, me, former, markers).await?;
             match self.claim(client, me, slot, id).await? {
                 Some(holder) => return Ok(holder),
                 None => continue, // taken by someone else (or our key is gone): read again
@@ -616,7 +617,15 @@ impl SlotElection {
         client: &mut Client,
         me: &Candidacy,
         former: Option<LeaseId>,
+        markers: bool,
     ) -> Result<(), EtcdError> {
+        if !markers {
+            // A role that may not read the markers: by the former holder's lease, as before them.
+            return match former {
+                Some(lease) => wait_lease_gone(client, lease).await,
+                None => Ok(()),
+            };
+        }
         let Some(lease) = former else {
             let present = |keys: &[Found]| {
                 keys.iter()
@@ -628,7 +637,7 @@ impl SlotElection {
             let rejoin = |lease: LeaseId| format!("{}{lease}", self.queue_dir());
             return self
                 .base
-                .wait_departed_trees(client, me.lease, present, &self.dir, rejoin)
+                .wait_departed_trees(client, me, present, &self.dir, rejoin)
                 .await;
         };
         let marker = client.get(self.base.tree_key(lease), None).await?;
@@ -637,7 +646,7 @@ impl SlotElection {
             FormerTree::Released => Ok(()),
             FormerTree::MayLive(tree_lease) => {
                 let rejoin = format!("{}{lease}", self.queue_dir());
-                wait_tree_gone(client, tree_lease, (rejoin.as_bytes(), lease.0)).await
+                wait_tree_gone(client, me, tree_lease, (rejoin.as_bytes(), lease.0)).await
             }
             FormerTree::Unknown => wait_lease_gone(client, lease).await,
         }
@@ -656,6 +665,7 @@ impl SlotElection {
         me: &Candidacy,
         slot: u32,
         kv: &Found,
+        markers: bool,
     ) -> Result<(), EtcdError> {
         let shown = String::from_utf8_lossy(&kv.key).into_owned();
         tracing::warn!(key = %shown, slot, "a slot key is not held by any lease (put by another client): waiting for its former holder's child to end, then removing it");
@@ -670,14 +680,14 @@ impl SlotElection {
             Err(e) => return Err(e.into()),
         };
         match former {
-            Some(lease) if !self.tree_known(client, lease).await? => {
+            Some(lease) if !markers || !self.tree_known(client, lease).await? => {
                 // No tree marker (a replica of a release before markers): its lease, no time
                 // bound, as for an orphaned key of the singleton's queue.
                 while lease_alive(client, lease).await? {
                     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
                 }
             }
-            former => self.wait_former_child(client, me, former).await?,
+            former => self.wait_former_child(client, me, former, markers).await?,
         }
         let fenced = Txn::new()
             .when([
@@ -756,7 +766,7 @@ pub fn canonical_number(s: &str) -> Option<u32> {
 }
 
 async fn lease_alive(client: &mut Client, lease: LeaseId) -> Result<bool, EtcdError> {
-    Ok(client.lease_time_to_live(lease.0, None).await?.ttl() > 0)
+    crate::election::queue::lease_lives(client, lease.0).await
 }
 
 /// A freed slot whose former holder's lease still lives: its key was deleted by hand, and the

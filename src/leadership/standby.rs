@@ -227,9 +227,11 @@ async fn join_queue(
         ctx.step_down.clone(),
     );
     if leads {
-        election.wait_former_head(client, &me, *former_at).await?;
+        election
+            .wait_former_head(client, &me, *former_at, marked)
+            .await?;
     } else {
-        match election.wait_turn(client, &me, &mut watch).await {
+        match election.wait_turn(client, &me, &mut watch, marked).await {
             Ok(at) => me.leads_since = at,
             Err(e) => {
                 remember(former_at, &watch);
@@ -268,7 +270,7 @@ async fn claim_slot(
                 ctx.step_down.clone(),
             );
             let taken = slots
-                .take_slot(client, &me, &ctx.cfg.id, &mut watch, *former_at)
+                .take_slot(client, &me, &ctx.cfg.id, &mut watch, *former_at, marked)
                 .await;
             if taken.is_err() {
                 remember(former_at, &watch);
