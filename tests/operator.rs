@@ -806,6 +806,18 @@ fn heavy_replica(
     dir: &Path,
     extra: &[&str],
 ) -> Replica {
+    heavy_replica_of(name, &etcd.endpoints(), election, dir, extra, 768)
+}
+
+/// [`heavy_replica`] with a ballast of `mib` MiB, on `endpoints`.
+fn heavy_replica_of(
+    name: &str,
+    endpoints: &str,
+    election: &str,
+    dir: &Path,
+    extra: &[&str],
+    mib: u32,
+) -> Replica {
     let mut args: Vec<String> = ["--election", election, "--ttl", "5s"]
         .map(String::from)
         .to_vec();
@@ -1141,4 +1153,100 @@ fn status_watch_prints_a_line_when_the_head_becomes_orphaned() {
     assert_eq!(v["leader"]["key"], key.as_str(), "{v}");
     assert!(!v["leader"]["orphaned"].is_null(), "{v}");
     assert_eq!(exits_with(&mut w.0, libc::SIGINT), Some(0));
+}
+
+/// Every queue key, in queue order.
+fn queue_keys(etcd: &EtcdCluster, election: &str) -> Vec<String> {
+    status_json(etcd, election)["candidates"]
+        .as_array()
+        .map(|c| {
+            c.iter()
+                .filter_map(|c| c["key"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The leader's key and the first standby's go in one transaction (as in a `del --prefix` or
+/// revokes back to back) while the leader's child, 4 GiB, takes a while to die. The second standby
+/// wakes for the first standby's key, not the leader's: it must still wait for the leader's child.
+#[test]
+fn two_keys_ahead_deleted_together_the_next_waits_for_the_leaders_child() {
+    use etcd_client::{Txn, TxnOp};
+    let etcd = EtcdCluster::single();
+    let dir = tempfile::tempdir().unwrap();
+    let _reap = Reap(dir.path().to_owned());
+    let ep = etcd.endpoints();
+    let a = heavy_replica_of("a", &ep, "twogone", dir.path(), &[], 4096);
+    wait_starts(dir.path(), 1, LONG, || a.log());
+    let b = heavy_replica_of("b", &ep, "twogone", dir.path(), &[], 4096);
+    b.wait_log("role=\"standby\"", LONG);
+    let c = heavy_replica_of("c", &ep, "twogone", dir.path(), &[], 4096);
+    c.wait_log("role=\"standby\"", LONG);
+    let leader = starts(dir.path())[0].clone();
+    wait_ballast(dir.path(), leader.pid);
+    let q = queue_keys(&etcd, "twogone");
+    assert_eq!(q.len(), 3, "{q:?}");
+    crate::support::runtime()
+        .block_on(async {
+            let mut client = etcd_client::Client::connect([etcd.endpoint(0)], None).await?;
+            let both = [
+                TxnOp::delete(q[0].clone(), None),
+                TxnOp::delete(q[1].clone(), None),
+            ];
+            client.txn(Txn::new().and_then(both)).await.map(|_| ())
+        })
+        .expect("delete two keys");
+    wait_starts(dir.path(), 2, LONG, || a.log() + &b.log() + &c.log());
+    assert_lock_never_held(dir.path());
+    assert_no_overlap(dir.path());
+    wait_for(
+        LONG,
+        || !alive(leader.pid),
+        || "the old leader's child lives on".into(),
+    );
+}
+
+/// A leader cut off from etcd (its proxy drops everything) whose lease an operator revokes cannot
+/// see the revoke: its child (which ignores SIGTERM) runs until its own fail-closed deadline. etcd
+/// reports a lease's remaining time in whole seconds, truncated: `0` while it still has up to a
+/// second. The standby must wait until etcd no longer knows the tree lease (it expires after the
+/// leader's deadline), not start when it reads `0`.
+#[test]
+fn a_cut_off_leader_whose_lease_is_revoked_is_outlived_not_overlapped() {
+    use crate::support::proxy::FaultProxy;
+    let etcd = EtcdCluster::single();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_string_lossy().into_owned();
+    let proxy = FaultProxy::start(&etcd.endpoint(0));
+    let child = |tag: &str| -> Vec<String> {
+        let script = format!(
+            "trap '' TERM; flock -n {d}/lock true || echo {tag} >> {d}/lock-held; \
+             echo {tag}; exec flock {d}/lock sleep 300"
+        );
+        [
+            "--election",
+            "cutrevoke",
+            "--ttl",
+            "5s",
+            "--margin",
+            "100ms",
+            "--",
+            "sh",
+            "-c",
+            &script,
+        ]
+        .map(String::from)
+        .to_vec()
+    };
+    let a = Replica::start("a", &proxy.url, &child("started-a"));
+    a.wait_stdout("started-a", LONG);
+    let b = Replica::start("b", &etcd.endpoints(), &child("started-b"));
+    b.wait_log("role=\"standby\"", LONG);
+    let key = leader_key(&etcd, "cutrevoke").expect("a leads");
+    proxy.cut();
+    revoke(&etcd, key.rsplit('/').next().unwrap());
+    b.wait_stdout("started-b", LONG);
+    proxy.heal();
+    assert_lock_never_held(dir.path());
 }

@@ -452,9 +452,9 @@ impl Election {
         {
             Ok(_) => Ok(true),
             Err(e) => match EtcdError::from(e) {
-                e if e.is_rejected() => {
-                    tracing::warn!(key = %self.tree_key(lease), error = %e,
-                        "cannot write our tree marker: a standby that sees our key revoked by an operator cannot tell whether our child is still dying (grant the role PREFIX/NAME@tree/)");
+                EtcdError::Rejected(why) => {
+                    tracing::warn!(key = %self.tree_key(lease), reason = %why,
+                        "cannot write our tree marker (grant the role read and write on PREFIX/NAME@tree/): a standby that sees our key revoked by an operator cannot tell whether our child is still dying");
                     Ok(false)
                 }
                 e => Err(e),
@@ -1525,9 +1525,18 @@ mod tests {
             then[NEXT_TREE],
             ("RequestRange".into(), "/p/app@tree/ab".into())
         );
-        assert_eq!(then[NEXT_TREES], ("RequestRange".into(), "/p/app@tree/".into()));
-        let text = format!("{:?}", e.next_ahead_txn(&me, Some(e.tree_key(LeaseId(0xab)))));
-        assert!(text.contains(&format!("max_create_revision: {}", me.revision - 1)), "{text}");
+        assert_eq!(
+            then[NEXT_TREES],
+            ("RequestRange".into(), "/p/app@tree/".into())
+        );
+        let text = format!(
+            "{:?}",
+            e.next_ahead_txn(&me, Some(e.tree_key(LeaseId(0xab))))
+        );
+        assert!(
+            text.contains(&format!("max_create_revision: {}", me.revision - 1)),
+            "{text}"
+        );
     }
 
     #[test]

@@ -126,7 +126,7 @@ pub enum Revoked {
 }
 
 impl Session {
-    /// Grants both leases (one attempt each, sent together) and starts keeping them alive.
+    /// Grants both leases (one attempt each) and starts keeping them alive.
     pub async fn grant(
         connector: Arc<Connector>,
         timing: TimingModel,
@@ -134,16 +134,17 @@ impl Session {
     ) -> Result<Session, EtcdError> {
         let sent = BootInstant::now();
         let started = Instant::now();
-        let (candidacy, tree) =
-            tokio::join!(grant_one(&connector, timing), grant_one(&connector, timing));
-        let (candidacy, tree) = match (candidacy, tree) {
-            (Ok(c), Ok(t)) => (c, t),
-            (Ok((lease, _)), Err(e)) | (Err(e), Ok((lease, _))) => {
-                // Not left to expire with a key on it: it has none yet, but etcd keeps it a TTL.
-                let _ = revoke_one(&connector, lease).await;
+        // One after the other: the connector counts rejections in a row to tell "every endpoint
+        // refuses us" (exit 3) from "this one does" (try the next), and two calls failing at once
+        // on one endpoint would count as two endpoints.
+        let candidacy = grant_one(&connector, timing).await?;
+        let tree = match grant_one(&connector, timing).await {
+            Ok(t) => t,
+            Err(e) => {
+                // Not left to live a TTL for nothing (no key is on it yet).
+                let _ = revoke_one(&connector, candidacy.0).await;
                 return Err(e);
             }
-            (Err(e), Err(_)) => return Err(e),
         };
         let alive = |granted| LeaseState::Alive {
             safe_until: timing.safe_until(sent, granted),
