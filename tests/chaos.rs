@@ -3,8 +3,19 @@
 //!
 //! Children are `tests/programs/worker.py`: each records its start on the boot clock and checks, after
 //! registering itself, whether any other worker is still alive (the definitive overlap test, with no
-//! sampling). A monitor thread also timestamps each child's death, to report the margin between an
-//! old child's death and the next child's start and the leaderless gap each fault caused.
+//! sampling; a dying worker counts as alive until it is a zombie, when the kernel has released its
+//! memory and closed its files), and whether the flock every worker holds for its whole life is
+//! still held (a second definitive test, the way a real program would find out). The lock is taken
+//! by `worker_start.sh`, a few milliseconds after the exec, before python's slow start (50-200 ms
+//! on a loaded machine, long enough to hide a predecessor that is still dying). A monitor thread
+//! also looks at every child every 2 ms, to report the margin between an old child's death and the
+//! next child's start and the leaderless gap each fault caused; it reports an overlap too when it
+//! found the old child alive after the new one had started.
+//!
+//! In half of the rounds (seeded) the child the fault hits first takes a large working set
+//! (512-1024 MiB, touched, in 4 KiB pages: SIGUSR1 to the worker, which says when it is done):
+//! such a child takes 50-200 ms to die after SIGKILL, as a real one does, and holds its files (and
+//! its flock) until its memory is freed. One big child at a time per slot.
 //!
 //! Two variants share the harness. The singleton (`chaos_no_two_children_ever_run_at_once`): three
 //! replicas, one child. Slots (`chaos_slots_no_two_children_ever_run_on_one_slot`): `--slots 2` on
@@ -20,7 +31,11 @@
 //! reading it. By default the cluster runs with authentication and a 2 s token TTL, so tokens expire
 //! all the time (`CHAOS_AUTH=0`: no authentication). In a third of the rounds (always for
 //! `SignalDuringStop`) the children ignore SIGTERM, so every stop lasts the whole grace. Every leader
-//! runs a health check of its child (a shell every 300 ms), which `ChildWedges` makes fail.
+//! runs a health check of its child (a shell every 300 ms), which `ChildWedges` makes fail. The
+//! operator's faults use the real `etcdctl` as root: `OperatorDeletesKey`, `OperatorRevokesLease`
+//! (`etcdctl lease revoke` of the leader's lease) and `OperatorPutsKey` (`etcdctl put` of the
+//! leader's key with the value it has, which takes it off its lease; in half of those rounds the
+//! leader's supervisor is then SIGKILLed).
 //!
 //! A failure (an overlap, a leaderless gap over its bound, a replica that exits on its own, ...) is
 //! recorded with its round, fault and the replicas' log tails, and the run goes on; the test fails at
@@ -30,7 +45,8 @@
 //! `cargo test chaos` runs 20 rounds of each variant, one variant after the other;
 //! `CHAOS_ROUNDS=200 cargo test --release chaos -- --nocapture` is the long run. `CHAOS_SEED` replays a
 //! run (of one variant: `chaos_no_two` or `chaos_slots`); `CHAOS_FAULTS=StalledLogReader,SlowThenCut`
-//! draws only these kinds (names as printed, any case).
+//! draws only these kinds (names as printed, any case); `CHAOS_BIG_CHILD=0` never makes a child big,
+//! `CHAOS_BIG_CHILD=1` always does.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -41,6 +57,7 @@ use std::time::{Duration, Instant};
 
 use crate::support::etcd::Options;
 use crate::support::netns::NetNs;
+use crate::support::procfs::{state_and_flags, PF_EXITING};
 use crate::support::proxy::FaultProxy;
 use crate::support::{alive, bin, boot_ns, program, runtime, wait_for, EtcdCluster, Replica};
 
@@ -65,6 +82,10 @@ const USER: &str = "chaos";
 const USER_PW: &str = "chaos-user-pw";
 /// Bytes in the pipe when the stalled reader's pipe counts as full (its capacity is 64 KiB).
 const PIPE_FULL: usize = 60 * 1024;
+/// The working set of a big child, in MiB: it takes 50-200 ms to die (measured: 512 MiB about
+/// 55 ms, 1 GiB about 120 ms, on a 2-core VM), one at a time per slot.
+const BIG_MIB_MIN: u64 = 512;
+const BIG_MIB_MAX: u64 = 1024;
 
 struct Rng(u64);
 
@@ -110,9 +131,18 @@ enum Fault {
     /// The leader's child wedges: alive, but its health check fails from now on. The leader steps
     /// down (stop, grace, SIGKILL, revoke) and a standby's child takes over.
     ChildWedges,
+    /// An operator runs `etcdctl lease revoke` on the leader's lease (with slots: the lease of the
+    /// round's slot holder). etcd deletes the key with the lease, so the next candidate learns of
+    /// it at once, while the old leader's child may still be dying.
+    OperatorRevokesLease,
+    /// An operator runs `etcdctl put` on the leader key (with slots: the round's slot key) with the
+    /// value it has: the key leaves its lease, so no revoke or expiry will ever delete it. In half
+    /// of these rounds the leader's supervisor is SIGKILLed 0-300 ms later (it may not have seen
+    /// the put yet).
+    OperatorPutsKey,
 }
 
-const FAULTS: [Fault; 13] = [
+const FAULTS: [Fault; 15] = [
     Fault::SigtermLeader,
     Fault::SigkillLeader,
     Fault::PartitionLeader,
@@ -126,15 +156,36 @@ const FAULTS: [Fault; 13] = [
     Fault::OperatorDeletesKey,
     Fault::SignalDuringStop,
     Fault::ChildWedges,
+    Fault::OperatorRevokesLease,
+    Fault::OperatorPutsKey,
 ];
+
+/// What the checker knows of a round when it bounds and judges the handoff.
+#[derive(Debug, Clone, Copy, Default)]
+struct RoundFacts {
+    /// From the fault's injection to a child running again.
+    held: Duration,
+    /// The children ignored SIGTERM.
+    ignore_term: bool,
+    /// The leader's supervisor was SIGKILLed (`OperatorPutsKey`).
+    supervisor_killed: bool,
+    /// The system did not recover by itself and the harness intervened (a failure already
+    /// recorded): the gap is not judged again.
+    recovered_by_hand: bool,
+}
 
 impl Fault {
     /// The longest leaderless gap (old child's death → next child's start) this fault may cause,
-    /// given how long it was held and whether children ignored SIGTERM.
-    fn gap_bound(self, held: Duration, ignore_term: bool) -> Duration {
+    /// given what happened in the round.
+    fn gap_bound(self, facts: RoundFacts) -> Duration {
         let ttl = Duration::from_secs(TTL_S);
+        let held = facts.held;
         // A graceful stop of a child that ignores SIGTERM lasts the whole grace.
-        let grace = if ignore_term { GRACE } else { Duration::ZERO };
+        let grace = if facts.ignore_term {
+            GRACE
+        } else {
+            Duration::ZERO
+        };
         match self {
             // Quiet runs stay under 0.3 s (the report prints the real figure); the bound is generous
             // because the new child is a python interpreter, slow to start on a loaded machine.
@@ -158,6 +209,25 @@ impl Fault {
             // A step-down: the stop (with its grace if SIGTERM is ignored), the revoke, the new
             // child, as SigtermLeader.
             Fault::ChildWedges => Duration::from_secs(2) + grace,
+            // The key goes with the lease, and the old leader learns of it at once (its keepalive
+            // answered TTL 0, its key deleted): SIGKILL to its tree, no grace. The next leader may
+            // start only once that tree is dead: when the old leader says so (milliseconds after
+            // the death), or, if it never does, at the old leader's own fail-closed deadline,
+            // which is at most a TTL after the revoke (its last keepalive was sent before it),
+            // hence before the death plus a TTL. Plus the campaign and the python start: TTL + 3 s
+            // holds even for a next leader that waits out that deadline.
+            Fault::OperatorRevokesLease => ttl + Duration::from_secs(3),
+            // The supervisor SIGKILLed after the put, perhaps before it saw it: its child dies with
+            // it, its lease expires TTL to TTL + 0.5 s after its last keepalive (sent before the
+            // kill); the standby behind the orphaned key looks at that lease at least twice a
+            // second, then removes the key and leads. As SigkillLeader: TTL + 3 s.
+            Fault::OperatorPutsKey if facts.supervisor_killed => ttl + Duration::from_secs(3),
+            // The leader sees its key changed on its watch: SIGKILL to its tree at once (no
+            // grace: the key is no longer its own), then it revokes its lease once the tree is
+            // reaped; the standby behind the orphaned key sees that lease go (it looks after 50
+            // ms, then less often: 0.3 s in tests/operator.rs), removes the key and leads. As
+            // OperatorDeletesKey: 3 s for that and python, and a grace in case the child gets one.
+            Fault::OperatorPutsKey => Duration::from_secs(3) + GRACE,
             _ => ttl + held + Duration::from_secs(10) + grace,
         }
     }
@@ -175,37 +245,102 @@ impl Fault {
     }
 }
 
+/// A child's start, as `worker.py` records it.
 #[derive(Debug, Clone)]
 struct Start {
     id: String,
     revision: i64,
     pid: i32,
     boot_ns: u128,
+    /// Other workers (of its slot) alive when it started.
     overlap: usize,
+    /// The flock of its slot's workers was still held when it started.
+    lock_held: bool,
+    /// `SINGLETON_EXEC_LEADER_KEY`: the leader key, or the slot key.
+    key: String,
+    /// `SINGLETON_EXEC_LEASE_ID`: its supervisor's lease, in hex.
+    lease: String,
+    /// When `worker_start.sh` looked at the lock, a few ms after the exec (boot clock, ns): the
+    /// child ran then, well before `boot_ns` (python's start).
+    looked: Option<u128>,
 }
 
-fn starts(dir: &Path) -> Vec<Start> {
+impl Start {
+    /// Whether the worker itself saw another alive (or its lock held) when it started.
+    fn saw_overlap(&self) -> bool {
+        self.overlap > 0 || self.lock_held
+    }
+
+    /// The earliest instant the child is known to have run.
+    fn running_at(&self) -> u128 {
+        self.looked.unwrap_or(self.boot_ns).min(self.boot_ns)
+    }
+}
+
+/// The value of field `name=VALUE` among a line's fields.
+fn field<'a>(fields: &[&'a str], name: &str) -> Option<&'a str> {
+    fields
+        .iter()
+        .find_map(|f| f.strip_prefix(name)?.strip_prefix('='))
+}
+
+/// The lines of DIR/events.log of one kind, split into fields.
+fn lines_of(dir: &Path, kind: &str) -> Vec<Vec<String>> {
     std::fs::read_to_string(dir.join("events.log"))
         .unwrap_or_default()
         .lines()
-        .filter(|l| l.starts_with("start "))
-        .filter_map(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
+        .map(|l| l.split_whitespace().map(str::to_owned).collect::<Vec<_>>())
+        .filter(|f| f.first().map(String::as_str) == Some(kind))
+        .collect()
+}
+
+fn starts(dir: &Path) -> Vec<Start> {
+    lines_of(dir, "start")
+        .iter()
+        .filter_map(|f| {
+            let f: Vec<&str> = f.iter().map(String::as_str).collect();
             Some(Start {
                 id: f.get(1)?.to_string(),
                 revision: f.get(2)?.parse().ok()?,
                 pid: f.get(3)?.parse().ok()?,
                 boot_ns: f.get(4)?.parse().ok()?,
-                overlap: f.get(5)?.strip_prefix("overlap=")?.parse().ok()?,
+                overlap: field(&f, "overlap")?.parse().ok()?,
+                lock_held: field(&f, "lock")? == "held",
+                key: field(&f, "key")?.to_owned(),
+                lease: field(&f, "lease")?.to_owned(),
+                looked: field(&f, "looked").and_then(|n| n.parse().ok()),
             })
         })
         .collect()
 }
 
-/// Timestamps the death of every worker that registered in the directory or in one of its per-slot
-/// directories (`slot-K`).
+/// The workers that took their large working set (`big` lines), by pid, with its size in MiB.
+fn bigs(dir: &Path) -> HashMap<i32, u64> {
+    lines_of(dir, "big")
+        .iter()
+        .filter_map(|f| {
+            let f: Vec<&str> = f.iter().map(String::as_str).collect();
+            Some((f.get(3)?.parse().ok()?, field(&f, "mib")?.parse().ok()?))
+        })
+        .collect()
+}
+
+/// What the monitor saw of one worker, on the boot clock (ns).
+#[derive(Debug, Clone, Copy, Default)]
+struct Life {
+    /// The last look that found it alive began at this instant: it was alive at or after it.
+    seen_alive: u128,
+    /// The first look that found it exiting (`PF_EXITING`: killed or returned, its memory and files
+    /// not yet released).
+    exiting: Option<u128>,
+    /// The first look that found it a zombie or gone: it died before this instant.
+    death: Option<u128>,
+}
+
+/// Looks at every worker that registered in the directory or in one of its per-slot directories
+/// (`slot-K`) every 2 ms, until it is dead (a zombie: its memory freed, its files closed).
 struct DeathMonitor {
-    deaths: Arc<Mutex<HashMap<i32, u128>>>,
+    lives: Arc<Mutex<HashMap<i32, Life>>>,
     stop: Arc<AtomicBool>,
 }
 
@@ -220,12 +355,15 @@ impl DeathMonitor {
                 std::thread::sleep(Duration::from_millis(2));
             }
         });
-        DeathMonitor { deaths, stop }
+        DeathMonitor {
+            lives: deaths,
+            stop,
+        }
     }
 
-    /// Notes the death of each worker registered in `dir` (and, with `slot_dirs`, in its `slot-K`
+    /// Looks at each worker registered in `dir` (and, with `slot_dirs`, in its `slot-K`
     /// subdirectories) not known dead yet.
-    fn scan(dir: &Path, deaths: &Mutex<HashMap<i32, u128>>, slot_dirs: bool) {
+    fn scan(dir: &Path, lives: &Mutex<HashMap<i32, Life>>, slot_dirs: bool) {
         let Ok(entries) = std::fs::read_dir(dir) else {
             return;
         };
@@ -236,19 +374,39 @@ impl DeathMonitor {
                 .and_then(|p| p.parse::<i32>().ok())
             else {
                 if slot_dirs && name.starts_with("slot-") {
-                    Self::scan(&e.path(), deaths, false);
+                    Self::scan(&e.path(), lives, false);
                 }
                 continue;
             };
-            let mut map = deaths.lock().unwrap();
-            if !map.contains_key(&pid) && !alive(pid) {
-                map.insert(pid, boot_ns());
+            let mut map = lives.lock().unwrap();
+            let life = map.entry(pid).or_default();
+            if life.death.is_some() {
+                continue;
+            }
+            let at = boot_ns();
+            match state_and_flags(pid) {
+                Some((state, flags)) if state != 'Z' => {
+                    life.seen_alive = at;
+                    if flags & PF_EXITING != 0 && life.exiting.is_none() {
+                        life.exiting = Some(at);
+                    }
+                }
+                _ => life.death = Some(boot_ns()),
             }
         }
     }
 
+    fn life(&self, pid: i32) -> Life {
+        self.lives
+            .lock()
+            .unwrap()
+            .get(&pid)
+            .copied()
+            .unwrap_or_default()
+    }
+
     fn death(&self, pid: i32) -> Option<u128> {
-        self.deaths.lock().unwrap().get(&pid).copied()
+        self.life(pid).death
     }
 }
 
@@ -336,9 +494,15 @@ struct Failure {
 struct Report {
     faults: BTreeMap<Fault, usize>,
     ignore_term: BTreeMap<Fault, usize>,
+    /// Rounds whose child took a large working set first.
+    big: BTreeMap<Fault, usize>,
     changes: BTreeMap<Fault, usize>,
     max_gap: BTreeMap<Fault, Duration>,
     min_margin: Option<i128>,
+    /// Handoffs where the monitor found the old child dead only after the new one's start but
+    /// never saw it alive after that start (it looked too late to tell), and the new worker saw no
+    /// overlap itself: not failures, counted to show how often the monitor alone cannot decide.
+    undecided: usize,
     /// Replicas that exited without being told to.
     exits: usize,
     /// `SlowThenCut` rounds where the leader changed while the link was only slow.
@@ -450,7 +614,9 @@ impl Chaos {
         if slots > 1 {
             cmd.args(["--slots", &slots.to_string()]);
         }
-        let worker = program("worker.py");
+        // worker.py behind a shell that takes its lock within milliseconds of the exec: python
+        // alone starts too slowly to find a dying predecessor.
+        let worker = program("worker_start.sh");
         // Every leader checks its child; `ChildWedges` makes the check of one leadership (by its
         // fencing revision) fail from then on.
         let check = format!(
@@ -473,7 +639,7 @@ impl Chaos {
             "--dial-timeout",
             "1s",
             "--",
-            "python3",
+            "sh",
             worker.to_str().unwrap(),
             dir.to_str().unwrap(),
         ]);
@@ -521,19 +687,26 @@ impl Chaos {
         }
     }
 
-    /// Every start not checked yet that saw another worker (of its slot) alive is a failure of
-    /// `fault`.
+    /// Every start not checked yet that saw another worker (of its slot) alive, or found the
+    /// lock held, is a failure of `fault`.
     fn check_overlaps(&mut self, round: usize, fault: Fault) {
         for k in 0..self.slots {
             for s in self.slot_starts(k) {
-                if self.seen.insert(s.pid) && s.overlap > 0 {
+                if self.seen.insert(s.pid) && s.saw_overlap() {
                     let slot = self.on_slot(k);
                     self.fail(
                         round,
                         fault,
                         format!(
-                            "OVERLAP: child {} of {} started while {} other worker(s) ran{slot}",
-                            s.pid, s.id, s.overlap
+                            "OVERLAP: child {} of {} started while {} other worker(s) ran{slot}{}",
+                            s.pid,
+                            s.id,
+                            s.overlap,
+                            if s.lock_held {
+                                " and found the lock held"
+                            } else {
+                                ""
+                            }
                         ),
                     );
                 }
@@ -701,17 +874,16 @@ impl Chaos {
     }
 
     /// After `before`'s slot changed hands: counts the handoff and measures the margin between
-    /// the old child's death and the first new child's start on the slot (a failure if not
-    /// positive, or over the fault's bound).
-    #[allow(clippy::too_many_arguments)]
+    /// the old child's death and the first new child's start on the slot (its first look, a few
+    /// ms after the exec; a failure if over the fault's bound). An overlap the monitor saw (the old child alive after the new one started)
+    /// is a failure too, unless the new worker saw it itself (then it is one already).
     fn measure_handoff(
         &mut self,
         slot: u32,
         before: &Start,
         round: usize,
         fault: Fault,
-        held: Duration,
-        ignore_term: bool,
+        facts: RoundFacts,
         note: &mut Vec<String>,
     ) {
         *self.report.changes.entry(fault).or_default() += 1;
@@ -723,49 +895,69 @@ impl Chaos {
             .find(|s| s.boot_ns > before.boot_ns && s.pid != before.pid)
             .unwrap()
             .clone();
-        // An overlap the new worker saw itself is already a failure; the death monitor only adds
-        // how long the two ran together (and catches one the worker missed).
-        let seen_by_worker = first_new.overlap > 0;
-        match self.mon.death(before.pid) {
-            None => {
-                let what = format!(
-                    "OVERLAP: old child {} of {} still alive after child {} of {} started{label}",
-                    before.pid, before.id, first_new.pid, first_new.id
-                );
-                if seen_by_worker {
-                    note.push(what);
-                } else {
-                    self.fail(round, fault, what);
-                }
+        // A dying child (a big one takes up to 200 ms) is not dead yet: give the monitor time to
+        // see it die before judging.
+        within(Duration::from_secs(2), Duration::from_millis(5), || {
+            self.mon.death(before.pid).is_some()
+        });
+        let life = self.mon.life(before.pid);
+        let seen_by_worker = first_new.saw_overlap();
+        let mut overlap = |c: &mut Chaos, what: String| {
+            if seen_by_worker {
+                note.push(what);
+            } else {
+                c.fail(round, fault, what);
             }
-            Some(died) => {
-                let margin = first_new.boot_ns as i128 - died as i128;
-                self.report.min_margin =
-                    Some(self.report.min_margin.map_or(margin, |m| m.min(margin)));
-                if margin <= 0 {
-                    let what = format!(
-                        "OVERLAP: new child started {:.3}s before the old one died{label}",
-                        -margin as f64 / 1e9
-                    );
-                    if seen_by_worker {
-                        note.push(what);
-                    } else {
-                        self.fail(round, fault, what);
-                    }
-                } else {
-                    let gap = Duration::from_nanos(margin as u64);
-                    let bound = fault.gap_bound(held, ignore_term);
-                    if gap > bound {
-                        self.fail(
-                            round,
-                            fault,
-                            format!("leaderless for {gap:?}{label}, bound {bound:?}"),
-                        );
-                    }
-                    let max = self.report.max_gap.entry(fault).or_default();
-                    *max = (*max).max(gap);
-                }
+        };
+        // The new child ran at `started` (its first look, else its start line).
+        let started = first_new.running_at();
+        if life.seen_alive > started {
+            // Alive at or after an instant later than `started`, so at `started` too: both ran.
+            let together = life.death.unwrap_or(life.seen_alive) - started;
+            overlap(
+                self,
+                format!(
+                    "OVERLAP: old child {} of {} still alive {:.3}s after child {} of {} started{label}{}",
+                    before.pid,
+                    before.id,
+                    together as f64 / 1e9,
+                    first_new.pid,
+                    first_new.id,
+                    if life.death.is_none() { " (and after)" } else { "" }
+                ),
+            );
+            return;
+        }
+        let Some(died) = life.death else {
+            return; // not reached: a child not seen dead was seen alive just now
+        };
+        let margin = started as i128 - died as i128;
+        if margin <= 0 {
+            // The monitor looked too late to tell; the worker's own look (and the lock) decide,
+            // and an overlap it saw is a failure already.
+            if !seen_by_worker {
+                self.report.undecided += 1;
+                note.push(format!(
+                    "the monitor saw the old child dead {:.3}s after the new start, undecided",
+                    -margin as f64 / 1e9
+                ));
             }
+            return;
+        }
+        self.report.min_margin = Some(self.report.min_margin.map_or(margin, |m| m.min(margin)));
+        let gap = Duration::from_nanos(margin as u64);
+        let bound = fault.gap_bound(facts);
+        if gap > bound && !facts.recovered_by_hand {
+            self.fail(
+                round,
+                fault,
+                format!("leaderless for {gap:?}{label}, bound {bound:?}"),
+            );
+        }
+        note.push(format!("gap {:.3}s{label}", gap.as_secs_f64()));
+        if !facts.recovered_by_hand {
+            let max = self.report.max_gap.entry(fault).or_default();
+            *max = (*max).max(gap);
         }
     }
 
@@ -791,6 +983,28 @@ impl Chaos {
         }
     }
 
+    /// Makes `child`, of `slot`, big (`mib` MiB touched, unless it is big already) and waits until
+    /// it says it is: the size it holds.
+    fn make_big(&self, slot: u32, child: &Start, mib: u64) -> Result<u64, String> {
+        let dir = self.worker_dir(slot);
+        if let Some(&had) = bigs(&dir).get(&child.pid) {
+            return Ok(had);
+        }
+        std::fs::write(self.dir().join("big-mib"), mib.to_string()).unwrap();
+        unsafe { libc::kill(child.pid, libc::SIGUSR1) };
+        let timeout = Duration::from_secs(60);
+        if within(timeout, Duration::from_millis(20), || {
+            bigs(&dir).contains_key(&child.pid)
+        }) {
+            Ok(mib)
+        } else {
+            Err(format!(
+                "child {} did not take its {mib} MiB within {timeout:?}",
+                child.pid
+            ))
+        }
+    }
+
     /// Marks the workers so that they ignore SIGTERM (or not).
     fn set_ignore_term(&self, on: bool) {
         let f = self.dir().join("ignore-term");
@@ -799,6 +1013,29 @@ impl Chaos {
         } else {
             let _ = std::fs::remove_file(f);
         }
+    }
+
+    /// How long the big children took to die: from the first look that found one exiting to the
+    /// first that found it a zombie (each look 2 ms apart at best).
+    fn big_deaths(&self) -> String {
+        let mut ms: Vec<f64> = (0..self.slots)
+            .flat_map(|k| bigs(&self.worker_dir(k)).into_keys())
+            .filter_map(|pid| {
+                let life = self.mon.life(pid);
+                Some((life.death? - life.exiting?) as f64 / 1e6)
+            })
+            .collect();
+        if ms.is_empty() {
+            return String::new();
+        }
+        ms.sort_by(f64::total_cmp);
+        format!(
+            "  big children's deaths (exiting -> zombie), {} seen: min {:.0} ms, median {:.0} ms, max {:.0} ms\n",
+            ms.len(),
+            ms[0],
+            ms[ms.len() / 2],
+            ms[ms.len() - 1]
+        )
     }
 
     fn summary(&self) -> String {
@@ -810,11 +1047,17 @@ impl Chaos {
                 .get(f)
                 .map(|g| format!("{:.3}s", g.as_secs_f64()))
                 .unwrap_or_else(|| "-".into());
-            let failed = r.failures.iter().filter(|x| x.fault == *f).count();
+            let failed: Vec<&Failure> = r.failures.iter().filter(|x| x.fault == *f).collect();
+            let overlaps = failed
+                .iter()
+                .filter(|x| x.what.starts_with("OVERLAP"))
+                .count();
             s += &format!(
-                "  {f:?}: {n} rounds ({} with SIGTERM ignored), {} handoffs (new child), max leaderless gap {gap}, {failed} failures\n",
+                "  {f:?}: {n} rounds ({} with SIGTERM ignored, {} with a big child), {} handoffs (new child), max leaderless gap {gap}, {} failures ({overlaps} overlaps)\n",
                 r.ignore_term.get(f).copied().unwrap_or(0),
+                r.big.get(f).copied().unwrap_or(0),
                 r.changes.get(f).copied().unwrap_or(0),
+                failed.len(),
             );
         }
         if let Some(m) = r.min_margin {
@@ -823,6 +1066,13 @@ impl Chaos {
                 m as f64 / 1e9
             );
         }
+        if r.undecided > 0 {
+            s += &format!(
+                "  handoffs the monitor alone could not decide (the workers saw no overlap): {}\n",
+                r.undecided
+            );
+        }
+        s += &self.big_deaths();
         s += &format!(
             "  replica exits (unexpected): {}; leader changes while only slow: {}\n",
             r.exits, r.slow_changes
@@ -876,6 +1126,10 @@ fn run(slots: u32) {
         .unwrap_or_else(|| (boot_ns() as u64) | 1);
     let kinds = env_faults();
     let auth = std::env::var("CHAOS_AUTH").map_or(true, |v| v != "0");
+    // Whether the round's child is big: always, never, or (unset) in half of the rounds.
+    let big_child: Option<bool> = std::env::var("CHAOS_BIG_CHILD")
+        .ok()
+        .map(|v| v.trim() != "0");
     let (replicas, name, netns_base) = if slots == 1 {
         (REPLICAS, "chaos".to_owned(), 0)
     } else {
@@ -885,7 +1139,12 @@ fn run(slots: u32) {
             100,
         )
     };
-    println!("{name}: {rounds} rounds, seed {seed} (CHAOS_SEED={seed} replays this run), faults {kinds:?}");
+    println!("{name}: {rounds} rounds, seed {seed} (CHAOS_SEED={seed} replays this run), faults {kinds:?}, big children {}",
+        match big_child {
+            None => "in half of the rounds",
+            Some(true) => "in every round (CHAOS_BIG_CHILD=1)",
+            Some(false) => "never (CHAOS_BIG_CHILD=0)",
+        });
     let mut rng = Rng::new(seed);
     let token_ttl: &[&str] = if auth {
         &["--auth-token-ttl", "2"]
@@ -992,6 +1251,20 @@ fn run(slots: u32) {
         }
         c.set_ignore_term(ignore_term);
         let mut note: Vec<String> = Vec::new();
+        // Drawn every round, so that CHAOS_BIG_CHILD does not change the rest of the sequence.
+        let big_draw = rng.below(2) == 0;
+        let mib = BIG_MIB_MIN + rng.below(BIG_MIB_MAX - BIG_MIB_MIN + 1);
+        if big_child.unwrap_or(big_draw) {
+            *c.report.big.entry(fault).or_default() += 1;
+            match c.make_big(k, &before, mib) {
+                Ok(mib) => note.push(format!("big child {mib} MiB")),
+                Err(e) => c.fail(round, fault, e),
+            }
+        }
+        let mut facts = RoundFacts {
+            ignore_term,
+            ..RoundFacts::default()
+        };
         let t = Instant::now();
         match fault {
             Fault::SigtermLeader | Fault::SigkillLeader => {
@@ -1152,6 +1425,74 @@ fn run(slots: u32) {
                 }
                 c.wait_running(k, Some(before.pid), round, fault);
             }
+            Fault::OperatorRevokesLease => {
+                let m = rng.below(3) as usize;
+                match c.etcdctl(m, &["lease", "revoke", &before.lease]) {
+                    Ok(_) => {
+                        c.wait_running(k, Some(before.pid), round, fault);
+                    }
+                    Err(e) => c.fail(round, fault, format!("etcdctl lease revoke failed: {e}")),
+                }
+            }
+            Fault::OperatorPutsKey => {
+                let m = rng.below(3) as usize;
+                let kill = rng.below(2) == 0;
+                let kill_after = Duration::from_millis(rng.below(300));
+                facts.supervisor_killed = kill;
+                let put = c
+                    .etcdctl(m, &["get", &before.key, "--print-value-only"])
+                    .map(|v| v.trim_end_matches('\n').to_owned())
+                    .and_then(|value| {
+                        if value.is_empty() {
+                            return Err(format!("the key {} is gone already", before.key));
+                        }
+                        c.etcdctl(m, &["put", &before.key, &value])
+                    });
+                let put_ok = match put {
+                    Ok(_) => true,
+                    Err(e) => {
+                        c.fail(round, fault, format!("etcdctl put failed: {e}"));
+                        false
+                    }
+                };
+                if kill {
+                    note.push(format!(
+                        "supervisor SIGKILLed {} ms later",
+                        kill_after.as_millis()
+                    ));
+                    std::thread::sleep(kill_after);
+                    c.expect_exit.insert(leader);
+                    c.nodes[leader].replica.signal(libc::SIGKILL);
+                    c.nodes[leader].replica.wait(long);
+                }
+                // A child again within the bound (from the old child's death, which comes at the
+                // latest a grace after the put, or with the killed supervisor); else the orphaned
+                // key blocks the slot: an operator deletes it, as the README says to.
+                let bound = fault.gap_bound(facts) + GRACE;
+                let again = within(bound, Duration::from_millis(5), || {
+                    !(put_ok || kill) || c.running(k).is_some_and(|s| s.pid != before.pid)
+                });
+                if !again {
+                    c.fail(
+                        round,
+                        fault,
+                        format!(
+                            "no new child{} {bound:?} after the put: the key left without a lease blocks it; deleted by hand",
+                            c.on_slot(k)
+                        ),
+                    );
+                    facts.recovered_by_hand = true;
+                    if let Err(e) = c.etcdctl(m, &["del", &before.key]) {
+                        c.fail(round, fault, format!("etcdctl del failed: {e}"));
+                    }
+                }
+                if put_ok || kill {
+                    c.wait_running(k, Some(before.pid), round, fault);
+                }
+                if kill {
+                    c.restart(leader);
+                }
+            }
             Fault::SignalDuringStop => {
                 let (sig, name) = if rng.below(2) == 0 {
                     (libc::SIGTERM, "SIGTERM")
@@ -1229,6 +1570,7 @@ fn run(slots: u32) {
         c.check_exits(round, fault);
         let after = c.wait_running(k, None, round, fault);
         let held = t.elapsed();
+        facts.held = held;
         c.check_overlaps(round, fault);
         if after.pid != before.pid {
             if !fault.may_change_leader() {
@@ -1243,7 +1585,7 @@ fn run(slots: u32) {
                     ),
                 );
             }
-            c.measure_handoff(k, &before, round, fault, held, ignore_term, &mut note);
+            c.measure_handoff(k, &before, round, fault, facts, &mut note);
         }
         // The other slots: every one changes hands when the operator deletes the keys; none when
         // the fault may not change a leader.
@@ -1251,7 +1593,7 @@ fn run(slots: u32) {
             let old = &holders[j as usize];
             if fault == Fault::OperatorDeletesKey {
                 let new = c.wait_running(j, Some(old.pid), round, fault);
-                c.measure_handoff(j, old, round, fault, held, ignore_term, &mut note);
+                c.measure_handoff(j, old, round, fault, facts, &mut note);
                 note.push(format!("slot {j}: {} -> {}", old.id, new.id));
             } else if !fault.may_change_leader() {
                 let now = c.running(j);
@@ -1292,7 +1634,7 @@ fn run(slots: u32) {
     c.settle(rounds, last);
     c.check_overlaps(rounds.saturating_sub(1), last);
 
-    let overlaps = c.all_starts().iter().filter(|s| s.overlap > 0).count();
+    let overlaps = c.all_starts().iter().filter(|s| s.saw_overlap()).count();
     // Stop everything and check that nothing is left.
     for s in &c.nodes {
         if let Some(d) = &s.replica.drain {

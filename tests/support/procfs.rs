@@ -49,3 +49,14 @@ pub fn descendants(pid: i32) -> Vec<i32> {
     }
     out
 }
+
+/// `PF_EXITING` in the flags field of /proc/PID/stat: the process has begun to exit (killed, or
+/// returned from main) and the kernel is releasing what it holds (memory, then files); it becomes
+/// a zombie ('Z') once that is done.
+pub const PF_EXITING: u64 = 0x4;
+
+/// The state letter and the kernel flags word of a process, read at once; None once it is gone.
+pub fn state_and_flags(pid: i32) -> Option<(char, u64)> {
+    let f = stat_fields(pid)?;
+    Some((f.first()?.chars().next()?, f.get(6)?.parse().ok()?))
+}

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use super::{program, wait_for};
 
-/// One line of DIR/events.log: `KIND ID REVISION PID BOOT_NS [overlap=N]`.
+/// One line of DIR/events.log: `KIND ID REVISION PID BOOT_NS [overlap=N lock=free|held ...]`.
 #[derive(Debug, Clone)]
 pub struct Ev {
     pub kind: String,
@@ -15,7 +15,18 @@ pub struct Ev {
     pub revision: i64,
     pub pid: i32,
     pub boot_ns: u128,
+    /// Other workers alive when this one started (a start's).
     pub overlap: usize,
+    /// The flock every worker holds for its life was still held when this one started (a
+    /// start's): the previous worker had not closed its files yet.
+    pub lock_held: bool,
+}
+
+/// The value of field `name=VALUE` among a line's fields.
+fn field<'a>(fields: &[&'a str], name: &str) -> Option<&'a str> {
+    fields
+        .iter()
+        .find_map(|f| f.strip_prefix(name)?.strip_prefix('='))
 }
 
 /// Every event the workers appended to DIR/events.log so far.
@@ -31,11 +42,10 @@ pub fn events(dir: &Path) -> Vec<Ev> {
                 revision: f.get(2)?.parse().ok()?,
                 pid: f.get(3)?.parse().ok()?,
                 boot_ns: f.get(4)?.parse().ok()?,
-                overlap: f
-                    .get(5)
-                    .and_then(|o| o.strip_prefix("overlap="))
+                overlap: field(&f, "overlap")
                     .and_then(|n| n.parse().ok())
                     .unwrap_or(0),
+                lock_held: field(&f, "lock") == Some("held"),
             })
         })
         .collect()
@@ -101,11 +111,11 @@ impl Drop for Reap {
     }
 }
 
-/// No worker saw another alive when it started.
+/// No worker saw another alive, or found the lock held, when it started.
 pub fn assert_no_overlap(dir: &Path) {
     let evs = events(dir);
     assert!(
-        evs.iter().all(|e| e.overlap == 0),
+        evs.iter().all(|e| e.overlap == 0 && !e.lock_held),
         "two children ran at once: {evs:?}"
     );
 }
