@@ -14,6 +14,7 @@ mod leadership;
 mod lease;
 mod operations;
 mod operator;
+mod operator_races;
 mod packaging;
 mod probes;
 mod refusals;

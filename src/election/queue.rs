@@ -293,15 +293,27 @@ pub fn departed_trees(
 /// The position of the one read of the look for replicas with slots.
 const ANY_SLOTS_KEY: usize = 0;
 
+/// How every read that finds our own key gone (deleted, or no longer with our lease and create
+/// revision) says so: a standby then joins again, and remembers the loss as its key's deletion
+/// ([`is_key_vanished`]), as if its watch had seen it.
+const KEY_VANISHED: &str = "our key vanished or was replaced";
+
+/// The error for a read that found our key `key` gone, `while_` doing what.
+pub fn key_vanished(key: &str, while_: &str) -> EtcdError {
+    EtcdError::Unavailable(format!("{KEY_VANISHED} while {while_}: {key}"))
+}
+
+/// Whether `e` is a read's finding that our key is gone ([`key_vanished`]).
+pub fn is_key_vanished(e: &EtcdError) -> bool {
+    matches!(e, EtcdError::Unavailable(m) if m.starts_with(KEY_VANISHED))
+}
+
 /// Where `me` stands after one read of the key ahead.
 fn turn(me: &Candidacy, answer: &Answer) -> Result<Turn, EtcdError> {
     // The condition: our key still exists with our lease and our create-revision.
     if !answer.succeeded {
         // A candidate whose lease expired while it waited must not believe it leads.
-        return Err(EtcdError::Unavailable(format!(
-            "our key {} vanished or was replaced while waiting (lease expired?)",
-            me.key
-        )));
+        return Err(key_vanished(&me.key, "waiting (lease expired?)"));
     }
     let at = answer.revision.unwrap_or(me.revision);
     Ok(match answer.first(NEXT_AHEAD) {
@@ -445,16 +457,23 @@ impl Election {
         lease: LeaseId,
         tree_lease: LeaseId,
     ) -> Result<bool, EtcdError> {
+        // The write and a read of the others' markers in one request: a role that may write ours
+        // but not read theirs would otherwise fail every standby at its first handoff.
         let opts = PutOptions::new().with_lease(tree_lease.0);
-        match client
-            .put(self.tree_key(lease), TREE_LIVE, Some(opts))
-            .await
-        {
+        let read = GetOptions::new()
+            .with_prefix()
+            .with_keys_only()
+            .with_limit(1);
+        let txn = Txn::new().and_then([
+            TxnOp::put(self.tree_key(lease), TREE_LIVE, Some(opts)),
+            TxnOp::get(self.tree_dir(), Some(read)),
+        ]);
+        match client.txn(txn).await {
             Ok(_) => Ok(true),
             Err(e) => match EtcdError::from(e) {
                 EtcdError::Rejected(why) => {
                     tracing::warn!(key = %self.tree_key(lease), reason = %why,
-                        "cannot write our tree marker (grant the role read and write on PREFIX/NAME@tree/): a standby that sees our key revoked by an operator cannot tell whether our child is still dying");
+                        "cannot write our tree marker or read the others' (grant the role read and write on PREFIX/NAME@tree/): a standby that sees our key revoked by an operator cannot tell whether our child is still dying");
                     Ok(false)
                 }
                 e => Err(e),
@@ -726,6 +745,11 @@ impl Election {
                             let rejoin = format!("{}{}", self.dir, LeaseId(named));
                             wait_tree_gone(client, me, tree, (rejoin.as_bytes(), named)).await?;
                         }
+                    } else {
+                        // First without having watched anyone go: the key ahead went between our
+                        // join and this read, or it was an orphan just removed. As a join that
+                        // leads at once: whoever left may still be killing its child.
+                        self.wait_former_head(client, me, None, markers).await?;
                     }
                     return Ok(at);
                 }
@@ -909,6 +933,9 @@ impl Election {
             let rejoin = |lease: LeaseId| format!("{}{lease}", self.dir);
             self.wait_departed_trees(client, me, present, &self.dir, rejoin)
                 .await?;
+            if let Some(at) = former_at {
+                self.wait_trees_as_of(client, me, at).await?;
+            }
         }
         let before = GetOptions::new()
             .with_prefix()
@@ -930,6 +957,29 @@ impl Election {
             return Ok(());
         }
         self.wait_predecessor_gone(client, me, &head).await
+    }
+
+    /// Our key was deleted (`del --prefix PREFIX/NAME` takes the tree markers with the keys): the
+    /// markers as they were at revision `at`, just before, name the tree leases that still live
+    /// while their children may run. Waits for each (one that joined again, or is still in the
+    /// queue, is found at once by its key). A compacted history means the deletion is old.
+    async fn wait_trees_as_of(
+        &self,
+        client: &mut Client,
+        me: &Candidacy,
+        at: i64,
+    ) -> Result<(), EtcdError> {
+        let opts = GetOptions::new().with_prefix().with_revision(at.max(1));
+        let old: Vec<Found> = match client.get(self.tree_dir(), Some(opts)).await {
+            Ok(resp) => resp.kvs().iter().map(Found::of).collect(),
+            Err(e) if crate::election::connector::history_gone(&e) => return Ok(()),
+            Err(e) => return Err(e.into()),
+        };
+        for (named, tree) in departed_trees(&self.tree_dir(), &old, &[], me.lease) {
+            let rejoin = format!("{}{}", self.dir, LeaseId(named));
+            wait_tree_gone(client, me, tree, (rejoin.as_bytes(), named)).await?;
+        }
+        Ok(())
     }
 
     /// Whether the lease of candidate key `key` (read from its name) still lives.
@@ -1225,10 +1275,7 @@ pub async fn wait_tree_gone(
         let (lives, back) = tokio::join!(lease_lives(&mut a, tree_lease), b.txn(look.clone()));
         let back = Answer::of(&back?);
         if !back.succeeded {
-            return Err(EtcdError::Unavailable(format!(
-                "our key {} vanished or was replaced while waiting for a former holder's child",
-                me.key
-            )));
+            return Err(key_vanished(&me.key, "waiting for a former holder's child"));
         }
         let rejoined = back.read(0).iter().any(|kv| kv.lease == lease);
         if !lives? || rejoined {

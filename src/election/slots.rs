@@ -495,10 +495,10 @@ impl SlotElection {
     fn view_of(&self, me: &Candidacy, answer: &Answer) -> Result<View, EtcdError> {
         // The condition: our queue key still exists with our lease and our create-revision.
         if !answer.succeeded {
-            return Err(EtcdError::Unavailable(format!(
-                "our key {} vanished or was replaced while waiting (lease expired?)",
-                me.key
-            )));
+            return Err(crate::election::queue::key_vanished(
+                &me.key,
+                "waiting (lease expired?)",
+            ));
         }
         let at = answer.revision.unwrap_or_default();
         let orphaned = answer.read(VIEW_SLOTS).iter().find_map(|kv| {

@@ -234,7 +234,7 @@ async fn join_queue(
         match election.wait_turn(client, &me, &mut watch, marked).await {
             Ok(at) => me.leads_since = at,
             Err(e) => {
-                remember(former_at, &watch);
+                remember(former_at, &watch, &e);
                 return Err(e);
             }
         }
@@ -272,8 +272,8 @@ async fn claim_slot(
             let taken = slots
                 .take_slot(client, &me, &ctx.cfg.id, &mut watch, *former_at, marked)
                 .await;
-            if taken.is_err() {
-                remember(former_at, &watch);
+            if let Err(e) = &taken {
+                remember(former_at, &watch, e);
             }
             taken?
         }
@@ -298,10 +298,12 @@ fn enter_standby(ctx: &Ctx<'_>, me: &Candidacy) {
     });
 }
 
-fn remember(former_at: &mut Option<i64>, watch: &CandidacyWatch) {
+/// A join failed with `e`: what to remember of our key's loss. A read that found our key gone
+/// counts as its deletion as much as the watch seeing it (which may come later, or not at all).
+fn remember(former_at: &mut Option<i64>, watch: &CandidacyWatch, e: &EtcdError) {
     *former_at = remembered_deletion(
         *former_at,
-        watch.was_deleted(),
+        watch.was_deleted() || queue::is_key_vanished(e),
         watch.deleted_at(),
         watch.alive_at(),
     );
