@@ -19,6 +19,7 @@ use etcd_client::Client;
 use tokio::time::{sleep, Instant};
 
 use crate::core::backoff::{Backoff, Schedule};
+use crate::core::clock::BootInstant;
 use crate::core::exit_code::Exit;
 use crate::core::lifecycle::{LeaseId, Phase, StopReason};
 use crate::election::candidacy_watch::CandidacyWatch;
@@ -214,6 +215,7 @@ async fn join_queue(
         queue::Joined::Queued { me, leads, at } => (me, leads, at),
         queue::Joined::SlotsInUse(n) => return Ok(Attempt::Mismatch(Mismatch::Slots(n))),
     };
+    let joined = BootInstant::now();
     // In the queue, and never refused from here on: before any child of ours can run, a marker
     // for its tree (a refused replica writes nothing).
     let marked = election.mark_tree(client, lease, tree_lease).await?;
@@ -237,6 +239,7 @@ async fn join_queue(
             }
         }
     }
+    ctx.obs.first_in_line(watch.woken_at().unwrap_or(joined));
     Ok(Attempt::Won(Winning(me, watch, marked)))
 }
 
@@ -250,6 +253,7 @@ async fn claim_slot(
     former_at: &mut Option<i64>,
 ) -> Result<Attempt, EtcdError> {
     let joined = slots.join(client, lease, &ctx.cfg.id).await?;
+    let mut first_in_line = BootInstant::now();
     if let slots::Joined::Refused(m) = joined {
         return Ok(Attempt::Mismatch(m));
     }
@@ -273,9 +277,11 @@ async fn claim_slot(
             if taken.is_err() {
                 remember(former_at, &watch);
             }
+            first_in_line = watch.woken_at().unwrap_or(first_in_line);
             taken?
         }
     };
+    ctx.obs.first_in_line(first_in_line);
     tracing::debug!(slot = ?holder.slot, revision = holder.revision, "slot claimed");
     // The slot key and step-down requests from the claim on.
     let watch = CandidacyWatch::start(

@@ -6,7 +6,8 @@
 //!   must reach only the leader.
 //! * `GET /status`: JSON with role, ids, fencing revision, milliseconds until the fail-closed
 //!   deadline, child pid, the current leader's id, and the last transition.
-//! * `GET /metrics`: Prometheus metrics (OpenMetrics text).
+//! * `GET /metrics`: Prometheus metrics: the Prometheus text format, or OpenMetrics when the
+//!   `Accept` header asks for it ([`crate::report::exposition`]).
 //! * `POST /resign`: step down (stop the child, revoke, hold off, campaign again); 202 if leading,
 //!   409 otherwise.
 //!
@@ -43,6 +44,7 @@ use crate::core::lifecycle::Phase;
 use crate::election::connector::{Connector, EtcdError};
 use crate::election::queue::{Election, LeaderInfo};
 use crate::election::slots::SlotsView;
+use crate::report::exposition;
 use crate::report::observer::{HealthView, Observer};
 
 mod connections;
@@ -309,11 +311,21 @@ async fn handle(
             "application/json",
             status_json(&server).await,
         ),
-        Route::Metrics => reply(
-            StatusCode::OK,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-            obs.encode_metrics(),
-        ),
+        Route::Metrics => {
+            let accept = req.headers().get(hyper::header::ACCEPT);
+            let format = exposition::negotiate(accept.and_then(|v| v.to_str().ok()));
+            let mut r = reply(
+                StatusCode::OK,
+                format.content_type(),
+                obs.encode_metrics(format),
+            );
+            // Caches keep one answer per Accept header.
+            r.headers_mut().insert(
+                hyper::header::VARY,
+                hyper::header::HeaderValue::from_static("accept"),
+            );
+            r
+        }
         Route::Resign => resign(&req, ep),
         Route::WrongMethod => reply(
             StatusCode::METHOD_NOT_ALLOWED,
