@@ -315,7 +315,7 @@ fn the_child_environment_can_run_a_nested_status() {
         "the nested status failed:\n{out}\nlog:\n{}",
         r.log()
     );
-    assert!(out.contains("leader:     envr"), "{out}");
+    assert!(out.contains("leader:           envr"), "{out}");
 }
 
 /// A usage error as the user sees it: exit 2, one line on stderr that says each of `needles`, no

@@ -88,12 +88,19 @@ fn endpoints_as_leader_and_standby_and_resign_hands_over() {
     assert!(m.contains("singleton_exec_keepalive_rtt_seconds"));
     assert!(m.contains("singleton_exec_election_wait_seconds"));
 
-    // Standby.
+    let fencing = st["fencing_revision"].as_i64();
+    assert_eq!(st["create_revision"].as_i64(), fencing);
+    assert_eq!(st["leader_fencing_revision"].as_i64(), fencing);
+
+    // Standby: its key's create revision fences nothing, and is not shown as if it did.
     assert_eq!(http("GET", pb, "/leader").0, 503);
     let st = json(&http("GET", pb, "/status").1);
     assert_eq!(st["role"], "standby");
     assert_eq!(st["leader_id"], "a");
     assert!(st["child_pid"].is_null());
+    assert!(st["fencing_revision"].is_null(), "{st}");
+    assert!(st["create_revision"].as_i64() > fencing, "{st}");
+    assert_eq!(st["leader_fencing_revision"].as_i64(), fencing, "{st}");
     assert_eq!(
         metric(&http("GET", pb, "/metrics").1, "singleton_exec_is_leader"),
         0.0

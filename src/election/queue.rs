@@ -320,11 +320,12 @@ pub struct HealthRecord {
 }
 
 impl HealthRecord {
+    /// The record as stored: `revision` is written `fencing_revision`, its one name everywhere.
     pub fn to_json(&self) -> String {
         serde_json::json!({
             "id": self.id,
             "key": self.key,
-            "revision": self.revision,
+            "fencing_revision": self.revision,
             "healthy": self.healthy,
             "consecutive_failures": self.consecutive_failures,
             "retries": self.retries,
@@ -333,12 +334,15 @@ impl HealthRecord {
         .to_string()
     }
 
+    /// A stored record; one a replica of 0.1 wrote (`revision`) reads the same.
     pub fn from_json(bytes: &[u8]) -> Option<HealthRecord> {
         let v: serde_json::Value = serde_json::from_slice(bytes).ok()?;
         Some(HealthRecord {
             id: v["id"].as_str()?.to_string(),
             key: v["key"].as_str()?.to_string(),
-            revision: v["revision"].as_i64()?,
+            revision: v["fencing_revision"]
+                .as_i64()
+                .or_else(|| v["revision"].as_i64())?,
             healthy: v["healthy"].as_bool()?,
             consecutive_failures: u32::try_from(v["consecutive_failures"].as_u64()?).ok()?,
             retries: u32::try_from(v["retries"].as_u64()?).ok()?,
@@ -1637,7 +1641,17 @@ mod tests {
             retries: 3,
             last: "exited with status 1: \"quoted\"".into(),
         };
-        assert_eq!(HealthRecord::from_json(r.to_json().as_bytes()), Some(r));
+        assert_eq!(
+            HealthRecord::from_json(r.to_json().as_bytes()),
+            Some(r.clone())
+        );
+        assert!(
+            r.to_json().contains("\"fencing_revision\":4"),
+            "{}",
+            r.to_json()
+        );
+        let before = r.to_json().replace("fencing_revision", "revision");
+        assert_eq!(HealthRecord::from_json(before.as_bytes()), Some(r));
         assert_eq!(HealthRecord::from_json(b"not json"), None);
         assert_eq!(HealthRecord::from_json(b"{\"id\":1}"), None);
         let e = Election::new("/singleton-exec", "myapp");

@@ -359,8 +359,8 @@ impl Observer {
             .inc();
         drop(m);
         let rev = phase
-            .revision()
-            .map(|r| format!(" revision {r}"))
+            .fencing_revision()
+            .map(|r| format!(" fencing_revision {r}"))
             .unwrap_or_default();
         self.notifier.status(&format!("{name}{rev}: {why}"));
     }
@@ -374,7 +374,7 @@ impl Observer {
     fn log(&self, phase: &Phase, why: &str) {
         let (id, election, role) = (self.id.as_str(), self.election.as_str(), phase.name());
         let key = phase.key().unwrap_or("");
-        let revision = phase.revision().unwrap_or(0);
+        let revision = phase.create_revision().unwrap_or(0);
         let lease = phase.lease().map(|l| l.to_string()).unwrap_or_default();
         let pid = phase.child_pid().unwrap_or(0);
         if let Phase::Leading {
