@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use clap::Parser;
 
-use singleton_exec::commands::{resign, status};
+use singleton_exec::commands::{resign, status, timing};
 use singleton_exec::config::cli::{Cli, Command};
 use singleton_exec::config::Config;
 use singleton_exec::core::command::CommandSpec;
@@ -47,6 +47,7 @@ fn run() -> i32 {
     let log = match &cli.subcommand {
         Some(Command::Status(args)) => &args.log,
         Some(Command::Resign(args)) => &args.log,
+        Some(Command::Timing(args)) => &args.run.log,
         None => &cli.run.log,
     };
     if let Err(e) = logging::init(log) {
@@ -56,6 +57,7 @@ fn run() -> i32 {
     match cli.subcommand {
         Some(Command::Status(args)) => block_on(status::run(args)),
         Some(Command::Resign(args)) => block_on(resign::run(args)),
+        Some(Command::Timing(args)) => timing::run(*args),
         None => {
             logging::install_panic_hook();
             supervise(cli).code()

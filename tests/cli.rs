@@ -458,3 +458,57 @@ fn the_guards_variable_set_by_a_user_changes_nothing() {
         assert!(r.log().contains("guard started"), "{value}: {}", r.log());
     }
 }
+
+/// `singleton-exec timing` reads the configuration a replica would (flags, SINGLETON_EXEC_*
+/// variables, defaults), refuses what a replica refuses, and prints the figures the replica logs
+/// at debug level when it starts.
+#[test]
+fn timing_prints_the_worst_cases_of_the_configuration() {
+    let (code, out, err) = run(&["timing"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("timing of --ttl 10s "), "{out}");
+    for line in [
+        "etcd outage survived without a stop     4s ",
+        "takeover after the leader's host dies   10.5s ",
+        "takeover after a graceful stop          3s ",
+        "stop signal to the child's tree         6s ",
+        "SIGKILL to the child's tree             9s ",
+    ] {
+        assert!(out.contains(line), "{line:?} in:\n{out}");
+    }
+    // A variable, a flag and a replica's whole command line.
+    let (code, out, err) = run_with_env(
+        &[
+            "timing", "--grace", "5s", "--output", "json", "--", "sleep", "1",
+        ],
+        &[("SINGLETON_EXEC_TTL", "20s")],
+    );
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).expect("JSON");
+    assert_eq!(v["ttl_ms"], 20_000);
+    assert_eq!(v["stop_after_keepalive_ms"], 13_000);
+    assert_eq!(v["tolerated_outage_ms"], 9_000);
+    assert_eq!(v["takeover_after_graceful_stop_ms"], 5_000);
+    let (code, _, err) = run(&["timing", "--ttl", "10s", "--grace", "9500ms"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("grace + margin < ttl"), "{err}");
+
+    // The replica logs the same figures at debug level on start-up.
+    let (_, _, log) = run_with_env(
+        &["--id", "t", "--", "true"],
+        &[("SINGLETON_EXEC_LOG", "singleton_exec=debug")],
+    );
+    let line = log
+        .lines()
+        .find(|l| l.contains("timing: worst cases"))
+        .unwrap_or_else(|| panic!("no timing line:\n{log}"));
+    for field in [
+        "tolerated_outage_ms=4000",
+        "takeover_after_crash_ms=10500",
+        "takeover_after_graceful_stop_ms=3000",
+        "stop_after_keepalive_ms=6000",
+        "kill_after_keepalive_ms=9000",
+    ] {
+        assert!(line.contains(field), "{field} in {line}");
+    }
+}

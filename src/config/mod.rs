@@ -127,19 +127,42 @@ fn env_var(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.is_empty())
 }
 
+/// What a replica's timing figures depend on (`singleton-exec timing`): its timing model and its
+/// health check, validated as [`Config::from_args`] validates them. Nothing else is checked.
+#[derive(Debug, Clone)]
+pub struct TimingConfig {
+    pub timing: TimingModel,
+    pub health: Option<HealthConfig>,
+}
+
+impl TimingConfig {
+    pub fn from_args(args: RunArgs) -> Result<TimingConfig, ConfigError> {
+        Ok(TimingConfig {
+            timing: TimingModel::new(timing_input(&args))?,
+            health: health_config(args.health)?,
+        })
+    }
+}
+
+/// `--ttl`, `--keepalive-interval`, `--grace`, `--margin`, for the timing model's rules.
+fn timing_input(args: &RunArgs) -> TimingInput {
+    TimingInput {
+        ttl: Some(args.ttl),
+        keepalive_interval: args.keepalive_interval,
+        grace: args.grace,
+        margin: args.margin,
+    }
+}
+
 impl Config {
     pub fn from_args(args: RunArgs) -> Result<Config, ConfigError> {
+        let timing = timing_input(&args);
         let command = command_spec(args.command)?;
         let election = election_name(args.election, &command.program)?;
         Ok(Config {
             id: replica_id(args.id)?,
             prefix: validate_prefix(&args.prefix)?,
-            timing: TimingModel::new(TimingInput {
-                ttl: Some(args.ttl),
-                keepalive_interval: args.keepalive_interval,
-                grace: args.grace,
-                margin: args.margin,
-            })?,
+            timing: TimingModel::new(timing)?,
             stop_signal: stop_signal(&args.stop_signal)?,
             health_addr: args
                 .health_addr
@@ -443,7 +466,7 @@ pub fn parse_signal(s: &str) -> Result<Signal, ConfigError> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     #[test]
@@ -511,7 +534,7 @@ mod tests {
     }
 
     /// Tests that parse a command line take turns with the one that sets `SINGLETON_EXEC_*`.
-    pub(super) fn env_lock() -> std::sync::MutexGuard<'static, ()> {
+    pub(crate) fn env_lock() -> std::sync::MutexGuard<'static, ()> {
         static ENV: std::sync::Mutex<()> = std::sync::Mutex::new(());
         ENV.lock().unwrap_or_else(|e| e.into_inner())
     }
