@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use etcd_client::Client;
 
-use crate::config::cli::{EtcdArgs, OutputFormat, StatusArgs};
+use crate::config::cli::{EnvSources, EtcdArgs, OutputFormat, StatusArgs};
 use crate::config::{etcd_config, validate_election, validate_prefix, ConfigError};
 use crate::core::backoff::Schedule;
 use crate::core::exit_code;
@@ -54,15 +54,19 @@ impl Target {
         })
     }
 
-    /// The target a subcommand's options name; a bad option is printed, and its exit code
-    /// returned.
+    /// The target a subcommand's options name; a bad option is printed (naming the variable
+    /// it came from, if it did), and its exit code returned.
     pub(crate) fn for_subcommand(
         election: &str,
         prefix: &str,
         etcd: EtcdArgs,
+        sources: &EnvSources,
     ) -> Result<Target, i32> {
         Target::new(election, prefix, etcd).map_err(|e| {
-            eprintln!("singleton-exec: {e}");
+            eprintln!(
+                "singleton-exec: {}",
+                sources.explain(&e.to_string(), &e.options())
+            );
             exit_code::USAGE
         })
     }
@@ -182,10 +186,11 @@ pub(crate) fn failed(e: &EtcdError) -> i32 {
 /// Prints the queue once (0 with a leader, 1 without, 4 when an orphaned key heads it), or
 /// follows it with `--watch`.
 pub async fn run(args: StatusArgs) -> i32 {
-    let target = match Target::for_subcommand(&args.election, &args.prefix, args.etcd) {
-        Ok(t) => t,
-        Err(code) => return code,
-    };
+    let target =
+        match Target::for_subcommand(&args.election, &args.prefix, args.etcd, &args.sources) {
+            Ok(t) => t,
+            Err(code) => return code,
+        };
     if args.watch {
         let interrupted = signals::interrupted();
         return tokio::select! {

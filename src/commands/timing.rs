@@ -17,7 +17,7 @@ use crate::core::timing::ETCD_EXPIRY_CHECK;
 
 /// Prints the figures: 0, or [`exit_code::USAGE`] for a configuration a replica would refuse.
 pub fn run(args: TimingArgs) -> i32 {
-    let output = args.output;
+    let (output, sources) = (args.output, args.run.sources.clone());
     match TimingConfig::from_args(args.run) {
         Ok(cfg) => {
             match output {
@@ -27,7 +27,10 @@ pub fn run(args: TimingArgs) -> i32 {
             0
         }
         Err(e) => {
-            eprintln!("singleton-exec: {e}");
+            eprintln!(
+                "singleton-exec: {}",
+                sources.explain(&e.to_string(), &e.options())
+            );
             exit_code::USAGE
         }
     }

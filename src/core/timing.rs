@@ -150,6 +150,23 @@ pub enum TimingError {
     },
 }
 
+impl TimingError {
+    /// The options the rule broken is about.
+    pub fn options(&self) -> &'static [&'static str] {
+        match self {
+            TimingError::TtlTooShort(_)
+            | TimingError::TtlNotWholeSeconds(_)
+            | TimingError::TtlTooLong(_) => &["--ttl"],
+            TimingError::MarginTooSmall(_) => &["--margin"],
+            TimingError::KeepaliveTooShort(_) => &["--keepalive-interval"],
+            TimingError::GraceDoesNotFit { .. } => &["--ttl", "--grace", "--margin"],
+            TimingError::KeepaliveTooLong { .. } => {
+                &["--keepalive-interval", "--ttl", "--grace", "--margin"]
+            }
+        }
+    }
+}
+
 fn fmt(d: Duration) -> String {
     humantime::format_duration(d).to_string()
 }
