@@ -473,3 +473,29 @@ fn openmetrics_parses(body: &str) {
     let types = body.lines().filter(|l| l.starts_with("# TYPE ")).count();
     assert_eq!(families, types, "{body}");
 }
+
+/// Two replicas with one `--id` in one election cannot be told apart in `status` or the logs:
+/// the one that joins later says so, from the queue it reads after joining; a replica with an id
+/// of its own says nothing.
+#[test]
+fn a_second_replica_with_the_same_id_is_warned_about() {
+    let etcd = EtcdCluster::single();
+    let child = [
+        "--election",
+        "dup",
+        "--",
+        "sh",
+        "-c",
+        "echo started; exec sleep 300",
+    ];
+    let first = Replica::start("same", &etcd.endpoints(), &child);
+    first.wait_stdout("started", LONG);
+    let warning = "another replica of this election has the same --id";
+    let twin = Replica::start("same", &etcd.endpoints(), &child);
+    twin.wait_log("role=\"standby\"", LONG);
+    twin.wait_log(warning, LONG);
+    assert!(twin.log().contains("id=same"), "{}", twin.log());
+    let other = Replica::start("other", &etcd.endpoints(), &child);
+    other.wait_log("no other replica of this election has our --id", LONG);
+    assert!(!other.log().contains(warning), "{}", other.log());
+}

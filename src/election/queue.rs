@@ -98,6 +98,16 @@ pub struct Candidate {
     pub revision: i64,
 }
 
+/// The candidates among `candidates` that another replica holds under the id `id`: another live
+/// lease than ours (`lease`; a replica with slots may show under one lease twice, by its queue key
+/// and its slot key). Two replicas with one `--id` cannot be told apart in `status` or the logs.
+pub fn same_id<'a>(candidates: &'a [Candidate], id: &str, lease: LeaseId) -> Vec<&'a Candidate> {
+    candidates
+        .iter()
+        .filter(|c| c.id == id && c.lease != lease && c.lease.0 != 0)
+        .collect()
+}
+
 impl Candidate {
     /// Whether the lease its name says holds it ([`holding`]).
     pub fn holding(&self) -> Holding {
@@ -1628,6 +1638,32 @@ mod tests {
             Holding::OtherLease.orphaned(),
             Some("held by another lease")
         );
+    }
+
+    #[test]
+    fn another_replica_with_our_id_is_one_with_another_lease() {
+        let c = |id: &str, lease: i64| Candidate {
+            id: id.into(),
+            key: format!("/p/e/{lease:x}"),
+            lease: LeaseId(lease),
+            revision: lease,
+        };
+        let all = [
+            c("a", 1),
+            c("b", 2),
+            c("a", 3),
+            c("a", 0),
+            c("", 4),
+            c("A", 5),
+        ];
+        let keys = |found: Vec<&Candidate>| found.iter().map(|c| c.lease.0).collect::<Vec<_>>();
+        assert_eq!(keys(same_id(&all, "a", LeaseId(1))), [3]);
+        assert_eq!(keys(same_id(&all, "a", LeaseId(3))), [1]);
+        assert_eq!(keys(same_id(&all, "b", LeaseId(2))), Vec::<i64>::new());
+        assert_eq!(keys(same_id(&all, "c", LeaseId(9))), Vec::<i64>::new());
+        // Under one lease twice (a slot key and a queue key): still only us.
+        let twice = [c("a", 1), c("a", 1)];
+        assert!(same_id(&twice, "a", LeaseId(1)).is_empty());
     }
 
     #[test]

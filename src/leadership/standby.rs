@@ -15,6 +15,8 @@
 
 use std::cell::RefCell;
 
+use std::time::Duration;
+
 use etcd_client::Client;
 use tokio::time::{sleep, Instant};
 
@@ -24,9 +26,9 @@ use crate::core::exit_code::Exit;
 use crate::core::lifecycle::{LeaseId, Phase, StopReason};
 use crate::election::candidacy_watch::CandidacyWatch;
 use crate::election::connector::EtcdError;
-use crate::election::queue::{self, Candidacy};
+use crate::election::queue::{self, Candidacy, Candidate};
 use crate::election::session::Session;
-use crate::election::slots::{self, Mismatch, SlotElection};
+use crate::election::slots::{self, Mismatch, SlotElection, SlotsView};
 
 use super::{lease_lost, leave_requested, until, Ctx, Inputs, Leave};
 
@@ -220,6 +222,7 @@ async fn join_queue(
     // for its tree (a refused replica writes nothing).
     let marked = election.mark_tree(client, lease, tree_lease).await?;
     enter_standby(ctx, &me);
+    warn_if_id_taken(ctx, lease);
     // Our key, step-down requests and the candidate ahead, on one stream from now on.
     let mut watch = CandidacyWatch::start(
         ctx.connector.clone(),
@@ -259,6 +262,7 @@ async fn claim_slot(
     }
     // As for the singleton: joined, so a marker for our tree before any child of ours runs.
     let marked = ctx.election.mark_tree(client, lease, tree_lease).await?;
+    warn_if_id_taken(ctx, lease);
     let holder = match joined {
         slots::Joined::Refused(m) => return Ok(Attempt::Mismatch(m)),
         slots::Joined::Holding(holder) => holder,
@@ -292,6 +296,55 @@ async fn claim_slot(
         ctx.step_down.clone(),
     );
     Ok(Attempt::Won(Winning(holder, watch, marked)))
+}
+
+/// How long after joining the candidates are read for another replica with our `--id`: out of
+/// the way of a handoff that the join may be part of (a leader that campaigns again).
+const ID_CHECK_DELAY: Duration = Duration::from_secs(1);
+
+/// Warns, once per join, when another replica of the election has our `--id` (its own lease):
+/// `status` and the logs could not tell the two apart. One read of the candidates' values, in a
+/// task of its own a moment after joining; nothing waits for it, and a failed read says nothing.
+fn warn_if_id_taken(ctx: &Ctx<'_>, lease: LeaseId) {
+    let connector = ctx.connector.clone();
+    let (election, with_slots) = (ctx.election.clone(), ctx.slots.is_some());
+    let (id, name) = (ctx.cfg.id.clone(), ctx.cfg.election.clone());
+    tokio::spawn(async move {
+        sleep(ID_CHECK_DELAY).await;
+        let timeout = connector.request_timeout();
+        let read = connector.call(|mut c| async move {
+            if !with_slots {
+                return Ok(election.queue(&mut c).await?.candidates);
+            }
+            let view = SlotsView::read(&election, &mut c).await?;
+            Ok(view.map_or_else(Vec::new, |v| {
+                v.holders
+                    .into_iter()
+                    .flatten()
+                    .chain(v.standbys)
+                    .collect::<Vec<Candidate>>()
+            }))
+        });
+        match tokio::time::timeout(timeout, read).await {
+            Ok(Ok(candidates)) => {
+                let others = queue::same_id(&candidates, &id, lease);
+                match others.first() {
+                    Some(other) => {
+                        tracing::warn!(id = %id, election = %name, other_key = %other.key, others = others.len(),
+                        "another replica of this election has the same --id: status and logs cannot tell them apart; give each replica its own --id")
+                    }
+                    None => tracing::debug!(
+                        candidates = candidates.len(),
+                        "no other replica of this election has our --id"
+                    ),
+                }
+            }
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, "could not look for another replica with our --id")
+            }
+            Err(_) => tracing::debug!("could not look for another replica with our --id in time"),
+        }
+    });
 }
 
 fn enter_standby(ctx: &Ctx<'_>, me: &Candidacy) {
