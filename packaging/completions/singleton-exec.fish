@@ -69,7 +69,7 @@ complete -c singleton-exec -n "__fish_singleton_exec_needs_command" -a "help" -d
 complete -c singleton-exec -n "__fish_singleton_exec_using_subcommand status" -l election -d 'Election to read' -r
 complete -c singleton-exec -n "__fish_singleton_exec_using_subcommand status" -l prefix -d 'Key prefix under which elections live (as given to the replicas)' -r
 complete -c singleton-exec -n "__fish_singleton_exec_using_subcommand status" -l output -d 'Output format' -r -f -a "text\t'Lines for people'
-json\t'One JSON object (with --watch: one per line)'"
+json\t'One JSON object (`status --watch`: one per line)'"
 complete -c singleton-exec -n "__fish_singleton_exec_using_subcommand status" -l endpoints -d 'etcd endpoints, comma-separated, each http://HOST:PORT, https://HOST:PORT or HOST:PORT. Falls back to ETCDCTL_ENDPOINTS. [default: http://127.0.0.1:2379]' -r
 complete -c singleton-exec -n "__fish_singleton_exec_using_subcommand status" -l cacert -d 'CA certificate (PEM) to verify etcd\'s server certificate. Falls back to ETCDCTL_CACERT' -r -F
 complete -c singleton-exec -n "__fish_singleton_exec_using_subcommand status" -l cert -d 'Client certificate (PEM) for mutual TLS. Falls back to ETCDCTL_CERT' -r -F
@@ -100,7 +100,7 @@ complete -c singleton-exec -n "__fish_singleton_exec_using_subcommand resign" -s
 complete -c singleton-exec -n "__fish_singleton_exec_using_subcommand resign" -s q -l quiet -d 'Less log detail (-q warnings only, -qq errors only)'
 complete -c singleton-exec -n "__fish_singleton_exec_using_subcommand resign" -s h -l help -d 'Print help'
 complete -c singleton-exec -n "__fish_singleton_exec_using_subcommand timing" -l output -d 'Output format' -r -f -a "text\t'Lines for people'
-json\t'One JSON object (with --watch: one per line)'"
+json\t'One JSON object (`status --watch`: one per line)'"
 complete -c singleton-exec -n "__fish_singleton_exec_using_subcommand timing" -l endpoints -d 'etcd endpoints, comma-separated, each http://HOST:PORT, https://HOST:PORT or HOST:PORT. Falls back to ETCDCTL_ENDPOINTS. [default: http://127.0.0.1:2379]' -r
 complete -c singleton-exec -n "__fish_singleton_exec_using_subcommand timing" -l cacert -d 'CA certificate (PEM) to verify etcd\'s server certificate. Falls back to ETCDCTL_CACERT' -r -F
 complete -c singleton-exec -n "__fish_singleton_exec_using_subcommand timing" -l cert -d 'Client certificate (PEM) for mutual TLS. Falls back to ETCDCTL_CERT' -r -F

@@ -75,7 +75,7 @@ pub enum Command {
 pub enum OutputFormat {
     /// Lines for people.
     Text,
-    /// One JSON object (with --watch: one per line).
+    /// One JSON object (`status --watch`: one per line).
     Json,
 }
 
