@@ -46,7 +46,9 @@ ensure_deps() {
     fi
     [ "${1:-}" != tests ] || command -v openssl >/dev/null 2>&1 || missing+=(openssl)  # the overlay's certificates
     [ "${1:-}" != tests ] || command -v promtool >/dev/null 2>&1 || missing+=(prometheus)  # promtool check metrics
-    if [ "${1:-}" = tests ] && ! python3 -c 'import prometheus_client' >/dev/null 2>&1; then
+    # Debian's module is for Debian's python3, which the test prefers to another one on PATH.
+    if [ "${1:-}" = tests ] && ! /usr/bin/python3 -c 'import prometheus_client' >/dev/null 2>&1 &&
+        ! python3 -c 'import prometheus_client' >/dev/null 2>&1; then
         missing+=(python3-prometheus-client)                             # the OpenMetrics parser
     fi
     if ! command -v protoc >/dev/null 2>&1; then

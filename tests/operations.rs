@@ -440,11 +440,23 @@ fn lint_clean(promtool: Option<&std::path::Path>, body: &str) {
 }
 
 /// The Python client's OpenMetrics parser (strict: `# EOF`, counters named as OpenMetrics wants,
-/// histogram buckets) reads every family.
+/// histogram buckets) reads every family. Debian's python3-prometheus-client is for Debian's
+/// python3, which is taken before another python3 on PATH (pyenv's, say).
 fn openmetrics_parses(body: &str) {
     use std::io::Write;
     let parser = "import sys\nfrom prometheus_client.openmetrics.parser import text_string_to_metric_families as p\nprint(len(list(p(sys.stdin.read()))))";
-    let mut child = match Command::new("python3")
+    let importable = |python: &str| {
+        Command::new(python)
+            .args(["-c", "import prometheus_client"])
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    let python = ["/usr/bin/python3", "python3"]
+        .into_iter()
+        .find(|p| importable(p))
+        .unwrap_or("python3");
+    let mut child = match Command::new(python)
         .args(["-c", parser])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
