@@ -36,8 +36,6 @@ pub struct Status {
     /// When this replica became first in line (joined at the head of the queue, or the candidate
     /// ahead went), until its child starts: the start of a takeover.
     pub first_in_line: Option<BootInstant>,
-    /// When the current stop sequence began, until the child's tree is gone.
-    pub stop_began: Option<BootInstant>,
     /// The last health check of the current child (`--health-cmd`, `--health-url`).
     pub health: Option<HealthView>,
 }
@@ -281,7 +279,6 @@ impl Observer {
                 last_transition: None,
                 became_standby: None,
                 first_in_line: None,
-                stop_began: None,
                 health: None,
             }),
             metrics: Mutex::new(Metrics::register()),
@@ -312,7 +309,6 @@ impl Observer {
                     st.first_in_line = None;
                 }
                 Phase::Leading { .. } => {
-                    st.stop_began = None;
                     let m = self.metrics.lock().expect("metrics lock");
                     let since = |at: BootInstant| now.saturating_duration_since(at).as_secs_f64();
                     if let Some(at) = st.became_standby.take() {
@@ -322,7 +318,6 @@ impl Observer {
                         m.takeover_wait.observe(since(at));
                     }
                 }
-                Phase::Stopping { .. } if st.stop_began.is_none() => st.stop_began = Some(now),
                 _ => {}
             }
             if matches!(phase, Phase::Leading { .. } | Phase::Standby { .. }) {
@@ -428,17 +423,19 @@ impl Observer {
 
     /// The child's tree is gone: the main child exited with `code`.
     pub fn child_exited(&self, code: i32, restarting: bool) {
-        let stop_began = self.status.lock().expect("status lock").stop_began.take();
         let mut guard = self.metrics.lock().expect("metrics lock");
         let m = &mut *guard;
         m.child.last_exit_code(&mut m.registry).set(i64::from(code));
         if restarting {
             m.child.restarts.inc();
         }
-        if let Some(at) = stop_began {
-            let took = BootInstant::now().saturating_duration_since(at);
-            m.stop_duration.observe(took.as_secs_f64());
-        }
+    }
+
+    /// A stop sequence ended with the child's tree gone, `took` after it began (as the process
+    /// thread measured it, so the time this loop took to hear of it does not count).
+    pub fn stop_took(&self, took: Duration) {
+        let m = self.metrics.lock().expect("metrics lock");
+        m.stop_duration.observe(took.as_secs_f64());
     }
 
     /// This replica became first in line at `at` (see [`Status::first_in_line`]); its takeover
@@ -817,7 +814,7 @@ pub(crate) mod tests {
     }
 
     /// A takeover is timed from becoming first in line to the child's start, once per
-    /// leadership; a stop from its first stop signal to the tree being gone, once per stop.
+    /// leadership; a stop is counted once, with what it took.
     #[test]
     fn takeovers_and_stops_are_timed_once_each() {
         let obs = observer();
@@ -834,11 +831,12 @@ pub(crate) mod tests {
         // A restart under the same leadership is no takeover.
         obs.enter(leading(None));
         assert_eq!(takeovers(), Some(1.0));
-        // A stop escalated to SIGKILL is one stop; a child that exits by itself is none.
+        // A stop is counted with the time the process thread measured; an exit is no stop.
         obs.enter(stopping(StopReason::Resign));
-        obs.enter(stopping(StopReason::LeaseGone));
+        obs.stop_took(Duration::from_millis(250));
         obs.child_exited(143, false);
         assert_eq!(stops(), Some(1.0));
+        assert_eq!(get("singleton_exec_stop_seconds_sum"), Some(0.25));
         obs.enter(leading(None));
         obs.child_exited(0, false);
         assert_eq!(stops(), Some(1.0));
@@ -847,11 +845,6 @@ pub(crate) mod tests {
         obs.enter(standby());
         obs.enter(leading(None));
         assert_eq!(takeovers(), Some(1.0));
-        // A stop that began before a new child is not the new child's.
-        obs.enter(stopping(StopReason::Resign));
-        obs.enter(leading(None));
-        obs.child_exited(0, false);
-        assert_eq!(stops(), Some(1.0));
     }
 
     #[test]
