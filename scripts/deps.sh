@@ -3,7 +3,8 @@
 # Assumed present: Rust via rustup (cargo, rustc; rustfmt and clippy for scripts/test).
 # `scripts/fresh-machine-check` runs examples/demo.sh on a pristine Debian root to prove this list.
 # `ensure_deps tests` (scripts/test) also installs what only the tests need: the Kubernetes
-# manifest checks' tools (ensure_manifest_tools below).
+# manifest checks' tools (ensure_manifest_tools below), and the /metrics checks' promtool
+# (Debian's prometheus package) and OpenMetrics parser (python3-prometheus-client).
 
 # protoc finds the well-known types (google/protobuf/descriptor.proto) etcd-client's protos import:
 # Debian ships them in libprotobuf-dev, which protobuf-compiler only recommends.
@@ -44,6 +45,12 @@ ensure_deps() {
         missing+=(python3-venv)                                          # manifest checks' tools
     fi
     [ "${1:-}" != tests ] || command -v openssl >/dev/null 2>&1 || missing+=(openssl)  # the overlay's certificates
+    [ "${1:-}" != tests ] || command -v promtool >/dev/null 2>&1 || missing+=(prometheus)  # promtool check metrics
+    # Debian's module is for Debian's python3, which the test prefers to another one on PATH.
+    if [ "${1:-}" = tests ] && ! /usr/bin/python3 -c 'import prometheus_client' >/dev/null 2>&1 &&
+        ! python3 -c 'import prometheus_client' >/dev/null 2>&1; then
+        missing+=(python3-prometheus-client)                             # the OpenMetrics parser
+    fi
     if ! command -v protoc >/dev/null 2>&1; then
         missing+=(protobuf-compiler libprotobuf-dev)                    # etcd-client's build script
     elif ! protoc_has_wkt; then
@@ -76,9 +83,12 @@ ensure_deps() {
             echo "could not install: ${missing[*]} (apt-get failed; is a package mirror reachable?)" >&2
             return 1
         fi
-        # Debian's etcd-server package enables a system etcd; ours run on their own ports, but a
-        # stray one on 2379 helps nobody.
-        if command -v systemctl >/dev/null 2>&1; then systemctl disable --now etcd >/dev/null 2>&1 || true; fi
+        # Debian's etcd-server and prometheus packages enable services of their own; ours run on
+        # their own ports (promtool is all the tests use), but a stray server helps nobody.
+        if command -v systemctl >/dev/null 2>&1; then
+            systemctl disable --now etcd >/dev/null 2>&1 || true
+            systemctl disable --now prometheus >/dev/null 2>&1 || true
+        fi
         [ "${1:-}" != tests ] || ensure_manifest_tools
     else
         local why="not root"

@@ -27,7 +27,7 @@
 //! * [`leadership`]: the loop that moves a replica through its lifecycle: standby (one campaign
 //!   for the queue and the slots), then lead (the pure [`leadership::transition`] applied until
 //!   the leadership is over, then the one release), the leader's health checks and their display.
-//! * [`commands`]: the `status` and `resign` subcommands.
+//! * [`commands`]: the `status`, `resign` and `timing` subcommands.
 //!
 //! A unit test (`src/architecture_tests.rs`) checks that every import points to an earlier layer
 //! (or within its own folder), that modules form no cycle, and that `unsafe` stays in spawn and

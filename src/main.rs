@@ -2,16 +2,15 @@
 
 #![forbid(unsafe_code)]
 
+use std::ffi::OsString;
 use std::sync::Arc;
 use std::time::Duration;
 
-use clap::Parser;
-
-use singleton_exec::commands::{resign, status};
-use singleton_exec::config::cli::{Cli, Command};
+use singleton_exec::commands::{resign, status, timing};
+use singleton_exec::config::cli::{self, Cli, Command};
 use singleton_exec::config::Config;
 use singleton_exec::core::command::CommandSpec;
-use singleton_exec::core::exit_code::Exit;
+use singleton_exec::core::exit_code::{self, Exit};
 use singleton_exec::health::Check;
 use singleton_exec::leadership;
 use singleton_exec::process::contract::Settings;
@@ -33,20 +32,22 @@ fn main() {
 }
 
 fn run() -> i32 {
-    let cli = match Cli::try_parse() {
+    let argv: Vec<OsString> = std::env::args_os().collect();
+    let cli = match cli::parse(argv.iter().cloned()) {
         Ok(cli) => cli,
+        Err(e) if e.use_stderr() => {
+            eprint!("{}", cli::render_parse_error(&e, &argv));
+            return Exit::Usage.code();
+        }
         Err(e) => {
-            let _ = e.print();
-            return if e.use_stderr() {
-                Exit::Usage.code()
-            } else {
-                0
-            };
+            let _ = e.print(); // --help, --version
+            return 0;
         }
     };
     let log = match &cli.subcommand {
         Some(Command::Status(args)) => &args.log,
         Some(Command::Resign(args)) => &args.log,
+        Some(Command::Timing(args)) => &args.run.log,
         None => &cli.run.log,
     };
     if let Err(e) = logging::init(log) {
@@ -56,28 +57,37 @@ fn run() -> i32 {
     match cli.subcommand {
         Some(Command::Status(args)) => block_on(status::run(args)),
         Some(Command::Resign(args)) => block_on(resign::run(args)),
+        Some(Command::Timing(args)) => timing::run(*args),
         None => {
             logging::install_panic_hook();
-            supervise(cli).code()
+            supervise(cli, &argv).code()
         }
     }
 }
 
 /// The supervising mode, as its duties in order: validate, check the commands, take charge of
 /// orphans, bind the health port, start the process thread, run the leadership loop.
-fn supervise(cli: Cli) -> Exit {
-    match prepare(cli) {
+fn supervise(cli: Cli, argv: &[OsString]) -> Exit {
+    match prepare(cli, argv) {
         Ok(run) => run(),
         Err(exit) => exit,
     }
 }
 
 /// Everything that can fail before the leadership loop starts; then the loop, to run.
-fn prepare(cli: Cli) -> Result<impl FnOnce() -> Exit, Exit> {
+fn prepare(cli: Cli, argv: &[OsString]) -> Result<impl FnOnce() -> Exit, Exit> {
+    not_a_mistyped_subcommand(argv, &cli.run.command)?;
+    let sources = cli.run.sources.clone();
     let config = Config::from_args(cli.run).map_err(|e| {
-        eprintln!("singleton-exec: {e}");
+        eprintln!(
+            "singleton-exec: {}",
+            sources.explain(&e.to_string(), &e.options())
+        );
         Exit::Usage
     })?;
+    for (warning, options) in config.warnings() {
+        tracing::warn!("{}", sources.explain(warning, options));
+    }
     check_commands(&config)?;
     let sent_faults = signals::forward_sent_faults()
         .inspect_err(|e| tracing::warn!(error = %e, "cannot forward SIGABRT/SIGSEGV/... sent by other processes"))
@@ -112,6 +122,25 @@ fn prepare(cli: Cli) -> Result<impl FnOnce() -> Exit, Exit> {
         Ok(rt) => rt.block_on(leadership::run(config, process, observer, health)),
         Err(code) => code,
     })
+}
+
+/// `singleton-exec stauts`: a word in the place of a subcommand, close to one, that names no
+/// command on PATH is a mistyped subcommand (a usage error), not a command that is not found.
+fn not_a_mistyped_subcommand(argv: &[OsString], command: &[OsString]) -> Result<(), Exit> {
+    let Some((word, meant)) = cli::mistyped_subcommand(argv, command) else {
+        return Ok(());
+    };
+    let spec = CommandSpec {
+        program: word.clone().into(),
+        args: vec![],
+    };
+    match spawn::preflight(&spec) {
+        Err(e) if e.exit_code() == exit_code::NOT_FOUND => {
+            eprintln!("singleton-exec: unknown subcommand `{word}`, and no command `{word}` on PATH: did you mean `{meant}`?");
+            Err(Exit::Usage)
+        }
+        _ => Ok(()),
+    }
 }
 
 /// The command, and the shell a `--health-cmd` needs, can be run: else a clear error now.

@@ -315,7 +315,7 @@ fn the_child_environment_can_run_a_nested_status() {
         "the nested status failed:\n{out}\nlog:\n{}",
         r.log()
     );
-    assert!(out.contains("leader:     envr"), "{out}");
+    assert!(out.contains("leader:           envr"), "{out}");
 }
 
 /// A usage error as the user sees it: exit 2, one line on stderr that says each of `needles`, no
@@ -457,4 +457,191 @@ fn the_guards_variable_set_by_a_user_changes_nothing() {
         assert_eq!(r.stdout(), "ran\n", "{value}: {}", r.log());
         assert!(r.log().contains("guard started"), "{value}: {}", r.log());
     }
+}
+
+/// `singleton-exec timing` reads the configuration a replica would (flags, SINGLETON_EXEC_*
+/// variables, defaults), refuses what a replica refuses, and prints the figures the replica logs
+/// at debug level when it starts.
+#[test]
+fn timing_prints_the_worst_cases_of_the_configuration() {
+    let (code, out, err) = run(&["timing"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("timing of --ttl 10s "), "{out}");
+    for line in [
+        "etcd outage survived without a stop     4s ",
+        "takeover after the leader's host dies   10.5s ",
+        "takeover after a graceful stop          3s ",
+        "stop signal to the child's tree         6s ",
+        "SIGKILL to the child's tree             9s ",
+    ] {
+        assert!(out.contains(line), "{line:?} in:\n{out}");
+    }
+    // A variable, a flag and a replica's whole command line.
+    let (code, out, err) = run_with_env(
+        &[
+            "timing", "--grace", "5s", "--output", "json", "--", "sleep", "1",
+        ],
+        &[("SINGLETON_EXEC_TTL", "20s")],
+    );
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).expect("JSON");
+    assert_eq!(v["ttl_ms"], 20_000);
+    assert_eq!(v["stop_after_keepalive_ms"], 13_000);
+    assert_eq!(v["tolerated_outage_ms"], 9_000);
+    assert_eq!(v["takeover_after_graceful_stop_ms"], 5_000);
+    let (code, _, err) = run(&["timing", "--ttl", "10s", "--grace", "9500ms"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("grace + margin < ttl"), "{err}");
+
+    // The replica logs the same figures at debug level on start-up.
+    let (_, _, log) = run_with_env(
+        &["--id", "t", "--", "true"],
+        &[("SINGLETON_EXEC_LOG", "singleton_exec=debug")],
+    );
+    let line = log
+        .lines()
+        .find(|l| l.contains("timing: worst cases"))
+        .unwrap_or_else(|| panic!("no timing line:\n{log}"));
+    for field in [
+        "tolerated_outage_ms=4000",
+        "takeover_after_crash_ms=10500",
+        "takeover_after_graceful_stop_ms=3000",
+        "stop_after_keepalive_ms=6000",
+        "kill_after_keepalive_ms=9000",
+    ] {
+        assert!(line.contains(field), "{field} in {line}");
+    }
+}
+
+/// A mistyped subcommand that names no command on PATH is a usage error that says what was
+/// meant; after `--`, or when the word is a command (`stat`), it runs as a command.
+#[test]
+fn a_mistyped_subcommand_gets_a_suggestion() {
+    let (code, _, err) = run(&["stauts"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("did you mean `status`?"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    let (code, _, err) = run(&["resing", "--election", "x"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("did you mean `resign`?"), "{err}");
+    // Meant as a command: not found.
+    let (code, _, err) = run(&["--", "stauts"]);
+    assert_eq!(code, 127, "{err}");
+    assert!(!err.contains("did you mean"), "{err}");
+    // `stat` is close to `status`, and a command: it is run (here: until the acquire timeout).
+    let (code, _, err) = run(&["stat", "/"]);
+    assert_eq!(code, 124, "{err}");
+    assert!(!err.contains("did you mean"), "{err}");
+}
+
+/// A negative duration is refused with a message that does not suggest `-- -5s` (which would
+/// make it the command); an option where a value was forgotten says so.
+#[test]
+fn negative_durations_get_a_message_that_helps() {
+    for args in [
+        &["--ttl", "-5s", "--", "true"][..],
+        &["--grace=-1s", "--", "true"],
+        &["status", "--election", "a", "--dial-timeout", "-1s"],
+        &["resign", "--election", "a", "--timeout", "-10s"],
+    ] {
+        let (code, _, err) = run(args);
+        assert_eq!(code, 2, "{args:?}: {err}");
+        assert!(
+            err.contains("cannot be negative; did you mean"),
+            "{args:?}: {err}"
+        );
+        assert!(!err.contains("-- -"), "{args:?}: {err}");
+    }
+    let (code, _, err) = run(&["--ttl", "--grace", "1s", "--", "true"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("a duration is missing before the option --grace"),
+        "{err}"
+    );
+    let (code, _, err) = run(&["--slots", "-1", "--", "true"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(!err.contains("-- -1"), "{err}");
+}
+
+/// An error about a value that came from a SINGLETON_EXEC_* variable names the variable, whether
+/// clap or the configuration refuses it.
+#[test]
+fn errors_about_values_from_variables_name_the_variable() {
+    let rows: &[(&[&str], (&str, &str), &str)] = &[
+        (
+            &["--", "true"],
+            ("SINGLETON_EXEC_TTL", "-5s"),
+            "from SINGLETON_EXEC_TTL",
+        ),
+        (
+            &["--", "true"],
+            ("SINGLETON_EXEC_TTL", "1s"),
+            "(--ttl from SINGLETON_EXEC_TTL)",
+        ),
+        (
+            &["--ttl", "10s", "--", "true"],
+            ("SINGLETON_EXEC_GRACE", "9s"),
+            "(--grace from SINGLETON_EXEC_GRACE)",
+        ),
+        (
+            &["--", "true"],
+            ("SINGLETON_EXEC_HEALTH_RETRIES", "5"),
+            "(--health-retries from SINGLETON_EXEC_HEALTH_RETRIES)",
+        ),
+        (
+            &["--", "true"],
+            ("SINGLETON_EXEC_STOP_SIGNAL", "NOPE"),
+            "(--stop-signal from SINGLETON_EXEC_STOP_SIGNAL)",
+        ),
+        (
+            &["status", "--election", "a"],
+            ("SINGLETON_EXEC_PREFIX", "/a/b"),
+            "(--prefix from SINGLETON_EXEC_PREFIX)",
+        ),
+        (
+            &["timing"],
+            ("SINGLETON_EXEC_MARGIN", "10ms"),
+            "(--margin from SINGLETON_EXEC_MARGIN)",
+        ),
+    ];
+    for (args, var, want) in rows {
+        let (code, _, err) = run_with_env(args, &[*var]);
+        assert_eq!(code, 2, "{args:?} {var:?}: {err}");
+        assert!(err.contains(want), "{args:?} {var:?}: {err}");
+    }
+    // The same value given as a flag: no variable to name.
+    let (code, _, err) = run(&["--ttl", "1s", "--", "true"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(!err.contains("SINGLETON_EXEC_TTL"), "{err}");
+}
+
+/// Settings that would do nothing are not silent: health-check settings without a check are a
+/// usage error; a token for POST /resign without --health-addr runs, with a warning.
+#[test]
+fn settings_that_do_nothing_are_refused_or_warned_about() {
+    let (code, _, err) = run(&["--health-interval", "5s", "--", "true"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("--health-interval tunes a health check, but none is asked for"),
+        "{err}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("token");
+    std::fs::write(&token, "0123456789abcdef0123456789\n").unwrap();
+    let token = token.to_string_lossy().into_owned();
+    let (code, _, err) = run(&["--resign-token-file", &token, "--", "true"]);
+    assert_eq!(code, 124, "it runs: {err}");
+    assert!(
+        err.lines().any(|l| l.contains("WARN")
+            && l.contains("--resign-token-file has no effect without --health-addr")),
+        "{err}"
+    );
+    let (_, _, err) = run_with_env(
+        &["--", "true"],
+        &[("SINGLETON_EXEC_RESIGN_TOKEN_FILE", &token)],
+    );
+    assert!(
+        err.contains("(--resign-token-file from SINGLETON_EXEC_RESIGN_TOKEN_FILE)"),
+        "{err}"
+    );
 }

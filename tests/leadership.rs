@@ -457,9 +457,12 @@ fn acquire_timeout_and_standby_withdrawal_and_status() {
     wait_starts(dir.path(), 1, "a leads");
     let (code, out) = status("acq");
     assert_eq!(code, 0, "{out}");
-    assert!(out.contains("leader:     a"), "{out}");
+    assert!(out.contains("leader:           a"), "{out}");
     assert!(
-        out.contains(&format!("revision:   {}", starts(dir.path())[0].revision)),
+        out.contains(&format!(
+            "fencing_revision: {}",
+            starts(dir.path())[0].revision
+        )),
         "{out}"
     );
 
@@ -475,7 +478,7 @@ fn acquire_timeout_and_standby_withdrawal_and_status() {
 
     let mut c = replica("c", &etcd.endpoints(), "acq", &[], dir.path());
     c.wait_log("role=\"standby\"", LONG);
-    assert!(status("acq").1.contains("candidates: 2"));
+    assert!(status("acq").1.contains("candidates:       2"));
     c.signal(libc::SIGTERM);
     assert_eq!(
         c.wait(Duration::from_secs(5)),
@@ -483,7 +486,7 @@ fn acquire_timeout_and_standby_withdrawal_and_status() {
         "a standby withdraws at once"
     );
     assert!(
-        status("acq").1.contains("candidates: 1"),
+        status("acq").1.contains("candidates:       1"),
         "the standby's key was revoked"
     );
 

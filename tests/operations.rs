@@ -1,6 +1,7 @@
 //! Operations: the HTTP endpoints as leader and as standby (still answering, without spinning,
 //! with more connections than file descriptors; hostile clients are in `probes.rs`), stepping
-//! down, the systemd notify protocol, and metrics that a Prometheus parser accepts.
+//! down, the systemd notify protocol, and metrics in the format a scraper asks for, clean for
+//! `promtool check metrics` and the Python client's OpenMetrics parser.
 
 use std::net::TcpStream;
 use std::os::unix::net::UnixDatagram;
@@ -9,7 +10,8 @@ use std::time::Duration;
 
 use crate::support::procfs::cpu_ticks;
 use crate::support::{
-    args, bin, free_port, http, replica_with, wait_for, with_rlimit, EtcdCluster, Replica,
+    args, bin, free_port, http, http_with, replica_with, skip_or_fail, tool, wait_for, with_rlimit,
+    EtcdCluster, Replica,
 };
 
 const LONG: Duration = Duration::from_secs(30);
@@ -86,12 +88,19 @@ fn endpoints_as_leader_and_standby_and_resign_hands_over() {
     assert!(m.contains("singleton_exec_keepalive_rtt_seconds"));
     assert!(m.contains("singleton_exec_election_wait_seconds"));
 
-    // Standby.
+    let fencing = st["fencing_revision"].as_i64();
+    assert_eq!(st["create_revision"].as_i64(), fencing);
+    assert_eq!(st["leader_fencing_revision"].as_i64(), fencing);
+
+    // Standby: its key's create revision fences nothing, and is not shown as if it did.
     assert_eq!(http("GET", pb, "/leader").0, 503);
     let st = json(&http("GET", pb, "/status").1);
     assert_eq!(st["role"], "standby");
     assert_eq!(st["leader_id"], "a");
     assert!(st["child_pid"].is_null());
+    assert!(st["fencing_revision"].is_null(), "{st}");
+    assert!(st["create_revision"].as_i64() > fencing, "{st}");
+    assert_eq!(st["leader_fencing_revision"].as_i64(), fencing, "{st}");
     assert_eq!(
         metric(&http("GET", pb, "/metrics").1, "singleton_exec_is_leader"),
         0.0
@@ -318,4 +327,195 @@ fn the_health_endpoint_does_not_spin_out_of_file_descriptors() {
         || http("GET", port, "/healthz").0 == 200,
         || format!("/healthz does not answer again:\n{}", r.log()),
     );
+}
+
+/// `/metrics` answers in the format asked for: the Prometheus text without an Accept header or
+/// for text/plain, clean for `promtool check metrics`; OpenMetrics when asked, which the Python
+/// client's strict parser reads. It shows only what happened: no exit code while the first child
+/// runs; after a step-down, the child's exit code, one stop and the two takeovers.
+#[test]
+fn metrics_come_in_the_format_asked_for_and_show_only_what_happened() {
+    let promtool = tool("promtool", "metrics_come_in_the_format_asked_for");
+    let etcd = EtcdCluster::single();
+    let port = free_port();
+    let a = start("a", &etcd, port, "scrape");
+    a.wait_stdout("started", LONG);
+    wait_for(LONG, || http("GET", port, "/leader").0 == 200, || a.log());
+    let scrape = |accept: Option<&str>| {
+        let headers: Vec<(&str, &str)> = accept.map(|v| ("Accept", v)).into_iter().collect();
+        let answer = http_with("GET", port, "/metrics", &headers);
+        assert_eq!(answer.status, 200, "{answer:?}");
+        answer
+    };
+    let text = "text/plain; version=0.0.4; charset=utf-8";
+    let openmetrics = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+    let prometheus = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+    let rows = [
+        (None, text),
+        (Some("text/plain"), text),
+        (Some("*/*"), text),
+        (Some("application/openmetrics-text;q=0.3, text/plain"), text),
+        (
+            Some("application/openmetrics-text; version=1.0.0"),
+            openmetrics,
+        ),
+        (Some(prometheus), openmetrics),
+    ];
+    for (accept, want) in rows {
+        let answer = scrape(accept);
+        assert_eq!(answer.header("content-type"), Some(want), "{accept:?}");
+        assert_eq!(answer.header("vary"), Some("accept"), "{accept:?}");
+        assert_eq!(
+            answer.body.ends_with("# EOF\n"),
+            want == openmetrics,
+            "{accept:?}"
+        );
+    }
+
+    // The first child runs: no exit code yet.
+    let plain = scrape(None).body;
+    assert!(!plain.contains("last_child_exit_code"), "{plain}");
+    assert!(
+        plain.contains("\nsingleton_exec_takeover_wait_seconds_count 1\n"),
+        "{plain}"
+    );
+    assert!(
+        plain.contains("\nsingleton_exec_stop_seconds_count 0\n"),
+        "{plain}"
+    );
+    lint_clean(promtool.as_deref(), &plain);
+    openmetrics_parses(&scrape(Some("application/openmetrics-text")).body);
+
+    // A step-down ends it (SIGTERM: 143); alone in the election, the replica leads again.
+    assert_eq!(http("POST", port, "/resign").0, 202);
+    wait_for(
+        LONG,
+        || a.stdout().matches("started").count() == 2,
+        || a.log(),
+    );
+    wait_for(LONG, || http("GET", port, "/leader").0 == 200, || a.log());
+    let plain = scrape(None).body;
+    for line in plain.lines().filter(|l| {
+        l.starts_with("singleton_exec_takeover_wait_seconds_")
+            || l.starts_with("singleton_exec_stop_seconds_")
+    }) {
+        if !line.contains("_bucket") {
+            println!("{line}");
+        }
+    }
+    assert_eq!(metric(&plain, "singleton_exec_last_child_exit_code"), 143.0);
+    assert!(
+        plain.contains("\nsingleton_exec_stop_seconds_count 1\n"),
+        "{plain}"
+    );
+    assert!(
+        plain.contains("\nsingleton_exec_takeover_wait_seconds_count 2\n"),
+        "{plain}"
+    );
+    lint_clean(promtool.as_deref(), &plain);
+    let om = scrape(Some("application/openmetrics-text")).body;
+    assert!(
+        om.contains("\nsingleton_exec_last_child_exit_code 143\n"),
+        "{om}"
+    );
+    openmetrics_parses(&om);
+}
+
+/// `promtool check metrics` (Prometheus' own lint of the text format) says nothing.
+fn lint_clean(promtool: Option<&std::path::Path>, body: &str) {
+    use std::io::Write;
+    let Some(promtool) = promtool else { return };
+    let mut child = Command::new(promtool)
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run promtool");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(body.as_bytes())
+        .expect("write to promtool");
+    let out = child.wait_with_output().expect("promtool");
+    let said = String::from_utf8_lossy(&out.stdout) + String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && said.trim().is_empty(),
+        "promtool check metrics: {}\n{said}\n{body}",
+        out.status
+    );
+}
+
+/// The Python client's OpenMetrics parser (strict: `# EOF`, counters named as OpenMetrics wants,
+/// histogram buckets) reads every family. Debian's python3-prometheus-client is for Debian's
+/// python3, which is taken before another python3 on PATH (pyenv's, say).
+fn openmetrics_parses(body: &str) {
+    use std::io::Write;
+    let parser = "import sys\nfrom prometheus_client.openmetrics.parser import text_string_to_metric_families as p\nprint(len(list(p(sys.stdin.read()))))";
+    let importable = |python: &str| {
+        Command::new(python)
+            .args(["-c", "import prometheus_client"])
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    let python = ["/usr/bin/python3", "python3"]
+        .into_iter()
+        .find(|p| importable(p))
+        .unwrap_or("python3");
+    let mut child = match Command::new(python)
+        .args(["-c", parser])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+    {
+        Ok(c) => c,
+        Err(e) => return skip_or_fail(&format!("OpenMetrics check: python3: {e}")),
+    };
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(body.as_bytes())
+        .expect("write to python3");
+    let out = child.wait_with_output().expect("python3");
+    let err = String::from_utf8_lossy(&out.stderr);
+    if err.contains("No module named 'prometheus_client'") {
+        return skip_or_fail("OpenMetrics check: python3-prometheus-client is not installed");
+    }
+    assert!(out.status.success(), "OpenMetrics parser: {err}\n{body}");
+    let families: usize = String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .unwrap_or(0);
+    let types = body.lines().filter(|l| l.starts_with("# TYPE ")).count();
+    assert_eq!(families, types, "{body}");
+}
+
+/// Two replicas with one `--id` in one election cannot be told apart in `status` or the logs:
+/// the one that joins later says so, from the queue it reads after joining; a replica with an id
+/// of its own says nothing.
+#[test]
+fn a_second_replica_with_the_same_id_is_warned_about() {
+    let etcd = EtcdCluster::single();
+    let child = [
+        "--election",
+        "dup",
+        "--",
+        "sh",
+        "-c",
+        "echo started; exec sleep 300",
+    ];
+    let first = Replica::start("same", &etcd.endpoints(), &child);
+    first.wait_stdout("started", LONG);
+    let warning = "another replica of this election has the same --id";
+    let twin = Replica::start("same", &etcd.endpoints(), &child);
+    twin.wait_log("role=\"standby\"", LONG);
+    twin.wait_log(warning, LONG);
+    assert!(twin.log().contains("id=same"), "{}", twin.log());
+    let other = Replica::start("other", &etcd.endpoints(), &child);
+    other.wait_log("no other replica of this election has our --id", LONG);
+    assert!(!other.log().contains(warning), "{}", other.log());
 }

@@ -273,12 +273,12 @@ fn status_json_lists_the_queue_and_shows_an_etcdctl_lock_holder() {
     assert_eq!(out.status.code(), Some(0));
     let t = text(&out.stdout);
     assert!(
-        t.contains("leader:     (no id: empty value, e.g. an etcdctl lock holder)"),
+        t.contains("leader:           (no id: empty value, e.g. an etcdctl lock holder)"),
         "{t}"
     );
-    assert!(t.contains(&format!("key:        {key}")), "{t}");
+    assert!(t.contains(&format!("key:              {key}")), "{t}");
     assert!(
-        t.contains("candidates: 3") && t.contains("  3. b  key="),
+        t.contains("candidates:       3") && t.contains("  3. b  key="),
         "{t}"
     );
 

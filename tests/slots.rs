@@ -683,7 +683,7 @@ fn a_slot_holder_that_fails_its_health_check_hands_its_slot_over() {
             .is_some_and(|v| {
                 v["id"] == holder.id.as_str()
                     && v["key"] == holder.key.as_str()
-                    && v["revision"] == holder.revision
+                    && v["fencing_revision"] == holder.revision
                     && v["healthy"] == true
             })
     };

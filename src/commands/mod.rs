@@ -1,7 +1,9 @@
-//! The subcommands that talk to an election from outside it: [`status`] reads the queue, and
-//! [`resign`] asks the leader to step down and waits for the handoff.
+//! The subcommands: [`status`] reads an election's queue and [`resign`] asks its leader to step
+//! down and waits for the handoff, both from outside the election; [`timing`] prints the worst
+//! cases of a replica's configuration, without etcd.
 
 #![forbid(unsafe_code)]
 
 pub mod resign;
 pub mod status;
+pub mod timing;

@@ -46,10 +46,11 @@ pub async fn run(args: ResignArgs) -> i32 {
         eprintln!("singleton-exec: {e}");
         return exit_code::USAGE;
     }
-    let target = match Target::for_subcommand(&args.election, &args.prefix, args.etcd) {
-        Ok(t) => t,
-        Err(code) => return code,
-    };
+    let target =
+        match Target::for_subcommand(&args.election, &args.prefix, args.etcd, &args.sources) {
+            Ok(t) => t,
+            Err(code) => return code,
+        };
     let interrupted = signals::interrupted();
     let deadline = Instant::now() + args.timeout;
     let (old, revision, slot) = match whom(&target, args.slot).await {

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use etcd_client::Client;
 
-use crate::config::cli::{EtcdArgs, OutputFormat, StatusArgs};
+use crate::config::cli::{EnvSources, EtcdArgs, OutputFormat, StatusArgs};
 use crate::config::{etcd_config, validate_election, validate_prefix, ConfigError};
 use crate::core::backoff::Schedule;
 use crate::core::exit_code;
@@ -54,15 +54,19 @@ impl Target {
         })
     }
 
-    /// The target a subcommand's options name; a bad option is printed, and its exit code
-    /// returned.
+    /// The target a subcommand's options name; a bad option is printed (naming the variable
+    /// it came from, if it did), and its exit code returned.
     pub(crate) fn for_subcommand(
         election: &str,
         prefix: &str,
         etcd: EtcdArgs,
+        sources: &EnvSources,
     ) -> Result<Target, i32> {
         Target::new(election, prefix, etcd).map_err(|e| {
-            eprintln!("singleton-exec: {e}");
+            eprintln!(
+                "singleton-exec: {}",
+                sources.explain(&e.to_string(), &e.options())
+            );
             exit_code::USAGE
         })
     }
@@ -181,10 +185,11 @@ pub(crate) fn failed(e: &EtcdError) -> i32 {
 /// Prints the queue once (0 with a leader, 1 without, 4 when an orphaned key heads it), or
 /// follows it with `--watch`.
 pub async fn run(args: StatusArgs) -> i32 {
-    let target = match Target::for_subcommand(&args.election, &args.prefix, args.etcd) {
-        Ok(t) => t,
-        Err(code) => return code,
-    };
+    let target =
+        match Target::for_subcommand(&args.election, &args.prefix, args.etcd, &args.sources) {
+            Ok(t) => t,
+            Err(code) => return code,
+        };
     if args.watch {
         let interrupted = signals::interrupted();
         return tokio::select! {
@@ -276,24 +281,28 @@ fn shown_id(c: &Candidate) -> &str {
     }
 }
 
-/// The default output: today's lines for the leader (scripts parse them), then the queue.
+/// The default output: one `label: value` line each for the leader (scripts parse them), then
+/// the queue. `fencing_revision` is the leader key's create revision, the number a fenced resource
+/// compares.
 pub fn render_text(name: &str, queue: &Queue) -> String {
-    let mut out = format!("election:   {name}\n");
+    let line =
+        |label: &str, value: &dyn std::fmt::Display| format!("{:18}{value}\n", format!("{label}:"));
+    let mut out = line("election", &name);
     let Some(l) = queue.leader() else {
-        out.push_str("leader:     none\n");
+        out += &line("leader", &"none");
         return out;
     };
-    out += &format!("leader:     {}\n", shown_id(l));
-    out += &format!("key:        {}\n", l.key);
-    out += &format!("lease:      {}\n", l.lease);
-    out += &format!("revision:   {}\n", l.revision);
-    out += &format!("candidates: {}\n", queue.candidates.len());
+    out += &line("leader", &shown_id(l));
+    out += &line("key", &l.key);
+    out += &line("lease", &l.lease);
+    out += &line("fencing_revision", &l.revision);
+    out += &line("candidates", &queue.candidates.len());
     out += &queue_lines(&queue.candidates, true);
     if let Some(h) = &queue.health {
-        out += &format!("health:     {}\n", health_text(h));
+        out += &line("health", &health_text(h));
     }
     if let Some(why) = l.holding().orphaned() {
-        out += &format!("warning:    the head of the queue is orphaned ({why}): nobody leads until a standby removes it (within the TTL of the lease its name says) or it is deleted\n");
+        out += &line("warning", &format!("the head of the queue is orphaned ({why}): nobody leads until a standby removes it (within the TTL of the lease its name says) or it is deleted"));
     }
     out
 }
@@ -389,7 +398,7 @@ fn slots_json(name: &str, prefix: &str, v: &SlotsView) -> serde_json::Value {
     serde_json::json!({
         "election": name,
         "prefix": prefix,
-        "revision": v.revision,
+        "store_revision": v.revision,
         "slots": v.count,
         "held": v.held(),
         "orphaned_slots": v.orphaned(),
@@ -458,7 +467,7 @@ fn json_of(name: &str, prefix: &str, queue: &Queue) -> serde_json::Value {
     serde_json::json!({
         "election": name,
         "prefix": prefix,
-        "revision": queue.revision,
+        "store_revision": queue.revision,
         "leader": leader,
         "candidates": queue.candidates.iter().map(flagged_json).collect::<Vec<_>>(),
     })
@@ -622,7 +631,7 @@ mod tests {
                 "{text}"
             );
             assert_eq!(
-                text.contains("warning:    the head of the queue is orphaned"),
+                text.contains("warning:          the head of the queue is orphaned"),
                 head
             );
             let v = json_of("app", "/p", &q);
@@ -696,7 +705,7 @@ warning:    keys of --slots 5 are here too: replicas that disagree on --slots re
         let want = serde_json::json!({
             "election": "app",
             "prefix": "/p",
-            "revision": 30,
+            "store_revision": 30,
             "slots": 3,
             "held": 2,
             "holders": [
@@ -764,7 +773,7 @@ warning:    keys of --slots 5 are here too: replicas that disagree on --slots re
     fn a_healthy_leader_in_text_and_json() {
         let mut q = queue();
         q.health = Some(record(true));
-        assert!(render_text("app", &q).ends_with("health:     healthy\n"));
+        assert!(render_text("app", &q).ends_with("health:           healthy\n"));
         let v = json_of("app", "/p", &q);
         assert_eq!(v["leader"]["health"]["healthy"], true);
         assert_eq!(v["leader"]["health"]["last"], "healthy");
@@ -776,12 +785,14 @@ warning:    keys of --slots 5 are here too: replicas that disagree on --slots re
     fn text_keeps_the_leader_lines_and_lists_the_queue() {
         let out = render_text("app", &queue());
         let lines: Vec<&str> = out.lines().collect();
-        assert_eq!(lines[0], "election:   app");
-        assert_eq!(lines[1], format!("leader:     {EMPTY_ID}"));
-        assert_eq!(lines[2], "key:        /singleton-exec/app/a1");
-        assert_eq!(lines[3], "lease:      a1");
-        assert_eq!(lines[4], "revision:   5");
-        assert_eq!(lines[5], "candidates: 3");
+        assert_eq!(lines[0], "election:         app");
+        assert_eq!(lines[1], format!("leader:           {EMPTY_ID}"));
+        assert_eq!(lines[2], "key:              /singleton-exec/app/a1");
+        assert_eq!(lines[3], "lease:            a1");
+        assert_eq!(lines[4], "fencing_revision: 5");
+        assert_eq!(lines[5], "candidates:       3");
+        // One meaning of "revision" everywhere: the fencing revision says so.
+        assert!(!out.lines().any(|l| l.starts_with("revision")), "{out}");
         assert_eq!(
             lines[7],
             "  2. b  key=/singleton-exec/app/b2  lease=b2  create_revision=9"
@@ -793,7 +804,7 @@ warning:    keys of --slots 5 are here too: replicas that disagree on --slots re
         };
         assert_eq!(
             render_text("app", &none),
-            "election:   app\nleader:     none\n"
+            "election:         app\nleader:           none\n"
         );
     }
 
@@ -802,7 +813,9 @@ warning:    keys of --slots 5 are here too: replicas that disagree on --slots re
         let v = json_of("app", "/singleton-exec", &queue());
         assert_eq!(v["election"], "app");
         assert_eq!(v["prefix"], "/singleton-exec");
-        assert_eq!(v["revision"], 20);
+        // The store revision the read was made at, under its own name.
+        assert_eq!(v["store_revision"], 20);
+        assert!(v.get("revision").is_none(), "{v}");
         assert_eq!(v["leader"]["id"], "");
         assert_eq!(v["leader"]["key"], "/singleton-exec/app/a1");
         assert_eq!(v["leader"]["lease"], "a1");
@@ -843,7 +856,7 @@ warning:    keys of --slots 5 are here too: replicas that disagree on --slots re
         let text = render_text("app", &q);
         assert!(
             text.ends_with(
-                "health:     failing (2 of 3 failures before stepping down): exited with status 1: db down\n"
+                "health:           failing (2 of 3 failures before stepping down): exited with status 1: db down\n"
             ),
             "{text}"
         );

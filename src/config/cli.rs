@@ -4,13 +4,22 @@
 //! the program runs on. Every option can also come from `SINGLETON_EXEC_<OPTION>`; the etcd connection
 //! options fall back to etcdctl's `ETCDCTL_*` variables (resolved in the config step, since clap reads one
 //! variable per option).
+//!
+//! [`parse`] also records which options took their value from a variable ([`EnvSources`]), so
+//! that an error about such a value names the variable the user has to change, and it says
+//! `did you mean`, as for a flag, when a mistyped subcommand would otherwise run as a command
+//! ([`mistyped_subcommand`]).
 
 use crate::core::lifecycle::{OnChildExit, OnLeaseLost};
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
+use clap::error::{ContextKind, ContextValue, ErrorKind};
+use clap::parser::ValueSource;
+use clap::{
+    ArgAction, ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum,
+};
 
 use crate::core::exit_code::HELP_TABLE;
 
@@ -32,7 +41,7 @@ pub const MAX_SLOTS: u32 = 1024;
     after_help = HELP_TABLE,
     args_conflicts_with_subcommands = true,
     subcommand_negates_reqs = true,
-    override_usage = "singleton-exec [OPTIONS] -- COMMAND [ARG]...\n       singleton-exec status [OPTIONS]\n       singleton-exec resign [OPTIONS]"
+    override_usage = "singleton-exec [OPTIONS] -- COMMAND [ARG]...\n       singleton-exec status [OPTIONS]\n       singleton-exec resign [OPTIONS]\n       singleton-exec timing [OPTIONS] [-- COMMAND [ARG]...]"
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -50,13 +59,23 @@ pub enum Command {
     /// Ask the current leader to step down gracefully (planned switchover), from any machine with
     /// etcd access. Exits 0 once it has, 1 if there is no leader, 124 after --timeout.
     Resign(ResignArgs),
+    /// Print the worst-case timing of a replica's configuration, from the timing model: the etcd
+    /// outage survived without a stop, the takeover after a crash of the leader's host and after a
+    /// graceful stop, and the stop and kill deadlines after the last acknowledged keepalive.
+    /// Takes the replica's options and SINGLETON_EXEC_* variables (a command after -- is not run;
+    /// options the figures do not depend on are not checked). Exits 0, or 2 for a configuration
+    /// the replica would refuse.
+    // The command a replica needs is optional here: `timing` put before a replica's whole
+    // command line prints that replica's figures.
+    #[command(mut_arg("command", |a| a.required(false)))]
+    Timing(Box<TimingArgs>),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum OutputFormat {
     /// Lines for people.
     Text,
-    /// One JSON object (with --watch: one per line).
+    /// One JSON object (`status --watch`: one per line).
     Json,
 }
 
@@ -72,11 +91,11 @@ pub struct ResignArgs {
 
     /// With `--slots N`: the slot (0..N-1) whose holder should step down. Required for an
     /// election with slots.
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub slot: Option<u32>,
 
     /// Give up (exit 124) if the leader has not stepped down after this long.
-    #[arg(long, value_parser = parse_duration, default_value = "10s")]
+    #[arg(long, value_parser = parse_duration, allow_hyphen_values = true, default_value = "10s")]
     pub timeout: Duration,
 
     #[command(flatten)]
@@ -84,6 +103,20 @@ pub struct ResignArgs {
 
     #[command(flatten)]
     pub log: LogArgs,
+
+    /// The options whose values came from a variable.
+    #[arg(skip)]
+    pub sources: EnvSources,
+}
+
+#[derive(Debug, Args)]
+pub struct TimingArgs {
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
+
+    #[command(flatten)]
+    pub run: RunArgs,
 }
 
 #[derive(Debug, Args)]
@@ -110,6 +143,10 @@ pub struct StatusArgs {
 
     #[command(flatten)]
     pub log: LogArgs,
+
+    /// The options whose values came from a variable.
+    #[arg(skip)]
+    pub sources: EnvSources,
 }
 
 /// Options of the supervising (default) mode.
@@ -130,27 +167,32 @@ pub struct RunArgs {
     /// Run N copies across the replicas instead of one, each holding a slot 0..N-1 (given to the
     /// child as SINGLETON_EXEC_SLOT). Every replica of the election must use the same N; a replica
     /// that finds another N in etcd exits with code 2. 1 keeps the singleton's etcd keys exactly.
-    #[arg(long, env = "SINGLETON_EXEC_SLOTS", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_SLOTS)))]
+    #[arg(long, env = "SINGLETON_EXEC_SLOTS", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_SLOTS)), allow_negative_numbers = true)]
     pub slots: u32,
 
     /// Lease TTL, whole seconds, from 2s to 1year. A crashed leader is replaced after about this long.
-    #[arg(long, env = "SINGLETON_EXEC_TTL", value_parser = parse_duration, default_value = "10s")]
+    #[arg(long, env = "SINGLETON_EXEC_TTL", value_parser = parse_duration, allow_hyphen_values = true, default_value = "10s")]
     pub ttl: Duration,
 
     /// Time between the stop signal and SIGKILL. [default: 30% of --ttl]
-    #[arg(long, env = "SINGLETON_EXEC_GRACE", value_parser = parse_duration)]
+    #[arg(long, env = "SINGLETON_EXEC_GRACE", value_parser = parse_duration, allow_hyphen_values = true)]
     pub grace: Option<Duration>,
 
     /// Slack kept between SIGKILL and the earliest moment etcd may expire the lease. [default: 10% of --ttl]
-    #[arg(long, env = "SINGLETON_EXEC_MARGIN", value_parser = parse_duration)]
+    #[arg(long, env = "SINGLETON_EXEC_MARGIN", value_parser = parse_duration, allow_hyphen_values = true)]
     pub margin: Option<Duration>,
 
     /// Time between keepalives while all is well. [default: 10% of --ttl]
-    #[arg(long, env = "SINGLETON_EXEC_KEEPALIVE_INTERVAL", value_parser = parse_duration)]
+    #[arg(long, env = "SINGLETON_EXEC_KEEPALIVE_INTERVAL", value_parser = parse_duration, allow_hyphen_values = true)]
     pub keepalive_interval: Option<Duration>,
 
     /// Signal that asks the child to stop (name like TERM or SIGTERM, or a number).
-    #[arg(long, env = "SINGLETON_EXEC_STOP_SIGNAL", default_value = "TERM")]
+    #[arg(
+        long,
+        env = "SINGLETON_EXEC_STOP_SIGNAL",
+        default_value = "TERM",
+        allow_hyphen_values = true
+    )]
     pub stop_signal: String,
 
     /// What to do when leadership is lost: stop the child, then campaign again or exit (code 122).
@@ -163,7 +205,7 @@ pub struct RunArgs {
     pub on_child_exit: OnChildExit,
 
     /// Give up (exit 124) if not leader after this long; more than 0. [default: wait forever]
-    #[arg(long, env = "SINGLETON_EXEC_ACQUIRE_TIMEOUT", value_parser = parse_duration)]
+    #[arg(long, env = "SINGLETON_EXEC_ACQUIRE_TIMEOUT", value_parser = parse_duration, allow_hyphen_values = true)]
     pub acquire_timeout: Option<Duration>,
 
     /// Serve /healthz, /leader, /status, /metrics and POST /resign on PORT, :PORT or HOST:PORT
@@ -173,16 +215,22 @@ pub struct RunArgs {
 
     /// A signal that makes the leader step down (stop the child, revoke, hold off, campaign again)
     /// instead of being forwarded to the child. [default: none, every signal reaches the child]
-    #[arg(long, env = "SINGLETON_EXEC_RESIGN_SIGNAL", value_name = "SIGNAL")]
+    #[arg(
+        long,
+        env = "SINGLETON_EXEC_RESIGN_SIGNAL",
+        value_name = "SIGNAL",
+        allow_hyphen_values = true
+    )]
     pub resign_signal: Option<String>,
 
     /// File holding the bearer token that POST /resign requires (read at start-up, trimmed). Without
-    /// it, POST /resign is open on a loopback --health-addr and off on any other.
+    /// it, POST /resign is open on a loopback --health-addr and off on any other. Without
+    /// --health-addr there is no POST /resign: a warning says so.
     #[arg(long, env = "SINGLETON_EXEC_RESIGN_TOKEN_FILE", value_name = "FILE")]
     pub resign_token_file: Option<PathBuf>,
 
     /// After stepping down, wait this long before campaigning again, so a standby takes over.
-    #[arg(long, env = "SINGLETON_EXEC_RESIGN_HOLDOFF", value_parser = parse_duration, default_value = "2s")]
+    #[arg(long, env = "SINGLETON_EXEC_RESIGN_HOLDOFF", value_parser = parse_duration, allow_hyphen_values = true, default_value = "2s")]
     pub resign_holdoff: Duration,
 
     /// Key prefix under which elections live, one path segment; the election's keys are PREFIX/NAME/.
@@ -198,6 +246,10 @@ pub struct RunArgs {
     /// The command to run while leader, and its arguments (after `--`).
     #[arg(trailing_var_arg = true, value_name = "COMMAND", required = true)]
     pub command: Vec<OsString>,
+
+    /// The options whose values came from a variable.
+    #[arg(skip)]
+    pub sources: EnvSources,
 }
 
 /// The leader's health check of its child (named after Docker's HEALTHCHECK options). After
@@ -220,24 +272,29 @@ pub struct HealthArgs {
     #[arg(long, env = "SINGLETON_EXEC_HEALTH_URL", value_name = "URL")]
     pub health_url: Option<String>,
 
-    /// Time between health checks; the first runs this long after the child starts.
-    #[arg(long, env = "SINGLETON_EXEC_HEALTH_INTERVAL", value_parser = parse_duration, default_value = "10s")]
-    pub health_interval: Duration,
+    /// Time between health checks; the first runs this long after the child starts. Only with
+    /// --health-cmd or --health-url (alone it is a usage error). [default: 10s]
+    #[arg(long, env = "SINGLETON_EXEC_HEALTH_INTERVAL", value_parser = parse_duration, allow_hyphen_values = true)]
+    pub health_interval: Option<Duration>,
 
     /// A check that takes longer fails (a command is killed with its process group). At most
-    /// --health-interval.
-    #[arg(long, env = "SINGLETON_EXEC_HEALTH_TIMEOUT", value_parser = parse_duration, default_value = "5s")]
-    pub health_timeout: Duration,
+    /// --health-interval. Only with a check. [default: 5s]
+    #[arg(long, env = "SINGLETON_EXEC_HEALTH_TIMEOUT", value_parser = parse_duration, allow_hyphen_values = true)]
+    pub health_timeout: Option<Duration>,
 
     /// Consecutive failed checks that make the leader step down; times --health-interval at most
-    /// 1year.
-    #[arg(long, env = "SINGLETON_EXEC_HEALTH_RETRIES", default_value_t = 3)]
-    pub health_retries: u32,
+    /// 1year. Only with a check. [default: 3]
+    #[arg(
+        long,
+        env = "SINGLETON_EXEC_HEALTH_RETRIES",
+        allow_negative_numbers = true
+    )]
+    pub health_retries: Option<u32>,
 
     /// Failed checks during this time after the child starts are not counted (until the first
-    /// check passes).
-    #[arg(long, env = "SINGLETON_EXEC_HEALTH_START_PERIOD", value_parser = parse_duration, default_value = "0s")]
-    pub health_start_period: Duration,
+    /// check passes). Only with a check. [default: 0s]
+    #[arg(long, env = "SINGLETON_EXEC_HEALTH_START_PERIOD", value_parser = parse_duration, allow_hyphen_values = true)]
+    pub health_start_period: Option<Duration>,
 }
 
 /// How to reach etcd. Shared by the supervisor and `status`.
@@ -269,7 +326,7 @@ pub struct EtcdArgs {
     pub password: Option<String>,
 
     /// Timeout of each etcd request and of connecting; more than 0s.
-    #[arg(long, env = "SINGLETON_EXEC_DIAL_TIMEOUT", value_parser = parse_duration, default_value = "5s")]
+    #[arg(long, env = "SINGLETON_EXEC_DIAL_TIMEOUT", value_parser = parse_duration, allow_hyphen_values = true, default_value = "5s")]
     pub dial_timeout: Duration,
 }
 
@@ -294,8 +351,219 @@ pub enum LogFormat {
     Json,
 }
 
+/// etcdctl's variables that the connection options fall back to (read in the config step).
+pub const ETCDCTL_FALLBACKS: [(&str, &str); 6] = [
+    ("--endpoints", "ETCDCTL_ENDPOINTS"),
+    ("--cacert", "ETCDCTL_CACERT"),
+    ("--cert", "ETCDCTL_CERT"),
+    ("--key", "ETCDCTL_KEY"),
+    ("--user", "ETCDCTL_USER"),
+    ("--password", "ETCDCTL_PASSWORD"),
+];
+
+/// Which options of one command line took their value from an environment variable, as
+/// (`--option`, `VARIABLE`): a `SINGLETON_EXEC_*` variable clap read, or an `ETCDCTL_*` one the
+/// config step falls back to for an option given neither way.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EnvSources(Vec<(String, String)>);
+
+impl EnvSources {
+    /// What `matches` (of `cmd`, the command that ran) say, with `var` reading the environment.
+    fn of(cmd: &clap::Command, matches: &ArgMatches, var: impl Fn(&str) -> Option<String>) -> Self {
+        let mut found = Vec::new();
+        for arg in cmd.get_arguments() {
+            let Some(long) = arg.get_long().map(|l| format!("--{l}")) else {
+                continue;
+            };
+            let from = match matches.value_source(arg.get_id().as_str()) {
+                Some(ValueSource::EnvVariable) => {
+                    arg.get_env().map(|v| v.to_string_lossy().into_owned())
+                }
+                Some(ValueSource::CommandLine) => None,
+                _ => ETCDCTL_FALLBACKS
+                    .iter()
+                    .find(|(option, _)| *option == long)
+                    .map(|(_, v)| (*v).to_owned())
+                    .filter(|v| var(v).is_some_and(|value| !value.is_empty())),
+            };
+            if let Some(from) = from {
+                found.push((long, from));
+            }
+        }
+        EnvSources(found)
+    }
+
+    /// The variable `option` (`--ttl`) took its value from, if any.
+    pub fn variable_of(&self, option: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(o, _)| o == option)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// `message` about `options`, followed by where those of them that came from a variable
+    /// came from: ` (--ttl from SINGLETON_EXEC_TTL)`.
+    pub fn explain(&self, message: &str, options: &[&str]) -> String {
+        let named: Vec<String> = options
+            .iter()
+            .filter_map(|o| self.variable_of(o).map(|v| format!("{o} from {v}")))
+            .collect();
+        if named.is_empty() {
+            message.to_owned()
+        } else {
+            format!("{message} ({})", named.join(", "))
+        }
+    }
+}
+
+/// Parses `argv` as `Cli::parse_from` does, recording in each command's arguments which options
+/// came from a variable. A clap error about a value from a variable names it
+/// ([`render_parse_error`]).
+pub fn parse<I, T>(argv: I) -> Result<Cli, clap::Error>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    let cmd = Cli::command();
+    let matches = cmd.clone().try_get_matches_from(argv)?;
+    let mut cli = Cli::from_arg_matches(&matches)?;
+    let var = |name: &str| std::env::var(name).ok();
+    let sub = |name: &str| {
+        cmd.find_subcommand(name)
+            .cloned()
+            .unwrap_or_else(|| cmd.clone())
+    };
+    match (&mut cli.subcommand, matches.subcommand()) {
+        (Some(Command::Status(a)), Some((name, m))) => {
+            a.sources = EnvSources::of(&sub(name), m, var)
+        }
+        (Some(Command::Resign(a)), Some((name, m))) => {
+            a.sources = EnvSources::of(&sub(name), m, var)
+        }
+        (Some(Command::Timing(a)), Some((name, m))) => {
+            a.run.sources = EnvSources::of(&sub(name), m, var)
+        }
+        (None, _) => cli.run.sources = EnvSources::of(&cmd, &matches, var),
+        _ => {}
+    }
+    Ok(cli)
+}
+
+/// A parse error as clap renders it, but naming the variable when the bad value came from one
+/// (clap says only `invalid value '-5s' for '--ttl <TTL>'`). `argv` is the command line.
+pub fn render_parse_error(e: &clap::Error, argv: &[OsString]) -> String {
+    let rendered = e.render().to_string();
+    if !matches!(
+        e.kind(),
+        ErrorKind::InvalidValue | ErrorKind::ValueValidation
+    ) {
+        return rendered;
+    }
+    let (Some(ContextValue::String(arg)), Some(ContextValue::String(value))) = (
+        e.get(ContextKind::InvalidArg),
+        e.get(ContextKind::InvalidValue),
+    ) else {
+        return rendered;
+    };
+    let long = arg.split_whitespace().next().unwrap_or(arg);
+    let cmd = Cli::command();
+    let env = std::iter::once(&cmd)
+        .chain(cmd.get_subcommands())
+        .flat_map(|c| c.get_arguments())
+        .find(|a| a.get_long().is_some_and(|l| format!("--{l}") == long))
+        .and_then(|a| a.get_env())
+        .map(|v| v.to_string_lossy().into_owned());
+    let Some(env) = env else { return rendered };
+    let from_env = std::env::var_os(&env).is_some_and(|v| v == OsStr::new(value))
+        && !given_on_command_line(argv, long);
+    if from_env {
+        name_variable(&rendered, arg, &env)
+    } else {
+        rendered
+    }
+}
+
+/// Whether `--option` (or `--option=...`) is on the command line before any `--`.
+fn given_on_command_line(argv: &[OsString], long: &str) -> bool {
+    argv.iter().skip(1).take_while(|a| *a != "--").any(|a| {
+        let a = a.to_string_lossy();
+        a == long || a.starts_with(&format!("{long}="))
+    })
+}
+
+/// clap's `for '--ttl <TTL>'` becomes `for '--ttl <TTL>' from SINGLETON_EXEC_TTL`.
+fn name_variable(rendered: &str, arg: &str, env: &str) -> String {
+    let quoted = format!("'{arg}'");
+    rendered.replacen(&quoted, &format!("{quoted} from {env}"), 1)
+}
+
+/// The subcommand `word` is likely a mistyping of (case aside, at most two letters off, a
+/// transposition counting as one, and at most half the word), if any: `stauts` → `status`.
+pub fn suggest_subcommand(word: &str) -> Option<String> {
+    let word = word.to_lowercase();
+    let cmd = Cli::command();
+    let names = cmd
+        .get_subcommands()
+        .map(|c| c.get_name().to_owned())
+        .chain(std::iter::once("help".to_owned()));
+    names
+        .map(|name| (edit_distance(&word, &name), name))
+        .filter(|(d, _)| *d <= 2 && *d * 2 <= word.chars().count())
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, name)| name)
+}
+
+/// In run mode, the first word of the command when it stands where a subcommand would (no `--`
+/// before it), and the subcommand it looks like a mistyping of. `argv` is the whole command line,
+/// `command` what clap took as the command (always its tail).
+pub fn mistyped_subcommand(argv: &[OsString], command: &[OsString]) -> Option<(String, String)> {
+    let first = argv.len().checked_sub(command.len())?;
+    let word = command.first()?.to_str()?;
+    if first == 0 || argv.get(first - 1).is_some_and(|a| a == "--") {
+        return None;
+    }
+    suggest_subcommand(word).map(|s| (word.to_owned(), s))
+}
+
+/// Edits (insert, delete, substitute, swap two neighbours) from `a` to `b`: the optimal string
+/// alignment distance.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
+    let mut d = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+    for (i, row) in d.iter_mut().enumerate() {
+        row[0] = i;
+    }
+    d[0] = (0..=b.len()).collect();
+    for i in 1..=a.len() {
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            d[i][j] = (d[i - 1][j] + 1)
+                .min(d[i][j - 1] + 1)
+                .min(d[i - 1][j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                d[i][j] = d[i][j].min(d[i - 2][j - 2] + 1);
+            }
+        }
+    }
+    d[a.len()][b.len()]
+}
+
+/// A duration in humantime's syntax. Options that take one accept values that begin with '-', so
+/// that a negative duration, or an option where a value was forgotten, is answered here, not
+/// with clap's advice to write `-- -5s` (which would make it the command).
 fn parse_duration(s: &str) -> Result<Duration, String> {
-    humantime::parse_duration(s).map_err(|e| format!("{e} (examples: 10s, 500ms, 1m30s)"))
+    const EXAMPLES: &str = "examples: 10s, 500ms, 1m30s";
+    if s.starts_with("--") {
+        return Err(format!(
+            "a duration is missing before the option {s} ({EXAMPLES})"
+        ));
+    }
+    if let Some(positive) = s.strip_prefix('-').filter(|p| !p.is_empty()) {
+        return Err(format!(
+            "a duration cannot be negative; did you mean {positive}? ({EXAMPLES})"
+        ));
+    }
+    humantime::parse_duration(s).map_err(|e| format!("{e} ({EXAMPLES})"))
 }
 
 #[cfg(test)]
@@ -331,6 +599,11 @@ mod tests {
         }
         let e = parse_duration("10").unwrap_err();
         assert!(e.contains("examples: 10s"), "{e}");
+        let e = parse_duration("-5s").unwrap_err();
+        assert!(e.contains("cannot be negative; did you mean 5s?"), "{e}");
+        assert!(!e.contains("--"), "{e}");
+        let e = parse_duration("--grace").unwrap_err();
+        assert!(e.contains("missing before the option --grace"), "{e}");
     }
 
     /// Which mode a command line selects, and what a subcommand refuses.
@@ -355,6 +628,16 @@ mod tests {
             (&["--", "sleep", "1"], Ok("run")),
             (&["sleep", "1"], Ok("run")),
             (&["status", "--election", "app"], Ok("status")),
+            (&["timing"], Ok("timing")),
+            (
+                &["timing", "--ttl", "20s", "--output", "json"],
+                Ok("timing"),
+            ),
+            (
+                &["timing", "--ttl", "20s", "--", "sleep", "1"],
+                Ok("timing"),
+            ),
+            (&["timing", "--watch"], Err(UnknownArgument)),
             (&["resign", "--election", "a", "--slot", "2"], Ok("resign")),
             (&[], Err(MissingRequiredArgument)),
             (&["status"], Err(MissingRequiredArgument)),
@@ -375,6 +658,7 @@ mod tests {
                 None => "run",
                 Some(Command::Status(_)) => "status",
                 Some(Command::Resign(_)) => "resign",
+                Some(Command::Timing(_)) => "timing",
             });
             assert_eq!(got, *want, "{args:?}");
         }
@@ -395,6 +679,142 @@ mod tests {
         assert_eq!(cli.run.slots, 1);
     }
 
+    #[test]
+    fn edit_distances() {
+        let rows = [
+            ("status", "status", 0),
+            ("stauts", "status", 1),
+            ("staus", "status", 1),
+            ("statuss", "status", 1),
+            ("stat", "status", 2),
+            ("resing", "resign", 1),
+            ("timng", "timing", 1),
+            ("", "help", 4),
+            ("sleep", "resign", 6),
+        ];
+        for (a, b, want) in rows {
+            assert_eq!(edit_distance(a, b), want, "{a} {b}");
+            assert_eq!(edit_distance(b, a), want, "{b} {a}");
+        }
+    }
+
+    /// Which words in the place of a subcommand look like a mistyped one. (Whether the word is
+    /// also a command on PATH, which then runs, is checked at start-up.)
+    #[test]
+    fn mistyped_subcommands() {
+        let _env = crate::config::tests::env_lock();
+        let rows: &[(&str, Option<(&str, &str)>)] = &[
+            ("stauts", Some(("stauts", "status"))),
+            ("STATUS", Some(("STATUS", "status"))),
+            ("--ttl 5s stauts --election x", Some(("stauts", "status"))),
+            ("resing", Some(("resing", "resign"))),
+            ("timng -v", Some(("timng", "timing"))),
+            ("hepl", Some(("hepl", "help"))),
+            ("stat /", Some(("stat", "status"))),
+            // After `--` it is meant as a command.
+            ("-- stauts", None),
+            ("--ttl 5s -- stauts", None),
+            ("sleep 1", None),
+            ("ls", None),
+            ("st", None),
+            ("./stauts", None),
+            ("/usr/bin/status", None),
+        ];
+        for (line, want) in rows {
+            let argv: Vec<OsString> = std::iter::once("singleton-exec")
+                .chain(line.split_whitespace())
+                .map(OsString::from)
+                .collect();
+            let cli = Cli::try_parse_from(&argv).expect("a command line of run mode");
+            let got = mistyped_subcommand(&argv, &cli.run.command);
+            let want = want.map(|(w, s)| (w.to_owned(), s.to_owned()));
+            assert_eq!(got, want, "{line}");
+        }
+    }
+
+    /// The options that took a variable's value are known, so an error about them names it; a
+    /// flag beats its variable; etcdctl's variables count for an option given neither way.
+    #[test]
+    fn values_from_variables_are_named() {
+        let _env = crate::config::tests::env_lock();
+        let vars = [
+            ("SINGLETON_EXEC_TTL", "1s"),
+            ("SINGLETON_EXEC_PREFIX", "/p"),
+            ("ETCDCTL_ENDPOINTS", "e:1"),
+        ];
+        for (k, v) in vars {
+            std::env::set_var(k, v);
+        }
+        let sources = |args: &[&str]| {
+            let argv = std::iter::once("singleton-exec").chain(args.iter().copied());
+            match parse(argv).expect("arguments") {
+                Cli {
+                    subcommand: None,
+                    run,
+                } => run.sources,
+                Cli {
+                    subcommand: Some(Command::Status(a)),
+                    ..
+                } => a.sources,
+                Cli {
+                    subcommand: Some(Command::Resign(a)),
+                    ..
+                } => a.sources,
+                Cli {
+                    subcommand: Some(Command::Timing(a)),
+                    ..
+                } => a.run.sources,
+            }
+        };
+        let s = sources(&["--grace", "1s", "--", "x"]);
+        assert_eq!(s.variable_of("--ttl"), Some("SINGLETON_EXEC_TTL"));
+        assert_eq!(s.variable_of("--endpoints"), Some("ETCDCTL_ENDPOINTS"));
+        assert_eq!(s.variable_of("--grace"), None);
+        assert_eq!(s.variable_of("--slots"), None, "a default is no variable");
+        assert_eq!(
+            s.explain("bad", &["--grace", "--ttl", "--prefix"]),
+            "bad (--ttl from SINGLETON_EXEC_TTL, --prefix from SINGLETON_EXEC_PREFIX)"
+        );
+        assert_eq!(s.explain("bad", &["--grace"]), "bad");
+        let s = sources(&["--ttl", "5s", "--endpoints", "f:1", "--", "x"]);
+        assert_eq!(
+            (s.variable_of("--ttl"), s.variable_of("--endpoints")),
+            (None, None)
+        );
+        let s = sources(&["status", "--election", "a"]);
+        assert_eq!(s.variable_of("--prefix"), Some("SINGLETON_EXEC_PREFIX"));
+        assert_eq!(s.variable_of("--endpoints"), Some("ETCDCTL_ENDPOINTS"));
+        assert_eq!(
+            sources(&["timing"]).variable_of("--ttl"),
+            Some("SINGLETON_EXEC_TTL")
+        );
+
+        // clap's own errors about a variable's value.
+        std::env::set_var("SINGLETON_EXEC_TTL", "-5s");
+        let argv: Vec<OsString> = ["singleton-exec", "--", "x"].map(OsString::from).into();
+        let e = parse(argv.clone()).unwrap_err();
+        let shown = render_parse_error(&e, &argv);
+        assert!(
+            shown.contains(
+                "for '--ttl <TTL>' from SINGLETON_EXEC_TTL: a duration cannot be negative"
+            ),
+            "{shown}"
+        );
+        let argv: Vec<OsString> = ["singleton-exec", "--ttl", "-5s", "--", "x"]
+            .map(OsString::from)
+            .into();
+        let e = parse(argv.clone()).unwrap_err();
+        let shown = render_parse_error(&e, &argv);
+        assert!(!shown.contains("SINGLETON_EXEC_TTL"), "{shown}");
+        assert!(
+            !shown.contains("-- -5"),
+            "no advice that makes it the command: {shown}"
+        );
+        for (k, _) in vars {
+            std::env::remove_var(k);
+        }
+    }
+
     /// Every option can come from `SINGLETON_EXEC_<OPTION>`, and a flag beats its variable.
     /// Only values every command line accepts are set: other tests parse command lines too, and
     /// the environment is the whole process's. One row a line: the variable, the flag (`-` for
@@ -409,7 +829,7 @@ mod tests {
             SINGLETON_EXEC_SLOTS=3             --slots=2    slots           2
             SINGLETON_EXEC_ENDPOINTS=a:1,b:2   -            endpoints       [\"a:1\",\"b:2\"]
             SINGLETON_EXEC_ON_LEASE_LOST=exit  -            on_lease_lost   Exit
-            SINGLETON_EXEC_HEALTH_RETRIES=7    -            health_retries  7
+            SINGLETON_EXEC_HEALTH_RETRIES=7    -            health_retries  Some(7)
             SINGLETON_EXEC_LOG_FORMAT=json     -            log_format      Json
             SINGLETON_EXEC_PASSWORD=pw         -            password        Some(\"pw\")
         ";
@@ -421,7 +841,7 @@ mod tests {
                 "slots" => r.slots.to_string(),
                 "endpoints" => format!("{:?}", r.etcd.endpoints).replace(' ', ""),
                 "on_lease_lost" => format!("{:?}", r.on_lease_lost),
-                "health_retries" => r.health.health_retries.to_string(),
+                "health_retries" => format!("{:?}", r.health.health_retries),
                 "log_format" => format!("{:?}", r.log.log_format),
                 "password" => format!("{:?}", r.etcd.password),
                 other => panic!("no field {other} in this test"),

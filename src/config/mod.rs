@@ -46,8 +46,10 @@ pub enum ConfigError {
          --prefix /a --election b"
     )]
     BadPrefix(String),
-    #[error("unknown signal {0:?}: use a name like TERM, SIGTERM, QUIT, INT, or a number")]
-    BadSignal(String),
+    #[error(
+        "{option}: unknown signal {name:?}: use a name like TERM, SIGTERM, QUIT, INT, or a number"
+    )]
+    BadSignal { option: &'static str, name: String },
     #[error(
         "--stop-signal {0} cannot be caught by a process; use a catchable signal such as TERM"
     )]
@@ -96,6 +98,67 @@ pub enum ConfigError {
          leave it out to wait for leadership forever"
     )]
     ZeroAcquireTimeout,
+    #[error(
+        "{} tune{} a health check, but none is asked for: add --health-cmd or --health-url, or \
+         leave {} out (without a check a wedged leader never steps down)",
+        .0.join(" and "), if .0.len() == 1 { "s" } else { "" },
+        if .0.len() == 1 { "it" } else { "them" }
+    )]
+    HealthOptionsWithoutCheck(Vec<&'static str>),
+}
+
+/// The health check's options, which a [`ConfigError::BadHealth`] message names.
+const HEALTH_OPTIONS: [&str; 6] = [
+    "--health-cmd",
+    "--health-url",
+    "--health-interval",
+    "--health-timeout",
+    "--health-retries",
+    "--health-start-period",
+];
+
+impl ConfigError {
+    /// The options whose values the error is about, so that the message can say which of them
+    /// came from a variable ([`crate::config::cli::EnvSources::explain`]).
+    pub fn options(&self) -> Vec<&'static str> {
+        use ConfigError as E;
+        match self {
+            E::Timing(t) => t.options().to_vec(),
+            E::EmptyCommand | E::EmptyProgram | E::NoDefaultElection(_) | E::NoHostname(_) => {
+                vec![]
+            }
+            E::BadElection(_) => vec!["--election"],
+            E::BadId(_) => vec!["--id"],
+            E::BadPrefix(_) => vec!["--prefix"],
+            E::BadSignal { option, .. } => vec![option],
+            E::UncatchableStopSignal(_) => vec!["--stop-signal"],
+            E::BadEndpoint(..) => vec!["--endpoints"],
+            E::ZeroDialTimeout => vec!["--dial-timeout"],
+            E::TlsOverHttp(_) => vec!["--endpoints", "--cacert", "--cert", "--key"],
+            E::HalfIdentity => vec!["--cert", "--key"],
+            E::UnreadableFile { what, .. } | E::NotPem { what, .. } => vec![what],
+            E::BadHealthAddr(_) => vec!["--health-addr"],
+            E::BadResignSignal(_) => vec!["--resign-signal"],
+            E::EmptyToken(_) => vec!["--resign-token-file"],
+            // The health check's messages name their options.
+            E::BadHealth(why) => HEALTH_OPTIONS
+                .into_iter()
+                .filter(|o| names_option(why, o))
+                .collect(),
+            E::PasswordWithoutUser => vec!["--password", "--user"],
+            E::DurationTooLong { option, .. } => vec![option],
+            E::ZeroAcquireTimeout => vec!["--acquire-timeout"],
+            E::HealthOptionsWithoutCheck(given) => given.clone(),
+        }
+    }
+}
+
+/// Whether `message` names `option` (`--health-timeout`, not as part of a longer option).
+fn names_option(message: &str, option: &str) -> bool {
+    message.match_indices(option).any(|(i, _)| {
+        let next = message[i + option.len()..].chars().next();
+        !next.is_some_and(|c| c.is_ascii_alphanumeric() || c == '-')
+    })
 }
 
 /// Everything the supervising mode runs on.
@@ -127,19 +190,42 @@ fn env_var(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.is_empty())
 }
 
+/// What a replica's timing figures depend on (`singleton-exec timing`): its timing model and its
+/// health check, validated as [`Config::from_args`] validates them. Nothing else is checked.
+#[derive(Debug, Clone)]
+pub struct TimingConfig {
+    pub timing: TimingModel,
+    pub health: Option<HealthConfig>,
+}
+
+impl TimingConfig {
+    pub fn from_args(args: RunArgs) -> Result<TimingConfig, ConfigError> {
+        Ok(TimingConfig {
+            timing: TimingModel::new(timing_input(&args))?,
+            health: health_config(args.health)?,
+        })
+    }
+}
+
+/// `--ttl`, `--keepalive-interval`, `--grace`, `--margin`, for the timing model's rules.
+fn timing_input(args: &RunArgs) -> TimingInput {
+    TimingInput {
+        ttl: Some(args.ttl),
+        keepalive_interval: args.keepalive_interval,
+        grace: args.grace,
+        margin: args.margin,
+    }
+}
+
 impl Config {
     pub fn from_args(args: RunArgs) -> Result<Config, ConfigError> {
+        let timing = timing_input(&args);
         let command = command_spec(args.command)?;
         let election = election_name(args.election, &command.program)?;
         Ok(Config {
             id: replica_id(args.id)?,
             prefix: validate_prefix(&args.prefix)?,
-            timing: TimingModel::new(TimingInput {
-                ttl: Some(args.ttl),
-                keepalive_interval: args.keepalive_interval,
-                grace: args.grace,
-                margin: args.margin,
-            })?,
+            timing: TimingModel::new(timing)?,
             stop_signal: stop_signal(&args.stop_signal)?,
             health_addr: args
                 .health_addr
@@ -193,6 +279,22 @@ pub fn at_most_max(option: &'static str, value: Duration) -> Result<Duration, Co
     Ok(value)
 }
 
+impl Config {
+    /// Settings that do nothing in this configuration, each with the options it is about: said
+    /// as warnings at start-up (the replica runs as it would without them).
+    pub fn warnings(&self) -> Vec<(&'static str, &'static [&'static str])> {
+        let mut warnings = Vec::new();
+        if self.resign_token.is_some() && self.health_addr.is_none() {
+            warnings.push((
+                "--resign-token-file has no effect without --health-addr: the token guards POST \
+                 /resign, which only --health-addr serves (`singleton-exec resign` needs none)",
+                &["--resign-token-file"][..],
+            ));
+        }
+        warnings
+    }
+}
+
 /// `--acquire-timeout`: positive (0 would give up before the first campaign) and bounded.
 fn acquire_timeout(value: Duration) -> Result<Duration, ConfigError> {
     if value.is_zero() {
@@ -201,22 +303,43 @@ fn acquire_timeout(value: Duration) -> Result<Duration, ConfigError> {
     at_most_max("--acquire-timeout", value)
 }
 
-/// `--health-*`: the leader's check of its child, if one was asked for.
+/// The health check's defaults (shown in `--help`).
+const HEALTH_INTERVAL: Duration = Duration::from_secs(10);
+const HEALTH_TIMEOUT: Duration = Duration::from_secs(5);
+const HEALTH_RETRIES: u32 = 3;
+
+/// `--health-*`: the leader's check of its child, if one was asked for. A setting of the check
+/// without a check would do nothing, while whoever gave it believes a wedged leader steps down:
+/// refused.
 fn health_config(h: HealthArgs) -> Result<Option<HealthConfig>, ConfigError> {
+    if h.health_cmd.is_none() && h.health_url.is_none() {
+        let given: Vec<&'static str> = [
+            ("--health-interval", h.health_interval.is_some()),
+            ("--health-timeout", h.health_timeout.is_some()),
+            ("--health-retries", h.health_retries.is_some()),
+            ("--health-start-period", h.health_start_period.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(option, given)| given.then_some(option))
+        .collect();
+        if !given.is_empty() {
+            return Err(ConfigError::HealthOptionsWithoutCheck(given));
+        }
+    }
     HealthConfig::new(
         h.health_cmd,
         h.health_url,
-        h.health_interval,
-        h.health_timeout,
-        h.health_retries,
-        h.health_start_period,
+        h.health_interval.unwrap_or(HEALTH_INTERVAL),
+        h.health_timeout.unwrap_or(HEALTH_TIMEOUT),
+        h.health_retries.unwrap_or(HEALTH_RETRIES),
+        h.health_start_period.unwrap_or_default(),
     )
     .map_err(ConfigError::BadHealth)
 }
 
 /// `--stop-signal`: one the child can catch, or its grace would mean nothing.
 fn stop_signal(name: &str) -> Result<Signal, ConfigError> {
-    let sig = parse_signal(name)?;
+    let sig = parse_signal("--stop-signal", name)?;
     if matches!(sig, Signal::SIGKILL | Signal::SIGSTOP) {
         return Err(ConfigError::UncatchableStopSignal(sig));
     }
@@ -256,7 +379,7 @@ fn replica_id(given: Option<String>) -> Result<String, ConfigError> {
 /// `--resign-signal`: catchable, readable from the signalfd (not a fault signal, which cannot be
 /// blocked), and not one with a meaning of its own.
 fn resign_signal(name: &str) -> Result<Signal, ConfigError> {
-    let sig = parse_signal(name)?;
+    let sig = parse_signal("--resign-signal", name)?;
     let reserved = matches!(
         sig,
         Signal::SIGKILL | Signal::SIGSTOP | Signal::SIGTERM | Signal::SIGINT | Signal::SIGCHLD
@@ -427,9 +550,12 @@ pub fn validate_election(name: &str) -> Result<String, ConfigError> {
     }
 }
 
-/// Accepts `TERM`, `SIGTERM`, `term` and `15`.
-pub fn parse_signal(s: &str) -> Result<Signal, ConfigError> {
-    let bad = || ConfigError::BadSignal(s.to_owned());
+/// Accepts `TERM`, `SIGTERM`, `term` and `15`, as the value of `option`.
+pub fn parse_signal(option: &'static str, s: &str) -> Result<Signal, ConfigError> {
+    let bad = || ConfigError::BadSignal {
+        option,
+        name: s.to_owned(),
+    };
     if let Ok(n) = s.parse::<i32>() {
         return Signal::try_from(n).map_err(|_| bad());
     }
@@ -443,7 +569,7 @@ pub fn parse_signal(s: &str) -> Result<Signal, ConfigError> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     #[test]
@@ -467,11 +593,11 @@ mod tests {
 
     #[test]
     fn signals() {
-        assert_eq!(parse_signal("TERM").unwrap(), Signal::SIGTERM);
-        assert_eq!(parse_signal("sigquit").unwrap(), Signal::SIGQUIT);
-        assert_eq!(parse_signal("9").unwrap(), Signal::SIGKILL);
-        assert!(parse_signal("NOPE").is_err());
-        assert!(parse_signal("999").is_err());
+        assert_eq!(parse_signal("-", "TERM").unwrap(), Signal::SIGTERM);
+        assert_eq!(parse_signal("-", "sigquit").unwrap(), Signal::SIGQUIT);
+        assert_eq!(parse_signal("-", "9").unwrap(), Signal::SIGKILL);
+        assert!(parse_signal("-", "NOPE").is_err());
+        assert!(parse_signal("-", "999").is_err());
     }
 
     #[test]
@@ -511,7 +637,7 @@ mod tests {
     }
 
     /// Tests that parse a command line take turns with the one that sets `SINGLETON_EXEC_*`.
-    pub(super) fn env_lock() -> std::sync::MutexGuard<'static, ()> {
+    pub(crate) fn env_lock() -> std::sync::MutexGuard<'static, ()> {
         static ENV: std::sync::Mutex<()> = std::sync::Mutex::new(());
         ENV.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -601,7 +727,12 @@ mod tests {
             --health-cmd true --health-start-period MAX -- x       => BadHealth
             --health-cmd true --health-timeout MAX -- x            => BadHealth
             --health-cmd true --health-retries 4294967295 -- x     => BadHealth
-            --health-interval MAX --health-retries 4294967295 -- x => Ok
+            --health-interval MAX --health-retries 4294967295 -- x => HealthOptionsWithoutCheck
+            --health-interval 5s -- x                              => HealthOptionsWithoutCheck
+            --health-timeout 1s --health-start-period 0s -- x      => HealthOptionsWithoutCheck
+            --health-retries 1 -- x                                => HealthOptionsWithoutCheck
+            --health-url http://h/ --health-retries 1 -- x         => Ok
+            --health-cmd true --health-interval 5s -- x            => Ok
         ";
         let dir = tempfile::tempdir().unwrap();
         let pem = pem_file(&dir, "ca.pem", "-----BEGIN CERTIFICATE-----\nx\n");
@@ -640,6 +771,88 @@ mod tests {
 
     /// A huge `--ttl` or `--keepalive-interval` is refused by the timing model, whose defaults and
     /// rules multiply them (`ttl * 3 / 10`, `keepalive_interval * 2`), rather than overflowing.
+    /// A token for POST /resign without the endpoint that serves it runs, with a warning.
+    #[test]
+    fn a_resign_token_without_the_endpoint_is_warned_about() {
+        let dir = tempfile::tempdir().unwrap();
+        let token = pem_file(&dir, "token", "0123456789abcdef0123\n");
+        let _env = env_lock();
+        let warned = |args: &[&str]| {
+            let cfg = config_of(args).expect("a valid configuration");
+            cfg.warnings()
+                .iter()
+                .map(|(w, o)| (w.to_string(), o.to_vec()))
+                .collect::<Vec<_>>()
+        };
+        let w = warned(&["--resign-token-file", &token, "--", "x"]);
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(w[0]
+            .0
+            .starts_with("--resign-token-file has no effect without --health-addr"));
+        assert_eq!(w[0].1, ["--resign-token-file"]);
+        assert!(warned(&["--resign-token-file", &token, "--health-addr", "--", "x"]).is_empty());
+        assert!(warned(&["--health-addr", "--", "x"]).is_empty());
+        assert!(warned(&["--", "x"]).is_empty());
+    }
+
+    /// Each error says which options it is about (so their variables can be named), and its
+    /// message names them.
+    #[test]
+    fn errors_know_their_options() {
+        let _env = env_lock();
+        let rows: &[(&[&str], &[&str])] = &[
+            (&["--ttl", "1s", "--", "x"], &["--ttl"]),
+            (
+                &["--ttl", "10s", "--grace", "9s", "--", "x"],
+                &["--ttl", "--grace", "--margin"],
+            ),
+            (&["--stop-signal", "NOPE", "--", "x"], &["--stop-signal"]),
+            (
+                &["--resign-signal", "NOPE", "--", "x"],
+                &["--resign-signal"],
+            ),
+            (
+                &["--health-cmd", "true", "--health-timeout", "20s", "--", "x"],
+                &["--health-interval", "--health-timeout"],
+            ),
+            (&["--health-retries", "2", "--", "x"], &["--health-retries"]),
+            (
+                &["--acquire-timeout", "0s", "--", "x"],
+                &["--acquire-timeout"],
+            ),
+            (&["--dial-timeout", "0s", "--", "x"], &["--dial-timeout"]),
+            (&["--health-addr", "nowhere", "--", "x"], &["--health-addr"]),
+        ];
+        for (args, want) in rows {
+            let e = config_of(args).unwrap_err();
+            assert_eq!(e.options(), *want, "{args:?}: {e}");
+            for option in *want {
+                assert!(e.to_string().contains(option), "{option} in {e}");
+            }
+        }
+        assert!(names_option("--health-timeout 20s", "--health-timeout"));
+        assert!(!names_option("--health-timeout-x", "--health-timeout"));
+        assert!(!names_option("--health-interval", "--health-timeout"));
+    }
+
+    #[test]
+    fn health_settings_without_a_check_name_themselves() {
+        let _env = env_lock();
+        let e = config_of(&["--health-interval", "5s", "--", "x"]).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "--health-interval tunes a health check, but none is asked for: add --health-cmd or \
+             --health-url, or leave it out (without a check a wedged leader never steps down)"
+        );
+        let e = config_of(&["--health-retries", "2", "--health-timeout", "1s", "--", "x"]);
+        let e = e.unwrap_err().to_string();
+        assert!(
+            e.starts_with("--health-timeout and --health-retries tune a health check"),
+            "{e}"
+        );
+        assert!(e.contains("leave them out"), "{e}");
+    }
+
     #[test]
     fn huge_ttl_and_keepalive_interval_are_refused_not_a_panic() {
         let huge = "9999999999999999999s";
@@ -757,7 +970,7 @@ mod tests {
             ("SIGSIGTERM", None),
         ];
         for (s, want) in rows {
-            assert_eq!(parse_signal(s).ok(), *want, "{s:?}");
+            assert_eq!(parse_signal("--stop-signal", s).ok(), *want, "{s:?}");
         }
     }
 

@@ -128,13 +128,15 @@ impl fmt::Display for StopReason {
 pub enum Phase {
     /// Started, no lease yet.
     Starting,
-    /// In the queue with a live lease.
+    /// In the queue with a live lease. `revision`: our key's create revision (our place in the
+    /// queue; it becomes the fencing revision if this candidacy leads).
     Standby {
         lease: LeaseId,
         key: String,
         revision: i64,
     },
-    /// Leading: the key is verified and the child runs.
+    /// Leading: the key is verified and the child runs. `revision` is the fencing revision (our
+    /// key's create revision), here and in the phases after it.
     Leading {
         lease: LeaseId,
         key: String,
@@ -180,11 +182,23 @@ impl Phase {
         }
     }
 
-    pub fn revision(&self) -> Option<i64> {
+    /// Our key's create revision, in any phase with a key.
+    pub fn create_revision(&self) -> Option<i64> {
         match self {
             Phase::Starting => None,
             Phase::Standby { revision, .. }
             | Phase::Leading { revision, .. }
+            | Phase::Stopping { revision, .. }
+            | Phase::Lost { revision, .. } => Some(*revision),
+        }
+    }
+
+    /// The fencing revision of the leadership this phase belongs to: none for a standby, whose
+    /// key's create revision fences nothing (yet).
+    pub fn fencing_revision(&self) -> Option<i64> {
+        match self {
+            Phase::Starting | Phase::Standby { .. } => None,
+            Phase::Leading { revision, .. }
             | Phase::Stopping { revision, .. }
             | Phase::Lost { revision, .. } => Some(*revision),
         }

@@ -37,6 +37,13 @@
 //!   etcd restart) take random phases at once and do not reach etcd in bursts. Never more than I,
 //!   so everything above holds as written.
 //! * All instants are on [`BootInstant`], which counts suspend.
+//! * Two leases, one deadline: each replica holds a candidacy lease and a tree lease, granted
+//!   together and renewed on the same schedule ([`crate::election::session`]); `safe_until` is the
+//!   earlier of the two, so everything above holds for both. A crashed replica's leases both
+//!   expire within the TTL of their last keepalive that reached etcd, so a takeover after a crash
+//!   waits for the later one, which is no later.
+//! * [`TimingModel::figures`] turns the model into the worst cases an operator plans with
+//!   (`singleton-exec timing`, and the start-up log at debug level).
 //!
 //! What this cannot protect against: a supervisor that is itself frozen (SIGSTOP, a VM paused for
 //! longer than the TTL) cannot kill anything. The fencing revision handed to the child is the defence
@@ -52,11 +59,39 @@ pub const MIN_TTL: Duration = Duration::from_secs(2);
 pub const MIN_MARGIN: Duration = Duration::from_millis(100);
 /// Keepalives more often than this only load etcd.
 pub const MIN_KEEPALIVE_INTERVAL: Duration = Duration::from_millis(50);
+/// How often etcd looks for expired leases (its lessor checks every 500 ms): a lease is revoked,
+/// and its keys deleted, up to this long after it expired.
+pub const ETCD_EXPIRY_CHECK: Duration = Duration::from_millis(500);
 /// The longest duration any option takes (humantime's year, 365.25 days), `--ttl` included.
 /// Far beyond any useful setting, and small enough that every sum and product the program forms
 /// from validated durations (a deadline on the boot clock, `ttl * 3 / 10`, `2 x keepalive
 /// interval`, the health check's worst case) is exact: no overflow, no panic.
 pub const MAX_DURATION: Duration = Duration::from_secs(31_557_600);
+
+/// The worst cases of one [`TimingModel`], each derived from it (see the module doc).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Figures {
+    /// The longest etcd outage, starting at any phase, after which the child still runs.
+    pub tolerated_outage: Duration,
+    /// From the leader's host crashing (or being cut off from etcd) until a standby can take
+    /// over: its leases expire a TTL after their last keepalive reached etcd, and etcd revokes
+    /// them at its next expiry check.
+    pub takeover_after_crash: Duration,
+    /// From a graceful stop (SIGTERM, a step-down) until a standby can take over: the child's
+    /// stop (stop signal, then SIGKILL after `grace`); the handoff after the tree is gone is a
+    /// few etcd round trips (milliseconds), not counted here.
+    pub takeover_after_graceful_stop: Duration,
+    /// Measured from the send of the last acknowledged keepalive, when no later one is
+    /// acknowledged: the stop signal to the child's tree (the renew deadline), ...
+    pub stop_after_keepalive: Duration,
+    /// ... SIGKILL to the tree, ...
+    pub kill_after_keepalive: Duration,
+    /// ... and the earliest moment etcd may expire the lease (the TTL).
+    pub expiry_after_keepalive: Duration,
+    /// One lost keepalive: its retry is answered by then, after the send of the last
+    /// acknowledged one; always before the stop.
+    pub one_lost_keepalive_recovered_by: Duration,
+}
 
 /// A validated set of durations. Construct it with [`TimingModel::new`], which enforces the rules.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -113,6 +148,23 @@ pub enum TimingError {
         keepalive: Duration,
         renew: Duration,
     },
+}
+
+impl TimingError {
+    /// The options the rule broken is about.
+    pub fn options(&self) -> &'static [&'static str] {
+        match self {
+            TimingError::TtlTooShort(_)
+            | TimingError::TtlNotWholeSeconds(_)
+            | TimingError::TtlTooLong(_) => &["--ttl"],
+            TimingError::MarginTooSmall(_) => &["--margin"],
+            TimingError::KeepaliveTooShort(_) => &["--keepalive-interval"],
+            TimingError::GraceDoesNotFit { .. } => &["--ttl", "--grace", "--margin"],
+            TimingError::KeepaliveTooLong { .. } => {
+                &["--keepalive-interval", "--ttl", "--grace", "--margin"]
+            }
+        }
+    }
 }
 
 fn fmt(d: Duration) -> String {
@@ -232,6 +284,19 @@ impl TimingModel {
     /// the last acknowledged one (see the module doc); always before the renew deadline.
     pub fn one_lost_keepalive_recovered_by(&self) -> Duration {
         self.keepalive_interval + self.attempt_timeout() * 2
+    }
+
+    /// The worst cases an operator plans with, all from this model (no measurement).
+    pub fn figures(&self) -> Figures {
+        Figures {
+            tolerated_outage: self.tolerated_outage(),
+            takeover_after_crash: self.ttl + ETCD_EXPIRY_CHECK,
+            takeover_after_graceful_stop: self.grace,
+            stop_after_keepalive: self.renew_deadline(),
+            kill_after_keepalive: self.ttl - self.margin,
+            expiry_after_keepalive: self.ttl,
+            one_lost_keepalive_recovered_by: self.one_lost_keepalive_recovered_by(),
+        }
     }
 }
 
@@ -456,6 +521,67 @@ mod tests {
         })
         .unwrap_err();
         assert!(e.to_string().contains("above the limit of 1year"), "{e}");
+    }
+
+    /// The figures at the defaults are the README's; for any accepted model they come in the order
+    /// the safety argument needs, and match the deadlines the process thread is given.
+    #[test]
+    fn the_figures_follow_from_the_model() {
+        let ms = Duration::from_millis;
+        let f = TimingModel::new(TimingInput::default()).unwrap().figures();
+        assert_eq!(
+            f,
+            Figures {
+                tolerated_outage: ms(4_000),
+                takeover_after_crash: ms(10_500),
+                takeover_after_graceful_stop: ms(3_000),
+                stop_after_keepalive: ms(6_000),
+                kill_after_keepalive: ms(9_000),
+                expiry_after_keepalive: ms(10_000),
+                one_lost_keepalive_recovered_by: ms(2_000),
+            }
+        );
+        // --ttl 20s --keepalive-interval 500ms --grace 5s --margin 2s
+        let t = TimingModel::new(TimingInput {
+            ttl: secs(20),
+            keepalive_interval: Some(ms(500)),
+            grace: secs(5),
+            margin: secs(2),
+        })
+        .unwrap();
+        let f = t.figures();
+        assert_eq!(
+            (
+                f.stop_after_keepalive,
+                f.kill_after_keepalive,
+                f.expiry_after_keepalive
+            ),
+            (ms(13_000), ms(18_000), ms(20_000))
+        );
+        assert_eq!(f.tolerated_outage, ms(12_000)); // 13 s - 2 x 0.5 s
+        assert_eq!(f.one_lost_keepalive_recovered_by, ms(1_000));
+        assert_eq!(f.takeover_after_crash, ms(20_500));
+        assert_eq!(f.takeover_after_graceful_stop, ms(5_000));
+        for ttl in [2, 3, 10, 60, 3600] {
+            let t = TimingModel::new(TimingInput {
+                ttl: secs(ttl),
+                ..Default::default()
+            })
+            .unwrap();
+            let f = t.figures();
+            let sent = BootInstant::now();
+            let safe = t.safe_until(sent, t.ttl);
+            assert_eq!(sent + f.stop_after_keepalive, t.stop_at(safe), "{t}");
+            assert_eq!(sent + f.kill_after_keepalive, t.kill_at(safe), "{t}");
+            assert!(f.tolerated_outage < f.stop_after_keepalive, "{t}");
+            assert!(
+                f.one_lost_keepalive_recovered_by < f.stop_after_keepalive,
+                "{t}"
+            );
+            assert!(f.stop_after_keepalive < f.kill_after_keepalive, "{t}");
+            assert!(f.kill_after_keepalive < f.expiry_after_keepalive, "{t}");
+            assert!(f.expiry_after_keepalive < f.takeover_after_crash, "{t}");
+        }
     }
 
     #[test]

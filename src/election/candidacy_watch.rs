@@ -28,6 +28,7 @@ use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::core::clock::BootInstant;
 use crate::core::lifecycle::LeaseId;
 use crate::election::answer::Found;
 use crate::election::connector::{Conn, Connector, EtcdError};
@@ -59,6 +60,8 @@ pub struct CandidacyWatch {
     changed: Arc<AtomicBool>,
     /// The latest store revision at which our key was known to exist.
     alive_at: Arc<AtomicI64>,
+    /// When a wait for a key ahead (or a slot key) last ended.
+    woken_at: Option<BootInstant>,
     task: JoinHandle<()>,
 }
 
@@ -100,6 +103,7 @@ impl CandidacyWatch {
             deleted_at,
             changed,
             alive_at,
+            woken_at: None,
             task,
         }
     }
@@ -132,6 +136,13 @@ impl CandidacyWatch {
     pub fn alive_at(&self) -> i64 {
         self.alive_at.load(Ordering::SeqCst)
     }
+
+    /// When a wait for the key ahead ([`WaitAhead::wait_ahead_gone`]) or for a slot key
+    /// ([`CandidacyWatch::wait_deleted_under`]) last ended with a deletion; `None` if none did.
+    /// For a candidate that leads next: when it became first in line (a takeover's start).
+    pub fn woken_at(&self) -> Option<BootInstant> {
+        self.woken_at
+    }
 }
 
 impl WaitAhead for CandidacyWatch {
@@ -152,7 +163,10 @@ impl WaitAhead for CandidacyWatch {
                     return Err(EtcdError::Unavailable("our key was deleted while waiting".into()));
                 }
                 gone = self.ahead_gone.recv() => match gone {
-                    Some(g) if g.key == key => return Ok(()),
+                    Some(g) if g.key == key => {
+                        self.woken_at = Some(BootInstant::now());
+                        return Ok(());
+                    }
                     Some(_) => {} // an earlier candidate ahead
                     None => return Err(EtcdError::Unavailable("the candidacy watch ended".into())),
                 },
@@ -182,7 +196,10 @@ impl CandidacyWatch {
             }
             gone = self.ahead_gone.recv() => match gone {
                 // Whatever it is (even a late one of an earlier wait): the caller reads again.
-                Some(g) => Ok((g.key, Some(LeaseId(g.lease)).filter(|l| l.0 != 0))),
+                Some(g) => {
+                    self.woken_at = Some(BootInstant::now());
+                    Ok((g.key, Some(LeaseId(g.lease)).filter(|l| l.0 != 0)))
+                }
                 None => Err(EtcdError::Unavailable("the candidacy watch ended".into())),
             },
         }

@@ -98,6 +98,16 @@ pub struct Candidate {
     pub revision: i64,
 }
 
+/// The candidates among `candidates` that another replica holds under the id `id`: another live
+/// lease than ours (`lease`; a replica with slots may show under one lease twice, by its queue key
+/// and its slot key). Two replicas with one `--id` cannot be told apart in `status` or the logs.
+pub fn same_id<'a>(candidates: &'a [Candidate], id: &str, lease: LeaseId) -> Vec<&'a Candidate> {
+    candidates
+        .iter()
+        .filter(|c| c.id == id && c.lease != lease && c.lease.0 != 0)
+        .collect()
+}
+
 impl Candidate {
     /// Whether the lease its name says holds it ([`holding`]).
     pub fn holding(&self) -> Holding {
@@ -353,11 +363,12 @@ pub struct HealthRecord {
 }
 
 impl HealthRecord {
+    /// The record as stored: `revision` is written `fencing_revision`, its one name everywhere.
     pub fn to_json(&self) -> String {
         serde_json::json!({
             "id": self.id,
             "key": self.key,
-            "revision": self.revision,
+            "fencing_revision": self.revision,
             "healthy": self.healthy,
             "consecutive_failures": self.consecutive_failures,
             "retries": self.retries,
@@ -366,12 +377,15 @@ impl HealthRecord {
         .to_string()
     }
 
+    /// A stored record; one a replica of 0.1 wrote (`revision`) reads the same.
     pub fn from_json(bytes: &[u8]) -> Option<HealthRecord> {
         let v: serde_json::Value = serde_json::from_slice(bytes).ok()?;
         Some(HealthRecord {
             id: v["id"].as_str()?.to_string(),
             key: v["key"].as_str()?.to_string(),
-            revision: v["revision"].as_i64()?,
+            revision: v["fencing_revision"]
+                .as_i64()
+                .or_else(|| v["revision"].as_i64())?,
             healthy: v["healthy"].as_bool()?,
             consecutive_failures: u32::try_from(v["consecutive_failures"].as_u64()?).ok()?,
             retries: u32::try_from(v["retries"].as_u64()?).ok()?,
@@ -1763,6 +1777,32 @@ mod tests {
     }
 
     #[test]
+    fn another_replica_with_our_id_is_one_with_another_lease() {
+        let c = |id: &str, lease: i64| Candidate {
+            id: id.into(),
+            key: format!("/p/e/{lease:x}"),
+            lease: LeaseId(lease),
+            revision: lease,
+        };
+        let all = [
+            c("a", 1),
+            c("b", 2),
+            c("a", 3),
+            c("a", 0),
+            c("", 4),
+            c("A", 5),
+        ];
+        let keys = |found: Vec<&Candidate>| found.iter().map(|c| c.lease.0).collect::<Vec<_>>();
+        assert_eq!(keys(same_id(&all, "a", LeaseId(1))), [3]);
+        assert_eq!(keys(same_id(&all, "a", LeaseId(3))), [1]);
+        assert_eq!(keys(same_id(&all, "b", LeaseId(2))), Vec::<i64>::new());
+        assert_eq!(keys(same_id(&all, "c", LeaseId(9))), Vec::<i64>::new());
+        // Under one lease twice (a slot key and a queue key): still only us.
+        let twice = [c("a", 1), c("a", 1)];
+        assert!(same_id(&twice, "a", LeaseId(1)).is_empty());
+    }
+
+    #[test]
     fn a_health_record_round_trips_and_garbage_is_none() {
         let r = HealthRecord {
             id: "a".into(),
@@ -1773,7 +1813,17 @@ mod tests {
             retries: 3,
             last: "exited with status 1: \"quoted\"".into(),
         };
-        assert_eq!(HealthRecord::from_json(r.to_json().as_bytes()), Some(r));
+        assert_eq!(
+            HealthRecord::from_json(r.to_json().as_bytes()),
+            Some(r.clone())
+        );
+        assert!(
+            r.to_json().contains("\"fencing_revision\":4"),
+            "{}",
+            r.to_json()
+        );
+        let before = r.to_json().replace("fencing_revision", "revision");
+        assert_eq!(HealthRecord::from_json(before.as_bytes()), Some(r));
         assert_eq!(HealthRecord::from_json(b"not json"), None);
         assert_eq!(HealthRecord::from_json(b"{\"id\":1}"), None);
         let e = Election::new("/singleton-exec", "myapp");

@@ -405,7 +405,16 @@ fn on_event(
     health: Option<&mut ChildHealth>,
 ) -> Option<Input> {
     match event {
-        Event::Finished { status, reason } => Some(Input::TreeGone { status, reason }),
+        Event::Finished {
+            status,
+            reason,
+            stop_took,
+        } => {
+            if let Some(took) = stop_took {
+                ctx.obs.stop_took(took);
+            }
+            Some(Input::TreeGone { status, reason })
+        }
         Event::Stopping { reason, kill_in } => {
             ctx.obs.enter(Phase::Stopping {
                 key: me.key.clone(),

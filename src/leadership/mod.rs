@@ -221,6 +221,18 @@ fn log_start(cfg: &Config, election: &Election, connector: &Connector) {
     };
     tracing::info!(id = %cfg.id, election = %cfg.election, slots = cfg.slots, %key_prefix, timing = %cfg.timing,
         endpoints = ?connector.endpoints(), "singleton-exec starting");
+    // The figures of `singleton-exec timing`, from the same model.
+    let f = cfg.timing.figures();
+    let ms = |d: Duration| d.as_millis() as u64;
+    tracing::debug!(
+        tolerated_outage_ms = ms(f.tolerated_outage),
+        takeover_after_crash_ms = ms(f.takeover_after_crash),
+        takeover_after_graceful_stop_ms = ms(f.takeover_after_graceful_stop),
+        stop_after_keepalive_ms = ms(f.stop_after_keepalive),
+        kill_after_keepalive_ms = ms(f.kill_after_keepalive),
+        lease_expiry_after_keepalive_ms = ms(f.expiry_after_keepalive),
+        "timing: worst cases (`singleton-exec timing` explains them)"
+    );
     if let Some(h) = &cfg.health {
         tracing::info!(check = %h.describe(),
             wedged_leader_bound_ms = h.worst_case(cfg.timing.grace).as_millis() as u64,

@@ -15,17 +15,20 @@
 
 use std::cell::RefCell;
 
+use std::time::Duration;
+
 use etcd_client::Client;
 use tokio::time::{sleep, Instant};
 
 use crate::core::backoff::{Backoff, Schedule};
+use crate::core::clock::BootInstant;
 use crate::core::exit_code::Exit;
 use crate::core::lifecycle::{LeaseId, Phase, StopReason};
 use crate::election::candidacy_watch::CandidacyWatch;
 use crate::election::connector::EtcdError;
-use crate::election::queue::{self, Candidacy};
+use crate::election::queue::{self, Candidacy, Candidate};
 use crate::election::session::Session;
-use crate::election::slots::{self, Mismatch, SlotElection};
+use crate::election::slots::{self, Mismatch, SlotElection, SlotsView};
 
 use super::{lease_lost, leave_requested, until, Ctx, Inputs, Leave};
 
@@ -214,10 +217,12 @@ async fn join_queue(
         queue::Joined::Queued { me, leads, at } => (me, leads, at),
         queue::Joined::SlotsInUse(n) => return Ok(Attempt::Mismatch(Mismatch::Slots(n))),
     };
+    let joined = BootInstant::now();
     // In the queue, and never refused from here on: before any child of ours can run, a marker
     // for its tree (a refused replica writes nothing).
     let marked = election.mark_tree(client, lease, tree_lease).await?;
     enter_standby(ctx, &me);
+    warn_if_id_taken(ctx, lease);
     // Our key, step-down requests and the candidate ahead, on one stream from now on.
     let mut watch = CandidacyWatch::start(
         ctx.connector.clone(),
@@ -239,6 +244,7 @@ async fn join_queue(
             }
         }
     }
+    ctx.obs.first_in_line(watch.woken_at().unwrap_or(joined));
     Ok(Attempt::Won(Winning(me, watch, marked)))
 }
 
@@ -252,11 +258,13 @@ async fn claim_slot(
     former_at: &mut Option<i64>,
 ) -> Result<Attempt, EtcdError> {
     let joined = slots.join(client, lease, &ctx.cfg.id).await?;
+    let mut first_in_line = BootInstant::now();
     if let slots::Joined::Refused(m) = joined {
         return Ok(Attempt::Mismatch(m));
     }
     // As for the singleton: joined, so a marker for our tree before any child of ours runs.
     let marked = ctx.election.mark_tree(client, lease, tree_lease).await?;
+    warn_if_id_taken(ctx, lease);
     let holder = match joined {
         slots::Joined::Refused(m) => return Ok(Attempt::Mismatch(m)),
         slots::Joined::Holding(holder) => holder,
@@ -275,9 +283,11 @@ async fn claim_slot(
             if let Err(e) = &taken {
                 remember(former_at, &watch, e);
             }
+            first_in_line = watch.woken_at().unwrap_or(first_in_line);
             taken?
         }
     };
+    ctx.obs.first_in_line(first_in_line);
     tracing::debug!(slot = ?holder.slot, revision = holder.revision, "slot claimed");
     // The slot key and step-down requests from the claim on.
     let watch = CandidacyWatch::start(
@@ -288,6 +298,55 @@ async fn claim_slot(
         ctx.step_down.clone(),
     );
     Ok(Attempt::Won(Winning(holder, watch, marked)))
+}
+
+/// How long after joining the candidates are read for another replica with our `--id`: out of
+/// the way of a handoff that the join may be part of (a leader that campaigns again).
+const ID_CHECK_DELAY: Duration = Duration::from_secs(1);
+
+/// Warns, once per join, when another replica of the election has our `--id` (its own lease):
+/// `status` and the logs could not tell the two apart. One read of the candidates' values, in a
+/// task of its own a moment after joining; nothing waits for it, and a failed read says nothing.
+fn warn_if_id_taken(ctx: &Ctx<'_>, lease: LeaseId) {
+    let connector = ctx.connector.clone();
+    let (election, with_slots) = (ctx.election.clone(), ctx.slots.is_some());
+    let (id, name) = (ctx.cfg.id.clone(), ctx.cfg.election.clone());
+    tokio::spawn(async move {
+        sleep(ID_CHECK_DELAY).await;
+        let timeout = connector.request_timeout();
+        let read = connector.call(|mut c| async move {
+            if !with_slots {
+                return Ok(election.queue(&mut c).await?.candidates);
+            }
+            let view = SlotsView::read(&election, &mut c).await?;
+            Ok(view.map_or_else(Vec::new, |v| {
+                v.holders
+                    .into_iter()
+                    .flatten()
+                    .chain(v.standbys)
+                    .collect::<Vec<Candidate>>()
+            }))
+        });
+        match tokio::time::timeout(timeout, read).await {
+            Ok(Ok(candidates)) => {
+                let others = queue::same_id(&candidates, &id, lease);
+                match others.first() {
+                    Some(other) => {
+                        tracing::warn!(id = %id, election = %name, other_key = %other.key, others = others.len(),
+                        "another replica of this election has the same --id: status and logs cannot tell them apart; give each replica its own --id")
+                    }
+                    None => tracing::debug!(
+                        candidates = candidates.len(),
+                        "no other replica of this election has our --id"
+                    ),
+                }
+            }
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, "could not look for another replica with our --id")
+            }
+            Err(_) => tracing::debug!("could not look for another replica with our --id in time"),
+        }
+    });
 }
 
 fn enter_standby(ctx: &Ctx<'_>, me: &Candidacy) {

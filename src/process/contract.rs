@@ -84,10 +84,12 @@ pub enum Event {
         output: String,
     },
     /// The main child was reaped and no process of its tree is left. `reason` is why the stop
-    /// sequence began, or `ChildExited` if the child ended by itself.
+    /// sequence began, or `ChildExited` if the child ended by itself; `stop_took`, from the
+    /// beginning of the stop sequence (if one began, for leftovers too) to now.
     Finished {
         status: ChildStatus,
         reason: StopReason,
+        stop_took: Option<Duration>,
     },
 }
 

@@ -226,7 +226,7 @@ mod tests {
     /// The next event, which must be `Finished`: the child's status and the reason.
     fn finished(sup: &mut ProcessThread) -> (ChildStatus, StopReason) {
         match next(sup) {
-            Event::Finished { status, reason } => (status, reason),
+            Event::Finished { status, reason, .. } => (status, reason),
             other => panic!("expected Finished, got {other:?}"),
         }
     }
@@ -281,8 +281,20 @@ mod tests {
                 stopped >= Duration::from_millis(290),
                 "stopped early: {stopped:?}"
             );
+            let Event::Finished {
+                status,
+                reason,
+                stop_took,
+            } = next(sup)
+            else {
+                panic!("expected Finished");
+            };
             let killed_by = (ChildStatus::Signaled(libc::SIGKILL), StopReason::Deadline);
-            assert_eq!(finished(sup), killed_by);
+            assert_eq!((status, reason), killed_by);
+            // The stop took from its stop signal to the tree's end: the 600 ms to SIGKILL.
+            let took = stop_took.expect("a stop began");
+            assert!(took >= Duration::from_millis(550), "{took:?}");
+            assert!(took < Duration::from_secs(20), "{took:?}");
             let killed = t0.elapsed();
             assert!(
                 killed >= Duration::from_millis(890),
@@ -308,7 +320,14 @@ mod tests {
             };
             let ended = (ChildStatus::Exited(7), StopReason::ChildExited);
             match event {
-                Event::Finished { status, reason } => assert_eq!((status, reason), ended),
+                Event::Finished {
+                    status,
+                    reason,
+                    stop_took,
+                } => {
+                    assert_eq!((status, reason), ended);
+                    assert_eq!(stop_took, None, "no stop began: the child exited by itself");
+                }
                 other => panic!("expected Finished, got {other:?}"),
             }
         });

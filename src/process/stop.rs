@@ -133,6 +133,8 @@ pub struct Tree {
     pub pgid: libc::pid_t,
     pub main: Main,
     pub stop: Stop,
+    /// When the stop sequence began, once it has: what a stop took is measured from it.
+    pub stop_began: Option<BootInstant>,
     /// Whether the terminal's foreground was handed to the child's group.
     pub terminal: bool,
 }
@@ -160,6 +162,7 @@ impl Tree {
             pgid: pid,
             main: Main::Running { pid, pidfd },
             stop: Stop::NotBegun { lease },
+            stop_began: None,
             terminal,
         }
     }
@@ -357,6 +360,7 @@ mod tests {
                 pgid: 42,
                 main,
                 stop,
+                stop_began: None,
                 terminal: false,
             };
             assert_eq!(tree.main_pid(), running.then_some(42));

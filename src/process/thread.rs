@@ -431,6 +431,7 @@ impl ProcessOwner {
             None => {}
             Some(Begin::KillNow { first }) => {
                 tree.stop = Stop::Killing { reason: first };
+                tree.stop_began.get_or_insert(now);
                 self.kill_round();
                 tracing::warn!(reason = %reason, "killing the child's tree at once");
                 self.emit(Event::Stopping {
@@ -440,6 +441,7 @@ impl ProcessOwner {
             }
             Some(Begin::Signal { kill_at }) => {
                 tree.stop = Stop::Stopping { reason, kill_at };
+                tree.stop_began.get_or_insert(now);
                 let sig = reason.stop_signal(self.settings.stop_signal);
                 let processes = self.signal_tree(sig);
                 let kill_in = kill_at.saturating_duration_since(now);
@@ -545,7 +547,14 @@ impl ProcessOwner {
             return;
         };
         let reason = tree.stop.outcome();
-        self.emit(Event::Finished { status, reason });
+        let stop_took = tree
+            .stop_began
+            .map(|began| BootInstant::now().saturating_duration_since(began));
+        self.emit(Event::Finished {
+            status,
+            reason,
+            stop_took,
+        });
         tracing::info!(%status, "the child's tree is gone");
     }
 

@@ -4,9 +4,12 @@
 //!   leader: a standby that can take over passes (a readiness probe under a disruption budget).
 //! * `GET /leader`: 200 only while leading with a fresh lease, else 503. For a load balancer that
 //!   must reach only the leader.
-//! * `GET /status`: JSON with role, ids, fencing revision, milliseconds until the fail-closed
-//!   deadline, child pid, the current leader's id, and the last transition.
-//! * `GET /metrics`: Prometheus metrics (OpenMetrics text).
+//! * `GET /status`: JSON with role, ids, the fencing revision (only while this replica leads or
+//!   stops its child: a standby's key fences nothing), our key's create revision, milliseconds
+//!   until the fail-closed deadline, child pid, the current leader's id and fencing revision, and
+//!   the last transition.
+//! * `GET /metrics`: Prometheus metrics: the Prometheus text format, or OpenMetrics when the
+//!   `Accept` header asks for it ([`crate::report::exposition`]).
 //! * `POST /resign`: step down (stop the child, revoke, hold off, campaign again); 202 if leading,
 //!   409 otherwise.
 //!
@@ -43,6 +46,7 @@ use crate::core::lifecycle::Phase;
 use crate::election::connector::{Connector, EtcdError};
 use crate::election::queue::{Election, LeaderInfo};
 use crate::election::slots::SlotsView;
+use crate::report::exposition;
 use crate::report::observer::{HealthView, Observer};
 
 mod connections;
@@ -309,11 +313,21 @@ async fn handle(
             "application/json",
             status_json(&server).await,
         ),
-        Route::Metrics => reply(
-            StatusCode::OK,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-            obs.encode_metrics(),
-        ),
+        Route::Metrics => {
+            let accept = req.headers().get(hyper::header::ACCEPT);
+            let format = exposition::negotiate(accept.and_then(|v| v.to_str().ok()));
+            let mut r = reply(
+                StatusCode::OK,
+                format.content_type(),
+                obs.encode_metrics(format),
+            );
+            // Caches keep one answer per Accept header.
+            r.headers_mut().insert(
+                hyper::header::VARY,
+                hyper::header::HeaderValue::from_static("accept"),
+            );
+            r
+        }
         Route::Resign => resign(&req, ep),
         Route::WrongMethod => reply(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -451,12 +465,13 @@ fn status_body(
         "election": obs.election,
         "key": st.phase.key(),
         "lease_id": st.phase.lease().map(|l| l.to_string()),
-        "fencing_revision": st.phase.revision(),
+        "create_revision": st.phase.create_revision(),
+        "fencing_revision": st.phase.fencing_revision(),
         "ms_until_deadline": obs.ms_until_deadline(),
         "session_fresh": obs.session_fresh(),
         "child_pid": st.phase.child_pid(),
         "leader_id": leader.map(|l| l.id.clone()),
-        "leader_revision": leader.map(|l| l.revision),
+        "leader_fencing_revision": leader.map(|l| l.revision),
         "slots": slots,
         "slot": slot,
         "slot_holders": holders.map(holders_json),
@@ -622,12 +637,13 @@ mod tests {
             "election": "app",
             "key": null,
             "lease_id": null,
+            "create_revision": null,
             "fencing_revision": null,
             "ms_until_deadline": null,
             "session_fresh": false,
             "child_pid": null,
             "leader_id": null,
-            "leader_revision": null,
+            "leader_fencing_revision": null,
             "slots": 1,
             "slot": null,
             "slot_holders": null,
@@ -685,9 +701,13 @@ mod tests {
             .as_i64()
             .is_some_and(|ms| ms > 0 && ms <= 6_000));
         assert_eq!(
-            (v["leader_id"].as_str(), v["leader_revision"].as_i64()),
+            (
+                v["leader_id"].as_str(),
+                v["leader_fencing_revision"].as_i64()
+            ),
             (Some("r0"), Some(4))
         );
+        assert_eq!(v["create_revision"], 9);
         assert_eq!(
             (v["slots"].as_u64(), v["slot"].as_u64()),
             (Some(2), Some(1))
@@ -715,6 +735,47 @@ mod tests {
         );
         assert_eq!(h["took_ms"], 7);
         assert!(h["ms_ago"].as_u64().is_some_and(|ms| ms >= 250));
+    }
+
+    /// A standby's key fences nothing: its create revision is shown as such, never as a fencing
+    /// revision; the leader's fencing revision is the leader's.
+    #[test]
+    fn a_standby_shows_no_fencing_revision_of_its_own() {
+        use crate::core::lifecycle::StopReason;
+        use crate::report::observer::tests::standby;
+        let obs = observer();
+        let leader = LeaderInfo {
+            id: "r0".into(),
+            key: "/singleton-exec/app/b2".into(),
+            lease: LeaseId(0xb2),
+            revision: 4,
+            candidates: 2,
+        };
+        let shown = |obs: &Observer| {
+            let v = status_body(obs, Some(&leader), 1, None, BootInstant::now());
+            let get = |k: &str| v[k].as_i64();
+            (
+                v["role"].as_str().map(str::to_owned),
+                get("create_revision"),
+                get("fencing_revision"),
+                get("leader_fencing_revision"),
+            )
+        };
+        let role = |r: &str| Some(r.to_owned());
+        obs.enter(standby());
+        assert_eq!(shown(&obs), (role("standby"), Some(5), None, Some(4)));
+        assert!(status_body(&obs, None, 1, None, BootInstant::now())
+            .get("leader_revision")
+            .is_none());
+        obs.enter(leading(None));
+        assert_eq!(shown(&obs), (role("leader"), Some(9), Some(9), Some(4)));
+        obs.enter(Phase::Stopping {
+            key: "/singleton-exec/app/a1".into(),
+            revision: 9,
+            reason: StopReason::Resign,
+            kill_in: Duration::from_secs(3),
+        });
+        assert_eq!(shown(&obs), (role("stopping"), Some(9), Some(9), Some(4)));
     }
 
     #[test]

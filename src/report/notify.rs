@@ -124,12 +124,12 @@ mod tests {
             watchdog: None,
         };
         n.ready();
-        n.status("leader revision 9:\nchild started");
+        n.status("leader fencing_revision 9:\nchild started");
         n.watchdog();
         n.stopping();
         for want in [
             "READY=1\nSTATUS=campaigning",
-            "STATUS=leader revision 9: child started",
+            "STATUS=leader fencing_revision 9: child started",
             "WATCHDOG=1",
             "STOPPING=1",
         ] {

@@ -1,6 +1,10 @@
 //! What the outside world can see of a replica: its live status, its Prometheus metrics and its
 //! systemd notifications, fed by the leadership loop and the keepalive task, read by the HTTP
 //! endpoints ([`crate::report::http`]). Nothing here decides anything; it only reports.
+//!
+//! A metric shows only what happened: `last_child_exit_code` appears once a child has exited
+//! (a 0 before that would read as a clean exit), the takeover and stop histograms count each
+//! takeover and each stop once.
 
 use std::sync::atomic::AtomicU64;
 use std::sync::Mutex;
@@ -17,6 +21,7 @@ use crate::core::lifecycle::Phase;
 use crate::core::timing::TimingModel;
 use crate::election::session::LeaseEvents;
 use crate::health::{Outcome, Report};
+use crate::report::exposition::{self, Format};
 use crate::report::notify::Notifier;
 
 /// The live status behind `/status`.
@@ -28,6 +33,9 @@ pub struct Status {
     /// The last phase entered: its name, why, and when.
     pub last_transition: Option<(&'static str, String, BootInstant)>,
     pub became_standby: Option<BootInstant>,
+    /// When this replica became first in line (joined at the head of the queue, or the candidate
+    /// ahead went), until its child starts: the start of a takeover.
+    pub first_in_line: Option<BootInstant>,
     /// The last health check of the current child (`--health-cmd`, `--health-url`).
     pub health: Option<HealthView>,
 }
@@ -97,6 +105,8 @@ struct Metrics {
     lease: LeaseMetrics,
     child: ChildMetrics,
     election_wait: Histogram,
+    takeover_wait: Histogram,
+    stop_duration: Histogram,
     health: HealthMetrics,
 }
 
@@ -130,6 +140,18 @@ impl Metrics {
             "Time from joining the election to leading",
             Histogram::new(WAIT_BUCKETS),
         );
+        let takeover_wait = registered(
+            &mut r,
+            "takeover_wait_seconds",
+            "Time from becoming first in line (joining at the head of the queue, or the candidate ahead leaving) to this replica's child starting",
+            Histogram::new(TAKEOVER_BUCKETS),
+        );
+        let stop_duration = registered(
+            &mut r,
+            "stop_seconds",
+            "Time from the start of a stop sequence (stop signal, or SIGKILL at once) to the child's whole tree being gone",
+            Histogram::new(STOP_BUCKETS),
+        );
         let health = HealthMetrics::register(&mut r);
         Metrics {
             registry: r,
@@ -139,6 +161,8 @@ impl Metrics {
             lease,
             child,
             election_wait,
+            takeover_wait,
+            stop_duration,
             health,
         }
     }
@@ -179,7 +203,8 @@ impl LeaseMetrics {
 /// How the leader's children ended.
 struct ChildMetrics {
     restarts: Counter,
-    last_exit_code: Gauge,
+    /// Registered when the first child exits: before that there is no exit code to show.
+    last_exit_code: Option<Gauge>,
 }
 
 impl ChildMetrics {
@@ -191,13 +216,20 @@ impl ChildMetrics {
                 "Child restarts under --on-child-exit=restart",
                 Counter::default(),
             ),
-            last_exit_code: registered(
+            last_exit_code: None,
+        }
+    }
+
+    /// The gauge of the last exit code, registered on first use.
+    fn last_exit_code(&mut self, registry: &mut Registry) -> &Gauge {
+        self.last_exit_code.get_or_insert_with(|| {
+            registered(
                 registry,
                 "last_child_exit_code",
-                "Exit code of the last child (128+S if killed by signal S)",
+                "Exit code of the last child (128+S if killed by signal S); absent until a child has exited",
                 Gauge::default(),
-            ),
-        }
+            )
+        })
     }
 }
 
@@ -207,6 +239,16 @@ const RTT_BUCKETS: [f64; 11] = [
 ];
 /// Waits from joining an election to leading, in seconds: from a handoff to hours in the queue.
 const WAIT_BUCKETS: [f64; 10] = [0.01, 0.1, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 1800.0, 3600.0];
+/// Takeovers, in seconds: milliseconds after a release, up to seconds while a former holder's
+/// tree may still be dying or an orphaned key ahead waits for its lease.
+const TAKEOVER_BUCKETS: [f64; 13] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+/// Stops, in seconds: milliseconds for a child that exits on its stop signal, up to `--grace`
+/// (then SIGKILL) for one that does not.
+const STOP_BUCKETS: [f64; 13] = [
+    0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+];
 
 /// Shared by the leadership loop, the keepalive task and the HTTP server.
 pub struct Observer {
@@ -236,6 +278,7 @@ impl Observer {
                 safe_until: None,
                 last_transition: None,
                 became_standby: None,
+                first_in_line: None,
                 health: None,
             }),
             metrics: Mutex::new(Metrics::register()),
@@ -258,14 +301,21 @@ impl Observer {
             let mut st = self.status.lock().expect("status lock");
             let was_standby = matches!(st.phase, Phase::Standby { .. });
             match &phase {
-                Phase::Standby { .. } if !was_standby => st.became_standby = Some(now),
+                Phase::Standby { .. } => {
+                    if !was_standby {
+                        st.became_standby = Some(now);
+                    }
+                    // Set once this candidacy is first in line, after it joined.
+                    st.first_in_line = None;
+                }
                 Phase::Leading { .. } => {
-                    if let Some(since) = st.became_standby.take() {
-                        self.metrics
-                            .lock()
-                            .expect("metrics lock")
-                            .election_wait
-                            .observe(now.saturating_duration_since(since).as_secs_f64());
+                    let m = self.metrics.lock().expect("metrics lock");
+                    let since = |at: BootInstant| now.saturating_duration_since(at).as_secs_f64();
+                    if let Some(at) = st.became_standby.take() {
+                        m.election_wait.observe(since(at));
+                    }
+                    if let Some(at) = st.first_in_line.take() {
+                        m.takeover_wait.observe(since(at));
                     }
                 }
                 _ => {}
@@ -304,8 +354,8 @@ impl Observer {
             .inc();
         drop(m);
         let rev = phase
-            .revision()
-            .map(|r| format!(" revision {r}"))
+            .fencing_revision()
+            .map(|r| format!(" fencing_revision {r}"))
             .unwrap_or_default();
         self.notifier.status(&format!("{name}{rev}: {why}"));
     }
@@ -319,7 +369,7 @@ impl Observer {
     fn log(&self, phase: &Phase, why: &str) {
         let (id, election, role) = (self.id.as_str(), self.election.as_str(), phase.name());
         let key = phase.key().unwrap_or("");
-        let revision = phase.revision().unwrap_or(0);
+        let revision = phase.create_revision().unwrap_or(0);
         let lease = phase.lease().map(|l| l.to_string()).unwrap_or_default();
         let pid = phase.child_pid().unwrap_or(0);
         if let Phase::Leading {
@@ -371,12 +421,27 @@ impl Observer {
         m.health.step_downs.inc();
     }
 
+    /// The child's tree is gone: the main child exited with `code`.
     pub fn child_exited(&self, code: i32, restarting: bool) {
-        let m = self.metrics.lock().expect("metrics lock");
-        m.child.last_exit_code.set(i64::from(code));
+        let mut guard = self.metrics.lock().expect("metrics lock");
+        let m = &mut *guard;
+        m.child.last_exit_code(&mut m.registry).set(i64::from(code));
         if restarting {
             m.child.restarts.inc();
         }
+    }
+
+    /// A stop sequence ended with the child's tree gone, `took` after it began (as the process
+    /// thread measured it, so the time this loop took to hear of it does not count).
+    pub fn stop_took(&self, took: Duration) {
+        let m = self.metrics.lock().expect("metrics lock");
+        m.stop_duration.observe(took.as_secs_f64());
+    }
+
+    /// This replica became first in line at `at` (see [`Status::first_in_line`]); its takeover
+    /// is counted when its child starts.
+    pub fn first_in_line(&self, at: BootInstant) {
+        self.status.lock().expect("status lock").first_in_line = Some(at);
     }
 
     /// A new lease or an acknowledged keepalive.
@@ -426,8 +491,8 @@ impl Observer {
         })
     }
 
-    /// The metrics in Prometheus text format.
-    pub fn encode_metrics(&self) -> String {
+    /// The metrics in `format`.
+    pub fn encode_metrics(&self, format: Format) -> String {
         let deadline = self
             .ms_until_deadline()
             .map(|ms| ms as f64 / 1000.0)
@@ -437,7 +502,11 @@ impl Observer {
         let mut out = String::new();
         // Encoding into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &m.registry);
-        out
+        drop(m);
+        match format {
+            Format::OpenMetrics => out,
+            Format::PrometheusText => exposition::to_prometheus_text(&out),
+        }
     }
 }
 impl LeaseEvents for Observer {
@@ -508,7 +577,7 @@ pub(crate) mod tests {
 
     /// One sample's value in the `/metrics` text: `name` with its labels, as printed.
     pub(crate) fn sample(obs: &Observer, name: &str) -> Option<f64> {
-        let text = obs.encode_metrics();
+        let text = obs.encode_metrics(Format::PrometheusText);
         let line = text.lines().find(|l| {
             l.strip_prefix(name)
                 .is_some_and(|rest| rest.starts_with(' '))
@@ -707,5 +776,122 @@ pub(crate) mod tests {
         assert_eq!(get("singleton_exec_last_child_exit_code"), Some(0.0));
         obs.child_exited(137, false);
         assert_eq!(get("singleton_exec_last_child_exit_code"), Some(137.0));
+    }
+
+    #[test]
+    fn no_exit_code_is_shown_before_a_child_has_exited() {
+        let obs = observer();
+        obs.enter(standby());
+        obs.enter(leading(None));
+        for format in [Format::PrometheusText, Format::OpenMetrics] {
+            let text = obs.encode_metrics(format);
+            assert!(!text.contains("last_child_exit_code"), "{text}");
+        }
+        obs.child_exited(0, false);
+        assert_eq!(
+            sample(&obs, "singleton_exec_last_child_exit_code"),
+            Some(0.0)
+        );
+        let text = obs.encode_metrics(Format::OpenMetrics);
+        assert!(text.ends_with("# EOF\n"), "{text}");
+        assert_eq!(
+            text.matches("# TYPE singleton_exec_last_child_exit_code gauge")
+                .count(),
+            1
+        );
+        // Registered once, however many children exit.
+        obs.child_exited(3, false);
+        let text = obs.encode_metrics(Format::PrometheusText);
+        assert_eq!(
+            text.matches("# HELP singleton_exec_last_child_exit_code ")
+                .count(),
+            1
+        );
+        assert_eq!(
+            sample(&obs, "singleton_exec_last_child_exit_code"),
+            Some(3.0)
+        );
+    }
+
+    /// A takeover is timed from becoming first in line to the child's start, once per
+    /// leadership; a stop is counted once, with what it took.
+    #[test]
+    fn takeovers_and_stops_are_timed_once_each() {
+        let obs = observer();
+        let get = |n: &str| sample(&obs, n);
+        let takeovers = || get("singleton_exec_takeover_wait_seconds_count");
+        let stops = || get("singleton_exec_stop_seconds_count");
+        assert_eq!((takeovers(), stops()), (Some(0.0), Some(0.0)));
+        obs.enter(standby());
+        obs.first_in_line(BootInstant::now() - Duration::from_millis(40));
+        obs.enter(leading(None));
+        assert_eq!(takeovers(), Some(1.0));
+        let took = get("singleton_exec_takeover_wait_seconds_sum").unwrap();
+        assert!((0.04..1.0).contains(&took), "{took}");
+        // A restart under the same leadership is no takeover.
+        obs.enter(leading(None));
+        assert_eq!(takeovers(), Some(1.0));
+        // A stop is counted with the time the process thread measured; an exit is no stop.
+        obs.enter(stopping(StopReason::Resign));
+        obs.stop_took(Duration::from_millis(250));
+        obs.child_exited(143, false);
+        assert_eq!(stops(), Some(1.0));
+        assert_eq!(get("singleton_exec_stop_seconds_sum"), Some(0.25));
+        obs.enter(leading(None));
+        obs.child_exited(0, false);
+        assert_eq!(stops(), Some(1.0));
+        // First in line, then back in the queue (a start refused): no takeover counted.
+        obs.first_in_line(BootInstant::now());
+        obs.enter(standby());
+        obs.enter(leading(None));
+        assert_eq!(takeovers(), Some(1.0));
+    }
+
+    #[test]
+    fn the_prometheus_text_has_help_and_type_for_every_sample() {
+        let obs = observer();
+        obs.enter(standby());
+        obs.enter(leading(Some(1)));
+        obs.keepalive_failed();
+        obs.child_exited(1, true);
+        obs.health_checked(&report(0, Outcome::Healthy));
+        let text = obs.encode_metrics(Format::PrometheusText);
+        assert!(
+            !text.contains("# EOF") && !text.contains("# UNIT"),
+            "{text}"
+        );
+        let mut described = std::collections::BTreeSet::new();
+        for line in text.lines() {
+            let words: Vec<&str> = line.split(' ').collect();
+            match words[..] {
+                ["#", "HELP", name, ..] => assert!(described.insert(("help", name)), "{line}"),
+                ["#", "TYPE", name, kind] => {
+                    assert!(described.contains(&("help", name)), "no HELP before {line}");
+                    assert!(described.insert(("type", name)), "{line}");
+                    if kind == "counter" {
+                        assert!(name.ends_with("_total"), "{line}");
+                    }
+                }
+                _ => {
+                    let name = line.split(['{', ' ']).next().unwrap_or(line);
+                    let family = ["_bucket", "_sum", "_count"]
+                        .iter()
+                        .find_map(|s| name.strip_suffix(s))
+                        .filter(|f| described.contains(&("type", *f)))
+                        .unwrap_or(name);
+                    assert!(described.contains(&("type", family)), "no TYPE for {line}");
+                }
+            }
+        }
+        // The OpenMetrics form names the counter family without _total.
+        let om = obs.encode_metrics(Format::OpenMetrics);
+        assert!(
+            om.contains("# TYPE singleton_exec_keepalive_failures counter\n"),
+            "{om}"
+        );
+        assert!(
+            om.contains("\nsingleton_exec_keepalive_failures_total 1\n"),
+            "{om}"
+        );
     }
 }

@@ -460,16 +460,46 @@ pub fn runtime() -> tokio::runtime::Runtime {
 
 /// One HTTP/1.1 request to 127.0.0.1:`port`: the status (0 if it could not be made) and the body.
 pub fn http(method: &str, port: u16, path: &str) -> (u16, String) {
+    let answer = http_with(method, port, path, &[]);
+    (answer.status, answer.body)
+}
+
+/// An answer to [`http_with`].
+#[derive(Debug, Default)]
+pub struct HttpAnswer {
+    /// 0 if no answer came.
+    pub status: u16,
+    /// The header lines, as sent.
+    pub head: String,
+    pub body: String,
+}
+
+impl HttpAnswer {
+    /// A header's value (the name is case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.head.lines().skip(1).find_map(|l| {
+            let (n, v) = l.split_once(':')?;
+            n.trim().eq_ignore_ascii_case(name).then(|| v.trim())
+        })
+    }
+}
+
+/// One HTTP/1.1 request to 127.0.0.1:`port` with extra `headers`.
+pub fn http_with(method: &str, port: u16, path: &str, headers: &[(&str, &str)]) -> HttpAnswer {
     use std::io::{Read, Write};
     let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
-        return (0, String::new());
+        return HttpAnswer::default();
     };
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let extra: String = headers
+        .iter()
+        .map(|(n, v)| format!("{n}: {v}\r\n"))
+        .collect();
     let req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 0\r\n{extra}\r\n"
     );
     if s.write_all(req.as_bytes()).is_err() {
-        return (0, String::new());
+        return HttpAnswer::default();
     }
     let mut resp = String::new();
     let _ = s.read_to_string(&mut resp);
@@ -478,11 +508,34 @@ pub fn http(method: &str, port: u16, path: &str) -> (u16, String) {
         .nth(1)
         .and_then(|c| c.parse().ok())
         .unwrap_or(0);
-    let body = resp
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    (status, body)
+    let (head, body) = resp.split_once("\r\n\r\n").unwrap_or((&resp, ""));
+    HttpAnswer {
+        status,
+        head: head.replace("\r\n", "\n"),
+        body: body.to_owned(),
+    }
+}
+
+/// A program the test needs from PATH, found; `None` after a loud SKIPPED line when it is
+/// missing, and a failure under `CI=true` (scripts/deps.sh installs it for the tests).
+pub fn tool(name: &str, test: &str) -> Option<PathBuf> {
+    let found = std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
+        .map(|d| d.join(name))
+        .find(|p| p.is_file());
+    if found.is_none() {
+        skip_or_fail(&format!("{test}: {name} is not installed"));
+    }
+    found
+}
+
+/// Says loudly that a test cannot run here: a SKIPPED line, or under `CI=true` a failure.
+pub fn skip_or_fail(why: &str) {
+    let why =
+        format!("{why} (scripts/deps.sh installs it: `. scripts/deps.sh; ensure_deps tests`)");
+    if std::env::var("CI").as_deref() == Ok("true") {
+        panic!("CI=true but {why}");
+    }
+    println!("SKIPPED {why}");
 }
 
 /// Runs `singleton-exec SUBCOMMAND --endpoints E ARGS` (`status`, `resign`) to completion: each is
