@@ -21,3 +21,4 @@ mod security;
 mod signals;
 mod slots;
 mod supervisor;
+mod systemd;
