@@ -128,7 +128,17 @@ fn subcommand_page(root: &Command, sub: &Command, date: &str) -> String {
     );
     see_also.push("etcdctl(1)".to_owned());
     see_also_section(&mut roff, &see_also);
-    page(sub, &page_name(sub).to_uppercase(), date, &roff)
+    // NAME (the whatis line) says what the command does in its first sentence; DESCRIPTION has
+    // all of it.
+    let about = first_paragraph(sub);
+    let name_line = about
+        .split_once(". ")
+        .map_or(about.as_str(), |(first, _)| first);
+    let sub = sub
+        .clone()
+        .about(name_line.trim_end_matches('.').to_owned())
+        .long_about(about.clone());
+    page(&sub, &page_name(&sub).to_uppercase(), date, &roff)
 }
 
 /// clap_mangen's title, NAME, SYNOPSIS, DESCRIPTION and OPTIONS, then `sections`, fitted for lint.
