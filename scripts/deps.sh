@@ -3,7 +3,7 @@
 # Assumed present: Rust via rustup (cargo, rustc; rustfmt and clippy for scripts/test).
 # `scripts/fresh-machine-check` runs examples/demo.sh on a pristine Debian root to prove this list.
 # `ensure_deps tests` (scripts/test) also installs what only the tests need: the Kubernetes
-# manifest checks' tools (ensure_manifest_tools below).
+# manifest checks' tools (ensure_manifest_tools below), mandoc, lintian and systemd-analyze.
 
 # protoc finds the well-known types (google/protobuf/descriptor.proto) etcd-client's protos import:
 # Debian ships them in libprotobuf-dev, which protobuf-compiler only recommends.
@@ -44,6 +44,11 @@ ensure_deps() {
         missing+=(python3-venv)                                          # manifest checks' tools
     fi
     [ "${1:-}" != tests ] || command -v openssl >/dev/null 2>&1 || missing+=(openssl)  # the overlay's certificates
+    if [ "${1:-}" = tests ]; then                                       # the packaging tests' linters
+        command -v mandoc >/dev/null 2>&1 || missing+=(mandoc)          # man pages: mandoc -T lint
+        command -v lintian >/dev/null 2>&1 || missing+=(lintian)        # the .deb
+        command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd) # the unit: verify, security
+    fi
     if ! command -v protoc >/dev/null 2>&1; then
         missing+=(protobuf-compiler libprotobuf-dev)                    # etcd-client's build script
     elif ! protoc_has_wkt; then

@@ -580,3 +580,156 @@ fn man_page_environment_exit_status_and_see_also() {
         }
     }
 }
+
+/// The release directory to check: `SINGLETON_EXEC_DIST` (scripts/test makes it before the test
+/// run under CI=true), else one `scripts/release` builds when asked (`SINGLETON_EXEC_RELEASE_TEST=1`
+/// or `CI=true`); `None` after a SKIPPED line otherwise.
+fn release_dir() -> Option<PathBuf> {
+    if let Some(dir) = std::env::var_os("SINGLETON_EXEC_DIST").filter(|d| !d.is_empty()) {
+        return Some(PathBuf::from(dir));
+    }
+    let asked = std::env::var("SINGLETON_EXEC_RELEASE_TEST").as_deref() == Ok("1")
+        || std::env::var("CI").as_deref() == Ok("true");
+    if !asked {
+        println!(
+            "SKIPPED release_artefacts_run_and_match_their_checksums: scripts/release is two release \
+             builds (5-8 min); SINGLETON_EXEC_RELEASE_TEST=1 builds and checks it, \
+             SINGLETON_EXEC_DIST=DIR checks one built before"
+        );
+        return None;
+    }
+    let dir = tempfile::Builder::new()
+        .prefix("dist")
+        .tempdir()
+        .unwrap()
+        .keep();
+    let out = Command::new("bash")
+        .arg(format!("{ROOT}/scripts/release"))
+        .env("RELEASE_DIR", &dir)
+        .output()
+        .expect("scripts/release");
+    assert!(
+        out.status.success(),
+        "scripts/release: {}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Some(dir)
+}
+
+/// Promise: `scripts/release` makes the static tarball (a binary that runs anywhere, with its man
+/// pages, completions, unit and licenses), the .deb and the image, and `SHA256SUMS` matches each.
+#[test]
+fn release_artefacts_run_and_match_their_checksums() {
+    let Some(dist) = release_dir() else { return };
+    let version = package_version();
+    let arch = stdout_of(Command::new("dpkg").arg("--print-architecture"));
+    let tarball = format!("singleton-exec-{VERSION}-x86_64-linux.tar.gz");
+    let deb = format!("singleton-exec_{version}_{}.deb", arch.trim());
+    let image = format!("singleton-exec-{VERSION}-image.tar.gz");
+
+    // Exactly the three artefacts and their sums, each sum right.
+    let mut names: Vec<String> = std::fs::read_dir(&dist)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    let mut want = vec![
+        "SHA256SUMS".to_owned(),
+        tarball.clone(),
+        deb.clone(),
+        image.clone(),
+    ];
+    want.sort();
+    assert_eq!(names, want, "{}", dist.display());
+    let sums = std::fs::read_to_string(dist.join("SHA256SUMS")).unwrap();
+    let mut listed: Vec<&str> = sums
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(1))
+        .collect();
+    listed.sort_unstable();
+    let mut artefacts = vec![tarball.as_str(), deb.as_str(), image.as_str()];
+    artefacts.sort_unstable();
+    assert_eq!(listed, artefacts, "SHA256SUMS:\n{sums}");
+    stdout_of(
+        Command::new("sha256sum")
+            .args(["--check", "--strict", "SHA256SUMS"])
+            .current_dir(&dist),
+    );
+
+    // The tarball: one directory, a static binary of this version, and the files beside it
+    // identical to the repository's.
+    let dir = tempfile::tempdir().unwrap();
+    stdout_of(
+        Command::new("tar")
+            .arg("-xzf")
+            .arg(dist.join(&tarball))
+            .arg("-C")
+            .arg(dir.path()),
+    );
+    let top = dir.path().join(tarball.trim_end_matches(".tar.gz"));
+    let binary = top.join("singleton-exec");
+    let says = stdout_of(Command::new(&binary).arg("--version"));
+    assert_eq!(says.trim(), format!("singleton-exec {VERSION}"));
+    let help = stdout_of(Command::new(&binary).arg("--help"));
+    assert!(help.contains("--endpoints"), "{help}");
+    let ldd = Command::new("ldd").arg(&binary).output().expect("ldd");
+    let ldd = String::from_utf8_lossy(&ldd.stdout) + String::from_utf8_lossy(&ldd.stderr);
+    assert!(
+        !ldd.contains("=>"),
+        "the tarball's binary is dynamically linked:\n{ldd}"
+    );
+    let mut shipped: Vec<(String, &str)> = vec![
+        (
+            "completions/singleton-exec.bash".into(),
+            "packaging/completions/singleton-exec.bash",
+        ),
+        (
+            "completions/_singleton-exec".into(),
+            "packaging/completions/_singleton-exec",
+        ),
+        (
+            "completions/singleton-exec.fish".into(),
+            "packaging/completions/singleton-exec.fish",
+        ),
+        (
+            "systemd/singleton-exec@.service".into(),
+            "packaging/systemd/singleton-exec@.service",
+        ),
+        ("systemd/example.env".into(), "packaging/debian/example.env"),
+        ("LICENSE-MIT".into(), "LICENSE-MIT"),
+        ("LICENSE-APACHE".into(), "LICENSE-APACHE"),
+        ("README.md".into(), "README.md"),
+    ];
+    let pages: Vec<PathBuf> = man_pages();
+    for page in &pages {
+        let name = page.file_name().unwrap().to_string_lossy().into_owned();
+        shipped.push((format!("man/man1/{name}"), ""));
+    }
+    for (path, source) in &shipped {
+        let got =
+            std::fs::read(top.join(path)).unwrap_or_else(|e| panic!("{tarball}: {path}: {e}"));
+        let source = if source.is_empty() {
+            format!(
+                "packaging/man/{}",
+                Path::new(path).file_name().unwrap().to_string_lossy()
+            )
+        } else {
+            source.to_string()
+        };
+        let want = std::fs::read(Path::new(ROOT).join(&source)).unwrap();
+        assert!(got == want, "{tarball}: {path} differs from {source}");
+    }
+
+    // The image: what `docker load` reads, tagged with this version.
+    let manifest = stdout_of(
+        Command::new("tar")
+            .arg("-xzOf")
+            .arg(dist.join(&image))
+            .arg("manifest.json"),
+    );
+    assert!(
+        manifest.contains(&format!("\"singleton-exec:{VERSION}\"")),
+        "{image}: manifest.json: {manifest}"
+    );
+}
