@@ -415,9 +415,9 @@ fn packaged_unit_under_real_systemd() {
     println!("after SIGKILL: vm2's worker seen gone after {worker_gone:?}, vm1's command started {took_over:.3}s after the kill");
     assert!(worker_gone < Duration::from_secs(3), "{worker_gone:?}");
     // Not before the lease could expire (its last keepalive was at most one interval, TTL/10,
-    // before the kill), and not much later.
+    // before the kill; a generous bound below that), and not much later.
     assert!(
-        (TTL.as_secs_f64() * 0.9..TTL.as_secs_f64() + 5.0).contains(&took_over),
+        (TTL.as_secs_f64() * 0.8..TTL.as_secs_f64() + 5.0).contains(&took_over),
         "{took_over}"
     );
 
