@@ -3,8 +3,9 @@
 # Assumed present: Rust via rustup (cargo, rustc; rustfmt and clippy for scripts/test).
 # `scripts/fresh-machine-check` runs examples/demo.sh on a pristine Debian root to prove this list.
 # `ensure_deps tests` (scripts/test) also installs what only the tests need: the Kubernetes
-# manifest checks' tools (ensure_manifest_tools below), and the /metrics checks' promtool
-# (Debian's prometheus package) and OpenMetrics parser (python3-prometheus-client).
+# manifest checks' tools (ensure_manifest_tools below), the /metrics checks' promtool (Debian's
+# prometheus package) and OpenMetrics parser (python3-prometheus-client), mandoc, lintian and
+# systemd-analyze.
 
 # protoc finds the well-known types (google/protobuf/descriptor.proto) etcd-client's protos import:
 # Debian ships them in libprotobuf-dev, which protobuf-compiler only recommends.
@@ -50,6 +51,11 @@ ensure_deps() {
     if [ "${1:-}" = tests ] && ! /usr/bin/python3 -c 'import prometheus_client' >/dev/null 2>&1 &&
         ! python3 -c 'import prometheus_client' >/dev/null 2>&1; then
         missing+=(python3-prometheus-client)                             # the OpenMetrics parser
+    fi
+    if [ "${1:-}" = tests ]; then                                       # the packaging tests' linters
+        command -v mandoc >/dev/null 2>&1 || missing+=(mandoc)          # man pages: mandoc -T lint
+        command -v lintian >/dev/null 2>&1 || missing+=(lintian)        # the .deb
+        command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd) # the unit: verify, security
     fi
     if ! command -v protoc >/dev/null 2>&1; then
         missing+=(protobuf-compiler libprotobuf-dev)                    # etcd-client's build script

@@ -22,3 +22,4 @@ mod security;
 mod signals;
 mod slots;
 mod supervisor;
+mod systemd;
