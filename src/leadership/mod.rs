@@ -24,7 +24,8 @@
 //!   with no child and no lease: a leader stops its tree and releases (through the one release
 //!   path), a standby revokes its lease and so leaves the queue, and only then does the process
 //!   thread stop this process ([`suspend`]). Continued, it campaigns again with a fresh lease. A
-//!   shutdown asked for meanwhile wins.
+//!   shutdown asked for meanwhile wins (the replica exits instead of stopping), and a SIGCONT
+//!   that came before the stop is not lost (the replica does not stop, and campaigns again).
 
 #![forbid(unsafe_code)]
 
@@ -281,9 +282,20 @@ async fn campaign_until_exit(ctx: &Ctx<'_>, inp: &mut Inputs) -> Exit {
 }
 
 /// Suspends this process until it is continued (`fg`, `bg`, SIGCONT). Called only with no child
-/// and no lease: after the release, or after a standby revoked its lease. `Err`: the process
-/// thread is gone.
+/// and no lease: after the release, or after a standby revoked its lease. `Err`: the replica
+/// exits instead, because a shutdown signal came while the lease was given up (it wins: a
+/// stopped replica could not act on it), or the process thread is gone. The process thread
+/// refuses the suspension too if the shutdown comes after this look (and, continued already by
+/// a SIGCONT after the Ctrl-Z, does not stop); `Resumed` comes at once then.
 async fn suspend(ctx: &Ctx<'_>, inp: &mut Inputs) -> Result<(), Exit> {
+    while let Ok(event) = inp.process.events.try_recv() {
+        inp.user.record(&event);
+        tracing::debug!(?event, "before suspending");
+    }
+    if let Some(sig) = inp.user.shutdown {
+        tracing::info!(id = %ctx.cfg.id, "not suspending: withdrew on {}", crate::core::exit_code::signal_name(sig));
+        return Err(Exit::Withdrew);
+    }
     tracing::info!(id = %ctx.cfg.id,
         "suspended (Ctrl-Z): no child runs and no lease is held; fg, bg or SIGCONT continues, \
          then this replica campaigns again");

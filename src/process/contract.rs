@@ -46,7 +46,7 @@ pub enum Request {
     },
     /// Suspend this process (job control) and report [`Event::Resumed`] once it is continued.
     /// Asked only once no tree is left and the lease is given up; refused (at once `Resumed`)
-    /// while a tree exists.
+    /// while a tree exists, after a shutdown signal, and when SIGCONT came since the Ctrl-Z.
     Suspend,
 }
 
@@ -67,7 +67,8 @@ pub enum Event {
     ResignSignal,
     /// Ctrl-Z under job control: the main child was stopped by SIGTSTP (it stays stopped until
     /// the stop sequence continues it), or SIGTSTP reached the supervisor. The replica is to stop
-    /// the tree, give its lease up, then ask for [`Request::Suspend`].
+    /// the tree, give its lease up, then ask for [`Request::Suspend`]. Sent once per suspension,
+    /// however many SIGTSTP come before it is carried out.
     SuspendRequested,
     /// The answer to [`Request::Suspend`]: this process was continued (or never stopped).
     Resumed,

@@ -13,7 +13,10 @@
 //!
 //! The deadline path waits on nothing but the kernel: deadlines are checked first on every wake-up,
 //! and again after the reap; signals go out before anything is logged, and logging never blocks
-//! ([`crate::report::logging`]).
+//! ([`crate::report::logging`]). Nobody outside can hold it off: a wake-up reads at most
+//! [`SIGNALS_PER_WAKE`] signals (and one read of sent faults), so a flood of signals only makes
+//! the loop go round more often, and no signal costs more than a few system calls (whether job
+//! control applies is read from `/proc` at most once per [`JOB_CONTROL_FRESH`]).
 //!
 //! Health-check commands ([`Request::Check`]) are started here too, since this thread is the only
 //! reaper: each in its own process group, with its timeout on the same timerfd, killed with its group
@@ -21,12 +24,16 @@
 //! is reported gone only once it is reaped as well; it is killed at once when the stop begins.
 //!
 //! Job control (Ctrl-Z) is detected here and carried out in two halves. When the main child is
-//! stopped by SIGTSTP, or SIGTSTP reaches us, and a job-control shell could continue us (our
-//! process group is not orphaned, see [`tree::own_group_orphaned`]; not PID 1; SIGTSTP not
-//! ignored at start), [`Event::SuspendRequested`] goes out and the child stays stopped. The
+//! stopped by SIGTSTP, or SIGTSTP reaches us, and a job-control shell could continue us (a
+//! controlling terminal, and a parent that could continue our process group, see
+//! [`tree::under_job_control`]; not PID 1; SIGTSTP not ignored at start),
+//! [`Event::SuspendRequested`] goes out (once per suspension) and the child stays stopped. The
 //! async side stops the tree the usual way, gives the lease up, and only then asks for
-//! [`Request::Suspend`], which this thread refuses while any tree exists: a suspended replica
-//! never has a child or a lease. Without job control nobody could continue a stopped replica, so
+//! [`Request::Suspend`]. This thread refuses it while any tree exists (a suspended replica never
+//! has a child or a lease), once a shutdown signal came (it must end the replica, which a
+//! stopped one cannot), and when SIGCONT came after the Ctrl-Z (the job was continued before it
+//! stopped: stopping now would wait for a SIGCONT already spent); refused, it answers
+//! [`Event::Resumed`] at once. Without job control nobody could continue a stopped replica, so
 //! SIGTSTP keeps its old meaning: forwarded, and a child it stopped continued at once.
 //!
 //! Its duties, each a method of [`ProcessOwner`]: `enforce_deadlines`, `read_signals`,
@@ -81,9 +88,10 @@ pub struct ProcessOwner {
     is_pid1: bool,
     /// A shutdown signal arrived: no child is started again.
     shutdown: Option<libc::c_int>,
-    /// The suspension asked for must stop our whole process group: the terminal's Ctrl-Z
-    /// reached only the child's group, which had the terminal.
-    suspend_group: bool,
+    /// Where a Ctrl-Z stands on this side.
+    suspension: Suspension,
+    /// The last answer to whether job control applies, and when it was read.
+    job_control_seen: Option<(bool, BootInstant)>,
     tree: Option<Tree>,
     /// The health check in flight, if any; only while the child runs.
     check: CheckSlot,
@@ -124,7 +132,8 @@ impl ProcessOwner {
             blocked: inherited.blocked,
             is_pid1: std::process::id() == 1,
             shutdown: None,
-            suspend_group: false,
+            suspension: Suspension::Idle,
+            job_control_seen: None,
             tree: None,
             check: CheckSlot::default(),
             guard,
@@ -226,8 +235,13 @@ impl ProcessOwner {
         }
     }
 
+    /// Reads and acts on at most [`SIGNALS_PER_WAKE`] signals; the rest wait for the next turn of
+    /// the loop, after the deadlines were checked again.
     fn read_signals(&mut self) {
-        while let Ok(Some(info)) = self.sigfd.read_signal() {
+        for _ in 0..SIGNALS_PER_WAKE {
+            let Ok(Some(info)) = self.sigfd.read_signal() else {
+                return;
+            };
             let sig = info.ssi_signo as libc::c_int;
             match self.routing.route(sig, info.ssi_pid) {
                 SignalRoute::Reap => {} // reaped right after
@@ -243,6 +257,10 @@ impl ProcessOwner {
                     self.emit(Event::ResignSignal);
                 }
                 SignalRoute::TerminalStop if self.job_control() => self.suspend_requested(false),
+                SignalRoute::Continue => {
+                    self.continued();
+                    self.forward(sig);
+                }
                 SignalRoute::TerminalStop | SignalRoute::Forward => self.forward(sig),
                 SignalRoute::Drop => {}
             }
@@ -250,31 +268,87 @@ impl ProcessOwner {
     }
 
     /// Whether a stop of this process could be undone by a job-control shell, so Ctrl-Z may
-    /// suspend the replica (see the module doc).
-    fn job_control(&self) -> bool {
-        !self.is_pid1 && !self.routing.tstp_ignored && !tree::own_group_orphaned()
+    /// suspend the replica (see the module doc). Once a suspension is asked for, yes until it is
+    /// carried out; otherwise the answer read from `/proc` is kept for [`JOB_CONTROL_FRESH`], so
+    /// a flood of SIGTSTP costs no more than any other signal.
+    fn job_control(&mut self) -> bool {
+        if self.is_pid1 || self.routing.tstp_ignored {
+            return false;
+        }
+        if self.suspension != Suspension::Idle {
+            return true;
+        }
+        let now = BootInstant::now();
+        match self.job_control_seen {
+            Some((answer, at)) if now.saturating_duration_since(at) < JOB_CONTROL_FRESH => answer,
+            _ => {
+                let answer = tree::under_job_control();
+                self.job_control_seen = Some((answer, now));
+                answer
+            }
+        }
     }
 
     /// Ctrl-Z under job control: the async side stops the tree, gives the lease up and asks for
-    /// [`Request::Suspend`]. `group`: the suspension stops our whole process group.
+    /// [`Request::Suspend`]. `group`: the suspension stops our whole process group. Asked for
+    /// once: later ones until the suspension is carried out add nothing (but `group`).
     fn suspend_requested(&mut self, group: bool) {
-        self.suspend_group |= group;
-        tracing::info!(
-            "suspend requested (Ctrl-Z): the child's tree, if any, is stopped and the lease \
-             given up before singleton-exec stops"
-        );
-        self.emit(Event::SuspendRequested);
+        self.suspension = match self.suspension {
+            Suspension::Idle => {
+                tracing::info!(
+                    "suspend requested (Ctrl-Z): the child's tree, if any, is stopped and the \
+                     lease given up before singleton-exec stops"
+                );
+                self.emit(Event::SuspendRequested);
+                Suspension::Asked { group }
+            }
+            Suspension::Asked { group: before } => Suspension::Asked {
+                group: before || group,
+            },
+            Suspension::Continued => {
+                tracing::info!("suspend requested again (Ctrl-Z) before singleton-exec stopped");
+                Suspension::Asked { group }
+            }
+        };
     }
 
-    /// Suspends this process until it is continued, if no tree is left; reports
-    /// [`Event::Resumed`] either way.
-    fn suspend(&mut self) {
-        if self.tree.is_some() {
-            tracing::error!("suspend refused: the child's tree is still running");
-            return self.emit(Event::Resumed);
+    /// SIGCONT: a suspension asked for and not carried out yet is called off (the job was
+    /// continued before it stopped).
+    fn continued(&mut self) {
+        if let Suspension::Asked { .. } = self.suspension {
+            tracing::info!(
+                "continued (SIGCONT) before singleton-exec could stop: the child's tree is \
+                 stopped and the lease given up as asked, then it campaigns again instead of \
+                 stopping"
+            );
+            self.suspension = Suspension::Continued;
         }
-        let group = std::mem::take(&mut self.suspend_group);
-        signals::suspend_self(group);
+    }
+
+    /// Suspends this process until it is continued, unless [`suspend_refusal`] says why not;
+    /// reports [`Event::Resumed`] either way.
+    fn suspend(&mut self) {
+        // Signals sent since the last read count too: a SIGCONT, a SIGTERM just sent.
+        self.read_signals();
+        let asked = std::mem::replace(&mut self.suspension, Suspension::Idle);
+        let group = matches!(asked, Suspension::Asked { group: true });
+        let refused = suspend_refusal(
+            self.tree.is_some(),
+            self.shutdown,
+            asked == Suspension::Continued,
+        );
+        match refused {
+            Some(SuspendRefusal::TreeLeft) => {
+                tracing::error!("suspend refused: the child's tree is still running");
+            }
+            Some(SuspendRefusal::Shutdown(sig)) => {
+                tracing::info!(signal = %signal_name(sig), "not suspending: a shutdown was asked for");
+            }
+            Some(SuspendRefusal::Continued) => {
+                tracing::info!("not suspending: continued (SIGCONT) already");
+            }
+            None => signals::suspend_self(group),
+        }
         self.emit(Event::Resumed);
     }
 
@@ -298,8 +372,9 @@ impl ProcessOwner {
         let Some(pipe) = self.sent_faults.as_ref().map(|f| f.as_fd()) else {
             return;
         };
-        let mut buf = [0u8; 64];
-        while let Ok(n @ 1..) = nix::unistd::read(pipe, &mut buf) {
+        // One read per wake-up, as for the signalfd: the rest waits for the next turn.
+        let mut buf = [0u8; SIGNALS_PER_WAKE];
+        if let Ok(n @ 1..) = nix::unistd::read(pipe, &mut buf) {
             for &sig in &buf[..n] {
                 self.forward(libc::c_int::from(sig));
             }
@@ -570,9 +645,8 @@ impl ProcessOwner {
         }
         match sig {
             libc::SIGTSTP => {
-                let (pgid, terminal) = (tree.pgid, tree.terminal);
-                let job_control = self.job_control();
-                let act = after_terminal_stop(job_control, tree.stop.has_begun());
+                let (pgid, terminal, begun) = (tree.pgid, tree.terminal, tree.stop.has_begun());
+                let act = after_terminal_stop(self.job_control(), begun);
                 if act.continue_child {
                     // The group leader is unreaped, so the group id cannot have been reused.
                     let _ = signals::send_to_group(pgid, libc::SIGCONT);
@@ -647,10 +721,12 @@ impl ProcessOwner {
             return;
         }
         tree.main = Main::Reaped(how);
+        let stopping_for = tree.stop.has_begun().then(|| tree.stop.outcome());
         let asked = stop_asked_from_terminal(
             how,
             tree.terminal,
-            tree.stop.has_begun(),
+            stopping_for,
+            self.settings.stop_signal,
             self.shutdown.is_some(),
         );
         if let Some(sig) = asked {
@@ -677,6 +753,57 @@ fn timer_value(at: BootInstant) -> TimeSpec {
     )
 }
 
+/// The most signals one wake-up reads. The deadlines are checked between two such batches, so no
+/// flood of signals, however fast, holds them off; the rest stay pending for the next turn.
+pub const SIGNALS_PER_WAKE: usize = 64;
+
+/// How long an answer to "would a job-control shell continue us" is reused. Reading it walks
+/// `/proc` (milliseconds on a busy host); SIGTSTP can come by the thousand. An answer this old is
+/// still right, or wrong harmlessly: a process group becomes orphaned when its shell goes, and
+/// the kernel then refuses to stop it (or, stopped already, sends it SIGHUP and SIGCONT), so a
+/// stale yes costs a stop that does not last; a stale no keeps the old behaviour (forward).
+pub const JOB_CONTROL_FRESH: Duration = Duration::from_secs(1);
+
+/// Where a Ctrl-Z stands on the process thread's side.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Suspension {
+    /// None asked for, or the last one was carried out (or refused).
+    Idle,
+    /// [`Event::SuspendRequested`] went out; [`Request::Suspend`] will follow once the tree is gone
+    /// and the lease given up. `group`: the stop must take our whole process group (the
+    /// terminal's Ctrl-Z reached only the child's group, which had the terminal).
+    Asked { group: bool },
+    /// Asked, then SIGCONT came before this process stopped: the job was continued already, so
+    /// it does not stop (nothing would continue it again).
+    Continued,
+}
+
+/// Why [`Request::Suspend`] is answered without stopping.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SuspendRefusal {
+    /// A tree is still running: a suspended replica must have none.
+    TreeLeft,
+    /// A shutdown signal came: the replica is to exit, which a stopped one cannot.
+    Shutdown(libc::c_int),
+    /// SIGCONT came after the Ctrl-Z.
+    Continued,
+}
+
+/// Whether a suspension is refused, and why: a tree left is an error whatever else holds, and a
+/// shutdown wins over a SIGCONT.
+fn suspend_refusal(
+    tree_left: bool,
+    shutdown: Option<libc::c_int>,
+    continued: bool,
+) -> Option<SuspendRefusal> {
+    match (tree_left, shutdown, continued) {
+        (true, _, _) => Some(SuspendRefusal::TreeLeft),
+        (false, Some(sig), _) => Some(SuspendRefusal::Shutdown(sig)),
+        (false, None, true) => Some(SuspendRefusal::Continued),
+        (false, None, false) => None,
+    }
+}
+
 /// What the process thread does with a signal it read from its signalfd.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum SignalRoute {
@@ -693,6 +820,8 @@ enum SignalRoute {
     Resign,
     /// SIGTSTP: suspend the replica under job control, else forward it.
     TerminalStop,
+    /// SIGCONT: forwarded; it also calls off a suspension asked for and not carried out yet.
+    Continue,
     /// Everything else the child may be sent: pass it on.
     Forward,
     /// Not forwardable (arrives through [`signals::forward_sent_faults`] if at all).
@@ -720,6 +849,7 @@ impl SignalRouting {
             libc::SIGTERM | libc::SIGINT => SignalRoute::Shutdown,
             _ if Some(sig) == self.resign_signal => SignalRoute::Resign,
             libc::SIGTSTP if !self.tstp_ignored => SignalRoute::TerminalStop,
+            libc::SIGCONT => SignalRoute::Continue,
             _ if signals::is_forwardable(sig) => SignalRoute::Forward,
             _ => SignalRoute::Drop,
         }
@@ -782,20 +912,28 @@ fn spawn_refusal(
 
 /// With the terminal handed over, Ctrl-C, Ctrl-\ and a hang-up reach the child, not us: as in a
 /// shell, the child's death by one of them is the user's request to stop, unless we were stopping
-/// it anyway. Returns that signal.
+/// it anyway (`stopping_for`: why the stop sequence began, if it did). A stop for a suspension
+/// (Ctrl-Z) is the exception: the child keeps the terminal until its tree is gone, so a Ctrl-C
+/// meanwhile reaches only the child, and it asks to end the job rather than suspend it; unless
+/// the child died of the very signal that stop sent it (`stop_signal`, `--stop-signal`).
+/// Returns that signal.
 fn stop_asked_from_terminal(
     how: ChildStatus,
     terminal: bool,
-    stop_begun: bool,
+    stopping_for: Option<StopReason>,
+    stop_signal: libc::c_int,
     shutting_down: bool,
 ) -> Option<libc::c_int> {
-    match how {
-        ChildStatus::Signaled(sig @ (libc::SIGINT | libc::SIGQUIT | libc::SIGHUP))
-            if terminal && !stop_begun && !shutting_down =>
-        {
-            Some(sig)
-        }
-        _ => None,
+    let ChildStatus::Signaled(sig @ (libc::SIGINT | libc::SIGQUIT | libc::SIGHUP)) = how else {
+        return None;
+    };
+    if !terminal || shutting_down {
+        return None;
+    }
+    match stopping_for {
+        None => Some(sig),
+        Some(StopReason::Suspend) if sig != stop_signal => Some(sig),
+        Some(_) => None,
     }
 }
 
@@ -833,7 +971,8 @@ mod tests {
             ((libc::SIGTSTP, 100), SignalRoute::OwnDoing),
             ((libc::SIGTTIN, 42), SignalRoute::Forward),
             ((libc::SIGTTOU, 42), SignalRoute::Forward),
-            ((libc::SIGCONT, 42), SignalRoute::Forward),
+            ((libc::SIGCONT, 42), SignalRoute::Continue),
+            ((libc::SIGCONT, 0), SignalRoute::Continue),
             ((libc::SIGRTMIN() + 3, 42), SignalRoute::Forward),
             ((libc::SIGSEGV, 42), SignalRoute::Drop),
         ];
@@ -928,26 +1067,71 @@ mod tests {
     #[test]
     fn a_child_killed_from_its_terminal_is_a_request_to_stop() {
         use ChildStatus::*;
+        use StopReason as R;
         let int = Signaled(libc::SIGINT);
-        // ((how, terminal handed over, stop begun, shutting down), request)
+        let term = libc::SIGTERM;
+        // ((how, terminal handed over, stopping for, stop signal, shutting down), request)
         let rows = [
-            ((int, true, false, false), Some(libc::SIGINT)),
+            ((int, true, None, term, false), Some(libc::SIGINT)),
             (
-                (Signaled(libc::SIGQUIT), true, false, false),
+                (Signaled(libc::SIGQUIT), true, None, term, false),
                 Some(libc::SIGQUIT),
             ),
             (
-                (Signaled(libc::SIGHUP), true, false, false),
+                (Signaled(libc::SIGHUP), true, None, term, false),
                 Some(libc::SIGHUP),
             ),
-            ((Signaled(libc::SIGTERM), true, false, false), None),
-            ((Exited(130), true, false, false), None),
-            ((int, false, false, false), None),
-            ((int, true, true, false), None),
-            ((int, true, false, true), None),
+            ((Signaled(libc::SIGTERM), true, None, term, false), None),
+            ((Exited(130), true, None, term, false), None),
+            ((int, false, None, term, false), None),
+            ((int, true, None, term, true), None),
+            // Stopping for another reason: its own doing, or beside the point.
+            ((int, true, Some(R::Resign), term, false), None),
+            ((int, true, Some(R::Deadline), libc::SIGINT, false), None),
+            // Stopping for Ctrl-Z, the child still has the terminal: Ctrl-C ends the job...
+            (
+                (int, true, Some(R::Suspend), term, false),
+                Some(libc::SIGINT),
+            ),
+            (
+                (Signaled(libc::SIGHUP), true, Some(R::Suspend), term, false),
+                Some(libc::SIGHUP),
+            ),
+            // ... unless that is the signal the stop sent, or the terminal was not the child's.
+            ((int, true, Some(R::Suspend), libc::SIGINT, false), None),
+            ((int, false, Some(R::Suspend), term, false), None),
+            (
+                (Signaled(libc::SIGTERM), true, Some(R::Suspend), term, false),
+                None,
+            ),
+            (
+                (Signaled(libc::SIGKILL), true, Some(R::Suspend), term, false),
+                None,
+            ),
         ];
-        assert_table(rows, |(how, terminal, begun, shutdown)| {
-            stop_asked_from_terminal(how, terminal, begun, shutdown)
+        assert_table(
+            rows,
+            |(how, terminal, stopping_for, stop_signal, shutdown)| {
+                stop_asked_from_terminal(how, terminal, stopping_for, stop_signal, shutdown)
+            },
+        );
+    }
+
+    #[test]
+    fn a_suspension_is_refused_beside_a_tree_after_a_shutdown_and_once_continued() {
+        use SuspendRefusal::*;
+        let term = Some(libc::SIGTERM);
+        // ((tree left, shutdown, continued since the Ctrl-Z), refusal)
+        let rows = [
+            ((false, None, false), None),
+            ((false, None, true), Some(Continued)),
+            ((false, term, false), Some(Shutdown(libc::SIGTERM))),
+            ((false, term, true), Some(Shutdown(libc::SIGTERM))),
+            ((true, None, false), Some(TreeLeft)),
+            ((true, term, true), Some(TreeLeft)),
+        ];
+        assert_table(rows, |(tree, shutdown, continued)| {
+            suspend_refusal(tree, shutdown, continued)
         });
     }
 

@@ -11,9 +11,9 @@
 //! namespace through the last field of its `NSpid:` line. A process that cannot be translated is
 //! left out: signalling a number from another namespace could hit an unrelated process.
 //!
-//! Also read from `/proc`: whether our own process group is orphaned ([`own_group_orphaned`]),
-//! which decides whether Ctrl-Z may suspend us (job control). That question stays in `/proc`'s
-//! numbering throughout, so it needs no translation.
+//! Also read from `/proc`: whether a job-control shell could continue us once we stop
+//! ([`under_job_control`]), which decides whether Ctrl-Z may suspend us. That question stays in
+//! `/proc`'s numbering throughout, so it needs no translation.
 
 #![forbid(unsafe_code)]
 
@@ -114,6 +114,8 @@ struct Stat {
     parent: libc::pid_t,
     group: libc::pid_t,
     session: libc::pid_t,
+    /// The session's controlling terminal (`tty_nr`); 0: none.
+    tty: i32,
 }
 
 /// Parses a `/proc/PID/stat` line. The command name may hold spaces and parentheses, so the
@@ -124,51 +126,74 @@ fn parse_stat(stat: &str) -> Option<Stat> {
     let parent = fields.next()?.parse().ok()?;
     let group = fields.next()?.parse().ok()?;
     let session = fields.next()?.parse().ok()?;
+    let tty = fields.next()?.parse().ok()?;
     Some(Stat {
         state,
         parent,
         group,
         session,
+        tty,
     })
 }
 
-/// Whether our process group is orphaned, as POSIX defines it and the kernel applies it: no
-/// member has a parent in our session outside the group, so no job-control shell can continue
-/// the group once it stops (the kernel then refuses to stop it on SIGTSTP, SIGTTIN and SIGTTOU).
-/// A service (systemd starts each in a session of its own), a container's first process and
-/// `setsid` give an orphaned group; a shell's job, or a child of a script a shell runs, does not.
-/// Also true when `/proc` cannot tell: not suspending is the old, safe default.
-pub fn own_group_orphaned() -> bool {
+/// Whether a job-control shell could continue this process once it stops, so Ctrl-Z may
+/// suspend it. Two conditions, both stricter than the kernel's own (which only refuses to stop
+/// an orphaned group), because a replica stopped with nobody to continue it has quietly left its
+/// election while its manager shows it running:
+/// * the session has a controlling terminal. Job control is a terminal's: a service (systemd
+///   starts each in a session of its own), `setsid sh -c "timeout 1d singleton-exec ..."`, a
+///   container without `-t` or a `set -m` script without a terminal have none, whatever their
+///   process groups look like;
+/// * our process group is not orphaned ([`group_orphaned`]), counting no parent that is PID 1
+///   of its PID namespace: an init (tini, `docker run --init`, dumb-init, systemd) never
+///   continues a stopped child.
+///
+/// False whenever `/proc` cannot tell: forwarding SIGTSTP, the old behaviour, is the safe side.
+pub fn under_job_control() -> bool {
     let Some(me) = self_in_proc().and_then(stat_of) else {
-        return true;
+        return false;
     };
+    if me.tty == 0 {
+        return false;
+    }
     let Ok(dir) = fs::read_dir("/proc") else {
-        return true;
+        return false;
     };
     let procs: HashMap<libc::pid_t, Stat> = dir
         .flatten()
         .filter_map(|e| e.file_name().to_str()?.parse().ok())
         .filter_map(|pid| Some((pid, stat_of(pid)?)))
         .collect();
-    group_orphaned(me.group, me.session, &procs)
+    !group_orphaned(me.group, me.session, &procs, namespace_init)
 }
 
-/// [`own_group_orphaned`]'s rule over the processes `procs` (by pid). Group or session 0: not
-/// visible in `/proc`'s namespace, so nothing can be said; taken as orphaned.
+/// Whether process group `group` of `session` is orphaned, as POSIX defines it and the kernel
+/// applies it (`will_become_orphaned_pgrp`): no live member has a parent in the session outside
+/// the group, so no shell there could continue the group once it stops. Zombies are no members
+/// (as for the kernel), and a parent that `is_init` (PID 1 of its namespace, by its pid in
+/// `procs`) does not count. Group or session 0: not visible in `/proc`'s namespace, so nothing
+/// can be said; taken as orphaned.
 fn group_orphaned(
     group: libc::pid_t,
     session: libc::pid_t,
     procs: &HashMap<libc::pid_t, Stat>,
+    is_init: impl Fn(libc::pid_t) -> bool,
 ) -> bool {
     if group <= 0 || session <= 0 {
         return true;
     }
     let continued_by_a_parent = procs
         .values()
-        .filter(|member| member.group == group)
-        .filter_map(|member| procs.get(&member.parent))
-        .any(|parent| parent.session == session && parent.group != group);
+        .filter(|member| member.group == group && !matches!(member.state, 'Z' | 'X'))
+        .filter_map(|member| Some((member.parent, procs.get(&member.parent)?)))
+        .any(|(pid, parent)| parent.session == session && parent.group != group && !is_init(pid));
     !continued_by_a_parent
+}
+
+/// Whether `/proc`'s process `proc_pid` is PID 1 of its own PID namespace (the last pid of its
+/// `NSpid:` line; without that line, only `/proc`'s own PID 1 can be told).
+fn namespace_init(proc_pid: libc::pid_t) -> bool {
+    proc_pid == 1 || ns_pids(proc_pid).and_then(|p| p.last().copied()) == Some(1)
 }
 
 /// `/proc/PID/stat`, in `/proc`'s numbering.
@@ -242,22 +267,23 @@ mod tests {
 
     #[test]
     fn stat_lines_are_read_after_the_command_whatever_it_holds() {
-        let stat = |state, parent, group, session| {
+        let stat = |state, parent, group, session, tty| {
             Some(Stat {
                 state,
                 parent,
                 group,
                 session,
+                tty,
             })
         };
         // (line, parsed)
         let rows = [
-            ("42 (sleep) S 7 42 7 0 -1", stat('S', 7, 42, 7)),
-            ("42 (my prog) T 7 40 6 0", stat('T', 7, 40, 6)),
-            ("42 (a) b) (c) Z 1 1 1", stat('Z', 1, 1, 1)),
-            ("42 ()) R 0 0 0", stat('R', 0, 0, 0)),
-            ("42 (sleep) S 7 42", None),
-            ("42 (sleep) S x 42 7", None),
+            ("42 (sleep) S 7 42 7 0 -1", stat('S', 7, 42, 7, 0)),
+            ("42 (my prog) T 7 40 6 34816 40", stat('T', 7, 40, 6, 34816)),
+            ("42 (a) b) (c) Z 1 1 1 0", stat('Z', 1, 1, 1, 0)),
+            ("42 ()) R 0 0 0 0", stat('R', 0, 0, 0, 0)),
+            ("42 (sleep) S 7 42 7", None),
+            ("42 (sleep) S x 42 7 0", None),
             ("42 (sleep", None),
             ("", None),
         ];
@@ -265,26 +291,34 @@ mod tests {
     }
 
     #[test]
-    fn a_group_is_orphaned_unless_a_member_has_a_parent_in_the_session_outside_it() {
-        let p = |parent, group, session| Stat {
-            state: 'S',
+    fn a_group_is_orphaned_unless_a_live_member_has_a_parent_in_the_session_outside_it() {
+        let p = |state, parent, group, session| Stat {
+            state,
             parent,
             group,
             session,
+            tty: 34816,
         };
         // Pids: 1 init (session 1); 10 a login shell (session 10, group 10); 20 a job of it
         // (group 20); 21 a process of the same job started by 20; 30 a service (its own
-        // session); 31 its child in its group; 40 a job whose parent left (re-parented to 1).
+        // session); 31 its child in its group; 40 a job whose parent left (re-parented to 1);
+        // 50 a job whose only member with the shell as parent is a zombie (51 lives on); 60 a
+        // namespace's init (tini: session 10, group 60) and 61 its child, in a group of its own.
         let procs: HashMap<libc::pid_t, Stat> = [
-            (1, p(0, 1, 1)),
-            (10, p(1, 10, 10)),
-            (20, p(10, 20, 10)),
-            (21, p(20, 20, 10)),
-            (30, p(1, 30, 30)),
-            (31, p(30, 30, 30)),
-            (40, p(1, 40, 10)),
+            (1, p('S', 0, 1, 1)),
+            (10, p('S', 1, 10, 10)),
+            (20, p('S', 10, 20, 10)),
+            (21, p('S', 20, 20, 10)),
+            (30, p('S', 1, 30, 30)),
+            (31, p('S', 30, 30, 30)),
+            (40, p('S', 1, 40, 10)),
+            (50, p('Z', 10, 50, 10)),
+            (51, p('S', 1, 50, 10)),
+            (60, p('S', 10, 60, 10)),
+            (61, p('S', 60, 61, 10)),
         ]
         .into();
+        let init = |pid| pid == 1 || pid == 60;
         // ((group, session), orphaned)
         let rows = [
             // A shell's job: its parent, the shell, is in the session, in another group.
@@ -295,13 +329,19 @@ mod tests {
             ((30, 30), true),
             // The shell is gone: nobody in the session can continue the job.
             ((40, 10), true),
+            // The member the shell could continue is a zombie (the kernel does not count it).
+            ((50, 10), true),
+            // Under tini, PID 1 of its namespace: an init never continues a stopped child.
+            ((61, 10), true),
+            // tini's own group: its parent, the shell, could.
+            ((60, 10), false),
             // PID 1, and groups /proc cannot show.
             ((1, 1), true),
             ((0, 10), true),
             ((20, 0), true),
         ];
         crate::process::assert_table(rows, |(group, session)| {
-            group_orphaned(group, session, &procs)
+            group_orphaned(group, session, &procs, init)
         });
     }
 
@@ -327,5 +367,6 @@ mod tests {
         assert_eq!(self_in_proc(), Some(me));
         assert_eq!(ns_pids(me).and_then(|p| p.last().copied()), Some(me));
         assert!(!is_stopped(me));
+        assert!(!namespace_init(me));
     }
 }
