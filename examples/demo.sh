@@ -9,9 +9,12 @@ cd "$(dirname "$0")/.."
 . scripts/deps.sh
 ensure_deps
 
-echo "building singleton-exec..."
-cargo build --quiet
-BIN=$PWD/target/debug/singleton-exec
+# The release build: the binary the package ships, and the same build as scripts/build-deb's (and
+# so scripts/release's and scripts/test's under CI=true), which then reuse it. Cargo shows its
+# progress; the first build takes a minute or two, later runs reuse it.
+echo "building singleton-exec (cargo build --release)..."
+cargo build --release --locked --bin singleton-exec
+BIN=$(realpath "${CARGO_TARGET_DIR:-target}")/release/singleton-exec
 ETCD=${ETCD_BIN:-etcd}
 WORK=$(mktemp -d /tmp/singleton-exec-demo.XXXXXX)
 PIDS=()
@@ -74,9 +77,9 @@ sleep 2.5
 
 say ">>> SIGKILL to the leader $L2 (a crash: its app dies with it, the lease must expire)"
 T=$(date +%s%N)
-kill -KILL "${REPLICA[$L2]}"
-# Reap it here, quietly: otherwise bash reports the SIGKILLed job ("Killed") in the middle of the output.
-wait "${REPLICA[$L2]}" 2>/dev/null || true
+# Kill and reap it with the shell's messages discarded: otherwise bash reports the SIGKILLed job
+# ("Killed") in the middle of the output when it notices the death before the wait.
+{ kill -KILL "${REPLICA[$L2]}"; wait "${REPLICA[$L2]}"; } 2>/dev/null || true
 L3=$(wait_leader_change "$L2")
 say "leader: $L3, took over after $(( ($(date +%s%N) - T) / 1000000 )) ms (TTL 3s)"
 sleep 2.5

@@ -700,6 +700,7 @@ fn release_artefacts_run_and_match_their_checksums() {
         ("LICENSE-MIT".into(), "LICENSE-MIT"),
         ("LICENSE-APACHE".into(), "LICENSE-APACHE"),
         ("README.md".into(), "README.md"),
+        ("CHANGELOG.md".into(), "CHANGELOG.md"),
     ];
     let pages: Vec<PathBuf> = man_pages();
     for page in &pages {
