@@ -9,12 +9,11 @@ cd "$(dirname "$0")/.."
 . scripts/deps.sh
 ensure_deps
 
-# The release build: the binary the package ships, and the same build as scripts/build-deb's (and
-# so scripts/release's and scripts/test's under CI=true), which then reuse it. Cargo shows its
-# progress; the first build takes a minute or two, later runs reuse it.
-echo "building singleton-exec (cargo build --release)..."
-cargo build --release --locked --bin singleton-exec
-BIN=$(realpath "${CARGO_TARGET_DIR:-target}")/release/singleton-exec
+# A debug build: the quickest from a cold start (the release build's LTO takes longer than the
+# demo saves). Cargo shows its progress; later runs reuse the build.
+echo "building singleton-exec (cargo build)..."
+cargo build --locked --bin singleton-exec
+BIN=$(realpath "${CARGO_TARGET_DIR:-target}")/debug/singleton-exec
 ETCD=${ETCD_BIN:-etcd}
 WORK=$(mktemp -d /tmp/singleton-exec-demo.XXXXXX)
 PIDS=()
