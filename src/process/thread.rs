@@ -332,11 +332,15 @@ impl ProcessOwner {
         self.read_signals();
         let asked = std::mem::replace(&mut self.suspension, Suspension::Idle);
         let group = matches!(asked, Suspension::Asked { group: true });
+        // Asked for a grace period ago: look again, uncached (no tree and no lease now, so the
+        // look delays nothing), whether anyone could still continue us (the shell may have died and
+        // left us to an init that never will).
         let refused = suspend_refusal(
             self.tree.is_some(),
             self.shutdown,
             asked == Suspension::Continued,
-        );
+        )
+        .or_else(|| (!tree::under_job_control()).then_some(SuspendRefusal::NoJobControl));
         match refused {
             Some(SuspendRefusal::TreeLeft) => {
                 tracing::error!("suspend refused: the child's tree is still running");
@@ -346,6 +350,9 @@ impl ProcessOwner {
             }
             Some(SuspendRefusal::Continued) => {
                 tracing::info!("not suspending: continued (SIGCONT) already");
+            }
+            Some(SuspendRefusal::NoJobControl) => {
+                tracing::warn!("not suspending: no shell could continue us any more (no terminal, or our parent is gone); campaigning again");
             }
             None => signals::suspend_self(group),
         }
@@ -759,9 +766,10 @@ pub const SIGNALS_PER_WAKE: usize = 64;
 
 /// How long an answer to "would a job-control shell continue us" is reused. Reading it walks
 /// `/proc` (milliseconds on a busy host); SIGTSTP can come by the thousand. An answer this old is
-/// still right, or wrong harmlessly: a process group becomes orphaned when its shell goes, and
-/// the kernel then refuses to stop it (or, stopped already, sends it SIGHUP and SIGCONT), so a
-/// stale yes costs a stop that does not last; a stale no keeps the old behaviour (forward).
+/// still right, or wrong harmlessly: a stale yes starts a suspension (the tree stopped, the lease
+/// given up), and the look made again, uncached, just before the replica stops itself refuses it
+/// when nobody could continue us any more (the replica then campaigns again); a stale no keeps the
+/// old behaviour (forward).
 pub const JOB_CONTROL_FRESH: Duration = Duration::from_secs(1);
 
 /// Where a Ctrl-Z stands on the process thread's side.
@@ -787,6 +795,8 @@ enum SuspendRefusal {
     Shutdown(libc::c_int),
     /// SIGCONT came after the Ctrl-Z.
     Continued,
+    /// Job control is gone since the Ctrl-Z (no terminal, or nobody left who could continue us).
+    NoJobControl,
 }
 
 /// Whether a suspension is refused, and why: a tree left is an error whatever else holds, and a
