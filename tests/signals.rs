@@ -356,6 +356,11 @@ fn a_fault_signal_from_a_parent_pid_namespace_is_forwarded() {
         "ns",
         "--election",
         "ns-abrt",
+        // A stop signal the child survives: the stop sequence then sweeps the tree (below).
+        "--stop-signal",
+        "USR1",
+        "--grace",
+        "1s",
     ])
     .args(sigecho());
     with_rlimit(&mut cmd, libc::RLIMIT_CORE, 0);
@@ -385,13 +390,20 @@ fn a_fault_signal_from_a_parent_pid_namespace_is_forwarded() {
         r.log()
     );
     unsafe { libc::kill(supervisor, libc::SIGTERM) };
-    assert_eq!(r.wait(LONG), 0, "{}", r.log());
-    // This /proc is the host's: its pid numbers are not the namespace's. The stop must have
-    // signalled the child alone, not whatever the host numbers as our "children".
+    assert_eq!(r.wait(LONG), 137, "SIGKILLed after the grace: {}", r.log());
+    // This /proc is the host's: its pid numbers are not the namespace's. The sweep that follows
+    // the stop signal to the child's group must have found the child alone, not whatever the
+    // host numbers as our "children", and left it out (it had the signal with its group).
+    assert_eq!(
+        echoed(&r).iter().filter(|l| *l == "SIGUSR1").count(),
+        1,
+        "{:?}",
+        echoed(&r)
+    );
     let signalled: Vec<u32> = r
         .log()
         .lines()
-        .filter(|l| l.contains("stopping the child's tree"))
+        .filter(|l| l.contains("swept the child's tree"))
         .filter_map(|l| {
             l.split("processes=")
                 .nth(1)?

@@ -205,6 +205,57 @@ fn a_grandchild_finishes_its_slow_term_handler_before_the_supervisor_exits() {
     );
 }
 
+/// Promise: the stop signal reaches every process of the child's tree, also one that left the
+/// child's process group (`setsid`) and outlives the main child: the group gets the signal at
+/// once, the rest of the tree a moment later, long before the grace ends.
+#[test]
+fn a_process_that_left_the_childs_group_gets_the_stop_signal_too() {
+    let etcd = EtcdCluster::single();
+    let dir = tempfile::tempdir().unwrap();
+    let marker = dir.path().join("marker");
+    let script = format!(
+        "setsid sh -c 'trap \"echo term > {}; exit 0\" TERM; echo ready; \
+         while :; do sleep 0.05; done' & wait",
+        marker.display()
+    );
+    let mut r = Replica::start(
+        "r",
+        &etcd.endpoints(),
+        &[
+            "--election",
+            "setsid",
+            "--ttl",
+            "30s",
+            "--grace",
+            "20s",
+            "--",
+            "sh",
+            "-c",
+            &script,
+        ],
+    );
+    r.wait_stdout("ready", LONG);
+    let t = Instant::now();
+    r.signal(libc::SIGTERM);
+    let code = r.wait(LONG);
+    let took = t.elapsed();
+    assert!(
+        marker.exists(),
+        "the process outside the group never had SIGTERM (exit {code} after {took:?}); log:\n{}",
+        r.log()
+    );
+    assert!(
+        took < Duration::from_secs(10),
+        "SIGKILLed at the grace: {took:?}"
+    );
+    assert_eq!(
+        code,
+        143,
+        "the main child's status (SIGTERM); log:\n{}",
+        r.log()
+    );
+}
+
 /// singleton-exec as PID 1 of a new PID namespace. `--kill-child`: if the test dies and kills
 /// unshare, the namespace's PID 1 goes too.
 fn pid1(etcd: &EtcdCluster, election: &str, command: &[&str]) -> Command {

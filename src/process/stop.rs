@@ -7,6 +7,14 @@
 //! given `now` and answers what is due; the process thread ([`crate::process::thread`]) sends the
 //! signals and reaps.
 //!
+//! The stop signal reaches the child's process group at once, with one `kill(2)`. The rest of the
+//! tree (processes that left the group, and stopped ones, which need a SIGCONT to act on it) can
+//! only be found by reading every process of the machine in `/proc` (about 10 µs each: 10 to 30 ms
+//! on a host with a thousand processes), and the process thread reaps nothing meanwhile. So that
+//! sweep is due [`SWEEP_AFTER`] later: a child that exits on its stop signal is reaped, and its
+//! lease handed over, without waiting for a read of the whole machine. A SIGKILL round is never
+//! put off: it reads `/proc` at once.
+//!
 //! Invariants the rules keep:
 //! * SIGKILL comes no later than the lease's `kill_at`, whatever the grace period;
 //! * a known loss of leadership (another replica may already lead) kills at once, also when a stop
@@ -26,6 +34,11 @@ use crate::process::contract::LeaseDeadline;
 /// While killing, re-scan for processes that appeared (re-parented orphans, late forks) this often.
 pub const KILL_RESCAN: Duration = Duration::from_millis(20);
 
+/// How long after the stop signal reached the child's process group the rest of the tree is swept
+/// for (see the module doc). A child that exits on the signal is normally reaped well within it;
+/// a process outside the group gets its stop signal this much later, and its SIGKILL no later.
+pub const SWEEP_AFTER: Duration = Duration::from_millis(20);
+
 /// The main child: running (unreaped, so its pid and group id cannot be reused) or reaped.
 #[derive(Debug)]
 pub enum Main {
@@ -43,10 +56,12 @@ pub enum Main {
 pub enum Stop {
     /// Not begun; the lease deadlines apply.
     NotBegun { lease: LeaseDeadline },
-    /// Stop signal sent; SIGKILL at `kill_at`.
+    /// Stop signal sent; SIGKILL at `kill_at`. `sweep_at`: when the rest of the tree gets the
+    /// stop signal ([`Due::Sweep`]); `None` once it has (or the signal went to every process).
     Stopping {
         reason: StopReason,
         kill_at: BootInstant,
+        sweep_at: Option<BootInstant>,
     },
     /// SIGKILL sent; repeated every [`KILL_RESCAN`] until nothing is left.
     Killing { reason: StopReason },
@@ -68,6 +83,9 @@ pub enum Due {
     /// The lease's renew deadline passed without an extension, `late` ago: begin the stop
     /// sequence ([`StopReason::Deadline`]).
     BeginStop { late: Duration },
+    /// The stop signal reached the child's group a moment ago: now send it to the rest of the
+    /// tree (and SIGCONT to stopped processes).
+    Sweep { reason: StopReason },
     /// The kill deadline passed: SIGKILL the tree, which is `Killing` from now on.
     Kill { reason: StopReason },
     /// Still killing: another SIGKILL round for what appeared since the last one.
@@ -80,11 +98,50 @@ impl Stop {
         !matches!(self, Stop::NotBegun { .. })
     }
 
+    /// The stage a stop signal sent at `now` begins. `group_signalled`: it went to the child's
+    /// process group alone, so the rest of the tree is swept for [`SWEEP_AFTER`] later; otherwise
+    /// (the main child is reaped, and the group with it) every process got it at once.
+    pub fn stopping(
+        reason: StopReason,
+        kill_at: BootInstant,
+        now: BootInstant,
+        group_signalled: bool,
+    ) -> Stop {
+        // With SIGKILL close (a grace of a few ms, a deadline stop begun late), the rest of the
+        // tree is swept at once: a process outside the group, or a stopped one waiting for its
+        // SIGCONT, still gets its stop signal before the SIGKILL.
+        let sweep_at = match kill_at.saturating_duration_since(now) > 2 * SWEEP_AFTER {
+            true => now + SWEEP_AFTER,
+            false => now,
+        };
+        Stop::Stopping {
+            reason,
+            kill_at,
+            sweep_at: group_signalled.then_some(sweep_at),
+        }
+    }
+
+    /// The same stage once the rest of the tree has been swept.
+    pub fn swept(self) -> Stop {
+        match self {
+            Stop::Stopping {
+                reason, kill_at, ..
+            } => Stop::Stopping {
+                reason,
+                kill_at,
+                sweep_at: None,
+            },
+            other => other,
+        }
+    }
+
     /// When the process thread must wake up next for this stage.
     pub fn wake_at(self, now: BootInstant) -> BootInstant {
         match self {
             Stop::NotBegun { lease } => lease.stop_at,
-            Stop::Stopping { kill_at, .. } => kill_at,
+            Stop::Stopping {
+                kill_at, sweep_at, ..
+            } => sweep_at.map_or(kill_at, |s| s.min(kill_at)),
             Stop::Killing { .. } => now + KILL_RESCAN,
         }
     }
@@ -111,7 +168,14 @@ impl Stop {
             Stop::NotBegun { lease } if now >= lease.stop_at => Some(Due::BeginStop {
                 late: now.saturating_duration_since(lease.stop_at),
             }),
-            Stop::Stopping { reason, kill_at } if now >= kill_at => Some(Due::Kill { reason }),
+            Stop::Stopping {
+                reason, kill_at, ..
+            } if now >= kill_at => Some(Due::Kill { reason }),
+            Stop::Stopping {
+                reason,
+                sweep_at: Some(at),
+                ..
+            } if now >= at => Some(Due::Sweep { reason }),
             Stop::Killing { .. } => Some(Due::KillAgain),
             _ => None,
         }
@@ -218,8 +282,13 @@ mod tests {
         }
     }
 
+    /// Stopping, the rest of the tree already swept.
     fn stopping(reason: StopReason, kill_at: BootInstant) -> Stop {
-        Stop::Stopping { reason, kill_at }
+        Stop::Stopping {
+            reason,
+            kill_at,
+            sweep_at: None,
+        }
     }
 
     #[test]
@@ -321,6 +390,53 @@ mod tests {
             (Stop::Killing { reason: Resign }, t0 + KILL_RESCAN),
         ];
         assert_table(rows, |stage| stage.wake_at(t0));
+    }
+
+    #[test]
+    fn the_rest_of_the_tree_is_swept_a_moment_after_the_group_got_the_signal() {
+        let t0 = BootInstant::now();
+        let kill_at = t0 + ms(2_000);
+        let sweep = Some(Due::Sweep { reason: Resign });
+        let kill = Some(Due::Kill { reason: Resign });
+        // SIGKILL near: no delay.
+        let soon = Stop::stopping(Resign, t0 + ms(30), t0, true);
+        assert_eq!(soon.due(t0), Some(Due::Sweep { reason: Resign }));
+        let after_group = Stop::stopping(Resign, kill_at, t0, true);
+        let all_signalled = Stop::stopping(Resign, kill_at, t0, false);
+        assert_eq!(all_signalled, stopping(Resign, kill_at));
+        // ((stage, now), what is due, next wake-up)
+        let rows = [
+            // The group got the signal at t0: the sweep is due SWEEP_AFTER later, not before.
+            ((after_group, t0), None, t0 + SWEEP_AFTER),
+            (
+                (after_group, t0 + SWEEP_AFTER - ms(1)),
+                None,
+                t0 + SWEEP_AFTER,
+            ),
+            ((after_group, t0 + SWEEP_AFTER), sweep, t0 + SWEEP_AFTER),
+            // Swept once: only the kill is left.
+            ((after_group.swept(), t0 + SWEEP_AFTER), None, kill_at),
+            ((after_group.swept(), kill_at), kill, kill_at),
+            // Every process got the signal at once: nothing to sweep.
+            ((all_signalled, t0 + SWEEP_AFTER), None, kill_at),
+            // The kill deadline first: the kill round reads /proc anyway.
+            ((after_group, kill_at), kill, t0 + SWEEP_AFTER),
+        ];
+        for ((stage, now), due, wake) in rows {
+            assert_eq!(stage.due(now), due, "{stage:?} at {now:?}");
+            assert_eq!(stage.wake_at(now), wake, "{stage:?}");
+        }
+        // A grace shorter than twice the sweep's delay: the sweep at once (the stop signal and
+        // SIGCONT reach every process before the SIGKILL), then the kill, which wins once due.
+        let short = Stop::stopping(Resign, t0 + ms(5), t0, true);
+        assert_eq!(short.wake_at(t0), t0);
+        assert_eq!(short.due(t0), Some(Due::Sweep { reason: Resign }));
+        assert_eq!(short.swept().wake_at(t0), t0 + ms(5));
+        assert_eq!(short.due(t0 + ms(5)), Some(Due::Kill { reason: Resign }));
+        // A sweep changes nothing but the sweep.
+        assert_eq!(after_group.swept().outcome(), Resign);
+        let killing = Stop::Killing { reason: Resign };
+        assert_eq!(killing.swept(), killing);
     }
 
     #[test]

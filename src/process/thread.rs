@@ -4,7 +4,8 @@
 //! supervisor: it starts the child (so `PR_SET_PDEATHSIG` stays armed), reads every signal from a
 //! signalfd, reaps with `waitpid(-1, WNOHANG)` (so the main child's status is never stolen and a pid is
 //! never signalled after it was reaped), and runs the stop sequence ([`crate::process::stop`]): stop
-//! signal and SIGCONT to the whole tree, SIGKILL at the kill deadline, reap until no process is left.
+//! signal to the child's group, then to the rest of the tree with SIGCONT to stopped processes,
+//! SIGKILL at the kill deadline, reap until no process is left.
 //!
 //! It also enforces the lease deadline on its own. The async side sends the fail-closed deadlines
 //! ([`LeaseDeadline`]) with the spawn request and every time a keepalive is acknowledged; if they are
@@ -224,6 +225,12 @@ impl ProcessOwner {
                     late_ms = late.as_millis() as u64,
                     "lease renew deadline passed without an acknowledged keepalive"
                 );
+            }
+            Some(Due::Sweep { reason }) => {
+                tree.stop = tree.stop.swept();
+                let sig = reason.stop_signal(self.settings.stop_signal);
+                let processes = self.sweep(sig, true);
+                tracing::debug!(processes, signal = %signal_name(sig), "swept the child's tree");
             }
             Some(Due::Kill { reason }) => {
                 tree.stop = Stop::Killing { reason };
@@ -501,9 +508,11 @@ impl ProcessOwner {
         }
     }
 
-    /// Begins the stop sequence: stop signal and SIGCONT to every process of the tree now, SIGKILL
-    /// at the earlier of grace and the lease's kill deadline. When leadership is known to be lost
-    /// (another replica may already lead), SIGKILL at once. Signals first, log afterwards.
+    /// Begins the stop sequence: stop signal to the child's process group now, to the rest of the
+    /// tree (and SIGCONT to its stopped processes) [`crate::process::stop::SWEEP_AFTER`] later,
+    /// SIGKILL at the earlier of grace and the lease's kill deadline. When leadership is known to
+    /// be lost (another replica may already lead), SIGKILL to every process at once. Signals
+    /// first, log afterwards.
     fn begin_stop(&mut self, reason: StopReason) {
         self.check.cancel();
         let now = BootInstant::now();
@@ -522,10 +531,21 @@ impl ProcessOwner {
                 });
             }
             Some(Begin::Signal { kill_at }) => {
-                tree.stop = Stop::Stopping { reason, kill_at };
                 tree.stop_began.get_or_insert(now);
                 let sig = reason.stop_signal(self.settings.stop_signal);
-                let processes = self.signal_tree(sig);
+                // The child's group at once, with one call and no /proc scan; the rest of the
+                // tree a moment later (see `stop`), unless the tree is gone by then. Without a
+                // main child there is no group to signal: every process at once.
+                let group = tree.main_pid().is_some();
+                tree.stop = Stop::stopping(reason, kill_at, now, group);
+                let pgid = tree.pgid;
+                let processes = if group {
+                    // The group leader is unreaped, so the group id cannot have been reused.
+                    let _ = signals::send_to_group(pgid, sig);
+                    None
+                } else {
+                    Some(self.sweep(sig, false))
+                };
                 let kill_in = kill_at.saturating_duration_since(now);
                 tracing::info!(reason = %reason, processes, signal = %signal_name(sig),
                     kill_in_ms = kill_in.as_millis() as u64, "stopping the child's tree");
@@ -534,17 +554,12 @@ impl ProcessOwner {
         }
     }
 
-    /// Sends `sig` once to every process of the tree, and SIGCONT to the stopped ones. Returns how
-    /// many processes the tree has.
-    fn signal_tree(&self, sig: libc::c_int) -> usize {
+    /// Sends `sig` to every process of the tree that has not had it, and SIGCONT to the stopped
+    /// ones. `group_signalled`: the child's process group had it already (its members are left
+    /// out). Returns how many processes the tree has. Reads every process in `/proc`.
+    fn sweep(&self, sig: libc::c_int, group_signalled: bool) -> usize {
         let Some(tree) = &self.tree else { return 0 };
-        // The child's group first, with one call and no /proc scan; then whatever left the group.
         let pgid = tree.pgid;
-        let group_alive = tree.main_pid().is_some();
-        if group_alive {
-            // The group leader is unreaped, so the group id cannot have been reused.
-            let _ = signals::send_to_group(pgid, sig);
-        }
         let pids = tree::descendants();
         // Each process gets the stop signal once (a second one makes some programs quit hard).
         // When /proc cannot tell a process' group, the group signal is taken to have reached it;
@@ -552,7 +567,7 @@ impl ProcessOwner {
         let outside: Vec<libc::pid_t> = pids
             .iter()
             .copied()
-            .filter(|&p| !group_alive || tree::group_of(p).is_some_and(|g| g != pgid))
+            .filter(|&p| !group_signalled || tree::group_of(p).is_some_and(|g| g != pgid))
             .collect();
         tree::signal_all(&outside, sig);
         // A stopped process (SIGSTOP, Ctrl-Z) would never run its handler: wake it, as systemd
