@@ -301,10 +301,9 @@ impl Fleet {
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .process_group(0);
-        self.replicas.push(Some(Replica {
-            child: cmd.spawn().expect("start a replica"),
-            fifo,
-        }));
+        // Killed with the benchmark, however it ends: each replica's guard then kills its child.
+        let child = support::spawn_with_deathsig(&mut cmd).expect("start a replica");
+        self.replicas.push(Some(Replica { child, fifo }));
         k
     }
 
