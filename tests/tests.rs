@@ -5,6 +5,7 @@ mod support;
 mod chaos;
 mod cli;
 mod containers;
+mod docs;
 mod harness;
 mod health;
 mod interop;
