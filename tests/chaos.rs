@@ -1467,7 +1467,7 @@ fn run(slots: u32) {
                 }
                 // A child again within the bound (from the old child's death, which comes at the
                 // latest a grace after the put, or with the killed supervisor); else the orphaned
-                // key blocks the slot: an operator deletes it, as the README says to.
+                // key blocks the slot: an operator deletes it, as docs/failures.md says to.
                 let bound = fault.gap_bound(facts) + GRACE;
                 let again = within(bound, Duration::from_millis(5), || {
                     !(put_ok || kill) || c.running(k).is_some_and(|s| s.pid != before.pid)

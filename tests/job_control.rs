@@ -1,7 +1,7 @@
 //! Job control (Ctrl-Z), against a real etcd, from a real pseudo-terminal: an interactive bash
 //! runs singleton-exec as a job, and the tests press Ctrl-Z and type `fg` into its terminal.
 //!
-//! Promises (README "Terminals and Ctrl-Z"): Ctrl-Z on a leader stops its child's tree the usual
+//! Promises (docs/failures.md, "Terminals and Ctrl-Z"): Ctrl-Z on a leader stops its child's tree the usual
 //! way, gives the lease up so a standby takes over at once (its child starts only after ours is
 //! gone), then suspends singleton-exec, so the shell reports the job stopped; `fg` makes it
 //! campaign again as a standby, and when it wins it starts the child with the terminal. Ctrl-Z on

@@ -3,8 +3,8 @@
 //! stream), the child is killed at once, without waiting for --grace. While etcd is only
 //! unreachable, the child is dead before the server can expire the lease, whatever else blocks
 //! (here a log pipe nobody reads); and an outage shorter than `renew_deadline − 2 × interval` (4 s
-//! at the defaults, at any phase) never stops it. Each test's doc comment names the README promise
-//! it attacks.
+//! at the defaults, at any phase) never stops it. Each test's doc comment names the promise (docs/timing.md,
+//! docs/failures.md) it attacks.
 //!
 //! Children are `tests/programs/noisy_worker.py` (worker.py's overlap check, plus stderr noise or
 //! ignoring TERM).

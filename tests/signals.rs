@@ -7,8 +7,8 @@
 //! a child stopped by SIGTSTP is continued and SIGTSTP is forwarded, and a child stopped by
 //! SIGSTOP is continued only by the stop sequence (SIGCONT with the stop signal); with job
 //! control, Ctrl-Z suspends the replica (`tests/job_control.rs`). A dead guard's
-//! SIGPIPE never reaches a child. Each test's doc comment names the README promise it attacks or
-//! the defect it reproduces.
+//! SIGPIPE never reaches a child. Each test's doc comment names the promise (docs/failures.md) it
+//! attacks or the defect it reproduces.
 //!
 //! Children are mostly `tests/programs/noisy_worker.py` (worker.py's overlap check, plus a slow
 //! TERM handler) and `tests/programs/sigecho.py` (prints each signal it gets).
