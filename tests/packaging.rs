@@ -49,6 +49,25 @@ fn package_version() -> String {
     }
 }
 
+/// The pages of docs/, as paths relative to the repository (`docs/usage.md`): they ship beside the
+/// README, in the .deb under /usr/share/doc/singleton-exec/docs/ and in the tarball under docs/, so
+/// the README's links to them hold there too.
+fn docs_pages() -> Vec<String> {
+    let mut pages: Vec<String> = std::fs::read_dir(Path::new(ROOT).join("docs"))
+        .expect("docs/")
+        .map(|e| {
+            e.expect("docs/ entry")
+                .file_name()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .filter(|name| name.ends_with(".md"))
+        .map(|name| format!("docs/{name}"))
+        .collect();
+    pages.sort();
+    pages
+}
+
 /// Path in the package → the repository file it must equal (man page: gzip'd) and its mode.
 const FILES: &[(&str, &str, &str)] = &[
     ("/usr/bin/singleton-exec", "", "-rwxr-xr-x"),
@@ -223,15 +242,28 @@ fn debian_package_contents_fields_and_unit() {
         format!("singleton-exec_{version}_{}.deb", arch.trim())
     );
 
-    // Exactly the expected files, owned by root, with their modes.
+    // Exactly the expected files (FILES, and every page of docs/ beside the README), owned by
+    // root, with their modes.
+    let docs: Vec<(String, String)> = docs_pages()
+        .into_iter()
+        .map(|page| (format!("/usr/share/doc/singleton-exec/{page}"), page))
+        .collect();
+    let all: Vec<(&str, &str, &str)> = FILES
+        .iter()
+        .copied()
+        .chain(
+            docs.iter()
+                .map(|(path, source)| (path.as_str(), source.as_str(), "-rw-r--r--")),
+        )
+        .collect();
     let files = listing(&deb);
-    let mut expected: Vec<&str> = FILES.iter().map(|f| f.0).collect();
+    let mut expected: Vec<&str> = all.iter().map(|f| f.0).collect();
     expected.sort_unstable();
     assert_eq!(
         files.keys().map(String::as_str).collect::<Vec<_>>(),
         expected
     );
-    for (path, _, mode) in FILES {
+    for (path, _, mode) in &all {
         let (got_mode, owner) = &files[*path];
         assert_eq!(got_mode, mode, "{path}");
         // cargo-deb stores numeric ids; dpkg-deb shows names only when the archive has them.
@@ -246,7 +278,7 @@ fn debian_package_contents_fields_and_unit() {
     stdout_of(Command::new("dpkg").arg("-x").arg(&deb).arg(dir.path()));
     let root = dir.path();
     let installed = |p: &str| root.join(p.trim_start_matches('/'));
-    for (path, source, _) in FILES.iter().filter(|f| !f.1.is_empty()) {
+    for (path, source, _) in all.iter().filter(|f| !f.1.is_empty()) {
         let want = std::fs::read(Path::new(ROOT).join(source)).unwrap();
         let got = if path.ends_with(".gz") {
             stdout_of(Command::new("gzip").arg("-dc").arg(installed(path))).into_bytes()
@@ -684,6 +716,7 @@ fn release_artefacts_run_and_match_their_checksums() {
         !ldd.contains("=>"),
         "the tarball's binary is dynamically linked:\n{ldd}"
     );
+    let docs = docs_pages();
     let mut shipped: Vec<(String, &str)> = vec![
         (
             "completions/singleton-exec.bash".into(),
@@ -711,6 +744,9 @@ fn release_artefacts_run_and_match_their_checksums() {
     for page in &pages {
         let name = page.file_name().unwrap().to_string_lossy().into_owned();
         shipped.push((format!("man/man1/{name}"), ""));
+    }
+    for page in &docs {
+        shipped.push((page.clone(), page.as_str()));
     }
     for (path, source) in &shipped {
         let got =
