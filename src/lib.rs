@@ -10,7 +10,7 @@
 //!   child and moves the deadline on every acknowledged keepalive. What happens after a child's
 //!   tree ends is one pure transition ([`leadership::transition`]).
 //!
-//! The map, lowest layer first; a layer uses only the layers before it in this list (the README's
+//! The map, lowest layer first; a layer uses only the layers before it in this list (docs/architecture.md,
 //! code map names every file):
 //! * [`core`]: the lifecycle ([`core::lifecycle::Phase`], stop reasons, the pure
 //!   [`core::lifecycle::decide`]), the timing model and why the child is dead before the lease can

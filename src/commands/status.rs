@@ -374,7 +374,7 @@ pub fn render_slots_text(name: &str, v: &SlotsView) -> String {
     out
 }
 
-/// `--output json` for an election with slots (the schema is in the README).
+/// `--output json` for an election with slots (the schema is in docs/operations.md).
 fn slots_json(name: &str, prefix: &str, v: &SlotsView) -> serde_json::Value {
     let holders: Vec<serde_json::Value> = v
         .holders
@@ -449,7 +449,7 @@ fn candidate_json(c: &Candidate) -> serde_json::Value {
     })
 }
 
-/// `--output json` (the schema is in the README): the raw id (empty for an `etcdctl lock` holder).
+/// `--output json` (the schema is in docs/operations.md): the raw id (empty for an `etcdctl lock` holder).
 pub(crate) fn render_json(target: &Target, queue: &Queue) -> serde_json::Value {
     json_of(&target.name, &target.prefix, queue)
 }

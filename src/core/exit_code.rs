@@ -1,5 +1,5 @@
 //! How the process ends: the child's status when there is one, else one of the supervisor's own
-//! codes, in one place so `--help`, the README and the code agree.
+//! codes, in one place so `--help`, docs/usage.md#exit-codes and the code agree.
 //!
 //! The child's own status always wins when there is one: exit N → N, killed by signal S → 128+S. The
 //! codes below are for the cases where the supervisor, not the child, decides how the process ends. A

@@ -47,7 +47,7 @@
 //!
 //! What this cannot protect against: a supervisor that is itself frozen (SIGSTOP, a VM paused for
 //! longer than the TTL) cannot kill anything. The fencing revision handed to the child is the defence
-//! there; see the README.
+//! there; see docs/timing.md.
 
 use std::time::Duration;
 
@@ -395,7 +395,7 @@ mod tests {
         assert_eq!(t.margin, Duration::from_secs(1));
         assert_eq!(t.keepalive_interval, Duration::from_secs(1));
         assert_eq!(t.renew_deadline(), Duration::from_secs(6));
-        // The README's promise.
+        // The promise of docs/timing.md.
         assert_eq!(t.tolerated_outage(), Duration::from_secs(4));
     }
 
@@ -523,7 +523,7 @@ mod tests {
         assert!(e.to_string().contains("above the limit of 1year"), "{e}");
     }
 
-    /// The figures at the defaults are the README's; for any accepted model they come in the order
+    /// The figures at the defaults are docs/timing.md's; for any accepted model they come in the order
     /// the safety argument needs, and match the deadlines the process thread is given.
     #[test]
     fn the_figures_follow_from_the_model() {
