@@ -317,3 +317,47 @@ fn the_defaults_tolerate_a_four_second_outage_at_any_phase() {
     // Whatever the last outage set in motion happens within its renew deadline.
     hold(Duration::from_secs(3), ok, || what(750));
 }
+
+/// Promise: a slow link is not a dead one. At the defaults (TTL 10 s, a keepalive a second,
+/// attempts of half a second) every round trip to etcd takes 700 ms here (350 ms each way): longer
+/// than one attempt, far shorter than the TTL. The leader must keep its child for well over a
+/// renew deadline (6 s), because every keepalive is answered, only late: the link turns slow
+/// under streams already open (`at_start` false) or is slow from the start, so that every
+/// stream is opened over it (a new connection takes two round trips, 1.4 s).
+fn a_slow_link_keeps_the_lease(at_start: bool) {
+    let etcd = EtcdCluster::single();
+    let proxy = FaultProxy::start(&etcd.endpoint(0));
+    let dir = tempfile::tempdir().unwrap();
+    let _reap = Reap(dir.path().into());
+    let slow = Duration::from_millis(350);
+    if at_start {
+        proxy.set_delay(slow);
+    }
+    let a = Replica::start(
+        "a",
+        &proxy.url,
+        &args(&["--election", "slowlink"], &noisy(dir.path(), &[])),
+    );
+    wait_starts(dir.path(), 1, LONG, || a.log());
+    let child = starts(dir.path())[0].pid;
+    proxy.set_delay(slow);
+    let ok =
+        || alive(child) && !a.log().contains("role=\"stopping\"") && starts(dir.path()).len() == 1;
+    hold(Duration::from_secs(15), ok, || {
+        format!(
+            "a 700 ms round trip stopped the child; events {:?}; log:\n{}",
+            events(dir.path()),
+            a.log()
+        )
+    });
+}
+
+#[test]
+fn a_link_that_turns_slow_keeps_the_lease() {
+    a_slow_link_keeps_the_lease(false);
+}
+
+#[test]
+fn a_link_slow_from_the_start_keeps_the_lease() {
+    a_slow_link_keeps_the_lease(true);
+}

@@ -107,6 +107,13 @@ pub fn render_text(cfg: &TimingConfig) -> String {
         "  one lost keepalive is retried and answered by {}: it never stops the child\n",
         d(f.one_lost_keepalive_recovered_by)
     );
+    out += &format!(
+        "\non a link slower than the attempt timeout ({}), replies are awaited up to {};\n  \
+         the etcd outage survived there shrinks to {}\n",
+        d(t.attempt_timeout()),
+        d(f.slowest_attempt),
+        d(f.tolerated_outage_on_a_slow_link)
+    );
     if let Some(h) = &cfg.health {
         out += &format!(
             "\nhealth check: a wedged leader steps down within {} (start period {} + interval {} x retries {} + timeout {} + grace {})\n",
@@ -140,6 +147,8 @@ pub fn render_json(cfg: &TimingConfig) -> serde_json::Value {
         "kill_after_keepalive_ms": ms(f.kill_after_keepalive),
         "lease_expiry_after_keepalive_ms": ms(f.expiry_after_keepalive),
         "one_lost_keepalive_recovered_by_ms": ms(f.one_lost_keepalive_recovered_by),
+        "slowest_attempt_ms": ms(f.slowest_attempt),
+        "tolerated_outage_on_a_slow_link_ms": ms(f.tolerated_outage_on_a_slow_link),
         "wedged_leader_bound_ms": cfg.health.as_ref().map(|h| ms(h.worst_case(t.grace))),
     })
 }
@@ -193,6 +202,9 @@ after the send of the last acknowledged keepalive, if no later one is acknowledg
   SIGKILL to the child's tree             9s       ttl - margin
   earliest lease expiry in etcd           10s      ttl
   one lost keepalive is retried and answered by 2s: it never stops the child
+
+on a link slower than the attempt timeout (500ms), replies are awaited up to 1.667s;
+  the etcd outage survived there shrinks to 1.667s
 ";
         assert_eq!(render_text(&config(&[])), want);
     }
@@ -225,6 +237,9 @@ after the send of the last acknowledged keepalive, if no later one is acknowledg
             "kill_after_keepalive_ms": 18_000,
             "lease_expiry_after_keepalive_ms": 20_000,
             "one_lost_keepalive_recovered_by_ms": 4_000,
+            // (13 s - 2 s) / 3, and 13 s - 2 s - 2 x that
+            "slowest_attempt_ms": 3_666,
+            "tolerated_outage_on_a_slow_link_ms": 3_666,
             // 0 s + 10 s x 3 + 5 s + grace 5 s
             "wedged_leader_bound_ms": 40_000,
         });

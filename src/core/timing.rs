@@ -29,6 +29,12 @@
 //!     within R. So any outage with `O ≤ renew_deadline − I − 2R = renew_deadline − 2I` is survived
 //!     at any phase ([`TimingModel::tolerated_outage`]: 4 s at the defaults, measured by
 //!     `cargo bench --bench compare` with a black hole that drops every byte).
+//! * A slow link is not a dead one: an attempt not answered within R stays in flight while the
+//!   next one starts on schedule, and its late reply counts from its send; round trips are
+//!   measured and, once the link proves slower than R, a reply is awaited longer before the next
+//!   attempt starts. Never longer than [`TimingModel::slowest_attempt`], so one lost keepalive
+//!   still never stops the child; the outage survived meanwhile is
+//!   [`TimingModel::tolerated_outage_on_a_slow_link`].
 //! * Hence the default interval is a tenth of the TTL: at TTL 10 s a keepalive a second, attempts
 //!   bounded by half a second, and the 4 s outage an etcd leader election needs.
 //! * Keepalives are spread: the first on a new lease or a reopened stream waits a random time
@@ -91,6 +97,11 @@ pub struct Figures {
     /// One lost keepalive: its retry is answered by then, after the send of the last
     /// acknowledged one; always before the stop.
     pub one_lost_keepalive_recovered_by: Duration,
+    /// On a link slower than the attempt timeout, the longest a reply or a reconnection is
+    /// awaited ([`TimingModel::slowest_attempt`]).
+    pub slowest_attempt: Duration,
+    /// The outage survived at any phase on such a link.
+    pub tolerated_outage_on_a_slow_link: Duration,
 }
 
 /// A validated set of durations. Construct it with [`TimingModel::new`], which enforces the rules.
@@ -286,6 +297,25 @@ impl TimingModel {
         self.keepalive_interval + self.attempt_timeout() * 2
     }
 
+    /// The longest any attempt waits once the link has shown itself slow: round trips longer
+    /// than [`Self::attempt_timeout`] are still answered (late replies count, from their send), and
+    /// the bound grows with the measured round trip ([`crate::election::session`]) up to this:
+    /// a third of what is left of the renew deadline after one interval, and never less than
+    /// the attempt timeout. So one lost keepalive still never stops the child
+    /// (`I + 2 × this < renew deadline`), however slow the link has been.
+    pub fn slowest_attempt(&self) -> Duration {
+        let third = (self.renew_deadline() - self.keepalive_interval) / 3;
+        self.attempt_timeout().max(third)
+    }
+
+    /// The outage survived at any phase while the link is as slow as [`Self::slowest_attempt`]
+    /// allows: the reasoning of [`Self::tolerated_outage`] with that bound instead of the
+    /// attempt timeout.
+    pub fn tolerated_outage_on_a_slow_link(&self) -> Duration {
+        self.renew_deadline()
+            .saturating_sub(self.keepalive_interval + self.slowest_attempt() * 2)
+    }
+
     /// The worst cases an operator plans with, all from this model (no measurement).
     pub fn figures(&self) -> Figures {
         Figures {
@@ -296,6 +326,8 @@ impl TimingModel {
             kill_after_keepalive: self.ttl - self.margin,
             expiry_after_keepalive: self.ttl,
             one_lost_keepalive_recovered_by: self.one_lost_keepalive_recovered_by(),
+            slowest_attempt: self.slowest_attempt(),
+            tolerated_outage_on_a_slow_link: self.tolerated_outage_on_a_slow_link(),
         }
     }
 }
@@ -427,6 +459,17 @@ mod tests {
                     "{t}"
                 );
                 assert!(t.tolerated_outage() > Duration::ZERO, "{t}");
+                // However slow the link has been, one lost keepalive is still retried and
+                // answered before the deadline, and the patience never shrinks below the model's.
+                assert!(
+                    t.keepalive_interval + t.slowest_attempt() * 2 < t.renew_deadline(),
+                    "{t}"
+                );
+                assert!(t.slowest_attempt() >= t.attempt_timeout(), "{t}");
+                assert!(
+                    t.tolerated_outage_on_a_slow_link() <= t.tolerated_outage(),
+                    "{t}"
+                );
             }
         }
     }
@@ -539,6 +582,9 @@ mod tests {
                 kill_after_keepalive: ms(9_000),
                 expiry_after_keepalive: ms(10_000),
                 one_lost_keepalive_recovered_by: ms(2_000),
+                // (6 s - 1 s) / 3, and what it leaves of the 4 s.
+                slowest_attempt: Duration::from_nanos(1_666_666_666),
+                tolerated_outage_on_a_slow_link: Duration::from_nanos(1_666_666_668),
             }
         );
         // --ttl 20s --keepalive-interval 500ms --grace 5s --margin 2s

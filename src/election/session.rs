@@ -64,6 +64,20 @@ impl LeaseState {
     }
 }
 
+/// One lease's state after a report: a deadline only ever moves later (each bound came from an
+/// acknowledged send, so the later one holds too: a late reply to an older send never shortens
+/// it), and a lost lease stays lost.
+fn merged(old: LeaseState, new: LeaseState) -> LeaseState {
+    match (old, new) {
+        (LeaseState::Alive { safe_until: a }, LeaseState::Alive { safe_until: b }) => {
+            LeaseState::Alive {
+                safe_until: a.max(b),
+            }
+        }
+        (LeaseState::Lost, _) | (_, LeaseState::Lost) => LeaseState::Lost,
+    }
+}
+
 /// What both leases buy together: the earlier deadline; lost as soon as either is.
 fn combined(parts: &[LeaseState; 2]) -> LeaseState {
     match parts {
@@ -88,7 +102,7 @@ impl Shared {
     fn publish(&self, part: usize, state: LeaseState, rtt: Option<Duration>) -> bool {
         let now = {
             let mut parts = self.parts.lock().unwrap_or_else(|p| p.into_inner());
-            parts[part] = state;
+            parts[part] = merged(parts[part], state);
             combined(&parts)
         };
         match now {
@@ -289,61 +303,227 @@ enum Broke {
     Retry,
 }
 
+/// A stream open for keepalives, on the connection it was opened on.
+struct Open {
+    conn: Conn,
+    keeper: LeaseKeeper,
+    stream: LeaseKeepAliveStream,
+    /// When the last keepalive on it was sent (the next is due an interval later).
+    last: Instant,
+}
+
+/// A stream whose reply did not come within our patience. The next attempt starts on schedule
+/// (the timing model is unchanged), but this stream is still listened to meanwhile: on a link
+/// that is slow, not dead, its reply comes, counts from its send like any other, and the stream
+/// is used again (the attempt in flight is dropped). Without this, every round trip longer than
+/// the attempt timeout threw its reply away and opened a new connection, which on a slow link
+/// never finished in time either: the lease was lost though etcd answered every keepalive.
+struct Late {
+    open: Open,
+    /// When its unanswered keepalive was sent.
+    sent: BootInstant,
+}
+
+/// What a late stream came to.
+enum LateReply {
+    /// Its reply came, with this TTL.
+    Renewed(Duration),
+    /// etcd says the lease is gone.
+    LeaseGone,
+    /// Nothing useful before the renew deadline, or the stream failed: forget it.
+    Nothing,
+}
+
+impl Late {
+    async fn reply(&mut self, until: Instant) -> LateReply {
+        match tokio::time::timeout_at(until, self.open.stream.message()).await {
+            Ok(Ok(Some(r))) if r.ttl() > 0 => {
+                LateReply::Renewed(Duration::from_secs(r.ttl() as u64))
+            }
+            Ok(Ok(Some(_))) => LateReply::LeaseGone,
+            Ok(Ok(None)) | Ok(Err(_)) | Err(_) => LateReply::Nothing,
+        }
+    }
+}
+
+/// How keeping a stream alive ended.
+enum Kept {
+    /// Final (lease gone, nobody listens).
+    Final(Broke),
+    /// The stream failed or closed: retry per the schedule from `started`.
+    Broken { started: Instant },
+    /// No reply within our patience: retry per the schedule, listening to it meanwhile.
+    Late { late: Box<Late>, waited: Duration },
+}
+
 impl KeepAlive {
     async fn run(self, first: Instant, mut jitter: Jitter) {
-        let attempt = self.timing.attempt_timeout();
+        let mut patience = Patience::default();
+        let mut late: Option<Box<Late>> = None;
         let mut next = first;
         loop {
-            tokio::time::sleep_until(next).await;
-            let started = Instant::now();
-            match self.open_and_keep(&mut jitter).await {
-                Broke::LeaseGone => {
-                    tracing::warn!(lease = %self.lease, "etcd reports the lease is gone");
-                    self.shared.publish(self.part, LeaseState::Lost, None);
-                    return;
+            let open = match self.obtain(&mut next, late.take(), &mut patience).await {
+                Ok(open) => open,
+                Err(broke) => return self.end(broke),
+            };
+            let generation = open.conn.generation;
+            let endpoint = open.conn.endpoint.clone();
+            match self.keep(open, &mut jitter, &mut patience).await {
+                Kept::Final(broke) => return self.end(broke),
+                Kept::Broken { started } => {
+                    self.shared.observer.keepalive_failed();
+                    self.connector.failed(generation);
+                    tracing::warn!(endpoint = %endpoint, "keepalive stream broke; reconnecting");
+                    next = next_attempt(started, self.timing.attempt_timeout(), Instant::now());
                 }
-                Broke::Closed => return,
-                Broke::Retry => self.shared.observer.keepalive_failed(),
+                Kept::Late { late: l, waited } => {
+                    self.shared.observer.keepalive_failed();
+                    // The next attempt goes over a fresh connection (obtain gives this one up),
+                    // as the model says; this stream keeps its own and is still heard.
+                    tracing::warn!(endpoint = %endpoint, timeout_ms = waited.as_millis() as u64,
+                        "keepalive: no reply in time; reconnecting, still listening for it");
+                    next = next_attempt(l.open.last, waited, Instant::now());
+                    late = Some(l);
+                }
             }
-            next = next_attempt(started, attempt, Instant::now());
         }
     }
 
-    /// One attempt to (re)open the stream, then keepalives on it until it breaks.
-    async fn open_and_keep(&self, jitter: &mut Jitter) -> Broke {
-        let attempt = self.timing.attempt_timeout();
+    fn end(&self, broke: Broke) {
+        if broke == Broke::LeaseGone {
+            tracing::warn!(lease = %self.lease, "etcd reports the lease is gone");
+            self.shared.publish(self.part, LeaseState::Lost, None);
+        }
+    }
+
+    /// A stream to keep. Attempts to open one start per the retry schedule: the first at `next`,
+    /// each later one an attempt timeout after the one before started, while none has succeeded;
+    /// each new one goes over a fresh connection, as the timing model says. But an attempt that
+    /// is not answered in time is not thrown away: it stays in flight (and a late stream keeps
+    /// being heard) up to [`TimingModel::slowest_attempt`] after it started, and whichever
+    /// answers first is used. On a dead link this is exactly the old schedule; on a slow one the
+    /// answers that come late still count, instead of every attempt being cut off before its
+    /// answer could arrive.
+    async fn obtain(
+        &self,
+        next: &mut Instant,
+        late: Option<Box<Late>>,
+        patience: &mut Patience,
+    ) -> Result<Open, Broke> {
+        let slowest = self.timing.slowest_attempt();
+        let attempt_timeout = self.timing.attempt_timeout();
+        let mut inflight: Vec<InFlight<'_>> = Vec::new();
+        // The connection of the attempt started last, to give up on when the next one starts.
+        let mut last_generation = None;
+        if let Some(mut l) = late {
+            last_generation = Some(l.open.conn.generation);
+            let until = l.open.last + slowest;
+            inflight.push(Box::pin(async move {
+                match l.reply(until).await {
+                    LateReply::Renewed(ttl) => {
+                        let rtt = l.open.last.elapsed();
+                        let ttl = ttl.min(self.granted_ttl);
+                        if !self.publish(self.timing.safe_until(l.sent, ttl), l.open.last) {
+                            return Attempted::Failed(Broke::Closed);
+                        }
+                        tracing::info!(
+                            rtt_ms = rtt.as_millis() as u64,
+                            "keepalive: the late reply came; the link is slow, not down"
+                        );
+                        Attempted::Opened(Box::new(l.open), Some(rtt))
+                    }
+                    LateReply::LeaseGone => Attempted::Failed(Broke::LeaseGone),
+                    LateReply::Nothing => Attempted::GaveUp,
+                }
+            }));
+        }
+        loop {
+            let due = *next;
+            let heard = std::future::poll_fn(|cx| {
+                for i in 0..inflight.len() {
+                    if let std::task::Poll::Ready(done) = inflight[i].as_mut().poll(cx) {
+                        drop(inflight.swap_remove(i));
+                        return std::task::Poll::Ready(Some(done));
+                    }
+                }
+                std::task::Poll::Pending
+            });
+            let heard = tokio::select! {
+                done = heard => done,
+                _ = tokio::time::sleep_until(due) => None,
+            };
+            match heard {
+                Some(Attempted::Opened(open, late_rtt)) => {
+                    if let Some(rtt) = late_rtt {
+                        patience.sample(rtt);
+                    }
+                    return Ok(*open);
+                }
+                Some(Attempted::Failed(Broke::Retry)) => self.shared.observer.keepalive_failed(),
+                Some(Attempted::Failed(broke)) => return Err(broke),
+                Some(Attempted::GaveUp) => {}
+                None => {
+                    // An attempt is due: the one before it, if still in flight, has had its
+                    // time; the new one goes over a fresh connection.
+                    if let Some(generation) = last_generation.take() {
+                        if !inflight.is_empty() {
+                            self.connector.failed(generation);
+                        }
+                    }
+                    let started = Instant::now();
+                    last_generation = Some(self.connector.generation());
+                    inflight.push(Box::pin(async move {
+                        match self.open_attempt(started + slowest, attempt_timeout).await {
+                            Ok(open) => Attempted::Opened(Box::new(open), None),
+                            Err(broke) => Attempted::Failed(broke),
+                        }
+                    }));
+                    *next = started + attempt_timeout;
+                }
+            }
+        }
+    }
+
+    /// One attempt to (re)open the stream; its first reply counts. It may outlive its turn in
+    /// the schedule (`attempt_timeout`), never `until`.
+    async fn open_attempt(&self, until: Instant, attempt_timeout: Duration) -> Result<Open, Broke> {
         let sent = BootInstant::now();
         let started = Instant::now();
-        let generation = self.connector.generation();
         // Connecting, authenticating and the first reply all count against one attempt.
-        let (conn, mut keeper, mut stream) = match within(attempt, self.open()).await {
-            Within::Done(opened) => opened,
-            Within::Failed(e) => {
+        let opened = tokio::time::timeout_at(until, self.open()).await;
+        let (conn, keeper, stream) = match opened {
+            Ok(Ok(opened)) => opened,
+            Ok(Err(e)) => {
                 if !matches!(e, EtcdError::LeaseGone(_)) {
                     tracing::warn!(error = %e, "keepalive: cannot open the stream");
                 }
-                return not_opened(Some(&e));
+                return Err(not_opened(Some(&e)));
             }
-            Within::TimedOut => {
+            Err(_) => {
                 tracing::warn!(
-                    timeout_ms = attempt.as_millis() as u64,
+                    timeout_ms = until.saturating_duration_since(started).as_millis() as u64,
                     "keepalive: reconnecting timed out"
                 );
-                // Whatever connection it was waiting on is not serving us: next time, a fresh one.
-                self.connector.failed(generation);
-                return not_opened(None);
+                return Err(not_opened(None));
             }
         };
+        let took = started.elapsed();
+        if took > attempt_timeout {
+            tracing::info!(
+                took_ms = took.as_millis() as u64,
+                "keepalive: reconnected on a slow link"
+            );
+        }
         // Opening sent a keepalive, and its reply (TTL > 0, or the open would have failed) counts.
         if !self.publish(self.timing.safe_until(sent, self.granted_ttl), started) {
-            return Broke::Closed;
+            return Err(Broke::Closed);
         }
-        let why = self.keep(&mut keeper, &mut stream, started, jitter).await;
-        if matches!(why, Broke::Retry) {
-            self.connector.failed(conn.generation);
-            tracing::warn!(endpoint = %conn.endpoint, "keepalive stream broke; reconnecting");
-        }
-        why
+        Ok(Open {
+            conn,
+            keeper,
+            stream,
+            last: started,
+        })
     }
 
     /// Opens the keepalive stream, which sends a keepalive. An endpoint that fails fast (refused,
@@ -374,45 +554,46 @@ impl KeepAlive {
         }
     }
 
-    /// Keepalives on an open stream, one in flight at a time.
-    async fn keep(
-        &self,
-        keeper: &mut LeaseKeeper,
-        stream: &mut LeaseKeepAliveStream,
-        mut last: Instant,
-        jitter: &mut Jitter,
-    ) -> Broke {
+    /// Keepalives on an open stream, one in flight at a time, each reply awaited as long as our
+    /// patience with this link says.
+    async fn keep(&self, mut open: Open, jitter: &mut Jitter, patience: &mut Patience) -> Kept {
         // The first wait on a (re)opened stream takes a random phase: replicas that reconnect
         // together after an etcd outage do not keep reaching it together.
         let mut wait = self.timing.first_jittered(jitter.next());
-        let attempt = self.timing.attempt_timeout();
         loop {
-            tokio::time::sleep_until(last + wait).await;
+            tokio::time::sleep_until(open.last + wait).await;
             wait = self.timing.jittered(jitter.next());
             let sent = BootInstant::now();
-            last = Instant::now();
+            open.last = Instant::now();
+            let waited = patience.reply(&self.timing);
             let reply = async {
-                keeper.keep_alive().await?;
-                Ok(stream.message().await?.map(|r| r.ttl()))
+                open.keeper.keep_alive().await?;
+                Ok(open.stream.message().await?.map(|r| r.ttl()))
             };
-            let reply = within(attempt, reply).await;
+            let reply = within(waited, reply).await;
+            if matches!(reply, Within::TimedOut) {
+                return Kept::Late {
+                    late: Box::new(Late { open, sent }),
+                    waited,
+                };
+            }
             match renewal(&self.timing, sent, &reply) {
                 Ok(safe_until) => {
-                    if !self.publish(safe_until, last) {
-                        return Broke::Closed;
+                    patience.sample(open.last.elapsed());
+                    if !self.publish(safe_until, open.last) {
+                        return Kept::Final(Broke::Closed);
                     }
                 }
                 Err(broke) => {
                     match &reply {
                         Within::Done(None) => tracing::warn!("keepalive stream closed by etcd"),
                         Within::Failed(e) => tracing::warn!(error = %e, "keepalive failed"),
-                        Within::TimedOut => tracing::warn!(
-                            timeout_ms = attempt.as_millis() as u64,
-                            "keepalive: no reply in time"
-                        ),
-                        Within::Done(Some(_)) => {}
+                        Within::TimedOut | Within::Done(Some(_)) => {}
                     }
-                    return broke;
+                    return match broke {
+                        Broke::Retry => Kept::Broken { started: open.last },
+                        final_ => Kept::Final(final_),
+                    };
                 }
             }
         }
@@ -425,6 +606,47 @@ impl KeepAlive {
         let rtt = (self.part == CANDIDACY).then_some(rtt);
         self.shared
             .publish(self.part, LeaseState::Alive { safe_until }, rtt)
+    }
+}
+
+/// How one attempt in flight ended.
+enum Attempted {
+    /// A stream to keep; with the round trip of a late reply, when it was one.
+    Opened(Box<Open>, Option<Duration>),
+    Failed(Broke),
+    /// A late stream said nothing useful in time.
+    GaveUp,
+}
+
+/// An attempt in flight: opening a stream, or a late stream's reply.
+type InFlight<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = Attempted> + Send + 'a>>;
+
+/// How long a reply on an open stream is awaited on this link before the next attempt starts: the model's attempt timeout
+/// while round trips stay below it; on a slower link, a retransmission timeout in the manner of
+/// TCP's (RFC 6298: smoothed round trip plus four times its variation, from the replies on open
+/// streams, late ones included), never above [`TimingModel::slowest_attempt`]. It only decides
+/// when to give up on a stream, never the deadline: that comes from acknowledged sends alone.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+struct Patience {
+    /// (smoothed round trip, its variation), once a reply was seen.
+    rtt: Option<(Duration, Duration)>,
+}
+
+impl Patience {
+    fn sample(&mut self, r: Duration) {
+        self.rtt = Some(match self.rtt {
+            None => (r, r / 2),
+            Some((srtt, var)) => {
+                let diff = srtt.abs_diff(r);
+                (srtt * 7 / 8 + r / 8, var * 3 / 4 + diff / 4)
+            }
+        });
+    }
+
+    /// The wait for one reply on an open stream.
+    fn reply(&self, timing: &TimingModel) -> Duration {
+        let rto = self.rtt.map_or(Duration::ZERO, |(s, v)| s + v * 4);
+        rto.clamp(timing.attempt_timeout(), timing.slowest_attempt())
     }
 }
 
@@ -508,6 +730,55 @@ mod tests {
         for (requested, granted, want) in rows {
             let got = renewal(&timing(requested), sent, &Within::Done(Some(granted)));
             assert_eq!(got, Ok(sent + secs(want as u64)), "{requested} {granted}");
+        }
+    }
+
+    #[test]
+    fn a_deadline_only_moves_later_and_a_lost_lease_stays_lost() {
+        let t0 = BootInstant::now();
+        let alive = |s: u64| LeaseState::Alive {
+            safe_until: t0 + secs(s),
+        };
+        let rows = [
+            (alive(10), alive(12), alive(12)),
+            (alive(12), alive(10), alive(12)),
+            (alive(10), LeaseState::Lost, LeaseState::Lost),
+            (LeaseState::Lost, alive(20), LeaseState::Lost),
+        ];
+        for (old, new, want) in rows {
+            assert_eq!(merged(old, new), want, "{old:?} then {new:?}");
+        }
+    }
+
+    #[test]
+    fn patience_is_the_attempt_timeout_until_the_link_proves_slower() {
+        let ms = Duration::from_millis;
+        let t = timing(10); // attempt 500 ms, slowest (6 s - 1 s) / 3
+        let slowest = t.slowest_attempt();
+        assert_eq!(slowest, Duration::from_nanos(1_666_666_666));
+        // (round trips seen, then: the wait for a reply)
+        let rows: [(&[u64], Duration); 6] = [
+            (&[], ms(500)),
+            (&[1, 2, 1, 3], ms(500)),
+            (&[100; 20], ms(500)),
+            // A first slow reply: wait long while the variation is unknown.
+            (&[700], slowest),
+            // A steadily slow link: a little over its round trip.
+            (&[700; 40], ms(700)),
+            // Ever slower: never beyond the bound that keeps one lost keepalive harmless.
+            (&[5_000; 10], slowest),
+        ];
+        for (seen, reply) in rows {
+            let mut p = Patience::default();
+            seen.iter().for_each(|&r| p.sample(ms(r)));
+            let got_reply = p.reply(&t);
+            let near = |got: Duration, want: Duration| {
+                got >= want && got <= want + ms(20) || got == slowest && want == slowest
+            };
+            assert!(
+                near(got_reply, reply),
+                "{seen:?}: reply {got_reply:?}, want {reply:?}"
+            );
         }
     }
 
