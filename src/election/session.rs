@@ -30,6 +30,7 @@ use tokio::task::JoinHandle;
 use tokio::time::{timeout, Instant};
 
 use crate::core::clock::BootInstant;
+use crate::core::duration::Short;
 use crate::core::lifecycle::LeaseId;
 use crate::core::timing::{Jitter, TimingModel};
 use crate::election::connector::{within, Conn, Connector, EtcdError, Within};
@@ -223,10 +224,12 @@ impl Session {
             let late = || Revoked::Failed("timed out".into());
             (late(), late())
         });
+        // At debug: the callers say what the outcome means (a leadership given up, a lease
+        // replaced), and a failure to reach etcd is the connector's to tell.
         match &outcome {
             Revoked::Now => tracing::debug!(%lease, "lease revoked"),
             Revoked::AlreadyGone => tracing::debug!(%lease, "lease was already gone"),
-            Revoked::Failed(why) => tracing::warn!(%lease, error = %why,
+            Revoked::Failed(why) => tracing::debug!(%lease, error = %why,
                 "revoking the lease failed; it expires after its TTL"),
         }
         if let Revoked::Failed(why) = &tree_outcome {
@@ -298,7 +301,8 @@ impl KeepAlive {
             let started = Instant::now();
             match self.open_and_keep(&mut jitter).await {
                 Broke::LeaseGone => {
-                    tracing::warn!(lease = %self.lease, "etcd reports the lease is gone");
+                    // At debug: the leadership loop says what it means (a stop, a new lease).
+                    tracing::debug!(lease = %self.lease, "etcd reports the lease is gone");
                     self.shared.publish(self.part, LeaseState::Lost, None);
                     return;
                 }
@@ -319,18 +323,14 @@ impl KeepAlive {
         let (conn, mut keeper, mut stream) = match within(attempt, self.open()).await {
             Within::Done(opened) => opened,
             Within::Failed(e) => {
-                if !matches!(e, EtcdError::LeaseGone(_)) {
-                    tracing::warn!(error = %e, "keepalive: cannot open the stream");
-                }
+                // Reported to the connector already, which logs a run of failures once.
+                tracing::debug!(error = %e, "keepalive: cannot open the stream");
                 return not_opened(Some(&e));
             }
             Within::TimedOut => {
-                tracing::warn!(
-                    timeout_ms = attempt.as_millis() as u64,
-                    "keepalive: reconnecting timed out"
-                );
                 // Whatever connection it was waiting on is not serving us: next time, a fresh one.
-                self.connector.failed(generation);
+                let why = format!("keepalive: no answer within {}", Short(attempt));
+                self.connector.lost(generation, &why);
                 return not_opened(None);
             }
         };
@@ -338,12 +338,12 @@ impl KeepAlive {
         if !self.publish(self.timing.safe_until(sent, self.granted_ttl), started) {
             return Broke::Closed;
         }
-        let why = self.keep(&mut keeper, &mut stream, started, jitter).await;
-        if matches!(why, Broke::Retry) {
-            self.connector.failed(conn.generation);
-            tracing::warn!(endpoint = %conn.endpoint, "keepalive stream broke; reconnecting");
+        let (broke, why) = self.keep(&mut keeper, &mut stream, started, jitter).await;
+        if matches!(broke, Broke::Retry) {
+            tracing::debug!(endpoint = %conn.endpoint, "keepalive stream broke; reconnecting");
+            self.connector.lost(conn.generation, &why);
         }
-        why
+        broke
     }
 
     /// Opens the keepalive stream, which sends a keepalive. An endpoint that fails fast (refused,
@@ -374,14 +374,14 @@ impl KeepAlive {
         }
     }
 
-    /// Keepalives on an open stream, one in flight at a time.
+    /// Keepalives on an open stream, one in flight at a time, until it breaks: how, and why.
     async fn keep(
         &self,
         keeper: &mut LeaseKeeper,
         stream: &mut LeaseKeepAliveStream,
         mut last: Instant,
         jitter: &mut Jitter,
-    ) -> Broke {
+    ) -> (Broke, String) {
         // The first wait on a (re)opened stream takes a random phase: replicas that reconnect
         // together after an etcd outage do not keep reaching it together.
         let mut wait = self.timing.first_jittered(jitter.next());
@@ -399,20 +399,20 @@ impl KeepAlive {
             match renewal(&self.timing, sent, &reply) {
                 Ok(safe_until) => {
                     if !self.publish(safe_until, last) {
-                        return Broke::Closed;
+                        return (Broke::Closed, String::new());
                     }
                 }
                 Err(broke) => {
-                    match &reply {
-                        Within::Done(None) => tracing::warn!("keepalive stream closed by etcd"),
-                        Within::Failed(e) => tracing::warn!(error = %e, "keepalive failed"),
-                        Within::TimedOut => tracing::warn!(
-                            timeout_ms = attempt.as_millis() as u64,
-                            "keepalive: no reply in time"
-                        ),
-                        Within::Done(Some(_)) => {}
-                    }
-                    return broke;
+                    let why = match &reply {
+                        Within::Done(None) => "keepalive stream closed by etcd".to_owned(),
+                        Within::Failed(e) => format!("keepalive: {}", e.reason()),
+                        Within::TimedOut => {
+                            format!("keepalive: no reply within {}", Short(attempt))
+                        }
+                        Within::Done(Some(_)) => "etcd reports the lease is gone".to_owned(),
+                    };
+                    tracing::debug!(reason = %why, "keepalive stream ends");
+                    return (broke, why);
                 }
             }
         }
@@ -421,7 +421,8 @@ impl KeepAlive {
     /// Publishes the deadline bought by a keepalive sent at `started`; false if nobody listens.
     fn publish(&self, safe_until: BootInstant, started: Instant) -> bool {
         let rtt = started.elapsed();
-        tracing::trace!(rtt_ms = rtt.as_millis() as u64, lease = %self.lease, "keepalive acknowledged");
+        tracing::trace!(rtt = %Short(rtt), lease = %self.lease, "keepalive acknowledged");
+        self.connector.reached();
         let rtt = (self.part == CANDIDACY).then_some(rtt);
         self.shared
             .publish(self.part, LeaseState::Alive { safe_until }, rtt)

@@ -45,7 +45,7 @@ use tokio::time::{sleep, Instant};
 use crate::config::Config;
 use crate::core::clock::BootInstant;
 use crate::core::exit_code::Exit;
-use crate::core::lifecycle::{Asked, Phase, Policies, StopReason};
+use crate::core::lifecycle::{Asked, LeaseId, Phase, Policies, StopReason};
 use crate::election::connector::Connector;
 use crate::election::queue::{Candidacy, Election};
 use crate::election::session::LeaseState;
@@ -75,6 +75,10 @@ struct Ctx<'a> {
     slots: Option<SlotElection>,
     /// Where step-down requests that arrive through etcd go (the same queue as `POST /resign`).
     step_down: UnboundedSender<i64>,
+    /// The candidacy leases this replica took, latest last: a key of an earlier one that
+    /// outlived our view of it (not revoked during an etcd outage) is ours, not another
+    /// replica's with our `--id`.
+    leases_taken: std::sync::Mutex<Vec<LeaseId>>,
 }
 
 /// What the loop receives: the process thread's events, step-down requests, and what the user
@@ -170,6 +174,7 @@ pub async fn run(
         slots: (cfg.slots > 1).then(|| SlotElection::new(&cfg.prefix, &cfg.election, cfg.slots)),
         election,
         step_down: resign_tx,
+        leases_taken: std::sync::Mutex::new(Vec::new()),
     };
     let mut inputs = Inputs {
         process,
