@@ -469,13 +469,13 @@ impl Connector {
             };
             match tell {
                 Tell::First => {
-                    tracing::warn!(endpoint, error = why, "etcd request failed; retrying")
+                    tracing::warn!(%endpoint, error = %why, "etcd request failed; retrying")
                 }
                 Tell::Still { failures, elapsed } => {
-                    tracing::warn!(endpoint, failures, failing_for = %Short(elapsed), last_error = why,
+                    tracing::warn!(%endpoint, failures, failing_for = %Short(elapsed), last_error = %why,
                         "etcd requests still failing; retrying")
                 }
-                Tell::Quiet => tracing::debug!(endpoint, error = why, "etcd request failed"),
+                Tell::Quiet => tracing::debug!(%endpoint, error = %why, "etcd request failed"),
             }
         }
         self.failed(generation);
@@ -499,9 +499,9 @@ impl Connector {
                 let (from, to) = (self.endpoint(generation), self.endpoint(generation + 1));
                 let (from, to) = (host(&from), host(&to));
                 if self.move_said.swap(true, Ordering::SeqCst) {
-                    tracing::debug!(from, to, "switching etcd endpoint");
+                    tracing::debug!(%from, %to, "switching etcd endpoint");
                 } else {
-                    tracing::info!(from, to, "switching etcd endpoint");
+                    tracing::info!(%from, %to, "switching etcd endpoint");
                 }
             }
         }

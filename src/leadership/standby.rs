@@ -331,7 +331,7 @@ const ID_CHECK_DELAY: Duration = Duration::from_secs(1);
 fn warn_if_id_taken(ctx: &Ctx<'_>, lease: LeaseId) {
     let connector = ctx.connector.clone();
     let (election, with_slots) = (ctx.election.clone(), ctx.slots.is_some());
-    let (id, name) = (ctx.cfg.id.clone(), ctx.cfg.election.clone());
+    let id = ctx.cfg.id.clone();
     let ours = ctx
         .leases_taken
         .lock()
@@ -362,8 +362,9 @@ fn warn_if_id_taken(ctx: &Ctx<'_>, lease: LeaseId) {
                     .collect();
                 match others.first() {
                     Some(other) => {
-                        tracing::warn!(id = %id, election = %name, other_key = %other.key, others = others.len(),
-                        "another replica of this election has the same --id: status and logs cannot tell them apart; give each replica its own --id")
+                        // Status and logs could not tell the two apart.
+                        tracing::warn!(id = %id, other_key = %other.key, others = others.len(),
+                        "another replica of this election has the same --id; give each its own")
                     }
                     None => tracing::debug!(
                         candidates = candidates.len(),
