@@ -14,7 +14,8 @@
 //! code map names every file):
 //! * [`core`]: the lifecycle ([`core::lifecycle::Phase`], stop reasons, the pure
 //!   [`core::lifecycle::decide`]), the timing model and why the child is dead before the lease can
-//!   expire ([`core::timing`]), `CLOCK_BOOTTIME`, exit codes, the command spec, the one backoff.
+//!   expire ([`core::timing`]), `CLOCK_BOOTTIME`, exit codes, the command spec, the one backoff,
+//!   and how logs say durations and repeated failures.
 //! * [`process`]: the process thread (above): its handle and its contract with the async side,
 //!   the run loop, the stop sequence, spawn, the process tree, check commands, signal set-up, and
 //!   the guard that kills the child's group if we are SIGKILLed.

@@ -503,11 +503,11 @@ fn timing_prints_the_worst_cases_of_the_configuration() {
         .find(|l| l.contains("timing: worst cases"))
         .unwrap_or_else(|| panic!("no timing line:\n{log}"));
     for field in [
-        "tolerated_outage_ms=4000",
-        "takeover_after_crash_ms=10500",
-        "takeover_after_graceful_stop_ms=3000",
-        "stop_after_keepalive_ms=6000",
-        "kill_after_keepalive_ms=9000",
+        "tolerated_outage=4s",
+        "takeover_after_crash=10.5s",
+        "takeover_after_graceful_stop=3s",
+        "stop_after_keepalive=6s",
+        "kill_after_keepalive=9s",
     ] {
         assert!(line.contains(field), "{field} in {line}");
     }

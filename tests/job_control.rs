@@ -647,12 +647,14 @@ fn crowd(n: usize) -> Proc {
     crowd
 }
 
-/// `late_ms` of the "renew deadline passed" line of a log, if there is one.
+/// `late` of the "renew deadline passed" line of a log, in milliseconds, if there is one.
 fn deadline_late_ms(log: &str) -> Option<u64> {
-    log.lines()
+    let late = log
+        .lines()
         .find(|l| l.contains("renew deadline passed"))?
         .split_whitespace()
-        .find_map(|f| f.strip_prefix("late_ms=")?.parse().ok())
+        .find_map(|f| f.strip_prefix("late="))?;
+    crate::support::parse_duration(late).map(|d| d.as_millis() as u64)
 }
 
 /// Promise: the child is dead before the lease can expire, whatever signals arrive. A leader

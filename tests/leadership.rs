@@ -367,7 +367,7 @@ fn sigterm_in_the_restart_pause_exits_with_the_last_child_status() {
     let dir = tempfile::tempdir().unwrap();
     let f = dir.path().join("runs");
     let (_etcd, mut a) = restarting("restart-pause", &f, "echo run", 3);
-    a.wait_log("restart_in_ms=4000", LONG);
+    a.wait_log("restart_in=4s", LONG);
     let runs = lines(&f).len();
     a.signal(libc::SIGTERM);
     assert_eq!(a.wait(LONG), 3, "{}", a.log());
@@ -691,7 +691,7 @@ fn a_request_for_an_earlier_candidacy_does_not_end_a_later_leadership() {
     std::thread::sleep(Duration::from_millis(1500));
     assert!(alive(child), "b's child was stopped:\n{}", b.log());
     assert!(
-        !b.log().contains("reason=step-down requested"),
+        !b.log().contains("reason=\"step-down requested\""),
         "{}",
         b.log()
     );

@@ -471,7 +471,11 @@ fn what_the_main_child_leaves_behind_is_stopped_and_its_status_kept() {
         t.elapsed() >= Duration::from_millis(500),
         "the leftover got its grace"
     );
-    assert!(r.log().contains("reason=the child exited"), "{}", r.log());
+    assert!(
+        r.log().contains("reason=\"the child exited\""),
+        "{}",
+        r.log()
+    );
     assert!(r.log().contains("grace period over"), "{}", r.log());
     let sleeps: Vec<i32> = std::fs::read_dir("/proc")
         .unwrap()

@@ -13,6 +13,7 @@ mod job_control;
 mod kubernetes;
 mod leadership;
 mod lease;
+mod logs;
 mod operations;
 mod operator;
 mod operator_races;

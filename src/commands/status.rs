@@ -224,6 +224,12 @@ async fn watch(target: &Target, format: OutputFormat) -> i32 {
         let now = match target.shown().await {
             Ok(q) => q,
             Err(e) if e.is_rejected() => return failed(&e),
+            // An unavailable etcd is the connector's to tell, once for a whole outage.
+            Err(e @ EtcdError::Unavailable(_)) => {
+                tracing::debug!(error = %e, "cannot read the election; retrying");
+                tokio::time::sleep(retry.next_pause()).await;
+                continue;
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "cannot read the election; retrying");
                 tokio::time::sleep(retry.next_pause()).await;

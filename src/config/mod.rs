@@ -286,8 +286,8 @@ impl Config {
         let mut warnings = Vec::new();
         if self.resign_token.is_some() && self.health_addr.is_none() {
             warnings.push((
-                "--resign-token-file has no effect without --health-addr: the token guards POST \
-                 /resign, which only --health-addr serves (`singleton-exec resign` needs none)",
+                "--resign-token-file has no effect without --health-addr (`singleton-exec \
+                 resign` needs no token)",
                 &["--resign-token-file"][..],
             ));
         }

@@ -452,7 +452,7 @@ impl Task {
                 }
                 Effect::RequestsRefused(why) => {
                     tracing::warn!(key = %String::from_utf8_lossy(&self.request_key), error = %why,
-                        "cannot read step-down requests (grant read and write on this key): `singleton-exec resign` will not reach this leader");
+                        "cannot read step-down requests: `resign` will not reach this leader (grant read and write on this key)");
                 }
             }
         }

@@ -20,14 +20,24 @@
 //!   agree, that is one answer from each, the caller's backoff pausing between them (0.2 s, then
 //!   0.4 s, ..., at most 2 s): about 0.6 s for three endpoints.
 //!
+//! What the logs say of it, in one place too: an error is summarised (`connection refused`, `no
+//! leader`, `timed out`: [`summary`]) and named by its endpoint; its full chain is logged at debug
+//! only. While requests keep failing (an outage fails every task's requests every few hundred
+//! milliseconds) the failure is said once, then summarised at most every 10 s with a count and
+//! how long it has lasted, then one line says when requests succeed again
+//! ([`crate::core::repeated`]). A failure on a connection already given up does not begin a new
+//! run of failures once requests succeed again: it is old news.
+//!
 //! Its configuration ([`EtcdConfig`]) is the config layer's; lease ids are the core's.
 
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::config::etcd::EtcdConfig;
+use crate::core::duration::Short;
+use crate::core::repeated::{Repeated, Tell};
 
 use etcd_client::{Certificate, Client, ConnectOptions, Identity, TlsOptions};
 
@@ -54,6 +64,15 @@ impl EtcdError {
     pub fn is_rejected(&self) -> bool {
         matches!(self, EtcdError::Rejected(_))
     }
+
+    /// What went wrong, without the kind: a [`summary`] for an error etcd-client gave.
+    pub fn reason(&self) -> &str {
+        match self {
+            EtcdError::Rejected(why) | EtcdError::Unavailable(why) | EtcdError::LeaseGone(why) => {
+                why
+            }
+        }
+    }
 }
 
 impl From<etcd_client::Error> for EtcdError {
@@ -69,10 +88,12 @@ pub fn history_gone(e: &etcd_client::Error) -> bool {
     text.contains("compacted") || text.contains("future revision")
 }
 
-/// Sorts an etcd-client error into permanent, transient and lease-gone.
+/// Sorts an etcd-client error into permanent, transient and lease-gone; the error it returns
+/// carries the [`summary`], and the full chain is logged at debug.
 pub fn classify(e: &etcd_client::Error) -> EtcdError {
     use etcd_client::Error as E;
-    let text = e.to_string();
+    tracing::debug!(error = %e, "etcd error");
+    let text = summary(e);
     let kind = match e {
         E::GRpcStatus(s) => classify_status(s.code(), s.message(), &format!("{s:?}")),
         // etcd-client's keepalive stream reports a first reply of TTL 0 this way.
@@ -86,6 +107,104 @@ pub fn classify(e: &etcd_client::Error) -> EtcdError {
         Kind::Unavailable => EtcdError::Unavailable(text),
         Kind::LeaseGone => EtcdError::LeaseGone(text),
     }
+}
+
+/// The longest summary: an error says what went wrong in a few words, not a chain of types.
+const SUMMARY_CHARS: usize = 120;
+
+/// What went wrong, in a few words: the operating system's reason for a failed connection
+/// (`connection refused`, `timed out`), etcd's answer without its `etcdserver: ` prefix (`no
+/// leader`, `permission denied`), or the innermost cause of anything else (a TLS library's
+/// `invalid peer certificate: UnknownIssuer`). Never the Debug form of a gRPC status, which runs
+/// to hundreds of characters.
+pub fn summary(e: &etcd_client::Error) -> String {
+    use etcd_client::Error as E;
+    let text = match e {
+        E::GRpcStatus(s) => {
+            let causes = causes(s);
+            status_reason(s.code(), s.message(), &causes)
+        }
+        E::TransportError(t) => innermost(&causes(t), &t.to_string()),
+        E::IoError(io) => io_reason(io).unwrap_or_else(|| io.to_string()),
+        // Sending on a stream whose connection is gone.
+        E::LeaseKeepAliveError(m) | E::WatchError(m) if m.contains("channel closed") => {
+            "stream closed".into()
+        }
+        E::LeaseKeepAliveError(m) | E::WatchError(m) => m.clone(),
+        other => other.to_string(),
+    };
+    clip(&text)
+}
+
+/// What an error's chain of sources says, outermost first: an I/O error by its kind where the
+/// kind names the reason, anything else by its text.
+fn causes(e: &(dyn std::error::Error + 'static)) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut next = e.source();
+    while let Some(cause) = next {
+        let said = cause
+            .downcast_ref::<std::io::Error>()
+            .and_then(io_reason)
+            .unwrap_or_else(|| cause.to_string());
+        out.push(said);
+        next = cause.source();
+    }
+    out
+}
+
+/// An I/O error's reason when its kind names one (`connection refused`), without `(os error
+/// 111)`; `None` for the catch-all kinds, whose text (or inner error) says more.
+fn io_reason(e: &std::io::Error) -> Option<String> {
+    if e.kind() == std::io::ErrorKind::Other {
+        return None;
+    }
+    let reason = e.kind().to_string();
+    (reason != "uncategorized error").then_some(reason)
+}
+
+/// The innermost cause, or `fallback` when there is none.
+fn innermost(causes: &[String], fallback: &str) -> String {
+    causes
+        .last()
+        .cloned()
+        .unwrap_or_else(|| fallback.to_owned())
+}
+
+/// The reason a gRPC status gives, from its code, its message and its chain of causes (see
+/// [`summary`]); pure, so it is tested on plain values.
+fn status_reason(code: tonic::Code, message: &str, causes: &[String]) -> String {
+    use tonic::Code as C;
+    let message = message.trim();
+    // tonic's own wording for a request cut off by its timeout.
+    if matches!(code, C::Cancelled | C::DeadlineExceeded) && message == "Timeout expired" {
+        return "timed out".into();
+    }
+    // A failed connection: its message only says which step failed, its cause says why.
+    if let Some(cause) = causes.last() {
+        return cause.clone();
+    }
+    match message.strip_prefix("etcdserver: ").unwrap_or(message) {
+        "" => format!("{code:?}"),
+        answer => answer.to_owned(),
+    }
+}
+
+/// At most [`SUMMARY_CHARS`] characters, on one line.
+fn clip(text: &str) -> String {
+    let one_line = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    if one_line.chars().count() <= SUMMARY_CHARS {
+        return one_line;
+    }
+    let mut out: String = one_line.chars().take(SUMMARY_CHARS - 3).collect();
+    out.push_str("...");
+    out
+}
+
+/// An endpoint as a log names it: its host and port, without the scheme.
+pub fn host(endpoint: &str) -> &str {
+    endpoint
+        .split_once("://")
+        .map_or(endpoint, |(_, rest)| rest)
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -202,6 +321,11 @@ pub struct Connector {
     /// Tells long-lived streams (watches) that the connection was given up, so they move too:
     /// the keepalives notice a dead connection within half an interval, a quiet watch never would.
     moved: tokio::sync::watch::Sender<u64>,
+    /// Requests failing in a row, for the log (module doc).
+    failing: Mutex<Repeated>,
+    /// Whether a move to another endpoint was logged during the current run of failures: the
+    /// first is said, the rest (every few hundred milliseconds while all are down) only at debug.
+    move_said: AtomicBool,
 }
 
 /// A client and the generation it belongs to, so a failure report for an old client is ignored.
@@ -220,6 +344,8 @@ impl Connector {
             generation: AtomicU64::new(0),
             rejections: AtomicUsize::new(0),
             moved: tokio::sync::watch::channel(0).0,
+            failing: Mutex::new(Repeated::default()),
+            move_said: AtomicBool::new(false),
         }
     }
 
@@ -265,7 +391,7 @@ impl Connector {
         let endpoint = self.endpoint(generation);
         let client = tokio::time::timeout(self.cfg.dial_timeout, connect(&self.cfg, &endpoint))
             .await
-            .map_err(|_| EtcdError::Unavailable(format!("connecting to {endpoint} timed out")))
+            .map_err(|_| EtcdError::Unavailable("connecting timed out".into()))
             .and_then(|r| r);
         let client = match client {
             Ok(c) => c,
@@ -284,8 +410,8 @@ impl Connector {
     pub fn report(&self, generation: u64, endpoint: &str, e: EtcdError) -> EtcdError {
         match e {
             EtcdError::LeaseGone(_) => e,
-            EtcdError::Unavailable(_) => {
-                self.failed(generation);
+            EtcdError::Unavailable(ref why) => {
+                self.lost(generation, why);
                 e
             }
             EtcdError::Rejected(why) => {
@@ -309,6 +435,50 @@ impl Connector {
 
     fn succeeded(&self) {
         self.rejections.store(0, Ordering::SeqCst);
+        self.reached();
+    }
+
+    /// etcd answered (a call, a keepalive): a run of failures, if one was ongoing, is over.
+    pub fn reached(&self) {
+        let recovered = self
+            .failing
+            .lock()
+            .expect("failing lock")
+            .succeeded(Instant::now());
+        if let Some(r) = recovered {
+            self.move_said.store(false, Ordering::SeqCst);
+            tracing::info!(endpoint = %host(&self.endpoint(self.generation())), failures = r.failures,
+                after = %Short(r.elapsed), "etcd requests succeed again");
+        }
+    }
+
+    /// A request on the client of `generation` failed for a reason that asking again may change
+    /// (`why`): the connection is given up ([`Connector::failed`]) and the failure logged as one
+    /// of a run (module doc).
+    pub fn lost(&self, generation: u64, why: &str) {
+        let endpoint = self.endpoint(generation);
+        let endpoint = host(&endpoint);
+        {
+            let mut failing = self.failing.lock().expect("failing lock");
+            // A connection given up before requests succeeded again: old news.
+            let old_news = generation < self.generation() && !failing.is_failing();
+            let tell = if old_news {
+                Tell::Quiet
+            } else {
+                failing.failed(Instant::now())
+            };
+            match tell {
+                Tell::First => {
+                    tracing::warn!(%endpoint, error = %why, "etcd request failed; retrying")
+                }
+                Tell::Still { failures, elapsed } => {
+                    tracing::warn!(%endpoint, failures, failing_for = %Short(elapsed), last_error = %why,
+                        "etcd requests still failing; retrying")
+                }
+                Tell::Quiet => tracing::debug!(%endpoint, error = %why, "etcd request failed"),
+            }
+        }
+        self.failed(generation);
     }
 
     /// Reports that the client of `generation` failed: the next [`get`](Self::get) uses the next
@@ -326,7 +496,13 @@ impl Connector {
         {
             self.moved.send_replace(generation + 1);
             if self.cfg.endpoints.len() > 1 {
-                tracing::info!(from = %self.endpoint(generation), to = %self.endpoint(generation + 1), "switching etcd endpoint");
+                let (from, to) = (self.endpoint(generation), self.endpoint(generation + 1));
+                let (from, to) = (host(&from), host(&to));
+                if self.move_said.swap(true, Ordering::SeqCst) {
+                    tracing::debug!(%from, %to, "switching etcd endpoint");
+                } else {
+                    tracing::info!(%from, %to, "switching etcd endpoint");
+                }
             }
         }
     }
@@ -535,6 +711,103 @@ mod tests {
             classify_status(Unknown, "transport", "InvalidCertificate(UnknownIssuer)"),
             Kind::Rejected
         );
+    }
+
+    /// What a log says of a failed request: a few words, never a gRPC status's Debug form.
+    #[test]
+    fn errors_are_summarised_in_a_few_words() {
+        use std::io::{Error as IoError, ErrorKind};
+        // (code, message, causes outermost first) -> summary
+        let rows: &[(Code, &str, &[&str], &str)] = &[
+            // A failed connection: the step in the message, the reason in its innermost cause.
+            (
+                Code::Unavailable,
+                "tcp connect error",
+                &["transport error", "tcp connect error", "connection refused"],
+                "connection refused",
+            ),
+            (Code::Unavailable, "etcdserver: no leader", &[], "no leader"),
+            (
+                Code::PermissionDenied,
+                "etcdserver: permission denied",
+                &[],
+                "permission denied",
+            ),
+            (Code::Cancelled, "Timeout expired", &[], "timed out"),
+            (Code::DeadlineExceeded, "Timeout expired", &[], "timed out"),
+            (
+                Code::DeadlineExceeded,
+                "context deadline exceeded",
+                &[],
+                "context deadline exceeded",
+            ),
+            (Code::Unknown, "", &[], "Unknown"),
+            (
+                Code::Unknown,
+                "transport error",
+                &["invalid peer certificate: UnknownIssuer"],
+                "invalid peer certificate: UnknownIssuer",
+            ),
+        ];
+        for (code, message, causes, want) in rows {
+            let causes: Vec<String> = causes.iter().map(|c| c.to_string()).collect();
+            assert_eq!(status_reason(*code, message, &causes), *want, "{message}");
+        }
+        // Whole errors as etcd-client hands them over.
+        let refused =
+            tonic::Status::from_error(Box::new(IoError::from(ErrorKind::ConnectionRefused)));
+        let rows = [
+            (
+                etcd_client::Error::GRpcStatus(refused),
+                "connection refused",
+            ),
+            (
+                etcd_client::Error::GRpcStatus(tonic::Status::unavailable(
+                    "etcdserver: request timed out",
+                )),
+                "request timed out",
+            ),
+            (
+                etcd_client::Error::LeaseKeepAliveError("channel closed".into()),
+                "stream closed",
+            ),
+            (
+                etcd_client::Error::IoError(IoError::from(ErrorKind::TimedOut)),
+                "timed out",
+            ),
+            (
+                etcd_client::Error::IoError(IoError::other("a wrapped reason")),
+                "a wrapped reason",
+            ),
+        ];
+        for (e, want) in rows {
+            assert_eq!(summary(&e), want, "{e:?}");
+            assert_eq!(classify(&e).reason(), want, "{e:?}");
+        }
+        // Long or many-lined: clipped to one short line.
+        let long = etcd_client::Error::InvalidArgs(format!("a\nb {}", "x".repeat(500)));
+        let got = summary(&long);
+        assert!(
+            got.chars().count() <= SUMMARY_CHARS && !got.contains('\n'),
+            "{got}"
+        );
+        assert!(
+            got.starts_with("invalid arguments: a b xxx") && got.ends_with("..."),
+            "{got}"
+        );
+    }
+
+    /// A real failed connection (nothing listens on port 1), through etcd-client and tonic.
+    #[tokio::test]
+    async fn a_refused_connection_says_so() {
+        let opts = ConnectOptions::new().with_connect_timeout(Duration::from_secs(2));
+        let mut client = Client::connect(["http://127.0.0.1:1"], Some(opts))
+            .await
+            .expect("connecting is lazy");
+        let e = client.get("k", None).await.expect_err("nothing listens");
+        assert_eq!(summary(&e), "connection refused", "{e:?}");
+        assert_eq!(host("http://127.0.0.1:1"), "127.0.0.1:1");
+        assert_eq!(host("etcd:2379"), "etcd:2379");
     }
 
     #[test]

@@ -40,6 +40,7 @@ use etcd_client::{
 };
 
 use crate::core::backoff::{Reset, Schedule};
+use crate::core::duration::Short;
 use crate::core::lifecycle::LeaseId;
 use crate::election::answer::{Answer, Found};
 use crate::election::connector::EtcdError;
@@ -486,8 +487,10 @@ impl Election {
             Ok(_) => Ok(true),
             Err(e) => match EtcdError::from(e) {
                 EtcdError::Rejected(why) => {
+                    // Then a standby that sees our key revoked by an operator cannot tell whether
+                    // our child is still dying.
                     tracing::warn!(key = %self.tree_key(lease), reason = %why,
-                        "cannot write our tree marker or read the others' (grant the role read and write on PREFIX/NAME@tree/): a standby that sees our key revoked by an operator cannot tell whether our child is still dying");
+                        "cannot write our tree marker or read the others' (grant read and write on PREFIX/NAME@tree/)");
                     Ok(false)
                 }
                 e => Err(e),
@@ -823,7 +826,7 @@ impl Election {
         seen: i64,
     ) -> Result<bool, EtcdError> {
         let shown = String::from_utf8_lossy(key).into_owned();
-        tracing::warn!(key = %shown, "the key ahead in the queue is not held by the lease its name says (put by another client): waiting for that lease to go, then removing it");
+        tracing::warn!(key = %shown, "the key ahead is not held by the lease its name says: removing it once that lease goes");
         let Some(lease) = lease_of_key(&self.dir, key) else {
             return Ok(false); // not a key of the layout: never removed (not reached: see `turn`)
         };
@@ -877,7 +880,7 @@ impl Election {
             if warned.elapsed() >= ORPHAN_WARN_EVERY {
                 warned = tokio::time::Instant::now();
                 tracing::warn!(key = %String::from_utf8_lossy(key), lease = %LeaseId(lease),
-                    "the queue waits behind an orphaned key whose former holder's lease still lives: it moves once that lease goes (stop that holder; do not delete the key while it runs)");
+                    "waiting behind an orphaned key until its former holder's lease goes (stop that holder)");
             }
             tokio::time::sleep(pause.next_pause()).await;
         }
@@ -1294,13 +1297,13 @@ pub async fn wait_tree_gone(
         let rejoined = back.read(0).iter().any(|kv| kv.lease == lease);
         if !lives? || rejoined {
             if waited {
-                tracing::info!(tree_lease = %LeaseId(tree_lease), waited_ms = started.elapsed().as_millis() as u64,
+                tracing::info!(tree_lease = %LeaseId(tree_lease), waited = %Short(started.elapsed()),
                     rejoined, "the former holder's child cannot run any more: going ahead");
             }
             return Ok(());
         }
         if !waited {
-            tracing::info!(tree_lease = %LeaseId(tree_lease), "a candidacy ahead went while its child may still run (its lease revoked or its key deleted by another client): waiting for that child's end");
+            tracing::info!(tree_lease = %LeaseId(tree_lease), "a candidacy ahead went while its child may still run (revoked or deleted by another client): waiting for its end");
         }
         tokio::time::sleep(pause.next_pause()).await;
         waited = true;

@@ -30,6 +30,7 @@ use tokio::task::JoinHandle;
 use tokio::time::{timeout, Instant};
 
 use crate::core::clock::BootInstant;
+use crate::core::duration::Short;
 use crate::core::lifecycle::LeaseId;
 use crate::core::timing::{Jitter, TimingModel};
 use crate::election::connector::{within, Conn, Connector, EtcdError, Within};
@@ -237,10 +238,12 @@ impl Session {
             let late = || Revoked::Failed("timed out".into());
             (late(), late())
         });
+        // At debug: the callers say what the outcome means (a leadership given up, a lease
+        // replaced), and a failure to reach etcd is the connector's to tell.
         match &outcome {
             Revoked::Now => tracing::debug!(%lease, "lease revoked"),
             Revoked::AlreadyGone => tracing::debug!(%lease, "lease was already gone"),
-            Revoked::Failed(why) => tracing::warn!(%lease, error = %why,
+            Revoked::Failed(why) => tracing::debug!(%lease, error = %why,
                 "revoking the lease failed; it expires after its TTL"),
         }
         if let Revoked::Failed(why) = &tree_outcome {
@@ -350,8 +353,8 @@ impl Late {
 enum Kept {
     /// Final (lease gone, nobody listens).
     Final(Broke),
-    /// The stream failed or closed: retry per the schedule from `started`.
-    Broken { started: Instant },
+    /// The stream failed or closed (`why`): retry per the schedule from `started`.
+    Broken { started: Instant, why: String },
     /// No reply within our patience: retry per the schedule, listening to it meanwhile.
     Late { late: Box<Late>, waited: Duration },
 }
@@ -370,17 +373,17 @@ impl KeepAlive {
             let endpoint = open.conn.endpoint.clone();
             match self.keep(open, &mut jitter, &mut patience).await {
                 Kept::Final(broke) => return self.end(broke),
-                Kept::Broken { started } => {
+                Kept::Broken { started, why } => {
                     self.shared.observer.keepalive_failed();
-                    self.connector.failed(generation);
-                    tracing::warn!(endpoint = %endpoint, "keepalive stream broke; reconnecting");
+                    tracing::debug!(endpoint = %endpoint, "keepalive stream broke; reconnecting");
+                    self.connector.lost(generation, &why);
                     next = next_attempt(started, self.timing.attempt_timeout(), Instant::now());
                 }
                 Kept::Late { late: l, waited } => {
                     self.shared.observer.keepalive_failed();
                     // The next attempt goes over a fresh connection (obtain gives this one up),
                     // as the model says; this stream keeps its own and is still heard.
-                    tracing::warn!(endpoint = %endpoint, timeout_ms = waited.as_millis() as u64,
+                    tracing::debug!(endpoint = %endpoint, waited = %Short(waited),
                         "keepalive: no reply in time; reconnecting, still listening for it");
                     next = next_attempt(l.open.last, waited, Instant::now());
                     late = Some(l);
@@ -391,7 +394,8 @@ impl KeepAlive {
 
     fn end(&self, broke: Broke) {
         if broke == Broke::LeaseGone {
-            tracing::warn!(lease = %self.lease, "etcd reports the lease is gone");
+            // At debug: the leadership loop says what it means (a stop, a new lease).
+            tracing::debug!(lease = %self.lease, "etcd reports the lease is gone");
             self.shared.publish(self.part, LeaseState::Lost, None);
         }
     }
@@ -426,10 +430,8 @@ impl KeepAlive {
                         if !self.publish(self.timing.safe_until(l.sent, ttl), l.open.last) {
                             return Attempted::Failed(Broke::Closed);
                         }
-                        tracing::info!(
-                            rtt_ms = rtt.as_millis() as u64,
-                            "keepalive: the late reply came; the link is slow, not down"
-                        );
+                        tracing::debug!(rtt = %Short(rtt),
+                            "keepalive: the late reply came; the link is slow, not down");
                         Attempted::Opened(Box::new(l.open), Some(rtt))
                     }
                     LateReply::LeaseGone => Attempted::Failed(Broke::LeaseGone),
@@ -467,7 +469,9 @@ impl KeepAlive {
                     // time; the new one goes over a fresh connection.
                     if let Some(generation) = last_generation.take() {
                         if !inflight.is_empty() {
-                            self.connector.failed(generation);
+                            let why =
+                                format!("keepalive: no answer within {}", Short(attempt_timeout));
+                            self.connector.lost(generation, &why);
                         }
                     }
                     let started = Instant::now();
@@ -494,14 +498,14 @@ impl KeepAlive {
         let (conn, keeper, stream) = match opened {
             Ok(Ok(opened)) => opened,
             Ok(Err(e)) => {
-                if !matches!(e, EtcdError::LeaseGone(_)) {
-                    tracing::warn!(error = %e, "keepalive: cannot open the stream");
-                }
+                // Reported to the connector already, which logs a run of failures once.
+                tracing::debug!(error = %e, "keepalive: cannot open the stream");
                 return Err(not_opened(Some(&e)));
             }
             Err(_) => {
-                tracing::warn!(
-                    timeout_ms = until.saturating_duration_since(started).as_millis() as u64,
+                // Its connection was given up when the next attempt started (or none is left).
+                tracing::debug!(
+                    waited = %Short(until.saturating_duration_since(started)),
                     "keepalive: reconnecting timed out"
                 );
                 return Err(not_opened(None));
@@ -509,10 +513,7 @@ impl KeepAlive {
         };
         let took = started.elapsed();
         if took > attempt_timeout {
-            tracing::info!(
-                took_ms = took.as_millis() as u64,
-                "keepalive: reconnected on a slow link"
-            );
+            tracing::debug!(took = %Short(took), "keepalive: reconnected on a slow link");
         }
         // Opening sent a keepalive, and its reply (TTL > 0, or the open would have failed) counts.
         if !self.publish(self.timing.safe_until(sent, self.granted_ttl), started) {
@@ -585,13 +586,18 @@ impl KeepAlive {
                     }
                 }
                 Err(broke) => {
-                    match &reply {
-                        Within::Done(None) => tracing::warn!("keepalive stream closed by etcd"),
-                        Within::Failed(e) => tracing::warn!(error = %e, "keepalive failed"),
-                        Within::TimedOut | Within::Done(Some(_)) => {}
-                    }
+                    let why = match &reply {
+                        Within::Done(None) => "keepalive stream closed by etcd".to_owned(),
+                        Within::Failed(e) => format!("keepalive: {}", e.reason()),
+                        Within::TimedOut => format!("keepalive: no reply within {}", Short(waited)),
+                        Within::Done(Some(_)) => "etcd reports the lease is gone".to_owned(),
+                    };
+                    tracing::debug!(reason = %why, "keepalive stream ends");
                     return match broke {
-                        Broke::Retry => Kept::Broken { started: open.last },
+                        Broke::Retry => Kept::Broken {
+                            started: open.last,
+                            why,
+                        },
                         final_ => Kept::Final(final_),
                     };
                 }
@@ -602,7 +608,8 @@ impl KeepAlive {
     /// Publishes the deadline bought by a keepalive sent at `started`; false if nobody listens.
     fn publish(&self, safe_until: BootInstant, started: Instant) -> bool {
         let rtt = started.elapsed();
-        tracing::trace!(rtt_ms = rtt.as_millis() as u64, lease = %self.lease, "keepalive acknowledged");
+        tracing::trace!(rtt = %Short(rtt), lease = %self.lease, "keepalive acknowledged");
+        self.connector.reached();
         let rtt = (self.part == CANDIDACY).then_some(rtt);
         self.shared
             .publish(self.part, LeaseState::Alive { safe_until }, rtt)

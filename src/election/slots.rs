@@ -668,7 +668,7 @@ impl SlotElection {
         markers: bool,
     ) -> Result<(), EtcdError> {
         let shown = String::from_utf8_lossy(&kv.key).into_owned();
-        tracing::warn!(key = %shown, slot, "a slot key is not held by any lease (put by another client): waiting for its former holder's child to end, then removing it");
+        tracing::warn!(key = %shown, slot, "a slot key held by no lease (put by another client): removing it once its former holder's child ends");
         let opts = GetOptions::new().with_revision((kv.mod_revision - 1).max(1));
         let former = match client.get(kv.key.clone(), Some(opts)).await {
             Ok(resp) => resp

@@ -4,6 +4,7 @@
 //! [`Verdict::Unhealthy`] asks the leader to step down; whether it still counts is the
 //! transition's to say ([`super::transition::Lead::checks_allowed`]).
 
+use crate::core::duration::Short;
 use crate::core::lifecycle::StopReason;
 use crate::health::{Monitor, Outcome, Results, Verdict};
 use crate::process::contract::Request;
@@ -65,22 +66,22 @@ impl ChildHealth {
         let report = self.monitor.record(id, outcome)?;
         ctx.obs.health_checked(&report);
         self.publish.show(&report);
-        let took_ms = report.took.as_millis() as u64;
+        let took = tracing::field::display(Short(report.took));
         match (&report.verdict, &report.outcome) {
             (Verdict::Healthy, _) => {
-                tracing::debug!(took_ms, "health check passed");
+                tracing::debug!(took, "health check passed");
                 None
             }
             (Verdict::Ignored, Outcome::Failed(why)) => {
-                tracing::info!(%why, took_ms, "health check failed during --health-start-period: not counted");
+                tracing::info!(%why, took, "health check failed during --health-start-period: not counted");
                 None
             }
             (Verdict::Failing(n), Outcome::Failed(why)) => {
-                tracing::warn!(%why, failures = n, retries = report.retries, took_ms, "health check failed");
+                tracing::warn!(%why, failures = n, retries = report.retries, took, "health check failed");
                 None
             }
             (Verdict::Unhealthy(n), Outcome::Failed(why)) => {
-                tracing::warn!(%why, failures = n, retries = report.retries, took_ms,
+                tracing::warn!(%why, failures = n, retries = report.retries, took,
                     "health check failed {n} times in a row: stepping down so a standby takes over");
                 ctx.obs.health_step_down();
                 Some(StopReason::Unhealthy)

@@ -14,6 +14,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::core::backoff::{Backoff, Schedule};
+use crate::core::duration::Short;
 use crate::core::lifecycle::{Next, Phase, StopReason};
 use crate::election::candidacy_watch::CandidacyWatch;
 use crate::election::queue::Candidacy;
@@ -117,7 +118,7 @@ impl Leading<'_, '_> {
                 self.restarts.succeeded(self.asked_at.elapsed());
                 let wait = self.restarts.next_pause();
                 if let Lead::Pausing { last } = state {
-                    tracing::info!(id = %self.ctx.cfg.id, status = %last, restart_in_ms = wait.as_millis() as u64,
+                    tracing::info!(status = %last, restart_in = %Short(wait),
                         "child exited; restarting (--on-child-exit=restart)");
                 }
                 self.pause_until = Instant::now() + wait;
@@ -324,18 +325,57 @@ impl Leading<'_, '_> {
             Revoked::AlreadyGone => "lease already gone",
             Revoked::Failed(_) => "lease not revoked: it expires after its TTL",
         };
+        // One line for the end of a leadership: why, how the lease went, what comes next; a
+        // warning when it was lost to the lease (the `lost` phase itself is logged at debug).
+        let revision = me.revision;
+        let why = reason.map(tracing::field::display);
+        let lost = reason.is_some_and(|r| r.is_lease_loss());
+        let holdoff = matches!(next, Next::Recampaign { holdoff: true }).then_some(true);
         match next {
             Next::Exit(exit) => {
-                tracing::info!(id = %ctx.cfg.id, code = exit.code(), "leadership given up ({given_up}); exiting");
+                let code = exit.code();
+                if lost {
+                    tracing::warn!(
+                        reason = why,
+                        revision,
+                        code,
+                        "leadership given up ({given_up}); exiting"
+                    );
+                } else {
+                    tracing::info!(
+                        reason = why,
+                        revision,
+                        code,
+                        "leadership given up ({given_up}); exiting"
+                    );
+                }
                 After::Exit(exit)
             }
-            Next::Recampaign { holdoff } => {
-                tracing::info!(id = %ctx.cfg.id, holdoff, "leadership given up ({given_up}); campaigning again");
-                let pause = if holdoff { Pause::Holdoff } else { Pause::None };
+            Next::Recampaign { holdoff: pausing } => {
+                if lost {
+                    tracing::warn!(
+                        reason = why,
+                        revision,
+                        holdoff,
+                        "leadership given up ({given_up}); campaigning again"
+                    );
+                } else {
+                    tracing::info!(
+                        reason = why,
+                        revision,
+                        holdoff,
+                        "leadership given up ({given_up}); campaigning again"
+                    );
+                }
+                let pause = if pausing { Pause::Holdoff } else { Pause::None };
                 After::Recampaign { pause, former_at }
             }
             Next::Suspend => {
-                tracing::info!(id = %ctx.cfg.id, "leadership given up ({given_up}); suspending (Ctrl-Z)");
+                tracing::info!(
+                    reason = why,
+                    revision,
+                    "leadership given up ({given_up}); suspending (Ctrl-Z)"
+                );
                 After::Recampaign {
                     pause: Pause::Suspension,
                     former_at,

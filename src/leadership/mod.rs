@@ -44,8 +44,9 @@ use tokio::time::{sleep, Instant};
 
 use crate::config::Config;
 use crate::core::clock::BootInstant;
+use crate::core::duration::Short;
 use crate::core::exit_code::Exit;
-use crate::core::lifecycle::{Asked, Phase, Policies, StopReason};
+use crate::core::lifecycle::{Asked, LeaseId, Phase, Policies, StopReason};
 use crate::election::connector::Connector;
 use crate::election::queue::{Candidacy, Election};
 use crate::election::session::LeaseState;
@@ -75,6 +76,10 @@ struct Ctx<'a> {
     slots: Option<SlotElection>,
     /// Where step-down requests that arrive through etcd go (the same queue as `POST /resign`).
     step_down: UnboundedSender<i64>,
+    /// The candidacy leases this replica took, latest last: a key of an earlier one that
+    /// outlived our view of it (not revoked during an etcd outage) is ours, not another
+    /// replica's with our `--id`.
+    leases_taken: std::sync::Mutex<Vec<LeaseId>>,
 }
 
 /// What the loop receives: the process thread's events, step-down requests, and what the user
@@ -170,6 +175,7 @@ pub async fn run(
         slots: (cfg.slots > 1).then(|| SlotElection::new(&cfg.prefix, &cfg.election, cfg.slots)),
         election,
         step_down: resign_tx,
+        leases_taken: std::sync::Mutex::new(Vec::new()),
     };
     let mut inputs = Inputs {
         process,
@@ -220,23 +226,31 @@ fn log_start(cfg: &Config, election: &Election, connector: &Connector) {
         1 => election.dir().to_owned(),
         n => SlotElection::of(election, n).dir().to_owned(),
     };
-    tracing::info!(id = %cfg.id, election = %cfg.election, slots = cfg.slots, %key_prefix, timing = %cfg.timing,
-        endpoints = ?connector.endpoints(), "singleton-exec starting");
+    // Two lines at info: who and where, then the timing an operator plans with; the rest at
+    // debug. Each value one token, so each line stays short and greppable.
+    let endpoints = connector.endpoints().join(",");
+    let slots = (cfg.slots > 1).then_some(cfg.slots);
+    tracing::info!(id = %cfg.id, election = %cfg.election, slots, %endpoints, "singleton-exec starting");
+    let t = &cfg.timing;
+    let f = t.figures();
+    tracing::info!(ttl = %Short(t.ttl), keepalive_interval = %Short(t.keepalive_interval),
+        renew_deadline = %Short(t.renew_deadline()), grace = %Short(t.grace), margin = %Short(t.margin),
+        tolerated_outage = %Short(f.tolerated_outage), "timing");
+    tracing::debug!(%key_prefix, "keys");
     // The figures of `singleton-exec timing`, from the same model.
-    let f = cfg.timing.figures();
-    let ms = |d: Duration| d.as_millis() as u64;
     tracing::debug!(
-        tolerated_outage_ms = ms(f.tolerated_outage),
-        takeover_after_crash_ms = ms(f.takeover_after_crash),
-        takeover_after_graceful_stop_ms = ms(f.takeover_after_graceful_stop),
-        stop_after_keepalive_ms = ms(f.stop_after_keepalive),
-        kill_after_keepalive_ms = ms(f.kill_after_keepalive),
-        lease_expiry_after_keepalive_ms = ms(f.expiry_after_keepalive),
+        tolerated_outage = %Short(f.tolerated_outage),
+        takeover_after_crash = %Short(f.takeover_after_crash),
+        takeover_after_graceful_stop = %Short(f.takeover_after_graceful_stop),
+        stop_after_keepalive = %Short(f.stop_after_keepalive),
+        kill_after_keepalive = %Short(f.kill_after_keepalive),
+        lease_expiry_after_keepalive = %Short(f.expiry_after_keepalive),
         "timing: worst cases (`singleton-exec timing` explains them)"
     );
     if let Some(h) = &cfg.health {
-        tracing::info!(check = %h.describe(),
-            wedged_leader_bound_ms = h.worst_case(cfg.timing.grace).as_millis() as u64,
+        tracing::info!(check = %h.describe(), interval = %Short(h.interval), timeout = %Short(h.timeout),
+            retries = h.retries, start_period = %Short(h.start_period),
+            wedged_leader_bound = %Short(h.worst_case(cfg.timing.grace)),
             "health checks on: a leader whose child fails them steps down");
     }
 }

@@ -22,6 +22,7 @@ use tokio::time::{sleep, Instant};
 
 use crate::core::backoff::{Backoff, Schedule};
 use crate::core::clock::BootInstant;
+use crate::core::duration::Short;
 use crate::core::exit_code::Exit;
 use crate::core::lifecycle::{LeaseId, Phase, StopReason};
 use crate::election::candidacy_watch::CandidacyWatch;
@@ -88,6 +89,7 @@ pub(super) async fn standby(
             _ = until(acquire_by) => return Err(exit(timed_out(ctx, &last_error))),
             r = grant_with_retries(ctx, &last_error) => r.map_err(|e| exit(rejected(&e)))?,
         };
+        took_lease(ctx, session.lease_id);
         let round = tokio::select! {
             leave = leave_requested(&mut inp.process, &mut inp.user) => Round::Over(leave),
             _ = until(acquire_by) => Round::Over(exit(timed_out(ctx, &last_error))),
@@ -162,6 +164,8 @@ async fn grant_with_retries(
 }
 
 /// After a failure etcd may recover from: notes it (for `--acquire-timeout`'s message) and pauses.
+/// An unavailable etcd is the connector's to tell (once for a whole outage), so only other
+/// failures are warned of here.
 async fn pause_after(
     e: &EtcdError,
     backoff: &mut Backoff,
@@ -169,7 +173,11 @@ async fn pause_after(
     what: &str,
 ) {
     let wait = backoff.next_pause();
-    tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "{what}; retrying");
+    if matches!(e, EtcdError::Unavailable(_)) {
+        tracing::debug!(error = %e, retry_in = %Short(wait), "{what}; retrying");
+    } else {
+        tracing::warn!(error = %e, retry_in = %Short(wait), "{what}; retrying");
+    }
     *last_error.borrow_mut() = e.to_string();
     sleep(wait).await;
 }
@@ -300,6 +308,19 @@ async fn claim_slot(
     Ok(Attempt::Won(Winning(holder, watch, marked)))
 }
 
+/// At most this many of our former leases are remembered: their keys go within a TTL of the
+/// etcd outage that kept them from being revoked.
+const LEASES_REMEMBERED: usize = 16;
+
+/// Notes a lease this replica took (see [`Ctx::leases_taken`]).
+fn took_lease(ctx: &Ctx<'_>, lease: LeaseId) {
+    let mut taken = ctx.leases_taken.lock().unwrap_or_else(|p| p.into_inner());
+    if taken.len() >= LEASES_REMEMBERED {
+        taken.remove(0);
+    }
+    taken.push(lease);
+}
+
 /// How long after joining the candidates are read for another replica with our `--id`: out of
 /// the way of a handoff that the join may be part of (a leader that campaigns again).
 const ID_CHECK_DELAY: Duration = Duration::from_secs(1);
@@ -310,7 +331,12 @@ const ID_CHECK_DELAY: Duration = Duration::from_secs(1);
 fn warn_if_id_taken(ctx: &Ctx<'_>, lease: LeaseId) {
     let connector = ctx.connector.clone();
     let (election, with_slots) = (ctx.election.clone(), ctx.slots.is_some());
-    let (id, name) = (ctx.cfg.id.clone(), ctx.cfg.election.clone());
+    let id = ctx.cfg.id.clone();
+    let ours = ctx
+        .leases_taken
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
     tokio::spawn(async move {
         sleep(ID_CHECK_DELAY).await;
         let timeout = connector.request_timeout();
@@ -329,11 +355,16 @@ fn warn_if_id_taken(ctx: &Ctx<'_>, lease: LeaseId) {
         });
         match tokio::time::timeout(timeout, read).await {
             Ok(Ok(candidates)) => {
-                let others = queue::same_id(&candidates, &id, lease);
+                // Keys of our own earlier leases (not revoked in an etcd outage) are not others'.
+                let others: Vec<_> = queue::same_id(&candidates, &id, lease)
+                    .into_iter()
+                    .filter(|c| !ours.contains(&c.lease))
+                    .collect();
                 match others.first() {
                     Some(other) => {
-                        tracing::warn!(id = %id, election = %name, other_key = %other.key, others = others.len(),
-                        "another replica of this election has the same --id: status and logs cannot tell them apart; give each replica its own --id")
+                        // Status and logs could not tell the two apart.
+                        tracing::warn!(id = %id, other_key = %other.key, others = others.len(),
+                        "another replica of this election has the same --id; give each its own")
                     }
                     None => tracing::debug!(
                         candidates = candidates.len(),

@@ -59,6 +59,7 @@ use tokio::sync::mpsc::UnboundedSender;
 
 use crate::core::clock::BootInstant;
 use crate::core::command::CommandSpec;
+use crate::core::duration::Short;
 use crate::core::exit_code::{signal_name, ChildStatus};
 use crate::core::lifecycle::StopReason;
 use crate::process::check::CheckSlot;
@@ -219,13 +220,7 @@ impl ProcessOwner {
         let now = BootInstant::now();
         let Some(tree) = &mut self.tree else { return };
         match tree.stop.due(now) {
-            Some(Due::BeginStop { late }) => {
-                self.begin_stop(StopReason::Deadline);
-                tracing::warn!(
-                    late_ms = late.as_millis() as u64,
-                    "lease renew deadline passed without an acknowledged keepalive"
-                );
-            }
+            Some(Due::BeginStop { late }) => self.begin_stop(StopReason::Deadline, Some(late)),
             Some(Due::Sweep { reason }) => {
                 tree.stop = tree.stop.swept();
                 let sig = reason.stop_signal(self.settings.stop_signal);
@@ -324,9 +319,8 @@ impl ProcessOwner {
     fn continued(&mut self) {
         if let Suspension::Asked { .. } = self.suspension {
             tracing::info!(
-                "continued (SIGCONT) before singleton-exec could stop: the child's tree is \
-                 stopped and the lease given up as asked, then it campaigns again instead of \
-                 stopping"
+                "continued (SIGCONT) before stopping: the child's tree is stopped and the lease \
+                 given up as asked, then campaigning again"
             );
             self.suspension = Suspension::Continued;
         }
@@ -375,7 +369,7 @@ impl ProcessOwner {
         if already {
             self.forward(reason.stop_signal(self.settings.stop_signal));
         } else {
-            self.begin_stop(reason);
+            self.begin_stop(reason, None);
         }
         tracing::info!(signal = %signal_name(sig), "shutdown requested");
         self.emit(Event::ShutdownSignal(sig));
@@ -431,7 +425,7 @@ impl ProcessOwner {
                     *lease = deadline;
                 }
             }
-            Request::Stop(reason) => self.begin_stop(reason),
+            Request::Stop(reason) => self.begin_stop(reason, None),
             Request::Check {
                 id,
                 command,
@@ -512,19 +506,21 @@ impl ProcessOwner {
     /// tree (and SIGCONT to its stopped processes) [`crate::process::stop::SWEEP_AFTER`] later,
     /// SIGKILL at the earlier of grace and the lease's kill deadline. When leadership is known to
     /// be lost (another replica may already lead), SIGKILL to every process at once. Signals
-    /// first, log afterwards.
-    fn begin_stop(&mut self, reason: StopReason) {
+    /// first, log afterwards: one line, a warning when leadership is lost or at risk. `late`: how
+    /// long after the renew deadline this stop for it begins (the deadline's own stop).
+    fn begin_stop(&mut self, reason: StopReason, late: Option<Duration>) {
         self.check.cancel();
         let now = BootInstant::now();
         let grace = self.settings.grace;
         let Some(tree) = &mut self.tree else { return };
+        let late = late.map(|d| tracing::field::display(Short(d)));
         match tree.stop.begin(reason, now, grace) {
             None => {}
             Some(Begin::KillNow { first }) => {
                 tree.stop = Stop::Killing { reason: first };
                 tree.stop_began.get_or_insert(now);
                 self.kill_round();
-                tracing::warn!(reason = %reason, "killing the child's tree at once");
+                tracing::warn!(%reason, late, "killing the child's tree at once");
                 self.emit(Event::Stopping {
                     reason: first,
                     kill_in: Duration::ZERO,
@@ -547,8 +543,15 @@ impl ProcessOwner {
                     Some(self.sweep(sig, false))
                 };
                 let kill_in = kill_at.saturating_duration_since(now);
-                tracing::info!(reason = %reason, processes, signal = %signal_name(sig),
-                    kill_in_ms = kill_in.as_millis() as u64, "stopping the child's tree");
+                let (signal, kill) = (signal_name(sig), Short(kill_in));
+                if late.is_some() {
+                    tracing::warn!(late, %signal, kill_in = %kill, processes,
+                        "renew deadline passed without an acknowledged keepalive: stopping the child's tree");
+                } else if reason.is_lease_loss() {
+                    tracing::warn!(%reason, %signal, kill_in = %kill, processes, "stopping the child's tree");
+                } else {
+                    tracing::info!(%reason, %signal, kill_in = %kill, processes, "stopping the child's tree");
+                }
                 self.emit(Event::Stopping { reason, kill_in });
             }
         }
@@ -601,7 +604,7 @@ impl ProcessOwner {
         let Some(tree) = &self.tree else { return };
         match tree.after_reap(any_left) {
             AfterReap::Wait => {}
-            AfterReap::StopLeftovers => self.begin_stop(StopReason::ChildExited),
+            AfterReap::StopLeftovers => self.begin_stop(StopReason::ChildExited, None),
             AfterReap::Gone => self.tree_gone(),
         }
     }
@@ -677,9 +680,8 @@ impl ProcessOwner {
                     self.suspend_requested(terminal);
                 } else {
                     tracing::warn!(
-                        "the child was stopped by SIGTSTP: continued; without job control (no \
-                         shell could continue a stopped singleton-exec) a singleton is not \
-                         suspended, stop it with Ctrl-C or SIGTERM"
+                        "the child was stopped by SIGTSTP: continued (without job control a \
+                         singleton is not suspended; stop it with Ctrl-C or SIGTERM)"
                     );
                 }
             }
@@ -756,7 +758,8 @@ impl ProcessOwner {
             tracing::info!(signal = %signal_name(sig), "the child died of a terminal signal: shutting down");
             self.emit(Event::ShutdownSignal(sig));
         }
-        tracing::info!(pid, status = %how, "the child ended");
+        // At debug: the line that counts is the tree's end (`tree_gone`), usually at once.
+        tracing::debug!(pid, status = %how, "the child ended");
     }
 }
 

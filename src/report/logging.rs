@@ -7,7 +7,16 @@
 //! and handed to a bounded queue without waiting; one log thread writes the queue to stderr. When the
 //! queue is full the line is dropped and counted, and the count is written as soon as stderr takes
 //! lines again. Lossy, never blocking.
+//!
+//! The text format is one line per event, for a person and for grep alike: the time, the level, a
+//! short message, then `key=value` fields ([`Text`]). A value is quoted when it is a string or
+//! holds a space, a quote or `=`; an empty value is left out (a field says something or is not
+//! there); a line at the default level (info) or above stays within [`MAX_LINE`] characters, its
+//! longest values shortened if need be. Durations are written as one token by their callers
+//! ([`crate::core::duration::Short`]), and errors summarised ([`crate::election::connector`]):
+//! the full chain of an etcd error is logged at debug only.
 
+use std::fmt;
 use std::io::{self, Write};
 use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -16,9 +25,14 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use tracing::field::{Field, Visit};
+use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::filter::{LevelFilter, Targets};
-use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::fmt::format::Writer;
+use tracing_subscriber::fmt::time::{FormatTime, SystemTime};
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, MakeWriter};
 use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::util::SubscriberInitExt;
 
 use crate::config::cli::{LogArgs, LogFormat};
@@ -142,6 +156,175 @@ impl<'a> MakeWriter<'a> for NonBlocking {
     }
 }
 
+/// The longest line at info level and above, in characters: a line a terminal, a log viewer and
+/// grep show whole. Lines at debug and trace may be longer (they carry full error chains).
+pub const MAX_LINE: usize = 200;
+
+/// Values are never shortened below this many characters to make a line fit.
+const MIN_SHORTENED: usize = 24;
+
+/// The text format (module doc): `TIME LEVEL message key=value ...`.
+pub struct Text;
+
+impl<S, N> FormatEvent<S, N> for Text
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        _ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &Event<'_>,
+    ) -> fmt::Result {
+        let mut time = String::new();
+        SystemTime.format_time(&mut Writer::new(&mut time))?;
+        let mut fields = Fields::default();
+        event.record(&mut fields);
+        let level = *event.metadata().level();
+        let limit = (level <= Level::INFO).then_some(MAX_LINE);
+        writeln!(writer, "{}", line(&time, level, &fields, limit))
+    }
+}
+
+/// One event's message and fields, as text.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+struct Fields {
+    message: String,
+    pairs: Vec<(&'static str, Value)>,
+}
+
+/// A field's value: a string is always quoted (as tracing's own format does); anything else
+/// (numbers, `%display` and `?debug` values) only when it must be to stay one token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Value {
+    Str(String),
+    Other(String),
+}
+
+impl Value {
+    fn text(&self) -> &str {
+        match self {
+            Value::Str(t) | Value::Other(t) => t,
+        }
+    }
+
+    fn with_text(&self, text: String) -> Value {
+        match self {
+            Value::Str(_) => Value::Str(text),
+            Value::Other(_) => Value::Other(text),
+        }
+    }
+
+    fn render(&self) -> String {
+        match self {
+            Value::Str(t) => quoted(t),
+            Value::Other(t) if needs_quotes(t) => quoted(t),
+            Value::Other(t) => t.clone(),
+        }
+    }
+}
+
+impl Visit for Fields {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.record(field, Value::Str(value.to_owned()));
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        self.record(field, Value::Other(format!("{value:?}")));
+    }
+}
+
+impl Fields {
+    fn record(&mut self, field: &Field, value: Value) {
+        if field.name() == "message" {
+            self.message = value.text().to_owned();
+        } else {
+            self.pairs.push((field.name(), value));
+        }
+    }
+}
+
+/// Whether a value must be quoted to stay one token that reads back as itself.
+fn needs_quotes(text: &str) -> bool {
+    text.chars()
+        .any(|c| c.is_whitespace() || c.is_control() || matches!(c, '"' | '=' | '\\'))
+}
+
+/// `text` in double quotes, with quotes, backslashes and control characters escaped: never a
+/// second line.
+fn quoted(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push('"');
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            c if c.is_control() => out.push_str(&c.escape_default().to_string()),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// The message on one line: control characters (a stray newline) become spaces.
+fn one_line(message: &str) -> String {
+    message
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
+}
+
+/// `text` cut to `chars` characters, the cut marked with `...`.
+fn shortened(text: &str, chars: usize) -> String {
+    let keep = chars.saturating_sub(3);
+    let mut out: String = text.chars().take(keep).collect();
+    out.push_str("...");
+    out
+}
+
+/// One event as a line (without its newline). With a `limit`, a line that would be longer has its
+/// longest values shortened, then its message, until it fits (or nothing is left to shorten).
+fn line(time: &str, level: Level, fields: &Fields, limit: Option<usize>) -> String {
+    let mut message = one_line(&fields.message);
+    // An empty value says nothing: the field is left out rather than shown as `key=`.
+    let mut pairs: Vec<_> = (fields.pairs.iter())
+        .filter(|(_, v)| !v.text().is_empty())
+        .cloned()
+        .collect();
+    let render = |message: &str, pairs: &[(&str, Value)]| {
+        let mut out = format!("{time} {level:>5} {message}");
+        for (key, value) in pairs {
+            out.push_str(&format!(" {key}={}", value.render()));
+        }
+        out
+    };
+    let mut text = render(&message, &pairs);
+    let Some(limit) = limit else { return text };
+    while text.chars().count() > limit {
+        let excess = text.chars().count() - limit;
+        let longest = pairs
+            .iter_mut()
+            .map(|(_, v)| v)
+            .filter(|v| v.text().chars().count() > MIN_SHORTENED)
+            .max_by_key(|v| v.text().chars().count());
+        if let Some(value) = longest {
+            let len = value.text().chars().count();
+            let to = len.saturating_sub(excess).max(MIN_SHORTENED);
+            *value = value.with_text(shortened(value.text(), to));
+        } else if message.chars().count() > MIN_SHORTENED {
+            let len = message.chars().count();
+            message = shortened(&message, len.saturating_sub(excess).max(MIN_SHORTENED));
+        } else {
+            break;
+        }
+        text = render(&message, &pairs);
+    }
+    text
+}
+
 /// A panic message must not block either (the default hook writes to stderr and waits): it is
 /// written only if stderr can take it now, then the process aborts (release builds) as usual.
 pub fn install_panic_hook() {
@@ -249,7 +432,9 @@ pub fn init(args: &LogArgs) -> Result<(), BadLogFilter> {
         .with_target(false);
     let registry = tracing_subscriber::registry().with(filter);
     let result = match args.log_format {
-        LogFormat::Text => registry.with(layer.with_ansi(false)).try_init(),
+        LogFormat::Text => registry
+            .with(layer.with_ansi(false).event_format(Text))
+            .try_init(),
         LogFormat::Json => registry.with(layer.json().flatten_event(true)).try_init(),
     };
     // A second init (tests) keeps the first subscriber.
@@ -261,6 +446,118 @@ pub fn init(args: &LogArgs) -> Result<(), BadLogFilter> {
 mod tests {
     use super::*;
     use std::time::Instant;
+
+    fn fields(message: &str, pairs: &[(&'static str, Value)]) -> Fields {
+        Fields {
+            message: message.into(),
+            pairs: pairs.to_vec(),
+        }
+    }
+
+    const TIME: &str = "2026-01-02T03:04:05.000006Z";
+
+    /// One row per event: message and fields, then the line after the time and level.
+    #[test]
+    fn a_line_is_a_message_then_one_token_per_field() {
+        let s = |t: &str| Value::Str(t.into());
+        let o = |t: &str| Value::Other(t.into());
+        let rows: &[(Fields, &str)] = &[
+            (fields("starting", &[]), "starting"),
+            (
+                fields("leader", &[("role", s("leader")), ("revision", o("7"))]),
+                r#"leader role="leader" revision=7"#,
+            ),
+            // Empty values are left out, whatever their kind.
+            (
+                fields(
+                    "stopping",
+                    &[("lease", o("")), ("key", s("")), ("pid", o("12"))],
+                ),
+                "stopping pid=12",
+            ),
+            // A display value with a space, a quote or `=` is quoted, with escapes.
+            (
+                fields("x", &[("reason", o("the child exited"))]),
+                r#"x reason="the child exited""#,
+            ),
+            (
+                fields("x", &[("error", o(r#"say "hi"\now"#))]),
+                r#"x error="say \"hi\"\\now""#,
+            ),
+            (fields("x", &[("a", o("k=v"))]), r#"x a="k=v""#),
+            (fields("x", &[("a", o("1.5s"))]), "x a=1.5s"),
+            // Never a second line: newlines in values are escaped, in messages blanked.
+            (
+                fields("two\nlines", &[("e", o("a\nb"))]),
+                r#"two lines e="a\nb""#,
+            ),
+        ];
+        for (event, want) in rows {
+            let got = line(TIME, Level::INFO, event, Some(MAX_LINE));
+            assert_eq!(got, format!("{TIME}  INFO {want}"), "{event:?}");
+        }
+    }
+
+    #[test]
+    fn a_long_line_at_info_is_shortened_to_fit_and_at_debug_kept() {
+        let long = "x".repeat(300);
+        let event = fields(
+            "cannot do it",
+            &[
+                ("key", Value::Str("/prefix/name/694d7a1b2c3d4e5f".into())),
+                ("error", Value::Other(format!("reason {long}"))),
+                ("n", Value::Other("3".into())),
+            ],
+        );
+        for level in [Level::ERROR, Level::WARN, Level::INFO] {
+            let got = line(TIME, level, &event, Some(MAX_LINE));
+            assert_eq!(got.chars().count(), MAX_LINE, "{got}");
+            // The short values stay whole, the long one is cut and says so.
+            assert!(
+                got.contains(r#"key="/prefix/name/694d7a1b2c3d4e5f""#),
+                "{got}"
+            );
+            assert!(got.ends_with(r#"xxx..." n=3"#), "{got}");
+        }
+        let got = line(TIME, Level::DEBUG, &event, None);
+        assert!(got.contains(&long), "{got}");
+        // Nothing long enough to shorten: the line is left as it is.
+        let many: Vec<(&'static str, Value)> =
+            (0..40).map(|_| ("k", Value::Other("v".into()))).collect();
+        let got = line(TIME, Level::INFO, &fields("m", &many), Some(MAX_LINE));
+        assert!(got.ends_with("k=v k=v"), "{got}");
+    }
+
+    /// Through tracing itself: the message first whatever the order of the macro's arguments,
+    /// `%display` values bare, strings quoted.
+    #[test]
+    fn events_are_formatted_through_the_text_format() {
+        use std::sync::{Arc, Mutex};
+        #[derive(Clone, Default)]
+        struct Buffer(Arc<Mutex<Vec<u8>>>);
+        impl Write for Buffer {
+            fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(b);
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> io::Result<()> {
+                Ok(())
+            }
+        }
+        let buffer = Buffer::default();
+        let out = buffer.clone();
+        let layer = tracing_subscriber::fmt::layer()
+            .with_writer(move || out.clone())
+            .event_format(Text);
+        let subscriber = tracing_subscriber::registry().with(layer);
+        tracing::subscriber::with_default(subscriber, || {
+            let took = crate::core::duration::Short(Duration::from_millis(1_500));
+            tracing::warn!(id = "a", took = %took, reason = %"lease gone", "the event");
+        });
+        let text = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
+        let (_, rest) = text.split_once("  WARN ").expect(&text);
+        assert_eq!(rest, "the event id=\"a\" took=1.5s reason=\"lease gone\"\n");
+    }
 
     #[test]
     fn levels_from_the_flags() {

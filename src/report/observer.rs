@@ -364,29 +364,29 @@ impl Observer {
         self.held.lock().expect("held lock").clone()
     }
 
-    /// One line per phase entered: info while all is well, a warning when leadership is at risk or
-    /// was lost to the lease.
+    /// One line per phase entered, at info: starting, standby, leader. How a leadership ends is
+    /// told where it is decided, each in one line: the stop by the process thread (a warning
+    /// when the lease is lost or at risk), the release by the leadership loop; the phases
+    /// `stopping` and `lost` are logged at debug. Only fields the phase has are shown: no empty
+    /// key, no `pid=0`.
     fn log(&self, phase: &Phase, why: &str) {
-        let (id, election, role) = (self.id.as_str(), self.election.as_str(), phase.name());
-        let key = phase.key().unwrap_or("");
-        let revision = phase.create_revision().unwrap_or(0);
-        let lease = phase.lease().map(|l| l.to_string()).unwrap_or_default();
-        let pid = phase.child_pid().unwrap_or(0);
-        if let Phase::Leading {
-            slot: Some(slot), ..
-        } = phase
-        {
-            tracing::info!(role, id, election, key, revision, lease = %lease, pid, slot, "{role}: {why}");
-            return;
-        }
-        let at_risk = match phase {
-            Phase::Stopping { reason, .. } | Phase::Lost { reason, .. } => reason.is_lease_loss(),
-            _ => false,
+        use tracing::field::display;
+        let (id, role) = (self.id.as_str(), phase.name());
+        let key = phase.key();
+        let revision = phase.create_revision();
+        let lease = phase.lease().map(display);
+        let pid = phase.child_pid();
+        let slot = match phase {
+            Phase::Leading { slot, .. } => *slot,
+            _ => None,
         };
-        if at_risk {
-            tracing::warn!(role, id, election, key, revision, "{role}: {why}");
-        } else {
-            tracing::info!(role, id, election, key, revision, lease = %lease, pid, "{role}: {why}");
+        match phase {
+            Phase::Starting | Phase::Standby { .. } | Phase::Leading { .. } => {
+                tracing::info!(role, id, key, revision, lease, pid, slot, "{role}: {why}")
+            }
+            Phase::Stopping { .. } | Phase::Lost { .. } => {
+                tracing::debug!(role, id, key, revision, "{role}: {why}")
+            }
         }
     }
 

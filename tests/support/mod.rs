@@ -91,6 +91,33 @@ pub fn hold(d: Duration, mut ok: impl FnMut() -> bool, what: impl Fn() -> String
     assert!(ok(), "{}", what());
 }
 
+/// A duration as the logs write it, one token (`0s`, `250us`, `12.5ms`, `1.5s`, `1m30s`).
+pub fn parse_duration(text: &str) -> Option<Duration> {
+    let mut total = 0f64;
+    let mut rest = text;
+    while !rest.is_empty() {
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit() && c != '.')
+            .unwrap_or(rest.len());
+        let value: f64 = rest[..digits].parse().ok()?;
+        rest = &rest[digits..];
+        let unit = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        let scale = match &rest[..unit] {
+            "us" => 1e-6,
+            "ms" => 1e-3,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3_600.0,
+            _ => return None,
+        };
+        total += value * scale;
+        rest = &rest[unit..];
+    }
+    (!text.is_empty()).then(|| Duration::from_secs_f64(total))
+}
+
 /// Now on CLOCK_BOOTTIME, in nanoseconds: the clock the worker children record on.
 pub fn boot_ns() -> u128 {
     let mut ts = libc::timespec {
@@ -194,6 +221,17 @@ pub fn replica_with<S: AsRef<OsStr>>(
     Replica::spawn(name, cmd)
 }
 
+/// Replicas log at debug level, unless the test chose a level itself (`SINGLETON_EXEC_LOG` set on
+/// the command, `""` for the default level).
+fn debug_logs_unless_set(cmd: &mut Command) {
+    let chosen = cmd
+        .get_envs()
+        .any(|(k, v)| k == "SINGLETON_EXEC_LOG" && v.is_some());
+    if !chosen {
+        cmd.env("SINGLETON_EXEC_LOG", "singleton_exec=debug");
+    }
+}
+
 /// A singleton-exec process under test. Killed (SIGKILL) and reaped on drop.
 pub struct Replica {
     pub name: String,
@@ -245,8 +283,8 @@ impl Replica {
         cmd.stdin(Stdio::null())
             .stdout(File::create(&out).expect("stdout file"))
             .stderr(File::create(&log).expect("stderr file"))
-            .env_remove("SINGLETON_EXEC_ENDPOINTS")
-            .env("SINGLETON_EXEC_LOG", "singleton_exec=debug");
+            .env_remove("SINGLETON_EXEC_ENDPOINTS");
+        debug_logs_unless_set(&mut cmd);
         let child = spawn_with_deathsig(&mut cmd).expect("start singleton-exec");
         Replica {
             name: name.into(),
@@ -431,8 +469,8 @@ impl Replica {
         cmd.stdin(Stdio::null())
             .stdout(File::create(&out).expect("stdout file"))
             .stderr(Stdio::piped())
-            .env_remove("SINGLETON_EXEC_ENDPOINTS")
-            .env("SINGLETON_EXEC_LOG", "singleton_exec=debug");
+            .env_remove("SINGLETON_EXEC_ENDPOINTS");
+        debug_logs_unless_set(&mut cmd);
         let mut child = spawn_with_deathsig(&mut cmd).expect("start singleton-exec");
         let pipe = File::from(std::os::fd::OwnedFd::from(
             child.stderr.take().expect("stderr pipe"),
