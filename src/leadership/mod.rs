@@ -6,6 +6,8 @@
 //! ```
 //!
 //! [`standby`] gets a lease and waits for leadership (the queue, or a slot with `--slots N`);
+//! with `--once NAME`, [`once`] reads the outcome at the head of the queue and begins a run only
+//! when one is due, and writes the run's outcome with the release;
 //! [`lead`] applies the pure [`transition`] until the leadership is over, then gives the lease up;
 //! [`child_health`] runs the leader's health checks of its child and [`health_publisher`] shows the
 //! result in etcd. The loop owns the etcd session ([`crate::election::session`]) and the election; the process thread owns the
@@ -32,6 +34,7 @@
 mod child_health;
 mod health_publisher;
 mod lead;
+mod once;
 mod standby;
 pub(crate) mod transition;
 
@@ -47,6 +50,7 @@ use crate::core::clock::BootInstant;
 use crate::core::exit_code::Exit;
 use crate::core::lifecycle::{Asked, Phase, Policies, StopReason};
 use crate::election::connector::Connector;
+use crate::election::once::OnceLayout;
 use crate::election::queue::{Candidacy, Election};
 use crate::election::session::LeaseState;
 use crate::election::slots::SlotElection;
@@ -75,6 +79,8 @@ struct Ctx<'a> {
     slots: Option<SlotElection>,
     /// Where step-down requests that arrive through etcd go (the same queue as `POST /resign`).
     step_down: UnboundedSender<i64>,
+    /// With `--once NAME`: its keys; `election` is then its queue.
+    once: Option<OnceLayout>,
 }
 
 /// What the loop receives: the process thread's events, step-down requests, and what the user
@@ -155,7 +161,14 @@ pub async fn run(
     health: Option<std::net::TcpListener>,
 ) -> Exit {
     let connector = Arc::new(Connector::new(cfg.etcd.clone()));
-    let election = Election::new(&cfg.prefix, &cfg.election);
+    let once = cfg
+        .once
+        .as_ref()
+        .map(|o| OnceLayout::new(&cfg.prefix, &cfg.election, &o.name));
+    let election = once.as_ref().map_or_else(
+        || Election::new(&cfg.prefix, &cfg.election),
+        |o| o.queue.clone(),
+    );
     let (resign_tx, resign) = unbounded_channel();
     if let Some(listener) = health {
         serve_endpoints(&cfg, &obs, &election, &connector, &resign_tx, listener);
@@ -170,6 +183,7 @@ pub async fn run(
         slots: (cfg.slots > 1).then(|| SlotElection::new(&cfg.prefix, &cfg.election, cfg.slots)),
         election,
         step_down: resign_tx,
+        once,
     };
     let mut inputs = Inputs {
         process,
@@ -242,6 +256,9 @@ fn log_start(cfg: &Config, election: &Election, connector: &Connector) {
 }
 
 async fn campaign_until_exit(ctx: &Ctx<'_>, inp: &mut Inputs) -> Exit {
+    if let Some(exit) = once::settled_before_joining(ctx).await {
+        return exit;
+    }
     let mut former_at = None;
     loop {
         while inp.resign.try_recv().is_ok() {} // a request that came too late to matter
@@ -251,6 +268,16 @@ async fn campaign_until_exit(ctx: &Ctx<'_>, inp: &mut Inputs) -> Exit {
             // The lease is revoked: our key has left the queue. What we waited for after a
             // deletion is still waited for when we join again.
             Err(Leave::Suspend) => match suspend(ctx, inp).await {
+                Ok(()) => continue,
+                Err(exit) => return exit,
+            },
+        };
+        // With --once, the head of the queue reads the outcome first, and runs only if it must.
+        let won = match once::at_head(ctx, inp, won).await {
+            once::Head::Run(won) => *won,
+            once::Head::Exit(exit) => return exit,
+            once::Head::Again => continue,
+            once::Head::Suspend => match suspend(ctx, inp).await {
                 Ok(()) => continue,
                 Err(exit) => return exit,
             },

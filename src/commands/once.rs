@@ -1,0 +1,336 @@
+//! The outcome of a run-once command (`--once NAME`) from outside the replicas: `status --once
+//! NAME` shows it ([`render_text`], [`render_json`], pure functions of one read), `once clear
+//! NAME` forgets it ([`clear`]). The keys are [`crate::election::once`]'s.
+//!
+//! The state `status` shows, from the record, the attempts and the queue read at one revision:
+//! * `done`: a completion record exists (exit 0);
+//! * `running`: a run was begun and has not ended; when its runner's key is no longer at the head
+//!   of the queue the run was cut short (`runner_alive: false`), and the next in the queue runs
+//!   it again;
+//! * `failed`: the last run failed (`exit_code` is its status); with attempts left, the next
+//!   invocation runs it again;
+//! * `none`: nothing was run (or the outcome was cleared).
+//!
+//! `status` exits 0 for `done`, [`NOT_DONE`] for the others; `clear` exits 0 once cleared, and
+//! [`BUSY`] when replicas wait or run under the name (nothing is deleted then, unless `--force`).
+
+use crate::commands::status::{failed, Target, EMPTY_ID};
+use crate::config::cli::{OnceClearArgs, OutputFormat, StatusArgs};
+use crate::config::{validate_election, ConfigError};
+use crate::core::exit_code;
+use crate::election::once::{rfc3339, Cleared, OnceLayout, OnceView, Run};
+use crate::election::queue::Candidate;
+
+/// `status --once`: the command is not done (running, failed, or never run).
+pub const NOT_DONE: i32 = 1;
+/// `once clear`: replicas wait or run under the name; nothing was cleared.
+pub const BUSY: i32 = 1;
+
+/// What `status --once` says of a run-once command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    Done,
+    Running,
+    Failed,
+    None,
+}
+
+impl State {
+    pub fn name(self) -> &'static str {
+        match self {
+            State::Done => "done",
+            State::Running => "running",
+            State::Failed => "failed",
+            State::None => "none",
+        }
+    }
+}
+
+/// The state shown for `view`.
+pub fn state_of(view: &OnceView) -> State {
+    let o = &view.outcome;
+    if o.record.is_some() {
+        return State::Done;
+    }
+    let Some(a) = &o.attempts else {
+        return State::None;
+    };
+    match (&a.run, &a.last_failure) {
+        (Some(r), _) if r.ended.is_none() => State::Running,
+        (_, Some(_)) => State::Failed,
+        _ => State::None,
+    }
+}
+
+/// The attempt number shown: the record's, the run's in progress, or the failed count.
+fn attempts_of(view: &OnceView, state: State) -> u32 {
+    let a = view.outcome.attempts.as_ref();
+    match (state, &view.outcome.record) {
+        (State::Done, Some(r)) => r.attempt,
+        (State::Running, _) => a.and_then(|a| a.run.as_ref()).map_or(0, |r| r.attempt),
+        _ => a.map_or(0, |a| a.failed),
+    }
+}
+
+/// The status shown as the exit code, when there is one: 0 when done, the last failure's.
+fn exit_code_of(view: &OnceView, state: State) -> Option<i32> {
+    match state {
+        State::Done => Some(0),
+        State::Failed => view
+            .outcome
+            .attempts
+            .as_ref()
+            .and_then(|a| a.last_failure.as_ref())
+            .and_then(|f| f.ended.as_ref())
+            .map(|e| e.exit_code),
+        State::Running | State::None => None,
+    }
+}
+
+/// The run in progress (or cut short), when there is one.
+fn in_progress(view: &OnceView) -> Option<&Run> {
+    let run = view.outcome.attempts.as_ref()?.run.as_ref()?;
+    run.ended.is_none().then_some(run)
+}
+
+/// The queue key that runs `run` now: the head of the queue, if it is the run's.
+fn runner<'a>(view: &'a OnceView, run: &Run) -> Option<&'a Candidate> {
+    view.queue
+        .first()
+        .filter(|c| c.key == run.key && c.revision == run.fencing_revision)
+}
+
+/// Replicas in the queue that wait (every one but the runner).
+fn waiting(view: &OnceView) -> usize {
+    let running = in_progress(view).and_then(|r| runner(view, r)).is_some();
+    view.queue.len() - usize::from(running)
+}
+
+/// `status --once NAME` as text: `label: value` lines, as the leader's status has.
+pub fn render_text(name: &str, election: &str, view: &OnceView) -> String {
+    let line =
+        |label: &str, value: &dyn std::fmt::Display| format!("{:18}{value}\n", format!("{label}:"));
+    let state = state_of(view);
+    let a = view.outcome.attempts.as_ref();
+    let mut out = line("once", &name);
+    out += &line("election", &election);
+    out += &line("state", &state.name());
+    let attempts = attempts_of(view, state);
+    match a.map(|a| a.max_attempts).filter(|&m| m > 0) {
+        Some(max) => out += &line("attempts", &format!("{attempts} of {max}")),
+        None => out += &line("attempts", &attempts),
+    }
+    if let Some(code) = exit_code_of(view, state) {
+        out += &line("exit_code", &code);
+    }
+    let run_lines = |out: &mut String, r: &Run| {
+        *out += &line("by", &shown_id(&r.id));
+        *out += &line("fencing_revision", &r.fencing_revision);
+        *out += &line("started_at", &rfc3339(r.started_at_ms));
+    };
+    match (state, &view.outcome.record) {
+        (State::Done, Some(r)) => {
+            out += &line("by", &shown_id(&r.id));
+            out += &line("fencing_revision", &r.fencing_revision);
+            out += &line("started_at", &rfc3339(r.started_at_ms));
+            out += &line("finished_at", &rfc3339(r.finished_at_ms));
+            let took = std::time::Duration::from_millis(r.duration_ms());
+            out += &line("duration", &humantime::format_duration(took));
+        }
+        (State::Running, _) => {
+            if let Some(r) = in_progress(view) {
+                run_lines(&mut out, r);
+                let alive = match runner(view, r) {
+                    Some(_) => "yes".to_owned(),
+                    None => "no: the run was cut short (its runner crashed, lost its lease or \
+                             was stopped); the next replica in the queue runs it again"
+                        .to_owned(),
+                };
+                out += &line("runner_alive", &alive);
+            }
+        }
+        (State::Failed, _) => {
+            if let Some(f) = a.and_then(|a| a.last_failure.as_ref()) {
+                run_lines(&mut out, f);
+                if let Some(e) = &f.ended {
+                    out += &line("ended_at", &rfc3339(e.ended_at_ms));
+                    out += &line("status", &e.status);
+                }
+            }
+        }
+        _ => {}
+    }
+    if let Some(a) = a {
+        out += &line("interrupted", &a.interrupted);
+    }
+    out += &line("waiting", &waiting(view));
+    out
+}
+
+fn shown_id(id: &str) -> &str {
+    if id.is_empty() {
+        EMPTY_ID
+    } else {
+        id
+    }
+}
+
+/// `status --once NAME --output json` (the fields are in docs/once.md).
+pub fn render_json(name: &str, election: &str, prefix: &str, view: &OnceView) -> serde_json::Value {
+    let state = state_of(view);
+    let a = view.outcome.attempts.as_ref();
+    let runner = in_progress(view).and_then(|r| runner(view, r));
+    serde_json::json!({
+        "once": name,
+        "election": election,
+        "prefix": prefix,
+        "store_revision": view.revision,
+        "state": state.name(),
+        "attempts": attempts_of(view, state),
+        "max_attempts": a.map(|a| a.max_attempts),
+        "exit_code": exit_code_of(view, state),
+        "failed": a.map_or(0, |a| a.failed),
+        "interrupted": a.map_or(0, |a| a.interrupted),
+        "record": view.outcome.record.as_ref().map(|r| {
+            let mut v: serde_json::Value =
+                serde_json::from_str(&r.to_json()).unwrap_or(serde_json::Value::Null);
+            v["duration_ms"] = r.duration_ms().into();
+            v
+        }),
+        "run": a.and_then(|a| a.run.as_ref()).map(Run::to_json),
+        "last_failure": a.and_then(|a| a.last_failure.as_ref()).map(Run::to_json),
+        "runner_alive": in_progress(view).map(|_| runner.is_some()),
+        "runner": runner.map(|c| serde_json::json!({
+            "id": c.id,
+            "key": c.key,
+            "lease": c.lease.to_string(),
+            "fencing_revision": c.revision,
+        })),
+        "waiting": waiting(view),
+    })
+}
+
+/// `status --once NAME`: one read, printed; 0 when done, [`NOT_DONE`] otherwise. (Without
+/// `--once`, [`crate::commands::status::run`].)
+pub async fn status(args: StatusArgs) -> i32 {
+    let target =
+        match Target::for_subcommand(&args.election, &args.prefix, args.etcd, &args.sources) {
+            Ok(t) => t,
+            Err(code) => return code,
+        };
+    let (name, output) = (args.once.unwrap_or_default(), args.output);
+    let Some(layout) = layout_of(&target, &name, &args.sources) else {
+        return exit_code::USAGE;
+    };
+    let name = name.as_str();
+    let layout = &layout;
+    let read = target
+        .read(|mut c| async move { layout.read(&mut c).await })
+        .await;
+    let view = match read {
+        Ok(Ok(view)) => view,
+        Ok(Err(unreadable)) => {
+            eprintln!("singleton-exec: {unreadable}");
+            return exit_code::USAGE;
+        }
+        Err(e) => return failed(&e),
+    };
+    match output {
+        OutputFormat::Text => print!("{}", render_text(name, &target.name, &view)),
+        OutputFormat::Json => {
+            println!("{}", render_json(name, &target.name, &target.prefix, &view))
+        }
+    }
+    match state_of(&view) {
+        State::Done => 0,
+        _ => NOT_DONE,
+    }
+}
+
+/// The keys of `name` in `target`'s election, or `None` after saying why the name is refused.
+fn layout_of(
+    target: &Target,
+    name: &str,
+    sources: &crate::config::cli::EnvSources,
+) -> Option<OnceLayout> {
+    match validate_election(name) {
+        Ok(name) => Some(OnceLayout::new(&target.prefix, &target.name, &name)),
+        Err(_) => {
+            let e = ConfigError::BadOnceName(name.to_owned());
+            eprintln!(
+                "singleton-exec: {}",
+                sources.explain(&e.to_string(), &e.options())
+            );
+            None
+        }
+    }
+}
+
+/// `once clear NAME`: deletes the record and the attempts in one transaction, unless replicas
+/// wait or run under the name (then exits [`BUSY`], unless `--force`).
+pub async fn clear(args: OnceClearArgs) -> i32 {
+    let target =
+        match Target::for_subcommand(&args.election, &args.prefix, args.etcd, &args.sources) {
+            Ok(t) => t,
+            Err(code) => return code,
+        };
+    let Some(layout) = layout_of(&target, &args.name, &args.sources) else {
+        return exit_code::USAGE;
+    };
+    let (layout, force) = (&layout, args.force);
+    let cleared = target
+        .read(|mut c| async move { layout.clear(&mut c, force).await })
+        .await;
+    match cleared {
+        Ok(c) => {
+            let (line, code) = cleared_line(&args.name, &c);
+            println!("{line}");
+            code
+        }
+        Err(e) => failed(&e),
+    }
+}
+
+/// What `once clear` prints, and its exit code.
+pub fn cleared_line(name: &str, c: &Cleared) -> (String, i32) {
+    match c {
+        Cleared::Busy(queue) => {
+            let ids: Vec<&str> = queue.iter().map(|c| shown_id(&c.id)).collect();
+            (
+                format!(
+                    "once {name}: not cleared: {} replica(s) run or wait under it ({}); clear it once they are done, or with --force",
+                    queue.len(),
+                    ids.join(", ")
+                ),
+                BUSY,
+            )
+        }
+        Cleared::Done { found: false, .. } => {
+            (format!("once {name}: nothing to clear (never run, or cleared already)"), 0)
+        }
+        Cleared::Done {
+            record: Some(r), ..
+        } => (
+            format!(
+                "once {name}: cleared (it was done by {}, attempt {}, fencing revision {}); the next invocation runs it again",
+                shown_id(&r.id),
+                r.attempt,
+                r.fencing_revision
+            ),
+            0,
+        ),
+        Cleared::Done {
+            attempts: Some(a), ..
+        } => (
+            format!(
+                "once {name}: cleared ({} failed and {} cut-short run(s) forgotten); the next invocation runs it again",
+                a.failed, a.interrupted
+            ),
+            0,
+        ),
+        Cleared::Done { .. } => (
+            format!("once {name}: cleared; the next invocation runs it again"),
+            0,
+        ),
+    }
+}
