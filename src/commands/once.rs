@@ -22,7 +22,7 @@ use crate::election::once::{rfc3339, Cleared, OnceLayout, OnceView, Run};
 use crate::election::queue::Candidate;
 
 /// `status --once`: the command is not done (running, failed, or never run).
-pub const NOT_DONE: i32 = 1;
+pub const NOT_DONE: i32 = crate::commands::status::NO_LEADER;
 /// `once clear`: replicas wait or run under the name; nothing was cleared.
 pub const BUSY: i32 = 1;
 

@@ -71,7 +71,7 @@ pub enum Command {
     // command line prints that replica's figures.
     #[command(mut_arg("command", |a| a.required(false)))]
     Timing(Box<TimingArgs>),
-    /// Manage the outcomes of run-once commands (`--once NAME`): `once clear NAME` forgets an
+    /// Manage the outcomes of run-once commands (--once NAME): once clear NAME forgets an
     /// outcome, so that the next invocation with that NAME runs its command again.
     Once(OnceArgs),
 }
@@ -85,7 +85,7 @@ pub struct OnceArgs {
 #[derive(Debug, Subcommand)]
 pub enum OnceAction {
     /// Forget the outcome of a run-once command (its completion record and its attempts), so the
-    /// next `--once NAME` invocation runs the command again. Refused while replicas wait or run
+    /// next --once NAME invocation runs the command again. Refused while replicas wait or run
     /// under NAME, unless --force. Exits 0 once cleared (also when there was nothing to clear), 1
     /// when refused.
     Clear(OnceClearArgs),
@@ -93,7 +93,7 @@ pub enum OnceAction {
 
 #[derive(Debug, Args)]
 pub struct OnceClearArgs {
-    /// The run-once name (`--once NAME`) whose outcome to forget.
+    /// The run-once name (--once NAME) whose outcome to forget.
     #[arg(value_name = "NAME")]
     pub name: String,
 
@@ -189,7 +189,7 @@ pub struct StatusArgs {
     #[arg(long)]
     pub watch: bool,
 
-    /// Show the run-once command NAME of the election (`--once NAME`) instead of its leader: its
+    /// Show the run-once command NAME of the election (--once NAME) instead of its leader: its
     /// state (done, running, failed or none), attempts, exit code, and who ran it or runs it.
     /// Exits 0 when it is done, 1 otherwise.
     #[arg(long, value_name = "NAME", conflicts_with = "watch")]
@@ -271,8 +271,8 @@ pub struct RunArgs {
     /// recorded in etcd, and every waiter, and every later invocation, exits 0 without running
     /// it. A failed run is counted, and the next waiter runs it again, up to --once-attempts
     /// runs; then every waiter exits with the failed run's status. A run cut short (a crash, a
-    /// lost lease) is run again: at least once, never two at a time. `once clear NAME` forgets
-    /// the outcome. Letters, digits, '.', '_', '-'.
+    /// lost lease) is run again: at least once, never two at a time. singleton-exec once clear
+    /// NAME forgets the outcome. Letters, digits, '.', '_', '-'.
     #[arg(long, env = "SINGLETON_EXEC_ONCE", value_name = "NAME")]
     pub once: Option<String>,
 

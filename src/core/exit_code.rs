@@ -36,8 +36,8 @@ Exit codes:
   126      the command could not be executed
   127      the command was not found
   0        also: a standby stopped by SIGTERM/SIGINT before it led again
-  0, N     with --once, a replica that did not run COMMAND exits with the outcome recorded in
-           etcd: 0 after a run succeeded, the last failed run's status after --once-attempts";
+  N        with --once, a replica that did not run COMMAND: the outcome recorded in etcd, 0
+           after a run succeeded, the last failed run's status after --once-attempts failures";
 
 /// How the main child ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

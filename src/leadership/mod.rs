@@ -478,10 +478,34 @@ mod tests {
             leads_since: 9,
             slot: None,
         };
-        let env = leader_env(&cfg, &me);
+        let mut env = leader_env(&cfg, &me);
+        // With --once, the run's variables too.
+        let layout = OnceLayout::new("/singleton-exec", "true", "m");
+        let run = crate::election::once::Run {
+            attempt: 2,
+            id: "r1".into(),
+            key: me.key.clone(),
+            fencing_revision: 7,
+            started_at_ms: 0,
+            ended: None,
+        };
+        let begun = crate::election::once::Begun {
+            previous: Some(crate::election::once::Run {
+                fencing_revision: 5,
+                ..run.clone()
+            }),
+            run,
+            attempts: Default::default(),
+            attempts_mod: 0,
+        };
+        env.extend(once::env(&layout, &begun, 3));
         let mut ours: Vec<String> = vec!["SINGLETON_EXEC_LOG".into()];
         let cmd = crate::config::cli::Cli::command();
-        for c in std::iter::once(&cmd).chain(cmd.get_subcommands()) {
+        let nested = cmd.get_subcommands().flat_map(|c| c.get_subcommands());
+        for c in std::iter::once(&cmd)
+            .chain(cmd.get_subcommands())
+            .chain(nested)
+        {
             ours.extend(
                 c.get_arguments()
                     .filter_map(|a| a.get_env())
@@ -498,5 +522,9 @@ mod tests {
         assert_eq!(get("ETCD_LOCK_KEY"), Some("/singleton-exec/true/694d"));
         assert_eq!(get("ETCD_LOCK_REV"), Some("9"));
         assert_eq!(get("SINGLETON_EXEC_REVISION"), Some("7"));
+        assert_eq!(get("SINGLETON_EXEC_ONCE_NAME"), Some("m"));
+        assert_eq!(get("SINGLETON_EXEC_ONCE_ATTEMPT"), Some("2"));
+        assert_eq!(get("SINGLETON_EXEC_ONCE_MAX_ATTEMPTS"), Some("3"));
+        assert_eq!(get("SINGLETON_EXEC_ONCE_PREVIOUS_REVISION"), Some("5"));
     }
 }
