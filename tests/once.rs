@@ -579,6 +579,46 @@ fn a_success_whose_lease_expired_before_it_was_recorded_is_not_accepted() {
     assert_eq!(runs(d).len(), 2);
 }
 
+/// SIGTERM before an outcome is recorded: a waiter exits 143, never the 0 that says the command
+/// succeeded; so does the runner, even though its command exits 0 on SIGTERM (it was stopped,
+/// not done: nothing is recorded). The next invocation runs the command again, as the same
+/// attempt.
+#[test]
+fn a_sigterm_before_the_outcome_never_exits_0() {
+    let etcd = EtcdCluster::single();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    touch(d, "wait", "");
+    touch(d, "term-code", "0");
+    let mut a = replica("s1", &etcd.endpoints(), "stopped", &[], d);
+    let first = wait_runs(d, 1, &[&a])[0].clone();
+    let mut b = replica("s2", &etcd.endpoints(), "stopped", &[], d);
+    wait_waiting(&etcd, "stopped", 1, &[&a, &b]);
+    b.signal(libc::SIGTERM);
+    assert_eq!(b.wait(LONG), 143, "{}", b.log());
+    a.signal(libc::SIGTERM);
+    assert_eq!(a.wait(LONG), 143, "{}", a.log());
+    let log = std::fs::read_to_string(d.join("runs.log")).unwrap();
+    assert!(
+        log.contains(&format!("term s1 {}", first.revision)),
+        "{log}"
+    );
+    let (code, v) = status(&etcd, "stopped");
+    assert_eq!(
+        (code, v["state"].as_str(), v["runner_alive"].as_bool()),
+        (1, Some("running"), Some(false)),
+        "{v}"
+    );
+    assert!(v["record"].is_null(), "{v}");
+    touch(d, "go", "");
+    let mut c = replica("s3", &etcd.endpoints(), "stopped", &[], d);
+    assert_eq!(c.wait(LONG), 0, "{}", c.log());
+    let again = runs(d)[1].clone();
+    assert_eq!((again.id.as_str(), again.attempt.as_str()), ("s3", "1"));
+    assert_eq!(again.previous, first.revision);
+    assert_eq!(status(&etcd, "stopped").1["interrupted"].as_u64(), Some(1));
+}
+
 /// What cannot go with `--once` is refused before anything runs (exit 2).
 #[test]
 fn once_refuses_what_does_not_go_with_it() {

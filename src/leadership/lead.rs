@@ -14,7 +14,6 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::core::backoff::{Backoff, Schedule};
-use crate::core::lifecycle::Asked;
 use crate::core::lifecycle::{Next, Phase, StopReason};
 use crate::election::candidacy_watch::CandidacyWatch;
 use crate::election::once::Begun;
@@ -28,7 +27,7 @@ use super::standby::Won;
 use super::transition::{step, Action, Ending, Facts, Input, Lead};
 use super::{
     deadline_of, for_us, leader_env, lease_lost, leave_requested, next_event, policies, After, Ctx,
-    Inputs, Leave, Pause,
+    Inputs, Leave, Pause, UserRequests,
 };
 
 /// What one leadership holds while it runs; everything it decides is in the transition.
@@ -78,7 +77,7 @@ pub(super) async fn lead(ctx: &Ctx<'_>, inp: &mut Inputs, won: Won) -> After {
     let (mut state, mut action) = Lead::begin();
     loop {
         if let Lead::Over(ending) = state {
-            return run.finish(ending, inp.user.asked()).await;
+            return run.finish(ending, &inp.user).await;
         }
         let input = match action.take() {
             Some(a) => run.perform(inp, a, state).await,
@@ -289,9 +288,9 @@ impl Leading<'_, '_> {
 
     /// The one release path: the child's tree is gone; give the lease up (revoke, so a standby
     /// takes over at once), record how leadership ended, and say what comes next. With `--once`,
-    /// the run's outcome is written with the release ([`super::once::end`]). `asked`: what the
+    /// the run's outcome is written with the release ([`super::once::end`]). `user`: what the
     /// user asked of the replica by signal.
-    async fn finish(self, ending: Ending, asked: Asked) -> After {
+    async fn finish(self, ending: Ending, user: &UserRequests) -> After {
         let (reason, mut next, key_found_gone) = match ending {
             Ending::Release {
                 reason,
@@ -313,7 +312,7 @@ impl Leading<'_, '_> {
         // With --once, the run's outcome goes with the release (and may change what follows).
         let mut released = false;
         if let Some(begun) = &self.once {
-            let ended = (reason, next, asked);
+            let ended = (reason, next, user.asked(), user.shutdown);
             let over =
                 super::once::end(ctx, me, &self.session, self.tree_marked, begun, ended).await;
             (next, released) = (over.next, over.released);

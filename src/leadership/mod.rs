@@ -192,7 +192,11 @@ pub async fn run(
     };
     let exit = campaign_until_exit(&ctx, &mut inputs).await;
     obs.notifier.stopping();
-    exit
+    match (exit, inputs.user.shutdown) {
+        // With --once, 0 says the command succeeded: a replica stopped before it knew is not.
+        (Exit::Withdrew, Some(sig)) if ctx.once.is_some() => Exit::Interrupted(sig),
+        (exit, _) => exit,
+    }
 }
 
 fn serve_endpoints(

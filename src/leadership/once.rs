@@ -197,14 +197,16 @@ pub(super) struct RunOver {
 }
 
 /// The end of our run (`begun`), its tree gone: its outcome, written with our release, when it
-/// has one. `reason` and `next` are the leadership's end; `asked` what the user asked by signal.
+/// has one. `reason` and `next` are the leadership's end; `asked` what the user asked by signal,
+/// and `shutdown` the shutdown signal, if one came: a replica stopped by it before an outcome
+/// was recorded exits 128+S ([`Exit::Interrupted`]), never with a 0 that says it succeeded.
 pub(super) async fn end(
     ctx: &Ctx<'_>,
     me: &Candidacy,
     session: &Session,
     tree_marked: bool,
     begun: &Begun,
-    (reason, next, asked): (Option<StopReason>, Next, Asked),
+    (reason, next, asked, shutdown): (Option<StopReason>, Next, Asked, Option<libc::c_int>),
 ) -> RunOver {
     let Some(once) = &ctx.once else {
         return RunOver {
@@ -221,7 +223,7 @@ pub(super) async fn end(
             tracing::warn!(once = %once.name, attempt, fencing_revision = rev, %why,
                 "run cut short: no outcome recorded; the next runner runs this attempt again");
             RunOver {
-                next,
+                next: unrecorded(next, shutdown),
                 released: false,
             }
         }
@@ -257,8 +259,9 @@ pub(super) async fn end(
                     );
                     // As after a lost lease: wait in the queue for the outcome (or exit 122).
                     let status = crate::core::exit_code::ChildStatus::Exited(0);
+                    let next = decide(StopReason::KeyDeleted, asked, status, policies(ctx.cfg));
                     RunOver {
-                        next: decide(StopReason::KeyDeleted, asked, status, policies(ctx.cfg)),
+                        next: unrecorded(next, shutdown),
                         released: false,
                     }
                 }
@@ -305,6 +308,16 @@ pub(super) async fn end(
                 }
             }
         }
+    }
+}
+
+/// What follows a run without a recorded outcome: with a shutdown signal, an exit with the
+/// child's status becomes 128+S (the child may have exited 0 on our stop signal, or succeeded
+/// unrecorded); the rest as decided.
+fn unrecorded(next: Next, shutdown: Option<libc::c_int>) -> Next {
+    match (next, shutdown) {
+        (Next::Exit(Exit::Child(_)), Some(sig)) => Next::Exit(Exit::Interrupted(sig)),
+        (next, _) => next,
     }
 }
 
@@ -368,4 +381,37 @@ fn say_settled(ctx: &Ctx<'_>, once: &OnceLayout, s: &Settled) {
 fn refuse(u: &Unreadable) -> Exit {
     logging::say(&format!("{u}"), true);
     Exit::Usage
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::exit_code::ChildStatus;
+
+    /// A replica that ends without a recorded outcome never exits 0 because of a shutdown.
+    #[test]
+    fn a_shutdown_without_an_outcome_is_never_0() {
+        let term = Some(libc::SIGTERM);
+        let child = |code| Next::Exit(Exit::Child(ChildStatus::Exited(code)));
+        let again = Next::Recampaign { holdoff: false };
+        let rows = [
+            (child(0), term, Next::Exit(Exit::Interrupted(libc::SIGTERM))),
+            (
+                child(143),
+                term,
+                Next::Exit(Exit::Interrupted(libc::SIGTERM)),
+            ),
+            (child(0), None, child(0)),
+            (again, term, again),
+            (again, None, again),
+            (
+                Next::Exit(Exit::LeaseLost),
+                term,
+                Next::Exit(Exit::LeaseLost),
+            ),
+        ];
+        for (next, shutdown, want) in rows {
+            assert_eq!(unrecorded(next, shutdown), want, "{next:?} {shutdown:?}");
+        }
+    }
 }

@@ -11,7 +11,8 @@ to DIR/runs.log (ID, REVISION, ATTEMPT and PREVIOUS are SINGLETON_EXEC_LEADER_ID
 SINGLETON_EXEC_REVISION, SINGLETON_EXEC_ONCE_ATTEMPT and SINGLETON_EXEC_ONCE_PREVIOUS_REVISION, "-"
 when unset). Then, while DIR/wait exists, it waits until DIR/go exists; then it appends
 `end ID REVISION PID BOOT_NS code=N` and exits with N, the number in DIR/exit-code (0 if absent).
-A SIGTERM ends it at once with status 143, after appending `term ID REVISION PID BOOT_NS`.
+A SIGTERM ends it at once, after appending `term ID REVISION PID BOOT_NS`, with the number in
+DIR/term-code (143 if absent: a program that exits 0 on SIGTERM writes 0 there).
 """
 import fcntl
 import os
@@ -41,7 +42,11 @@ def append(line):
 
 def on_term(_sig, _frame):
     append(f"term {ident} {rev} {me} {boot_ns()}")
-    os._exit(143)
+    try:
+        with open(os.path.join(d, "term-code")) as f:
+            os._exit(int(f.read().strip() or "143"))
+    except FileNotFoundError:
+        os._exit(143)
 
 
 signal.signal(signal.SIGTERM, on_term)
