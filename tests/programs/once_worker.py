@@ -13,6 +13,9 @@ when unset). Then, while DIR/wait exists, it waits until DIR/go exists; then it 
 `end ID REVISION PID BOOT_NS code=N` and exits with N, the number in DIR/exit-code (0 if absent).
 A SIGTERM ends it at once, after appending `term ID REVISION PID BOOT_NS`, with the number in
 DIR/term-code (143 if absent: a program that exits 0 on SIGTERM writes 0 there).
+
+With `--lock-fd N --lock-found free|held` (once_worker_start.sh) the lock was taken on fd N before
+this interpreter started, and `--lock-found` says what that look found.
 """
 import fcntl
 import os
@@ -51,13 +54,25 @@ def on_term(_sig, _frame):
 
 signal.signal(signal.SIGTERM, on_term)
 
-lock = open(os.path.join(d, "lock"), "a")
-try:
-    fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    found = "free"
-except OSError:
-    found = "held"
-    fcntl.flock(lock, fcntl.LOCK_EX)
+def option(name):
+    """The value after `name` on the command line, or None."""
+    args = sys.argv[2:]
+    return args[args.index(name) + 1] if name in args[:-1] else None
+
+
+if option("--lock-fd") is not None:
+    lock = int(option("--lock-fd"))
+    found = option("--lock-found")
+    if found == "held":
+        fcntl.flock(lock, fcntl.LOCK_EX)
+else:
+    lock = open(os.path.join(d, "lock"), "a")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        found = "free"
+    except OSError:
+        found = "held"
+        fcntl.flock(lock, fcntl.LOCK_EX)
 append(f"start {ident} {rev} {attempt} {previous} {me} {boot_ns()} lock={found}")
 
 while os.path.exists(os.path.join(d, "wait")) and not os.path.exists(os.path.join(d, "go")):
