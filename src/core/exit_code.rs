@@ -35,7 +35,7 @@ Exit codes:
   125      the supervisor itself failed
   126      the command could not be executed
   127      the command was not found
-  0        also: a standby stopped by SIGTERM/SIGINT before it led again
+  0        also: a standby stopped by SIGTERM/SIGINT before it led again (not with --once)
   N        with --once, a replica that did not run COMMAND: the outcome recorded in etcd, 0
            after a run succeeded, the last failed run's status after --once-attempts failures
   128+S    also, with --once: stopped by signal S (SIGTERM, SIGINT) before an outcome was
