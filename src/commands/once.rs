@@ -334,3 +334,227 @@ pub fn cleared_line(name: &str, c: &Cleared) -> (String, i32) {
         ),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::lifecycle::LeaseId;
+    use crate::election::once::{Attempts, Ended, Outcome, Record};
+
+    fn run(attempt: u32, id: &str, revision: i64, ended: Option<i32>) -> Run {
+        Run {
+            attempt,
+            id: id.into(),
+            key: format!("/p/job@once/m/{revision:x}"),
+            fencing_revision: revision,
+            started_at_ms: 1_000,
+            ended: ended.map(|code| Ended {
+                exit_code: code,
+                status: format!("exited with status {code}"),
+                ended_at_ms: 2_500,
+            }),
+        }
+    }
+
+    fn head(id: &str, revision: i64) -> Candidate {
+        Candidate {
+            id: id.into(),
+            key: format!("/p/job@once/m/{revision:x}"),
+            lease: LeaseId(revision),
+            revision,
+        }
+    }
+
+    fn view(record: Option<Record>, attempts: Option<Attempts>, queue: Vec<Candidate>) -> OnceView {
+        OnceView {
+            revision: 99,
+            outcome: Outcome {
+                record,
+                attempts,
+                attempts_mod: 0,
+            },
+            queue,
+        }
+    }
+
+    fn attempts(failed: u32, run: Option<Run>, last: Option<Run>) -> Attempts {
+        Attempts {
+            failed,
+            interrupted: 0,
+            max_attempts: 3,
+            run,
+            last_failure: last,
+        }
+    }
+
+    /// Every state from what was read, and the fields the interface promises. One row: the
+    /// view, then state, attempts, exit code, runner alive, waiting.
+    #[test]
+    fn states_attempts_and_exit_codes() {
+        let done = Record {
+            name: "m".into(),
+            id: "a".into(),
+            key: "/p/job@once/m/28".into(),
+            fencing_revision: 40,
+            attempt: 2,
+            started_at_ms: 1_000,
+            finished_at_ms: 5_012,
+        };
+        let failed_once = run(1, "a", 30, Some(3));
+        /// (view, state, attempts, exit code, runner alive, waiting)
+        type Row = (OnceView, &'static str, u64, Option<i64>, Option<bool>, u64);
+        let rows: Vec<Row> = vec![
+            (view(None, None, vec![]), "none", 0, None, None, 0),
+            (
+                view(None, None, vec![head("w", 9)]),
+                "none",
+                0,
+                None,
+                None,
+                1,
+            ),
+            (
+                view(
+                    None,
+                    Some(attempts(0, Some(run(1, "a", 40, None)), None)),
+                    vec![head("a", 40), head("b", 41)],
+                ),
+                "running",
+                1,
+                None,
+                Some(true),
+                1,
+            ),
+            // Its runner no longer heads the queue: cut short, the next one runs it again.
+            (
+                view(
+                    None,
+                    Some(attempts(0, Some(run(1, "a", 40, None)), None)),
+                    vec![head("b", 41)],
+                ),
+                "running",
+                1,
+                None,
+                Some(false),
+                1,
+            ),
+            (
+                view(
+                    None,
+                    Some(attempts(
+                        1,
+                        Some(failed_once.clone()),
+                        Some(failed_once.clone()),
+                    )),
+                    vec![],
+                ),
+                "failed",
+                1,
+                Some(3),
+                None,
+                0,
+            ),
+            (
+                view(
+                    Some(done.clone()),
+                    Some(attempts(1, None, Some(failed_once))),
+                    vec![],
+                ),
+                "done",
+                2,
+                Some(0),
+                None,
+                0,
+            ),
+        ];
+        for (v, state, attempts, code, alive, waiting) in rows {
+            let j = render_json("m", "job", "/p", &v);
+            assert_eq!(j["state"], state, "{j}");
+            assert_eq!(j["attempts"].as_u64(), Some(attempts), "{j}");
+            assert_eq!(j["exit_code"].as_i64(), code, "{j}");
+            assert_eq!(j["runner_alive"].as_bool(), alive, "{j}");
+            assert_eq!(j["waiting"].as_u64(), Some(waiting), "{j}");
+            assert_eq!(
+                (j["once"].as_str(), j["store_revision"].as_i64()),
+                (Some("m"), Some(99))
+            );
+            let text = render_text("m", "job", &v);
+            assert!(
+                text.contains(&format!("state:            {state}\n")),
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_done_command_as_text() {
+        let done = Record {
+            name: "migrate-v42".into(),
+            id: "web-2".into(),
+            key: "/singleton-exec/migrate@once/migrate-v42/39".into(),
+            fencing_revision: 57,
+            attempt: 1,
+            started_at_ms: 1_765_274_400_000,
+            finished_at_ms: 1_765_274_404_012,
+        };
+        let a = Attempts {
+            max_attempts: 1,
+            ..attempts(0, None, None)
+        };
+        let want = "\
+once:             migrate-v42
+election:         migrate
+state:            done
+attempts:         1 of 1
+exit_code:        0
+by:               web-2
+fencing_revision: 57
+started_at:       2025-12-09T10:00:00.000Z
+finished_at:      2025-12-09T10:00:04.012Z
+duration:         4s 12ms
+interrupted:      0
+waiting:          0
+";
+        assert_eq!(
+            render_text("migrate-v42", "migrate", &view(Some(done), Some(a), vec![])),
+            want
+        );
+    }
+
+    #[test]
+    fn what_clear_says() {
+        let rows = [
+            (
+                Cleared::Busy(vec![head("web-1", 5), head("", 6)]),
+                1,
+                "not cleared: 2 replica(s) run or wait under it (web-1, (no id",
+            ),
+            (
+                Cleared::Done {
+                    record: None,
+                    attempts: None,
+                    found: false,
+                },
+                0,
+                "nothing to clear",
+            ),
+            (
+                Cleared::Done {
+                    record: None,
+                    attempts: Some(Box::new(attempts(2, None, None))),
+                    found: true,
+                },
+                0,
+                "cleared (2 failed and 0 cut-short run(s) forgotten)",
+            ),
+        ];
+        for (c, code, says) in rows {
+            let (line, got) = cleared_line("m", &c);
+            assert_eq!(got, code, "{line}");
+            assert!(
+                line.starts_with("once m: ") && line.contains(says),
+                "{line}"
+            );
+        }
+    }
+}
