@@ -645,3 +645,41 @@ fn once_refuses_what_does_not_go_with_it() {
         );
     }
 }
+
+/// Ctrl-C on a runner in a shell (the command has the terminal, so only it gets the SIGINT, and
+/// singleton-exec takes its death by it as the user's request to stop): the run was cut short by
+/// the user, not failed. Nothing is counted, so a waiter elsewhere runs it again instead of
+/// exiting 130 with "attempt 1 failed" for a job nobody let finish.
+#[test]
+fn ctrl_c_on_a_runner_in_a_shell_cuts_the_run_short_and_counts_no_failure() {
+    use crate::support::shell::{Shell, CTRL_C};
+    let etcd = EtcdCluster::single();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    touch(d, "wait", "");
+    let mut shell = Shell::start();
+    let line = format!(
+        "{} --endpoints {} --id tty {} ; echo status=$?",
+        crate::support::bin(),
+        etcd.endpoints(),
+        args("job", "interrupted", &[], d).join(" ")
+    );
+    shell.type_line(&line);
+    let first = wait_runs(d, 1, &[]).remove(0);
+    assert_eq!(first.id, "tty", "{}", shell.screen());
+    let mut w = replica("w", &etcd.endpoints(), "interrupted", &[], d);
+    wait_waiting(&etcd, "interrupted", 1, &[&w]);
+    shell.press(CTRL_C);
+    shell.wait_screen(LONG, |s| s.contains("status=130"));
+    let again = wait_runs(d, 2, &[&w])[1].clone();
+    assert_eq!(
+        (again.id.as_str(), again.attempt.as_str()),
+        ("w", "1"),
+        "{}",
+        shell.screen()
+    );
+    touch(d, "go", "");
+    assert_eq!(w.wait(LONG), 0, "{}", w.log());
+    let (code, v) = status(&etcd, "interrupted");
+    assert_eq!((code, v["failed"].as_u64()), (0, Some(0)), "{v}");
+}

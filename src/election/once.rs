@@ -438,11 +438,20 @@ pub enum RunEnd {
     Interrupted,
 }
 
-/// What a leadership's end (`reason`, why its tree was stopped first; `next`, what follows) says
-/// of the run. Only a child that exited by itself has an outcome; a child we stopped has none, even
-/// if it exited 0 on our stop signal (it may not have finished its work).
-pub fn run_end(reason: Option<StopReason>, next: Next) -> RunEnd {
+/// What a leadership's end (`reason`, why its tree was stopped first; `next`, what follows;
+/// `shutdown`, the shutdown signal the replica took, if any) says of the run. Only a child that
+/// exited by itself has an outcome; a child we stopped has none, even if it exited 0 on our stop
+/// signal (it may not have finished its work). Nor has a child killed by the very signal the
+/// replica took as its shutdown: with the terminal handed over, Ctrl-C (Ctrl-\\, a hang-up)
+/// reaches only the child, and its death by it is the user's request to stop this invocation
+/// (the process thread says so by a shutdown), not a failed run for every waiter to exit with.
+pub fn run_end(reason: Option<StopReason>, next: Next, shutdown: Option<libc::c_int>) -> RunEnd {
     match (reason, next) {
+        (Some(StopReason::ChildExited), Next::Exit(Exit::Child(ChildStatus::Signaled(sig))))
+            if shutdown == Some(sig) =>
+        {
+            RunEnd::Interrupted
+        }
         (Some(StopReason::ChildExited), Next::Exit(Exit::Child(ChildStatus::Exited(0)))) => {
             RunEnd::Succeeded
         }
@@ -1340,7 +1349,33 @@ mod tests {
             (None, Next::Exit(Exit::Internal), RunEnd::Interrupted),
         ];
         for (reason, next, want) in rows {
-            assert_eq!(run_end(reason, next), want, "{reason:?} {next:?}");
+            assert_eq!(run_end(reason, next, None), want, "{reason:?} {next:?}");
+        }
+        // Killed by the signal the replica took as its shutdown (Ctrl-C reached only the child,
+        // which had the terminal): cut short by the user, not failed. Another signal, or the
+        // same one with no shutdown taken (a `kill -INT` from elsewhere), is a failure.
+        let int = Some(libc::SIGINT);
+        let shutdown_rows = [
+            (exit(Signaled(libc::SIGINT)), int, RunEnd::Interrupted),
+            (
+                exit(Signaled(libc::SIGQUIT)),
+                Some(libc::SIGQUIT),
+                RunEnd::Interrupted,
+            ),
+            (
+                exit(Signaled(libc::SIGINT)),
+                None,
+                failed(130, "killed by SIGINT"),
+            ),
+            (
+                exit(Signaled(libc::SIGKILL)),
+                int,
+                failed(137, "killed by SIGKILL"),
+            ),
+        ];
+        for (next, shutdown, want) in shutdown_rows {
+            let got = run_end(Some(R::ChildExited), next, shutdown);
+            assert_eq!(got, want, "{next:?} {shutdown:?}");
         }
     }
 

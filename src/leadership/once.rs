@@ -217,7 +217,7 @@ pub(super) async fn end(
     let tree = tree_marked.then_some(session.tree_lease);
     let max = max_attempts(ctx);
     let (attempt, rev) = (begun.run.attempt, begun.run.fencing_revision);
-    match run_end(reason, next) {
+    match run_end(reason, next, shutdown) {
         RunEnd::Interrupted => {
             let why = reason.map_or_else(|| "it never started".to_owned(), |r| r.to_string());
             tracing::warn!(once = %once.name, attempt, fencing_revision = rev, %why,
