@@ -683,3 +683,60 @@ fn ctrl_c_on_a_runner_in_a_shell_cuts_the_run_short_and_counts_no_failure() {
     let (code, v) = status(&etcd, "interrupted");
     assert_eq!((code, v["failed"].as_u64()), (0, Some(0)), "{v}");
 }
+
+/// `once clear` while the runner is still finishing: its success transaction went through (the
+/// record is in etcd, its key is gone with it) but the answer came too late, so it reads the
+/// record back to learn that it was its own. A clear in that window found the queue empty and
+/// went through, the runner then found no record, took its success for unrecorded, joined again
+/// and ran the command a second time itself. The clear must wait until the runner is gone.
+#[test]
+fn once_clear_waits_for_a_runner_still_writing_its_outcome() {
+    let etcd = EtcdCluster::single();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    touch(d, "wait", "");
+    let proxy = FaultProxy::start(&etcd.endpoint(0));
+    let mut a = Replica::start(
+        "c1",
+        &proxy.url,
+        &args(
+            "job",
+            "late-answer",
+            &["--ttl", "10s", "--dial-timeout", "1s"],
+            d,
+        ),
+    );
+    wait_runs(d, 1, &[&a]);
+    // The outcome reaches etcd after 700 ms; its answer comes back 700 ms later, after the 1 s
+    // the runner waits for it.
+    proxy.set_delay(Duration::from_millis(700));
+    touch(d, "go", "");
+    let record = "/singleton-exec/job@once/late-answer@record";
+    wait_for(
+        LONG,
+        || {
+            let (_, out) =
+                crate::support::etcd::etcdctl(&etcd.endpoints(), &["get", "--keys-only", record]);
+            out.contains("@record")
+        },
+        || format!("no record:\n{}", a.log()),
+    );
+    proxy.set_delay(Duration::ZERO);
+    // Cleared as soon as it can be: once the runner knows its outcome, never before.
+    let mut cleared = None;
+    let started = Instant::now();
+    while started.elapsed() < LONG {
+        let (code, out) = clear(&etcd, "late-answer", &[]);
+        if code == 0 {
+            cleared = Some(out);
+            break;
+        }
+        assert_eq!(code, 1, "{out}");
+    }
+    let code = a.wait(LONG);
+    assert_eq!(runs(d).len(), 1, "ran twice: {:?}\n{}", runs(d), a.log());
+    assert_eq!(code, 0, "{}", a.log());
+    assert!(a.log().contains("done here"), "{}", a.log());
+    let cleared = cleared.expect("never cleared");
+    assert!(cleared.contains("it was done by c1"), "{cleared}");
+}

@@ -294,13 +294,25 @@ pub async fn clear(args: OnceClearArgs) -> i32 {
 /// What `once clear` prints, and its exit code.
 pub fn cleared_line(name: &str, c: &Cleared) -> (String, i32) {
     match c {
-        Cleared::Busy(queue) => {
+        Cleared::Busy { queue, finishing } => {
             let ids: Vec<&str> = queue.iter().map(|c| shown_id(&c.id)).collect();
-            (
-                format!(
-                    "once {name}: not cleared: {} replica(s) run or wait under it ({}); clear it once they are done, or with --force",
+            let mut who = Vec::new();
+            if !queue.is_empty() {
+                who.push(format!(
+                    "{} replica(s) run or wait under it ({})",
                     queue.len(),
                     ids.join(", ")
+                ));
+            }
+            if *finishing > 0 {
+                who.push(format!(
+                    "{finishing} replica(s) still finishing a run (their tree markers go when they exit, or within the TTL)"
+                ));
+            }
+            (
+                format!(
+                    "once {name}: not cleared: {}; clear it once they are done, or with --force",
+                    who.join(", ")
                 ),
                 BUSY,
             )
@@ -525,9 +537,20 @@ waiting:          0
     fn what_clear_says() {
         let rows = [
             (
-                Cleared::Busy(vec![head("web-1", 5), head("", 6)]),
+                Cleared::Busy {
+                    queue: vec![head("web-1", 5), head("", 6)],
+                    finishing: 0,
+                },
                 1,
                 "not cleared: 2 replica(s) run or wait under it (web-1, (no id",
+            ),
+            (
+                Cleared::Busy {
+                    queue: vec![],
+                    finishing: 1,
+                },
+                1,
+                "not cleared: 1 replica(s) still finishing a run",
             ),
             (
                 Cleared::Done {

@@ -86,7 +86,7 @@ pub struct OnceArgs {
 pub enum OnceAction {
     /// Forget the outcome of a run-once command (its completion record and its attempts), so the
     /// next --once NAME invocation runs the command again. Refused while replicas wait or run
-    /// under NAME, unless --force. Exits 0 once cleared (also when there was nothing to clear), 1
+    /// under NAME (a key in its queue, or a tree marker: a runner not yet gone), unless --force. Exits 0 once cleared (also when there was nothing to clear), 1
     /// when refused.
     Clear(OnceClearArgs),
 }

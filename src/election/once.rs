@@ -11,7 +11,8 @@
 //! * `…/NAME@record`: the completion record ([`Record`], JSON, no lease), written only by a run
 //!   that succeeded. While it exists, every invocation with NAME exits 0 without running.
 //!
-//! `singleton-exec once clear NAME` deletes the last two (`etcdctl del` of each does the same);
+//! `singleton-exec once clear NAME` deletes the last two, while no replica holds a queue key or a
+//! tree marker under NAME (`etcdctl del` of each does the same, without that check);
 //! the queue's keys go with their leases as always. Never `del --prefix …/NAME@`: that takes the
 //! tree markers too, which the queue's predecessor wait relies on.
 //!
@@ -556,8 +557,14 @@ pub enum Cleared {
         attempts: Option<Box<Attempts>>,
         found: bool,
     },
-    /// Replicas wait or run under the name (the queue, head first): nothing deleted.
-    Busy(Vec<Candidate>),
+    /// Replicas wait or run under the name: nothing deleted. `queue`: the queue, head first;
+    /// `finishing`: replicas out of the queue that still hold a tree marker (a runner still
+    /// writing its outcome, whose key its success or failure already deleted, or one whose tree
+    /// may still be dying).
+    Busy {
+        queue: Vec<Candidate>,
+        finishing: usize,
+    },
 }
 
 /// The outcome and the queue at one revision, as `status --once` shows them.
@@ -586,10 +593,12 @@ const SUCCESS_RECORD: usize = 0;
 const FAILURE_ATTEMPTS: usize = 0;
 const FAILURE_MINE: usize = 1;
 
-// The positions of [`OnceLayout::clear_txn`]'s reads: then, what is deleted; else, the queue.
+// The positions of [`OnceLayout::clear_txn`]'s reads: then, what is deleted; else, the queue
+// and the tree markers.
 const CLEAR_RECORD: usize = 0;
 const CLEAR_ATTEMPTS: usize = 1;
 const CLEAR_QUEUE: usize = 0;
+const CLEAR_TREES: usize = 1;
 
 /// How many times a begin or a failure is written again after the attempts changed under it (an
 /// operator's `once clear`, never another runner): then the caller's retry takes over.
@@ -697,12 +706,19 @@ impl OnceLayout {
     }
 
     /// Deletes the record and the attempts (reading them first), if no replica waits or runs
-    /// (unless `force`); else reads the queue.
+    /// (unless `force`); else reads the queue and the tree markers. A replica is in the way
+    /// while it holds a key in the queue, and also while it holds a tree marker: a runner whose
+    /// outcome's transaction went through but whose answer was lost has no key any more, and
+    /// reads the record back to learn that the success was its own. Cleared then, it would take
+    /// its success for unrecorded, join again and run the command a second time.
     fn clear_txn(&self, force: bool) -> Txn {
         let when = if force {
             vec![]
         } else {
-            vec![no_key_under(self.queue.dir())]
+            vec![
+                no_key_under(self.queue.dir()),
+                no_key_under(&self.queue.tree_dir()),
+            ]
         };
         let queue = GetOptions::new()
             .with_prefix()
@@ -715,7 +731,13 @@ impl OnceLayout {
                 TxnOp::delete(self.record_key(), None),
                 TxnOp::delete(self.attempts_key(), None),
             ])
-            .or_else([TxnOp::get(self.queue.dir(), Some(queue))])
+            .or_else([
+                TxnOp::get(self.queue.dir(), Some(queue)),
+                TxnOp::get(
+                    self.queue.tree_dir(),
+                    Some(GetOptions::new().with_prefix().with_keys_only()),
+                ),
+            ])
     }
 
     /// The outcome and the queue, at one revision.
@@ -858,18 +880,29 @@ impl OnceLayout {
 
     fn cleared(&self, answer: &Answer) -> Cleared {
         if !answer.succeeded {
-            return Cleared::Busy(
-                answer
-                    .read(CLEAR_QUEUE)
-                    .iter()
-                    .map(|kv| Candidate {
-                        id: String::from_utf8_lossy(&kv.value).into_owned(),
-                        key: String::from_utf8_lossy(&kv.key).into_owned(),
-                        lease: LeaseId(kv.lease),
-                        revision: kv.create_revision,
-                    })
-                    .collect(),
-            );
+            let queue: Vec<Candidate> = answer
+                .read(CLEAR_QUEUE)
+                .iter()
+                .map(|kv| Candidate {
+                    id: String::from_utf8_lossy(&kv.value).into_owned(),
+                    key: String::from_utf8_lossy(&kv.key).into_owned(),
+                    lease: LeaseId(kv.lease),
+                    revision: kv.create_revision,
+                })
+                .collect();
+            // A marker is named by its replica's candidacy lease, as its queue key is.
+            let tree_dir = self.queue.tree_dir();
+            let finishing = answer
+                .read(CLEAR_TREES)
+                .iter()
+                .filter_map(|kv| {
+                    let key = String::from_utf8_lossy(&kv.key).into_owned();
+                    let name = key.strip_prefix(&tree_dir)?.to_owned();
+                    Some(format!("{}{name}", self.queue.dir()))
+                })
+                .filter(|queued| !queue.iter().any(|c| &c.key == queued))
+                .count();
+            return Cleared::Busy { queue, finishing };
         }
         let (record, attempts) = (answer.first(CLEAR_RECORD), answer.first(CLEAR_ATTEMPTS));
         Cleared::Done {
@@ -1622,11 +1655,21 @@ mod tests {
     fn a_clear_says_what_it_found_or_who_is_in_the_way() {
         let l = layout();
         let q = found("/p/app@once/m-1/ab", "web-1".into(), 0xab, 5, 5);
-        let busy = l.cleared(&Answer::with(false, Some(9), [(CLEAR_QUEUE, vec![q])]));
-        let Cleared::Busy(queue) = busy else {
+        // Its tree marker, and the marker of a runner whose key its outcome deleted.
+        let trees = vec![
+            found("/p/app@once/m-1@tree/ab", "live".into(), 0xac, 4, 4),
+            found("/p/app@once/m-1@tree/cd", "released".into(), 0xce, 3, 8),
+        ];
+        let busy = l.cleared(&Answer::with(
+            false,
+            Some(9),
+            [(CLEAR_QUEUE, vec![q]), (CLEAR_TREES, trees)],
+        ));
+        let Cleared::Busy { queue, finishing } = busy else {
             panic!("{busy:?}")
         };
         assert_eq!((queue[0].id.as_str(), queue[0].revision), ("web-1", 5));
+        assert_eq!(finishing, 1);
         let rec = found("/r", record("a", 40).to_json(), 0, 41, 41);
         let done = l.cleared(&Answer::with(true, Some(9), [(CLEAR_RECORD, vec![rec])]));
         assert_eq!(
