@@ -344,9 +344,16 @@ impl Settled {
     pub fn exit(&self) -> Exit {
         match self {
             Settled::Done(_) => Exit::Recorded(0),
-            Settled::GaveUp { last, .. } => {
-                Exit::Recorded(last.ended.as_ref().map_or(1, |e| e.exit_code))
-            }
+            // Never 0 (which says the command succeeded), nor a value the exit status would
+            // cut to 0 (256): a failure's status as written is 1-255; anything else (a value
+            // written by hand) exits 1.
+            Settled::GaveUp { last, .. } => Exit::Recorded(
+                last.ended
+                    .as_ref()
+                    .map(|e| e.exit_code)
+                    .filter(|c| (1..=255).contains(c))
+                    .unwrap_or(1),
+            ),
         }
     }
 }
@@ -1301,6 +1308,14 @@ mod tests {
         );
         let done = settled(&outcome(Some(record("a", 40)), None), 1).unwrap();
         assert_eq!(done.exit(), Exit::Recorded(0));
+        // A failure exits with its status, never with one that says success.
+        for (code, exit) in [(9, 9), (255, 255), (0, 1), (256, 1), (512, 1), (-1, 1)] {
+            let gave_up = Settled::GaveUp {
+                last: run(1, "a", 40, Some(code)),
+                failed: 1,
+            };
+            assert_eq!(gave_up.exit(), Exit::Recorded(exit), "{code}");
+        }
     }
 
     /// Only a child that ended by itself has an outcome; everything we stopped was cut short.
