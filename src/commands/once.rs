@@ -396,6 +396,7 @@ mod tests {
             max_attempts: 3,
             run,
             last_failure: last,
+            previous: None,
         }
     }
 

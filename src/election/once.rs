@@ -123,6 +123,9 @@ pub struct Attempts {
     pub run: Option<Run>,
     /// The last run that failed.
     pub last_failure: Option<Run>,
+    /// The run before `run` (cut short, or failed), as its begin found it: what a runner whose
+    /// begin's answer was lost, and which so reads back its own run, tells its command.
+    pub previous: Option<Run>,
 }
 
 /// The completion record (`…@record`): the run that succeeded.
@@ -240,6 +243,7 @@ impl Attempts {
             "max_attempts": self.max_attempts,
             "run": self.run.as_ref().map(Run::to_json),
             "last_failure": self.last_failure.as_ref().map(Run::to_json),
+            "previous": self.previous.as_ref().map(Run::to_json),
         })
         .to_string()
     }
@@ -252,6 +256,7 @@ impl Attempts {
             max_attempts: u32_of(&v["max_attempts"])?,
             run: optional_run(&v["run"])?,
             last_failure: optional_run(&v["last_failure"])?,
+            previous: optional_run(&v["previous"])?,
         })
     }
 }
@@ -404,12 +409,13 @@ pub fn at_head(outcome: &Outcome, max: u32, me: &Candidacy, id: &str, now_ms: u6
         Some(r) if r.ended.is_none() && r.is_of(me) => {
             return AtHead::Resume {
                 run: r.clone(),
-                previous: a.last_failure.clone(),
+                previous: a.previous.clone(),
             }
         }
         _ => {}
     }
     let cut_short = last.as_ref().is_some_and(|r| r.ended.is_none());
+    let previous = last.or(a.last_failure.clone());
     let run = Run {
         attempt: a.failed.saturating_add(1),
         id: id.to_owned(),
@@ -424,11 +430,12 @@ pub fn at_head(outcome: &Outcome, max: u32, me: &Candidacy, id: &str, now_ms: u6
         max_attempts: max,
         run: Some(run.clone()),
         last_failure: a.last_failure.clone(),
+        previous: previous.clone(),
     });
     AtHead::Begin {
         write,
         run,
-        previous: last.or(a.last_failure),
+        previous,
     }
 }
 
@@ -1030,6 +1037,7 @@ mod tests {
             max_attempts: 3,
             run,
             last_failure: last,
+            previous: None,
         }
     }
 
@@ -1202,12 +1210,25 @@ mod tests {
                 },
                 Some(45),
             ),
-            // Our own begin went through already (its answer was lost): run it, write nothing.
+            // Our own begin went through already (its answer was lost): run it, write nothing,
+            // and tell the command the run before, as the begin found it.
             (
                 outcome(None, Some(attempts(0, 0, Some(ours.clone()), None))),
                 1,
                 Resume,
                 None,
+            ),
+            (
+                outcome(
+                    None,
+                    Some(Attempts {
+                        previous: Some(run(1, "a", 40, None)),
+                        ..attempts(0, 1, Some(ours.clone()), None)
+                    }),
+                ),
+                1,
+                Resume,
+                Some(40),
             ),
             // Failed as often as our --once-attempts, or more (another invocation allowed more).
             (
@@ -1256,7 +1277,9 @@ mod tests {
             let got = at_head(&o, max, &me(), "me", 7_000);
             let (shown, prev) = match &got {
                 AtHead::Settled(s) => (Exit(s.exit().code()), None),
-                AtHead::Resume { .. } => (Resume, None),
+                AtHead::Resume { previous, .. } => {
+                    (Resume, previous.as_ref().map(|p| p.fencing_revision))
+                }
                 AtHead::Begin {
                     write,
                     run,
@@ -1275,6 +1298,7 @@ mod tests {
                     let before = o.attempts.clone().unwrap_or_default();
                     assert_eq!(write.failed, before.failed, "never counted at the start");
                     assert_eq!(write.last_failure, before.last_failure);
+                    assert_eq!(&write.previous, previous, "kept for a resume");
                     (
                         Begin {
                             attempt: run.attempt,
