@@ -2,8 +2,9 @@
 //! from `--help`: `cargo run --example gen_docs -- packaging`. A test checks the committed files
 //! are current, and another that `mandoc -T lint` finds nothing to say about the pages.
 //!
-//! The pages: singleton-exec(1), and singleton-exec-NAME(1) for every subcommand, which the main
-//! page's COMMANDS and SEE ALSO name. clap_mangen renders NAME, SYNOPSIS, DESCRIPTION and OPTIONS;
+//! The pages: singleton-exec(1), and singleton-exec-NAME(1) for every subcommand (for one with
+//! subcommands of its own, singleton-exec-NAME-SUB(1) for each of those: `once clear`), which
+//! the main page's COMMANDS and SEE ALSO name. clap_mangen renders NAME, SYNOPSIS, DESCRIPTION and OPTIONS;
 //! the sections it has no data for are written here: ENVIRONMENT (every variable of an option,
 //! the etcdctl variables the help text names as fallbacks, the variables read from systemd and the
 //! ones set for COMMAND), EXIT STATUS as a table (the main page's from `exit_code::HELP_TABLE`, the
@@ -18,7 +19,7 @@ use clap::{Command, CommandFactory};
 use clap_complete::Shell;
 use clap_mangen::roff::{bold, italic, roman, Roff};
 use clap_mangen::Man;
-use singleton_exec::commands::{resign, status};
+use singleton_exec::commands::{once, resign, status};
 use singleton_exec::core::exit_code;
 use singleton_exec::report::logging::FILTER_VAR;
 
@@ -40,7 +41,7 @@ pub fn render() -> Vec<(PathBuf, Vec<u8>)> {
         PathBuf::from("man/singleton-exec.1"),
         main_page(&root, &date).into_bytes(),
     ));
-    for sub in root.get_subcommands().filter(|s| !s.is_hide_set()) {
+    for sub in pages(&root) {
         out.push((
             PathBuf::from(format!("man/{}.1", page_name(sub))),
             subcommand_page(&root, sub, &date).into_bytes(),
@@ -58,25 +59,43 @@ pub fn render() -> Vec<(PathBuf, Vec<u8>)> {
     out
 }
 
-/// `singleton-exec-status` for `status`.
+/// The subcommands with a page of their own: every one without subcommands, and the
+/// subcommands of the others (`once clear`), in order.
+fn pages(root: &Command) -> Vec<&Command> {
+    root.get_subcommands()
+        .filter(|s| !s.is_hide_set())
+        .flat_map(|s| match s.has_subcommands() {
+            false => vec![s],
+            true => s.get_subcommands().filter(|c| !c.is_hide_set()).collect(),
+        })
+        .collect()
+}
+
+/// The words after `singleton-exec` that run `sub` (its bin name, set by `build`): `status`,
+/// `once clear`.
+fn words(sub: &Command) -> String {
+    let bin = sub.get_bin_name().unwrap_or(sub.get_name());
+    bin.strip_prefix("singleton-exec ")
+        .unwrap_or(bin)
+        .to_owned()
+}
+
+/// `singleton-exec-status` for `status`, `singleton-exec-once-clear` for `once clear`.
 fn page_name(sub: &Command) -> String {
-    format!("singleton-exec-{}", sub.get_name())
+    format!("singleton-exec-{}", words(sub).replace(' ', "-"))
 }
 
 /// The man page of the supervisor itself.
 fn main_page(root: &Command, date: &str) -> String {
     let mut roff = Roff::new();
     roff.control("SH", ["COMMANDS"]);
-    for sub in root.get_subcommands().filter(|s| !s.is_hide_set()) {
+    for sub in pages(root) {
         roff.control("TP", []);
         roff.text([bold(page_name(sub)), roman("(1)")]);
         roff.text([roman(first_paragraph(sub))]);
     }
 
-    environment(
-        &mut roff,
-        std::iter::once(root).chain(root.get_subcommands()),
-    );
+    environment(&mut roff, std::iter::once(root).chain(pages(root)));
     roff.control("SS", ["Set for COMMAND"]);
     roff.text([roman(
         "COMMAND inherits the environment of singleton-exec, without NOTIFY_SOCKET, \
@@ -102,9 +121,8 @@ fn main_page(root: &Command, date: &str) -> String {
         roff.text([roman(*what)]);
     }
 
-    let mut see_also: Vec<String> = root
-        .get_subcommands()
-        .filter(|s| !s.is_hide_set())
+    let mut see_also: Vec<String> = pages(root)
+        .into_iter()
         .map(|s| format!("{}(1)", page_name(s)))
         .collect();
     see_also.extend(EXTERNAL_PAGES.iter().map(|p| p.to_string()));
@@ -117,13 +135,14 @@ fn main_page(root: &Command, date: &str) -> String {
 fn subcommand_page(root: &Command, sub: &Command, date: &str) -> String {
     let mut roff = Roff::new();
     environment(&mut roff, std::iter::once(sub));
-    if let Some((intro, rows)) = subcommand_exit_status(sub.get_name()) {
+    if let Some((intro, rows)) = subcommand_exit_status(&words(sub)) {
         exit_status(&mut roff, intro, &rows);
     }
     let mut see_also = vec!["singleton-exec(1)".to_owned()];
     see_also.extend(
-        root.get_subcommands()
-            .filter(|s| !s.is_hide_set() && s.get_name() != sub.get_name())
+        pages(root)
+            .into_iter()
+            .filter(|s| page_name(s) != page_name(sub))
             .map(|s| format!("{}(1)", page_name(s))),
     );
     see_also.push("etcdctl(1)".to_owned());
@@ -409,11 +428,12 @@ fn subcommand_exit_status(name: &str) -> Option<(&'static str, Vec<(String, Stri
                 row(
                     0,
                     "there is a leader (with slots: every slot has a holder); with --watch: \
-                     stopped by SIGINT or SIGTERM",
+                     stopped by SIGINT or SIGTERM; with --once: the command is done",
                 ),
                 row(
                     status::NO_LEADER,
-                    "no leader (with slots: a slot without holder)",
+                    "no leader (with slots: a slot without holder); with --once: the command is \
+                     not done (running, failed, or never run)",
                 ),
                 row(
                     status::ORPHANED_HEAD,
@@ -443,6 +463,18 @@ fn subcommand_exit_status(name: &str) -> Option<(&'static str, Vec<(String, Stri
                 "128+S".to_owned(),
                 "interrupted by signal S (the request is withdrawn)".to_owned(),
             ));
+            Some(("", rows))
+        }
+        "once clear" => {
+            let mut rows = vec![
+                row(0, "cleared (also when there was nothing to clear)"),
+                row(
+                    once::BUSY,
+                    "not cleared: invocations run or wait under NAME (--force clears anyway)",
+                ),
+            ];
+            common(&mut rows);
+            rows.push(row(exit_code::INTERNAL, "etcd could not be reached"));
             Some(("", rows))
         }
         "timing" => {
@@ -530,6 +562,21 @@ const CHILD_VARIABLES: &[(&str, &str)] = &[
     (
         "SINGLETON_EXEC_ETCD_ENDPOINTS",
         "The etcd endpoints, for fenced writes.",
+    ),
+    ("SINGLETON_EXEC_ONCE_NAME", "With --once: NAME."),
+    (
+        "SINGLETON_EXEC_ONCE_ATTEMPT",
+        "With --once: which attempt this run is, from 1 (the failed runs before it + 1; a run \
+         cut short by a crash is run again as the same attempt).",
+    ),
+    (
+        "SINGLETON_EXEC_ONCE_MAX_ATTEMPTS",
+        "With --once: --once-attempts.",
+    ),
+    (
+        "SINGLETON_EXEC_ONCE_PREVIOUS_REVISION",
+        "With --once: the fencing revision of the run before this one (cut short, or failed); \
+         unset for the first. A run that finds it knows it runs again.",
     ),
     (
         "ETCD_LOCK_KEY",

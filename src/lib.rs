@@ -22,13 +22,16 @@
 //! * [`health`]: the leader's health checks of its child, which make a wedged leader step down.
 //! * [`config`]: what the user typed ([`config::cli`]) → one validated [`config::Config`].
 //! * [`election`]: connections to etcd and the failure policy, the lease session, the queue by
-//!   create revision and its fencing revision, the candidacy watch, `--slots N`, step-down requests.
+//!   create revision and its fencing revision, the candidacy watch, `--slots N`, `--once NAME`
+//!   (its record and attempts, written fenced), step-down requests.
 //! * [`report`]: status and metrics ([`report::observer`]), the HTTP endpoints, the systemd
 //!   notify protocol, non-blocking logs.
 //! * [`leadership`]: the loop that moves a replica through its lifecycle: standby (one campaign
 //!   for the queue and the slots), then lead (the pure [`leadership::transition`] applied until
-//!   the leadership is over, then the one release), the leader's health checks and their display.
-//! * [`commands`]: the `status`, `resign` and `timing` subcommands.
+//!   the leadership is over, then the one release), the leader's health checks and their display;
+//!   with `--once`, the outcome read at the head of the queue and written with the release.
+//! * [`commands`]: the `status` (also `status --once`), `resign`, `timing` and `once clear`
+//!   subcommands.
 //!
 //! A unit test (`src/architecture_tests.rs`) checks that every import points to an earlier layer
 //! (or within its own folder), that modules form no cycle, and that `unsafe` stays in spawn and

@@ -6,8 +6,8 @@ use std::ffi::OsString;
 use std::sync::Arc;
 use std::time::Duration;
 
-use singleton_exec::commands::{resign, status, timing};
-use singleton_exec::config::cli::{self, Cli, Command};
+use singleton_exec::commands::{once, resign, status, timing};
+use singleton_exec::config::cli::{self, Cli, Command, OnceAction};
 use singleton_exec::config::Config;
 use singleton_exec::core::command::CommandSpec;
 use singleton_exec::core::exit_code::{self, Exit};
@@ -48,6 +48,9 @@ fn run() -> i32 {
         Some(Command::Status(args)) => &args.log,
         Some(Command::Resign(args)) => &args.log,
         Some(Command::Timing(args)) => &args.run.log,
+        Some(Command::Once(args)) => match &args.action {
+            OnceAction::Clear(a) => &a.log,
+        },
         None => &cli.run.log,
     };
     if let Err(e) = logging::init(log) {
@@ -55,9 +58,13 @@ fn run() -> i32 {
         return Exit::Usage.code();
     }
     match cli.subcommand {
+        Some(Command::Status(args)) if args.once.is_some() => block_on(once::status(args)),
         Some(Command::Status(args)) => block_on(status::run(args)),
         Some(Command::Resign(args)) => block_on(resign::run(args)),
         Some(Command::Timing(args)) => timing::run(*args),
+        Some(Command::Once(args)) => match args.action {
+            OnceAction::Clear(a) => block_on(once::clear(a)),
+        },
         None => {
             logging::install_panic_hook();
             supervise(cli, &argv).code()

@@ -42,6 +42,11 @@
 //! the end with the list. Only a system that does not settle (no child, or never all replicas back
 //! in the queue, within a minute) ends the run early.
 //!
+//! A third variant, the run-once mode (`once::chaos_once_runs_to_completion_never_two_at_once`,
+//! in tests/chaos/once.rs), starts three `--once` invocations per round and hits the runner (or
+//! etcd) mid-run: no two runs at once, every round ends with its completion recorded, runs are
+//! counted against completions.
+//!
 //! `cargo test chaos` runs 20 rounds of each variant, one variant after the other;
 //! `CHAOS_ROUNDS=200 cargo test --release chaos -- --nocapture` is the long run. `CHAOS_SEED` replays a
 //! run (of one variant: `chaos_no_two` or `chaos_slots`); `CHAOS_FAULTS=StalledLogReader,SlowThenCut`
@@ -54,6 +59,8 @@ use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+mod once;
 
 use crate::support::etcd::Options;
 use crate::support::netns::NetNs;

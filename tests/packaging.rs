@@ -97,6 +97,11 @@ const FILES: &[(&str, &str, &str)] = &[
         "-rw-r--r--",
     ),
     (
+        "/usr/share/man/man1/singleton-exec-once-clear.1.gz",
+        "packaging/man/singleton-exec-once-clear.1",
+        "-rw-r--r--",
+    ),
+    (
         "/usr/share/bash-completion/completions/singleton-exec",
         "packaging/completions/singleton-exec.bash",
         "-rw-r--r--",

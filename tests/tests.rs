@@ -14,6 +14,7 @@ mod kubernetes;
 mod leadership;
 mod lease;
 mod logs;
+mod once;
 mod operations;
 mod operator;
 mod operator_races;

@@ -19,6 +19,9 @@ _singleton__exec() {
             singleton__exec,help)
                 cmd="singleton__exec__subcmd__help"
                 ;;
+            singleton__exec,once)
+                cmd="singleton__exec__subcmd__once"
+                ;;
             singleton__exec,resign)
                 cmd="singleton__exec__subcmd__resign"
                 ;;
@@ -31,6 +34,9 @@ _singleton__exec() {
             singleton__exec__subcmd__help,help)
                 cmd="singleton__exec__subcmd__help__subcmd__help"
                 ;;
+            singleton__exec__subcmd__help,once)
+                cmd="singleton__exec__subcmd__help__subcmd__once"
+                ;;
             singleton__exec__subcmd__help,resign)
                 cmd="singleton__exec__subcmd__help__subcmd__resign"
                 ;;
@@ -40,6 +46,21 @@ _singleton__exec() {
             singleton__exec__subcmd__help,timing)
                 cmd="singleton__exec__subcmd__help__subcmd__timing"
                 ;;
+            singleton__exec__subcmd__help__subcmd__once,clear)
+                cmd="singleton__exec__subcmd__help__subcmd__once__subcmd__clear"
+                ;;
+            singleton__exec__subcmd__once,clear)
+                cmd="singleton__exec__subcmd__once__subcmd__clear"
+                ;;
+            singleton__exec__subcmd__once,help)
+                cmd="singleton__exec__subcmd__once__subcmd__help"
+                ;;
+            singleton__exec__subcmd__once__subcmd__help,clear)
+                cmd="singleton__exec__subcmd__once__subcmd__help__subcmd__clear"
+                ;;
+            singleton__exec__subcmd__once__subcmd__help,help)
+                cmd="singleton__exec__subcmd__once__subcmd__help__subcmd__help"
+                ;;
             *)
                 ;;
         esac
@@ -47,7 +68,7 @@ _singleton__exec() {
 
     case "${cmd}" in
         singleton__exec)
-            opts="-v -q -h -V --endpoints --cacert --cert --key --user --password --dial-timeout --election --id --slots --ttl --grace --margin --keepalive-interval --stop-signal --on-lease-lost --on-child-exit --acquire-timeout --health-addr --resign-signal --resign-token-file --resign-holdoff --prefix --health-cmd --health-url --health-interval --health-timeout --health-retries --health-start-period --log-format --verbose --quiet --help --version status resign timing help"
+            opts="-v -q -h -V --endpoints --cacert --cert --key --user --password --dial-timeout --election --id --slots --ttl --grace --margin --keepalive-interval --stop-signal --on-lease-lost --on-child-exit --acquire-timeout --once --once-attempts --health-addr --resign-signal --resign-token-file --resign-holdoff --prefix --health-cmd --health-url --health-interval --health-timeout --health-retries --health-start-period --log-format --verbose --quiet --help --version status resign timing once help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -125,6 +146,14 @@ _singleton__exec() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --once)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --once-attempts)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --health-addr)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -181,7 +210,7 @@ _singleton__exec() {
             return 0
             ;;
         singleton__subcmd__exec__subcmd__help)
-            opts="status resign timing help"
+            opts="status resign timing once help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -197,6 +226,34 @@ _singleton__exec() {
         singleton__subcmd__exec__subcmd__help__subcmd__help)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        singleton__subcmd__exec__subcmd__help__subcmd__once)
+            opts="clear"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        singleton__subcmd__exec__subcmd__help__subcmd__once__subcmd__clear)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
@@ -239,6 +296,116 @@ _singleton__exec() {
         singleton__subcmd__exec__subcmd__help__subcmd__timing)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        singleton__subcmd__exec__subcmd__once)
+            opts="-h --help clear help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        singleton__subcmd__exec__subcmd__once__subcmd__clear)
+            opts="-v -q -h --election --prefix --force --endpoints --cacert --cert --key --user --password --dial-timeout --log-format --verbose --quiet --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --election)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --prefix)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --endpoints)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --cacert)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --cert)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --key)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --user)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --password)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --dial-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log-format)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        singleton__subcmd__exec__subcmd__once__subcmd__help)
+            opts="clear help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        singleton__subcmd__exec__subcmd__once__subcmd__help__subcmd__clear)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        singleton__subcmd__exec__subcmd__once__subcmd__help__subcmd__help)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
@@ -313,7 +480,7 @@ _singleton__exec() {
             return 0
             ;;
         singleton__subcmd__exec__subcmd__status)
-            opts="-v -q -h --election --prefix --output --watch --endpoints --cacert --cert --key --user --password --dial-timeout --log-format --verbose --quiet --help"
+            opts="-v -q -h --election --prefix --output --watch --once --endpoints --cacert --cert --key --user --password --dial-timeout --log-format --verbose --quiet --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -329,6 +496,10 @@ _singleton__exec() {
                     ;;
                 --output)
                     COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                --once)
+                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 --endpoints)
@@ -371,7 +542,7 @@ _singleton__exec() {
             return 0
             ;;
         singleton__subcmd__exec__subcmd__timing)
-            opts="-v -q -h --output --endpoints --cacert --cert --key --user --password --dial-timeout --election --id --slots --ttl --grace --margin --keepalive-interval --stop-signal --on-lease-lost --on-child-exit --acquire-timeout --health-addr --resign-signal --resign-token-file --resign-holdoff --prefix --health-cmd --health-url --health-interval --health-timeout --health-retries --health-start-period --log-format --verbose --quiet --help"
+            opts="-v -q -h --output --endpoints --cacert --cert --key --user --password --dial-timeout --election --id --slots --ttl --grace --margin --keepalive-interval --stop-signal --on-lease-lost --on-child-exit --acquire-timeout --once --once-attempts --health-addr --resign-signal --resign-token-file --resign-holdoff --prefix --health-cmd --health-url --health-interval --health-timeout --health-retries --health-start-period --log-format --verbose --quiet --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -450,6 +621,14 @@ _singleton__exec() {
                     return 0
                     ;;
                 --acquire-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --once)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --once-attempts)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -183,7 +183,7 @@ pub(crate) fn failed(e: &EtcdError) -> i32 {
 }
 
 /// Prints the queue once (0 with a leader, 1 without, 4 when an orphaned key heads it), or
-/// follows it with `--watch`.
+/// follows it with `--watch`. (`status --once NAME` is [`crate::commands::once::status`].)
 pub async fn run(args: StatusArgs) -> i32 {
     let target =
         match Target::for_subcommand(&args.election, &args.prefix, args.etcd, &args.sources) {

@@ -27,6 +27,8 @@ use crate::core::exit_code::HELP_TABLE;
 pub const DEFAULT_PREFIX: &str = "/singleton-exec";
 /// The most slots an election can have (`--slots`): every holder and `status` read them all.
 pub const MAX_SLOTS: u32 = 1024;
+/// The most attempts `--once-attempts` allows: a bound on the runs one failing command gets.
+pub const MAX_ONCE_ATTEMPTS: u32 = 1000;
 
 /// Run exactly one copy of COMMAND across all replicas, elected through an etcd lease.
 ///
@@ -41,7 +43,7 @@ pub const MAX_SLOTS: u32 = 1024;
     after_help = HELP_TABLE,
     args_conflicts_with_subcommands = true,
     subcommand_negates_reqs = true,
-    override_usage = "singleton-exec [OPTIONS] -- COMMAND [ARG]...\n       singleton-exec status [OPTIONS]\n       singleton-exec resign [OPTIONS]\n       singleton-exec timing [OPTIONS] [-- COMMAND [ARG]...]"
+    override_usage = "singleton-exec [OPTIONS] -- COMMAND [ARG]...\n       singleton-exec --once NAME [OPTIONS] -- COMMAND [ARG]...\n       singleton-exec status [OPTIONS]\n       singleton-exec resign [OPTIONS]\n       singleton-exec timing [OPTIONS] [-- COMMAND [ARG]...]\n       singleton-exec once clear [OPTIONS] NAME"
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -69,6 +71,55 @@ pub enum Command {
     // command line prints that replica's figures.
     #[command(mut_arg("command", |a| a.required(false)))]
     Timing(Box<TimingArgs>),
+    /// Manage the outcomes of run-once commands (--once NAME): once clear NAME forgets an
+    /// outcome, so that the next invocation with that NAME runs its command again.
+    Once(OnceArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct OnceArgs {
+    #[command(subcommand)]
+    pub action: OnceAction,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum OnceAction {
+    /// Forget the outcome of a run-once command (its completion record and its attempts), so the
+    /// next --once NAME invocation runs the command again. Refused while replicas wait or run
+    /// under NAME (a key in its queue, or a tree marker: a runner not yet gone), unless --force. Exits 0 once cleared (also when there was nothing to clear), 1
+    /// when refused.
+    Clear(OnceClearArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct OnceClearArgs {
+    /// The run-once name (--once NAME) whose outcome to forget.
+    #[arg(value_name = "NAME")]
+    pub name: String,
+
+    /// Election the run-once command runs in (as given to the replicas; by default their
+    /// command's file name).
+    #[arg(long, env = "SINGLETON_EXEC_ELECTION", required = true)]
+    pub election: String,
+
+    /// Key prefix under which elections live (as given to the replicas).
+    #[arg(long, env = "SINGLETON_EXEC_PREFIX", default_value = DEFAULT_PREFIX)]
+    pub prefix: String,
+
+    /// Clear even while replicas wait or run under NAME: a run in progress is not stopped, and
+    /// its outcome is recorded when it ends.
+    #[arg(long)]
+    pub force: bool,
+
+    #[command(flatten)]
+    pub etcd: EtcdArgs,
+
+    #[command(flatten)]
+    pub log: LogArgs,
+
+    /// The options whose values came from a variable.
+    #[arg(skip)]
+    pub sources: EnvSources,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -138,6 +189,12 @@ pub struct StatusArgs {
     #[arg(long)]
     pub watch: bool,
 
+    /// Show the run-once command NAME of the election (--once NAME) instead of its leader: its
+    /// state (done, running, failed or none), attempts, exit code, and who ran it or runs it.
+    /// Exits 0 when it is done, 1 otherwise.
+    #[arg(long, value_name = "NAME", conflicts_with = "watch")]
+    pub once: Option<String>,
+
     #[command(flatten)]
     pub etcd: EtcdArgs,
 
@@ -204,9 +261,25 @@ pub struct RunArgs {
     #[arg(long, env = "SINGLETON_EXEC_ON_CHILD_EXIT", value_enum, default_value_t = OnChildExit::Exit)]
     pub on_child_exit: OnChildExit,
 
-    /// Give up (exit 124) if not leader after this long; more than 0. [default: wait forever]
+    /// Give up (exit 124) if not leader after this long (with --once: if the outcome is not known
+    /// by then); more than 0. [default: wait forever]
     #[arg(long, env = "SINGLETON_EXEC_ACQUIRE_TIMEOUT", value_parser = parse_duration, allow_hyphen_values = true)]
     pub acquire_timeout: Option<Duration>,
+
+    /// Run COMMAND once across the cluster, to success: every invocation with this NAME (and
+    /// election) joins one queue; the first to lead runs COMMAND, the others wait. Its success is
+    /// recorded in etcd, and every waiter, and every later invocation, exits 0 without running
+    /// it. A failed run is counted, and the next waiter runs it again, up to --once-attempts
+    /// runs; then every waiter exits with the failed run's status. A run cut short (a crash, a
+    /// lost lease) is run again: at least once, never two at a time. singleton-exec once clear
+    /// NAME forgets the outcome. Letters, digits, '.', '_', '-'.
+    #[arg(long, env = "SINGLETON_EXEC_ONCE", value_name = "NAME")]
+    pub once: Option<String>,
+
+    /// With --once: how many failed runs, across the cluster, before every waiter gives up and
+    /// exits with the last failed run's status. 1 (the default) means no retry. [default: 1]
+    #[arg(long, env = "SINGLETON_EXEC_ONCE_ATTEMPTS", value_name = "N", value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_ONCE_ATTEMPTS)), allow_negative_numbers = true)]
+    pub once_attempts: Option<u32>,
 
     /// Serve /healthz, /leader, /status, /metrics and POST /resign on PORT, :PORT or HOST:PORT
     /// (loopback unless a host is given). Off unless given; without a value, 127.0.0.1:8080.
@@ -443,6 +516,17 @@ where
         (Some(Command::Timing(a)), Some((name, m))) => {
             a.run.sources = EnvSources::of(&sub(name), m, var)
         }
+        (Some(Command::Once(a)), Some((name, m))) => {
+            let OnceAction::Clear(c) = &mut a.action;
+            if let Some((action, m)) = m.subcommand() {
+                let once = sub(name);
+                let clear = once
+                    .find_subcommand(action)
+                    .cloned()
+                    .unwrap_or_else(|| once.clone());
+                c.sources = EnvSources::of(&clear, m, var)
+            }
+        }
         (None, _) => cli.run.sources = EnvSources::of(&cmd, &matches, var),
         _ => {}
     }
@@ -469,6 +553,7 @@ pub fn render_parse_error(e: &clap::Error, argv: &[OsString]) -> String {
     let cmd = Cli::command();
     let env = std::iter::once(&cmd)
         .chain(cmd.get_subcommands())
+        .chain(cmd.get_subcommands().flat_map(|c| c.get_subcommands()))
         .flat_map(|c| c.get_arguments())
         .find(|a| a.get_long().is_some_and(|l| format!("--{l}") == long))
         .and_then(|a| a.get_env())
@@ -639,6 +724,28 @@ mod tests {
             ),
             (&["timing", "--watch"], Err(UnknownArgument)),
             (&["resign", "--election", "a", "--slot", "2"], Ok("resign")),
+            (&["once", "clear", "--election", "a", "m-1"], Ok("once")),
+            (
+                &["once", "clear", "--election", "a"],
+                Err(MissingRequiredArgument),
+            ),
+            (&["once"], Err(DisplayHelpOnMissingArgumentOrSubcommand)),
+            (
+                &["--once", "m", "--once-attempts", "3", "--", "x"],
+                Ok("run"),
+            ),
+            (
+                &["--once", "m", "--once-attempts", "0", "--", "x"],
+                Err(ValueValidation),
+            ),
+            (
+                &["--once-attempts", "1001", "--", "x"],
+                Err(ValueValidation),
+            ),
+            (
+                &["status", "--election", "a", "--once", "m", "--watch"],
+                Err(ArgumentConflict),
+            ),
             (&[], Err(MissingRequiredArgument)),
             (&["status"], Err(MissingRequiredArgument)),
             (
@@ -659,6 +766,7 @@ mod tests {
                 Some(Command::Status(_)) => "status",
                 Some(Command::Resign(_)) => "resign",
                 Some(Command::Timing(_)) => "timing",
+                Some(Command::Once(_)) => "once",
             });
             assert_eq!(got, *want, "{args:?}");
         }
@@ -764,6 +872,12 @@ mod tests {
                     subcommand: Some(Command::Timing(a)),
                     ..
                 } => a.run.sources,
+                Cli {
+                    subcommand: Some(Command::Once(a)),
+                    ..
+                } => match a.action {
+                    OnceAction::Clear(c) => c.sources,
+                },
             }
         };
         let s = sources(&["--grace", "1s", "--", "x"]);
@@ -788,6 +902,9 @@ mod tests {
             sources(&["timing"]).variable_of("--ttl"),
             Some("SINGLETON_EXEC_TTL")
         );
+        let s = sources(&["once", "clear", "--election", "a", "m"]);
+        assert_eq!(s.variable_of("--prefix"), Some("SINGLETON_EXEC_PREFIX"));
+        assert_eq!(s.variable_of("--endpoints"), Some("ETCDCTL_ENDPOINTS"));
 
         // clap's own errors about a variable's value.
         std::env::set_var("SINGLETON_EXEC_TTL", "-5s");

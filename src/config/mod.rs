@@ -105,6 +105,22 @@ pub enum ConfigError {
         if .0.len() == 1 { "it" } else { "them" }
     )]
     HealthOptionsWithoutCheck(Vec<&'static str>),
+    #[error("--once name {0:?} is invalid: use 1 to 128 of A-Z a-z 0-9 '.' '_' '-' (not '.' or '..', no '/')")]
+    BadOnceName(String),
+    #[error("--once-attempts counts the failed runs of a run-once command: add --once NAME, or leave it out")]
+    OnceAttemptsWithoutOnce,
+    #[error(
+        "--once runs one command at a time across the cluster; --slots {0} runs several: use one          or the other"
+    )]
+    OnceWithSlots(u32),
+    #[error(
+        "--once ends a run when its command exits (its status is the outcome; a failed run is          retried by --once-attempts): --on-child-exit {0} does not apply, leave it out"
+    )]
+    OnceWithOnChildExit(&'static str),
+    #[error(
+        "--once runs a command to its end, and a health check would stop it midway to run it          again elsewhere: leave {0} out (to bound a run, wrap the command in timeout(1))"
+    )]
+    OnceWithHealthCheck(&'static str),
 }
 
 /// The health check's options, which a [`ConfigError::BadHealth`] message names.
@@ -149,6 +165,11 @@ impl ConfigError {
             E::DurationTooLong { option, .. } => vec![option],
             E::ZeroAcquireTimeout => vec!["--acquire-timeout"],
             E::HealthOptionsWithoutCheck(given) => given.clone(),
+            E::BadOnceName(_) => vec!["--once"],
+            E::OnceAttemptsWithoutOnce => vec!["--once-attempts", "--once"],
+            E::OnceWithSlots(_) => vec!["--once", "--slots"],
+            E::OnceWithOnChildExit(_) => vec!["--once", "--on-child-exit"],
+            E::OnceWithHealthCheck(option) => vec!["--once", option],
         }
     }
 }
@@ -183,6 +204,17 @@ pub struct Config {
     pub resign_token: Option<Secret>,
     /// The leader's health check of its child, if asked for.
     pub health: Option<HealthConfig>,
+    /// `--once NAME`: run the command once across the cluster, to success.
+    pub once: Option<OnceConfig>,
+}
+
+/// `--once NAME` and `--once-attempts N`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OnceConfig {
+    /// The run-once name, one path segment of its etcd keys.
+    pub name: String,
+    /// The failed runs, across the cluster, after which every waiter gives up (1: no retry).
+    pub attempts: u32,
 }
 
 /// Reads an environment variable, treating unset and empty alike.
@@ -220,9 +252,11 @@ fn timing_input(args: &RunArgs) -> TimingInput {
 impl Config {
     pub fn from_args(args: RunArgs) -> Result<Config, ConfigError> {
         let timing = timing_input(&args);
+        let once = once_config(&args)?;
         let command = command_spec(args.command)?;
         let election = election_name(args.election, &command.program)?;
         Ok(Config {
+            once,
             id: replica_id(args.id)?,
             prefix: validate_prefix(&args.prefix)?,
             timing: TimingModel::new(timing)?,
@@ -293,6 +327,40 @@ impl Config {
         }
         warnings
     }
+}
+
+/// `--once NAME` and what it cannot go with. A run-once command runs one child at a time (no
+/// `--slots`), to its end: its exit is the outcome (no `--on-child-exit` but the default, exit),
+/// and nothing stops it midway to run it again elsewhere (no health check). `--once-attempts`
+/// alone would do nothing: refused, as a health option without a check is.
+fn once_config(args: &RunArgs) -> Result<Option<OnceConfig>, ConfigError> {
+    let Some(name) = &args.once else {
+        return match args.once_attempts {
+            Some(_) => Err(ConfigError::OnceAttemptsWithoutOnce),
+            None => Ok(None),
+        };
+    };
+    let name = validate_election(name).map_err(|_| ConfigError::BadOnceName(name.clone()))?;
+    if args.slots > 1 {
+        return Err(ConfigError::OnceWithSlots(args.slots));
+    }
+    match args.on_child_exit {
+        OnChildExit::Exit => {}
+        OnChildExit::Restart => return Err(ConfigError::OnceWithOnChildExit("restart")),
+        OnChildExit::Recampaign => return Err(ConfigError::OnceWithOnChildExit("recampaign")),
+    }
+    let h = &args.health;
+    let check = [
+        ("--health-cmd", h.health_cmd.is_some()),
+        ("--health-url", h.health_url.is_some()),
+    ];
+    if let Some((option, _)) = check.into_iter().find(|(_, given)| *given) {
+        return Err(ConfigError::OnceWithHealthCheck(option));
+    }
+    Ok(Some(OnceConfig {
+        name,
+        attempts: args.once_attempts.unwrap_or(1),
+    }))
 }
 
 /// `--acquire-timeout`: positive (0 would give up before the first campaign) and bounded.
@@ -733,6 +801,18 @@ pub(crate) mod tests {
             --health-retries 1 -- x                                => HealthOptionsWithoutCheck
             --health-url http://h/ --health-retries 1 -- x         => Ok
             --health-cmd true --health-interval 5s -- x            => Ok
+            --once m-1 -- x                                        => Ok
+            --once m-1 --once-attempts 3 --on-child-exit exit -- x => Ok
+            --once a/b -- x                                        => BadOnceName
+            --once .. -- x                                         => BadOnceName
+            --once-attempts 2 -- x                                 => OnceAttemptsWithoutOnce
+            --once m --slots 2 -- x                                => OnceWithSlots
+            --once m --slots 1 -- x                                => Ok
+            --once m --on-child-exit restart -- x                  => OnceWithOnChildExit
+            --once m --on-child-exit recampaign -- x               => OnceWithOnChildExit
+            --once m --health-cmd true -- x                        => OnceWithHealthCheck
+            --once m --health-url http://h/ -- x                   => OnceWithHealthCheck
+            --once m --on-lease-lost exit --resign-signal USR1 -- x => Ok
         ";
         let dir = tempfile::tempdir().unwrap();
         let pem = pem_file(&dir, "ca.pem", "-----BEGIN CERTIFICATE-----\nx\n");
@@ -822,6 +902,23 @@ pub(crate) mod tests {
             ),
             (&["--dial-timeout", "0s", "--", "x"], &["--dial-timeout"]),
             (&["--health-addr", "nowhere", "--", "x"], &["--health-addr"]),
+            (&["--once", "a b", "--", "x"], &["--once"]),
+            (
+                &["--once-attempts", "2", "--", "x"],
+                &["--once-attempts", "--once"],
+            ),
+            (
+                &["--once", "m", "--slots", "3", "--", "x"],
+                &["--once", "--slots"],
+            ),
+            (
+                &["--once", "m", "--on-child-exit", "restart", "--", "x"],
+                &["--once", "--on-child-exit"],
+            ),
+            (
+                &["--once", "m", "--health-cmd", "true", "--", "x"],
+                &["--once", "--health-cmd"],
+            ),
         ];
         for (args, want) in rows {
             let e = config_of(args).unwrap_err();

@@ -35,7 +35,11 @@ Exit codes:
   125      the supervisor itself failed
   126      the command could not be executed
   127      the command was not found
-  0        also: a standby stopped by SIGTERM/SIGINT before it led again";
+  0        also: a standby stopped by SIGTERM/SIGINT before it led again (not with --once)
+  N        with --once, a replica that did not run COMMAND: the outcome recorded in etcd, 0
+           after a run succeeded, the last failed run's status after --once-attempts failures
+  128+S    also, with --once: stopped by signal S (SIGTERM, SIGINT) before an outcome was
+           recorded, never 0";
 
 /// How the main child ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,6 +85,12 @@ pub enum Exit {
     Child(ChildStatus),
     /// A standby (or a replica between two leaderships) stopped on request: 0.
     Withdrew,
+    /// With `--once`, a replica that did not run the command: the outcome recorded in etcd, 0
+    /// after a run succeeded, else the last failed run's status (N, or 128+S).
+    Recorded(i32),
+    /// With `--once`, a replica stopped by this signal before an outcome was recorded: 128+S, as
+    /// a shell reports a command killed by it. Never 0, which would say the command succeeded.
+    Interrupted(libc::c_int),
     Usage,
     EtcdRejected,
     LeaseLost,
@@ -96,6 +106,8 @@ impl Exit {
         match self {
             Exit::Child(status) => status.code(),
             Exit::Withdrew => 0,
+            Exit::Recorded(code) => code,
+            Exit::Interrupted(sig) => SIGNALED_BASE + sig,
             Exit::Usage => USAGE,
             Exit::EtcdRejected => ETCD_REJECTED,
             Exit::LeaseLost => LEASE_LOST,
@@ -134,6 +146,10 @@ mod tests {
             143
         );
         assert_eq!(Exit::Withdrew.code(), 0);
+        assert_eq!(Exit::Recorded(0).code(), 0);
+        assert_eq!(Exit::Recorded(137).code(), 137);
+        assert_eq!(Exit::Interrupted(libc::SIGTERM).code(), 143);
+        assert_eq!(Exit::Interrupted(libc::SIGINT).code(), 130);
         for (exit, code) in [
             (Exit::Usage, 2),
             (Exit::EtcdRejected, 3),

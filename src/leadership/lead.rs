@@ -17,6 +17,7 @@ use crate::core::backoff::{Backoff, Schedule};
 use crate::core::duration::Short;
 use crate::core::lifecycle::{Next, Phase, StopReason};
 use crate::election::candidacy_watch::CandidacyWatch;
+use crate::election::once::Begun;
 use crate::election::queue::Candidacy;
 use crate::election::session::{LeaseState, Revoked, Session};
 use crate::health::Results;
@@ -27,7 +28,7 @@ use super::standby::Won;
 use super::transition::{step, Action, Ending, Facts, Input, Lead};
 use super::{
     deadline_of, for_us, leader_env, lease_lost, leave_requested, next_event, policies, After, Ctx,
-    Inputs, Leave, Pause,
+    Inputs, Leave, Pause, UserRequests,
 };
 
 /// What one leadership holds while it runs; everything it decides is in the transition.
@@ -45,6 +46,8 @@ struct Leading<'a, 'c> {
     pause_until: Instant,
     /// While a tree runs: what is watched for it.
     tree: Option<Tree>,
+    /// With `--once`: the run begun, whose end is written with the release.
+    once: Option<Begun>,
 }
 
 /// What is watched while one child's tree runs.
@@ -70,11 +73,12 @@ pub(super) async fn lead(ctx: &Ctx<'_>, inp: &mut Inputs, won: Won) -> After {
         asked_at: Instant::now(),
         pause_until: Instant::now(),
         tree: None,
+        once: won.once,
     };
     let (mut state, mut action) = Lead::begin();
     loop {
         if let Lead::Over(ending) = state {
-            return run.finish(ending).await;
+            return run.finish(ending, &inp.user).await;
         }
         let input = match action.take() {
             Some(a) => run.perform(inp, a, state).await,
@@ -103,9 +107,14 @@ impl Leading<'_, '_> {
                     return Some(Input::SpawnRefused(StopReason::Deadline));
                 };
                 self.asked_at = Instant::now();
+                let mut env = leader_env(self.ctx.cfg, &self.me);
+                if let (Some(layout), Some(begun)) = (&self.ctx.once, &self.once) {
+                    let max = self.ctx.cfg.once.as_ref().map_or(1, |o| o.attempts);
+                    env.extend(super::once::env(layout, begun, max));
+                }
                 inp.process.request(Request::Spawn {
                     command: self.ctx.cfg.command.clone(),
-                    env: leader_env(self.ctx.cfg, &self.me),
+                    env,
                     deadline: deadline_of(self.ctx.cfg, safe_until),
                 });
                 None
@@ -279,9 +288,11 @@ impl Leading<'_, '_> {
     }
 
     /// The one release path: the child's tree is gone; give the lease up (revoke, so a standby
-    /// takes over at once), record how leadership ended, and say what comes next.
-    async fn finish(self, ending: Ending) -> After {
-        let (reason, next, key_found_gone) = match ending {
+    /// takes over at once), record how leadership ended, and say what comes next. With `--once`,
+    /// the run's outcome is written with the release ([`super::once::end`]). `user`: what the
+    /// user asked of the replica by signal.
+    async fn finish(self, ending: Ending, user: &UserRequests) -> After {
+        let (reason, mut next, key_found_gone) = match ending {
             Ending::Release {
                 reason,
                 next,
@@ -299,6 +310,14 @@ impl Leading<'_, '_> {
             self.key.alive_at(),
             key_found_gone,
         );
+        // With --once, the run's outcome goes with the release (and may change what follows).
+        let mut released = false;
+        if let Some(begun) = &self.once {
+            let ended = (reason, next, user.asked(), user.shutdown);
+            let over =
+                super::once::end(ctx, me, &self.session, self.tree_marked, begun, ended).await;
+            (next, released) = (over.next, over.released);
+        }
         let budget = revoke_budget(
             reason,
             next,
@@ -306,7 +325,7 @@ impl Leading<'_, '_> {
             ctx.connector.request_timeout(),
         );
         let by = Instant::now() + budget;
-        if self.tree_marked && !key_found_gone && !self.key.was_deleted() {
+        if !released && self.tree_marked && !key_found_gone && !self.key.was_deleted() {
             self.release_key(budget).await;
         }
         let revoked = self

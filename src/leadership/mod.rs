@@ -6,6 +6,8 @@
 //! ```
 //!
 //! [`standby`] gets a lease and waits for leadership (the queue, or a slot with `--slots N`);
+//! with `--once NAME`, [`once`] reads the outcome at the head of the queue and begins a run only
+//! when one is due, and writes the run's outcome with the release;
 //! [`lead`] applies the pure [`transition`] until the leadership is over, then gives the lease up;
 //! [`child_health`] runs the leader's health checks of its child and [`health_publisher`] shows the
 //! result in etcd. The loop owns the etcd session ([`crate::election::session`]) and the election; the process thread owns the
@@ -32,6 +34,7 @@
 mod child_health;
 mod health_publisher;
 mod lead;
+mod once;
 mod standby;
 pub(crate) mod transition;
 
@@ -48,6 +51,7 @@ use crate::core::duration::Short;
 use crate::core::exit_code::Exit;
 use crate::core::lifecycle::{Asked, LeaseId, Phase, Policies, StopReason};
 use crate::election::connector::Connector;
+use crate::election::once::OnceLayout;
 use crate::election::queue::{Candidacy, Election};
 use crate::election::session::LeaseState;
 use crate::election::slots::SlotElection;
@@ -80,6 +84,8 @@ struct Ctx<'a> {
     /// outlived our view of it (not revoked during an etcd outage) is ours, not another
     /// replica's with our `--id`.
     leases_taken: std::sync::Mutex<Vec<LeaseId>>,
+    /// With `--once NAME`: its keys; `election` is then its queue.
+    once: Option<OnceLayout>,
 }
 
 /// What the loop receives: the process thread's events, step-down requests, and what the user
@@ -160,7 +166,14 @@ pub async fn run(
     health: Option<std::net::TcpListener>,
 ) -> Exit {
     let connector = Arc::new(Connector::new(cfg.etcd.clone()));
-    let election = Election::new(&cfg.prefix, &cfg.election);
+    let once = cfg
+        .once
+        .as_ref()
+        .map(|o| OnceLayout::new(&cfg.prefix, &cfg.election, &o.name));
+    let election = once.as_ref().map_or_else(
+        || Election::new(&cfg.prefix, &cfg.election),
+        |o| o.queue.clone(),
+    );
     let (resign_tx, resign) = unbounded_channel();
     if let Some(listener) = health {
         serve_endpoints(&cfg, &obs, &election, &connector, &resign_tx, listener);
@@ -176,6 +189,7 @@ pub async fn run(
         election,
         step_down: resign_tx,
         leases_taken: std::sync::Mutex::new(Vec::new()),
+        once,
     };
     let mut inputs = Inputs {
         process,
@@ -184,7 +198,11 @@ pub async fn run(
     };
     let exit = campaign_until_exit(&ctx, &mut inputs).await;
     obs.notifier.stopping();
-    exit
+    match (exit, inputs.user.shutdown) {
+        // With --once, 0 says the command succeeded: a replica stopped before it knew is not.
+        (Exit::Withdrew, Some(sig)) if ctx.once.is_some() => Exit::Interrupted(sig),
+        (exit, _) => exit,
+    }
 }
 
 fn serve_endpoints(
@@ -256,6 +274,9 @@ fn log_start(cfg: &Config, election: &Election, connector: &Connector) {
 }
 
 async fn campaign_until_exit(ctx: &Ctx<'_>, inp: &mut Inputs) -> Exit {
+    if let Some(exit) = once::settled_before_joining(ctx).await {
+        return exit;
+    }
     let mut former_at = None;
     loop {
         while inp.resign.try_recv().is_ok() {} // a request that came too late to matter
@@ -265,6 +286,16 @@ async fn campaign_until_exit(ctx: &Ctx<'_>, inp: &mut Inputs) -> Exit {
             // The lease is revoked: our key has left the queue. What we waited for after a
             // deletion is still waited for when we join again.
             Err(Leave::Suspend) => match suspend(ctx, inp).await {
+                Ok(()) => continue,
+                Err(exit) => return exit,
+            },
+        };
+        // With --once, the head of the queue reads the outcome first, and runs only if it must.
+        let won = match once::at_head(ctx, inp, won).await {
+            once::Head::Run(won) => *won,
+            once::Head::Exit(exit) => return exit,
+            once::Head::Again => continue,
+            once::Head::Suspend => match suspend(ctx, inp).await {
                 Ok(()) => continue,
                 Err(exit) => return exit,
             },
@@ -465,10 +496,34 @@ mod tests {
             leads_since: 9,
             slot: None,
         };
-        let env = leader_env(&cfg, &me);
+        let mut env = leader_env(&cfg, &me);
+        // With --once, the run's variables too.
+        let layout = OnceLayout::new("/singleton-exec", "true", "m");
+        let run = crate::election::once::Run {
+            attempt: 2,
+            id: "r1".into(),
+            key: me.key.clone(),
+            fencing_revision: 7,
+            started_at_ms: 0,
+            ended: None,
+        };
+        let begun = crate::election::once::Begun {
+            previous: Some(crate::election::once::Run {
+                fencing_revision: 5,
+                ..run.clone()
+            }),
+            run,
+            attempts: Default::default(),
+            attempts_mod: 0,
+        };
+        env.extend(once::env(&layout, &begun, 3));
         let mut ours: Vec<String> = vec!["SINGLETON_EXEC_LOG".into()];
         let cmd = crate::config::cli::Cli::command();
-        for c in std::iter::once(&cmd).chain(cmd.get_subcommands()) {
+        let nested = cmd.get_subcommands().flat_map(|c| c.get_subcommands());
+        for c in std::iter::once(&cmd)
+            .chain(cmd.get_subcommands())
+            .chain(nested)
+        {
             ours.extend(
                 c.get_arguments()
                     .filter_map(|a| a.get_env())
@@ -485,5 +540,9 @@ mod tests {
         assert_eq!(get("ETCD_LOCK_KEY"), Some("/singleton-exec/true/694d"));
         assert_eq!(get("ETCD_LOCK_REV"), Some("9"));
         assert_eq!(get("SINGLETON_EXEC_REVISION"), Some("7"));
+        assert_eq!(get("SINGLETON_EXEC_ONCE_NAME"), Some("m"));
+        assert_eq!(get("SINGLETON_EXEC_ONCE_ATTEMPT"), Some("2"));
+        assert_eq!(get("SINGLETON_EXEC_ONCE_MAX_ATTEMPTS"), Some("3"));
+        assert_eq!(get("SINGLETON_EXEC_ONCE_PREVIOUS_REVISION"), Some("5"));
     }
 }

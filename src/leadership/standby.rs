@@ -40,6 +40,8 @@ pub(super) struct Won {
     pub watch: CandidacyWatch,
     /// Whether our tree marker was written (a role may forbid it): then the release marks it.
     pub tree_marked: bool,
+    /// With `--once`: our run, begun at the head of the queue ([`super::once::at_head`]).
+    pub once: Option<crate::election::once::Begun>,
 }
 
 /// What a campaign won: the candidacy, its watch, and whether our tree marker was written.
@@ -107,6 +109,7 @@ pub(super) async fn standby(
                     me,
                     watch,
                     tree_marked,
+                    once: None,
                 })
             }
             Round::LeaseLost(reason) => {

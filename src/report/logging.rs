@@ -54,6 +54,9 @@ struct Queue {
 
 static QUEUE: OnceLock<Queue> = OnceLock::new();
 
+/// The format chosen at [`init`], for the lines [`say`] writes.
+static FORMAT: OnceLock<LogFormat> = OnceLock::new();
+
 /// Starts the log thread (once) and returns the queue.
 fn queue() -> &'static Queue {
     QUEUE.get_or_init(|| {
@@ -105,6 +108,34 @@ fn enqueue(line: &[u8]) {
             q.dropped.fetch_add(1, Ordering::Relaxed);
         }
     }
+}
+
+/// One line that is the replica's answer rather than a log event (with `--once`, the outcome a
+/// replica exits with): shown whatever the level (`-q`, `-qq`, `SINGLETON_EXEC_LOG`), as
+/// `singleton-exec: LINE` in text, as one JSON object with `message` in JSON. Queued as every
+/// log line is, so it never blocks; `failed` makes its JSON level ERROR.
+pub fn say(line: &str, failed: bool) {
+    enqueue(&said(
+        FORMAT.get().copied(),
+        line,
+        failed,
+        std::time::SystemTime::now(),
+    ));
+}
+
+fn said(format: Option<LogFormat>, line: &str, failed: bool, at: std::time::SystemTime) -> Vec<u8> {
+    let mut out = match format {
+        Some(LogFormat::Json) => serde_json::json!({
+            "timestamp": humantime::format_rfc3339_micros(at).to_string(),
+            "level": if failed { "ERROR" } else { "INFO" },
+            "message": line,
+        })
+        .to_string(),
+        _ => format!("singleton-exec: {line}"),
+    }
+    .into_bytes();
+    out.push(b'\n');
+    out
 }
 
 /// Waits up to `timeout` for queued lines to reach stderr; called before exiting.
@@ -427,6 +458,7 @@ pub fn init(args: &LogArgs) -> Result<(), BadLogFilter> {
     // `target=level,...` as in RUST_LOG, without the regex engine EnvFilter would pull in.
     let given = std::env::var_os(FILTER_VAR).map(|v| v.to_string_lossy().into_owned());
     let filter = filter(given.as_deref(), level)?;
+    let _ = FORMAT.set(args.log_format);
     let layer = tracing_subscriber::fmt::layer()
         .with_writer(NonBlocking)
         .with_target(false);
@@ -646,6 +678,20 @@ mod tests {
                 (want, got) => panic!("{given:?}: want {want:?}, got {got:?}"),
             }
         }
+    }
+
+    #[test]
+    fn answers_are_one_line_in_either_format() {
+        let at = std::time::UNIX_EPOCH + Duration::from_secs(1);
+        let text = said(Some(LogFormat::Text), "once m: done", false, at);
+        assert_eq!(text, b"singleton-exec: once m: done\n");
+        assert_eq!(said(None, "x", true, at), b"singleton-exec: x\n");
+        let json = said(Some(LogFormat::Json), "once m: \"failed\"", true, at);
+        assert_eq!(json.iter().filter(|&&b| b == b'\n').count(), 1);
+        let v: serde_json::Value = serde_json::from_slice(&json).unwrap();
+        assert_eq!(v["message"], "once m: \"failed\"");
+        assert_eq!(v["level"], "ERROR");
+        assert_eq!(v["timestamp"], "1970-01-01T00:00:01.000000Z");
     }
 
     #[test]
