@@ -105,6 +105,7 @@ impl Leading<'_, '_> {
                 inp.process.request(Request::Spawn {
                     command: self.ctx.cfg.command.clone(),
                     env: leader_env(self.ctx.cfg, &self.me),
+                    own_pid_variable: None,
                     deadline: deadline_of(self.ctx.cfg, safe_until),
                 });
                 None

@@ -188,6 +188,7 @@ mod tests {
         sup.request(Request::Spawn {
             command: sh(script),
             env,
+            own_pid_variable: None,
             deadline,
         });
         match next(sup) {
@@ -400,6 +401,7 @@ mod tests {
             sup.request(Request::Spawn {
                 command: sh("exit 0"),
                 env: vec![],
+                own_pid_variable: None,
                 deadline: LeaseDeadline {
                     stop_at: now - Duration::from_millis(1),
                     kill_at: now + Duration::from_millis(100),
@@ -568,6 +570,7 @@ mod tests {
                     args: vec![],
                 },
                 env: vec![],
+                own_pid_variable: None,
                 deadline: deadline_in(60_000, 60_000),
             });
             match next(sup) {
