@@ -7,8 +7,9 @@
 //!
 //! [`standby`] gets a lease and waits for leadership (the queue, or a slot with `--slots N`);
 //! [`lead`] applies the pure [`transition`] until the leadership is over, then gives the lease up;
-//! [`child_health`] runs the leader's health checks of its child and [`health_publisher`] shows the
-//! result in etcd. The loop owns the etcd session ([`crate::election::session`]) and the election; the process thread owns the
+//! [`child_health`] runs the leader's health checks of its child, [`child_notify`] reads what the
+//! child says on its notify socket (readiness, status, watchdog), and [`health_publisher`] shows
+//! both in etcd. The loop owns the etcd session ([`crate::election::session`]) and the election; the process thread owns the
 //! child and talks to this loop only through [`crate::process::contract`].
 //!
 //! Rules kept here:
@@ -30,6 +31,7 @@
 #![forbid(unsafe_code)]
 
 mod child_health;
+mod child_notify;
 mod health_publisher;
 mod lead;
 mod standby;
@@ -50,6 +52,7 @@ use crate::election::connector::Connector;
 use crate::election::queue::{Candidacy, Election};
 use crate::election::session::LeaseState;
 use crate::election::slots::SlotElection;
+use crate::notify_socket::Listener;
 use crate::process::contract::{Event, LeaseDeadline, Request};
 use crate::process::handle::ProcessThread;
 use crate::report::http::{self, Endpoints, ResignAuth};
@@ -75,6 +78,8 @@ struct Ctx<'a> {
     slots: Option<SlotElection>,
     /// Where step-down requests that arrive through etcd go (the same queue as `POST /resign`).
     step_down: UnboundedSender<i64>,
+    /// The children's notify sockets, when they can be had.
+    notify: Option<&'a Listener>,
 }
 
 /// What the loop receives: the process thread's events, step-down requests, and what the user
@@ -147,12 +152,14 @@ enum Pause {
 }
 
 /// Runs the replica until it exits. `health` is the listener for the HTTP endpoints, bound by the
-/// caller so that a bad address fails at start-up.
+/// caller so that a bad address fails at start-up; `notify` gives each child its notify socket
+/// (dropped on the way out, which removes the sockets' directory).
 pub async fn run(
     cfg: Config,
     process: ProcessThread,
     obs: Arc<Observer>,
     health: Option<std::net::TcpListener>,
+    notify: Option<Listener>,
 ) -> Exit {
     let connector = Arc::new(Connector::new(cfg.etcd.clone()));
     let election = Election::new(&cfg.prefix, &cfg.election);
@@ -170,6 +177,7 @@ pub async fn run(
         slots: (cfg.slots > 1).then(|| SlotElection::new(&cfg.prefix, &cfg.election, cfg.slots)),
         election,
         step_down: resign_tx,
+        notify: notify.as_ref(),
     };
     let mut inputs = Inputs {
         process,

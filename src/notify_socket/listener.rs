@@ -21,6 +21,7 @@
 
 use std::io;
 use std::os::fd::AsFd;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
@@ -75,7 +76,7 @@ pub struct Listener {
     wake: Arc<EventFd>,
     place: Arc<Place>,
     /// The number of the next child's socket.
-    next: u64,
+    next: AtomicU64,
 }
 
 /// What the thread is asked.
@@ -160,14 +161,13 @@ impl Listener {
             commands,
             wake,
             place,
-            next: 1,
+            next: AtomicU64::new(1),
         })
     }
 
     /// A socket for the next child, read from now on (in place of the last one's).
-    pub fn open(&mut self) -> io::Result<Channel> {
-        let n = self.next;
-        self.next += 1;
+    pub fn open(&self) -> io::Result<Channel> {
+        let n = self.next.fetch_add(1, Ordering::Relaxed);
         let socket = ChildSocket::bind(&self.place, n)?;
         let env_value = socket.env_value();
         let (tx, rx) = watch::channel(Notices::default());
@@ -417,7 +417,6 @@ impl Current {
 mod tests {
     use super::*;
     use std::os::unix::net::UnixDatagram;
-    use std::sync::atomic::{AtomicU64, Ordering};
 
     #[derive(Default)]
     struct Counts([AtomicU64; 4]);
@@ -481,7 +480,7 @@ mod tests {
     fn a_child_is_heard_outsiders_are_counted_and_a_closed_socket_is_gone() {
         // Tests that start children take turns; this one's children are only senders.
         let counts = Arc::new(Counts::default());
-        let mut listener = Listener::start(counts.clone()).unwrap();
+        let listener = Listener::start(counts.clone()).unwrap();
         let mut channel = listener.open().unwrap();
         // This test process is no descendant of itself: foreign.
         send(&channel, b"READY=1");
