@@ -47,7 +47,7 @@ _singleton__exec() {
 
     case "${cmd}" in
         singleton__exec)
-            opts="-v -q -h -V --endpoints --cacert --cert --key --user --password --dial-timeout --election --id --slots --ttl --grace --margin --keepalive-interval --stop-signal --on-lease-lost --on-child-exit --acquire-timeout --health-addr --resign-signal --resign-token-file --resign-holdoff --prefix --health-cmd --health-url --health-interval --health-timeout --health-retries --health-start-period --log-format --verbose --quiet --help --version status resign timing help"
+            opts="-v -q -h -V --endpoints --cacert --cert --key --user --password --dial-timeout --election --id --slots --ttl --grace --margin --keepalive-interval --stop-signal --on-lease-lost --on-child-exit --acquire-timeout --health-addr --resign-signal --resign-token-file --resign-holdoff --prefix --health-cmd --health-url --health-interval --health-timeout --health-retries --health-start-period --watchdog --ready-timeout --log-format --verbose --quiet --help --version status resign timing help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -166,6 +166,14 @@ _singleton__exec() {
                     return 0
                     ;;
                 --health-start-period)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --watchdog)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --ready-timeout)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -371,7 +379,7 @@ _singleton__exec() {
             return 0
             ;;
         singleton__subcmd__exec__subcmd__timing)
-            opts="-v -q -h --output --endpoints --cacert --cert --key --user --password --dial-timeout --election --id --slots --ttl --grace --margin --keepalive-interval --stop-signal --on-lease-lost --on-child-exit --acquire-timeout --health-addr --resign-signal --resign-token-file --resign-holdoff --prefix --health-cmd --health-url --health-interval --health-timeout --health-retries --health-start-period --log-format --verbose --quiet --help"
+            opts="-v -q -h --output --endpoints --cacert --cert --key --user --password --dial-timeout --election --id --slots --ttl --grace --margin --keepalive-interval --stop-signal --on-lease-lost --on-child-exit --acquire-timeout --health-addr --resign-signal --resign-token-file --resign-holdoff --prefix --health-cmd --health-url --health-interval --health-timeout --health-retries --health-start-period --watchdog --ready-timeout --log-format --verbose --quiet --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -494,6 +502,14 @@ _singleton__exec() {
                     return 0
                     ;;
                 --health-start-period)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --watchdog)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --ready-timeout)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
