@@ -216,7 +216,9 @@ fn systemd_notify_protocol_in_order_and_its_socket_hidden_from_the_child() {
         .lines()
         .find_map(|l| l.strip_prefix("NOTIFY_SOCKET=").map(str::to_owned));
     assert!(
-        given.as_deref().is_some_and(|g| g != sock_path.to_string_lossy()),
+        given
+            .as_deref()
+            .is_some_and(|g| g != sock_path.to_string_lossy()),
         "the child's NOTIFY_SOCKET is {given:?}, systemd's is {sock_path:?}"
     );
     assert!(

@@ -12,6 +12,7 @@ mod job_control;
 mod kubernetes;
 mod leadership;
 mod lease;
+mod notify;
 mod operations;
 mod operator;
 mod operator_races;

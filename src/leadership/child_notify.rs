@@ -100,6 +100,7 @@ impl ChildNotify {
         publish: &mut HealthPublisher,
     ) -> ChildNotify {
         opened.channel.started(pid);
+        ctx.obs.child_listened(opened.channel.notices.clone());
         let expect = ctx.cfg.notify;
         let child = ChildShown {
             ready: !expect.awaits_ready(),

@@ -19,6 +19,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Metric, Registry};
+use tokio::sync::watch;
 
 use crate::core::clock::BootInstant;
 use crate::core::lifecycle::Phase;
@@ -371,6 +372,9 @@ pub struct Observer {
     /// What a leader expects of its child (`--watchdog`, `--ready-timeout`).
     expect: Expectations,
     status: Mutex<Status>,
+    /// The current child's notices, live: its heartbeats wake nobody, so `/status` reads the
+    /// last one here.
+    notices: Mutex<Option<watch::Receiver<Notices>>>,
     metrics: Mutex<Metrics>,
     /// The slots this replica has held (`--slots N`), for their metric.
     held: Mutex<Vec<u32>>,
@@ -398,6 +402,7 @@ impl Observer {
                 child: None,
                 takeover_began: None,
             }),
+            notices: Mutex::new(None),
             metrics: Mutex::new(Metrics::register()),
             held: Mutex::new(Vec::new()),
         }
@@ -410,7 +415,17 @@ impl Observer {
     }
 
     pub fn status(&self) -> Status {
-        self.status.lock().expect("status lock").clone()
+        let mut st = self.status.lock().expect("status lock").clone();
+        let notices = self.notices.lock().expect("notices lock");
+        if let (Some(view), Some(n)) = (&mut st.child, notices.as_ref()) {
+            view.last_ping = n.borrow().last_ping;
+        }
+        st
+    }
+
+    /// The current child's notices, read live for its last heartbeat.
+    pub fn child_listened(&self, notices: watch::Receiver<Notices>) {
+        *self.notices.lock().expect("notices lock") = Some(notices);
     }
 
     /// Enters `phase`: one log line, the status, the metrics and systemd `STATUS=`, all from the
@@ -446,6 +461,7 @@ impl Observer {
             }
             if matches!(phase, Phase::Leading { .. } | Phase::Standby { .. }) {
                 st.health = None; // a new child, or none: the last result was of another one
+                *self.notices.lock().expect("notices lock") = None;
                 st.child = match phase {
                     Phase::Leading { .. } => Some(ChildView::started(now, self.expect)),
                     _ => None,
