@@ -173,7 +173,7 @@ impl Writer {
                 Written::Done => {}
                 Written::Refused(why) => {
                     tracing::warn!(key = %self.key, error = %why,
-                        "cannot show the child's health and readiness in etcd (grant write on this key): `status` shows none");
+                        "cannot show health results in etcd (grant write on this key): `status` shows none of the child's health, readiness or status");
                     return;
                 }
                 Written::Failed(why) => {
