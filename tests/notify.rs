@@ -746,3 +746,63 @@ fn without_a_writable_directory_the_socket_is_abstract() {
     assert_eq!(status(port)["child_status"], "on an abstract socket");
     assert!(a.log().contains("they are abstract"), "{}", a.log());
 }
+
+/// With `--slots N`, each holder's readiness and status text, read from another machine.
+#[test]
+fn each_slot_holder_shows_its_childs_readiness_and_status() {
+    let etcd = EtcdCluster::single();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("ready-a"), "").unwrap();
+    let opts = ["--slots", "2", "--ready-timeout", "60s"];
+    let extra = ["--ready-when-file", "--status", "slot child"];
+    let a = replica(
+        "a",
+        &etcd.endpoints(),
+        "slotted",
+        free_port(),
+        &opts,
+        &child(dir.path(), &extra),
+    );
+    let b = replica(
+        "b",
+        &etcd.endpoints(),
+        "slotted",
+        free_port(),
+        &opts,
+        &child(dir.path(), &extra),
+    );
+    wait_starts(dir.path(), 2, LONG, || format!("{}\n{}", a.log(), b.log()));
+    std::fs::write(dir.path().join("status-b"), "b is loading").unwrap();
+    let holders = || {
+        let v = status_json(&etcd, "slotted");
+        let mut seen: Vec<(String, bool, String)> = v["holders"]
+            .as_array()
+            .map(|h| {
+                h.iter()
+                    .map(|h| {
+                        let id = h["id"].as_str().unwrap_or("").to_owned();
+                        let status = h["child_status"].as_str().unwrap_or("").to_owned();
+                        (id, h["ready"].as_bool().unwrap_or(true), status)
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        seen.sort();
+        seen
+    };
+    let want = vec![
+        ("a".to_owned(), true, "slot child".to_owned()),
+        ("b".to_owned(), false, "b is loading".to_owned()),
+    ];
+    wait_for(
+        LONG,
+        || holders() == want,
+        || format!("{:?}\n{}\n{}", holders(), a.log(), b.log()),
+    );
+    let text = run_subcommand("status", &etcd, &["--election", "slotted"]);
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        text.contains("ready: no: waiting for READY=1  child_status: b is loading"),
+        "{text}"
+    );
+}

@@ -219,9 +219,9 @@ struct Current {
     n: u64,
     socket: ChildSocket,
     notices: watch::Sender<Notices>,
-    /// When the leadership loop was last woken for a shown change, and whether one waits.
+    /// When the leadership loop was last woken for a shown change, and since when one waits.
     last_woken: Option<Instant>,
-    waiting: bool,
+    waiting: Option<Instant>,
     /// Refusals so far, each kind logged the first time.
     refused: Refused,
 }
@@ -279,7 +279,7 @@ impl Reader {
                         socket,
                         notices,
                         last_woken: None,
-                        waiting: false,
+                        waiting: None,
                         refused: Refused::default(),
                     });
                 }
@@ -384,9 +384,9 @@ impl Reader {
         });
         if changed.at_once {
             c.last_woken = Some(Instant::now());
-            c.waiting = false;
-        } else if changed.shown {
-            c.waiting = true;
+            c.waiting = None;
+        } else if changed.shown && c.waiting.is_none() {
+            c.waiting = Some(Instant::now());
         }
         Outcome::Accepted
     }
@@ -398,18 +398,17 @@ impl Reader {
         if c.due_at().is_some_and(|at| at <= now) {
             c.notices.send_modify(|_| {});
             c.last_woken = Some(now);
-            c.waiting = false;
+            c.waiting = None;
         }
     }
 }
 
 impl Current {
-    /// When a waiting change is to be told, if one waits.
+    /// When a waiting change is to be told, if one waits: at once, or [`COALESCE`] after the
+    /// last time.
     fn due_at(&self) -> Option<Instant> {
-        if !self.waiting {
-            return None;
-        }
-        Some(self.last_woken.map_or_else(Instant::now, |t| t + COALESCE))
+        let since = self.waiting?;
+        Some(self.last_woken.map_or(since, |t| (t + COALESCE).max(since)))
     }
 }
 
@@ -505,6 +504,15 @@ mod tests {
             channel.notices.borrow().last_ping.is_some()
         });
         assert!(!channel.notices.has_changed().unwrap());
+        // A new status text alone wakes the watcher too.
+        send_from_child(&channel, "STATUS=busy");
+        wait_until("a status change to be told", || {
+            channel.notices.has_changed().unwrap()
+        });
+        assert_eq!(
+            channel.notices.borrow_and_update().status.as_deref(),
+            Some("busy")
+        );
         // The next child's socket replaces this one, which is unlinked.
         let old = channel.env_value().to_owned();
         let next = listener.open().unwrap();
@@ -531,13 +539,16 @@ mod tests {
             socket: ChildSocket::bind(&place, 1).unwrap(),
             notices: tx,
             last_woken: None,
-            waiting: false,
+            waiting: None,
             refused: Refused::default(),
         };
         assert_eq!(c.due_at(), None);
-        c.waiting = true;
-        assert!(c.due_at().is_some_and(|at| at <= Instant::now()));
+        // The first change is due as it came (it used to be due a moment after every look).
+        c.waiting = Some(t0);
+        assert_eq!(c.due_at(), Some(t0));
         c.last_woken = Some(t0);
         assert_eq!(c.due_at(), Some(t0 + COALESCE));
+        c.last_woken = Some(t0 - COALESCE * 3);
+        assert_eq!(c.due_at(), Some(t0));
     }
 }
