@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use crate::support::proxy::FaultProxy;
 use crate::support::worker::{events, starts, wait_starts, Ev};
 use crate::support::{
-    alive, args, bin, boot_ns, free_port, http, program, run_subcommand, tool, wait_for,
+    alive, args, bin, boot_ns, free_port, hold, http, program, run_subcommand, tool, wait_for,
     EtcdCluster, Replica,
 };
 
@@ -805,4 +805,56 @@ fn each_slot_holder_shows_its_childs_readiness_and_status() {
         text.contains("ready: no: waiting for READY=1  child_status: b is loading"),
         "{text}"
     );
+}
+
+/// The examples in examples/notify/ do what docs/notify.md says: ready, with their status line,
+/// their watchdog fed.
+#[test]
+fn the_examples_become_ready_and_feed_their_watchdog() {
+    if tool("systemd-notify", "the_examples_become_ready").is_none() {
+        return;
+    }
+    let etcd = EtcdCluster::single();
+    let example = |name: &str| {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("examples/notify")
+            .join(name)
+            .to_string_lossy()
+            .into_owned()
+    };
+    let rows = [
+        (
+            vec!["sh".to_owned(), example("app.sh")],
+            "serving (leader a, fencing revision ",
+        ),
+        (
+            vec!["python3".to_owned(), example("app.py")],
+            "serving as a",
+        ),
+    ];
+    for (i, (command, status_starts)) in rows.into_iter().enumerate() {
+        let port = free_port();
+        let election = format!("example{i}");
+        let child: Vec<String> = std::iter::once("--".to_owned()).chain(command).collect();
+        let opts = ["--ready-timeout", "30s", "--watchdog", "2s"];
+        let a = replica("a", &etcd.endpoints(), &election, port, &opts, &child);
+        wait_for(LONG, || http("GET", port, "/leader").0 == 200, || a.log());
+        // Beyond the watchdog: still leading, fed.
+        let fed = || {
+            status(port)["child"]["ms_since_watchdog"]
+                .as_u64()
+                .is_some_and(|ms| ms < 2_000)
+        };
+        wait_for(LONG, fed, || a.log());
+        hold(
+            Duration::from_millis(2_500),
+            || fed() && status(port)["role"] == "leader",
+            || format!("{}\n{}", status(port), a.log()),
+        );
+        let shown = status(port)["child_status"]
+            .as_str()
+            .unwrap_or("")
+            .to_owned();
+        assert!(shown.starts_with(status_starts), "{shown:?}");
+    }
 }
