@@ -858,3 +858,45 @@ fn the_examples_become_ready_and_feed_their_watchdog() {
         assert!(shown.starts_with(status_starts), "{shown:?}");
     }
 }
+
+/// Under systemd (Type=notify) singleton-exec's own messages are unchanged (READY=1 once
+/// campaigning), and its STATUS= line adds what the child said.
+#[test]
+fn our_status_to_systemd_reflects_the_childs_readiness_and_status() {
+    let etcd = EtcdCluster::single();
+    let dir = tempfile::tempdir().unwrap();
+    let sock_path = dir.path().join("systemd.sock");
+    let sock = UnixDatagram::bind(&sock_path).unwrap();
+    sock.set_read_timeout(Some(LONG)).unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let mut cmd = Command::new(bin());
+    cmd.args([
+        "--endpoints",
+        &etcd.endpoints(),
+        "--id",
+        "a",
+        "--election",
+        "mirror",
+    ])
+    .args(["--ready-timeout", "30s"])
+    .args(child(work.path(), &["--status", "serving 3 clients"]))
+    .env("NOTIFY_SOCKET", &sock_path);
+    let _a = Replica::spawn("a", cmd);
+    let mut seen: Vec<String> = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !seen
+        .iter()
+        .any(|l| l.ends_with("; child ready: serving 3 clients"))
+    {
+        let n = sock.recv(&mut buf).expect("a notification");
+        seen.extend(
+            String::from_utf8_lossy(&buf[..n])
+                .lines()
+                .map(str::to_owned),
+        );
+    }
+    let at = |want: &dyn Fn(&String) -> bool| seen.iter().position(want);
+    let ready = at(&|l| l == "READY=1");
+    let not_ready = at(&|l| l.starts_with("STATUS=leader") && l.ends_with("; child not ready"));
+    assert!(ready.is_some() && ready < not_ready, "{seen:?}");
+}

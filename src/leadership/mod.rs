@@ -242,6 +242,15 @@ fn log_start(cfg: &Config, election: &Election, connector: &Connector) {
         lease_expiry_after_keepalive_ms = ms(f.expiry_after_keepalive),
         "timing: worst cases (`singleton-exec timing` explains them)"
     );
+    let ms = |d: Option<Duration>| d.map(|d| d.as_millis() as u64);
+    if cfg.notify.watchdog.is_some() || cfg.notify.ready_timeout.is_some() {
+        tracing::info!(
+            watchdog_ms = ms(cfg.notify.watchdog),
+            ready_timeout_ms = ms(cfg.notify.ready_timeout),
+            "the child must talk on its notify socket: a leader whose child misses its watchdog or \
+             sends no READY=1 in time steps down"
+        );
+    }
     if let Some(h) = &cfg.health {
         tracing::info!(check = %h.describe(),
             wedged_leader_bound_ms = h.worst_case(cfg.timing.grace).as_millis() as u64,

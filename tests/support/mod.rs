@@ -194,6 +194,16 @@ pub fn replica_with<S: AsRef<OsStr>>(
     Replica::spawn(name, cmd)
 }
 
+/// The children's notify sockets go under the replica's own temporary directory
+/// (`RUNTIME_DIRECTORY`, as systemd's `RuntimeDirectory=` gives one), unless the test says
+/// otherwise: a replica SIGKILLed on drop cannot remove its socket directory, and this one goes
+/// with the test.
+fn runtime_directory(cmd: &mut Command, dir: &Path) {
+    if !cmd.get_envs().any(|(k, _)| k == "RUNTIME_DIRECTORY") {
+        cmd.env("RUNTIME_DIRECTORY", dir);
+    }
+}
+
 /// A singleton-exec process under test. Killed (SIGKILL) and reaped on drop.
 pub struct Replica {
     pub name: String,
@@ -242,6 +252,7 @@ impl Replica {
             .expect("temp dir");
         let log = dir.path().join("stderr.log");
         let out = dir.path().join("stdout.log");
+        runtime_directory(&mut cmd, dir.path());
         cmd.stdin(Stdio::null())
             .stdout(File::create(&out).expect("stdout file"))
             .stderr(File::create(&log).expect("stderr file"))
@@ -428,6 +439,7 @@ impl Replica {
             .expect("temp dir");
         let log = dir.path().join("stderr.log");
         let out = dir.path().join("stdout.log");
+        runtime_directory(&mut cmd, dir.path());
         cmd.stdin(Stdio::null())
             .stdout(File::create(&out).expect("stdout file"))
             .stderr(Stdio::piped())
