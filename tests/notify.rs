@@ -316,6 +316,65 @@ fn a_child_that_stops_its_heartbeat_hands_leadership_to_a_standby() {
     wait_for(LONG, || status(pa)["role"] == "standby", || a.log());
 }
 
+/// A child that says STOPPING=1 of its own accord, then hangs in its shutdown without a
+/// heartbeat, has what systemd would give it (its stop timeout, here `--grace`) to be gone; then
+/// the leader steps down as for a missed watchdog. (STOPPING=1 used to rest the watchdog for
+/// good: a leader whose child hung in a shutdown of its own kept leading forever.)
+#[test]
+fn a_child_that_says_stopping_and_hangs_still_makes_its_leader_step_down() {
+    let etcd = EtcdCluster::single();
+    let dir = tempfile::tempdir().unwrap();
+    let (pa, pb) = (free_port(), free_port());
+    let opts = ["--watchdog", "500ms", "--grace", "1s"];
+    let a = replica(
+        "a",
+        &etcd.endpoints(),
+        "stophang",
+        pa,
+        &opts,
+        &child(dir.path(), &[]),
+    );
+    wait_starts(dir.path(), 1, LONG, || a.log());
+    let b = replica(
+        "b",
+        &etcd.endpoints(),
+        "stophang",
+        pb,
+        &opts,
+        &child(dir.path(), &[]),
+    );
+    wait_for(LONG, || status(pb)["role"] == "standby", || b.log());
+    wait_for(
+        LONG,
+        || status(pa)["child"]["ms_since_watchdog"].as_u64().is_some(),
+        || a.log(),
+    );
+    let said_at = boot_ns();
+    std::fs::write(dir.path().join("stopping-a"), "").unwrap();
+    wait_starts(dir.path(), 2, LONG, || format!("{}\n{}", a.log(), b.log()));
+    let new = starts(dir.path())[1].clone();
+    assert_eq!(new.id, "b");
+    let took = Duration::from_nanos((new.boot_ns - said_at) as u64);
+    println!("STOPPING=1 and a hang → standby's child started: {took:?} (--grace 1s)");
+    // The stop timeout (--grace), then the stop (the child exits on SIGTERM) and the handoff.
+    assert!(took < Duration::from_millis(1_000 + 2_500), "{took:?}");
+    assert!(took >= Duration::from_millis(1_000), "{took:?}");
+    assert_one_at_a_time(dir.path());
+    assert!(
+        a.log()
+            .contains("the child sent STOPPING=1 but is still running"),
+        "{}",
+        a.log()
+    );
+    assert_eq!(
+        metric(
+            pa,
+            "singleton_exec_watchdog_step_downs_total{reason=\"missed\"}"
+        ),
+        1.0
+    );
+}
+
 /// WATCHDOG=trigger steps down at once, with or without --watchdog.
 #[test]
 fn watchdog_trigger_steps_down_at_once() {

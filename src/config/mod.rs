@@ -343,6 +343,7 @@ fn expectations(n: NotifyArgs) -> Result<Expectations, ConfigError> {
     Ok(Expectations {
         watchdog: n.watchdog,
         ready_timeout: n.ready_timeout,
+        stop_timeout: None,
     })
 }
 

@@ -101,7 +101,9 @@ impl ChildNotify {
     ) -> ChildNotify {
         opened.channel.started(pid);
         ctx.obs.child_listened(opened.channel.notices.clone());
-        let expect = ctx.cfg.notify;
+        let mut expect = ctx.cfg.notify;
+        // After STOPPING=1 the watchdog rests, but the child has the stop's grace to be gone.
+        expect.stop_timeout = expect.watchdog.map(|_| ctx.cfg.timing.grace);
         let child = ChildShown {
             ready: !expect.awaits_ready(),
             ..ChildShown::default()
@@ -247,6 +249,13 @@ impl ChildNotify {
                 let watchdog_ms = self.expect.watchdog.unwrap_or_default().as_millis() as u64;
                 tracing::warn!(silent_ms = silent.as_millis() as u64, watchdog_ms, %status,
                     "the child sent no WATCHDOG=1 within --watchdog: stepping down so a standby takes over");
+                ctx.obs.watchdog_step_down(false);
+                Some(StopReason::WatchdogMissed)
+            }
+            Judgement::StillStopping { waited } => {
+                let grace_ms = self.expect.stop_timeout.unwrap_or_default().as_millis() as u64;
+                tracing::warn!(waited_ms = waited.as_millis() as u64, grace_ms, %status,
+                    "the child sent STOPPING=1 but is still running after the stop's grace (--grace): stepping down so a standby takes over");
                 ctx.obs.watchdog_step_down(false);
                 Some(StopReason::WatchdogMissed)
             }

@@ -11,7 +11,11 @@
 //!   `--ready-timeout` asks for one (as systemd's runs from the end of start-up), and every
 //!   `WATCHDOG=1` restarts it; a child silent for longer has missed it
 //!   ([`Judgement::WatchdogMissed`]). After `STOPPING=1` the watchdog rests (the child is on its
-//!   way out, and its exit is its own).
+//!   way out), but, as systemd arms its stop timeout then, the child has the stop's grace
+//!   ([`Expectations::stop_timeout`]), or longer if it sends `EXTEND_TIMEOUT_USEC=` after
+//!   `STOPPING=1`, to be gone; still running after that, it is judged as a missed watchdog
+//!   ([`Judgement::StillStopping`]): a child that hangs in a shutdown of its own does not keep
+//!   its leadership for ever.
 //! * `WATCHDOG=trigger` asks for the watchdog's action at once, with or without `--watchdog`.
 //!
 //! None of this touches the lease: the watchdog decides only whether the leader steps down
@@ -110,6 +114,9 @@ pub struct Expectations {
     pub watchdog: Option<Duration>,
     /// `--ready-timeout`.
     pub ready_timeout: Option<Duration>,
+    /// With `--watchdog`: how long the child may still run after `STOPPING=1` (the stop's
+    /// grace, `--grace`, as systemd's `TimeoutStopSec=`); set by the leadership loop.
+    pub stop_timeout: Option<Duration>,
 }
 
 impl Expectations {
@@ -135,6 +142,9 @@ pub enum Judgement {
     WatchdogMissed { silent: Duration },
     /// No `READY=1` after `waited` (at least `--ready-timeout`, or the extension asked for).
     NotReady { waited: Duration },
+    /// `STOPPING=1` `waited` ago (at least the stop timeout, or the extension asked for since),
+    /// and the child still runs.
+    StillStopping { waited: Duration },
 }
 
 /// The rules of the module doc, in order: a trigger, then readiness, then the watchdog.
@@ -157,6 +167,19 @@ pub fn judge(n: &Notices, e: Expectations, started: BootInstant, now: BootInstan
         Some(_) => n.ready_at,
         None => Some(started),
     };
+    if let (Some(_), Some(stopping_at), Some(limit)) = (e.watchdog, n.stopping_at, e.stop_timeout) {
+        let extended = n
+            .extension
+            .filter(|x| x.at >= stopping_at)
+            .map(Extension::until);
+        let gone_by = (stopping_at + limit).max(extended.unwrap_or(stopping_at));
+        if now >= gone_by {
+            return Judgement::StillStopping {
+                waited: now.saturating_duration_since(stopping_at),
+            };
+        }
+        next = Some(next.map_or(gone_by, |n| n.min(gone_by)));
+    }
     if let (Some(watchdog), Some(armed_at), None) = (e.watchdog, armed_at, n.stopping_at) {
         let fed = n.last_ping.map_or(armed_at, |p| p.max(armed_at));
         let missed_at = fed + watchdog;
@@ -236,9 +259,9 @@ mod tests {
             last_ping: ping,
             ..Notices::default()
         };
-        let wd = |w: u64| Expectations { watchdog: Some(ms(w)), ready_timeout: None };
-        let both = |w: u64, r: u64| Expectations { watchdog: Some(ms(w)), ready_timeout: Some(ms(r)) };
-        let ready_only = |r: u64| Expectations { watchdog: None, ready_timeout: Some(ms(r)) };
+        let wd = |w: u64| Expectations { watchdog: Some(ms(w)), ready_timeout: None, stop_timeout: None };
+        let both = |w: u64, r: u64| Expectations { watchdog: Some(ms(w)), ready_timeout: Some(ms(r)), stop_timeout: None };
+        let ready_only = |r: u64| Expectations { watchdog: None, ready_timeout: Some(ms(r)), stop_timeout: None };
         let fine = |next: Option<BootInstant>| Judgement::Fine { next };
         let missed = |silent: u64| Judgement::WatchdogMissed { silent: ms(silent) };
         let not_ready = |waited: u64| Judgement::NotReady { waited: ms(waited) };
@@ -269,11 +292,13 @@ mod tests {
     }
 
     #[test]
-    fn a_trigger_wins_stopping_rests_the_watchdog_and_an_extension_waits_longer() {
+    fn a_trigger_wins_stopping_rests_the_watchdog_for_the_stop_timeout_and_an_extension_waits_longer(
+    ) {
         let t0 = BootInstant::now();
         let e = Expectations {
             watchdog: Some(ms(500)),
             ready_timeout: Some(ms(1_000)),
+            stop_timeout: None,
         };
         let triggered = Notices {
             trigger_at: Some(t0),
@@ -294,6 +319,63 @@ mod tests {
             judge(&stopping, e, t0, t0 + ms(60_000)),
             Judgement::Fine { next: None }
         );
+        // With a stop timeout (the leader sets one with --watchdog): STOPPING=1 gives the child
+        // that long to be gone, longer if it asks for more after STOPPING=1 (not before).
+        let timed = Expectations {
+            stop_timeout: Some(ms(2_000)),
+            ..e
+        };
+        let still = |waited: u64| Judgement::StillStopping { waited: ms(waited) };
+        let asked = |at: u64, asked: u64| Notices {
+            extension: Some(Extension {
+                at: t0 + ms(at),
+                asked: ms(asked),
+            }),
+            ..stopping.clone()
+        };
+        // ((notices, expectations, now), judgement)
+        let rows = [
+            (
+                (stopping.clone(), timed, 2_099),
+                Judgement::Fine {
+                    next: Some(t0 + ms(2_100)),
+                },
+            ),
+            ((stopping.clone(), timed, 2_100), still(2_000)),
+            // No heartbeat is needed meanwhile, and none saves it.
+            (
+                (
+                    Notices {
+                        last_ping: Some(t0 + ms(2_000)),
+                        ..stopping.clone()
+                    },
+                    timed,
+                    2_100,
+                ),
+                still(2_000),
+            ),
+            (
+                (asked(1_000, 4_000), timed, 4_999),
+                Judgement::Fine {
+                    next: Some(t0 + ms(5_000)),
+                },
+            ),
+            ((asked(1_000, 4_000), timed, 5_000), still(4_900)),
+            ((asked(50, 60_000), timed, 2_100), still(2_000)),
+            // Without --watchdog nothing is judged.
+            (
+                (
+                    stopping.clone(),
+                    Expectations {
+                        watchdog: None,
+                        ..timed
+                    },
+                    99_999,
+                ),
+                Judgement::Fine { next: None },
+            ),
+        ];
+        crate::process::assert_table(rows, |(n, e, now)| judge(&n, e, t0, t0 + ms(now)));
         // EXTEND_TIMEOUT_USEC=5s at 800 ms: ready by 5.8 s, not 1 s.
         let extended = Notices {
             extension: Some(Extension {

@@ -688,6 +688,7 @@ mod tests {
         let obs = observer().expecting(Expectations {
             watchdog: Some(Duration::from_secs(1)),
             ready_timeout: Some(Duration::from_secs(30)),
+            stop_timeout: None,
         });
         obs.enter(leading(None));
         let t0 = BootInstant::now();

@@ -979,6 +979,7 @@ pub(crate) mod tests {
         let awaited = Expectations {
             watchdog: None,
             ready_timeout: Some(Duration::from_secs(5)),
+            stop_timeout: None,
         };
         // (expectations, notices, ready, STATUS= line)
         let base = "leader fencing_revision 9: child started (fencing revision 9)";

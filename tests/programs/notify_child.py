@@ -19,6 +19,8 @@ What it sends, decided per leader (ID is SINGLETON_EXEC_LEADER_ID) by files in D
   DIR/ready-ID exists;
 * WATCHDOG=1 every quarter of $WATCHDOG_USEC (when set), until DIR/wedged-ID exists;
 * WATCHDOG=trigger once DIR/trigger-ID exists;
+* STOPPING=1 once DIR/stopping-ID exists, and from then on no more WATCHDOG=1 (a shutdown of its
+  own that hangs; it never exits);
 * STATUS= with the content of DIR/status-ID whenever it changes;
 * once DIR/flood exists: FLOOD datagrams a second (the number in the file), in turns
   WATCHDOG=1, garbage, 64 KiB, a NUL byte, an empty one, READY=1 STATUS=flood N; each send
@@ -110,6 +112,7 @@ status = option("--status") or "serving"
 ping_every = watchdog_usec / 4e6 if watchdog_usec else None
 next_ping = time.monotonic()
 triggered = False
+stopping = False
 shown = None
 flood_rate = 0
 flood_sent = flood_dropped = 0
@@ -124,7 +127,10 @@ while True:
         notify(b"READY=1\nSTATUS=" + status.encode())
         ready_sent = True
         record(f"ready {ident} {rev} {me} {now()}")
-    if ping_every and t >= next_ping and not os.path.exists(path(f"wedged-{ident}")):
+    if not stopping and os.path.exists(path(f"stopping-{ident}")):
+        notify(b"STOPPING=1")
+        stopping = True
+    if ping_every and t >= next_ping and not stopping and not os.path.exists(path(f"wedged-{ident}")):
         notify(b"WATCHDOG=1")
         next_ping = t + ping_every
     if not triggered and os.path.exists(path(f"trigger-{ident}")):
