@@ -162,7 +162,10 @@ impl ChildNotify {
                 asked_ms = e.asked.as_millis() as u64,
                 "the child asked for more time (EXTEND_TIMEOUT_USEC)"
             );
-            process.request(Request::ExtendGrace(e.until()));
+            process.request(Request::ExtendGrace {
+                sent_at: e.at,
+                until: e.until(),
+            });
         }
         if self.throttle.offer(at_once, Instant::now()) {
             self.show(ctx, &n, publish);

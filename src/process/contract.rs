@@ -39,8 +39,13 @@ pub enum Request {
     /// The child asked for time to finish (`EXTEND_TIMEOUT_USEC` on its notify socket): while
     /// its stop sequence runs, SIGKILL waits until then, but never past the lease's kill deadline
     /// as it stood when the stop began ([`crate::process::stop::Stop::extend_grace`]). Changes
-    /// nothing before the stop signal or after SIGKILL.
-    ExtendGrace(BootInstant),
+    /// nothing before the stop signal or after SIGKILL, and an extension the child sent
+    /// (`sent_at`) before the stop signal (for its start-up: it reached us late) changes nothing
+    /// either.
+    ExtendGrace {
+        sent_at: BootInstant,
+        until: BootInstant,
+    },
     /// Begin the stop sequence now (or, for a known loss of leadership, kill at once).
     Stop(StopReason),
     /// Run a health check (`/bin/sh -c command`) while the child runs: killed with its process

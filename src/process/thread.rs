@@ -423,7 +423,7 @@ impl ProcessOwner {
                 own_pid_variable,
                 deadline,
             } => self.spawn(&command, &env, own_pid_variable, deadline),
-            Request::ExtendGrace(until) => self.extend_grace(until),
+            Request::ExtendGrace { sent_at, until } => self.extend_grace(sent_at, until),
             Request::Extend(deadline) => {
                 if let Some(Tree {
                     stop: Stop::NotBegun { lease },
@@ -472,8 +472,13 @@ impl ProcessOwner {
 
     /// The child asked for more time to finish: SIGKILL moves later, at most to the lease's kill
     /// deadline of when the stop began ([`Stop::extend_grace`]).
-    fn extend_grace(&mut self, until: BootInstant) {
+    /// One sent before the stop signal (`sent_at`) was meant for the child's start-up and came
+    /// late (the listener coalesces): it changes nothing.
+    fn extend_grace(&mut self, sent_at: BootInstant, until: BootInstant) {
         let Some(tree) = &mut self.tree else { return };
+        if tree.stop_began.is_none_or(|began| sent_at < began) {
+            return;
+        }
         let Some(extended) = tree.stop.extend_grace(until) else {
             return;
         };
