@@ -4,7 +4,9 @@
 //! launch overhead, handoff on child exit and on SIGTERM, takeover after SIGKILL (TTL 5s) and
 //! whether the old child survives, resident memory and idle CPU, etcd requests per leader change
 //! with 1, 10, 100 and 300 standbys, and the longest etcd black hole a leader at the defaults survives at
-//! the worst phase. `BENCH_REPS` sets the repetitions (default 10); `BENCH_ONLY` picks parts.
+//! the worst phase; and, for singleton-exec alone (etcdctl lock gives its child no notify socket),
+//! the handoff on SIGTERM to the new child's READY=1 (`systemd-notify --ready` as the child).
+//! `BENCH_REPS` sets the repetitions (default 10); `BENCH_ONLY` picks parts.
 //! Under `cargo test` it does nothing: it is a benchmark, not a test.
 
 #[path = "../tests/support/mod.rs"]
@@ -262,8 +264,8 @@ fn main() {
         seq: 0,
     };
     let long = Duration::from_secs(20);
-    // `BENCH_ONLY=handoff,scaling` runs only those parts (launch, handoff, kill, memory, scaling,
-    // blackhole); the others print "n/a".
+    // `BENCH_ONLY=handoff,scaling` runs only those parts (launch, handoff, ready, kill, memory,
+    // scaling, blackhole); the others print "n/a".
     let only = std::env::var("BENCH_ONLY").unwrap_or_default();
     let on = |part: &str| only.is_empty() || only.split(',').any(|p| p.trim() == part);
     println!("singleton-exec vs etcdctl lock, one local etcd, {reps} repetitions, alternating; median [min–max]\n");
@@ -338,6 +340,34 @@ fn main() {
             a.kill();
             w.kill();
         }
+    }
+
+    // 3b. The same handoff to the new child's READY=1: the child prints a line when it starts,
+    // and another once `systemd-notify --ready` has returned (its barrier answered), so READY=1
+    // was read by then. singleton-exec only: etcdctl lock gives its child no notify socket.
+    let mut ready_handoff = (Vec::new(), Vec::new());
+    let ready_script =
+        "echo started $$; systemd-notify --ready --status=serving && echo ready; exec sleep 100";
+    let notify_tool = on("ready")
+        && Command::new("systemd-notify")
+            .arg("--version")
+            .output()
+            .is_ok();
+    for _ in 0..if notify_tool { reps } else { 0 } {
+        let name = b.fresh_name();
+        let mut a = b.start(Tool::Se, &name, "a", 10, ready_script);
+        a.wait_line("ready", long).expect("holder ready");
+        let mut w = b.start(Tool::Se, &name, "b", 10, ready_script);
+        b.wait_queued(Tool::Se, &name, 2);
+        std::thread::sleep(SETTLE);
+        let t = Instant::now();
+        a.signal(libc::SIGTERM);
+        let (started, _) = w.wait_line("started", long).expect("handoff");
+        let (ready, _) = w.wait_line("ready", long).expect("READY=1");
+        ready_handoff.0.push(ms(started - t));
+        ready_handoff.1.push(ms(ready - t));
+        a.kill();
+        w.kill();
     }
 
     // 4. Takeover after SIGKILL of the holder at TTL 5s; is the old child still alive?
@@ -449,6 +479,11 @@ fn main() {
     println!(
         "| SIGTERM ignored (no handoff within 3 s) | {}/{reps} | {}/{reps} | |",
         term_ignored[0], term_ignored[1]
+    );
+    println!(
+        "| handoff on SIGTERM, to the new child's start / to its READY=1 (systemd-notify --ready) | {} / {} | n/a (no notify socket) | |",
+        fmt(&ready_handoff.0, "ms"),
+        fmt(&ready_handoff.1, "ms")
     );
     row(
         "takeover after SIGKILL of the holder, TTL 5s",

@@ -98,7 +98,7 @@ fn main_page(root: &Command, date: &str) -> String {
     environment(&mut roff, std::iter::once(root).chain(pages(root)));
     roff.control("SS", ["Set for COMMAND"]);
     roff.text([roman(
-        "COMMAND inherits the environment of singleton-exec, without NOTIFY_SOCKET, \
+        "COMMAND inherits the environment of singleton-exec, without systemd's NOTIFY_SOCKET, \
          WATCHDOG_USEC, WATCHDOG_PID, LISTEN_FDS, LISTEN_PID, LISTEN_FDNAMES and \
          SINGLETON_EXEC_PASSWORD, and with:",
     )]);
@@ -533,6 +533,12 @@ const SYSTEMD_VARIABLES: &[(&str, &str)] = &[
          process. Not passed to COMMAND.",
     ),
     (
+        "RUNTIME_DIRECTORY",
+        "Where the directory of the children's notify sockets is made (mode 0700), when set (systemd's \
+         RuntimeDirectory=); else in TMPDIR or /tmp. Where neither can hold it (a read-only file \
+         system), the sockets are abstract.",
+    ),
+    (
         "PATH",
         "Where COMMAND is looked up when it contains no slash.",
     ),
@@ -540,6 +546,20 @@ const SYSTEMD_VARIABLES: &[(&str, &str)] = &[
 
 /// What COMMAND gets besides the environment of singleton-exec.
 const CHILD_VARIABLES: &[(&str, &str)] = &[
+    (
+        "NOTIFY_SOCKET",
+        "A notify socket of its own (sd_notify(3), as systemd's Type=notify gives one): READY=1, \
+         STATUS=, WATCHDOG=1, WATCHDOG=trigger, STOPPING=1 and EXTEND_TIMEOUT_USEC= are read \
+         from its process tree. Always set.",
+    ),
+    (
+        "WATCHDOG_USEC",
+        "With --watchdog: how often, in microseconds, COMMAND must send WATCHDOG=1.",
+    ),
+    (
+        "WATCHDOG_PID",
+        "With --watchdog: COMMAND's own pid (the process the watchdog is meant for).",
+    ),
     ("SINGLETON_EXEC_LEADER_ELECTION", "The election name."),
     ("SINGLETON_EXEC_LEADER_ID", "This replica's --id."),
     (

@@ -1,8 +1,8 @@
 //! The architecture, checked on every `cargo test`: the layers of the crate map (`lib.rs`) and the
 //! confinement of `unsafe`.
 //!
-//! * Layers, lowest first: core < process < health < config < election < report < leadership =
-//!   commands. A module in a folder may import (`crate::a::b` anywhere outside a comment line)
+//! * Layers, lowest first: core < process < health = notify_socket < config < election < report
+//!   < leadership = commands. A module in a folder may import (`crate::a::b` anywhere outside a comment line)
 //!   only from an earlier layer or from its own folder; `main.rs` and `lib.rs` wire everything
 //!   and are exempt.
 //! * Within a folder, modules form no cycle: a module's `crate::folder::module` paths are its
@@ -19,10 +19,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 /// The layers, lowest first; folders on one rank may not import from each other.
-const LAYERS: [(&str, u8); 8] = [
+const LAYERS: [(&str, u8); 9] = [
     ("core", 0),
     ("process", 1),
     ("health", 2),
+    ("notify_socket", 2),
     ("config", 3),
     ("election", 4),
     ("report", 5),

@@ -20,6 +20,8 @@
 //!   the run loop, the stop sequence, spawn, the process tree, check commands, signal set-up, and
 //!   the guard that kills the child's group if we are SIGKILLed.
 //! * [`health`]: the leader's health checks of its child, which make a wedged leader step down.
+//! * [`notify_socket`]: the child's own notify socket (`READY=1`, `STATUS=`, `WATCHDOG=1`, as
+//!   systemd gives one), read on a thread of its own; what the child said, and what it means.
 //! * [`config`]: what the user typed ([`config::cli`]) → one validated [`config::Config`].
 //! * [`election`]: connections to etcd and the failure policy, the lease session, the queue by
 //!   create revision and its fencing revision, the candidacy watch, `--slots N`, `--once NAME`
@@ -58,5 +60,6 @@ pub mod core;
 pub mod election;
 pub mod health;
 pub mod leadership;
+pub mod notify_socket;
 pub mod process;
 pub mod report;

@@ -13,6 +13,7 @@ use singleton_exec::core::command::CommandSpec;
 use singleton_exec::core::exit_code::{self, Exit};
 use singleton_exec::health::Check;
 use singleton_exec::leadership;
+use singleton_exec::notify_socket::{Listener, Tally};
 use singleton_exec::process::contract::Settings;
 use singleton_exec::process::handle::{self, ProcessThread};
 use singleton_exec::process::{guard, signals, spawn};
@@ -73,7 +74,8 @@ fn run() -> i32 {
 }
 
 /// The supervising mode, as its duties in order: validate, check the commands, take charge of
-/// orphans, bind the health port, start the process thread, run the leadership loop.
+/// orphans, bind the health port, start the process thread and the children's notify sockets,
+/// run the leadership loop.
 fn supervise(cli: Cli, argv: &[OsString]) -> Exit {
     match prepare(cli, argv) {
         Ok(run) => run(),
@@ -110,12 +112,15 @@ fn prepare(cli: Cli, argv: &[OsString]) -> Result<impl FnOnce() -> Exit, Exit> {
         })?;
     // Read before the child could ever see them (spawn removes them from its environment).
     let notifier = notify::Notifier::from_env();
-    let observer = Arc::new(Observer::new(
-        config.id.clone(),
-        config.election.clone(),
-        config.timing,
-        notifier,
-    ));
+    let observer = Arc::new(
+        Observer::new(
+            config.id.clone(),
+            config.election.clone(),
+            config.timing,
+            notifier,
+        )
+        .expecting(config.notify),
+    );
     let settings = Settings {
         stop_signal: config.stop_signal as i32,
         grace: config.timing.grace,
@@ -125,10 +130,31 @@ fn prepare(cli: Cli, argv: &[OsString]) -> Result<impl FnOnce() -> Exit, Exit> {
         tracing::error!(error = %e, "cannot start the process thread");
         Exit::Internal
     })?;
+    let notify = children_notify_sockets(&config, observer.clone())?;
     Ok(move || match runtime() {
-        Ok(rt) => rt.block_on(leadership::run(config, process, observer, health)),
+        Ok(rt) => rt.block_on(leadership::run(config, process, observer, health, notify)),
         Err(code) => code,
     })
+}
+
+/// The thread that reads each child's notify socket. Without it a child gets no NOTIFY_SOCKET:
+/// a warning, unless `--watchdog` or `--ready-timeout` needs it (then nothing could be judged).
+fn children_notify_sockets(
+    config: &Config,
+    tally: Arc<Observer>,
+) -> Result<Option<Listener>, Exit> {
+    let tally: Arc<dyn Tally> = tally;
+    match Listener::start(tally) {
+        Ok(listener) => Ok(Some(listener)),
+        Err(e) if config.notify == Default::default() => {
+            tracing::warn!(error = %e, "cannot listen for the child's notifications: it gets no NOTIFY_SOCKET");
+            Ok(None)
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "cannot listen for the child's notifications, which --watchdog and --ready-timeout need");
+            Err(Exit::Internal)
+        }
+    }
 }
 
 /// `singleton-exec stauts`: a word in the place of a subcommand, close to one, that names no

@@ -14,6 +14,7 @@ mod kubernetes;
 mod leadership;
 mod lease;
 mod logs;
+mod notify;
 mod once;
 mod operations;
 mod operator;

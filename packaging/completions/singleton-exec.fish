@@ -1,6 +1,6 @@
 # Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
 function __fish_singleton_exec_global_optspecs
-    string join \n endpoints= cacert= cert= key= user= password= dial-timeout= election= id= slots= ttl= grace= margin= keepalive-interval= stop-signal= on-lease-lost= on-child-exit= acquire-timeout= once= once-attempts= health-addr= resign-signal= resign-token-file= resign-holdoff= prefix= health-cmd= health-url= health-interval= health-timeout= health-retries= health-start-period= log-format= v/verbose q/quiet h/help V/version
+    string join \n endpoints= cacert= cert= key= user= password= dial-timeout= election= id= slots= ttl= grace= margin= keepalive-interval= stop-signal= on-lease-lost= on-child-exit= acquire-timeout= once= once-attempts= health-addr= resign-signal= resign-token-file= resign-holdoff= prefix= health-cmd= health-url= health-interval= health-timeout= health-retries= health-start-period= watchdog= ready-timeout= log-format= v/verbose q/quiet h/help V/version
 end
 
 function __fish_singleton_exec_needs_command
@@ -58,6 +58,8 @@ complete -c singleton-exec -n "__fish_singleton_exec_needs_command" -l health-in
 complete -c singleton-exec -n "__fish_singleton_exec_needs_command" -l health-timeout -d 'A check that takes longer fails (a command is killed with its process group). At most --health-interval. Only with a check. [default: 5s]' -r
 complete -c singleton-exec -n "__fish_singleton_exec_needs_command" -l health-retries -d 'Consecutive failed checks that make the leader step down; times --health-interval at most 1year. Only with a check. [default: 3]' -r
 complete -c singleton-exec -n "__fish_singleton_exec_needs_command" -l health-start-period -d 'Failed checks during this time after the child starts are not counted (until the first check passes). Only with a check. [default: 0s]' -r
+complete -c singleton-exec -n "__fish_singleton_exec_needs_command" -l watchdog -d 'The child must send WATCHDOG=1 at least this often (it gets WATCHDOG_USEC and WATCHDOG_PID, as under systemd\'s WatchdogSec=): a leader whose child misses it, or sends WATCHDOG=trigger, steps down (the child stopped, a standby takes over). Counted from the child\'s start, or from its READY=1 with --ready-timeout. At least 100ms. [default: no watchdog; WATCHDOG=trigger still steps down]' -r
+complete -c singleton-exec -n "__fish_singleton_exec_needs_command" -l ready-timeout -d 'The child must send READY=1 within this long of its start (systemd\'s Type=notify; an EXTEND_TIMEOUT_USEC= before it gives more time): until it has, /leader answers 503, and a leader whose child does not steps down so another replica can try. [default: the child is ready once started]' -r
 complete -c singleton-exec -n "__fish_singleton_exec_needs_command" -l log-format -d 'Log format on stderr' -r -f -a "text\t''
 json\t''"
 complete -c singleton-exec -n "__fish_singleton_exec_needs_command" -s v -l verbose -d 'More log detail (-v debug, -vv trace)'
@@ -139,6 +141,8 @@ complete -c singleton-exec -n "__fish_singleton_exec_using_subcommand timing" -l
 complete -c singleton-exec -n "__fish_singleton_exec_using_subcommand timing" -l health-timeout -d 'A check that takes longer fails (a command is killed with its process group). At most --health-interval. Only with a check. [default: 5s]' -r
 complete -c singleton-exec -n "__fish_singleton_exec_using_subcommand timing" -l health-retries -d 'Consecutive failed checks that make the leader step down; times --health-interval at most 1year. Only with a check. [default: 3]' -r
 complete -c singleton-exec -n "__fish_singleton_exec_using_subcommand timing" -l health-start-period -d 'Failed checks during this time after the child starts are not counted (until the first check passes). Only with a check. [default: 0s]' -r
+complete -c singleton-exec -n "__fish_singleton_exec_using_subcommand timing" -l watchdog -d 'The child must send WATCHDOG=1 at least this often (it gets WATCHDOG_USEC and WATCHDOG_PID, as under systemd\'s WatchdogSec=): a leader whose child misses it, or sends WATCHDOG=trigger, steps down (the child stopped, a standby takes over). Counted from the child\'s start, or from its READY=1 with --ready-timeout. At least 100ms. [default: no watchdog; WATCHDOG=trigger still steps down]' -r
+complete -c singleton-exec -n "__fish_singleton_exec_using_subcommand timing" -l ready-timeout -d 'The child must send READY=1 within this long of its start (systemd\'s Type=notify; an EXTEND_TIMEOUT_USEC= before it gives more time): until it has, /leader answers 503, and a leader whose child does not steps down so another replica can try. [default: the child is ready once started]' -r
 complete -c singleton-exec -n "__fish_singleton_exec_using_subcommand timing" -l log-format -d 'Log format on stderr' -r -f -a "text\t''
 json\t''"
 complete -c singleton-exec -n "__fish_singleton_exec_using_subcommand timing" -s v -l verbose -d 'More log detail (-v debug, -vv trace)'

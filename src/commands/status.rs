@@ -19,8 +19,9 @@ use crate::config::{etcd_config, validate_election, validate_prefix, ConfigError
 use crate::core::backoff::Schedule;
 use crate::core::exit_code;
 use crate::election::connector::{Connector, EtcdError};
-use crate::election::queue::{Candidate, Election, HealthRecord, Holding, Queue};
+use crate::election::queue::{Candidate, CheckRecord, Election, HealthRecord, Holding, Queue};
 use crate::election::slots::SlotsView;
+use crate::notify_socket::message::sanitize_status;
 use crate::process::signals;
 
 /// Exit code when the election has no leader.
@@ -304,8 +305,15 @@ pub fn render_text(name: &str, queue: &Queue) -> String {
     out += &line("fencing_revision", &l.revision);
     out += &line("candidates", &queue.candidates.len());
     out += &queue_lines(&queue.candidates, true);
-    if let Some(h) = &queue.health {
-        out += &line("health", &health_text(h));
+    let record = queue.health.as_ref();
+    if let Some(ready) = ready_text(record) {
+        out += &line("ready", &ready);
+    }
+    if let Some(text) = child_status_of(record) {
+        out += &line("child_status", &text);
+    }
+    if let Some(c) = record.and_then(|r| r.check.as_ref()) {
+        out += &line("health", &health_text(c));
     }
     if let Some(why) = l.holding().orphaned() {
         out += &line("warning", &format!("the head of the queue is orphaned ({why}): nobody leads until a standby removes it (within the TTL of the lease its name says) or it is deleted"));
@@ -337,7 +345,7 @@ fn queue_lines(candidates: &[Candidate], flag: bool) -> String {
 }
 
 /// The leader's health in one phrase.
-fn health_text(h: &HealthRecord) -> String {
+fn health_text(h: &CheckRecord) -> String {
     if h.healthy {
         "healthy".into()
     } else {
@@ -364,8 +372,15 @@ pub fn render_slots_text(name: &str, v: &SlotsView) -> String {
             h.lease,
             h.revision
         );
-        if let Some(r) = &v.health[i] {
-            out += &format!("  health: {}", health_text(r));
+        let record = v.health[i].as_ref();
+        if let Some(c) = record.and_then(|r| r.check.as_ref()) {
+            out += &format!("  health: {}", health_text(c));
+        }
+        if let Some(ready) = ready_text(record) {
+            out += &format!("  ready: {ready}");
+        }
+        if let Some(text) = child_status_of(record) {
+            out += &format!("  child_status: {text}");
         }
         if h.lease.0 == 0 {
             out += "  orphaned: no lease (put by another client): no child runs here until the first standby removes it";
@@ -396,7 +411,10 @@ fn slots_json(name: &str, prefix: &str, v: &SlotsView) -> serde_json::Value {
                 "key": h.key,
                 "lease": h.lease.to_string(),
                 "fencing_revision": h.revision,
-                "health": v.health[i].as_ref().map_or(serde_json::Value::Null, health_json),
+                "health": health_json(v.health[i].as_ref()),
+                "ready": ready_of(v.health[i].as_ref()),
+                "ready_after_ms": v.health[i].as_ref().and_then(|r| r.ready_after_ms),
+                "child_status": child_status_of(v.health[i].as_ref()),
                 "orphaned": (h.lease.0 == 0).then_some("no lease"),
             })
         })
@@ -437,13 +455,46 @@ fn slots_change_line(format: OutputFormat, name: &str, prefix: &str, v: &SlotsVi
     )
 }
 
-fn health_json(h: &HealthRecord) -> serde_json::Value {
+/// A holder's last health check, or null when it runs none.
+fn health_json(record: Option<&HealthRecord>) -> serde_json::Value {
+    let Some(h) = record.and_then(|r| r.check.as_ref()) else {
+        return serde_json::Value::Null;
+    };
     serde_json::json!({
         "healthy": h.healthy,
         "consecutive_failures": h.consecutive_failures,
         "retries": h.retries,
         "last": h.last,
     })
+}
+
+/// Whether a holder's child is ready, as its holder shows it; a holder that shows nothing (it
+/// does not wait for `READY=1` and its child has said nothing, or it runs an earlier version)
+/// counts as ready, as its `/leader` would.
+fn ready_of(record: Option<&HealthRecord>) -> bool {
+    record.is_none_or(|r| r.ready)
+}
+
+/// The child's status text, made safe to print again: anyone who may write the key could
+/// have put anything there.
+fn child_status_of(record: Option<&HealthRecord>) -> Option<String> {
+    record
+        .and_then(|r| r.child_status.as_deref())
+        .map(sanitize_status)
+}
+
+/// The readiness phrase, when there is something to say: not ready yet, or ready since its
+/// `READY=1`. A child ready from its start (nobody waits for READY=1) says nothing.
+fn ready_text(record: Option<&HealthRecord>) -> Option<String> {
+    let r = record?;
+    match (r.ready, r.ready_after_ms) {
+        (false, _) => Some("no: waiting for READY=1".into()),
+        (true, Some(ms)) => Some(format!(
+            "yes (READY=1 {} after its start)",
+            humantime::format_duration(std::time::Duration::from_millis(ms))
+        )),
+        (true, None) => None,
+    }
 }
 
 fn candidate_json(c: &Candidate) -> serde_json::Value {
@@ -464,10 +515,11 @@ fn json_of(name: &str, prefix: &str, queue: &Queue) -> serde_json::Value {
     let leader = queue.leader().map(|l| {
         let mut v = flagged_json(l);
         v["fencing_revision"] = l.revision.into();
-        v["health"] = queue
-            .health
-            .as_ref()
-            .map_or(serde_json::Value::Null, health_json);
+        let record = queue.health.as_ref();
+        v["health"] = health_json(record);
+        v["ready"] = ready_of(record).into();
+        v["ready_after_ms"] = record.and_then(|r| r.ready_after_ms).into();
+        v["child_status"] = child_status_of(record).into();
         v
     });
     serde_json::json!({
@@ -533,6 +585,15 @@ mod tests {
             id: "h".into(),
             key: "/k".into(),
             revision: 3,
+            check: Some(check(healthy)),
+            ready: true,
+            ready_after_ms: None,
+            child_status: None,
+        }
+    }
+
+    fn check(healthy: bool) -> CheckRecord {
+        CheckRecord {
             healthy,
             consecutive_failures: u32::from(!healthy),
             retries: 3,
@@ -718,11 +779,13 @@ warning:    keys of --slots 5 are here too: replicas that disagree on --slots re
                 {
                     "slot": 0, "id": "a", "key": "/p/app@slots/3/slot/0", "lease": "a",
                     "fencing_revision": 11, "health": null, "orphaned": null,
+                    "ready": true, "ready_after_ms": null, "child_status": null,
                 },
                 null,
                 {
                     "slot": 2, "id": "", "key": "/p/app@slots/3/slot/2", "lease": "c",
                     "fencing_revision": 17, "orphaned": null,
+                    "ready": true, "ready_after_ms": null, "child_status": null,
                     "health": {
                         "healthy": false, "consecutive_failures": 1, "retries": 3,
                         "last": "HTTP status 500",
@@ -754,15 +817,85 @@ warning:    keys of --slots 5 are here too: replicas that disagree on --slots re
         assert_eq!(v, slots_json("app", "/p", &slots()));
     }
 
+    /// What the child said of itself, as its leader shows it: not ready, ready since READY=1,
+    /// or nothing to say (ready from its start, or no record); its status text made safe again.
+    #[test]
+    fn readiness_and_the_child_status_in_text_and_json() {
+        let with = |ready, after: Option<u64>, status: Option<&str>| {
+            let mut q = queue();
+            q.health = Some(HealthRecord {
+                check: None,
+                ready,
+                ready_after_ms: after,
+                child_status: status.map(str::to_owned),
+                ..record(true)
+            });
+            q
+        };
+        // (queue, ready line, status line, JSON ready, JSON child_status)
+        let rows = [
+            (queue(), None, None, true, serde_json::Value::Null),
+            (
+                with(true, None, None),
+                None,
+                None,
+                true,
+                serde_json::Value::Null,
+            ),
+            (
+                with(false, None, Some("loading 3/7")),
+                Some("ready:            no: waiting for READY=1"),
+                Some("child_status:     loading 3/7"),
+                false,
+                "loading 3/7".into(),
+            ),
+            (
+                with(true, Some(1_250), Some("serving\u{1b}[2J")),
+                Some("ready:            yes (READY=1 1s 250ms after its start)"),
+                Some("child_status:     serving [2J"),
+                true,
+                "serving [2J".into(),
+            ),
+        ];
+        for (q, ready, status, json_ready, json_status) in rows {
+            let text = render_text("app", &q);
+            let line = |label: &str| {
+                text.lines()
+                    .find(|l| l.starts_with(label))
+                    .map(str::to_owned)
+            };
+            assert_eq!(line("ready:").as_deref(), ready, "{text}");
+            assert_eq!(line("child_status:").as_deref(), status, "{text}");
+            assert!(!text.contains("health:"), "no check: {text}");
+            let v = json_of("app", "/p", &q);
+            assert_eq!(v["leader"]["ready"], json_ready, "{v}");
+            assert_eq!(v["leader"]["child_status"], json_status, "{v}");
+            assert!(v["leader"]["health"].is_null(), "{v}");
+        }
+        // With slots, on the holder's line.
+        let mut v = slots();
+        v.health[0] = with(false, None, Some("warming up")).health;
+        let text = render_slots_text("app", &v);
+        let slot0 = text.lines().find(|l| l.starts_with("slot 0:")).unwrap();
+        assert!(
+            slot0.ends_with("  ready: no: waiting for READY=1  child_status: warming up"),
+            "{slot0}"
+        );
+        let json = slots_json("app", "/p", &v);
+        assert_eq!(json["holders"][0]["ready"], false);
+        assert_eq!(json["holders"][0]["child_status"], "warming up");
+        assert_eq!(json["holders"][2]["ready"], true);
+    }
+
     #[test]
     fn the_health_phrase() {
-        let mut many = record(false);
+        let mut many = check(false);
         many.consecutive_failures = 7;
         many.retries = 2;
         let rows = [
-            (record(true), "healthy".to_owned()),
+            (check(true), "healthy".to_owned()),
             (
-                record(false),
+                check(false),
                 "failing (1 of 3 failures before stepping down): HTTP status 500".to_owned(),
             ),
             (
@@ -854,10 +987,15 @@ warning:    keys of --slots 5 are here too: replicas that disagree on --slots re
             id: "".into(),
             key: "/singleton-exec/app/a1".into(),
             revision: 5,
-            healthy: false,
-            consecutive_failures: 2,
-            retries: 3,
-            last: "exited with status 1: db down".into(),
+            check: Some(CheckRecord {
+                healthy: false,
+                consecutive_failures: 2,
+                retries: 3,
+                last: "exited with status 1: db down".into(),
+            }),
+            ready: true,
+            ready_after_ms: None,
+            child_status: None,
         });
         let text = render_text("app", &q);
         assert!(

@@ -314,6 +314,9 @@ pub struct RunArgs {
     pub health: HealthArgs,
 
     #[command(flatten)]
+    pub notify: NotifyArgs,
+
+    #[command(flatten)]
     pub log: LogArgs,
 
     /// The command to run while leader, and its arguments (after `--`).
@@ -368,6 +371,28 @@ pub struct HealthArgs {
     /// check passes). Only with a check. [default: 0s]
     #[arg(long, env = "SINGLETON_EXEC_HEALTH_START_PERIOD", value_parser = parse_duration, allow_hyphen_values = true)]
     pub health_start_period: Option<Duration>,
+}
+
+/// What the leader expects its child to say on its notify socket. The child always gets one
+/// (NOTIFY_SOCKET, as under systemd's Type=notify): READY=1, STATUS=, WATCHDOG=1,
+/// WATCHDOG=trigger, STOPPING=1 and EXTEND_TIMEOUT_USEC= are read from its process tree, and
+/// STATUS and readiness are shown by `status` and /status.
+#[derive(Debug, Args, Clone)]
+pub struct NotifyArgs {
+    /// The child must send WATCHDOG=1 at least this often (it gets WATCHDOG_USEC and
+    /// WATCHDOG_PID, as under systemd's WatchdogSec=): a leader whose child misses it, or sends
+    /// WATCHDOG=trigger, steps down (the child stopped, a standby takes over). Counted from the
+    /// child's start, or from its READY=1 with --ready-timeout. At least 100ms. [default: no
+    /// watchdog; WATCHDOG=trigger still steps down]
+    #[arg(long, env = "SINGLETON_EXEC_WATCHDOG", value_parser = parse_duration, allow_hyphen_values = true, value_name = "DURATION")]
+    pub watchdog: Option<Duration>,
+
+    /// The child must send READY=1 within this long of its start (systemd's Type=notify; an
+    /// EXTEND_TIMEOUT_USEC= before it gives more time): until it has, /leader answers 503, and a
+    /// leader whose child does not steps down so another replica can try. [default: the child
+    /// is ready once started]
+    #[arg(long, env = "SINGLETON_EXEC_READY_TIMEOUT", value_parser = parse_duration, allow_hyphen_values = true, value_name = "DURATION")]
+    pub ready_timeout: Option<Duration>,
 }
 
 /// How to reach etcd. Shared by the supervisor and `status`.
@@ -947,6 +972,9 @@ mod tests {
             SINGLETON_EXEC_ENDPOINTS=a:1,b:2   -            endpoints       [\"a:1\",\"b:2\"]
             SINGLETON_EXEC_ON_LEASE_LOST=exit  -            on_lease_lost   Exit
             SINGLETON_EXEC_HEALTH_RETRIES=7    -            health_retries  Some(7)
+            SINGLETON_EXEC_WATCHDOG=2s         -            watchdog        Some(2s)
+            SINGLETON_EXEC_WATCHDOG=2s         --watchdog=3s watchdog       Some(3s)
+            SINGLETON_EXEC_READY_TIMEOUT=1m    -            ready_timeout   Some(60s)
             SINGLETON_EXEC_LOG_FORMAT=json     -            log_format      Json
             SINGLETON_EXEC_PASSWORD=pw         -            password        Some(\"pw\")
         ";
@@ -959,6 +987,8 @@ mod tests {
                 "endpoints" => format!("{:?}", r.etcd.endpoints).replace(' ', ""),
                 "on_lease_lost" => format!("{:?}", r.on_lease_lost),
                 "health_retries" => format!("{:?}", r.health.health_retries),
+                "watchdog" => format!("{:?}", r.notify.watchdog),
+                "ready_timeout" => format!("{:?}", r.notify.ready_timeout),
                 "log_format" => format!("{:?}", r.log.log_format),
                 "password" => format!("{:?}", r.etcd.password),
                 other => panic!("no field {other} in this test"),

@@ -14,12 +14,13 @@ use std::time::Duration;
 
 use nix::sys::signal::Signal;
 
-use crate::config::cli::{EtcdArgs, HealthArgs, RunArgs};
+use crate::config::cli::{EtcdArgs, HealthArgs, NotifyArgs, RunArgs};
 use crate::config::etcd::{check_endpoint, EndpointFault, EtcdConfig, Secret, TlsFiles};
 use crate::core::command::CommandSpec;
 use crate::core::lifecycle::{OnChildExit, OnLeaseLost};
 use crate::core::timing::{TimingError, TimingInput, TimingModel, MAX_DURATION};
 use crate::health::HealthConfig;
+use crate::notify_socket::Expectations;
 
 const DEFAULT_ENDPOINT: &str = "http://127.0.0.1:2379";
 const MAX_NAME_LEN: usize = 128;
@@ -99,6 +100,18 @@ pub enum ConfigError {
     )]
     ZeroAcquireTimeout,
     #[error(
+        "--watchdog {} is too short: at least {} (the child's heartbeat must get through a busy \
+         machine's scheduling)",
+        humantime::format_duration(*.0),
+        humantime::format_duration(MIN_WATCHDOG)
+    )]
+    WatchdogTooShort(Duration),
+    #[error(
+        "--ready-timeout 0s would step down before the child could start: give a positive \
+         duration, or leave it out to count the child ready once started"
+    )]
+    ZeroReadyTimeout,
+    #[error(
         "{} tune{} a health check, but none is asked for: add --health-cmd or --health-url, or \
          leave {} out (without a check a wedged leader never steps down)",
         .0.join(" and "), if .0.len() == 1 { "s" } else { "" },
@@ -170,6 +183,8 @@ impl ConfigError {
             E::OnceWithSlots(_) => vec!["--once", "--slots"],
             E::OnceWithOnChildExit(_) => vec!["--once", "--on-child-exit"],
             E::OnceWithHealthCheck(option) => vec!["--once", option],
+            E::WatchdogTooShort(_) => vec!["--watchdog"],
+            E::ZeroReadyTimeout => vec!["--ready-timeout"],
         }
     }
 }
@@ -206,6 +221,9 @@ pub struct Config {
     pub health: Option<HealthConfig>,
     /// `--once NAME`: run the command once across the cluster, to success.
     pub once: Option<OnceConfig>,
+    /// What the leader expects its child to say on its notify socket (`--watchdog`,
+    /// `--ready-timeout`).
+    pub notify: Expectations,
 }
 
 /// `--once NAME` and `--once-attempts N`.
@@ -278,6 +296,7 @@ impl Config {
                 .map(read_token)
                 .transpose()?,
             health: health_config(args.health)?,
+            notify: expectations(args.notify)?,
             resign_holdoff: at_most_max("--resign-holdoff", args.resign_holdoff)?,
             etcd: etcd_config(args.etcd)?,
             election,
@@ -369,6 +388,31 @@ fn acquire_timeout(value: Duration) -> Result<Duration, ConfigError> {
         return Err(ConfigError::ZeroAcquireTimeout);
     }
     at_most_max("--acquire-timeout", value)
+}
+
+/// The shortest `--watchdog`: a heartbeat more frequent than this is lost in a busy machine's
+/// scheduling (the health checks' interval has the same floor).
+pub const MIN_WATCHDOG: Duration = Duration::from_millis(100);
+
+/// `--watchdog` and `--ready-timeout`: bounded, and long enough to mean something.
+fn expectations(n: NotifyArgs) -> Result<Expectations, ConfigError> {
+    if let Some(w) = n.watchdog {
+        if w < MIN_WATCHDOG {
+            return Err(ConfigError::WatchdogTooShort(w));
+        }
+        at_most_max("--watchdog", w)?;
+    }
+    if let Some(r) = n.ready_timeout {
+        if r.is_zero() {
+            return Err(ConfigError::ZeroReadyTimeout);
+        }
+        at_most_max("--ready-timeout", r)?;
+    }
+    Ok(Expectations {
+        watchdog: n.watchdog,
+        ready_timeout: n.ready_timeout,
+        stop_timeout: None,
+    })
 }
 
 /// The health check's defaults (shown in `--help`).
@@ -813,6 +857,13 @@ pub(crate) mod tests {
             --once m --health-cmd true -- x                        => OnceWithHealthCheck
             --once m --health-url http://h/ -- x                   => OnceWithHealthCheck
             --once m --on-lease-lost exit --resign-signal USR1 -- x => Ok
+            --watchdog 99ms -- x                                   => WatchdogTooShort
+            --watchdog 100ms -- x                                  => Ok
+            --watchdog 1y -- x                                     => Ok
+            --watchdog HUGE -- x                                   => DurationTooLong
+            --ready-timeout 0s -- x                                => ZeroReadyTimeout
+            --ready-timeout 1ms -- x                               => Ok
+            --ready-timeout HUGE -- x                              => DurationTooLong
         ";
         let dir = tempfile::tempdir().unwrap();
         let pem = pem_file(&dir, "ca.pem", "-----BEGIN CERTIFICATE-----\nx\n");

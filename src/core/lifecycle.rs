@@ -64,6 +64,13 @@ pub enum StopReason {
     Resign,
     /// The child failed `--health-retries` health checks in a row: the leader steps down.
     Unhealthy,
+    /// The child sent no `WATCHDOG=1` on its notify socket for `--watchdog`: the leader steps
+    /// down.
+    WatchdogMissed,
+    /// The child sent `WATCHDOG=trigger` (it found itself broken): the leader steps down.
+    WatchdogTrigger,
+    /// The child did not send `READY=1` within `--ready-timeout`: the leader steps down.
+    NotReady,
     /// SIGTERM or SIGINT reached the supervisor.
     Shutdown(libc::c_int),
     /// Ctrl-Z under job control (the child stopped by SIGTSTP, or SIGTSTP to the supervisor):
@@ -79,6 +86,20 @@ impl StopReason {
         matches!(
             self,
             StopReason::LeaseGone | StopReason::KeyDeleted | StopReason::KeyChanged
+        )
+    }
+
+    /// Whether this is a verdict on the child itself (its health checks, its watchdog, its
+    /// readiness): the leader steps down like a resign, so a standby with a working child takes
+    /// over. A verdict counts only while nothing else stops the tree, and never outranks the
+    /// child's own exit ([`crate::leadership::transition`]).
+    pub fn is_child_verdict(self) -> bool {
+        matches!(
+            self,
+            StopReason::Unhealthy
+                | StopReason::WatchdogMissed
+                | StopReason::WatchdogTrigger
+                | StopReason::NotReady
         )
     }
 
@@ -116,6 +137,13 @@ impl fmt::Display for StopReason {
             }
             StopReason::Resign => f.write_str("step-down requested"),
             StopReason::Unhealthy => f.write_str("the child failed its health checks"),
+            StopReason::WatchdogMissed => {
+                f.write_str("the child sent no WATCHDOG=1 within --watchdog")
+            }
+            StopReason::WatchdogTrigger => {
+                f.write_str("the child asked to be stopped (WATCHDOG=trigger)")
+            }
+            StopReason::NotReady => f.write_str("the child sent no READY=1 within --ready-timeout"),
             StopReason::Shutdown(sig) => write!(f, "received {}", signal_name(*sig)),
             StopReason::Suspend => f.write_str("suspend requested (Ctrl-Z)"),
             StopReason::ChildExited => f.write_str("the child exited"),
@@ -278,7 +306,8 @@ pub fn decide(reason: StopReason, asked: Asked, status: ChildStatus, p: Policies
         StopReason::Suspend => Next::Suspend,
         // A wedged child steps down like a resign: a standby with a working child takes over;
         // with none, this replica leads again after the holdoff, which restarts the child.
-        StopReason::Resign | StopReason::Unhealthy => Next::Recampaign { holdoff: true },
+        StopReason::Resign => Next::Recampaign { holdoff: true },
+        r if r.is_child_verdict() => Next::Recampaign { holdoff: true },
         r if r.is_lease_loss() => match p.on_lease_lost {
             OnLeaseLost::Exit => Next::Exit(Exit::LeaseLost),
             OnLeaseLost::Recampaign => Next::Recampaign { holdoff: false },
@@ -307,13 +336,16 @@ mod tests {
         assert_eq!(LeaseId(255).to_string(), "ff");
     }
 
-    const REASONS: [StopReason; 10] = [
+    const REASONS: [StopReason; 13] = [
         StopReason::LeaseGone,
         StopReason::KeyDeleted,
         StopReason::KeyChanged,
         StopReason::Deadline,
         StopReason::Resign,
         StopReason::Unhealthy,
+        StopReason::WatchdogMissed,
+        StopReason::WatchdogTrigger,
+        StopReason::NotReady,
         StopReason::Shutdown(libc::SIGTERM),
         StopReason::Shutdown(libc::SIGINT),
         StopReason::Suspend,
@@ -337,8 +369,18 @@ mod tests {
         match (reason, asked, p.on_child_exit, p.on_lease_lost) {
             (_, A::Shutdown, _, _) | (R::Shutdown(_), _, _, _) => Next::Exit(Exit::Child(status)),
             (R::Suspend, _, _, _) => Next::Suspend,
-            (R::Resign | R::Unhealthy, A::Suspend, _, _) => Next::Suspend,
-            (R::Resign | R::Unhealthy, A::Nothing, _, _) => Next::Recampaign { holdoff: true },
+            (
+                R::Resign | R::Unhealthy | R::WatchdogMissed | R::WatchdogTrigger | R::NotReady,
+                A::Suspend,
+                _,
+                _,
+            ) => Next::Suspend,
+            (
+                R::Resign | R::Unhealthy | R::WatchdogMissed | R::WatchdogTrigger | R::NotReady,
+                A::Nothing,
+                _,
+                _,
+            ) => Next::Recampaign { holdoff: true },
             (R::LeaseGone | R::KeyDeleted | R::KeyChanged | R::Deadline, _, _, L::Exit) => {
                 LOSS_EXIT
             }
@@ -378,7 +420,7 @@ mod tests {
                 }
             }
         }
-        assert_eq!(rows, 10 * 3 * 3 * 2 * 2);
+        assert_eq!(rows, 13 * 3 * 3 * 2 * 2);
     }
 
     #[test]
@@ -428,12 +470,29 @@ mod tests {
             StopReason::Deadline,
             StopReason::Resign,
             StopReason::Unhealthy,
+            StopReason::WatchdogMissed,
+            StopReason::WatchdogTrigger,
+            StopReason::NotReady,
             StopReason::ChildExited,
             StopReason::Shutdown(libc::SIGTERM),
             StopReason::Suspend,
         ] {
             assert!(!r.leadership_known_lost(), "{r:?}");
+            assert!(!(r.is_lease_loss() && r.is_child_verdict()), "{r:?}");
         }
+        let verdicts: Vec<StopReason> = REASONS
+            .into_iter()
+            .filter(|r| r.is_child_verdict())
+            .collect();
+        assert_eq!(
+            verdicts,
+            [
+                StopReason::Unhealthy,
+                StopReason::WatchdogMissed,
+                StopReason::WatchdogTrigger,
+                StopReason::NotReady
+            ]
+        );
         assert!(!StopReason::Suspend.is_lease_loss());
         assert_eq!(
             StopReason::Suspend.stop_signal(libc::SIGQUIT),

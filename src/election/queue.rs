@@ -171,8 +171,8 @@ pub struct Queue {
     /// The store revision the read was made at; watch from `revision + 1` to see every change after.
     pub revision: i64,
     pub candidates: Vec<Candidate>,
-    /// The leader's last health-check result, when it runs one (read separately; see
-    /// [`Election::health`]).
+    /// What the leader shows of its child: its last health check, its readiness and status
+    /// (read separately; see [`Election::health`]).
     pub health: Option<HealthRecord>,
 }
 
@@ -349,13 +349,30 @@ pub struct LeaderInfo {
     pub candidates: i64,
 }
 
-/// A leader's last health-check result, as shown in etcd for `status`.
+/// What a leader shows of its child in etcd for `status` (`PREFIX/NAME@health`, or its slot's):
+/// its last health check, when it runs them, and what the child said of itself on its notify
+/// socket (ready, its status text). Written under the leader's lease, so it goes with it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HealthRecord {
     pub id: String,
     /// The leader key it belongs to (a record of an earlier leader is not shown).
     pub key: String,
     pub revision: i64,
+    /// The last health check's result, when the leader runs checks.
+    pub check: Option<CheckRecord>,
+    /// Whether the child is ready: it sent `READY=1`, or its leader does not wait for that
+    /// (no `--ready-timeout`). A record without it (written before 0.3) reads as ready.
+    pub ready: bool,
+    /// How long after its start the child sent `READY=1`, if it did.
+    pub ready_after_ms: Option<u64>,
+    /// The child's last `STATUS=` text, as it sent it (sanitised by the leader; a reader
+    /// sanitises it again, since anyone who may write the key could have put anything).
+    pub child_status: Option<String>,
+}
+
+/// A leader's last health-check result.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckRecord {
     pub healthy: bool,
     pub consecutive_failures: u32,
     pub retries: u32,
@@ -364,33 +381,63 @@ pub struct HealthRecord {
 }
 
 impl HealthRecord {
-    /// The record as stored: `revision` is written `fencing_revision`, its one name everywhere.
+    /// The record as stored: `revision` is written `fencing_revision`, its one name everywhere;
+    /// the check's fields at the top level, as before there was anything else (a replica of 0.2
+    /// reads them), and only when there is a check.
     pub fn to_json(&self) -> String {
-        serde_json::json!({
+        let mut v = serde_json::json!({
             "id": self.id,
             "key": self.key,
             "fencing_revision": self.revision,
-            "healthy": self.healthy,
-            "consecutive_failures": self.consecutive_failures,
-            "retries": self.retries,
-            "last": self.last,
-        })
-        .to_string()
+            "ready": self.ready,
+            "ready_after_ms": self.ready_after_ms,
+            "child_status": self.child_status,
+        });
+        if let Some(c) = &self.check {
+            v["healthy"] = c.healthy.into();
+            v["consecutive_failures"] = c.consecutive_failures.into();
+            v["retries"] = c.retries.into();
+            v["last"] = c.last.clone().into();
+        }
+        v.to_string()
     }
 
-    /// A stored record; one a replica of 0.1 wrote (`revision`) reads the same.
+    /// A stored record; one a replica of 0.1 wrote (`revision`) reads the same, and one of 0.2
+    /// (a check's result and nothing else) as a ready child without a status.
     pub fn from_json(bytes: &[u8]) -> Option<HealthRecord> {
         let v: serde_json::Value = serde_json::from_slice(bytes).ok()?;
+        let check = match v.get("healthy") {
+            None => None,
+            Some(healthy) => Some(CheckRecord {
+                healthy: healthy.as_bool()?,
+                consecutive_failures: u32::try_from(v["consecutive_failures"].as_u64()?).ok()?,
+                retries: u32::try_from(v["retries"].as_u64()?).ok()?,
+                last: v["last"].as_str()?.to_string(),
+            }),
+        };
+        let optional = |name: &str| match v.get(name) {
+            None | Some(serde_json::Value::Null) => Some(None),
+            Some(x) => Some(Some(x)),
+        };
         Some(HealthRecord {
             id: v["id"].as_str()?.to_string(),
             key: v["key"].as_str()?.to_string(),
             revision: v["fencing_revision"]
                 .as_i64()
                 .or_else(|| v["revision"].as_i64())?,
-            healthy: v["healthy"].as_bool()?,
-            consecutive_failures: u32::try_from(v["consecutive_failures"].as_u64()?).ok()?,
-            retries: u32::try_from(v["retries"].as_u64()?).ok()?,
-            last: v["last"].as_str()?.to_string(),
+            check,
+            ready: match optional("ready")? {
+                None => true,
+                Some(r) => r.as_bool()?,
+            },
+            ready_after_ms: match optional("ready_after_ms")? {
+                None => None,
+                Some(ms) => Some(ms.as_u64()?),
+            },
+            child_status: match optional("child_status")? {
+                None => None,
+                Some(s) => Some(s.as_str()?.to_string()),
+            },
         })
     }
 }
@@ -444,7 +491,8 @@ impl Election {
         TxnOp::get(root, Some(opts))
     }
 
-    /// Where the leader shows its last health-check result (`--health-cmd`, `--health-url`):
+    /// Where the leader shows what it knows of its child (its last health check, what the
+    /// child said on its notify socket: [`HealthRecord`]):
     /// `PREFIX/NAME@health`, outside every election's key space for the reasons given for
     /// [`Election::resign_key`], attached to the leader's lease so it goes with the leadership.
     pub fn health_key(&self) -> String {
@@ -1811,10 +1859,15 @@ mod tests {
             id: "a".into(),
             key: "/p/e/1".into(),
             revision: 4,
-            healthy: false,
-            consecutive_failures: 2,
-            retries: 3,
-            last: "exited with status 1: \"quoted\"".into(),
+            check: Some(CheckRecord {
+                healthy: false,
+                consecutive_failures: 2,
+                retries: 3,
+                last: "exited with status 1: \"quoted\"".into(),
+            }),
+            ready: false,
+            ready_after_ms: None,
+            child_status: Some("loading 3/7".into()),
         };
         assert_eq!(
             HealthRecord::from_json(r.to_json().as_bytes()),
@@ -1825,10 +1878,38 @@ mod tests {
             "{}",
             r.to_json()
         );
-        let before = r.to_json().replace("fencing_revision", "revision");
-        assert_eq!(HealthRecord::from_json(before.as_bytes()), Some(r));
+        // Without a check: none of its fields; with READY=1.
+        let notified = HealthRecord {
+            check: None,
+            ready: true,
+            ready_after_ms: Some(1_250),
+            child_status: None,
+            ..r.clone()
+        };
+        assert!(
+            !notified.to_json().contains("healthy"),
+            "{}",
+            notified.to_json()
+        );
+        assert_eq!(
+            HealthRecord::from_json(notified.to_json().as_bytes()),
+            Some(notified)
+        );
+        // As 0.1 wrote it (`revision`, a check and nothing else): a ready child, no status.
+        let old = r#"{"id":"a","key":"/p/e/1","revision":4,"healthy":true,"consecutive_failures":0,"retries":3,"last":"healthy"}"#;
+        let read = HealthRecord::from_json(old.as_bytes()).expect("an old record");
+        assert_eq!(
+            (read.ready, read.ready_after_ms, read.child_status),
+            (true, None, None)
+        );
+        assert_eq!(read.check.map(|c| c.healthy), Some(true));
         assert_eq!(HealthRecord::from_json(b"not json"), None);
         assert_eq!(HealthRecord::from_json(b"{\"id\":1}"), None);
+        // A check half written, or a field of the wrong kind: no record.
+        let half = r#"{"id":"a","key":"k","fencing_revision":1,"healthy":true}"#;
+        assert_eq!(HealthRecord::from_json(half.as_bytes()), None);
+        let bad = r#"{"id":"a","key":"k","fencing_revision":1,"ready":"yes"}"#;
+        assert_eq!(HealthRecord::from_json(bad.as_bytes()), None);
         let e = Election::new("/singleton-exec", "myapp");
         assert_eq!(e.health_key(), "/singleton-exec/myapp@health");
         assert!(!e.health_key().starts_with(e.dir()));

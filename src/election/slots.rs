@@ -8,7 +8,8 @@
 //!   as the singleton's candidates do;
 //! * `slot/<i>` = id: slot `i`'s holder, attached to its lease. Its create-revision is the slot's
 //!   fencing revision: each holder creates the key anew, so it only grows from one to the next;
-//! * `health/<i>`: the holder's last health result (`status`).
+//! * `health/<i>`: what the holder shows of its child: its last health check, its readiness and
+//!   status (`status`).
 //!
 //! How a slot is claimed: only the first standby (no queue key ahead of it) claims, so a freed slot
 //! wakes one replica, not all of them. It takes the lowest free slot in one transaction: if its
@@ -189,7 +190,8 @@ pub struct SlotsView {
     pub count: u32,
     /// Index = slot.
     pub holders: Vec<Option<Holder>>,
-    /// The holder's last health result, per slot, when it runs a check.
+    /// What the holder shows of its child (its last health check, its readiness and status),
+    /// per slot, when it shows anything.
     pub health: Vec<Option<HealthRecord>>,
     /// Standbys in queue order (the first claims the next freed slot).
     pub standbys: Vec<Candidate>,
@@ -1138,10 +1140,15 @@ mod tests {
             id: "b".into(),
             key: "/p/app@slots/2/slot/1".into(),
             revision: 6,
-            healthy: true,
-            consecutive_failures: 0,
-            retries: 3,
-            last: "healthy".into(),
+            check: Some(crate::election::queue::CheckRecord {
+                healthy: true,
+                consecutive_failures: 0,
+                retries: 3,
+                last: "healthy".into(),
+            }),
+            ready: true,
+            ready_after_ms: None,
+            child_status: Some("serving".into()),
         };
         let stale = HealthRecord {
             key: "/p/app@slots/2/slot/0".into(),

@@ -1,6 +1,6 @@
 //! The health checks of one child, as the leadership loop runs them: the [`Monitor`] that says
 //! when a check is due and what its result means, the environment a command check gets (the
-//! child's), and the [`HealthPublisher`] that shows the result in etcd. A verdict of
+//! child's); the leadership's [`HealthPublisher`] shows each result in etcd. A verdict of
 //! [`Verdict::Unhealthy`] asks the leader to step down; whether it still counts is the
 //! transition's to say ([`super::transition::Lead::checks_allowed`]).
 
@@ -15,7 +15,6 @@ use super::{Ctx, ProcessThread};
 pub(super) struct ChildHealth {
     monitor: Monitor,
     env: Vec<(String, String)>,
-    publish: HealthPublisher,
 }
 
 impl ChildHealth {
@@ -29,7 +28,6 @@ impl ChildHealth {
         let health = ChildHealth {
             monitor,
             env: super::leader_env(ctx.cfg, me),
-            publish: HealthPublisher::start(ctx, me),
         };
         Some((health, results))
     }
@@ -56,16 +54,18 @@ impl ChildHealth {
         self.monitor.check_ended(id, exit, output);
     }
 
-    /// Reports a result; `Some(Unhealthy)` when the leader must step down.
+    /// Reports a result (in `/status` and, through `publish`, in etcd); `Some(Unhealthy)` when
+    /// the leader must step down.
     pub(super) fn record(
         &mut self,
         ctx: &Ctx<'_>,
         id: u64,
         outcome: Outcome,
+        publish: &mut HealthPublisher,
     ) -> Option<StopReason> {
         let report = self.monitor.record(id, outcome)?;
         ctx.obs.health_checked(&report);
-        self.publish.show(&report);
+        publish.show_check(&report);
         let took = tracing::field::display(Short(report.took));
         match (&report.verdict, &report.outcome) {
             (Verdict::Healthy, _) => {

@@ -24,11 +24,13 @@ use crate::health::Results;
 use crate::process::contract::{Event, Request};
 
 use super::child_health::{check_due, check_result, ChildHealth};
+use super::child_notify::{self, notify_changed, ChildNotify, Opened};
+use super::health_publisher::HealthPublisher;
 use super::standby::Won;
 use super::transition::{step, Action, Ending, Facts, Input, Lead};
 use super::{
-    deadline_of, for_us, leader_env, lease_lost, leave_requested, next_event, policies, After, Ctx,
-    Inputs, Leave, Pause, UserRequests,
+    deadline_of, for_us, leader_env, lease_lost, leave_requested, next_event, policies, until,
+    After, Ctx, Inputs, Leave, Pause, UserRequests,
 };
 
 /// What one leadership holds while it runs; everything it decides is in the transition.
@@ -48,6 +50,10 @@ struct Leading<'a, 'c> {
     tree: Option<Tree>,
     /// With `--once`: the run begun, whose end is written with the release.
     once: Option<Begun>,
+    /// The next child's notify socket, from the spawn request to its start.
+    opened: Option<Opened>,
+    /// What this leadership shows of its child in etcd (health, readiness, status).
+    publisher: HealthPublisher,
 }
 
 /// What is watched while one child's tree runs.
@@ -59,10 +65,13 @@ struct Tree {
     key_deleted: bool,
     health: Option<ChildHealth>,
     results: Option<Results>,
+    /// The child's notify socket, if it has one.
+    notify: Option<ChildNotify>,
 }
 
 /// Leads until the leadership is over, then releases; returns what follows.
 pub(super) async fn lead(ctx: &Ctx<'_>, inp: &mut Inputs, won: Won) -> After {
+    let publisher = HealthPublisher::new(ctx, &won.me);
     let mut run = Leading {
         ctx,
         session: won.session,
@@ -74,6 +83,8 @@ pub(super) async fn lead(ctx: &Ctx<'_>, inp: &mut Inputs, won: Won) -> After {
         pause_until: Instant::now(),
         tree: None,
         once: won.once,
+        opened: None,
+        publisher,
     };
     let (mut state, mut action) = Lead::begin();
     loop {
@@ -112,9 +123,15 @@ impl Leading<'_, '_> {
                     let max = self.ctx.cfg.once.as_ref().map_or(1, |o| o.attempts);
                     env.extend(super::once::env(layout, begun, max));
                 }
+                self.opened = child_notify::open(self.ctx);
+                let own_pid_variable = self.opened.as_ref().and_then(|o| {
+                    env.extend(o.env.iter().cloned());
+                    o.own_pid_variable
+                });
                 inp.process.request(Request::Spawn {
                     command: self.ctx.cfg.command.clone(),
                     env,
+                    own_pid_variable,
                     deadline: deadline_of(self.ctx.cfg, safe_until),
                 });
                 None
@@ -175,10 +192,12 @@ impl Leading<'_, '_> {
                     return Input::Started;
                 }
                 Some(Event::SpawnFailed(e)) => {
+                    self.opened = None;
                     tracing::error!(error = %e, code = e.exit_code(), "cannot start the command");
                     return Input::SpawnFailed(e.exit());
                 }
                 Some(Event::SpawnRefused(reason)) => {
+                    self.opened = None;
                     tracing::warn!(%reason, "the child was not started");
                     return Input::SpawnRefused(reason);
                 }
@@ -199,23 +218,33 @@ impl Leading<'_, '_> {
             slot: me.slot,
         });
         let (health, results) = ChildHealth::start(ctx, me).unzip();
+        let notify = self
+            .opened
+            .take()
+            .map(|o| ChildNotify::start(ctx, o, pid, &mut self.publisher));
         self.tree = Some(Tree {
             lease: self.session.state(),
             lease_open: true,
             key_deleted: false,
             health,
             results,
+            notify,
         });
     }
 
     /// While the tree runs: moves the deadline on every acknowledged keepalive, runs health
-    /// checks, and returns the first input that matters.
+    /// checks, reads what the child says on its notify socket, and returns the first input that
+    /// matters.
     async fn while_running(&mut self, inp: &mut Inputs, state: Lead) -> Input {
         let (ctx, me) = (self.ctx, &self.me);
         let Some(tree) = self.tree.as_mut() else {
             return Input::ThreadGone; // not reached: a tree is watched from its start
         };
         loop {
+            // When the child's watchdog or ready timeout is due, and when a held-back change of
+            // what it said is to be shown: plain instants, worked out again on every turn.
+            let notify_due = tree.notify.as_ref().and_then(ChildNotify::due_at);
+            let show_due = tree.notify.as_ref().and_then(ChildNotify::show_at);
             let input = tokio::select! {
                 event = next_event(&mut inp.process, &mut inp.user) => match event {
                     Some(event) => on_event(ctx, me, event, tree.health.as_mut()),
@@ -228,7 +257,23 @@ impl Leading<'_, '_> {
                     None
                 }
                 Some((id, outcome)) = check_result(tree.results.as_mut()) => {
-                    tree.health.as_mut().and_then(|h| h.record(ctx, id, outcome)).map(Input::StopWanted)
+                    let publisher = &mut self.publisher;
+                    tree.health.as_mut().and_then(|h| h.record(ctx, id, outcome, publisher)).map(Input::StopWanted)
+                }
+                _ = notify_changed(tree.notify.as_mut()) => {
+                    let judged = state.checks_allowed();
+                    tree.notify.as_mut()
+                        .and_then(|n| n.take_in(ctx, &inp.process, &mut self.publisher, judged))
+                        .map(Input::StopWanted)
+                }
+                _ = until(notify_due), if state.checks_allowed() => {
+                    tree.notify.as_mut().and_then(|n| n.verdict(ctx)).map(Input::StopWanted)
+                }
+                _ = until(show_due) => {
+                    if let Some(n) = &mut tree.notify {
+                        n.show_now(ctx, &mut self.publisher);
+                    }
+                    None
                 }
                 changed = tree.lease.changed(), if tree.lease_open => {
                     tree.lease_open = changed.is_ok();

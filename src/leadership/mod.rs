@@ -9,8 +9,9 @@
 //! with `--once NAME`, [`once`] reads the outcome at the head of the queue and begins a run only
 //! when one is due, and writes the run's outcome with the release;
 //! [`lead`] applies the pure [`transition`] until the leadership is over, then gives the lease up;
-//! [`child_health`] runs the leader's health checks of its child and [`health_publisher`] shows the
-//! result in etcd. The loop owns the etcd session ([`crate::election::session`]) and the election; the process thread owns the
+//! [`child_health`] runs the leader's health checks of its child, [`child_notify`] reads what the
+//! child says on its notify socket (readiness, status, watchdog), and [`health_publisher`] shows
+//! both in etcd. The loop owns the etcd session ([`crate::election::session`]) and the election; the process thread owns the
 //! child and talks to this loop only through [`crate::process::contract`].
 //!
 //! Rules kept here:
@@ -32,6 +33,7 @@
 #![forbid(unsafe_code)]
 
 mod child_health;
+mod child_notify;
 mod health_publisher;
 mod lead;
 mod once;
@@ -55,6 +57,7 @@ use crate::election::once::OnceLayout;
 use crate::election::queue::{Candidacy, Election};
 use crate::election::session::LeaseState;
 use crate::election::slots::SlotElection;
+use crate::notify_socket::Listener;
 use crate::process::contract::{Event, LeaseDeadline, Request};
 use crate::process::handle::ProcessThread;
 use crate::report::http::{self, Endpoints, ResignAuth};
@@ -86,6 +89,8 @@ struct Ctx<'a> {
     leases_taken: std::sync::Mutex<Vec<LeaseId>>,
     /// With `--once NAME`: its keys; `election` is then its queue.
     once: Option<OnceLayout>,
+    /// The children's notify sockets, when they can be had.
+    notify: Option<&'a Listener>,
 }
 
 /// What the loop receives: the process thread's events, step-down requests, and what the user
@@ -158,12 +163,14 @@ enum Pause {
 }
 
 /// Runs the replica until it exits. `health` is the listener for the HTTP endpoints, bound by the
-/// caller so that a bad address fails at start-up.
+/// caller so that a bad address fails at start-up; `notify` gives each child its notify socket
+/// (dropped on the way out, which removes the sockets' directory).
 pub async fn run(
     cfg: Config,
     process: ProcessThread,
     obs: Arc<Observer>,
     health: Option<std::net::TcpListener>,
+    notify: Option<Listener>,
 ) -> Exit {
     let connector = Arc::new(Connector::new(cfg.etcd.clone()));
     let once = cfg
@@ -190,6 +197,7 @@ pub async fn run(
         step_down: resign_tx,
         leases_taken: std::sync::Mutex::new(Vec::new()),
         once,
+        notify: notify.as_ref(),
     };
     let mut inputs = Inputs {
         process,
@@ -265,6 +273,15 @@ fn log_start(cfg: &Config, election: &Election, connector: &Connector) {
         lease_expiry_after_keepalive = %Short(f.expiry_after_keepalive),
         "timing: worst cases (`singleton-exec timing` explains them)"
     );
+    let short = |d: Option<Duration>| d.map(|d| Short(d).to_string());
+    if cfg.notify.watchdog.is_some() || cfg.notify.ready_timeout.is_some() {
+        tracing::info!(
+            watchdog = short(cfg.notify.watchdog),
+            ready_timeout = short(cfg.notify.ready_timeout),
+            "the child must talk on its notify socket: a leader whose child misses its watchdog or \
+             sends no READY=1 in time steps down"
+        );
+    }
     if let Some(h) = &cfg.health {
         tracing::info!(check = %h.describe(), interval = %Short(h.interval), timeout = %Short(h.timeout),
             retries = h.retries, start_period = %Short(h.start_period),

@@ -19,8 +19,9 @@
 //!   verdict, which never outranks the child's own exit ([`final_reason`]);
 //! * a start refused before any child ran (lease too short, shutdown first) never exits with a
 //!   child's status: there was none (`Exit::Withdrew`);
-//! * a health verdict asks for a stop only while no stop is asked for or under way, and checks
-//!   start only then ([`Lead::checks_allowed`]); every other reason to stop is passed to the process
+//! * a verdict on the child (its health checks, its watchdog, its readiness:
+//!   [`StopReason::is_child_verdict`]) asks for a stop only while no stop is asked for or under
+//!   way, and checks start only then ([`Lead::checks_allowed`]); every other reason to stop is passed to the process
 //!   thread each time, since a known loss of leadership escalates a stop already under way to
 //!   SIGKILL;
 //! * once the process thread is gone nobody can vouch that the child's tree is dead, so the lease
@@ -222,7 +223,9 @@ fn running(
                 next => (release(Some(reason), next, false), None),
             }
         }
-        Input::StopWanted(StopReason::Unhealthy) if !state.checks_allowed() => (state, None),
+        Input::StopWanted(reason) if reason.is_child_verdict() && !state.checks_allowed() => {
+            (state, None)
+        }
         Input::StopWanted(reason) => (
             Lead::Running {
                 requested: requested.or(Some(reason)),
@@ -243,13 +246,13 @@ fn running(
 }
 
 /// Why the tree ended, as the transition decides on it: what was asked first still counts if the
-/// child exited by itself meanwhile, except a health verdict and a suspension, which never
+/// child exited by itself meanwhile, except a verdict on the child and a suspension, which never
 /// outrank the child's own exit (its status and `--on-child-exit` apply: an exit is not lost to
 /// a Ctrl-Z, and the sticky [`Asked::Suspend`] still suspends whatever would have run on).
 pub fn final_reason(reported: StopReason, requested: Option<StopReason>) -> StopReason {
     match (reported, requested) {
         (StopReason::ChildExited, Some(asked))
-            if asked != StopReason::Unhealthy && asked != StopReason::Suspend =>
+            if !asked.is_child_verdict() && asked != StopReason::Suspend =>
         {
             asked
         }
@@ -452,13 +455,20 @@ mod tests {
 
     #[test]
     #[rustfmt::skip]
-    fn a_health_verdict_counts_only_while_nothing_else_stops_the_tree() {
+    fn a_verdict_on_the_child_counts_only_while_nothing_else_stops_the_tree() {
         let (healthy, resigning, stopping) = (running(None, false), running(Some(R::Resign), false), running(None, true));
-        check(&[
-            (healthy, want(R::Unhealthy), EXIT, running(Some(R::Unhealthy), false), stop(R::Unhealthy)),
-            (resigning, want(R::Unhealthy), EXIT, resigning, NONE),
-            (stopping, want(R::Unhealthy), EXIT, stopping, NONE),
-        ]);
+        for verdict in [R::Unhealthy, R::WatchdogMissed, R::WatchdogTrigger, R::NotReady] {
+            check(&[
+                (healthy, want(verdict), EXIT, running(Some(verdict), false), stop(verdict)),
+                (resigning, want(verdict), EXIT, resigning, NONE),
+                (stopping, want(verdict), EXIT, stopping, NONE),
+                // Once stopping for it, it is what the tree ended for (a step-down), unless the
+                // child exited by itself meanwhile.
+                (running(Some(verdict), true), gone(Signaled(15), verdict), RESTART, rel(verdict, HOLDOFF), NONE),
+                (running(Some(verdict), true), gone(Exited(0), R::ChildExited), RESTART,
+                    Lead::Pausing { last: Exited(0) }, Some(Action::PauseBeforeRestart)),
+            ]);
+        }
         assert!(healthy.checks_allowed());
         for not_now in [resigning, stopping, Lead::Spawning { last: None }, Lead::Pausing { last: Exited(0) }] {
             assert!(!not_now.checks_allowed(), "{not_now:?}");
@@ -615,6 +625,9 @@ mod tests {
             R::Deadline,
             R::Resign,
             R::Unhealthy,
+            R::WatchdogMissed,
+            R::WatchdogTrigger,
+            R::NotReady,
             R::Shutdown(TERM),
             R::Suspend,
             R::ChildExited,

@@ -26,13 +26,26 @@ pub struct LeaseDeadline {
 #[derive(Debug)]
 pub enum Request {
     /// Start the child. Refused after a shutdown signal, or if `deadline.stop_at` has passed.
+    /// `own_pid_variable`: a variable the child gets with its own pid as the value
+    /// (`WATCHDOG_PID`), which only the child itself can know before it runs.
     Spawn {
         command: CommandSpec,
         env: Vec<(String, String)>,
+        own_pid_variable: Option<&'static str>,
         deadline: LeaseDeadline,
     },
     /// A keepalive was acknowledged: move the deadlines later.
     Extend(LeaseDeadline),
+    /// The child asked for time to finish (`EXTEND_TIMEOUT_USEC` on its notify socket): while
+    /// its stop sequence runs, SIGKILL waits until then, but never past the lease's kill deadline
+    /// as it stood when the stop began ([`crate::process::stop::Stop::extend_grace`]). Changes
+    /// nothing before the stop signal or after SIGKILL, and an extension the child sent
+    /// (`sent_at`) before the stop signal (for its start-up: it reached us late) changes nothing
+    /// either.
+    ExtendGrace {
+        sent_at: BootInstant,
+        until: BootInstant,
+    },
     /// Begin the stop sequence now (or, for a known loss of leadership, kill at once).
     Stop(StopReason),
     /// Run a health check (`/bin/sh -c command`) while the child runs: killed with its process

@@ -188,6 +188,7 @@ mod tests {
         sup.request(Request::Spawn {
             command: sh(script),
             env,
+            own_pid_variable: None,
             deadline,
         });
         match next(sup) {
@@ -362,6 +363,42 @@ mod tests {
             .expect("the process thread did not end after its tree did");
     }
 
+    /// EXTEND_TIMEOUT_USEC moves SIGKILL later only when the child sent it after the stop
+    /// signal: one sent for its start-up, which reached the process thread after the stop began,
+    /// does not stretch the grace to the lease's kill deadline.
+    #[test]
+    fn only_an_extension_sent_after_the_stop_signal_moves_sigkill() {
+        with_process_thread(300, |sup| {
+            start_deaf(sup);
+            let before = BootInstant::now();
+            std::thread::sleep(Duration::from_millis(5));
+            let t0 = Instant::now();
+            sup.request(Request::Stop(StopReason::Resign));
+            assert_eq!(stopping(sup).0, StopReason::Resign);
+            sup.request(Request::ExtendGrace {
+                sent_at: before,
+                until: BootInstant::now() + Duration::from_secs(30),
+            });
+            assert_eq!(finished(sup).0, ChildStatus::Signaled(libc::SIGKILL));
+            let took = t0.elapsed();
+            assert!(took < Duration::from_secs(10), "{took:?}");
+        });
+        with_process_thread(300, |sup| {
+            start_deaf(sup);
+            let t0 = Instant::now();
+            sup.request(Request::Stop(StopReason::Resign));
+            assert_eq!(stopping(sup).0, StopReason::Resign);
+            let now = BootInstant::now();
+            sup.request(Request::ExtendGrace {
+                sent_at: now,
+                until: now + Duration::from_millis(1_500),
+            });
+            assert_eq!(finished(sup).0, ChildStatus::Signaled(libc::SIGKILL));
+            let took = t0.elapsed();
+            assert!(took >= Duration::from_millis(1_400), "{took:?}");
+        });
+    }
+
     #[test]
     fn a_stop_already_under_way_escalates_on_known_loss() {
         with_process_thread(30_000, |sup| {
@@ -400,6 +437,7 @@ mod tests {
             sup.request(Request::Spawn {
                 command: sh("exit 0"),
                 env: vec![],
+                own_pid_variable: None,
                 deadline: LeaseDeadline {
                     stop_at: now - Duration::from_millis(1),
                     kill_at: now + Duration::from_millis(100),
@@ -568,6 +606,7 @@ mod tests {
                     args: vec![],
                 },
                 env: vec![],
+                own_pid_variable: None,
                 deadline: deadline_in(60_000, 60_000),
             });
             match next(sup) {

@@ -26,7 +26,7 @@ pub(crate) mod tree;
 /// Checks a decision table: `decide(input)` must be the expected output on every row; a failure
 /// names its row.
 #[cfg(test)]
-fn assert_table<I: std::fmt::Debug, O: PartialEq + std::fmt::Debug>(
+pub(crate) fn assert_table<I: std::fmt::Debug, O: PartialEq + std::fmt::Debug>(
     rows: impl IntoIterator<Item = (I, O)>,
     decide: impl Fn(I) -> O,
 ) {

@@ -17,7 +17,8 @@
 //! the child is a `clone(CLONE_VM | CLONE_VFORK)` on a stack of its own that only makes system
 //! calls and execs. No page tables are copied, and there is one `execve`, not one per PATH entry.
 //! `posix_spawn` itself cannot set `PR_SET_PDEATHSIG`. While the child shares our memory it writes
-//! nothing but its own stack, the errno slot it reports an exec failure in, and the C library's
+//! nothing but its own stack, the errno slot it reports an exec failure in, the digits of its own
+//! pid into an environment entry prepared for them (`WATCHDOG_PID`), and the C library's
 //! `errno` of the calling thread (which reads it only if the clone itself failed); that thread is
 //! suspended until the child has exec'd or exited, and every signal is blocked in the child until
 //! its handlers are reset, so none of ours can run there. A child whose exec failed is reaped here;
@@ -40,7 +41,7 @@ use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicU8, Ordering};
 
 use nix::sys::signal::{SigSet, SigmaskHow};
 use nix::sys::wait::waitpid;
@@ -151,11 +152,12 @@ pub fn take_back_terminal() {
     }
 }
 
-/// Starts `spec` with `extra_env` added, handing it the terminal's foreground when
-/// `hand_terminal`. Returns the child's pid.
+/// Starts `spec` with `extra_env` added, and `own_pid_variable` (if any) set to the child's own
+/// pid, handing it the terminal's foreground when `hand_terminal`. Returns the child's pid.
 pub fn spawn(
     spec: &CommandSpec,
     extra_env: &[(String, String)],
+    own_pid_variable: Option<&str>,
     hand_terminal: bool,
 ) -> Result<libc::pid_t, SpawnError> {
     let fail = |source| SpawnError {
@@ -168,6 +170,7 @@ pub fn spawn(
         &spec.program,
         &spec.args,
         extra_env,
+        own_pid_variable,
         hand_terminal,
         None,
     )
@@ -199,6 +202,7 @@ pub fn spawn_check(
         &program,
         &args,
         extra_env,
+        None,
         false,
         Some(stdio),
     )
@@ -246,6 +250,8 @@ struct Plan {
     script_argvs: Vec<Vec<*const libc::c_char>>,
     envp: Vec<*const libc::c_char>,
     _strings: Vec<CString>,
+    /// The entry of `envp` the child completes with its own pid, if any.
+    own_pid: Option<OwnPidEntry>,
     parent: libc::pid_t,
     hand_terminal: bool,
     stdio: Option<Stdio>,
@@ -256,17 +262,88 @@ struct Plan {
     error: AtomicI32,
 }
 
+/// An environment entry that the child completes with its own pid between clone and exec
+/// (`WATCHDOG_PID=4242`): `NAME=`, then room for the digits and the NUL. Only the child knows
+/// its pid before it runs; it writes it here, into memory it shares with the suspended parent,
+/// and execve copies the entry. Atomic bytes, so that write is sound.
+struct OwnPidEntry {
+    bytes: Box<[AtomicU8]>,
+    /// Where the digits go: just after the `=`.
+    digits_at: usize,
+}
+
+impl OwnPidEntry {
+    /// Room for any pid: at most 10 digits (`pid_t` is 32 bits), and the NUL.
+    const DIGITS: usize = 11;
+
+    fn new(name: &str) -> io::Result<OwnPidEntry> {
+        if name.is_empty() || name.contains(['=', '\0']) {
+            return Err(io::Error::from_raw_os_error(libc::EINVAL));
+        }
+        let bytes: Box<[AtomicU8]> = name
+            .bytes()
+            .chain(std::iter::once(b'='))
+            .chain(std::iter::repeat_n(0, Self::DIGITS))
+            .map(AtomicU8::new)
+            .collect();
+        Ok(OwnPidEntry {
+            digits_at: name.len() + 1,
+            bytes,
+        })
+    }
+
+    /// The entry as `envp` holds it (an `AtomicU8` is laid out as a `u8`).
+    fn as_ptr(&self) -> *const libc::c_char {
+        self.bytes.as_ptr().cast()
+    }
+
+    /// Writes `pid` in decimal after the `=`, NUL-terminated: no allocation, no lock, so the
+    /// child may call it between clone and exec.
+    fn fill(&self, pid: libc::pid_t) {
+        let mut digits = [0u8; Self::DIGITS];
+        let mut n = pid.unsigned_abs();
+        let mut len = 0;
+        loop {
+            digits[len] = b'0' + (n % 10) as u8;
+            len += 1;
+            n /= 10;
+            if n == 0 || len == Self::DIGITS - 1 {
+                break;
+            }
+        }
+        for i in 0..len {
+            self.bytes[self.digits_at + i].store(digits[len - 1 - i], Ordering::Relaxed);
+        }
+        self.bytes[self.digits_at + len].store(0, Ordering::Relaxed);
+    }
+
+    /// What the entry says now (for tests).
+    #[cfg(test)]
+    fn text(&self) -> String {
+        let bytes: Vec<u8> = self
+            .bytes
+            .iter()
+            .map(|b| b.load(Ordering::Relaxed))
+            .take_while(|&b| b != 0)
+            .collect();
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
+}
+
 /// What every process we start gets: our environment `base` without our service manager's
-/// variables and our own secret (ETCDCTL_* stay, as the user set them), plus `extra_env`.
+/// variables and our own secret (ETCDCTL_* stay, as the user set them), plus `extra_env`; a
+/// variable named in `own` is left out, for the child to set itself.
 fn child_environment(
     base: impl Iterator<Item = (OsString, OsString)>,
     extra_env: &[(String, String)],
+    own: Option<&str>,
 ) -> Vec<(OsString, OsString)> {
     let mut env: Vec<(OsString, OsString)> = base
         .filter(|(k, _)| {
             !SCRUBBED.iter().any(|s| k == s)
                 && k != "SINGLETON_EXEC_PASSWORD"
                 && !extra_env.iter().any(|(e, _)| k == e.as_str())
+                && own.is_none_or(|o| k != o)
         })
         .collect();
     env.extend(extra_env.iter().map(|(k, v)| (k.into(), v.into())));
@@ -327,6 +404,7 @@ impl Plan {
         program: &OsStr,
         args: &[OsString],
         extra_env: &[(String, String)],
+        own_pid_variable: Option<&str>,
         hand_terminal: bool,
         stdio: Option<Stdio>,
     ) -> io::Result<Plan> {
@@ -351,8 +429,18 @@ impl Plan {
                     .collect()
             })
             .collect();
-        let environment = child_environment(std::env::vars_os(), extra_env);
-        let envp = strings.array(environment.into_iter().map(|(k, v)| env_entry(k, &v)))?;
+        let extra_env: Vec<(String, String)> = extra_env
+            .iter()
+            .filter(|(k, _)| Some(k.as_str()) != own_pid_variable)
+            .cloned()
+            .collect();
+        let environment = child_environment(std::env::vars_os(), &extra_env, own_pid_variable);
+        let mut envp = strings.array(environment.into_iter().map(|(k, v)| env_entry(k, &v)))?;
+        let own_pid = own_pid_variable.map(OwnPidEntry::new).transpose()?;
+        if let Some(entry) = &own_pid {
+            // Before the terminating NULL; the bytes live in the plan, as the strings do.
+            envp.insert(envp.len() - 1, entry.as_ptr());
+        }
         let (ignored, mask) = inherited_signals();
         Ok(Plan {
             paths,
@@ -360,6 +448,7 @@ impl Plan {
             script_argvs,
             envp,
             _strings: strings.0,
+            own_pid,
             parent: getpid().as_raw(),
             hand_terminal,
             stdio,
@@ -498,6 +587,9 @@ unsafe fn run_child(plan: &Plan) -> libc::c_int {
 /// # Safety
 /// Only from [`run_child`].
 unsafe fn prepare_child(plan: &Plan) -> Result<(), libc::c_int> {
+    if let Some(entry) = &plan.own_pid {
+        entry.fill(libc::getpid());
+    }
     if libc::setpgid(0, 0) != 0 {
         return Err(last_errno());
     }
@@ -821,6 +913,7 @@ mod tests {
         let env = child_environment(
             ours.iter().map(|(k, v)| (k.into(), v.into())),
             &[("SINGLETON_EXEC_REVISION".into(), "42".into())],
+            None,
         );
         let get = |k: &str| {
             env.iter()
@@ -851,7 +944,7 @@ mod tests {
             program: program.as_os_str().to_owned(),
             args: args.iter().map(OsString::from).collect(),
         };
-        let e = spawn(&spec(&script, &[]), &[], false).unwrap_err();
+        let e = spawn(&spec(&script, &[]), &[], None, false).unwrap_err();
         assert_eq!(e.source.raw_os_error(), Some(libc::ENOENT), "{e}");
         assert_eq!(e.exit_code(), exit_code::NOT_FOUND);
 
@@ -861,6 +954,7 @@ mod tests {
                 &["-c", "exit $SINGLETON_EXEC_T"],
             ),
             &[("SINGLETON_EXEC_T".into(), "7".into())],
+            None,
             false,
         )
         .unwrap();
@@ -874,6 +968,48 @@ mod tests {
         assert_eq!(
             status,
             Ok(nix::sys::wait::WaitStatus::Exited(Pid::from_raw(pid), 7))
+        );
+    }
+
+    #[test]
+    fn the_own_pid_entry_takes_any_pid_and_refuses_a_bad_name() {
+        let entry = OwnPidEntry::new("WATCHDOG_PID").unwrap();
+        assert_eq!(entry.text(), "WATCHDOG_PID=");
+        // (pid, entry): a shorter pid after a longer one leaves nothing of it behind.
+        let rows = [
+            (4242, "WATCHDOG_PID=4242".to_owned()),
+            (1, "WATCHDOG_PID=1".to_owned()),
+            (i32::MAX, "WATCHDOG_PID=2147483647".to_owned()),
+            (77, "WATCHDOG_PID=77".to_owned()),
+        ];
+        crate::process::assert_table(rows, |pid| {
+            entry.fill(pid);
+            entry.text()
+        });
+        for bad in ["", "A=B", "A\0B"] {
+            assert!(OwnPidEntry::new(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    /// The child finds its own pid in the variable named, whatever our environment says, and no
+    /// second entry of it.
+    #[test]
+    fn the_child_gets_its_own_pid_in_the_variable_named() {
+        let _serial = crate::test_children();
+        let spec = CommandSpec {
+            program: "sh".into(),
+            args: vec![
+                "-c".into(),
+                "test \"$WATCHDOG_PID\" = \"$$\" && test \"$(env | grep -c ^WATCHDOG_PID=)\" = 1"
+                    .into(),
+            ],
+        };
+        let extra = [("WATCHDOG_PID".into(), "stale".into())];
+        let pid = spawn(&spec, &extra, Some("WATCHDOG_PID"), false).unwrap();
+        let status = waitpid(Pid::from_raw(pid), None);
+        assert_eq!(
+            status,
+            Ok(nix::sys::wait::WaitStatus::Exited(Pid::from_raw(pid), 0))
         );
     }
 }

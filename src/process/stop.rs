@@ -16,7 +16,10 @@
 //! never put off: it reads `/proc` at once.
 //!
 //! Invariants the rules keep:
-//! * SIGKILL comes no later than the lease's `kill_at`, whatever the grace period;
+//! * SIGKILL comes no later than the lease's `kill_at`, whatever the grace period, and whatever
+//!   the child asks for: an extension of its grace (`EXTEND_TIMEOUT_USEC` on its notify socket,
+//!   [`Stop::extend_grace`]) moves SIGKILL later only up to the lease's `kill_at` as it stood
+//!   when the stop began;
 //! * a known loss of leadership (another replica may already lead) kills at once, also when a stop
 //!   is already under way; any other second request changes nothing;
 //! * the first reason given is the one reported when the tree is gone.
@@ -58,10 +61,12 @@ pub enum Stop {
     NotBegun { lease: LeaseDeadline },
     /// Stop signal sent; SIGKILL at `kill_at`. `sweep_at`: when the rest of the tree gets the
     /// stop signal ([`Due::Sweep`]); `None` once it has (or the signal went to every process).
+    /// `cap`: the latest `kill_at` may ever be, the lease's kill deadline when the stop began.
     Stopping {
         reason: StopReason,
         kill_at: BootInstant,
         sweep_at: Option<BootInstant>,
+        cap: BootInstant,
     },
     /// SIGKILL sent; repeated every [`KILL_RESCAN`] until nothing is left.
     Killing { reason: StopReason },
@@ -70,8 +75,12 @@ pub enum Stop {
 /// How a stop request begins (or hurries) the stop sequence.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Begin {
-    /// Stop signal to the tree now, SIGKILL at `kill_at`.
-    Signal { kill_at: BootInstant },
+    /// Stop signal to the tree now, SIGKILL at `kill_at`; no extension of the grace moves it past
+    /// `cap` (the lease's kill deadline).
+    Signal {
+        kill_at: BootInstant,
+        cap: BootInstant,
+    },
     /// SIGKILL now: leadership is known lost, or no time is left before the kill deadline.
     /// `first` is the reason the tree is stopped for (the first one given).
     KillNow { first: StopReason },
@@ -104,6 +113,7 @@ impl Stop {
     pub fn stopping(
         reason: StopReason,
         kill_at: BootInstant,
+        cap: BootInstant,
         now: BootInstant,
         group_signalled: bool,
     ) -> Stop {
@@ -118,6 +128,28 @@ impl Stop {
             reason,
             kill_at,
             sweep_at: group_signalled.then_some(sweep_at),
+            cap: cap.max(kill_at),
+        }
+    }
+
+    /// The same stage with SIGKILL moved to `until`, as the child asked (`EXTEND_TIMEOUT_USEC`),
+    /// but never past the cap (the lease's kill deadline when the stop began); `None` when
+    /// nothing changes: no stop signal was sent yet (the request is for another stage of the
+    /// child's life), SIGKILL is already sent, or `until` is no later than the kill already due.
+    pub fn extend_grace(self, until: BootInstant) -> Option<Stop> {
+        match self {
+            Stop::Stopping {
+                reason,
+                kill_at,
+                sweep_at,
+                cap,
+            } if until.min(cap) > kill_at => Some(Stop::Stopping {
+                reason,
+                kill_at: until.min(cap),
+                sweep_at,
+                cap,
+            }),
+            _ => None,
         }
     }
 
@@ -125,11 +157,15 @@ impl Stop {
     pub fn swept(self) -> Stop {
         match self {
             Stop::Stopping {
-                reason, kill_at, ..
+                reason,
+                kill_at,
+                cap,
+                ..
             } => Stop::Stopping {
                 reason,
                 kill_at,
                 sweep_at: None,
+                cap,
             },
             other => other,
         }
@@ -149,16 +185,18 @@ impl Stop {
     /// What a request to stop for `reason`, at `now`, does; `None`: nothing changes. SIGKILL
     /// comes at the earlier of `grace` and the lease's kill deadline.
     pub fn begin(self, reason: StopReason, now: BootInstant, grace: Duration) -> Option<Begin> {
-        let (first, kill_at) = match self {
-            Stop::NotBegun { lease } => (reason, (now + grace).min(lease.kill_at)),
+        let (first, kill_at, cap) = match self {
+            Stop::NotBegun { lease } => (reason, (now + grace).min(lease.kill_at), lease.kill_at),
             // Already stopping: only a known loss of leadership changes anything (kill now).
-            Stop::Stopping { reason: first, .. } if reason.leadership_known_lost() => (first, now),
+            Stop::Stopping { reason: first, .. } if reason.leadership_known_lost() => {
+                (first, now, now)
+            }
             Stop::Stopping { .. } | Stop::Killing { .. } => return None,
         };
         if reason.leadership_known_lost() || kill_at <= now {
             Some(Begin::KillNow { first })
         } else {
-            Some(Begin::Signal { kill_at })
+            Some(Begin::Signal { kill_at, cap })
         }
     }
 
@@ -282,19 +320,26 @@ mod tests {
         }
     }
 
-    /// Stopping, the rest of the tree already swept.
+    /// Stopping, the rest of the tree already swept, SIGKILL at `kill_at` (also its cap).
     fn stopping(reason: StopReason, kill_at: BootInstant) -> Stop {
         Stop::Stopping {
             reason,
             kill_at,
             sweep_at: None,
+            cap: kill_at,
         }
     }
 
     #[test]
     fn a_first_request_signals_and_kills_at_the_earlier_of_grace_and_the_lease_kill_deadline() {
         let t0 = BootInstant::now();
-        let signal = |kill_at| Some(Begin::Signal { kill_at });
+        // The cap is the lease's kill deadline, whatever the grace.
+        let signal = |kill_at| {
+            Some(Begin::Signal {
+                kill_at,
+                cap: t0 + ms(3_000),
+            })
+        };
         // ((grace, reason), SIGKILL at); the lease's kill deadline is t0 + 3 s.
         let rows = [
             ((500, Resign), signal(t0 + ms(500))),
@@ -399,10 +444,10 @@ mod tests {
         let sweep = Some(Due::Sweep { reason: Resign });
         let kill = Some(Due::Kill { reason: Resign });
         // SIGKILL near: no delay.
-        let soon = Stop::stopping(Resign, t0 + ms(30), t0, true);
+        let soon = Stop::stopping(Resign, t0 + ms(30), t0 + ms(30), t0, true);
         assert_eq!(soon.due(t0), Some(Due::Sweep { reason: Resign }));
-        let after_group = Stop::stopping(Resign, kill_at, t0, true);
-        let all_signalled = Stop::stopping(Resign, kill_at, t0, false);
+        let after_group = Stop::stopping(Resign, kill_at, kill_at, t0, true);
+        let all_signalled = Stop::stopping(Resign, kill_at, kill_at, t0, false);
         assert_eq!(all_signalled, stopping(Resign, kill_at));
         // ((stage, now), what is due, next wake-up)
         let rows = [
@@ -428,7 +473,7 @@ mod tests {
         }
         // A grace shorter than twice the sweep's delay: the sweep at once (the stop signal and
         // SIGCONT reach every process before the SIGKILL), then the kill, which wins once due.
-        let short = Stop::stopping(Resign, t0 + ms(5), t0, true);
+        let short = Stop::stopping(Resign, t0 + ms(5), t0 + ms(5), t0, true);
         assert_eq!(short.wake_at(t0), t0);
         assert_eq!(short.due(t0), Some(Due::Sweep { reason: Resign }));
         assert_eq!(short.swept().wake_at(t0), t0 + ms(5));
@@ -437,6 +482,52 @@ mod tests {
         assert_eq!(after_group.swept().outcome(), Resign);
         let killing = Stop::Killing { reason: Resign };
         assert_eq!(killing.swept(), killing);
+    }
+
+    /// What the child asks for (EXTEND_TIMEOUT_USEC) moves SIGKILL later, never past the lease's
+    /// kill deadline as it stood when the stop began, and never before a stop began or after
+    /// SIGKILL went out.
+    #[test]
+    fn the_child_may_extend_its_grace_only_up_to_the_lease_kill_deadline() {
+        let t0 = BootInstant::now();
+        // SIGKILL due at t0 + 1 s (the grace), the lease's kill deadline at t0 + 3 s.
+        let begun = match not_begun(t0).begin(Resign, t0, ms(1_000)) {
+            Some(Begin::Signal { kill_at, cap }) => Stop::stopping(Resign, kill_at, cap, t0, false),
+            other => panic!("{other:?}"),
+        };
+        let kill_at = |stop: Option<Stop>| match stop {
+            Some(Stop::Stopping { kill_at, .. }) => Some(kill_at.saturating_duration_since(t0)),
+            _ => None,
+        };
+        // ((stage, until), SIGKILL after t0, if moved)
+        let rows = [
+            ((begun, t0 + ms(2_000)), Some(ms(2_000))),
+            // More than the lease allows: as much as it allows.
+            ((begun, t0 + ms(60_000)), Some(ms(3_000))),
+            ((begun, t0 + ms(3_000)), Some(ms(3_000))),
+            // Earlier than the kill already due: nothing changes.
+            ((begun, t0 + ms(500)), None),
+            ((begun, t0 + ms(1_000)), None),
+            // No stop yet, or SIGKILL sent: nothing to extend.
+            ((not_begun(t0), t0 + ms(2_000)), None),
+            ((Stop::Killing { reason: Resign }, t0 + ms(2_000)), None),
+            // A stop that began at the lease's kill deadline: capped there.
+            ((stopping(Deadline, t0 + ms(3_000)), t0 + ms(9_000)), None),
+        ];
+        assert_table(rows, |(stage, until)| kill_at(stage.extend_grace(until)));
+        // Extended twice: the cap holds, and the rest of the stage is kept.
+        let twice = begun
+            .extend_grace(t0 + ms(2_500))
+            .and_then(|s| s.extend_grace(t0 + ms(9_000)))
+            .expect("extended");
+        assert_eq!(kill_at(Some(twice)), Some(ms(3_000)));
+        assert_eq!(twice.extend_grace(t0 + ms(9_500)), None);
+        assert_eq!(twice.outcome(), Resign);
+        assert_eq!(twice.due(t0 + ms(2_999)), None);
+        assert_eq!(
+            twice.due(t0 + ms(3_000)),
+            Some(Due::Kill { reason: Resign })
+        );
     }
 
     #[test]

@@ -414,8 +414,10 @@ impl ProcessOwner {
             Request::Spawn {
                 command,
                 env,
+                own_pid_variable,
                 deadline,
-            } => self.spawn(&command, &env, deadline),
+            } => self.spawn(&command, &env, own_pid_variable, deadline),
+            Request::ExtendGrace { sent_at, until } => self.extend_grace(sent_at, until),
             Request::Extend(deadline) => {
                 if let Some(Tree {
                     stop: Stop::NotBegun { lease },
@@ -462,7 +464,42 @@ impl ProcessOwner {
         }
     }
 
-    fn spawn(&mut self, command: &CommandSpec, env: &[(String, String)], lease: LeaseDeadline) {
+    /// The child asked for more time to finish: SIGKILL moves later, at most to the lease's kill
+    /// deadline of when the stop began ([`Stop::extend_grace`]).
+    /// One sent before the stop signal (`sent_at`) was meant for the child's start-up and came
+    /// late (the listener coalesces): it changes nothing.
+    fn extend_grace(&mut self, sent_at: BootInstant, until: BootInstant) {
+        let Some(tree) = &mut self.tree else { return };
+        if tree.stop_began.is_none_or(|began| sent_at < began) {
+            return;
+        }
+        let Some(extended) = tree.stop.extend_grace(until) else {
+            return;
+        };
+        tree.stop = extended;
+        if let Stop::Stopping { kill_at, .. } = extended {
+            let now = BootInstant::now();
+            let asked = until.saturating_duration_since(now).as_millis() as u64;
+            let kill_in = kill_at.saturating_duration_since(now).as_millis() as u64;
+            if kill_at < until {
+                tracing::info!(asked_ms = asked, kill_in_ms = kill_in,
+                    "the child asked for more time to stop (EXTEND_TIMEOUT_USEC) than the lease allows: SIGKILL at the lease's kill deadline");
+            } else {
+                tracing::info!(
+                    kill_in_ms = kill_in,
+                    "the child asked for more time to stop (EXTEND_TIMEOUT_USEC)"
+                );
+            }
+        }
+    }
+
+    fn spawn(
+        &mut self,
+        command: &CommandSpec,
+        env: &[(String, String)],
+        own_pid_variable: Option<&'static str>,
+        lease: LeaseDeadline,
+    ) {
         let refused = spawn_refusal(
             self.shutdown,
             self.tree.is_some(),
@@ -486,7 +523,7 @@ impl ProcessOwner {
         }
         let terminal = spawn::owns_terminal_foreground();
         tracing::trace!("starting the child");
-        match spawn::spawn(command, env, terminal) {
+        match spawn::spawn(command, env, own_pid_variable, terminal) {
             Ok(pid) => {
                 tracing::trace!(pid, "the child runs");
                 self.tree = Some(Tree::started(pid, spawn::pidfd(pid), lease, terminal));
@@ -526,14 +563,14 @@ impl ProcessOwner {
                     kill_in: Duration::ZERO,
                 });
             }
-            Some(Begin::Signal { kill_at }) => {
+            Some(Begin::Signal { kill_at, cap }) => {
                 tree.stop_began.get_or_insert(now);
                 let sig = reason.stop_signal(self.settings.stop_signal);
                 // The child's group at once, with one call and no /proc scan; the rest of the
                 // tree a moment later (see `stop`), unless the tree is gone by then. Without a
                 // main child there is no group to signal: every process at once.
                 let group = tree.main_pid().is_some();
-                tree.stop = Stop::stopping(reason, kill_at, now, group);
+                tree.stop = Stop::stopping(reason, kill_at, cap, now, group);
                 let pgid = tree.pgid;
                 let processes = if group {
                     // The group leader is unreaped, so the group id cannot have been reused.

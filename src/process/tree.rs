@@ -206,8 +206,25 @@ fn parent_of(pid: libc::pid_t) -> Option<libc::pid_t> {
     stat_of(pid).map(|s| s.parent)
 }
 
+/// The parent of `pid` (of our PID namespace) and its start time (clock ticks after boot, which
+/// tells it from a later process with the same pid): what the notify socket checks a sender by.
+/// `None` when the process is gone or `/proc` is not ours (`proc_is_ours` is asked by the
+/// caller, once: it costs two reads).
+pub fn parent_and_start(pid: libc::pid_t) -> Option<(libc::pid_t, u64)> {
+    parse_parent_and_start(&fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+}
+
+/// The parent (field 4) and start time (field 22) of a `/proc/PID/stat` line.
+fn parse_parent_and_start(stat: &str) -> Option<(libc::pid_t, u64)> {
+    let fields: Vec<&str> = stat[stat.rfind(')')? + 1..]
+        .split_whitespace()
+        .take(20)
+        .collect();
+    Some((fields.get(1)?.parse().ok()?, fields.get(19)?.parse().ok()?))
+}
+
 /// Whether `/proc` numbers processes as our PID namespace does.
-fn proc_is_ours() -> bool {
+pub fn proc_is_ours() -> bool {
     match self_in_proc().and_then(ns_pids) {
         Some(ours) => ours.len() == 1,
         None => self_in_proc() == Some(our_pid()),
@@ -288,6 +305,26 @@ mod tests {
             ("", None),
         ];
         crate::process::assert_table(rows, parse_stat);
+    }
+
+    #[test]
+    fn the_parent_and_the_start_time_of_a_stat_line() {
+        let line = |comm: &str, start: &str| {
+            format!("42 ({comm}) S 7 42 7 0 -1 4194560 120 0 0 0 1 2 0 0 20 0 1 0 {start} 5 6")
+        };
+        // (line, (parent, start time))
+        let rows = [
+            (line("sleep", "98765"), Some((7, 98765))),
+            (line("a) (b", "12"), Some((7, 12))),
+            (line("x", "y"), None),
+            ("42 (sleep) S 7 42 7 0".to_owned(), None),
+            (String::new(), None),
+        ];
+        crate::process::assert_table(rows, |l| parse_parent_and_start(&l));
+        let me = std::process::id() as libc::pid_t;
+        let parent = nix::unistd::getppid().as_raw();
+        assert_eq!(parent_and_start(me).map(|(p, _)| p), Some(parent));
+        assert!(proc_is_ours());
     }
 
     #[test]

@@ -2,12 +2,14 @@
 //!
 //! * `GET /healthz`: 200 while the etcd session is fresh, else 503. It never depends on being
 //!   leader: a standby that can take over passes (a readiness probe under a disruption budget).
-//! * `GET /leader`: 200 only while leading with a fresh lease, else 503. For a load balancer that
-//!   must reach only the leader.
+//! * `GET /leader`: 200 only while leading with a fresh lease and a ready child, else 503. For a
+//!   load balancer that must reach only the leader. The child is ready once started, or, with
+//!   `--ready-timeout`, once it sent `READY=1` on its notify socket.
 //! * `GET /status`: JSON with role, ids, the fencing revision (only while this replica leads or
 //!   stops its child: a standby's key fences nothing), our key's create revision, milliseconds
-//!   until the fail-closed deadline, child pid, the current leader's id and fencing revision, and
-//!   the last transition.
+//!   until the fail-closed deadline, child pid, the current leader's id and fencing revision, the
+//!   last transition, and what the child said of itself on its notify socket (`ready`,
+//!   `child_status`, and the details under `child`).
 //! * `GET /metrics`: Prometheus metrics: the Prometheus text format, or OpenMetrics when the
 //!   `Accept` header asks for it ([`crate::report::exposition`]).
 //! * `POST /resign`: step down (stop the child, revoke, hold off, campaign again); 202 if leading,
@@ -47,7 +49,7 @@ use crate::election::connector::{Connector, EtcdError};
 use crate::election::queue::{Election, LeaderInfo};
 use crate::election::slots::SlotsView;
 use crate::report::exposition;
-use crate::report::observer::{HealthView, Observer};
+use crate::report::observer::{ChildView, HealthView, Observer};
 
 mod connections;
 
@@ -302,10 +304,15 @@ async fn handle(
             }
         }
         Route::Leader => {
-            if obs.status().is_leader() && obs.session_fresh() {
-                reply(StatusCode::OK, text, "leader\n".into())
-            } else {
-                reply(StatusCode::SERVICE_UNAVAILABLE, text, "not leader\n".into())
+            let (leader, ready) = (obs.status().is_leader(), obs.child_ready());
+            match (leader && obs.session_fresh(), ready) {
+                (true, true) => reply(StatusCode::OK, text, "leader\n".into()),
+                (true, false) => reply(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    text,
+                    "leader, child not ready (no READY=1 yet)\n".into(),
+                ),
+                (false, _) => reply(StatusCode::SERVICE_UNAVAILABLE, text, "not leader\n".into()),
             }
         }
         Route::Status => reply(
@@ -481,6 +488,24 @@ fn status_body(
             "ms_ago": now.saturating_duration_since(at).as_millis() as u64,
         })),
         "health": st.health.map(|h| health_json(&h, now)),
+        "ready": st.child.as_ref().map(|c| c.ready),
+        "child_status": st.child.as_ref().and_then(|c| c.status.clone()),
+        "child": st.child.as_ref().map(|c| child_json(c, now)),
+    })
+}
+
+/// What the current child said of itself on its notify socket.
+fn child_json(c: &ChildView, now: BootInstant) -> serde_json::Value {
+    let ms = |d: std::time::Duration| d.as_millis() as u64;
+    serde_json::json!({
+        "ready": c.ready,
+        "awaits_ready": c.awaits_ready,
+        "ready_after_ms": c.ready_after.map(ms),
+        "status": c.status,
+        "stopping": c.stopping,
+        "extend_timeout_ms": c.extend_timeout.map(ms),
+        "ms_since_watchdog": c.last_ping.map(|at| ms(now.saturating_duration_since(at))),
+        "ms_since_start": ms(now.saturating_duration_since(c.started_at)),
     })
 }
 
@@ -649,8 +674,57 @@ mod tests {
             "slot_holders": null,
             "last_transition": null,
             "health": null,
+            "ready": null,
+            "child_status": null,
+            "child": null,
         });
         assert_eq!(v, want);
+    }
+
+    /// What the child said of itself: its readiness and status, and the details.
+    #[test]
+    fn the_status_shows_what_the_child_said_of_itself() {
+        use crate::notify_socket::{Expectations, Notices};
+        let obs = observer().expecting(Expectations {
+            watchdog: Some(Duration::from_secs(1)),
+            ready_timeout: Some(Duration::from_secs(30)),
+            stop_timeout: None,
+        });
+        obs.enter(leading(None));
+        let t0 = BootInstant::now();
+        let v = status_body(&obs, None, 1, None, t0);
+        assert_eq!(
+            (v["ready"].as_bool(), v["child_status"].is_null()),
+            (Some(false), true)
+        );
+        assert_eq!(v["child"]["awaits_ready"], true);
+        assert!(
+            !obs.child_ready(),
+            "not ready before READY=1: /leader answers 503"
+        );
+        let started = obs.status().child.expect("a child").started_at;
+        obs.child_noticed(&Notices {
+            ready_at: Some(started + Duration::from_millis(1_500)),
+            status: Some("serving".into()),
+            last_ping: Some(started + Duration::from_millis(1_600)),
+            ..Notices::default()
+        });
+        let v = status_body(&obs, None, 1, None, started + Duration::from_millis(2_000));
+        assert_eq!(v["ready"], true);
+        assert_eq!(v["child_status"], "serving");
+        let c = &v["child"];
+        assert_eq!(
+            (
+                c["ready_after_ms"].as_u64(),
+                c["ms_since_watchdog"].as_u64()
+            ),
+            (Some(1_500), Some(400))
+        );
+        assert_eq!(
+            (c["stopping"].as_bool(), c["extend_timeout_ms"].is_null()),
+            (Some(false), true)
+        );
+        assert!(obs.child_ready());
     }
 
     #[test]

@@ -4,7 +4,11 @@
 //!
 //! A metric shows only what happened: `last_child_exit_code` appears once a child has exited
 //! (a 0 before that would read as a clean exit), the takeover and stop histograms count each
-//! takeover and each stop once.
+//! takeover and each stop once, and the time to ready only children that send `READY=1`.
+//!
+//! What the child said of itself on its notify socket ([`ChildView`]) is shown in `/status`,
+//! decides `/leader` when the leader waits for `READY=1` (`--ready-timeout`), and is reflected in
+//! our own `STATUS=` to systemd ([`Observer::mirror_child`], rate-limited by its caller).
 
 use std::sync::atomic::AtomicU64;
 use std::sync::Mutex;
@@ -15,12 +19,14 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Metric, Registry};
+use tokio::sync::watch;
 
 use crate::core::clock::BootInstant;
 use crate::core::lifecycle::Phase;
 use crate::core::timing::TimingModel;
 use crate::election::session::LeaseEvents;
 use crate::health::{Outcome, Report};
+use crate::notify_socket::{self, Expectations, Notices};
 use crate::report::exposition::{self, Format};
 use crate::report::notify::Notifier;
 
@@ -38,6 +44,52 @@ pub struct Status {
     pub first_in_line: Option<BootInstant>,
     /// The last health check of the current child (`--health-cmd`, `--health-url`).
     pub health: Option<HealthView>,
+    /// What the current child said of itself on its notify socket, from its start (kept while
+    /// it is stopped, as its health is).
+    pub child: Option<ChildView>,
+    /// When the takeover that started the current child began (first in line), until its
+    /// `READY=1`: the time to ready is measured from it.
+    takeover_began: Option<BootInstant>,
+}
+
+/// What the current child said of itself, for `/status` and `/leader`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChildView {
+    pub started_at: BootInstant,
+    /// Whether it counts as ready: it sent `READY=1`, or nobody waits for that.
+    pub ready: bool,
+    /// Whether the leader waits for its `READY=1` (`--ready-timeout`).
+    pub awaits_ready: bool,
+    /// How long after its start it sent `READY=1`, if it did.
+    pub ready_after: Option<Duration>,
+    /// Its last `STATUS=` text (sanitised).
+    pub status: Option<String>,
+    /// It sent `STOPPING=1`.
+    pub stopping: bool,
+    /// What its last `EXTEND_TIMEOUT_USEC=` asked for.
+    pub extend_timeout: Option<Duration>,
+    /// When its last `WATCHDOG=1` came.
+    pub last_ping: Option<BootInstant>,
+}
+
+impl ChildView {
+    fn started(at: BootInstant, expect: Expectations) -> ChildView {
+        ChildView {
+            started_at: at,
+            ready: !expect.awaits_ready(),
+            awaits_ready: expect.awaits_ready(),
+            ready_after: None,
+            status: None,
+            stopping: false,
+            extend_timeout: None,
+            last_ping: None,
+        }
+    }
+
+    /// Whether the child used the protocol, or is waited for: then there is something to say.
+    fn worth_showing(&self) -> bool {
+        self.awaits_ready || self.ready_after.is_some() || self.status.is_some()
+    }
 }
 
 /// The last health check, for `/status`.
@@ -108,6 +160,65 @@ struct Metrics {
     takeover_wait: Histogram,
     stop_duration: Histogram,
     health: HealthMetrics,
+    notify: NotifyMetrics,
+}
+
+/// What the children said on their notify sockets, and what came of it.
+struct NotifyMetrics {
+    /// Per [`notify_socket::Outcome`], in its order.
+    datagrams: [Counter; 4],
+    watchdog_step_downs: Family<Vec<(String, String)>, Counter>,
+    ready_timeouts: Counter,
+    child_ready: Gauge,
+    takeover_ready: Histogram,
+}
+
+impl NotifyMetrics {
+    fn register(registry: &mut Registry) -> NotifyMetrics {
+        let datagrams: Family<Vec<(String, String)>, Counter> = registered(
+            registry,
+            "notify_datagrams",
+            "Datagrams on the children's notify sockets, by what became of them (accepted; ignored: foreign, from outside the child's tree; malformed; oversized)",
+            Family::default(),
+        );
+        let outcomes = [
+            notify_socket::Outcome::Accepted,
+            notify_socket::Outcome::Foreign,
+            notify_socket::Outcome::Malformed,
+            notify_socket::Outcome::Oversized,
+        ];
+        NotifyMetrics {
+            datagrams: outcomes.map(|o| {
+                datagrams
+                    .get_or_create(&vec![("result".to_owned(), o.label().to_owned())])
+                    .clone()
+            }),
+            watchdog_step_downs: registered(
+                registry,
+                "watchdog_step_downs",
+                "Times this replica stepped down because its child missed its watchdog (--watchdog) or sent WATCHDOG=trigger, by reason (missed, trigger)",
+                Family::default(),
+            ),
+            ready_timeouts: registered(
+                registry,
+                "ready_timeouts",
+                "Times this replica stepped down because its child sent no READY=1 within --ready-timeout",
+                Counter::default(),
+            ),
+            child_ready: registered(
+                registry,
+                "child_ready",
+                "1 while this replica leads and its child is ready (it sent READY=1, or --ready-timeout is not set)",
+                Gauge::default(),
+            ),
+            takeover_ready: registered(
+                registry,
+                "takeover_ready_seconds",
+                "Time from becoming first in line to this replica's child sending READY=1 (only children that send it)",
+                Histogram::new(TAKEOVER_BUCKETS),
+            ),
+        }
+    }
 }
 
 impl Metrics {
@@ -153,6 +264,7 @@ impl Metrics {
             Histogram::new(STOP_BUCKETS),
         );
         let health = HealthMetrics::register(&mut r);
+        let notify = NotifyMetrics::register(&mut r);
         Metrics {
             registry: r,
             is_leader,
@@ -164,6 +276,7 @@ impl Metrics {
             takeover_wait,
             stop_duration,
             health,
+            notify,
         }
     }
 }
@@ -256,7 +369,12 @@ pub struct Observer {
     pub election: String,
     pub timing: TimingModel,
     pub notifier: Notifier,
+    /// What a leader expects of its child (`--watchdog`, `--ready-timeout`).
+    expect: Expectations,
     status: Mutex<Status>,
+    /// The current child's notices, live: its heartbeats wake nobody, so `/status` reads the
+    /// last one here.
+    notices: Mutex<Option<watch::Receiver<Notices>>>,
     metrics: Mutex<Metrics>,
     /// The slots this replica has held (`--slots N`), for their metric.
     held: Mutex<Vec<u32>>,
@@ -273,6 +391,7 @@ impl Observer {
             election,
             timing,
             notifier,
+            expect: Expectations::default(),
             status: Mutex::new(Status {
                 phase: Phase::Starting,
                 safe_until: None,
@@ -280,14 +399,33 @@ impl Observer {
                 became_standby: None,
                 first_in_line: None,
                 health: None,
+                child: None,
+                takeover_began: None,
             }),
+            notices: Mutex::new(None),
             metrics: Mutex::new(Metrics::register()),
             held: Mutex::new(Vec::new()),
         }
     }
 
+    /// What a leader expects of its child: whether it waits for `READY=1` decides `/leader`.
+    pub fn expecting(mut self, expect: Expectations) -> Self {
+        self.expect = expect;
+        self
+    }
+
     pub fn status(&self) -> Status {
-        self.status.lock().expect("status lock").clone()
+        let mut st = self.status.lock().expect("status lock").clone();
+        let notices = self.notices.lock().expect("notices lock");
+        if let (Some(view), Some(n)) = (&mut st.child, notices.as_ref()) {
+            view.last_ping = n.borrow().last_ping;
+        }
+        st
+    }
+
+    /// The current child's notices, read live for its last heartbeat.
+    pub fn child_listened(&self, notices: watch::Receiver<Notices>) {
+        *self.notices.lock().expect("notices lock") = Some(notices);
     }
 
     /// Enters `phase`: one log line, the status, the metrics and systemd `STATUS=`, all from the
@@ -314,6 +452,7 @@ impl Observer {
                     if let Some(at) = st.became_standby.take() {
                         m.election_wait.observe(since(at));
                     }
+                    st.takeover_began = st.first_in_line;
                     if let Some(at) = st.first_in_line.take() {
                         m.takeover_wait.observe(since(at));
                     }
@@ -322,13 +461,20 @@ impl Observer {
             }
             if matches!(phase, Phase::Leading { .. } | Phase::Standby { .. }) {
                 st.health = None; // a new child, or none: the last result was of another one
+                *self.notices.lock().expect("notices lock") = None;
+                st.child = match phase {
+                    Phase::Leading { .. } => Some(ChildView::started(now, self.expect)),
+                    _ => None,
+                };
             }
             st.last_transition = Some((name, why.clone(), now));
             st.phase = phase.clone();
         }
+        let child_ready = self.child_ready();
         let m = self.metrics.lock().expect("metrics lock");
         m.is_leader
             .set(i64::from(matches!(phase, Phase::Leading { .. })));
+        m.notify.child_ready.set(i64::from(child_ready));
         let held = match &phase {
             Phase::Leading { slot, .. } => *slot,
             _ => None,
@@ -353,11 +499,15 @@ impl Observer {
             .get_or_create(&vec![("role".to_owned(), name.to_owned())])
             .inc();
         drop(m);
-        let rev = phase
-            .fencing_revision()
-            .map(|r| format!(" fencing_revision {r}"))
-            .unwrap_or_default();
-        self.notifier.status(&format!("{name}{rev}: {why}"));
+        self.mirror_child();
+    }
+
+    /// Our `STATUS=` to systemd: the role and why, and what the child said of itself when it
+    /// uses the protocol (`...; child ready: serving 3 clients`). Sent on every phase entered,
+    /// and by the leadership loop when the child's word changes (rate-limited there).
+    pub fn mirror_child(&self) {
+        let line = systemd_status(&self.status());
+        self.notifier.status(&line);
     }
 
     fn slots_held_before(&self) -> Vec<u32> {
@@ -413,6 +563,65 @@ impl Observer {
         m.health
             .consecutive_failures
             .set(i64::from(report.failures));
+    }
+
+    /// What the current child has said now ([`Notices`]); `/status` shows it, `/leader` and the
+    /// `child_ready` metric follow it.
+    pub fn child_noticed(&self, n: &Notices) {
+        {
+            let mut st = self.status.lock().expect("status lock");
+            let Some(view) = &mut st.child else { return };
+            view.ready_after = n
+                .ready_at
+                .map(|at| at.saturating_duration_since(view.started_at));
+            view.ready = self.expect.ready(n);
+            view.status = n.status.clone();
+            view.stopping = n.stopping_at.is_some();
+            view.extend_timeout = n.extension.map(|e| e.asked);
+            view.last_ping = n.last_ping;
+        }
+        let ready = self.child_ready();
+        let m = self.metrics.lock().expect("metrics lock");
+        m.notify.child_ready.set(i64::from(ready));
+    }
+
+    /// The current child sent `READY=1` at `at`: the time to ready of its takeover, if it
+    /// started with one (a restart under the same leadership is no takeover).
+    pub fn child_became_ready(&self, at: BootInstant) {
+        let began = self
+            .status
+            .lock()
+            .expect("status lock")
+            .takeover_began
+            .take();
+        if let Some(began) = began {
+            let m = self.metrics.lock().expect("metrics lock");
+            m.notify
+                .takeover_ready
+                .observe(at.saturating_duration_since(began).as_secs_f64());
+        }
+    }
+
+    /// Whether this replica leads with a child that is ready (`/leader`, `child_ready`).
+    pub fn child_ready(&self) -> bool {
+        let st = self.status.lock().expect("status lock");
+        st.is_leader() && st.child.as_ref().is_some_and(|c| c.ready)
+    }
+
+    /// The leader steps down because its child missed its watchdog (or, `trigger`, asked to).
+    pub fn watchdog_step_down(&self, trigger: bool) {
+        let reason = if trigger { "trigger" } else { "missed" };
+        let m = self.metrics.lock().expect("metrics lock");
+        m.notify
+            .watchdog_step_downs
+            .get_or_create(&vec![("reason".to_owned(), reason.to_owned())])
+            .inc();
+    }
+
+    /// The leader steps down because its child sent no `READY=1` in time.
+    pub fn ready_timed_out(&self) {
+        let m = self.metrics.lock().expect("metrics lock");
+        m.notify.ready_timeouts.inc();
     }
 
     /// The leader steps down because its child failed its health checks.
@@ -509,6 +718,41 @@ impl Observer {
         }
     }
 }
+/// The `STATUS=` line for systemd: `ROLE[ fencing_revision N]: WHY`, and what the child said
+/// of itself when it uses the protocol or is waited for.
+fn systemd_status(st: &Status) -> String {
+    let (name, why) = match &st.last_transition {
+        Some((name, why, _)) => (*name, why.as_str()),
+        None => (st.phase.name(), ""),
+    };
+    let rev = st
+        .phase
+        .fencing_revision()
+        .map(|r| format!(" fencing_revision {r}"))
+        .unwrap_or_default();
+    let mut line = format!("{name}{rev}: {why}");
+    let child = st.child.as_ref().filter(|c| c.worth_showing());
+    if let (Some(c), Phase::Leading { .. } | Phase::Stopping { .. }) = (child, &st.phase) {
+        line += if c.ready {
+            "; child ready"
+        } else {
+            "; child not ready"
+        };
+        if let Some(status) = &c.status {
+            line += ": ";
+            line += status;
+        }
+    }
+    line
+}
+
+impl notify_socket::Tally for Observer {
+    fn datagram(&self, outcome: notify_socket::Outcome) {
+        let m = self.metrics.lock().expect("metrics lock");
+        m.notify.datagrams[outcome as usize].inc();
+    }
+}
+
 impl LeaseEvents for Observer {
     fn lease_renewed(&self, safe_until: BootInstant, rtt: Option<Duration>) {
         Observer::lease_renewed(self, safe_until, rtt)
@@ -725,6 +969,137 @@ pub(crate) mod tests {
         );
         assert_eq!(get("singleton_exec_health_consecutive_failures"), Some(1.0));
         assert_eq!(get("singleton_exec_health_step_downs_total"), Some(1.0));
+    }
+
+    /// A child waited for is ready once it says so, one that is not from its start; what it
+    /// says is shown in our STATUS= to systemd once it uses the protocol.
+    #[test]
+    fn the_child_is_ready_as_it_says_and_the_systemd_status_tells_it() {
+        use crate::notify_socket::{Expectations, Notices};
+        let awaited = Expectations {
+            watchdog: None,
+            ready_timeout: Some(Duration::from_secs(5)),
+            stop_timeout: None,
+        };
+        // (expectations, notices, ready, STATUS= line)
+        let base = "leader fencing_revision 9: child started (fencing revision 9)";
+        let said = |ready: bool, status: Option<&str>| Notices {
+            ready_at: ready.then(BootInstant::now),
+            status: status.map(str::to_owned),
+            ..Notices::default()
+        };
+        let rows = [
+            (
+                Expectations::default(),
+                said(false, None),
+                true,
+                base.to_owned(),
+            ),
+            (
+                awaited,
+                said(false, None),
+                false,
+                format!("{base}; child not ready"),
+            ),
+            (
+                awaited,
+                said(true, None),
+                true,
+                format!("{base}; child ready"),
+            ),
+            (
+                Expectations::default(),
+                said(false, Some("loading")),
+                true,
+                format!("{base}; child ready: loading"),
+            ),
+            (
+                awaited,
+                said(false, Some("loading")),
+                false,
+                format!("{base}; child not ready: loading"),
+            ),
+        ];
+        for (expect, notices, ready, line) in rows {
+            let obs = observer().expecting(expect);
+            obs.enter(standby());
+            assert!(!obs.child_ready(), "a standby has no child");
+            obs.enter(leading(None));
+            obs.child_noticed(&notices);
+            assert_eq!(obs.child_ready(), ready, "{notices:?}");
+            assert_eq!(systemd_status(&obs.status()), line, "{notices:?}");
+            assert_eq!(
+                sample(&obs, "singleton_exec_child_ready"),
+                Some(f64::from(u8::from(ready)))
+            );
+            // Stopping, the line still says it; back in the queue, no child is left to tell of.
+            obs.enter(stopping(StopReason::WatchdogMissed));
+            let stopping_line = systemd_status(&obs.status());
+            assert!(
+                stopping_line.starts_with(
+                    "stopping fencing_revision 9: stopping the child: the child sent no WATCHDOG=1"
+                ),
+                "{stopping_line}"
+            );
+            obs.enter(standby());
+            assert_eq!(
+                systemd_status(&obs.status()),
+                "standby: waiting for leadership"
+            );
+            assert_eq!(sample(&obs, "singleton_exec_child_ready"), Some(0.0));
+        }
+    }
+
+    #[test]
+    fn notify_metrics_count_datagrams_step_downs_and_the_time_to_ready() {
+        use crate::notify_socket::{Outcome, Tally};
+        let obs = observer();
+        for o in [
+            Outcome::Accepted,
+            Outcome::Accepted,
+            Outcome::Foreign,
+            Outcome::Malformed,
+            Outcome::Oversized,
+        ] {
+            obs.datagram(o);
+        }
+        let get = |n: &str| sample(&obs, n);
+        let datagrams = |r: &str| {
+            get(&format!(
+                "singleton_exec_notify_datagrams_total{{result=\"{r}\"}}"
+            ))
+        };
+        assert_eq!(
+            ["accepted", "foreign", "malformed", "oversized"].map(datagrams),
+            [Some(2.0), Some(1.0), Some(1.0), Some(1.0)]
+        );
+        obs.watchdog_step_down(false);
+        obs.watchdog_step_down(true);
+        obs.watchdog_step_down(false);
+        obs.ready_timed_out();
+        assert_eq!(
+            get("singleton_exec_watchdog_step_downs_total{reason=\"missed\"}"),
+            Some(2.0)
+        );
+        assert_eq!(
+            get("singleton_exec_watchdog_step_downs_total{reason=\"trigger\"}"),
+            Some(1.0)
+        );
+        assert_eq!(get("singleton_exec_ready_timeouts_total"), Some(1.0));
+        // A takeover's time to ready, from first in line to READY=1, once.
+        let ready = || get("singleton_exec_takeover_ready_seconds_count");
+        obs.enter(standby());
+        let began = BootInstant::now();
+        obs.first_in_line(began);
+        obs.enter(leading(None));
+        assert_eq!(ready(), Some(0.0));
+        obs.child_became_ready(began + Duration::from_millis(800));
+        assert_eq!(ready(), Some(1.0));
+        assert_eq!(get("singleton_exec_takeover_ready_seconds_sum"), Some(0.8));
+        // A restart under the same leadership is no takeover.
+        obs.enter(leading(None));
+        obs.child_became_ready(BootInstant::now());
+        assert_eq!(ready(), Some(1.0));
     }
 
     #[test]

@@ -232,6 +232,16 @@ fn debug_logs_unless_set(cmd: &mut Command) {
     }
 }
 
+/// The children's notify sockets go under the replica's own temporary directory
+/// (`RUNTIME_DIRECTORY`, as systemd's `RuntimeDirectory=` gives one), unless the test says
+/// otherwise: a replica SIGKILLed on drop cannot remove its socket directory, and this one goes
+/// with the test.
+fn runtime_directory(cmd: &mut Command, dir: &Path) {
+    if !cmd.get_envs().any(|(k, _)| k == "RUNTIME_DIRECTORY") {
+        cmd.env("RUNTIME_DIRECTORY", dir);
+    }
+}
+
 /// A singleton-exec process under test. Killed (SIGKILL) and reaped on drop.
 pub struct Replica {
     pub name: String,
@@ -280,6 +290,7 @@ impl Replica {
             .expect("temp dir");
         let log = dir.path().join("stderr.log");
         let out = dir.path().join("stdout.log");
+        runtime_directory(&mut cmd, dir.path());
         cmd.stdin(Stdio::null())
             .stdout(File::create(&out).expect("stdout file"))
             .stderr(File::create(&log).expect("stderr file"))
@@ -466,6 +477,7 @@ impl Replica {
             .expect("temp dir");
         let log = dir.path().join("stderr.log");
         let out = dir.path().join("stdout.log");
+        runtime_directory(&mut cmd, dir.path());
         cmd.stdin(Stdio::null())
             .stdout(File::create(&out).expect("stdout file"))
             .stderr(Stdio::piped())
