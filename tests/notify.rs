@@ -544,10 +544,12 @@ fn a_datagram_from_outside_the_childs_tree_is_ignored() {
 
 /// `late_ms` of the "renew deadline passed" line of a log, if there is one.
 fn deadline_late_ms(log: &str) -> Option<u64> {
-    log.lines()
+    let late = log
+        .lines()
         .find(|l| l.contains("renew deadline passed"))?
         .split_whitespace()
-        .find_map(|f| f.strip_prefix("late_ms=")?.parse().ok())
+        .find_map(|f| f.strip_prefix("late="))?;
+    crate::support::parse_duration(late).map(|d| d.as_millis() as u64)
 }
 
 /// CPU time (user + system, in clock ticks) of the replica's thread named `name`.
