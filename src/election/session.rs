@@ -463,12 +463,13 @@ impl KeepAlive {
                 Some(Attempted::Failed(broke)) => return Err(broke),
                 Some(Attempted::GaveUp) => {}
                 None => {
-                    // An attempt is due: the one before it, if still in flight, has had its
-                    // time; the new one goes over a fresh connection.
+                    // An attempt is due: the one before it has had its time (still in flight,
+                    // given up, or failed: none succeeded, or we would have returned); the new
+                    // one goes over a fresh connection. Also when nothing is in flight any more:
+                    // a late stream given up at once (our patience was already its bound) left
+                    // its connection current, and the retry must not be spent on it.
                     if let Some(generation) = last_generation.take() {
-                        if !inflight.is_empty() {
-                            self.connector.failed(generation);
-                        }
+                        self.connector.failed(generation);
                     }
                     let started = Instant::now();
                     last_generation = Some(self.connector.generation());
