@@ -11,15 +11,18 @@
 //! Invariant: [`LeaseState::Alive::safe_until`] is the earlier, over both leases, of the send
 //! instant of the last *acknowledged* keepalive plus the smaller of requested and granted TTL, on
 //! [`BootInstant`]; either lease gone is [`LeaseState::Lost`]. So our child is dead before either
-//! lease can expire. Keepalives are sent one at a time per lease (send, wait for its reply,
-//! sleep), so each reply is matched to the request that caused it. Opening the stream sends a
-//! keepalive too, and its reply counts.
+//! lease can expire. Keepalives are sent one at a time per stream (send, wait for its reply,
+//! sleep), so each reply is matched to the request that caused it; a stream whose reply is late
+//! sends nothing more until that reply came. Opening the stream sends a keepalive too, and its
+//! reply counts. Several streams of one lease may be in flight (a late one, attempts to open
+//! others): each deadline holds on its own, and the published one only ever moves later.
 //!
-//! The retry schedule is the one [`crate::core::timing`] reasons about: every attempt (reconnect,
-//! re-authenticate, open the stream, get the reply) is bounded by `attempt_timeout` as a whole, and
-//! after a failed attempt the next one starts `attempt_timeout` after the failed one started. A
-//! reply with `ttl <= 0`, or "lease not found" when (re)opening the stream, means the lease is gone
-//! (revoked or expired): that is final and reported at once as [`LeaseState::Lost`].
+//! The retry schedule is the one [`crate::core::timing`] reasons about: attempts (reconnect,
+//! re-authenticate, open the stream, get the reply) start `attempt_timeout` apart while none has
+//! succeeded, each over a fresh connection; an attempt not answered in its turn stays in flight
+//! up to [`TimingModel::slowest_attempt`], and the first to answer is kept. A reply with
+//! `ttl <= 0`, or "lease not found" when (re)opening the stream, means the lease is gone (revoked
+//! or expired): that is final and reported at once as [`LeaseState::Lost`].
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
