@@ -361,3 +361,53 @@ fn a_link_that_turns_slow_keeps_the_lease() {
 fn a_link_slow_from_the_start_keeps_the_lease() {
     a_slow_link_keeps_the_lease(true);
 }
+
+/// Promise: "one lost keepalive never stops the child": its retry starts half an interval after it
+/// went out, over a fresh connection (the next endpoint), and is answered within an attempt. Here
+/// the rule is nearly tight (TTL 10 s, renew deadline 6 s, a keepalive every 2.9 s: 2 × 2.9 s <
+/// 6 s), so the slowest patience is the attempt timeout itself (1.45 s), and the connection
+/// the keepalives use is black-holed for good right after one was answered. The second endpoint
+/// answers, over a 600 ms round trip (within an attempt). The retry must go to it at once: an
+/// attempt spent on the dead connection first leaves it 2 × 2.9 s after the last acknowledged
+/// send, 0.2 s before the deadline, too late for any answer.
+#[test]
+fn a_lost_keepalive_is_retried_over_a_fresh_connection_when_patience_is_at_its_bound() {
+    let etcd = EtcdCluster::single();
+    let dead = FaultProxy::start(&etcd.endpoint(0));
+    let far = FaultProxy::start(&etcd.endpoint(0));
+    let endpoints = format!("{},{}", dead.url, far.url);
+    let dir = tempfile::tempdir().unwrap();
+    let _reap = Reap(dir.path().into());
+    let a = Replica::start(
+        "a",
+        &endpoints,
+        &args(
+            &["--election", "patience", "--keepalive-interval", "2900ms"],
+            &noisy(dir.path(), &[]),
+        ),
+    );
+    wait_starts(dir.path(), 1, LONG, || a.log());
+    let child = starts(dir.path())[0].pid;
+    far.set_delay(Duration::from_millis(300));
+    let ok =
+        || alive(child) && !a.log().contains("role=\"stopping\"") && starts(dir.path()).len() == 1;
+    let what = || {
+        format!(
+            "one lost keepalive (its connection black-holed) stopped the child; events {:?}; \
+             log:\n{}",
+            events(dir.path()),
+            a.log()
+        )
+    };
+    hold(Duration::from_secs(1), ok, what);
+    // Just after a keepalive was answered, the connection it went over goes dead.
+    let seen = keepalives_received(&etcd);
+    wait_for(
+        Duration::from_secs(10),
+        || keepalives_received(&etcd) > seen,
+        || format!("no keepalive reached etcd:\n{}", a.log()),
+    );
+    std::thread::sleep(Duration::from_millis(100));
+    dead.cut();
+    hold(Duration::from_secs(12), ok, what);
+}

@@ -302,7 +302,8 @@ impl TimingModel {
     /// the bound grows with the measured round trip ([`crate::election::session`]) up to this:
     /// a third of what is left of the renew deadline after one interval, and never less than
     /// the attempt timeout. So one lost keepalive still never stops the child
-    /// (`I + 2 × this < renew deadline`), however slow the link has been.
+    /// (`I + 2 × this < renew deadline`), as long as a fresh connection (a TCP handshake and a
+    /// round trip, more with TLS or a password) is answered within this.
     pub fn slowest_attempt(&self) -> Duration {
         let third = (self.renew_deadline() - self.keepalive_interval) / 3;
         self.attempt_timeout().max(third)

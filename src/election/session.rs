@@ -11,15 +11,18 @@
 //! Invariant: [`LeaseState::Alive::safe_until`] is the earlier, over both leases, of the send
 //! instant of the last *acknowledged* keepalive plus the smaller of requested and granted TTL, on
 //! [`BootInstant`]; either lease gone is [`LeaseState::Lost`]. So our child is dead before either
-//! lease can expire. Keepalives are sent one at a time per lease (send, wait for its reply,
-//! sleep), so each reply is matched to the request that caused it. Opening the stream sends a
-//! keepalive too, and its reply counts.
+//! lease can expire. Keepalives are sent one at a time per stream (send, wait for its reply,
+//! sleep), so each reply is matched to the request that caused it; a stream whose reply is late
+//! sends nothing more until that reply came. Opening the stream sends a keepalive too, and its
+//! reply counts. Several streams of one lease may be in flight (a late one, attempts to open
+//! others): each deadline holds on its own, and the published one only ever moves later.
 //!
-//! The retry schedule is the one [`crate::core::timing`] reasons about: every attempt (reconnect,
-//! re-authenticate, open the stream, get the reply) is bounded by `attempt_timeout` as a whole, and
-//! after a failed attempt the next one starts `attempt_timeout` after the failed one started. A
-//! reply with `ttl <= 0`, or "lease not found" when (re)opening the stream, means the lease is gone
-//! (revoked or expired): that is final and reported at once as [`LeaseState::Lost`].
+//! The retry schedule is the one [`crate::core::timing`] reasons about: attempts (reconnect,
+//! re-authenticate, open the stream, get the reply) start `attempt_timeout` apart while none has
+//! succeeded, each over a fresh connection; an attempt not answered in its turn stays in flight
+//! up to [`TimingModel::slowest_attempt`], and the first to answer is kept. A reply with
+//! `ttl <= 0`, or "lease not found" when (re)opening the stream, means the lease is gone (revoked
+//! or expired): that is final and reported at once as [`LeaseState::Lost`].
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -465,14 +468,15 @@ impl KeepAlive {
                 Some(Attempted::Failed(broke)) => return Err(broke),
                 Some(Attempted::GaveUp) => {}
                 None => {
-                    // An attempt is due: the one before it, if still in flight, has had its
-                    // time; the new one goes over a fresh connection.
+                    // An attempt is due: the one before it has had its time (still in flight,
+                    // given up, or failed: none succeeded, or we would have returned); the new
+                    // one goes over a fresh connection. Also when nothing is in flight any more:
+                    // a late stream given up at once (our patience was already its bound) left
+                    // its connection current, and the retry must not be spent on it.
                     if let Some(generation) = last_generation.take() {
-                        if !inflight.is_empty() {
-                            let why =
-                                format!("keepalive: no answer within {}", Short(attempt_timeout));
-                            self.connector.lost(generation, &why);
-                        }
+                        // A no-op on the connection if the connector moved on already.
+                        let why = format!("keepalive: no answer within {}", Short(attempt_timeout));
+                        self.connector.lost(generation, &why);
                     }
                     let started = Instant::now();
                     last_generation = Some(self.connector.generation());
