@@ -444,6 +444,7 @@ impl KeepAlive {
         }
         loop {
             let due = *next;
+            let room = inflight.len() < MAX_IN_FLIGHT;
             let heard = std::future::poll_fn(|cx| {
                 for i in 0..inflight.len() {
                     if let std::task::Poll::Ready(done) = inflight[i].as_mut().poll(cx) {
@@ -455,7 +456,7 @@ impl KeepAlive {
             });
             let heard = tokio::select! {
                 done = heard => done,
-                _ = tokio::time::sleep_until(due) => None,
+                _ = tokio::time::sleep_until(due), if room => None,
             };
             match heard {
                 Some(Attempted::Opened(open, late_rtt)) => {
@@ -619,6 +620,12 @@ impl KeepAlive {
             .publish(self.part, LeaseState::Alive { safe_until }, rtt)
     }
 }
+
+/// The most attempts one keepalive task has in flight: a new one waits for one to end. At the
+/// defaults at most four are (each lives up to the slowest attempt, 1.67 s, and one starts every
+/// 0.5 s); with a very short interval, without a cap, a black hole piled up dozens of
+/// connections per replica that all reached etcd, each authenticating, the moment it recovered.
+const MAX_IN_FLIGHT: usize = 8;
 
 /// How one attempt in flight ended.
 enum Attempted {
