@@ -170,6 +170,71 @@ fn a_child_that_ignores_the_stop_signal_is_killed_after_the_grace() {
     assert!(r.log().contains("grace period over"), "{}", r.log());
 }
 
+/// A SIGKILL's teardown (the kernel frees a big working set before it closes the files) is
+/// measured and logged with every stop that needed one, and one longer than `--margin` is called
+/// out: that margin is all a standby has once a lease is lost. 2 GiB take the kernel 100-200 ms
+/// on a quiet machine, longer under load; whichever it is here, the warning appears exactly when
+/// the measured teardown exceeds the 100 ms margin.
+#[test]
+fn a_sigkill_teardown_is_measured_and_one_longer_than_the_margin_is_called_out() {
+    let etcd = EtcdCluster::single();
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path().to_string_lossy().to_string();
+    let worker = program("worker.py").to_string_lossy().to_string();
+    let mut r = Replica::start(
+        "r",
+        &etcd.endpoints(),
+        &[
+            "--election",
+            "teardown",
+            "--grace",
+            "500ms",
+            "--margin",
+            "100ms",
+            "--",
+            "python3",
+            &worker,
+            &dir,
+            "--ignore-term",
+            "--ballast-mib",
+            "2048",
+        ],
+    );
+    wait_for(
+        LONG,
+        || {
+            std::fs::read_dir(d.path())
+                .map(|mut it| {
+                    it.any(|e| {
+                        e.is_ok_and(|e| e.file_name().to_string_lossy().ends_with(".ballast"))
+                    })
+                })
+                .unwrap_or(false)
+        },
+        || format!("the child never filled its ballast:\n{}", r.log()),
+    );
+    r.signal(libc::SIGTERM);
+    assert_eq!(r.wait(LONG), 137, "killed after the grace:\n{}", r.log());
+    let log = r.log();
+    let gone = log
+        .lines()
+        .find(|l| l.contains("the child's tree is gone"))
+        .unwrap_or_else(|| panic!("no line for the tree's end:\n{log}"));
+    let teardown = gone
+        .split_whitespace()
+        .find_map(|f| f.strip_prefix("teardown="))
+        .and_then(crate::support::parse_duration)
+        .unwrap_or_else(|| panic!("no teardown= on {gone:?}"));
+    assert!(teardown > Duration::ZERO && teardown < LONG, "{teardown:?}");
+    eprintln!("2 GiB child, SIGKILL teardown: {teardown:?}");
+    let warned = log.contains("took longer to die after SIGKILL than --margin");
+    assert_eq!(
+        warned,
+        teardown > Duration::from_millis(100),
+        "teardown {teardown:?}, margin 100ms, warned: {warned}:\n{log}"
+    );
+}
+
 #[test]
 fn a_grandchild_finishes_its_slow_term_handler_before_the_supervisor_exits() {
     let etcd = EtcdCluster::single();

@@ -513,9 +513,23 @@ fn on_event(
             status,
             reason,
             stop_took,
+            after_kill,
         } => {
             if let Some(took) = stop_took {
                 ctx.obs.stop_took(took);
+            }
+            if let Some(teardown) = after_kill {
+                let margin = ctx.cfg.timing.margin;
+                let over = ctx.obs.kill_teardown(teardown, margin);
+                if over {
+                    // The margin is all that stands between a SIGKILL at the lease's kill
+                    // deadline and a standby's start once the lease expires: a tree that takes
+                    // longer to die than that could still hold its files when the next child
+                    // starts. Only the operator can size it (see docs/timing.md).
+                    tracing::warn!(teardown = %Short(teardown), margin = %Short(margin),
+                        "the child's tree took longer to die after SIGKILL than --margin: \
+                         had the lease been lost, a standby could have started before it was gone; raise --margin");
+                }
             }
             Some(Input::TreeGone { status, reason })
         }

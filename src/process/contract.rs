@@ -99,11 +99,13 @@ pub enum Event {
     },
     /// The main child was reaped and no process of its tree is left. `reason` is why the stop
     /// sequence began, or `ChildExited` if the child ended by itself; `stop_took`, from the
-    /// beginning of the stop sequence (if one began, for leftovers too) to now.
+    /// beginning of the stop sequence (if one began, for leftovers too) to now; `after_kill`,
+    /// from the first SIGKILL (if one went out) to now: the kernel's teardown of the tree.
     Finished {
         status: ChildStatus,
         reason: StopReason,
         stop_took: Option<Duration>,
+        after_kill: Option<Duration>,
     },
 }
 

@@ -286,6 +286,7 @@ mod tests {
                 status,
                 reason,
                 stop_took,
+                after_kill,
             } = next(sup)
             else {
                 panic!("expected Finished");
@@ -296,6 +297,9 @@ mod tests {
             let took = stop_took.expect("a stop began");
             assert!(took >= Duration::from_millis(550), "{took:?}");
             assert!(took < Duration::from_secs(20), "{took:?}");
+            // SIGKILL went out: its teardown is measured, and is part of the stop.
+            let teardown = after_kill.expect("SIGKILL went out");
+            assert!(teardown <= took, "{teardown:?} > {took:?}");
             let killed = t0.elapsed();
             assert!(
                 killed >= Duration::from_millis(890),
@@ -325,9 +329,11 @@ mod tests {
                     status,
                     reason,
                     stop_took,
+                    after_kill,
                 } => {
                     assert_eq!((status, reason), ended);
                     assert_eq!(stop_took, None, "no stop began: the child exited by itself");
+                    assert_eq!(after_kill, None, "no SIGKILL went out");
                 }
                 other => panic!("expected Finished, got {other:?}"),
             }

@@ -237,6 +237,10 @@ pub struct Tree {
     pub stop: Stop,
     /// When the stop sequence began, once it has: what a stop took is measured from it.
     pub stop_began: Option<BootInstant>,
+    /// When the first SIGKILL went out: from then on, how long the tree takes to go is the
+    /// kernel's teardown (a big working set is freed before the files close), the time
+    /// `--margin` must cover.
+    pub killed_at: Option<BootInstant>,
     /// Whether the terminal's foreground was handed to the child's group.
     pub terminal: bool,
 }
@@ -265,6 +269,7 @@ impl Tree {
             main: Main::Running { pid, pidfd },
             stop: Stop::NotBegun { lease },
             stop_began: None,
+            killed_at: None,
             terminal,
         }
     }
@@ -568,6 +573,7 @@ mod tests {
                 main,
                 stop,
                 stop_began: None,
+                killed_at: None,
                 terminal: false,
             };
             assert_eq!(tree.main_pid(), running.then_some(42));

@@ -622,7 +622,8 @@ impl ProcessOwner {
     }
 
     fn kill_round(&mut self) {
-        let Some(tree) = &self.tree else { return };
+        let Some(tree) = &mut self.tree else { return };
+        tree.killed_at.get_or_insert_with(BootInstant::now);
         if self.is_pid1 {
             // From PID 1, kill(-1) signals every other process of the namespace.
             let _ = signals::send(-1, libc::SIGKILL);
@@ -684,15 +685,21 @@ impl ProcessOwner {
             return;
         };
         let reason = tree.stop.outcome();
+        let now = BootInstant::now();
         let stop_took = tree
             .stop_began
-            .map(|began| BootInstant::now().saturating_duration_since(began));
+            .map(|began| now.saturating_duration_since(began));
+        let after_kill = tree
+            .killed_at
+            .map(|killed| now.saturating_duration_since(killed));
         self.emit(Event::Finished {
             status,
             reason,
             stop_took,
+            after_kill,
         });
-        tracing::info!(%status, "the child's tree is gone");
+        let teardown = after_kill.map(|d| tracing::field::display(Short(d)));
+        tracing::info!(%status, teardown, "the child's tree is gone");
     }
 
     /// The main child was stopped. A stopped child still holds what it holds, so it is never

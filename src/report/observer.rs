@@ -159,6 +159,8 @@ struct Metrics {
     election_wait: Histogram,
     takeover_wait: Histogram,
     stop_duration: Histogram,
+    kill_teardown: Histogram,
+    kill_teardown_over_margin: Counter,
     health: HealthMetrics,
     notify: NotifyMetrics,
 }
@@ -263,6 +265,18 @@ impl Metrics {
             "Time from the start of a stop sequence (stop signal, or SIGKILL at once) to the child's whole tree being gone",
             Histogram::new(STOP_BUCKETS),
         );
+        let kill_teardown = registered(
+            &mut r,
+            "kill_teardown_seconds",
+            "Time from the first SIGKILL of a stop to the child's whole tree being gone: the kernel's teardown, which --margin must exceed",
+            Histogram::new(STOP_BUCKETS),
+        );
+        let kill_teardown_over_margin = registered(
+            &mut r,
+            "kill_teardown_over_margin",
+            "Stops whose teardown after SIGKILL took longer than --margin (raise --margin)",
+            Counter::default(),
+        );
         let health = HealthMetrics::register(&mut r);
         let notify = NotifyMetrics::register(&mut r);
         Metrics {
@@ -275,6 +289,8 @@ impl Metrics {
             election_wait,
             takeover_wait,
             stop_duration,
+            kill_teardown,
+            kill_teardown_over_margin,
             health,
             notify,
         }
@@ -645,6 +661,18 @@ impl Observer {
     pub fn stop_took(&self, took: Duration) {
         let m = self.metrics.lock().expect("metrics lock");
         m.stop_duration.observe(took.as_secs_f64());
+    }
+
+    /// A tree took `teardown` to go after its first SIGKILL; whether that is longer than
+    /// `margin` (counted, and the caller warns).
+    pub fn kill_teardown(&self, teardown: Duration, margin: Duration) -> bool {
+        let m = self.metrics.lock().expect("metrics lock");
+        m.kill_teardown.observe(teardown.as_secs_f64());
+        let over = teardown > margin;
+        if over {
+            m.kill_teardown_over_margin.inc();
+        }
+        over
     }
 
     /// This replica became first in line at `at` (see [`Status::first_in_line`]); its takeover
@@ -1220,6 +1248,32 @@ pub(crate) mod tests {
         obs.enter(standby());
         obs.enter(leading(None));
         assert_eq!(takeovers(), Some(1.0));
+    }
+
+    #[test]
+    fn a_kill_teardown_longer_than_the_margin_is_counted() {
+        let obs = observer();
+        let get = |n: &str| sample(&obs, n);
+        let margin = Duration::from_millis(100);
+        // (teardown, over the margin)
+        for (ms, over) in [
+            (0, false),
+            (40, false),
+            (100, false),
+            (101, true),
+            (1670, true),
+        ] {
+            assert_eq!(
+                obs.kill_teardown(Duration::from_millis(ms), margin),
+                over,
+                "{ms}"
+            );
+        }
+        assert_eq!(get("singleton_exec_kill_teardown_seconds_count"), Some(5.0));
+        assert_eq!(
+            get("singleton_exec_kill_teardown_over_margin_total"),
+            Some(2.0)
+        );
     }
 
     #[test]
