@@ -28,6 +28,7 @@ pub use etcd::EtcdCluster;
 pub fn bin() -> &'static str {
     static BIN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     BIN.get_or_init(|| {
+        default_signal_dispositions();
         std::env::var("SINGLETON_EXEC_BIN")
             .ok()
             .filter(|b| !b.is_empty())
@@ -55,6 +56,29 @@ pub fn free_port() -> u16 {
         if !given.contains(&port) {
             given.push(port);
             return port;
+        }
+    }
+}
+
+/// Gives every signal this test process ignores (but SIGPIPE, which the Rust runtime ignores and
+/// `Command` resets in children) its default action back. A shell without job control starts a
+/// background job (`cargo test &`) with SIGINT and SIGQUIT ignored, `nohup` with SIGHUP ignored;
+/// every process the tests start would inherit that, and singleton-exec rightly keeps a signal
+/// ignored when it starts that way (nohup-style), so the tests of signals would test the shell
+/// the suite was started from. Done once, before the first use of the binary.
+fn default_signal_dispositions() {
+    for sig in 1..libc::SIGRTMIN() {
+        if matches!(sig, libc::SIGPIPE | libc::SIGKILL | libc::SIGSTOP) {
+            continue;
+        }
+        // SAFETY: reading and resetting a disposition; no handler of ours is replaced.
+        unsafe {
+            let mut old: libc::sigaction = std::mem::zeroed();
+            if libc::sigaction(sig, std::ptr::null(), &mut old) == 0
+                && old.sa_sigaction == libc::SIG_IGN
+            {
+                libc::signal(sig, libc::SIG_DFL);
+            }
         }
     }
 }
