@@ -125,6 +125,7 @@ fn prepare(cli: Cli, argv: &[OsString]) -> Result<impl FnOnce() -> Exit, Exit> {
         stop_signal: config.stop_signal as i32,
         grace: config.timing.grace,
         resign_signal: config.resign_signal.map(|s| s as i32),
+        role_signal: None,
     };
     let process = ProcessThread::start(settings, sent_faults, guard).map_err(|e| {
         tracing::error!(error = %e, "cannot start the process thread");

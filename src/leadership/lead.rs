@@ -132,7 +132,7 @@ impl Leading<'_, '_> {
                     command: self.ctx.cfg.command.clone(),
                     env,
                     own_pid_variable,
-                    deadline: deadline_of(self.ctx.cfg, safe_until),
+                    deadline: Some(deadline_of(self.ctx.cfg, safe_until)),
                 });
                 None
             }
@@ -554,9 +554,12 @@ fn on_event(
             }
             None
         }
-        Event::Started { .. } | Event::SpawnFailed(_) | Event::SpawnRefused(_) | Event::Resumed => {
-            None
-        }
+        Event::Started { .. }
+        | Event::SpawnFailed(_)
+        | Event::SpawnRefused(_)
+        | Event::Resumed
+        | Event::Promoted
+        | Event::PromoteRefused(_) => None,
     }
 }
 

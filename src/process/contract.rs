@@ -27,13 +27,30 @@ pub struct LeaseDeadline {
 pub enum Request {
     /// Start the child. Refused after a shutdown signal, or if `deadline.stop_at` has passed.
     /// `own_pid_variable`: a variable the child gets with its own pid as the value
-    /// (`WATCHDOG_PID`), which only the child itself can know before it runs.
+    /// (`WATCHDOG_PID`), which only the child itself can know before it runs. `deadline`:
+    /// `None` for a hot standby's child (`--hot-standby`), which does not lead: no lease
+    /// deadline applies to it until it is promoted ([`Request::Promote`]).
     Spawn {
         command: CommandSpec,
         env: Vec<(String, String)>,
         own_pid_variable: Option<&'static str>,
-        deadline: LeaseDeadline,
+        deadline: Option<LeaseDeadline>,
     },
+    /// A hot standby's child is to lead: arm the lease deadline for it (before it is told, so
+    /// it never leads without one). Answered with [`Event::Promoted`], or
+    /// [`Event::PromoteRefused`] when no standby child runs, a stop has begun, a shutdown signal
+    /// came or `deadline.stop_at` has passed.
+    Promote(LeaseDeadline),
+    /// Send the role signal (`--role-signal`) to the main child: its role file has changed.
+    /// Nothing is sent once its stop has begun.
+    RoleSignal,
+    /// The child is told to stop leading (its role file says `standby` by now): the lease
+    /// deadline no longer moves ([`Request::Extend`] is ignored), so the demotion is over by the
+    /// deadline as it stands, confirmed ([`Request::Disarm`]) or not; then the role signal.
+    Demote,
+    /// The child confirmed that it no longer leads (`ROLE=standby` after its demotion): the lease
+    /// deadlines stop applying to it. Changes nothing once a stop has begun.
+    Disarm,
     /// A keepalive was acknowledged: move the deadlines later.
     Extend(LeaseDeadline),
     /// The child asked for time to finish (`EXTEND_TIMEOUT_USEC` on its notify socket): while
@@ -85,6 +102,10 @@ pub enum Event {
     SuspendRequested,
     /// The answer to [`Request::Suspend`]: this process was continued (or never stopped).
     Resumed,
+    /// The answer to [`Request::Promote`]: the lease deadline applies to the child from now on.
+    Promoted,
+    /// The answer to [`Request::Promote`] when the child cannot be promoted.
+    PromoteRefused(PromoteRefusal),
     /// The stop sequence began; SIGKILL follows after `kill_in` (zero: it was sent at once).
     Stopping {
         reason: StopReason,
@@ -118,6 +139,22 @@ pub struct Settings {
     pub grace: Duration,
     /// `--resign-signal`, not forwarded.
     pub resign_signal: Option<libc::c_int>,
+    /// `--role-signal` with `--hot-standby`; `None` without. A leading hot child is demoted on
+    /// the first shutdown signal rather than stopped (see [`crate::process::thread`]).
+    pub role_signal: Option<libc::c_int>,
+}
+
+/// Why a hot standby's child was not promoted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PromoteRefusal {
+    /// No child runs (it exited, or was never started): start one as the leader instead.
+    NoChild,
+    /// The child is being stopped, or leads already.
+    NotStandby,
+    /// A shutdown signal came first.
+    Shutdown(libc::c_int),
+    /// The lease's renew deadline has passed.
+    NoLeaseTime,
 }
 
 /// How a health check process ended.

@@ -132,16 +132,17 @@ mod tests {
     use crate::core::command::CommandSpec;
     use crate::core::exit_code::ChildStatus;
     use crate::core::lifecycle::StopReason;
-    use crate::process::contract::{CheckExit, LeaseDeadline};
+    use crate::process::contract::{CheckExit, LeaseDeadline, PromoteRefusal};
     use crate::process::tree;
 
-    fn supervisor(grace_ms: u64) -> ProcessThread {
+    fn supervisor(grace_ms: u64, role_signal: Option<libc::c_int>) -> ProcessThread {
         signals::block_all();
         ProcessThread::start(
             Settings {
                 stop_signal: libc::SIGTERM,
                 grace: Duration::from_millis(grace_ms),
                 resign_signal: None,
+                role_signal,
             },
             None,
             None,
@@ -189,7 +190,7 @@ mod tests {
             command: sh(script),
             env,
             own_pid_variable: None,
-            deadline,
+            deadline: Some(deadline),
         });
         match next(sup) {
             Event::Started { pid } => pid,
@@ -236,8 +237,112 @@ mod tests {
     /// alone (the thread reaps with `waitpid(-1)`), then ends the thread.
     fn with_process_thread<T>(grace_ms: u64, test: impl FnOnce(&mut ProcessThread) -> T) -> T {
         let _serial = crate::test_children();
-        let mut sup = Ending(Some(supervisor(grace_ms)));
+        let mut sup = Ending(Some(supervisor(grace_ms, None)));
         test(sup.0.as_mut().expect("the process thread"))
+    }
+
+    /// The same with `--hot-standby` and SIGUSR1 as the role signal.
+    fn with_hot_process_thread<T>(grace_ms: u64, test: impl FnOnce(&mut ProcessThread) -> T) -> T {
+        let _serial = crate::test_children();
+        let mut sup = Ending(Some(supervisor(grace_ms, Some(libc::SIGUSR1))));
+        test(sup.0.as_mut().expect("the process thread"))
+    }
+
+    /// Starts a hot standby's child (no deadline) that appends a line to `$SIGNALS` for each
+    /// role signal, and waits for its traps; returns the file.
+    fn start_hot_standby(sup: &mut ProcessThread, dir: &std::path::Path) -> std::path::PathBuf {
+        let (ready, signals) = (dir.join("ready"), dir.join("signals"));
+        let path = |p: &std::path::Path| p.to_string_lossy().into_owned();
+        sup.request(Request::Spawn {
+            command: sh("trap 'echo usr1 >> \"$SIGNALS\"' USR1; : > \"$READY\"; \
+                         while :; do sleep 0.05; done"),
+            env: vec![
+                ("READY".into(), path(&ready)),
+                ("SIGNALS".into(), path(&signals)),
+            ],
+            own_pid_variable: None,
+            deadline: None,
+        });
+        assert!(matches!(next(sup), Event::Started { .. }));
+        wait_until(|| ready.exists(), "the child to set its traps");
+        signals
+    }
+
+    fn role_signals(file: &std::path::Path) -> usize {
+        std::fs::read_to_string(file).map_or(0, |s| s.lines().count())
+    }
+
+    /// A standby's child has no deadline; promoted, it answers to the lease's (armed before it
+    /// hears of it), and the role signal reaches it.
+    #[test]
+    fn a_promoted_hot_child_answers_to_the_lease_deadline() {
+        with_hot_process_thread(300, |sup| {
+            let dir = tempfile::tempdir().expect("a temporary directory");
+            let signals = start_hot_standby(sup, dir.path());
+            sup.request(Request::RoleSignal);
+            wait_until(|| role_signals(&signals) == 1, "the role signal");
+            let t0 = Instant::now();
+            sup.request(Request::Promote(deadline_in(400, 5_000)));
+            assert!(matches!(next(sup), Event::Promoted));
+            sup.request(Request::RoleSignal);
+            wait_until(|| role_signals(&signals) == 2, "the role signal");
+            // Promoted once only: it leads now.
+            sup.request(Request::Promote(deadline_in(400, 5_000)));
+            assert!(matches!(
+                next(sup),
+                Event::PromoteRefused(PromoteRefusal::NotStandby)
+            ));
+            assert_eq!(stopping(sup).0, StopReason::Deadline);
+            assert!(
+                t0.elapsed() >= Duration::from_millis(350),
+                "{:?}",
+                t0.elapsed()
+            );
+            let (status, reason) = finished(sup);
+            assert_eq!(status, ChildStatus::Signaled(libc::SIGTERM));
+            assert_eq!(reason, StopReason::Deadline);
+            // No child left to promote.
+            sup.request(Request::Promote(deadline_in(60_000, 60_000)));
+            assert!(matches!(
+                next(sup),
+                Event::PromoteRefused(PromoteRefusal::NoChild)
+            ));
+        });
+    }
+
+    /// Once a demotion begins, acknowledged keepalives no longer move the deadline: a child that
+    /// does not confirm is stopped at the deadline as it stood. A confirmed one is a standby
+    /// again (it can be promoted again).
+    #[test]
+    fn a_demotion_freezes_the_deadline_until_the_child_confirms() {
+        with_hot_process_thread(300, |sup| {
+            let dir = tempfile::tempdir().expect("a temporary directory");
+            let signals = start_hot_standby(sup, dir.path());
+            sup.request(Request::Promote(deadline_in(60_000, 60_000)));
+            assert!(matches!(next(sup), Event::Promoted));
+            sup.request(Request::Extend(deadline_in(600, 5_000)));
+            let t0 = Instant::now();
+            sup.request(Request::Demote);
+            wait_until(|| role_signals(&signals) == 1, "the role signal");
+            sup.request(Request::Extend(deadline_in(60_000, 60_000)));
+            assert_eq!(stopping(sup).0, StopReason::Deadline);
+            let took = t0.elapsed();
+            assert!(took < Duration::from_secs(30), "{took:?}");
+            assert_eq!(finished(sup).1, StopReason::Deadline);
+        });
+        with_hot_process_thread(300, |sup| {
+            let dir = tempfile::tempdir().expect("a temporary directory");
+            start_hot_standby(sup, dir.path());
+            sup.request(Request::Promote(deadline_in(60_000, 60_000)));
+            assert!(matches!(next(sup), Event::Promoted));
+            sup.request(Request::Demote);
+            sup.request(Request::Disarm);
+            sup.request(Request::Promote(deadline_in(60_000, 60_000)));
+            assert!(matches!(next(sup), Event::Promoted));
+            sup.request(Request::Stop(StopReason::Shutdown(libc::SIGTERM)));
+            stopping(sup);
+            assert_eq!(finished(sup).0, ChildStatus::Signaled(libc::SIGTERM));
+        });
     }
 
     /// Ends its process thread when dropped, also when the test panicked, and before the lock on
@@ -357,7 +462,7 @@ mod tests {
     #[test]
     fn the_thread_ends_when_a_tree_outlives_its_handle() {
         let _serial = crate::test_children();
-        let mut sup = supervisor(1_000);
+        let mut sup = supervisor(1_000, None);
         start(&mut sup, "sleep 0.3", deadline_in(60_000, 60_000));
         let (done, ended) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
@@ -444,10 +549,10 @@ mod tests {
                 command: sh("exit 0"),
                 env: vec![],
                 own_pid_variable: None,
-                deadline: LeaseDeadline {
+                deadline: Some(LeaseDeadline {
                     stop_at: now - Duration::from_millis(1),
                     kill_at: now + Duration::from_millis(100),
-                },
+                }),
             });
             assert!(matches!(
                 next(sup),
@@ -613,7 +718,7 @@ mod tests {
                 },
                 env: vec![],
                 own_pid_variable: None,
-                deadline: deadline_in(60_000, 60_000),
+                deadline: Some(deadline_in(60_000, 60_000)),
             });
             match next(sup) {
                 Event::SpawnFailed(e) => {

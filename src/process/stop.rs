@@ -3,7 +3,11 @@
 //!
 //! A tree is `NotBegun` (the lease deadlines apply), then `Stopping` (stop signal sent, SIGKILL at
 //! `kill_at`), then `Killing` (SIGKILL sent, repeated every [`KILL_RESCAN`] until nothing is left).
-//! It only moves forward, and each stage names its next wake-up. Everything here is pure: it is
+//! It only moves forward, and each stage names its next wake-up. With `--hot-standby` a tree may
+//! also be a `Standby`: its child runs but does not lead, so no lease deadline applies to it; it is
+//! promoted to `NotBegun` (the deadline armed before the child is told it leads) and disarmed back
+//! to `Standby` only once the child has confirmed that it no longer leads ([`Stop::promote`],
+//! [`Stop::disarm`]). A stop from `Standby` has no lease to answer to: SIGKILL after the grace. Everything here is pure: it is
 //! given `now` and answers what is due; the process thread ([`crate::process::thread`]) sends the
 //! signals and reaps.
 //!
@@ -57,6 +61,9 @@ pub enum Main {
 /// Where the stop sequence is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stop {
+    /// A hot standby's child (`--hot-standby`): it runs, but does not lead, so no lease deadline
+    /// applies to it.
+    Standby,
     /// Not begun; the lease deadlines apply.
     NotBegun { lease: LeaseDeadline },
     /// Stop signal sent; SIGKILL at `kill_at`. `sweep_at`: when the rest of the tree gets the
@@ -104,7 +111,30 @@ pub enum Due {
 impl Stop {
     /// Whether the stop sequence has begun.
     pub fn has_begun(self) -> bool {
-        !matches!(self, Stop::NotBegun { .. })
+        !matches!(self, Stop::NotBegun { .. } | Stop::Standby)
+    }
+
+    /// Whether the child leads: the lease deadlines apply and no stop has begun.
+    pub fn leads(self) -> bool {
+        matches!(self, Stop::NotBegun { .. })
+    }
+
+    /// A hot standby's child is to lead: the lease deadlines apply from now on. `None` for any
+    /// other stage (the child leads already, or is being stopped).
+    pub fn promote(self, lease: LeaseDeadline) -> Option<Stop> {
+        match self {
+            Stop::Standby => Some(Stop::NotBegun { lease }),
+            _ => None,
+        }
+    }
+
+    /// The child confirmed that it no longer leads: the lease deadlines stop applying. `None`
+    /// unless it leads (a stop under way goes on: a confirmation never calls one off).
+    pub fn disarm(self) -> Option<Stop> {
+        match self {
+            Stop::NotBegun { .. } => Some(Stop::Standby),
+            _ => None,
+        }
     }
 
     /// The stage a stop signal sent at `now` begins. `group_signalled`: it went to the child's
@@ -171,14 +201,16 @@ impl Stop {
         }
     }
 
-    /// When the process thread must wake up next for this stage.
-    pub fn wake_at(self, now: BootInstant) -> BootInstant {
+    /// When the process thread must wake up next for this stage; `None`: nothing is due (a
+    /// standby's child).
+    pub fn wake_at(self, now: BootInstant) -> Option<BootInstant> {
         match self {
-            Stop::NotBegun { lease } => lease.stop_at,
+            Stop::Standby => None,
+            Stop::NotBegun { lease } => Some(lease.stop_at),
             Stop::Stopping {
                 kill_at, sweep_at, ..
-            } => sweep_at.map_or(kill_at, |s| s.min(kill_at)),
-            Stop::Killing { .. } => now + KILL_RESCAN,
+            } => Some(sweep_at.map_or(kill_at, |s| s.min(kill_at))),
+            Stop::Killing { .. } => Some(now + KILL_RESCAN),
         }
     }
 
@@ -187,6 +219,8 @@ impl Stop {
     pub fn begin(self, reason: StopReason, now: BootInstant, grace: Duration) -> Option<Begin> {
         let (first, kill_at, cap) = match self {
             Stop::NotBegun { lease } => (reason, (now + grace).min(lease.kill_at), lease.kill_at),
+            // No lease to answer to: the grace alone, and no extension past it.
+            Stop::Standby => (reason, now + grace, now + grace),
             // Already stopping: only a known loss of leadership changes anything (kill now).
             Stop::Stopping { reason: first, .. } if reason.leadership_known_lost() => {
                 (first, now, now)
@@ -223,7 +257,7 @@ impl Stop {
     /// [`StopReason::ChildExited`] if none did.
     pub fn outcome(self) -> StopReason {
         match self {
-            Stop::NotBegun { .. } => StopReason::ChildExited,
+            Stop::NotBegun { .. } | Stop::Standby => StopReason::ChildExited,
             Stop::Stopping { reason, .. } | Stop::Killing { reason } => reason,
         }
     }
@@ -243,6 +277,9 @@ pub struct Tree {
     pub killed_at: Option<BootInstant>,
     /// Whether the terminal's foreground was handed to the child's group.
     pub terminal: bool,
+    /// A hot child that leads is being demoted: the lease deadline no longer moves, so the
+    /// demotion is over (confirmed, or the tree stopped) by the deadline as it stood.
+    pub demoting: bool,
 }
 
 /// What a reap pass leaves of the tree.
@@ -257,20 +294,22 @@ pub enum AfterReap {
 }
 
 impl Tree {
-    /// A tree whose main child `pid` has just started, under the deadlines `lease`.
+    /// A tree whose main child `pid` has just started, under the deadlines `lease`; `None`: a
+    /// hot standby's child, which does not lead.
     pub fn started(
         pid: libc::pid_t,
         pidfd: Option<OwnedFd>,
-        lease: LeaseDeadline,
+        lease: Option<LeaseDeadline>,
         terminal: bool,
     ) -> Tree {
         Tree {
             pgid: pid,
             main: Main::Running { pid, pidfd },
-            stop: Stop::NotBegun { lease },
+            stop: lease.map_or(Stop::Standby, |lease| Stop::NotBegun { lease }),
             stop_began: None,
             killed_at: None,
             terminal,
+            demoting: false,
         }
     }
 
@@ -289,8 +328,8 @@ impl Tree {
         }
     }
 
-    /// When the process thread must wake up next for this tree.
-    pub fn next_wake(&self) -> BootInstant {
+    /// When the process thread must wake up next for this tree, if ever.
+    pub fn next_wake(&self) -> Option<BootInstant> {
         self.stop.wake_at(BootInstant::now())
     }
 
@@ -435,9 +474,10 @@ mod tests {
     fn each_stage_names_its_next_wake_up() {
         let t0 = BootInstant::now();
         let rows = [
-            (not_begun(t0), t0 + ms(1_000)),
-            (stopping(Resign, t0 + ms(2_000)), t0 + ms(2_000)),
-            (Stop::Killing { reason: Resign }, t0 + KILL_RESCAN),
+            (Stop::Standby, None),
+            (not_begun(t0), Some(t0 + ms(1_000))),
+            (stopping(Resign, t0 + ms(2_000)), Some(t0 + ms(2_000))),
+            (Stop::Killing { reason: Resign }, Some(t0 + KILL_RESCAN)),
         ];
         assert_table(rows, |stage| stage.wake_at(t0));
     }
@@ -474,14 +514,14 @@ mod tests {
         ];
         for ((stage, now), due, wake) in rows {
             assert_eq!(stage.due(now), due, "{stage:?} at {now:?}");
-            assert_eq!(stage.wake_at(now), wake, "{stage:?}");
+            assert_eq!(stage.wake_at(now), Some(wake), "{stage:?}");
         }
         // A grace shorter than twice the sweep's delay: the sweep at once (the stop signal and
         // SIGCONT reach every process before the SIGKILL), then the kill, which wins once due.
         let short = Stop::stopping(Resign, t0 + ms(5), t0 + ms(5), t0, true);
-        assert_eq!(short.wake_at(t0), t0);
+        assert_eq!(short.wake_at(t0), Some(t0));
         assert_eq!(short.due(t0), Some(Due::Sweep { reason: Resign }));
-        assert_eq!(short.swept().wake_at(t0), t0 + ms(5));
+        assert_eq!(short.swept().wake_at(t0), Some(t0 + ms(5)));
         assert_eq!(short.due(t0 + ms(5)), Some(Due::Kill { reason: Resign }));
         // A sweep changes nothing but the sweep.
         assert_eq!(after_group.swept().outcome(), Resign);
@@ -535,6 +575,77 @@ mod tests {
         );
     }
 
+    /// A hot standby's child: nothing is due while it does not lead; promoted, the lease's
+    /// deadlines apply before anything else happens; disarmed only while it leads and no stop
+    /// has begun (a confirmation that comes after the stop signal calls nothing off).
+    #[test]
+    fn a_standby_child_answers_to_the_lease_only_between_its_promotion_and_its_confirmed_demotion()
+    {
+        let t0 = BootInstant::now();
+        let lease = LeaseDeadline {
+            stop_at: t0 + ms(1_000),
+            kill_at: t0 + ms(3_000),
+        };
+        // Nothing is ever due for a standby's child, however late.
+        assert_eq!(Stop::Standby.due(t0 + ms(1_000_000)), None);
+        assert!(!Stop::Standby.has_begun() && !Stop::Standby.leads());
+        assert_eq!(Stop::Standby.outcome(), ChildExited);
+        // (stage, promoted to)
+        let rows = [
+            (Stop::Standby, Some(not_begun(t0))),
+            (not_begun(t0), None),
+            (stopping(Resign, t0 + ms(2_000)), None),
+            (Stop::Killing { reason: Resign }, None),
+        ];
+        assert_table(rows, |stage| stage.promote(lease));
+        let promoted = Stop::Standby.promote(lease).unwrap();
+        assert!(promoted.leads());
+        assert_eq!(
+            promoted.due(t0 + ms(1_000)),
+            Some(Due::BeginStop { late: ms(0) })
+        );
+        // (stage, disarmed to)
+        let rows = [
+            (not_begun(t0), Some(Stop::Standby)),
+            (Stop::Standby, None),
+            (stopping(Resign, t0 + ms(2_000)), None),
+            (Stop::Killing { reason: Resign }, None),
+        ];
+        assert_table(rows, |stage| stage.disarm());
+    }
+
+    /// A standby's child stopped (the replica exits, or its child is replaced): SIGKILL after
+    /// the grace, which nothing extends, since no lease bounds it; a known loss kills at once.
+    #[test]
+    fn a_standby_child_is_stopped_within_the_grace() {
+        let t0 = BootInstant::now();
+        let signal = |kill_at| {
+            Some(Begin::Signal {
+                kill_at,
+                cap: kill_at,
+            })
+        };
+        let rows = [
+            ((500, Shutdown(libc::SIGTERM)), signal(t0 + ms(500))),
+            ((30_000, Resign), signal(t0 + ms(30_000))),
+            (
+                (0, Shutdown(libc::SIGTERM)),
+                Some(Begin::KillNow {
+                    first: Shutdown(libc::SIGTERM),
+                }),
+            ),
+            (
+                (30_000, LeaseGone),
+                Some(Begin::KillNow { first: LeaseGone }),
+            ),
+        ];
+        assert_table(rows, |(grace, reason)| {
+            Stop::Standby.begin(reason, t0, ms(grace))
+        });
+        let stopping = Stop::stopping(Resign, t0 + ms(500), t0 + ms(500), t0, true);
+        assert_eq!(stopping.extend_grace(t0 + ms(5_000)), None);
+    }
+
     #[test]
     fn the_outcome_is_the_reason_the_stop_began_for() {
         let t0 = BootInstant::now();
@@ -575,6 +686,7 @@ mod tests {
                 stop_began: None,
                 killed_at: None,
                 terminal: false,
+                demoting: false,
             };
             assert_eq!(tree.main_pid(), running.then_some(42));
             tree.after_reap(any_left)

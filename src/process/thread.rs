@@ -63,7 +63,9 @@ use crate::core::duration::Short;
 use crate::core::exit_code::{signal_name, ChildStatus};
 use crate::core::lifecycle::StopReason;
 use crate::process::check::CheckSlot;
-use crate::process::contract::{CheckExit, Event, LeaseDeadline, Request, Settings};
+use crate::process::contract::{
+    CheckExit, Event, LeaseDeadline, PromoteRefusal, Request, Settings,
+};
 use crate::process::guard::Guard;
 use crate::process::signals::{self, Inherited};
 use crate::process::spawn::{self, Reaped, SpawnError, Waitable};
@@ -199,7 +201,7 @@ impl ProcessOwner {
     }
 
     fn arm_timer(&self) {
-        let tree = self.tree.as_ref().map(Tree::next_wake);
+        let tree = self.tree.as_ref().and_then(Tree::next_wake);
         let next = tree.into_iter().chain(self.check.next_wake()).min();
         // A timer that cannot be set is noticed nowhere else; the next wake-up re-arms it.
         let _ = match next {
@@ -363,13 +365,23 @@ impl ProcessOwner {
     /// SIGTERM or SIGINT: the stop sequence begins (or, under way for another reason, the child
     /// gets this signal too), and no child is started again.
     fn shutdown_requested(&mut self, sig: libc::c_int) {
+        let first = self.shutdown.is_none();
         self.shutdown = Some(sig);
         let reason = StopReason::Shutdown(sig);
-        let already = self.tree.as_ref().is_some_and(|t| t.stop.has_begun());
-        if already {
-            self.forward(reason.stop_signal(self.settings.stop_signal));
-        } else {
-            self.begin_stop(reason, None);
+        let hot = self.settings.role_signal.is_some();
+        match on_shutdown(self.tree.as_ref().map(|t| t.stop), hot, first) {
+            OnShutdown::Forward => self.forward(reason.stop_signal(self.settings.stop_signal)),
+            OnShutdown::BeginStop => self.begin_stop(reason, None),
+            OnShutdown::Demote => {
+                // The async side demotes the child (it is told `standby` and confirms), gives the
+                // lease up, then stops the standby child. Meanwhile the deadline no longer moves:
+                // a demotion that does not end in time ends at the deadline, as any lease would.
+                if let Some(tree) = &mut self.tree {
+                    tree.demoting = true;
+                }
+                tracing::info!(signal = %signal_name(sig),
+                    "shutdown requested while the child leads: demoting it first (--hot-standby)");
+            }
         }
         tracing::info!(signal = %signal_name(sig), "shutdown requested");
         self.emit(Event::ShutdownSignal(sig));
@@ -419,12 +431,31 @@ impl ProcessOwner {
             } => self.spawn(&command, &env, own_pid_variable, deadline),
             Request::ExtendGrace { sent_at, until } => self.extend_grace(sent_at, until),
             Request::Extend(deadline) => {
+                // Not while a demotion is under way: it must be over by the deadline as it stood.
                 if let Some(Tree {
                     stop: Stop::NotBegun { lease },
+                    demoting: false,
                     ..
                 }) = &mut self.tree
                 {
                     *lease = deadline;
+                }
+            }
+            Request::Promote(deadline) => self.promote(deadline),
+            Request::RoleSignal => self.role_signal(),
+            Request::Demote => {
+                if let Some(tree) = &mut self.tree {
+                    tree.demoting = tree.stop.leads();
+                }
+                self.role_signal();
+            }
+            Request::Disarm => {
+                if let Some(tree) = &mut self.tree {
+                    if let Some(disarmed) = tree.stop.disarm() {
+                        tree.stop = disarmed;
+                        tree.demoting = false;
+                        tracing::debug!("the child no longer leads: the lease deadline is off");
+                    }
                 }
             }
             Request::Stop(reason) => self.begin_stop(reason, None),
@@ -493,17 +524,48 @@ impl ProcessOwner {
         }
     }
 
+    /// A hot standby's child is to lead: the deadline is armed here, before the async side
+    /// tells the child (role file, then [`Request::RoleSignal`]), so it never leads without one.
+    fn promote(&mut self, lease: LeaseDeadline) {
+        let stage = self
+            .tree
+            .as_ref()
+            .filter(|t| t.main_pid().is_some())
+            .map(|t| t.stop);
+        let promoted = match promote_refusal(stage, self.shutdown, lease.stop_at.has_passed()) {
+            Some(why) => return self.emit(Event::PromoteRefused(why)),
+            None => stage.and_then(|s| s.promote(lease)),
+        };
+        if let (Some(tree), Some(stop)) = (&mut self.tree, promoted) {
+            tree.stop = stop;
+            tree.demoting = false;
+            self.emit(Event::Promoted);
+        }
+    }
+
+    /// Tells the main child its role file changed, unless it is being stopped.
+    fn role_signal(&self) {
+        let (Some(sig), Some(tree)) = (self.settings.role_signal, &self.tree) else {
+            return;
+        };
+        if let (Some(pid), false) = (tree.main_pid(), tree.stop.has_begun()) {
+            // The pid is our unreaped child, so it cannot have been reused.
+            let _ = signals::send(pid, sig);
+            tracing::debug!(signal = %signal_name(sig), pid, "role signal sent");
+        }
+    }
+
     fn spawn(
         &mut self,
         command: &CommandSpec,
         env: &[(String, String)],
         own_pid_variable: Option<&'static str>,
-        lease: LeaseDeadline,
+        lease: Option<LeaseDeadline>,
     ) {
         let refused = spawn_refusal(
             self.shutdown,
             self.tree.is_some(),
-            lease.stop_at.has_passed(),
+            lease.is_some_and(|l| l.stop_at.has_passed()),
         );
         match refused {
             Some(SpawnRefusal::Shutdown(sig)) => {
@@ -968,6 +1030,44 @@ enum SpawnRefusal {
     NoLeaseTime,
 }
 
+/// Whether a promotion is refused, and why: `stage` is the running main child's (`None`: no
+/// child runs); a shutdown wins, then a missing child (the caller starts one as the leader).
+fn promote_refusal(
+    stage: Option<Stop>,
+    shutdown: Option<libc::c_int>,
+    renew_deadline_passed: bool,
+) -> Option<PromoteRefusal> {
+    match (shutdown, stage, renew_deadline_passed) {
+        (Some(sig), _, _) => Some(PromoteRefusal::Shutdown(sig)),
+        (None, None, _) => Some(PromoteRefusal::NoChild),
+        (None, Some(Stop::Standby), true) => Some(PromoteRefusal::NoLeaseTime),
+        (None, Some(Stop::Standby), false) => None,
+        (None, Some(_), _) => Some(PromoteRefusal::NotStandby),
+    }
+}
+
+/// What a shutdown signal does to the tree.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum OnShutdown {
+    /// Begin the stop sequence (nothing, when no tree runs).
+    BeginStop,
+    /// A stop is under way: the child gets this signal too.
+    Forward,
+    /// A hot child that leads: it is demoted first (the async side), the deadline frozen.
+    Demote,
+}
+
+/// What a shutdown signal does, given the tree's stage (`None`: no tree), whether the child is a
+/// hot standby's (`--hot-standby`) and whether this is the first shutdown signal: a second one
+/// stops the tree at once, demotion or not.
+fn on_shutdown(stage: Option<Stop>, hot: bool, first: bool) -> OnShutdown {
+    match stage {
+        Some(stage) if stage.has_begun() => OnShutdown::Forward,
+        Some(stage) if stage.leads() && hot && first => OnShutdown::Demote,
+        _ => OnShutdown::BeginStop,
+    }
+}
+
 /// Whether a spawn request is refused, and why; a shutdown wins over everything else.
 fn spawn_refusal(
     shutdown: Option<libc::c_int>,
@@ -1134,6 +1234,63 @@ mod tests {
         assert_table(rows, |(shutdown, tree, passed)| {
             spawn_refusal(shutdown, tree, passed)
         });
+    }
+
+    #[test]
+    fn a_hot_standby_child_is_promoted_only_while_it_runs_as_a_standby_with_lease_time_left() {
+        use PromoteRefusal::*;
+        let t0 = BootInstant::now();
+        let lease = LeaseDeadline {
+            stop_at: t0 + Duration::from_secs(1),
+            kill_at: t0 + Duration::from_secs(2),
+        };
+        let leads = Some(Stop::NotBegun { lease });
+        let stopping = Some(Stop::Killing {
+            reason: StopReason::Resign,
+        });
+        let term = Some(libc::SIGTERM);
+        // ((stage of the running main child, shutdown, renew deadline passed), refusal)
+        let rows = [
+            ((Some(Stop::Standby), None, false), None),
+            ((Some(Stop::Standby), None, true), Some(NoLeaseTime)),
+            (
+                (Some(Stop::Standby), term, false),
+                Some(Shutdown(libc::SIGTERM)),
+            ),
+            ((None, None, false), Some(NoChild)),
+            ((None, term, false), Some(Shutdown(libc::SIGTERM))),
+            ((leads, None, false), Some(NotStandby)),
+            ((stopping, None, false), Some(NotStandby)),
+        ];
+        assert_table(rows, |(stage, shutdown, passed)| {
+            promote_refusal(stage, shutdown, passed)
+        });
+    }
+
+    #[test]
+    fn a_shutdown_demotes_a_leading_hot_child_first_and_a_second_one_stops_it() {
+        use OnShutdown::*;
+        let t0 = BootInstant::now();
+        let leads = Some(Stop::NotBegun {
+            lease: LeaseDeadline {
+                stop_at: t0 + Duration::from_secs(1),
+                kill_at: t0 + Duration::from_secs(2),
+            },
+        });
+        let stopping = Some(Stop::Killing {
+            reason: StopReason::Resign,
+        });
+        // ((stage, hot standby, first shutdown signal), what it does)
+        let rows = [
+            ((leads, true, true), Demote),
+            ((leads, true, false), BeginStop),
+            ((leads, false, true), BeginStop),
+            ((Some(Stop::Standby), true, true), BeginStop),
+            ((stopping, true, true), Forward),
+            ((stopping, false, false), Forward),
+            ((None, true, true), BeginStop),
+        ];
+        assert_table(rows, |(stage, hot, first)| on_shutdown(stage, hot, first));
     }
 
     #[test]
