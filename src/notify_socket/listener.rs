@@ -91,7 +91,18 @@ enum Command {
     Started { n: u64, pid: libc::pid_t },
     /// Child `n`'s socket is no longer needed.
     Close { n: u64 },
+    /// Read every datagram child `n`'s socket holds now, then answer how many `ROLE=` messages
+    /// were read so far (`None`: the socket could not be emptied, see [`SYNC_DATAGRAMS`]).
+    Sync {
+        n: u64,
+        reply: tokio::sync::oneshot::Sender<Option<u64>>,
+    },
 }
+
+/// The most datagrams a [`Channel::sync`] reads before it gives up: a child that floods its
+/// socket faster than it is read cannot have a confirmation taken from it (its demotion then
+/// ends at the lease deadline, as an unconfirmed one does).
+pub const SYNC_DATAGRAMS: usize = 16 * DATAGRAMS_PER_WAKE;
 
 /// One child's socket, as the leadership loop holds it.
 pub struct Channel {
@@ -112,6 +123,19 @@ impl Channel {
     pub fn started(&self, pid: libc::pid_t) {
         let _ = self.commands.send(Command::Started { n: self.n, pid });
         wake(&self.wake);
+    }
+
+    /// Has every datagram the socket holds now read, and answers how many `ROLE=` messages were
+    /// read by then: a mark after which a `ROLE=` message was sent after this call began
+    /// ([`crate::notify_socket::notices::confirms`]). `None`: the socket could not be emptied
+    /// (a flood), or the thread is gone.
+    pub async fn sync(&self) -> Option<u64> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.commands
+            .send(Command::Sync { n: self.n, reply })
+            .ok()?;
+        wake(&self.wake);
+        answer.await.ok().flatten()
     }
 }
 
@@ -241,7 +265,7 @@ impl Reader {
                 self.close();
                 return;
             }
-            self.read_datagrams();
+            let _ = self.read_datagrams();
             self.wake_if_due(Instant::now());
         }
     }
@@ -293,6 +317,9 @@ impl Reader {
                         self.close();
                     }
                 }
+                Ok(Command::Sync { n, reply }) => {
+                    let _ = reply.send(self.sync(n));
+                }
                 Err(mpsc::TryRecvError::Empty) => return true,
                 Err(mpsc::TryRecvError::Disconnected) => return false,
             }
@@ -314,12 +341,31 @@ impl Reader {
         }
     }
 
-    /// Reads at most [`DATAGRAMS_PER_WAKE`] datagrams.
-    fn read_datagrams(&mut self) {
+    /// Reads what child `n`'s socket holds, at most [`SYNC_DATAGRAMS`]; then how many `ROLE=`
+    /// messages were read, if the socket was emptied.
+    fn sync(&mut self, n: u64) -> Option<u64> {
+        if self.current.as_ref().is_none_or(|c| c.n != n) {
+            return None;
+        }
+        for _ in 0..SYNC_DATAGRAMS / DATAGRAMS_PER_WAKE {
+            if self.read_datagrams() {
+                return self
+                    .current
+                    .as_ref()
+                    .map(|c| c.notices.borrow().role_messages);
+            }
+        }
+        None
+    }
+
+    /// Reads at most [`DATAGRAMS_PER_WAKE`] datagrams; whether the socket is empty now.
+    fn read_datagrams(&mut self) -> bool {
         for _ in 0..DATAGRAMS_PER_WAKE {
-            let Some(c) = &mut self.current else { return };
+            let Some(c) = &mut self.current else {
+                return true;
+            };
             let got = match c.socket.receive(&mut self.buf) {
-                Ok(Receive::Nothing) => return,
+                Ok(Receive::Nothing) => return true,
                 Ok(Receive::Datagram {
                     len,
                     sender,
@@ -328,13 +374,14 @@ impl Reader {
                 }) => (len, sender, truncated),
                 Err(e) => {
                     tracing::debug!(error = %e, "reading the child's notify socket failed");
-                    return;
+                    return false;
                 }
             };
             let (len, sender, truncated) = got;
             let outcome = self.one(len, sender, truncated);
             self.tally.datagram(outcome);
         }
+        false
     }
 
     /// One datagram: who sent it, whether it fits, what it says.
@@ -527,6 +574,31 @@ mod tests {
             let dir = std::path::Path::new(&old).parent().unwrap().to_owned();
             assert!(!dir.exists(), "{dir:?} left behind");
         }
+    }
+
+    /// A sync has everything sent before it read: its mark counts a `ROLE=` message sent just
+    /// before, whether or not the thread had woken for it yet.
+    #[test]
+    fn a_sync_reads_everything_sent_before_it() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let listener = Listener::start(Arc::new(Counts::default())).unwrap();
+        let channel = listener.open().unwrap();
+        assert_eq!(rt.block_on(channel.sync()), Some(0));
+        for round in 1..=3 {
+            send_from_child(&channel, "ROLE=standby\nSTATUS=standing by");
+            assert_eq!(rt.block_on(channel.sync()), Some(round));
+        }
+        let n = channel.notices.borrow().clone();
+        assert_eq!(
+            n.role.map(|r| r.role),
+            Some(crate::notify_socket::message::Role::Standby)
+        );
+        // A replaced channel is synced no more.
+        let next = listener.open().unwrap();
+        assert_eq!(rt.block_on(channel.sync()), None);
+        assert_eq!(rt.block_on(next.sync()), Some(0));
     }
 
     #[test]

@@ -35,6 +35,8 @@ pub struct Message {
     /// `EXTEND_TIMEOUT_USEC=N`: the child asks for N µs more than the time it has now (to become
     /// ready, or to stop).
     pub extend_timeout: Option<Duration>,
+    /// `ROLE=leader` or `ROLE=standby` (`--hot-standby`): the role the child acts in now.
+    pub role: Option<Role>,
     /// Lines that are no assignment we act on: unknown variables (`MAINPID=`, `FDSTORE=1`,
     /// `BARRIER=1`, whose descriptor the kernel has closed already), bad values, text that is not
     /// UTF-8.
@@ -50,6 +52,23 @@ impl Message {
             || self.trigger
             || self.status.is_some()
             || self.extend_timeout.is_some()
+            || self.role.is_some()
+    }
+}
+
+/// The role a hot standby's child says it acts in (`ROLE=`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Leader,
+    Standby,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Leader => "leader",
+            Role::Standby => "standby",
+        }
     }
 }
 
@@ -84,6 +103,8 @@ pub fn parse(datagram: &[u8]) -> Result<Message, Malformed> {
             Some(("WATCHDOG", "1")) => m.watchdog = true,
             Some(("WATCHDOG", "trigger")) => m.trigger = true,
             Some(("STATUS", text)) => m.status = Some(sanitize_status(text)),
+            Some(("ROLE", "leader")) => m.role = Some(Role::Leader),
+            Some(("ROLE", "standby")) => m.role = Some(Role::Standby),
             Some(("EXTEND_TIMEOUT_USEC", usec)) => match usec.parse::<u64>() {
                 Ok(usec) => m.extend_timeout = Some(Duration::from_micros(usec)),
                 Err(_) => m.ignored += 1,
@@ -185,6 +206,15 @@ mod tests {
                     m.ignored = 1;
                 }),
             ),
+            // A hot standby's child says which role it acts in; the last one wins.
+            (b"ROLE=leader", message(|m| m.role = Some(Role::Leader))),
+            (b"ROLE=standby\n", message(|m| m.role = Some(Role::Standby))),
+            (
+                b"ROLE=leader\nROLE=standby",
+                message(|m| m.role = Some(Role::Standby)),
+            ),
+            (b"ROLE=Leader", message(|m| m.ignored = 1)),
+            (b"ROLE=", message(|m| m.ignored = 1)),
             (b"", Err(Malformed::Empty)),
             (b"READY=1\0STATUS=x", Err(Malformed::Nul)),
             (b"\n\n", message(|_| {})),

@@ -18,6 +18,11 @@
 //!   its leadership for ever.
 //! * `WATCHDOG=trigger` asks for the watchdog's action at once, with or without `--watchdog`.
 //!
+//! * `ROLE=leader` / `ROLE=standby` (`--hot-standby`): the role the child says it acts in now,
+//!   numbered in the order the messages were read ([`RoleNotice`]). A demotion is confirmed only
+//!   by a `ROLE=standby` read after a point the leadership loop marks once the role file says
+//!   `standby` ([`confirms`]): one the child sent earlier (at its start, say) confirms nothing.
+//!
 //! None of this touches the lease: the watchdog decides only whether the leader steps down
 //! through the usual stop, never when the child must be dead. That is the lease deadline's, on
 //! the process thread, which nothing here can move.
@@ -27,7 +32,7 @@
 use std::time::Duration;
 
 use crate::core::clock::BootInstant;
-use crate::notify_socket::message::Message;
+use crate::notify_socket::message::{Message, Role};
 
 /// What the child has said, as of now.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -46,6 +51,31 @@ pub struct Notices {
     pub extension: Option<Extension>,
     /// Datagrams from the child's tree that said something.
     pub accepted: u64,
+    /// The last `ROLE=` message, if any.
+    pub role: Option<RoleNotice>,
+    /// How many `ROLE=` messages were read so far: the number of the last one.
+    pub role_messages: u64,
+}
+
+/// A `ROLE=` message: the role, when it came, and its number among the child's `ROLE=` messages
+/// (1 for the first), in the order they were read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RoleNotice {
+    pub role: Role,
+    pub at: BootInstant,
+    pub number: u64,
+}
+
+/// Whether the child confirmed `role` after `mark`: its last `ROLE=` message says so and was read
+/// after the first `mark` ones. The leadership loop takes the mark once the role file says
+/// `role`, after every datagram sent before was read ([`crate::notify_socket::Channel::sync`]);
+/// so a confirmation was sent after the file changed, and (a child sends the role it acts in
+/// at the moment it sends it) the child acts in that role since, and will until the file
+/// changes again.
+pub fn confirms(n: &Notices, role: Role, mark: u64) -> Option<BootInstant> {
+    n.role
+        .filter(|r| r.role == role && r.number > mark)
+        .map(|r| r.at)
 }
 
 /// An `EXTEND_TIMEOUT_USEC=` message.
@@ -99,6 +129,15 @@ impl Notices {
         if let Some(asked) = m.extend_timeout {
             self.extension = Some(Extension { at: now, asked });
             changed.shown = true;
+        }
+        if let Some(role) = m.role {
+            self.role_messages += 1;
+            self.role = Some(RoleNotice {
+                role,
+                at: now,
+                number: self.role_messages,
+            });
+            changed.at_once = true;
         }
         if m.says_anything() {
             self.accepted += 1;
@@ -247,6 +286,40 @@ mod tests {
         assert_eq!(n.last_ping, Some(t0 + ms(11)));
         assert_eq!(n.extension.map(Extension::until), Some(t0 + ms(107)));
         assert_eq!(n.accepted, 11);
+    }
+
+    /// Every `ROLE=` counts and is numbered (the child may say the same role again, for a new
+    /// demotion); only one read after the mark, and the last one, confirms.
+    #[test]
+    fn a_role_is_confirmed_only_by_the_last_role_message_read_after_the_mark() {
+        let t0 = BootInstant::now();
+        let role = |r| Message {
+            role: Some(r),
+            ..Message::default()
+        };
+        let mut n = Notices::default();
+        assert_eq!(confirms(&n, Role::Standby, 0), None);
+        // Its start-up confirmation, then the mark taken for a demotion.
+        assert!(n.apply(&role(Role::Standby), t0 + ms(1)).at_once);
+        let mark = n.role_messages;
+        assert_eq!(
+            confirms(&n, Role::Standby, mark),
+            None,
+            "sent before the mark"
+        );
+        assert_eq!(confirms(&n, Role::Standby, 0), Some(t0 + ms(1)));
+        assert!(n.apply(&role(Role::Leader), t0 + ms(2)).at_once);
+        assert_eq!(confirms(&n, Role::Standby, mark), None, "it says it leads");
+        assert_eq!(confirms(&n, Role::Leader, mark), Some(t0 + ms(2)));
+        assert!(n.apply(&role(Role::Standby), t0 + ms(3)).at_once);
+        assert_eq!(confirms(&n, Role::Standby, mark), Some(t0 + ms(3)));
+        assert_eq!(
+            confirms(&n, Role::Leader, mark),
+            None,
+            "the last one counts"
+        );
+        assert_eq!(n.role_messages, 3);
+        assert_eq!(n.accepted, 3);
     }
 
     #[test]
