@@ -125,7 +125,7 @@ fn prepare(cli: Cli, argv: &[OsString]) -> Result<impl FnOnce() -> Exit, Exit> {
         stop_signal: config.stop_signal as i32,
         grace: config.timing.grace,
         resign_signal: config.resign_signal.map(|s| s as i32),
-        role_signal: None,
+        role_signal: config.hot.map(|h| h.role_signal as i32),
     };
     let process = ProcessThread::start(settings, sent_faults, guard).map_err(|e| {
         tracing::error!(error = %e, "cannot start the process thread");
@@ -147,12 +147,12 @@ fn children_notify_sockets(
     let tally: Arc<dyn Tally> = tally;
     match Listener::start(tally) {
         Ok(listener) => Ok(Some(listener)),
-        Err(e) if config.notify == Default::default() => {
+        Err(e) if config.notify == Default::default() && config.hot.is_none() => {
             tracing::warn!(error = %e, "cannot listen for the child's notifications: it gets no NOTIFY_SOCKET");
             Ok(None)
         }
         Err(e) => {
-            tracing::error!(error = %e, "cannot listen for the child's notifications, which --watchdog and --ready-timeout need");
+            tracing::error!(error = %e, "cannot listen for the child's notifications, which --watchdog, --ready-timeout and --hot-standby need");
             Err(Exit::Internal)
         }
     }

@@ -8,6 +8,7 @@ mod containers;
 mod docs;
 mod harness;
 mod health;
+mod hot_standby;
 mod interop;
 mod job_control;
 mod kubernetes;

@@ -296,6 +296,33 @@ pub struct RunArgs {
     )]
     pub resign_signal: Option<String>,
 
+    /// Hot standby: COMMAND runs on every replica at once, as a standby, and one of them is
+    /// told it leads. Its role is in SINGLETON_EXEC_ROLE at start (standby or leader), in the
+    /// file named by SINGLETON_EXEC_ROLE_FILE (one line: `leader REVISION` or `standby`, replaced
+    /// atomically), and --role-signal follows every change. The child confirms with ROLE=leader
+    /// or ROLE=standby on its notify socket. A leader that must stop leading tells its child
+    /// `standby` and gives the lease up only once the child confirms, or once its tree is
+    /// killed, which happens before the lease can expire. Not with --slots or --once.
+    #[arg(long, env = "SINGLETON_EXEC_HOT_STANDBY", value_parser = clap::builder::BoolishValueParser::new(), num_args = 0, default_missing_value = "true", default_value = "false")]
+    pub hot_standby: bool,
+
+    /// With --hot-standby: the signal the child gets after every change of its role file.
+    /// [default: SIGUSR1]
+    #[arg(
+        long,
+        env = "SINGLETON_EXEC_ROLE_SIGNAL",
+        value_name = "SIGNAL",
+        allow_hyphen_values = true
+    )]
+    pub role_signal: Option<String>,
+
+    /// With --hot-standby: a promoted child that has not confirmed (ROLE=leader) within this long
+    /// is handled as a child that failed to start: its tree is stopped, the lease given up so
+    /// another replica can try, and it is started again as a standby per --on-child-exit.
+    /// [default: 10s]
+    #[arg(long, env = "SINGLETON_EXEC_PROMOTE_TIMEOUT", value_parser = parse_duration, allow_hyphen_values = true, value_name = "DURATION")]
+    pub promote_timeout: Option<Duration>,
+
     /// File holding the bearer token that POST /resign requires (read at start-up, trimmed). Without
     /// it, POST /resign is open on a loopback --health-addr and off on any other. Without
     /// --health-addr there is no POST /resign: a warning says so.

@@ -134,6 +134,25 @@ pub enum ConfigError {
         "--once runs a command to its end, and a health check would stop it midway to run it          again elsewhere: leave {0} out (to bound a run, wrap the command in timeout(1))"
     )]
     OnceWithHealthCheck(&'static str),
+    #[error("{0} tunes --hot-standby: add --hot-standby, or leave {0} out")]
+    HotOptionWithoutHotStandby(&'static str),
+    #[error(
+        "--hot-standby runs one leader among standbys; {0} is not supported with it (see \
+         docs/hot-standby.md)"
+    )]
+    HotStandbyWith(&'static str),
+    #[error(
+        "--role-signal {0} cannot tell the child its role: SIGKILL, SIGSTOP, SIGCHLD and \
+         signals raised by faults are reserved, and it must differ from --stop-signal and \
+         --resign-signal"
+    )]
+    BadRoleSignal(Signal),
+    #[error(
+        "--promote-timeout 0s would fail every promotion: give a positive duration, or leave it \
+         out for {}",
+        humantime::format_duration(PROMOTE_TIMEOUT)
+    )]
+    ZeroPromoteTimeout,
 }
 
 /// The health check's options, which a [`ConfigError::BadHealth`] message names.
@@ -185,6 +204,10 @@ impl ConfigError {
             E::OnceWithHealthCheck(option) => vec!["--once", option],
             E::WatchdogTooShort(_) => vec!["--watchdog"],
             E::ZeroReadyTimeout => vec!["--ready-timeout"],
+            E::HotOptionWithoutHotStandby(option) => vec![option, "--hot-standby"],
+            E::HotStandbyWith(option) => vec!["--hot-standby", option],
+            E::BadRoleSignal(_) => vec!["--role-signal"],
+            E::ZeroPromoteTimeout => vec!["--promote-timeout"],
         }
     }
 }
@@ -224,7 +247,20 @@ pub struct Config {
     /// What the leader expects its child to say on its notify socket (`--watchdog`,
     /// `--ready-timeout`).
     pub notify: Expectations,
+    /// `--hot-standby`: the child runs on every replica, and one is told it leads.
+    pub hot: Option<HotStandby>,
 }
+
+/// `--hot-standby` with `--role-signal` and `--promote-timeout`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HotStandby {
+    pub role_signal: Signal,
+    pub promote_timeout: Duration,
+}
+
+/// `--promote-timeout`'s default: long enough for a child to finish what it was doing and take
+/// up the leader's work, short enough that a child that never answers costs a failover little.
+pub const PROMOTE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// `--once NAME` and `--once-attempts N`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -271,6 +307,7 @@ impl Config {
     pub fn from_args(args: RunArgs) -> Result<Config, ConfigError> {
         let timing = timing_input(&args);
         let once = once_config(&args)?;
+        let hot = hot_standby(&args)?;
         let command = command_spec(args.command)?;
         let election = election_name(args.election, &command.program)?;
         Ok(Config {
@@ -297,6 +334,7 @@ impl Config {
                 .transpose()?,
             health: health_config(args.health)?,
             notify: expectations(args.notify)?,
+            hot,
             resign_holdoff: at_most_max("--resign-holdoff", args.resign_holdoff)?,
             etcd: etcd_config(args.etcd)?,
             election,
@@ -379,6 +417,57 @@ fn once_config(args: &RunArgs) -> Result<Option<OnceConfig>, ConfigError> {
     Ok(Some(OnceConfig {
         name,
         attempts: args.once_attempts.unwrap_or(1),
+    }))
+}
+
+/// `--hot-standby`, `--role-signal` and `--promote-timeout`, and what they cannot go with: the
+/// slots (several leaders, each promoted on its own, are not built yet) and `--once` (a run to
+/// its end has nothing to stand by for). The role signal is one the child can catch and we do
+/// not consume.
+fn hot_standby(args: &RunArgs) -> Result<Option<HotStandby>, ConfigError> {
+    if !args.hot_standby {
+        let given = [
+            ("--role-signal", args.role_signal.is_some()),
+            ("--promote-timeout", args.promote_timeout.is_some()),
+        ];
+        return match given.into_iter().find(|(_, g)| *g) {
+            Some((option, _)) => Err(ConfigError::HotOptionWithoutHotStandby(option)),
+            None => Ok(None),
+        };
+    }
+    if args.slots > 1 {
+        return Err(ConfigError::HotStandbyWith("--slots"));
+    }
+    if args.once.is_some() {
+        return Err(ConfigError::HotStandbyWith("--once"));
+    }
+    let role_signal = match &args.role_signal {
+        Some(name) => parse_signal("--role-signal", name)?,
+        None => Signal::SIGUSR1,
+    };
+    let taken = [
+        Some(stop_signal(&args.stop_signal)?),
+        args.resign_signal
+            .as_deref()
+            .map(resign_signal)
+            .transpose()?,
+    ];
+    let reserved = matches!(
+        role_signal,
+        Signal::SIGKILL | Signal::SIGSTOP | Signal::SIGCHLD
+    ) || crate::process::signals::is_synchronous(role_signal as i32)
+        || taken.contains(&Some(role_signal));
+    if reserved {
+        return Err(ConfigError::BadRoleSignal(role_signal));
+    }
+    let promote_timeout = match args.promote_timeout {
+        Some(t) if t.is_zero() => return Err(ConfigError::ZeroPromoteTimeout),
+        Some(t) => at_most_max("--promote-timeout", t)?,
+        None => PROMOTE_TIMEOUT,
+    };
+    Ok(Some(HotStandby {
+        role_signal,
+        promote_timeout,
     }))
 }
 
@@ -848,6 +937,20 @@ pub(crate) mod tests {
             --once m-1 -- x                                        => Ok
             --once m-1 --once-attempts 3 --on-child-exit exit -- x => Ok
             --once a/b -- x                                        => BadOnceName
+            --hot-standby -- x                                     => Ok
+            --hot-standby --role-signal HUP --promote-timeout 1s -- x => Ok
+            --role-signal USR2 -- x                                => HotOptionWithoutHotStandby
+            --promote-timeout 1s -- x                              => HotOptionWithoutHotStandby
+            --hot-standby --slots 2 -- x                           => HotStandbyWith
+            --hot-standby --once m -- x                            => HotStandbyWith
+            --hot-standby --role-signal KILL -- x                  => BadRoleSignal
+            --hot-standby --role-signal SEGV -- x                  => BadRoleSignal
+            --hot-standby --role-signal TERM -- x                  => BadRoleSignal
+            --hot-standby --role-signal USR2 --resign-signal USR2 -- x => BadRoleSignal
+            --hot-standby --stop-signal USR1 -- x                  => BadRoleSignal
+            --hot-standby --role-signal NOPE -- x                  => BadSignal
+            --hot-standby --promote-timeout 0s -- x                => ZeroPromoteTimeout
+            --hot-standby --promote-timeout HUGE -- x              => DurationTooLong
             --once .. -- x                                         => BadOnceName
             --once-attempts 2 -- x                                 => OnceAttemptsWithoutOnce
             --once m --slots 2 -- x                                => OnceWithSlots

@@ -21,7 +21,7 @@ use crate::election::once::Begun;
 use crate::election::queue::Candidacy;
 use crate::election::session::{LeaseState, Revoked, Session};
 use crate::health::Results;
-use crate::process::contract::{Event, Request};
+use crate::process::contract::{Event, PromoteRefusal, Request};
 
 use super::child_health::{check_due, check_result, ChildHealth};
 use super::child_notify::{self, notify_changed, ChildNotify, Opened};
@@ -70,7 +70,7 @@ struct Tree {
 }
 
 /// Leads until the leadership is over, then releases; returns what follows.
-pub(super) async fn lead(ctx: &Ctx<'_>, inp: &mut Inputs, won: Won) -> After {
+pub(super) async fn lead(ctx: &Ctx<'_>, inp: &mut Inputs<'_>, won: Won) -> After {
     let publisher = HealthPublisher::new(ctx, &won.me);
     let mut run = Leading {
         ctx,
@@ -86,7 +86,10 @@ pub(super) async fn lead(ctx: &Ctx<'_>, inp: &mut Inputs, won: Won) -> After {
         opened: None,
         publisher,
     };
-    let (mut state, mut action) = Lead::begin();
+    let (mut state, mut action) = match inp.hot {
+        Some(_) => Lead::begin_hot(),
+        None => Lead::begin(),
+    };
     loop {
         if let Lead::Over(ending) = state {
             return run.finish(ending, &inp.user).await;
@@ -102,6 +105,7 @@ pub(super) async fn lead(ctx: &Ctx<'_>, inp: &mut Inputs, won: Won) -> After {
         let facts = Facts {
             asked: inp.user.asked(),
             policies: policies(ctx.cfg),
+            hot: inp.hot.is_some(),
         };
         let (next, act) = step(state, input, facts);
         run.moved(state, input, next);
@@ -111,7 +115,12 @@ pub(super) async fn lead(ctx: &Ctx<'_>, inp: &mut Inputs, won: Won) -> After {
 
 impl Leading<'_, '_> {
     /// Does what the transition asked; `Some` when that already tells the next input.
-    async fn perform(&mut self, inp: &mut Inputs, action: Action, state: Lead) -> Option<Input> {
+    async fn perform(
+        &mut self,
+        inp: &mut Inputs<'_>,
+        action: Action,
+        state: Lead,
+    ) -> Option<Input> {
         match action {
             Action::Spawn => {
                 let LeaseState::Alive { safe_until } = self.session.current() else {
@@ -123,11 +132,20 @@ impl Leading<'_, '_> {
                     let max = self.ctx.cfg.once.as_ref().map_or(1, |o| o.attempts);
                     env.extend(super::once::env(layout, begun, max));
                 }
-                self.opened = child_notify::open(self.ctx);
-                let own_pid_variable = self.opened.as_ref().and_then(|o| {
-                    env.extend(o.env.iter().cloned());
-                    o.own_pid_variable
-                });
+                let own_pid_variable = match inp.hot.as_mut() {
+                    // The hot standby's child has its socket and role file from the hot side.
+                    Some(hot) => {
+                        env.extend(hot.leader_spawn_env(self.me.revision));
+                        None
+                    }
+                    None => {
+                        self.opened = child_notify::open(self.ctx);
+                        self.opened.as_ref().and_then(|o| {
+                            env.extend(o.env.iter().cloned());
+                            o.own_pid_variable
+                        })
+                    }
+                };
                 inp.process.request(Request::Spawn {
                     command: self.ctx.cfg.command.clone(),
                     env,
@@ -153,14 +171,44 @@ impl Leading<'_, '_> {
             Action::VerifyKey => Some(Input::KeyChecked {
                 ours: self.still_ours().await,
             }),
+            Action::Promote => {
+                let LeaseState::Alive { safe_until } = self.session.current() else {
+                    return Some(Input::PromoteRefused(PromoteRefusal::NoLeaseTime));
+                };
+                inp.process
+                    .request(Request::Promote(deadline_of(self.ctx.cfg, safe_until)));
+                None
+            }
+            Action::TellLeader => {
+                let hot = inp.hot.as_mut()?;
+                let pid = hot.pid()?;
+                self.asked_at = Instant::now();
+                self.started(pid);
+                tracing::info!(
+                    revision = self.me.revision,
+                    pid,
+                    "promoting the standby's child: it is told it leads"
+                );
+                hot.tell_leader(self.me.revision, &inp.process).await;
+                None
+            }
+            Action::Demote => {
+                let hot = inp.hot.as_mut()?;
+                if let Lead::Demoting { reason } = state {
+                    tracing::info!(%reason, "demoting the child: it is told to stand by; the lease is given up once it confirms (ROLE=standby)");
+                }
+                hot.tell_standby(&inp.process).await;
+                None
+            }
         }
     }
 
     /// Waits for the next input that matters in `state`.
-    async fn next_input(&mut self, inp: &mut Inputs, state: Lead) -> Input {
+    async fn next_input(&mut self, inp: &mut Inputs<'_>, state: Lead) -> Input {
         match state {
             Lead::Spawning { .. } => self.spawn_answer(inp).await,
-            Lead::Running { .. } => self.while_running(inp, state).await,
+            Lead::Promoting => promote_answer(inp).await,
+            Lead::Running { .. } | Lead::Demoting { .. } => self.while_running(inp, state).await,
             Lead::Pausing { .. } => self.while_paused(inp).await,
             Lead::Verifying { .. } => Input::KeyChecked {
                 ours: self.still_ours().await,
@@ -178,15 +226,19 @@ impl Leading<'_, '_> {
                 let restarting = matches!(to, Lead::Pausing { .. });
                 self.ctx.obs.child_exited(status.code(), restarting);
             }
-            (_, _, Lead::Running { .. }) => {}
+            (_, _, Lead::Running { .. } | Lead::Demoting { .. }) => {}
             _ => self.tree = None,
         }
     }
 
     /// The process thread's answer to a spawn request.
-    async fn spawn_answer(&mut self, inp: &mut Inputs) -> Input {
+    async fn spawn_answer(&mut self, inp: &mut Inputs<'_>) -> Input {
         loop {
-            match next_event(&mut inp.process, &mut inp.user).await {
+            let event = next_event(&mut inp.process, &mut inp.user).await;
+            if let (Some(hot), Some(event)) = (inp.hot.as_mut(), &event) {
+                hot.observe(event);
+            }
+            match event {
                 Some(Event::Started { pid }) => {
                     self.started(pid);
                     return Input::Started;
@@ -235,7 +287,7 @@ impl Leading<'_, '_> {
     /// While the tree runs: moves the deadline on every acknowledged keepalive, runs health
     /// checks, reads what the child says on its notify socket, and returns the first input that
     /// matters.
-    async fn while_running(&mut self, inp: &mut Inputs, state: Lead) -> Input {
+    async fn while_running(&mut self, inp: &mut Inputs<'_>, state: Lead) -> Input {
         let (ctx, me) = (self.ctx, &self.me);
         let Some(tree) = self.tree.as_mut() else {
             return Input::ThreadGone; // not reached: a tree is watched from its start
@@ -245,11 +297,29 @@ impl Leading<'_, '_> {
             // what it said is to be shown: plain instants, worked out again on every turn.
             let notify_due = tree.notify.as_ref().and_then(ChildNotify::due_at);
             let show_due = tree.notify.as_ref().and_then(ChildNotify::show_at);
+            let promote_due = inp.hot.as_ref().and_then(|h| h.promotion_due());
+            let demoting = matches!(state, Lead::Demoting { .. });
             let input = tokio::select! {
                 event = next_event(&mut inp.process, &mut inp.user) => match event {
-                    Some(event) => on_event(ctx, me, event, tree.health.as_mut()),
+                    Some(event) => {
+                        if let Some(hot) = inp.hot.as_mut() {
+                            hot.observe(&event);
+                        }
+                        on_event(ctx, me, event, tree.health.as_mut())
+                    }
                     None => Some(Input::ThreadGone),
                 },
+                _ = hot_changed(inp.hot.as_mut()) => {
+                    let process = &inp.process;
+                    let demoted = inp.hot.as_mut().is_some_and(|h| h.take_confirmations(process));
+                    (demoted && demoting).then_some(Input::Demoted)
+                }
+                _ = until(promote_due), if state.checks_allowed() => {
+                    if let Some(hot) = inp.hot.as_mut() {
+                        hot.promotion_timed_out();
+                    }
+                    Some(Input::StopWanted(StopReason::NotReady))
+                }
                 _ = check_due(tree.health.as_ref()), if state.checks_allowed() => {
                     if let Some(h) = &mut tree.health {
                         h.start_check(&inp.process);
@@ -298,10 +368,10 @@ impl Leading<'_, '_> {
     }
 
     /// Between two children: the first reason to end leadership, or the end of the pause.
-    async fn while_paused(&mut self, inp: &mut Inputs) -> Input {
+    async fn while_paused(&mut self, inp: &mut Inputs<'_>) -> Input {
         loop {
             return tokio::select! {
-                leave = leave_requested(&mut inp.process, &mut inp.user) => match (leave, inp.user.shutdown) {
+                leave = leave_requested(&mut inp.process, &mut inp.user, None) => match (leave, inp.user.shutdown) {
                     (Leave::Exit(_), Some(sig)) => Input::Shutdown(sig),
                     (Leave::Exit(_), None) => Input::ThreadGone,
                     (Leave::Suspend, _) => Input::StopWanted(StopReason::Suspend),
@@ -560,6 +630,35 @@ fn on_event(
         | Event::Resumed
         | Event::Promoted
         | Event::PromoteRefused(_) => None,
+    }
+}
+
+/// `--hot-standby`: the process thread's answer to a promotion.
+async fn promote_answer(inp: &mut Inputs<'_>) -> Input {
+    loop {
+        let Some(event) = next_event(&mut inp.process, &mut inp.user).await else {
+            return Input::ThreadGone;
+        };
+        if let Some(hot) = inp.hot.as_mut() {
+            hot.observe(&event);
+        }
+        match event {
+            Event::Promoted => return Input::Promoted,
+            Event::PromoteRefused(why) => {
+                tracing::info!(?why, "the standby's child was not promoted");
+                return Input::PromoteRefused(why);
+            }
+            // A standby's start or end, a shutdown (recorded): the answer follows.
+            event => tracing::debug!(?event, "while promoting"),
+        }
+    }
+}
+
+/// Resolves when a hot standby's child said something on its notify socket.
+async fn hot_changed(hot: Option<&mut super::hot_standby::HotChild<'_>>) {
+    match hot {
+        Some(hot) => hot.changed().await,
+        None => std::future::pending().await,
     }
 }
 

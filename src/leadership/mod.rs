@@ -35,6 +35,7 @@
 mod child_health;
 mod child_notify;
 mod health_publisher;
+mod hot_standby;
 mod lead;
 mod once;
 mod standby;
@@ -94,11 +95,12 @@ struct Ctx<'a> {
 }
 
 /// What the loop receives: the process thread's events, step-down requests, and what the user
-/// asked of the replica by signal.
-struct Inputs {
+/// asked of the replica by signal; with `--hot-standby`, the child it keeps across campaigns.
+struct Inputs<'a> {
     process: ProcessThread,
     resign: UnboundedReceiver<i64>,
     user: UserRequests,
+    hot: Option<hot_standby::HotChild<'a>>,
 }
 
 /// What the user asked of the whole replica by signal.
@@ -199,12 +201,51 @@ pub async fn run(
         once,
         notify: notify.as_ref(),
     };
+    let hot = match (cfg.hot, notify.as_ref()) {
+        (None, _) => None,
+        (Some(settings), Some(listener)) => {
+            let made = hot_standby::HotChild::new(
+                settings,
+                listener,
+                cfg.command.clone(),
+                cfg.on_child_exit,
+            );
+            match made {
+                Ok(hot) => Some(hot),
+                Err(e) => {
+                    tracing::error!(error = %e, "--hot-standby needs a directory for the child's role file: set TMPDIR (or RUNTIME_DIRECTORY) to a writable one");
+                    return Exit::Internal;
+                }
+            }
+        }
+        (Some(_), None) => {
+            tracing::error!(
+                "--hot-standby needs the child's notify socket, which cannot be had here"
+            );
+            return Exit::Internal;
+        }
+    };
     let mut inputs = Inputs {
         process,
         resign,
         user: UserRequests::default(),
+        hot,
     };
     let exit = campaign_until_exit(&ctx, &mut inputs).await;
+    let exit = match inputs.hot.as_mut() {
+        Some(hot) => {
+            // The replica leaves: a standby's child (or a demoted one) goes with it.
+            let reason = StopReason::Shutdown(inputs.user.shutdown.unwrap_or(libc::SIGTERM));
+            let status = hot
+                .stop(&mut inputs.process, &mut inputs.user, reason)
+                .await;
+            match (exit, status) {
+                (Exit::Withdrew | Exit::Child(_), Some(status)) => Exit::Child(status),
+                (exit, _) => exit,
+            }
+        }
+        None => exit,
+    };
     obs.notifier.stopping();
     match (exit, inputs.user.shutdown) {
         // With --once, 0 says the command succeeded: a replica stopped before it knew is not.
@@ -290,13 +331,16 @@ fn log_start(cfg: &Config, election: &Election, connector: &Connector) {
     }
 }
 
-async fn campaign_until_exit(ctx: &Ctx<'_>, inp: &mut Inputs) -> Exit {
+async fn campaign_until_exit(ctx: &Ctx<'_>, inp: &mut Inputs<'_>) -> Exit {
     if let Some(exit) = once::settled_before_joining(ctx).await {
         return exit;
     }
     let mut former_at = None;
     loop {
         while inp.resign.try_recv().is_ok() {} // a request that came too late to matter
+        if let Some(hot) = inp.hot.as_mut() {
+            hot.ensure_running(&inp.process);
+        }
         let won = match standby::standby(ctx, inp, former_at).await {
             Ok(won) => won,
             Err(Leave::Exit(exit)) => return exit,
@@ -328,7 +372,7 @@ async fn campaign_until_exit(ctx: &Ctx<'_>, inp: &mut Inputs) -> Exit {
             Pause::None => false,
             Pause::Suspension => true,
             Pause::Holdoff => tokio::select! {
-                leave = leave_requested(&mut inp.process, &mut inp.user) => match leave {
+                leave = leave_requested(&mut inp.process, &mut inp.user, inp.hot.as_mut()) => match leave {
                     Leave::Exit(exit) => return exit,
                     Leave::Suspend => true,
                 },
@@ -349,7 +393,13 @@ async fn campaign_until_exit(ctx: &Ctx<'_>, inp: &mut Inputs) -> Exit {
 /// stopped replica could not act on it), or the process thread is gone. The process thread
 /// refuses the suspension too if the shutdown comes after this look (and, continued already by
 /// a SIGCONT after the Ctrl-Z, does not stop); `Resumed` comes at once then.
-async fn suspend(ctx: &Ctx<'_>, inp: &mut Inputs) -> Result<(), Exit> {
+async fn suspend(ctx: &Ctx<'_>, inp: &mut Inputs<'_>) -> Result<(), Exit> {
+    if let Some(hot) = inp.hot.as_mut() {
+        // A suspended replica has no child: a standby's child is stopped too (and started again
+        // when the replica campaigns again).
+        hot.stop(&mut inp.process, &mut inp.user, StopReason::Suspend)
+            .await;
+    }
     while let Ok(event) = inp.process.events.try_recv() {
         inp.user.record(&event);
         tracing::debug!(?event, "before suspending");
@@ -392,8 +442,14 @@ async fn next_event(process: &mut ProcessThread, user: &mut UserRequests) -> Opt
 }
 
 /// Resolves once a shutdown signal or a suspension has been asked for (at once if one was
-/// already); a shutdown wins. Used while no child runs, so other events do not matter.
-async fn leave_requested(process: &mut ProcessThread, user: &mut UserRequests) -> Leave {
+/// already); a shutdown wins. Used while no child leads: with `--hot-standby`, the standby's
+/// child is looked after meanwhile (`hot`: started again after it exited, or the replica leaves
+/// with it, see [`hot_standby::HotChild::on_standby_event`]); other events do not matter.
+async fn leave_requested(
+    process: &mut ProcessThread,
+    user: &mut UserRequests,
+    mut hot: Option<&mut hot_standby::HotChild<'_>>,
+) -> Leave {
     loop {
         match (user.shutdown, user.suspend) {
             (Some(sig), _) => {
@@ -403,11 +459,24 @@ async fn leave_requested(process: &mut ProcessThread, user: &mut UserRequests) -
             (None, true) => return Leave::Suspend,
             (None, false) => {}
         }
-        match next_event(process, user).await {
-            Some(event) => tracing::debug!(?event, "while no child runs"),
-            None => {
-                tracing::error!("the process thread is gone");
-                return Leave::Exit(Exit::Internal);
+        let restart_at = hot.as_deref().and_then(|h| h.restart_due());
+        tokio::select! {
+            event = next_event(process, user) => match (event, hot.as_deref_mut()) {
+                (Some(event), Some(hot)) => {
+                    if let Some(exit) = hot.on_standby_event(&event, user) {
+                        return Leave::Exit(exit);
+                    }
+                }
+                (Some(event), None) => tracing::debug!(?event, "while no child runs"),
+                (None, _) => {
+                    tracing::error!("the process thread is gone");
+                    return Leave::Exit(Exit::Internal);
+                }
+            },
+            _ = until(restart_at) => {
+                if let Some(hot) = hot.as_deref_mut() {
+                    hot.restart(process);
+                }
             }
         }
     }

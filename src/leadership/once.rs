@@ -92,12 +92,12 @@ enum Refusal {
 }
 
 /// At the head of the queue (`won`): the outcome, or our run begun. Without `--once`, runs.
-pub(super) async fn at_head(ctx: &Ctx<'_>, inp: &mut Inputs, mut won: Won) -> Head {
+pub(super) async fn at_head(ctx: &Ctx<'_>, inp: &mut Inputs<'_>, mut won: Won) -> Head {
     let Some(once) = &ctx.once else {
         return Head::Run(Box::new(won));
     };
     let gate = tokio::select! {
-        leave = leave_requested(&mut inp.process, &mut inp.user) => Err(leave),
+        leave = leave_requested(&mut inp.process, &mut inp.user, None) => Err(leave),
         reason = lease_lost(won.session.state()) => Ok(Err(reason)),
         g = gate(ctx, once, &won.me) => Ok(Ok(g)),
     };

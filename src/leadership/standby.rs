@@ -79,7 +79,7 @@ enum Attempt {
 /// suspends (its lease is revoked by then).
 pub(super) async fn standby(
     ctx: &Ctx<'_>,
-    inp: &mut Inputs,
+    inp: &mut Inputs<'_>,
     former_at: Option<i64>,
 ) -> Result<Won, Leave> {
     let acquire_by = ctx.cfg.acquire_timeout.map(|d| Instant::now() + d);
@@ -87,13 +87,13 @@ pub(super) async fn standby(
     let exit = |e| Leave::Exit(e);
     loop {
         let session = tokio::select! {
-            leave = leave_requested(&mut inp.process, &mut inp.user) => return Err(leave),
+            leave = leave_requested(&mut inp.process, &mut inp.user, inp.hot.as_mut()) => return Err(leave),
             _ = until(acquire_by) => return Err(exit(timed_out(ctx, &last_error))),
             r = grant_with_retries(ctx, &last_error) => r.map_err(|e| exit(rejected(&e)))?,
         };
         took_lease(ctx, session.lease_id);
         let round = tokio::select! {
-            leave = leave_requested(&mut inp.process, &mut inp.user) => Round::Over(leave),
+            leave = leave_requested(&mut inp.process, &mut inp.user, inp.hot.as_mut()) => Round::Over(leave),
             _ = until(acquire_by) => Round::Over(exit(timed_out(ctx, &last_error))),
             reason = lease_lost(session.state()) => Round::LeaseLost(reason),
             c = campaign(ctx, &session, &last_error, former_at) => match c {

@@ -29,9 +29,27 @@
 //! * a suspension asked for (Ctrl-Z) is sticky ([`Facts::asked`]): a child that starts meanwhile
 //!   is stopped at once, no child is started after it, and the leadership ends in
 //!   [`Next::Suspend`] (see [`decide`]), always through the release, so after the tree is gone.
+//!
+//! With `--hot-standby` ([`Facts::hot`]) the child runs already when the leadership begins:
+//!
+//! ```text
+//!              Promoted: TellLeader                       StopWanted(r), Shutdown: Demote
+//! Promoting ───────────────────────► Running ─────────────────────────────────► Demoting(r)
+//!    │ PromoteRefused(NoChild): Spawn (a child started as the leader)             │ Demoted
+//!    └──────────────────────────────► Spawning                                    ▼
+//!                                                          Over(Release), the child kept as a standby
+//! ```
+//!
+//! * a promotion refused by the process thread because no child runs starts one as the leader;
+//!   refused for a shutdown or a lease too short, it ends as a refused start does;
+//! * a step-down for any reason but a known loss of leadership, a passed deadline or a
+//!   suspension demotes the child instead of stopping it: the lease is given up only once the
+//!   child confirms (`Demoted`) or its tree is gone; a known loss, the deadline or a suspension
+//!   while demoting stops the tree as in `Running` (the first reason kept).
 
 use crate::core::exit_code::{ChildStatus, Exit};
 use crate::core::lifecycle::{decide, Asked, Next, Policies, StopReason};
+use crate::process::contract::PromoteRefusal;
 
 /// Where one leadership is; each variant carries only what is valid in it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,6 +67,11 @@ pub enum Lead {
     Pausing { last: ChildStatus },
     /// Before a restart: is our leader key still ours?
     Verifying { last: ChildStatus },
+    /// `--hot-standby`: the standby's child is to lead; the process thread arms the deadline.
+    Promoting,
+    /// `--hot-standby`: the child is told to stand by; the lease is given up once it confirms,
+    /// or once its tree is gone. `reason`: why it stops leading.
+    Demoting { reason: StopReason },
     /// The leadership is over.
     Over(Ending),
 }
@@ -96,6 +119,12 @@ pub enum Input {
     KeyChecked { ours: bool },
     /// The process thread is gone.
     ThreadGone,
+    /// `--hot-standby`: the process thread armed the deadline for the promoted child.
+    Promoted,
+    /// `--hot-standby`: the child could not be promoted.
+    PromoteRefused(PromoteRefusal),
+    /// `--hot-standby`: the child confirmed its demotion (`ROLE=standby`).
+    Demoted,
 }
 
 /// What the loop must do after a step.
@@ -109,6 +138,12 @@ pub enum Action {
     PauseBeforeRestart,
     /// Read our leader key back.
     VerifyKey,
+    /// `--hot-standby`: ask the process thread to arm the deadline for the standby's child.
+    Promote,
+    /// `--hot-standby`: tell the child it leads (role file, role signal).
+    TellLeader,
+    /// `--hot-standby`: tell the child to stand by (role file, role signal), the deadline frozen.
+    Demote,
 }
 
 /// What the transition reads and does not change.
@@ -118,12 +153,19 @@ pub struct Facts {
     /// suspension not yet done.
     pub asked: Asked,
     pub policies: Policies,
+    /// `--hot-standby`: a step-down demotes the child rather than stopping it.
+    pub hot: bool,
 }
 
 impl Lead {
     /// A new leadership: its first child is asked for at once.
     pub fn begin() -> (Lead, Option<Action>) {
         (Lead::Spawning { last: None }, Some(Action::Spawn))
+    }
+
+    /// A new leadership of a hot standby: its child, if one runs, is promoted.
+    pub fn begin_hot() -> (Lead, Option<Action>) {
+        (Lead::Promoting, Some(Action::Promote))
     }
 
     /// Whether a health check may start or count: only while the tree runs and no stop is asked
@@ -153,6 +195,18 @@ pub fn step(state: Lead, input: Input, facts: Facts) -> (Lead, Option<Action>) {
             },
             Some(Action::Stop(StopReason::Suspend)),
         ),
+        // A hot standby's leader started while a shutdown came: the process thread left it to a
+        // demotion; a child that has just started is simply stopped.
+        (Lead::Spawning { .. }, I::Started) if facts.hot && facts.asked == Asked::Shutdown => {
+            let reason = StopReason::Shutdown(libc::SIGTERM);
+            (
+                Lead::Running {
+                    requested: Some(reason),
+                    stopping: false,
+                },
+                Some(Action::Stop(reason)),
+            )
+        }
         (Lead::Spawning { .. }, I::Started) => (
             Lead::Running {
                 requested: None,
@@ -194,6 +248,8 @@ pub fn step(state: Lead, input: Input, facts: Facts) -> (Lead, Option<Action>) {
             let next = decide(StopReason::KeyDeleted, facts.asked, last, facts.policies);
             (release(Some(StopReason::KeyDeleted), next, true), None)
         }
+        (Lead::Promoting, input) => promoting(input, facts),
+        (Lead::Demoting { reason }, input) => demoting(reason, input, facts),
         // Anything else changes nothing here: while spawning, the process thread answers every
         // start (a shutdown makes it refuse or stop the child); while verifying, the read is
         // bounded and the start after it checks the lease again.
@@ -226,6 +282,19 @@ fn running(
         Input::StopWanted(reason) if reason.is_child_verdict() && !state.checks_allowed() => {
             (state, None)
         }
+        // A hot standby's child is demoted, unless something else stops the tree already.
+        Input::StopWanted(reason)
+            if facts.hot && demotes(reason) && requested.is_none() && !stopping =>
+        {
+            (Lead::Demoting { reason }, Some(Action::Demote))
+        }
+        // The process thread leaves a leading hot child to its demotion (it froze the deadline).
+        Input::Shutdown(sig) if facts.hot && requested.is_none() && !stopping => (
+            Lead::Demoting {
+                reason: StopReason::Shutdown(sig),
+            },
+            Some(Action::Demote),
+        ),
         Input::StopWanted(reason) => (
             Lead::Running {
                 requested: requested.or(Some(reason)),
@@ -243,6 +312,103 @@ fn running(
         // A shutdown signal is the process thread's to act on: it has begun the stop.
         _ => (state, None),
     }
+}
+
+/// `--hot-standby`: the standby's child is being promoted.
+fn promoting(input: Input, facts: Facts) -> (Lead, Option<Action>) {
+    let stop = |reason| {
+        let state = Lead::Running {
+            requested: Some(reason),
+            stopping: false,
+        };
+        (state, Some(Action::Stop(reason)))
+    };
+    match input {
+        Input::Promoted if facts.asked == Asked::Suspend => stop(StopReason::Suspend),
+        Input::Promoted => (
+            Lead::Running {
+                requested: None,
+                stopping: false,
+            },
+            Some(Action::TellLeader),
+        ),
+        // The standby's child is gone: one is started as the leader, as without --hot-standby.
+        Input::PromoteRefused(PromoteRefusal::NoChild) => {
+            (Lead::Spawning { last: None }, Some(Action::Spawn))
+        }
+        // The process thread is stopping the standby's child (which never led here): the lease
+        // can go; the replica waits for that tree before it exits.
+        Input::PromoteRefused(PromoteRefusal::Shutdown(sig)) => {
+            let reason = StopReason::Shutdown(sig);
+            (
+                release(Some(reason), refused(reason, None, facts), false),
+                None,
+            )
+        }
+        Input::PromoteRefused(PromoteRefusal::NoLeaseTime) => {
+            let reason = StopReason::Deadline;
+            (
+                release(Some(reason), refused(reason, None, facts), false),
+                None,
+            )
+        }
+        // Not a standby's child (not reached): whatever it is, it is stopped before the release.
+        Input::PromoteRefused(PromoteRefusal::NotStandby) => stop(StopReason::Deadline),
+        _ => (Lead::Promoting, None),
+    }
+}
+
+/// `--hot-standby`: the child is told to stand by, for `reason`.
+fn demoting(reason: StopReason, input: Input, facts: Facts) -> (Lead, Option<Action>) {
+    match input {
+        Input::Demoted => (release(Some(reason), demoted(reason, facts), false), None),
+        Input::TreeGone { .. } => running(Some(reason), true, input, facts),
+        // No time to wait for a confirmation: the tree is stopped, the first reason kept.
+        Input::StopWanted(r) if !demotes(r) => (
+            Lead::Running {
+                requested: Some(reason),
+                stopping: false,
+            },
+            Some(Action::Stop(r)),
+        ),
+        // The process thread began a stop (the deadline, a second shutdown signal).
+        Input::Stopping => (
+            Lead::Running {
+                requested: Some(reason),
+                stopping: true,
+            },
+            None,
+        ),
+        _ => (Lead::Demoting { reason }, None),
+    }
+}
+
+/// Whether a step-down for `reason` demotes a hot standby's child: not when another replica may
+/// lead already, the deadline has passed, or the replica is to suspend (with no child); nor when
+/// the child did not confirm its promotion in time (`NotReady`): that is a failed start, so the
+/// child is stopped, and started again as a standby by the restart policy.
+fn demotes(reason: StopReason) -> bool {
+    matches!(
+        reason,
+        StopReason::Resign
+            | StopReason::Unhealthy
+            | StopReason::WatchdogMissed
+            | StopReason::WatchdogTrigger
+            | StopReason::Shutdown(_)
+    )
+}
+
+/// What follows a confirmed demotion: the replica exits on a shutdown (after its standby's
+/// child is stopped, with that child's status), suspends on Ctrl-Z, and otherwise campaigns
+/// again after the holdoff, so another replica takes over.
+fn demoted(reason: StopReason, facts: Facts) -> Next {
+    if facts.asked == Asked::Shutdown || matches!(reason, StopReason::Shutdown(_)) {
+        return Next::Exit(Exit::Withdrew);
+    }
+    if facts.asked == Asked::Suspend {
+        return Next::Suspend;
+    }
+    Next::Recampaign { holdoff: true }
 }
 
 /// Why the tree ended, as the transition decides on it: what was asked first still counts if the
@@ -291,7 +457,9 @@ fn release(reason: Option<StopReason>, next: Next, key_found_gone: bool) -> Lead
 /// there is none, and the lease is given up as after any failure to start.
 fn thread_gone(state: Lead) -> Lead {
     match state {
-        Lead::Running { .. } => Lead::Over(Ending::Abandon(Exit::Internal)),
+        Lead::Running { .. } | Lead::Promoting | Lead::Demoting { .. } => {
+            Lead::Over(Ending::Abandon(Exit::Internal))
+        }
         _ => release(None, Next::Exit(Exit::Internal), false),
     }
 }
@@ -321,6 +489,7 @@ mod tests {
                 on_child_exit,
                 on_lease_lost,
             },
+            hot: false,
         }
     }
 
@@ -330,6 +499,7 @@ mod tests {
             on_child_exit: OnChildExit::Exit,
             on_lease_lost: OnLeaseLost::Recampaign,
         },
+        hot: false,
     };
     const RESTART: Facts = Facts {
         asked: Asked::Nothing,
@@ -337,6 +507,7 @@ mod tests {
             on_child_exit: OnChildExit::Restart,
             on_lease_lost: OnLeaseLost::Recampaign,
         },
+        hot: false,
     };
 
     fn running(requested: Option<StopReason>, stopping: bool) -> Lead {
@@ -614,6 +785,57 @@ mod tests {
         }
     }
 
+    #[test]
+    #[rustfmt::skip]
+    fn a_hot_standby_is_promoted_and_demoted_and_the_lease_waits_for_the_confirmation() {
+        let hot = |asked| Facts { asked, hot: true, ..EXIT };
+        let (quiet, shutdown, suspend) = (hot(Asked::Nothing), hot(Asked::Shutdown), hot(Asked::Suspend));
+        let demoting = |reason| Lead::Demoting { reason };
+        let demote = Some(Action::Demote);
+        let refused = |why| Input::PromoteRefused(why);
+        check(&[
+            (Lead::Promoting, Input::Promoted, quiet, running(None, false), Some(Action::TellLeader)),
+            (Lead::Promoting, Input::Promoted, suspend, running(Some(R::Suspend), false), stop(R::Suspend)),
+            // No child to promote: one is started as the leader.
+            (Lead::Promoting, refused(PromoteRefusal::NoChild), quiet,
+                Lead::Spawning { last: None }, Some(Action::Spawn)),
+            (Lead::Promoting, refused(PromoteRefusal::Shutdown(TERM)), shutdown,
+                rel(R::Shutdown(TERM), Next::Exit(Exit::Withdrew)), NONE),
+            (Lead::Promoting, refused(PromoteRefusal::NoLeaseTime), quiet, rel(R::Deadline, AGAIN), NONE),
+            (Lead::Promoting, refused(PromoteRefusal::NotStandby), quiet,
+                running(Some(R::Deadline), false), stop(R::Deadline)),
+            // The answer follows whatever else comes.
+            (Lead::Promoting, Input::Shutdown(TERM), shutdown, Lead::Promoting, NONE),
+            (Lead::Promoting, want(R::Resign), quiet, Lead::Promoting, NONE),
+            // A step-down demotes; a known loss, the deadline or Ctrl-Z stops.
+            (running(None, false), want(R::Resign), quiet, demoting(R::Resign), demote),
+            (running(None, false), want(R::Unhealthy), quiet, demoting(R::Unhealthy), demote),
+            // A promotion not confirmed in time is a failed start: stopped.
+            (running(None, false), want(R::NotReady), quiet, running(Some(R::NotReady), false), stop(R::NotReady)),
+            (running(None, false), Input::Shutdown(TERM), shutdown, demoting(R::Shutdown(TERM)), demote),
+            (running(None, false), want(R::LeaseGone), quiet, running(Some(R::LeaseGone), false), stop(R::LeaseGone)),
+            (running(None, false), want(R::Deadline), quiet, running(Some(R::Deadline), false), stop(R::Deadline)),
+            (running(None, false), want(R::Suspend), suspend, running(Some(R::Suspend), false), stop(R::Suspend)),
+            // Something stops the tree already: no demotion.
+            (running(Some(R::LeaseGone), true), Input::Shutdown(TERM), shutdown, running(Some(R::LeaseGone), true), NONE),
+            // Confirmed: the lease goes, the child stays a standby.
+            (demoting(R::Resign), Input::Demoted, quiet, rel(R::Resign, HOLDOFF), NONE),
+            (demoting(R::Shutdown(TERM)), Input::Demoted, shutdown, rel(R::Shutdown(TERM), Next::Exit(Exit::Withdrew)), NONE),
+            (demoting(R::Resign), Input::Demoted, shutdown, rel(R::Resign, Next::Exit(Exit::Withdrew)), NONE),
+            (demoting(R::Resign), Input::Demoted, suspend, rel(R::Resign, Next::Suspend), NONE),
+            // Not confirmed in time: the process thread stops the tree at the frozen deadline.
+            (demoting(R::Resign), Input::Stopping, quiet, running(Some(R::Resign), true), NONE),
+            (demoting(R::Resign), gone(Signaled(9), R::Deadline), quiet, rel(R::Deadline, AGAIN), NONE),
+            (demoting(R::Resign), gone(Exited(0), R::ChildExited), quiet, rel(R::Resign, HOLDOFF), NONE),
+            // A known loss while demoting: stopped at once, the first reason kept.
+            (demoting(R::Resign), want(R::KeyDeleted), quiet, running(Some(R::Resign), false), stop(R::KeyDeleted)),
+            // Another step-down, a second shutdown: still waiting.
+            (demoting(R::Resign), want(R::Unhealthy), quiet, demoting(R::Resign), NONE),
+            (demoting(R::Resign), Input::Shutdown(TERM), shutdown, demoting(R::Resign), NONE),
+            (demoting(R::Resign), Input::ThreadGone, quiet, Lead::Over(Ending::Abandon(Exit::Internal)), NONE),
+        ]);
+    }
+
     /// Every state, every input, every policy: the rules that keep the promise hold on all of
     /// them, not only on the rows above.
     #[test]
@@ -644,6 +866,8 @@ mod tests {
         for requested in std::iter::once(None).chain(reasons.map(Some)) {
             states.extend([running(requested, false), running(requested, true)]);
         }
+        states.push(Lead::Promoting);
+        states.extend(reasons.map(|reason| Lead::Demoting { reason }));
         let mut inputs = vec![
             Input::Started,
             Input::SpawnFailed(Exit::NotFound),
@@ -655,6 +879,12 @@ mod tests {
             Input::KeyChecked { ours: true },
             Input::KeyChecked { ours: false },
             Input::ThreadGone,
+            Input::Promoted,
+            Input::PromoteRefused(PromoteRefusal::NoChild),
+            Input::PromoteRefused(PromoteRefusal::NotStandby),
+            Input::PromoteRefused(PromoteRefusal::Shutdown(TERM)),
+            Input::PromoteRefused(PromoteRefusal::NoLeaseTime),
+            Input::Demoted,
         ];
         for r in reasons.into_iter().filter(|r| *r != R::ChildExited) {
             inputs.push(Input::StopWanted(r));
@@ -670,23 +900,77 @@ mod tests {
                 OnChildExit::Restart,
                 OnChildExit::Recampaign,
             ] {
-                for on_lease_lost in [OnLeaseLost::Exit, OnLeaseLost::Recampaign] {
+                for (on_lease_lost, hot) in [OnLeaseLost::Exit, OnLeaseLost::Recampaign]
+                    .into_iter()
+                    .flat_map(|l| [(l, false), (l, true)])
+                {
                     let f = Facts {
                         asked,
                         policies: Policies {
                             on_child_exit,
                             on_lease_lost,
                         },
+                        hot,
                     };
                     for &state in &states {
                         for &input in &inputs {
                             let (next, action) = step(state, input, f);
                             let what = format!("{state:?} on {input:?} with {f:?}");
-                            // The lease is given up only once no process of the tree is left.
-                            if let (Lead::Running { .. }, Lead::Over(Ending::Release { .. })) =
-                                (state, next)
-                            {
-                                assert!(matches!(input, Input::TreeGone { .. }), "{what}");
+                            // The lease is given up only once no process of the tree is left,
+                            // or (a hot standby's) once the child confirmed its demotion, or
+                            // when a standby's child that never led here could not be promoted.
+                            if let Lead::Over(Ending::Release { .. }) = next {
+                                match state {
+                                    Lead::Running { .. } => {
+                                        assert!(matches!(input, Input::TreeGone { .. }), "{what}")
+                                    }
+                                    Lead::Demoting { .. } => assert!(
+                                        matches!(input, Input::TreeGone { .. } | Input::Demoted),
+                                        "{what}"
+                                    ),
+                                    Lead::Promoting => assert!(
+                                        matches!(
+                                            input,
+                                            Input::PromoteRefused(
+                                                PromoteRefusal::Shutdown(_)
+                                                    | PromoteRefusal::NoLeaseTime
+                                            )
+                                        ),
+                                        "{what}"
+                                    ),
+                                    _ => {}
+                                }
+                            }
+                            // Demoting never gives up the lease on its own: it waits for the
+                            // confirmation, the tree's end, or stops the tree.
+                            if let (Lead::Demoting { .. }, Lead::Over(_)) = (state, next) {
+                                assert!(
+                                    matches!(
+                                        input,
+                                        Input::TreeGone { .. } | Input::Demoted | Input::ThreadGone
+                                    ),
+                                    "{what}"
+                                );
+                            }
+                            // A child is demoted only with --hot-standby, only from a running
+                            // tree nothing else stops, and told it leads only once promoted.
+                            if action == Some(Action::Demote) {
+                                assert!(hot, "{what}");
+                                assert_eq!(state, running(None, false), "{what}");
+                                assert!(matches!(next, Lead::Demoting { .. }), "{what}");
+                            }
+                            if action == Some(Action::TellLeader) {
+                                assert_eq!(
+                                    (state, input),
+                                    (Lead::Promoting, Input::Promoted),
+                                    "{what}"
+                                );
+                            }
+                            // A known loss of leadership is never answered with a demotion.
+                            if let Input::StopWanted(r) = input {
+                                if r.leadership_known_lost() {
+                                    assert_ne!(action, Some(Action::Demote), "{what}");
+                                }
                             }
                             // A release never restarts; after a shutdown it always exits, and
                             // with a suspension asked for it suspends unless it exits.
@@ -703,17 +987,33 @@ mod tests {
                                     Asked::Nothing => {}
                                 }
                             }
-                            // A child is asked for only once the key was read back as ours,
-                            // and never while a suspension is asked for.
+                            // A child is asked for only once the key was read back as ours (or,
+                            // a hot standby's, when none ran to promote), and never while a
+                            // suspension is asked for.
                             if action == Some(Action::Spawn) {
-                                assert_eq!(input, Input::KeyChecked { ours: true }, "{what}");
-                                assert_ne!(asked, Asked::Suspend, "{what}");
+                                assert!(
+                                    input == Input::KeyChecked { ours: true }
+                                        || (state, input)
+                                            == (
+                                                Lead::Promoting,
+                                                Input::PromoteRefused(PromoteRefusal::NoChild)
+                                            ),
+                                    "{what}"
+                                );
+                                if state != Lead::Promoting {
+                                    assert_ne!(asked, Asked::Suspend, "{what}");
+                                }
                             }
-                            // A stop is asked for only while a tree runs (or has just started).
+                            // A stop is asked for only while a tree runs (or has just started,
+                            // or was just promoted or refused its promotion).
                             if let Some(Action::Stop(_)) = action {
                                 assert!(
-                                    matches!(state, Lead::Running { .. })
-                                        || input == Input::Started,
+                                    matches!(
+                                        state,
+                                        Lead::Running { .. }
+                                            | Lead::Demoting { .. }
+                                            | Lead::Promoting
+                                    ) || input == Input::Started,
                                     "{what}"
                                 );
                             }

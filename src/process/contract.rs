@@ -44,9 +44,9 @@ pub enum Request {
     /// Send the role signal (`--role-signal`) to the main child: its role file has changed.
     /// Nothing is sent once its stop has begun.
     RoleSignal,
-    /// The child is told to stop leading (its role file says `standby` by now): the lease
-    /// deadline no longer moves ([`Request::Extend`] is ignored), so the demotion is over by the
-    /// deadline as it stands, confirmed ([`Request::Disarm`]) or not; then the role signal.
+    /// The child is being told to stop leading: the lease deadline no longer moves
+    /// ([`Request::Extend`] is ignored), so the demotion is over by the deadline as it stands,
+    /// confirmed ([`Request::Disarm`]) or not.
     Demote,
     /// The child confirmed that it no longer leads (`ROLE=standby` after its demotion): the lease
     /// deadlines stop applying to it. Changes nothing once a stop has begun.

@@ -323,6 +323,7 @@ mod tests {
             sup.request(Request::Extend(deadline_in(600, 5_000)));
             let t0 = Instant::now();
             sup.request(Request::Demote);
+            sup.request(Request::RoleSignal);
             wait_until(|| role_signals(&signals) == 1, "the role signal");
             sup.request(Request::Extend(deadline_in(60_000, 60_000)));
             assert_eq!(stopping(sup).0, StopReason::Deadline);

@@ -447,7 +447,6 @@ impl ProcessOwner {
                 if let Some(tree) = &mut self.tree {
                     tree.demoting = tree.stop.leads();
                 }
-                self.role_signal();
             }
             Request::Disarm => {
                 if let Some(tree) = &mut self.tree {

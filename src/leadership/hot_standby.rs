@@ -1,0 +1,465 @@
+//! `--hot-standby`: the child runs on every replica, as a standby, and the leader's is told it
+//! leads. This module keeps that child across campaigns ([`HotChild`]): it starts it as a
+//! standby, restarts it (by `--on-child-exit`) when it exits while standing by, tells it its role
+//! and reads its confirmations, and stops it when the replica exits or suspends. The leadership
+//! loop ([`super::lead`]) promotes and demotes it through the transition.
+//!
+//! The child's role reaches it three ways: `SINGLETON_EXEC_ROLE` at its start, the role file
+//! named by `SINGLETON_EXEC_ROLE_FILE` (one line, `leader REVISION` or `standby`, replaced by a
+//! rename so a reader never sees half of it), and the role signal after every change of the
+//! file. It answers `ROLE=leader` / `ROLE=standby` on its notify socket.
+//!
+//! Rules kept here:
+//! * the role signal is held back until the child's first `ROLE=` message: a child still
+//!   starting has no handler yet, and the signal's default action would end it. Until then it
+//!   learns its role from the file when it starts; the signal held back is sent once it speaks;
+//! * the file is changed before the signal, and the mark a confirmation must come after is taken
+//!   between the two, once every datagram sent before was read ([`Channel::sync`]): a
+//!   `ROLE=standby` the child sent before the file said `standby` confirms nothing;
+//! * a promotion is told to the child only after the process thread armed the lease deadline
+//!   for it ([`crate::process::contract::Request::Promote`]);
+//! * the file lives in a directory of its own, mode 0700, removed when the replica ends.
+
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::PathBuf;
+
+use tokio::time::Instant;
+
+use crate::config::HotStandby;
+use crate::core::backoff::{Backoff, Schedule};
+use crate::core::command::CommandSpec;
+use crate::core::duration::Short;
+use crate::core::exit_code::{ChildStatus, Exit};
+use crate::core::lifecycle::{OnChildExit, StopReason};
+use crate::notify_socket::message::Role;
+use crate::notify_socket::notices::confirms;
+use crate::notify_socket::{Channel, Listener};
+use crate::process::contract::{Event, Request};
+use crate::process::handle::ProcessThread;
+
+use super::{next_event, UserRequests};
+
+/// The variable that names the role file.
+pub const ROLE_FILE_VARIABLE: &str = "SINGLETON_EXEC_ROLE_FILE";
+/// The variable that holds the child's role at its start.
+pub const ROLE_VARIABLE: &str = "SINGLETON_EXEC_ROLE";
+
+/// The hot standby's child, across campaigns.
+pub(super) struct HotChild<'a> {
+    settings: HotStandby,
+    listener: &'a Listener,
+    command: CommandSpec,
+    on_child_exit: OnChildExit,
+    role: RoleFile,
+    /// The child's notify socket, from its start to its end.
+    channel: Option<Channel>,
+    /// The running child's pid.
+    pid: Option<libc::pid_t>,
+    /// A start was asked for and not answered yet.
+    starting: bool,
+    /// Restarts of a standby's child that exited.
+    restarts: Backoff,
+    started_at: Instant,
+    /// When the next standby's child is due, after one exited.
+    restart_at: Option<Instant>,
+    /// A promotion told to the child and not confirmed yet.
+    promotion: Option<Pending>,
+    /// A demotion told to the child: the mark its `ROLE=standby` must come after (`None` in
+    /// it: the socket could not be synced, so no confirmation can be taken).
+    demotion: Option<Option<u64>>,
+    /// A role signal waits for the child's first `ROLE=` message.
+    signal_held: bool,
+}
+
+/// A promotion waiting for the child's `ROLE=leader`.
+#[derive(Debug, Clone, Copy)]
+struct Pending {
+    mark: Option<u64>,
+    told: Instant,
+    until: Instant,
+}
+
+impl<'a> HotChild<'a> {
+    /// The hot standby's state, with its role file's directory made; `Err`: no directory could
+    /// be made (a read-only file system), said in the error.
+    pub fn new(
+        settings: HotStandby,
+        listener: &'a Listener,
+        command: CommandSpec,
+        on_child_exit: OnChildExit,
+    ) -> std::io::Result<HotChild<'a>> {
+        Ok(HotChild {
+            settings,
+            listener,
+            command,
+            on_child_exit,
+            role: RoleFile::create()?,
+            channel: None,
+            pid: None,
+            starting: false,
+            restarts: Schedule::RESTART.start(),
+            started_at: Instant::now(),
+            restart_at: None,
+            promotion: None,
+            demotion: None,
+            signal_held: false,
+        })
+    }
+
+    /// Whether a child runs or is being started.
+    pub fn exists(&self) -> bool {
+        self.pid.is_some() || self.starting
+    }
+
+    pub fn pid(&self) -> Option<libc::pid_t> {
+        self.pid
+    }
+
+    /// Starts a standby's child unless one runs, is being started, or waits for its restart.
+    pub fn ensure_running(&mut self, process: &ProcessThread) {
+        if !self.exists() && self.restart_at.is_none() {
+            self.spawn_standby(process);
+        }
+    }
+
+    fn spawn_standby(&mut self, process: &ProcessThread) {
+        self.restart_at = None;
+        if let Err(e) = self.role.write("standby") {
+            tracing::error!(error = %e, file = %self.role.path.display(), "cannot write the role file");
+        }
+        let mut env = self.role_env(Role::Standby);
+        env.extend(self.open_channel());
+        tracing::debug!("starting the child as a standby (--hot-standby)");
+        process.request(Request::Spawn {
+            command: self.command.clone(),
+            env,
+            own_pid_variable: None,
+            deadline: None,
+        });
+        self.starting = true;
+        self.started_at = Instant::now();
+    }
+
+    /// What a child started as the leader (none ran to promote) gets besides the leader's
+    /// variables: its role, the role file (which says `leader REVISION` by now) and its notify
+    /// socket. Its `ROLE=leader` is awaited as a promoted child's is.
+    pub fn leader_spawn_env(&mut self, revision: i64) -> Vec<(String, String)> {
+        if let Err(e) = self.role.write(&format!("leader {revision}")) {
+            tracing::error!(error = %e, file = %self.role.path.display(), "cannot write the role file");
+        }
+        let mut env = self.role_env(Role::Leader);
+        env.extend(self.open_channel());
+        self.starting = true;
+        self.started_at = Instant::now();
+        let now = Instant::now();
+        self.promotion = Some(Pending {
+            mark: Some(0),
+            told: now,
+            until: now + self.settings.promote_timeout,
+        });
+        env
+    }
+
+    fn role_env(&self, role: Role) -> Vec<(String, String)> {
+        vec![
+            (ROLE_VARIABLE.into(), role.as_str().into()),
+            (
+                ROLE_FILE_VARIABLE.into(),
+                self.role.path.to_string_lossy().into_owned(),
+            ),
+        ]
+    }
+
+    /// A fresh notify socket for the next child; its `NOTIFY_SOCKET`.
+    fn open_channel(&mut self) -> Option<(String, String)> {
+        self.channel = None;
+        match self.listener.open() {
+            Ok(channel) => {
+                let var = ("NOTIFY_SOCKET".to_owned(), channel.env_value().to_owned());
+                self.channel = Some(channel);
+                Some(var)
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot make the child's notify socket: it cannot confirm its role, so a demotion ends in a stop");
+                None
+            }
+        }
+    }
+
+    /// Takes note of what the process thread says of the child (a start, its end).
+    pub fn observe(&mut self, event: &Event) {
+        match event {
+            Event::Started { pid } => {
+                self.starting = false;
+                self.pid = Some(*pid);
+                if let Some(c) = &self.channel {
+                    c.started(*pid);
+                }
+            }
+            Event::SpawnFailed(_) | Event::SpawnRefused(_) => self.starting = false,
+            Event::Finished { .. } => self.gone(),
+            _ => {}
+        }
+    }
+
+    /// The child's tree is gone.
+    fn gone(&mut self) {
+        self.pid = None;
+        self.starting = false;
+        self.channel = None;
+        self.promotion = None;
+        self.demotion = None;
+        self.signal_held = false;
+    }
+
+    /// While standing by (no leadership): what an event means for the replica. `Some`: it
+    /// leaves (the child could not be started, or exited and `--on-child-exit exit` says the
+    /// replica goes with it). A child that exited is started again after the restart backoff
+    /// ([`HotChild::restart_due`]), unless the replica is on its way out.
+    pub fn on_standby_event(&mut self, event: &Event, user: &UserRequests) -> Option<Exit> {
+        self.observe(event);
+        match event {
+            Event::SpawnFailed(e) => {
+                tracing::error!(error = %e, code = e.exit_code(), "cannot start the command");
+                Some(e.exit())
+            }
+            Event::Finished { status, .. } if user.shutdown.is_none() && !user.suspend => {
+                self.standby_exited(*status)
+            }
+            _ => None,
+        }
+    }
+
+    fn standby_exited(&mut self, status: ChildStatus) -> Option<Exit> {
+        match self.on_child_exit {
+            OnChildExit::Exit => {
+                tracing::info!(%status, "the standby's child exited; exiting (--on-child-exit=exit)");
+                Some(Exit::Child(status))
+            }
+            OnChildExit::Restart | OnChildExit::Recampaign => {
+                self.restarts.succeeded(self.started_at.elapsed());
+                let wait = self.restarts.next_pause();
+                tracing::info!(%status, restart_in = %Short(wait),
+                    "the standby's child exited; starting it again, still standing by");
+                self.restart_at = Some(Instant::now() + wait);
+                None
+            }
+        }
+    }
+
+    /// When a standby's child that exited is to be started again.
+    pub fn restart_due(&self) -> Option<Instant> {
+        self.restart_at
+    }
+
+    /// Starts the standby's child again (its restart is due).
+    pub fn restart(&mut self, process: &ProcessThread) {
+        if !self.exists() {
+            self.spawn_standby(process);
+        }
+    }
+
+    /// Tells the child it leads (the deadline is armed already): the role file, the mark, then
+    /// the role signal.
+    pub async fn tell_leader(&mut self, revision: i64, process: &ProcessThread) {
+        let mark = self.tell(&format!("leader {revision}")).await;
+        let now = Instant::now();
+        self.promotion = Some(Pending {
+            mark,
+            told: now,
+            until: now + self.settings.promote_timeout,
+        });
+        self.signal(process);
+    }
+
+    /// Sends the role signal, or holds it back until the child's first `ROLE=` message.
+    fn signal(&mut self, process: &ProcessThread) {
+        let spoke = self
+            .channel
+            .as_ref()
+            .is_some_and(|c| c.notices.borrow().role_messages > 0);
+        if spoke {
+            process.request(Request::RoleSignal);
+        } else {
+            self.signal_held = true;
+        }
+    }
+
+    /// Tells the child to stand by: the role file, the mark, then the demotion request (which
+    /// freezes the deadline and sends the role signal).
+    pub async fn tell_standby(&mut self, process: &ProcessThread) {
+        self.promotion = None;
+        let mark = self.tell("standby").await;
+        self.demotion = Some(mark);
+        process.request(Request::Demote);
+        self.signal(process);
+    }
+
+    /// Writes the role file, then has every datagram sent before read: the mark.
+    async fn tell(&mut self, line: &str) -> Option<u64> {
+        if let Err(e) = self.role.write(line) {
+            tracing::error!(error = %e, file = %self.role.path.display(), "cannot write the role file");
+        }
+        match &self.channel {
+            Some(c) => c.sync().await,
+            None => None,
+        }
+    }
+
+    /// Resolves when the child said something on its notify socket; never without a socket.
+    pub async fn changed(&mut self) {
+        match &mut self.channel {
+            Some(c) => {
+                if c.notices.changed().await.is_err() {
+                    self.channel = None;
+                    std::future::pending::<()>().await;
+                }
+            }
+            None => std::future::pending().await,
+        }
+    }
+
+    /// Whether the child confirmed its demotion; notes (and logs) a confirmed promotion, and
+    /// sends a role signal held back once the child has spoken.
+    pub fn take_confirmations(&mut self, process: &ProcessThread) -> bool {
+        let Some(c) = &mut self.channel else {
+            return false;
+        };
+        let notices = c.notices.borrow_and_update().clone();
+        if self.signal_held && notices.role_messages > 0 {
+            self.signal_held = false;
+            process.request(Request::RoleSignal);
+        }
+        if let Some(p) = self.promotion {
+            if let Some(mark) = p.mark {
+                if confirms(&notices, Role::Leader, mark).is_some() {
+                    self.promotion = None;
+                    tracing::info!(took = %Short(p.told.elapsed()), "the child confirmed it leads (ROLE=leader)");
+                }
+            }
+        }
+        match self.demotion {
+            Some(Some(mark)) if confirms(&notices, Role::Standby, mark).is_some() => {
+                self.demotion = None;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// When an unconfirmed promotion times out.
+    pub fn promotion_due(&self) -> Option<Instant> {
+        self.promotion.map(|p| p.until)
+    }
+
+    /// The promotion timed out: it is given up (the caller stops the child).
+    pub fn promotion_timed_out(&mut self) {
+        if let Some(p) = self.promotion.take() {
+            tracing::warn!(waited = %Short(p.told.elapsed()), promote_timeout = %Short(self.settings.promote_timeout),
+                "the child did not confirm it leads (ROLE=leader) within --promote-timeout: stepping down");
+        }
+    }
+
+    /// Stops the child, if one runs or is being started, and waits for its tree to be gone; its
+    /// status. The replica exits or suspends next.
+    pub async fn stop(
+        &mut self,
+        process: &mut ProcessThread,
+        user: &mut UserRequests,
+        reason: StopReason,
+    ) -> Option<ChildStatus> {
+        self.restart_at = None;
+        let mut asked = false;
+        let mut status = None;
+        while self.exists() {
+            if self.pid.is_some() && !asked {
+                process.request(Request::Stop(reason));
+                asked = true;
+            }
+            let Some(event) = next_event(process, user).await else {
+                return status;
+            };
+            if let Event::Finished { status: s, .. } = &event {
+                status = Some(*s);
+            }
+            self.observe(&event);
+        }
+        status
+    }
+}
+
+/// The role file and its private directory, removed when dropped.
+struct RoleFile {
+    dir: PathBuf,
+    path: PathBuf,
+}
+
+impl RoleFile {
+    /// A directory of ours (mode 0700) under `$RUNTIME_DIRECTORY` (systemd's), else the
+    /// temporary directory.
+    fn create() -> std::io::Result<RoleFile> {
+        let base = std::env::var_os("RUNTIME_DIRECTORY")
+            .map(PathBuf::from)
+            .filter(|p| p.is_dir())
+            .unwrap_or_else(std::env::temp_dir);
+        let nanos = crate::core::clock::BootInstant::now().as_nanos();
+        let dir = base.join(format!("singleton-exec-{}-{nanos}", std::process::id()));
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&dir)
+            .map_err(|e| {
+                std::io::Error::new(e.kind(), format!("cannot make {}: {e}", dir.display()))
+            })?;
+        let path = dir.join("role");
+        Ok(RoleFile { dir, path })
+    }
+
+    /// Replaces the file with one line, by a rename: a reader sees the old line or the new.
+    fn write(&self, line: &str) -> std::io::Result<()> {
+        let tmp = self.dir.join("role.new");
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o644)
+            .open(&tmp)?;
+        f.write_all(format!("{line}\n").as_bytes())?;
+        drop(f);
+        std::fs::rename(&tmp, &self.path)
+    }
+
+    #[cfg(test)]
+    fn read(&self) -> String {
+        std::fs::read_to_string(&self.path).unwrap_or_default()
+    }
+}
+
+impl Drop for RoleFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn the_role_file_is_replaced_whole_and_removed_with_its_directory() {
+        let f = RoleFile::create().unwrap();
+        let dir = f.dir.clone();
+        assert_eq!(
+            std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777,
+            0o700
+        );
+        f.write("standby").unwrap();
+        assert_eq!(f.read(), "standby\n");
+        f.write("leader 42").unwrap();
+        assert_eq!(f.read(), "leader 42\n");
+        assert!(!dir.join("role.new").exists());
+        drop(f);
+        assert!(!dir.exists());
+    }
+}
