@@ -59,8 +59,8 @@ fn count(dir: &Path, what: &str, name: &str) -> usize {
 fn last(dir: &Path, what: &str, name: &str) -> Option<Ev> {
     events(dir)
         .into_iter()
-        .filter(|e| e.what == what && e.name == name)
-        .last()
+        .rev()
+        .find(|e| e.what == what && e.name == name)
 }
 
 fn log_of(dir: &Path) -> String {
