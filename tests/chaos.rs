@@ -64,7 +64,7 @@ mod once;
 
 use crate::support::etcd::Options;
 use crate::support::netns::NetNs;
-use crate::support::procfs::{state_and_flags, PF_EXITING};
+use crate::support::procfs::{state_flags_and_start, PF_EXITING};
 use crate::support::proxy::FaultProxy;
 use crate::support::{alive, bin, boot_ns, program, runtime, wait_for, EtcdCluster, Replica};
 
@@ -273,6 +273,12 @@ struct Start {
 }
 
 impl Start {
+    /// Whether `other` is this worker: its pid and its start, since a later worker may reuse the
+    /// pid of one that died.
+    fn is(&self, other: &Start) -> bool {
+        self.pid == other.pid && self.boot_ns == other.boot_ns
+    }
+
     /// Whether the worker itself saw another alive (or its lock held) when it started.
     fn saw_overlap(&self) -> bool {
         self.overlap > 0 || self.lock_held
@@ -321,13 +327,33 @@ fn starts(dir: &Path) -> Vec<Start> {
         .collect()
 }
 
-/// The workers that took their large working set (`big` lines), by pid, with its size in MiB.
-fn bigs(dir: &Path) -> HashMap<i32, u64> {
+/// A worker that took its large working set (a `big` line): its pid, when it said so (boot clock,
+/// ns: after its start) and the size in MiB.
+#[derive(Debug, Clone, Copy)]
+struct Big {
+    pid: i32,
+    at: u128,
+    mib: u64,
+}
+
+impl Big {
+    /// Whether worker `s` said this (a later worker may have its pid).
+    fn of(&self, s: &Start) -> bool {
+        self.pid == s.pid && self.at >= s.boot_ns
+    }
+}
+
+/// The workers that took their large working set (`big` lines).
+fn bigs(dir: &Path) -> Vec<Big> {
     lines_of(dir, "big")
         .iter()
         .filter_map(|f| {
             let f: Vec<&str> = f.iter().map(String::as_str).collect();
-            Some((f.get(3)?.parse().ok()?, field(&f, "mib")?.parse().ok()?))
+            Some(Big {
+                pid: f.get(3)?.parse().ok()?,
+                at: f.get(4)?.parse().ok()?,
+                mib: field(&f, "mib")?.parse().ok()?,
+            })
         })
         .collect()
 }
@@ -344,10 +370,32 @@ struct Life {
     death: Option<u128>,
 }
 
+/// One worker as the monitor knows it: its start time (clock ticks after boot, as its pid file and
+/// /proc/PID/stat say), which tells it from a later process with its pid, and what was seen of it.
+#[derive(Debug, Clone, Copy)]
+struct Tracked {
+    started: u64,
+    life: Life,
+}
+
+impl Tracked {
+    /// Its start on the boot clock (ns), to a clock tick.
+    fn started_ns(&self) -> u128 {
+        let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u128;
+        self.started as u128 * 1_000_000_000 / ticks
+    }
+}
+
 /// Looks at every worker that registered in the directory or in one of its per-slot directories
 /// (`slot-K`) every 2 ms, until it is dead (a zombie: its memory freed, its files closed).
+///
+/// A worker is its pid and its start time, not its pid alone: pids are reused (`pid_max` is
+/// 32768 on many machines, and a machine busy with builds goes through them in minutes), so a
+/// later worker, on any slot, may get the pid of one that died. Keyed by pid alone, that worker
+/// counted as dead from its first instant: its slot seemed to have no child, and the run stopped
+/// after a minute (`no child running on slot K`), while the child ran.
 struct DeathMonitor {
-    lives: Arc<Mutex<HashMap<i32, Life>>>,
+    lives: Arc<Mutex<HashMap<i32, Vec<Tracked>>>>,
     stop: Arc<AtomicBool>,
 }
 
@@ -369,8 +417,9 @@ impl DeathMonitor {
     }
 
     /// Looks at each worker registered in `dir` (and, with `slot_dirs`, in its `slot-K`
-    /// subdirectories) not known dead yet.
-    fn scan(dir: &Path, lives: &Mutex<HashMap<i32, Life>>, slot_dirs: bool) {
+    /// subdirectories) not known dead yet. A worker's pid file holds its start time; a process
+    /// with its pid and another start time is not that worker (which is then dead).
+    fn scan(dir: &Path, lives: &Mutex<HashMap<i32, Vec<Tracked>>>, slot_dirs: bool) {
         let Ok(entries) = std::fs::read_dir(dir) else {
             return;
         };
@@ -385,35 +434,70 @@ impl DeathMonitor {
                 }
                 continue;
             };
+            // Not written yet (the worker writes it at once): the next look reads it.
+            let Some(started) = std::fs::read_to_string(e.path())
+                .ok()
+                .and_then(|s| s.trim().parse::<u64>().ok())
+            else {
+                continue;
+            };
             let mut map = lives.lock().unwrap();
-            let life = map.entry(pid).or_default();
-            if life.death.is_some() {
+            let tracked = map.entry(pid).or_default();
+            let i = match tracked.iter().position(|t| t.started == started) {
+                Some(i) => i,
+                None => {
+                    tracked.push(Tracked {
+                        started,
+                        life: Life::default(),
+                    });
+                    tracked.len() - 1
+                }
+            };
+            if tracked[i].life.death.is_some() {
                 continue;
             }
             let at = boot_ns();
-            match state_and_flags(pid) {
-                Some((state, flags)) if state != 'Z' => {
+            match state_flags_and_start(pid) {
+                Some((state, flags, now)) if state != 'Z' && now == started => {
+                    let life = &mut tracked[i].life;
                     life.seen_alive = at;
                     if flags & PF_EXITING != 0 && life.exiting.is_none() {
                         life.exiting = Some(at);
                     }
+                    // The pid is this worker's: every earlier one with it is dead (a look may
+                    // have missed its end, its pid file overwritten by this one's).
+                    for t in tracked.iter_mut().filter(|t| t.started != started) {
+                        t.life.death.get_or_insert(at);
+                    }
                 }
-                _ => life.death = Some(boot_ns()),
+                _ => tracked[i].life.death = Some(boot_ns()),
             }
         }
     }
 
-    fn life(&self, pid: i32) -> Life {
-        self.lives
-            .lock()
-            .unwrap()
-            .get(&pid)
-            .copied()
+    /// What was seen of the worker that had `pid` at boot instant `at` (a start line's, or any
+    /// later one of its life): the latest one with that pid started by then and not seen dead
+    /// before it. Nothing yet if the monitor has not looked at it.
+    fn life_at(&self, pid: i32, at: u128) -> Life {
+        let map = self.lives.lock().unwrap();
+        let Some(tracked) = map.get(&pid) else {
+            return Life::default();
+        };
+        tracked
+            .iter()
+            .filter(|t| t.started_ns() <= at && t.life.death.is_none_or(|d| d >= at))
+            .max_by_key(|t| t.started)
+            .map(|t| t.life)
             .unwrap_or_default()
     }
 
-    fn death(&self, pid: i32) -> Option<u128> {
-        self.life(pid).death
+    /// What was seen of the worker of start `s`.
+    fn life(&self, s: &Start) -> Life {
+        self.life_at(s.pid, s.boot_ns)
+    }
+
+    fn death(&self, s: &Start) -> Option<u128> {
+        self.life(s).death
     }
 }
 
@@ -528,7 +612,7 @@ struct Chaos {
     auth: bool,
     report: Report,
     /// Starts already checked for overlap.
-    seen: HashSet<i32>,
+    seen: HashSet<(i32, u128)>,
     /// Replicas the current fault stops on purpose.
     expect_exit: HashSet<usize>,
     /// Live children of one replica already reported (their pids), so each is reported once.
@@ -699,7 +783,7 @@ impl Chaos {
     fn check_overlaps(&mut self, round: usize, fault: Fault) {
         for k in 0..self.slots {
             for s in self.slot_starts(k) {
-                if self.seen.insert(s.pid) && s.saw_overlap() {
+                if self.seen.insert((s.pid, s.boot_ns)) && s.saw_overlap() {
                     let slot = self.on_slot(k);
                     self.fail(
                         round,
@@ -722,7 +806,7 @@ impl Chaos {
     }
 
     fn is_alive(&self, s: &Start) -> bool {
-        self.mon.death(s.pid).is_none() && alive(s.pid)
+        self.mon.death(s).is_none() && alive(s.pid)
     }
 
     /// Workers of `slot` alive now.
@@ -773,20 +857,27 @@ impl Chaos {
         self.alive_workers(slot).pop()
     }
 
-    /// Waits for a running child of `slot` other than `not`, restarting replicas that exit
-    /// meanwhile (each a failure of `fault`); the run cannot go on without one: panics with the
-    /// logs after a minute.
-    fn wait_running(&mut self, slot: u32, not: Option<i32>, round: usize, fault: Fault) -> Start {
+    /// Waits for a running child of `slot` other than `not` (whose pid a later child may have),
+    /// restarting replicas that exit meanwhile (each a failure of `fault`); the run cannot go on
+    /// without one: panics with the logs after a minute.
+    fn wait_running(
+        &mut self,
+        slot: u32,
+        not: Option<&Start>,
+        round: usize,
+        fault: Fault,
+    ) -> Start {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            if let Some(s) = self.running(slot).filter(|s| Some(s.pid) != not) {
+            if let Some(s) = self.running(slot).filter(|s| !not.is_some_and(|n| n.is(s))) {
                 return s;
             }
             self.check_exits(round, fault);
             if Instant::now() > deadline {
                 panic!(
-                    "round {round}: {fault:?}: no child running{} (not {not:?}) after 60 s; starts: {:?}\n{}\n{}",
+                    "round {round}: {fault:?}: no child running{} (not {:?}) after 60 s; starts: {:?}\n{}\n{}",
                     self.on_slot(slot),
+                    not.map(|n| (n.pid, n.boot_ns)),
                     self.slot_starts(slot),
                     self.logs(40),
                     self.summary()
@@ -899,15 +990,15 @@ impl Chaos {
         let all = self.slot_starts(slot);
         let first_new = all
             .iter()
-            .find(|s| s.boot_ns > before.boot_ns && s.pid != before.pid)
+            .find(|s| s.boot_ns > before.boot_ns && !s.is(before))
             .unwrap()
             .clone();
         // A dying child (a big one takes up to 200 ms) is not dead yet: give the monitor time to
         // see it die before judging.
         within(Duration::from_secs(2), Duration::from_millis(5), || {
-            self.mon.death(before.pid).is_some()
+            self.mon.death(before).is_some()
         });
-        let life = self.mon.life(before.pid);
+        let life = self.mon.life(before);
         let seen_by_worker = first_new.saw_overlap();
         let mut overlap = |c: &mut Chaos, what: String| {
             if seen_by_worker {
@@ -994,14 +1085,14 @@ impl Chaos {
     /// it says it is: the size it holds.
     fn make_big(&self, slot: u32, child: &Start, mib: u64) -> Result<u64, String> {
         let dir = self.worker_dir(slot);
-        if let Some(&had) = bigs(&dir).get(&child.pid) {
-            return Ok(had);
+        if let Some(had) = bigs(&dir).iter().find(|b| b.of(child)) {
+            return Ok(had.mib);
         }
         std::fs::write(self.dir().join("big-mib"), mib.to_string()).unwrap();
         unsafe { libc::kill(child.pid, libc::SIGUSR1) };
         let timeout = Duration::from_secs(60);
         if within(timeout, Duration::from_millis(20), || {
-            bigs(&dir).contains_key(&child.pid)
+            bigs(&dir).iter().any(|b| b.of(child))
         }) {
             Ok(mib)
         } else {
@@ -1026,9 +1117,9 @@ impl Chaos {
     /// first that found it a zombie (each look 2 ms apart at best).
     fn big_deaths(&self) -> String {
         let mut ms: Vec<f64> = (0..self.slots)
-            .flat_map(|k| bigs(&self.worker_dir(k)).into_keys())
-            .filter_map(|pid| {
-                let life = self.mon.life(pid);
+            .flat_map(|k| bigs(&self.worker_dir(k)))
+            .filter_map(|big| {
+                let life = self.mon.life_at(big.pid, big.at);
                 Some((life.death? - life.exiting?) as f64 / 1e6)
             })
             .collect();
@@ -1283,17 +1374,17 @@ fn run(slots: u32) {
                 c.expect_exit.insert(leader);
                 c.nodes[leader].replica.signal(sig);
                 c.nodes[leader].replica.wait(long);
-                c.wait_running(k, Some(before.pid), round, fault);
+                c.wait_running(k, Some(&before), round, fault);
                 c.restart(leader);
             }
             Fault::PartitionLeader => {
                 c.nodes[leader].proxies.iter().for_each(FaultProxy::cut);
-                c.wait_running(k, Some(before.pid), round, fault);
+                c.wait_running(k, Some(&before), round, fault);
                 c.nodes[leader].proxies.iter().for_each(FaultProxy::heal);
             }
             Fault::LinkDownLeader => {
                 c.nodes[leader].cut(true);
-                c.wait_running(k, Some(before.pid), round, fault);
+                c.wait_running(k, Some(&before), round, fault);
                 c.nodes[leader].cut(false);
             }
             Fault::StopMember => {
@@ -1366,7 +1457,7 @@ fn run(slots: u32) {
                 ));
                 c.nodes[leader].cut(true);
                 let cut_at = Instant::now();
-                c.wait_running(k, Some(before.pid), round, fault);
+                c.wait_running(k, Some(&before), round, fault);
                 // Cut off for longer than the TTL in any case.
                 let until = cut_at + Duration::from_secs(TTL_S + 1);
                 std::thread::sleep(until.saturating_duration_since(Instant::now()));
@@ -1377,18 +1468,18 @@ fn run(slots: u32) {
             Fault::SlowThenCut => {
                 c.nodes[leader].set_delay(SLOW);
                 std::thread::sleep(Duration::from_secs(2) + hold);
-                if c.running(k).map(|s| s.pid) != Some(before.pid) {
+                if !c.running(k).is_some_and(|s| s.is(&before)) {
                     c.report.slow_changes += 1;
                     note.push("leader changed while only slow".into());
                 }
                 c.nodes[leader].cut(true);
-                c.wait_running(k, Some(before.pid), round, fault);
+                c.wait_running(k, Some(&before), round, fault);
                 c.nodes[leader].cut(false);
                 c.nodes[leader].set_delay(Duration::ZERO);
             }
             Fault::ChildWedges => {
                 std::fs::write(c.dir().join(format!("wedged-{}", before.revision)), "").unwrap();
-                c.wait_running(k, Some(before.pid), round, fault);
+                c.wait_running(k, Some(&before), round, fault);
             }
             Fault::OperatorDeletesKey => {
                 let m = rng.below(3) as usize;
@@ -1400,16 +1491,15 @@ fn run(slots: u32) {
                 // follow on every slot.
                 let bound = Duration::from_secs(TTL_S + 6);
                 within(bound, Duration::from_millis(5), || {
-                    holders.iter().all(|h| c.mon.death(h.pid).is_some())
+                    holders.iter().all(|h| c.mon.death(h).is_some())
                 });
                 let stuck: Vec<Start> = holders
                     .iter()
-                    .filter(|h| c.mon.death(h.pid).is_none())
+                    .filter(|h| c.mon.death(h).is_none())
                     .cloned()
                     .collect();
                 for old in stuck {
-                    let label =
-                        c.on_slot(holders.iter().position(|h| h.pid == old.pid).unwrap() as u32);
+                    let label = c.on_slot(holders.iter().position(|h| h.is(&old)).unwrap() as u32);
                     c.fail(
                         round,
                         fault,
@@ -1430,13 +1520,13 @@ fn run(slots: u32) {
                     c.nodes[i].replica.wait(long);
                     c.restart(i);
                 }
-                c.wait_running(k, Some(before.pid), round, fault);
+                c.wait_running(k, Some(&before), round, fault);
             }
             Fault::OperatorRevokesLease => {
                 let m = rng.below(3) as usize;
                 match c.etcdctl(m, &["lease", "revoke", &before.lease]) {
                     Ok(_) => {
-                        c.wait_running(k, Some(before.pid), round, fault);
+                        c.wait_running(k, Some(&before), round, fault);
                     }
                     Err(e) => c.fail(round, fault, format!("etcdctl lease revoke failed: {e}")),
                 }
@@ -1477,7 +1567,7 @@ fn run(slots: u32) {
                 // key blocks the slot: an operator deletes it, as docs/failures.md says to.
                 let bound = fault.gap_bound(facts) + GRACE;
                 let again = within(bound, Duration::from_millis(5), || {
-                    !(put_ok || kill) || c.running(k).is_some_and(|s| s.pid != before.pid)
+                    !(put_ok || kill) || c.running(k).is_some_and(|s| !s.is(&before))
                 });
                 if !again {
                     c.fail(
@@ -1494,7 +1584,7 @@ fn run(slots: u32) {
                     }
                 }
                 if put_ok || kill {
-                    c.wait_running(k, Some(before.pid), round, fault);
+                    c.wait_running(k, Some(&before), round, fault);
                 }
                 if kill {
                     c.restart(leader);
@@ -1570,7 +1660,7 @@ fn run(slots: u32) {
                         ),
                     );
                 }
-                c.wait_running(k, Some(before.pid), round, fault);
+                c.wait_running(k, Some(&before), round, fault);
                 c.restart(leader);
             }
         }
@@ -1579,7 +1669,7 @@ fn run(slots: u32) {
         let held = t.elapsed();
         facts.held = held;
         c.check_overlaps(round, fault);
-        if after.pid != before.pid {
+        if !after.is(&before) {
             if !fault.may_change_leader() {
                 c.fail(
                     round,
@@ -1599,12 +1689,12 @@ fn run(slots: u32) {
         for j in (0..slots).filter(|&j| j != k) {
             let old = &holders[j as usize];
             if fault == Fault::OperatorDeletesKey {
-                let new = c.wait_running(j, Some(old.pid), round, fault);
+                let new = c.wait_running(j, Some(old), round, fault);
                 c.measure_handoff(j, old, round, fault, facts, &mut note);
                 note.push(format!("slot {j}: {} -> {}", old.id, new.id));
             } else if !fault.may_change_leader() {
                 let now = c.running(j);
-                if now.as_ref().map(|s| s.pid) != Some(old.pid) {
+                if !now.as_ref().is_some_and(|s| s.is(old)) {
                     c.fail(
                         round,
                         fault,
@@ -1656,7 +1746,7 @@ fn run(slots: u32) {
     let all = c.all_starts();
     wait_for(
         Duration::from_secs(10),
-        || all.iter().all(|s| !alive(s.pid)),
+        || all.iter().all(|s| !c.is_alive(s)),
         || "a child outlived its supervisor".into(),
     );
 
@@ -1672,5 +1762,95 @@ fn run(slots: u32) {
         "{name} found {} failure(s) (CHAOS_SEED={seed}):\n{}",
         c.report.failures.len(),
         c.summary()
+    );
+}
+
+/// A stand-in for a worker (`sleep`), registered in `dir` as worker.py registers (its pid file
+/// holds its start time). With `pid`, it gets that pid (a dead worker's: pids are reused once
+/// they wrap at `pid_max`), chosen through `/proc/sys/kernel/ns_last_pid` (root only); `None` if
+/// it cannot be had.
+fn stand_in_worker(dir: &Path, pid: Option<i32>) -> Option<(std::process::Child, Start)> {
+    let spawn = || Command::new("sleep").arg("600").spawn().unwrap();
+    let mut child = spawn();
+    if let Some(want) = pid {
+        // Another process of the machine may take it first: try again.
+        let mut tries = 0;
+        while child.id() as i32 != want {
+            let _ = child.kill();
+            let _ = child.wait();
+            tries += 1;
+            if tries > 200 {
+                return None;
+            }
+            std::fs::write("/proc/sys/kernel/ns_last_pid", (want - 1).to_string()).ok()?;
+            child = spawn();
+        }
+    }
+    let pid = child.id() as i32;
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let started = stat.rsplit(')').next().unwrap().split_whitespace().nth(19);
+    std::fs::write(dir.join(format!("{pid}.pid")), started.unwrap()).unwrap();
+    let start = Start {
+        id: "w".into(),
+        revision: 1,
+        pid,
+        boot_ns: boot_ns(),
+        overlap: 0,
+        lock_held: false,
+        key: "-".into(),
+        lease: "-".into(),
+        looked: None,
+    };
+    Some((child, start))
+}
+
+/// The monitor tells a worker from a later one with its pid: the later one lives, the earlier one
+/// is dead. Pids wrap at `pid_max` (32768 here) within minutes on a machine busy with builds;
+/// keyed by pid alone, a child that got a dead worker's pid counted as dead from its start, its
+/// slot as without a child, and the chaos run stopped after a minute ("no child running on slot
+/// K (not Some(PID)) after 60 s", seen once after a health step-down, the new child running
+/// under the old one's pid).
+#[test]
+fn the_death_monitor_tells_a_worker_from_a_later_one_with_its_pid() {
+    if unsafe { libc::geteuid() } != 0 {
+        println!("skipped: choosing a pid (/proc/sys/kernel/ns_last_pid) needs root");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mon = DeathMonitor::start(dir.path());
+    let (mut first, old) = stand_in_worker(dir.path(), None).unwrap();
+    let long = Duration::from_secs(10);
+    wait_for(
+        long,
+        || mon.life(&old).seen_alive > 0,
+        || "the monitor never saw the first worker".into(),
+    );
+    first.kill().unwrap();
+    first.wait().unwrap();
+    wait_for(
+        long,
+        || mon.death(&old).is_some(),
+        || "the monitor never saw the first worker die".into(),
+    );
+    let Some((mut second, new)) = stand_in_worker(dir.path(), Some(old.pid)) else {
+        panic!("could not start a process with pid {} again", old.pid);
+    };
+    assert_eq!(new.pid, old.pid);
+    let seen = within(long, Duration::from_millis(5), || {
+        mon.life(&new).seen_alive > new.boot_ns
+    });
+    let (new_death, old_death) = (mon.death(&new), mon.death(&old));
+    second.kill().unwrap();
+    second.wait().unwrap();
+    assert!(
+        seen && new_death.is_none(),
+        "the worker with pid {} again, alive, counts as dead (seen alive: {seen})",
+        new.pid
+    );
+    assert!(old_death.is_some(), "the first worker counts as alive");
+    wait_for(
+        long,
+        || mon.death(&new).is_some(),
+        || "the monitor never saw the second worker die".into(),
     );
 }

@@ -55,8 +55,14 @@ pub fn descendants(pid: i32) -> Vec<i32> {
 /// a zombie ('Z') once that is done.
 pub const PF_EXITING: u64 = 0x4;
 
-/// The state letter and the kernel flags word of a process, read at once; None once it is gone.
-pub fn state_and_flags(pid: i32) -> Option<(char, u64)> {
+/// The state letter, the kernel flags word and the start time (clock ticks after boot, field 22:
+/// what tells a process from a later one with its pid) of a process, read at once; None once it
+/// is gone.
+pub fn state_flags_and_start(pid: i32) -> Option<(char, u64, u64)> {
     let f = stat_fields(pid)?;
-    Some((f.first()?.chars().next()?, f.get(6)?.parse().ok()?))
+    Some((
+        f.first()?.chars().next()?,
+        f.get(6)?.parse().ok()?,
+        f.get(19)?.parse().ok()?,
+    ))
 }
