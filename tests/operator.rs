@@ -10,8 +10,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::support::worker::{assert_no_overlap, starts, wait_starts, Reap};
 use crate::support::{
-    alive, bin, free_port, program, run_subcommand, spawn_with_deathsig, wait_for, EtcdCluster,
-    Replica,
+    alive, alive_since, bin, free_port, program, run_subcommand, spawn_with_deathsig, wait_for,
+    EtcdCluster, Replica,
 };
 
 const LONG: Duration = Duration::from_secs(30);
@@ -916,7 +916,7 @@ fn an_etcdctl_lease_revoke_of_the_leader_starts_the_next_child_only_after_the_ol
         let next = starts(dir.path()).last().cloned().unwrap();
         assert_ne!(next.id, leader.id, "round {round}");
         assert!(
-            !alive(leader.pid),
+            !alive_since(leader.pid, leader.boot_ns),
             "round {round}: the revoked leader's child lives on"
         );
     }
@@ -956,7 +956,7 @@ fn an_etcdctl_lease_revoke_of_a_slot_holder_frees_its_slot_only_after_its_child_
         assert_no_overlap(&slot0);
         assert_no_overlap(&slot1);
         assert!(
-            !alive(holder.pid),
+            !alive_since(holder.pid, holder.boot_ns),
             "round {round}: the revoked holder's child lives on"
         );
         assert_eq!(starts(&slot1).len(), untouched, "slot 1 was disturbed");

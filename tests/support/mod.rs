@@ -165,6 +165,17 @@ pub fn alive(pid: i32) -> bool {
     }
 }
 
+/// Whether the process that logged `boot_ns` (CLOCK_BOOTTIME, after its start) as `pid` still
+/// exists: a process with its pid that started after that is a later one (pids are reused, fast
+/// on a busy machine), so the first is gone.
+pub fn alive_since(pid: i32, boot_ns: u128) -> bool {
+    let Some((state, _, start_ticks)) = procfs::state_flags_and_start(pid) else {
+        return false;
+    };
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u128;
+    state != 'Z' && u128::from(start_ticks) * 1_000_000_000 / hz <= boot_ns
+}
+
 /// Sets a resource limit in the child before exec.
 pub fn with_rlimit(cmd: &mut Command, resource: libc::__rlimit_resource_t, value: u64) {
     unsafe {
