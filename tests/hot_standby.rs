@@ -18,7 +18,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use crate::support::{args, program, wait_for, EtcdCluster, Replica};
+use crate::support::{args, free_port, http, program, wait_for, EtcdCluster, Replica};
 
 const LONG: Duration = Duration::from_secs(30);
 
@@ -105,9 +105,10 @@ fn the_child_runs_everywhere_and_a_sigterm_hands_over_after_the_confirmed_demoti
     let ep = etcd.endpoints();
     let d = tempfile::tempdir().unwrap();
     let dir = d.path();
-    let mut a = replica("a", &ep, dir, &[], &[]);
+    let (pa, pb) = (free_port().to_string(), free_port().to_string());
+    let mut a = replica("a", &ep, dir, &["--health-addr", &pa], &[]);
     wait_for(LONG, || count(dir, "leader", "a") == 1, || a.log());
-    let b = replica("b", &ep, dir, &[], &[]);
+    let b = replica("b", &ep, dir, &["--health-addr", &pb], &[]);
     // Both children run; b's as a standby, told so by its variable and its file.
     wait_for(LONG, || count(dir, "start", "b") == 1, || b.log());
     let start_b = last(dir, "start", "b").unwrap();
@@ -129,6 +130,34 @@ fn the_child_runs_everywhere_and_a_sigterm_hands_over_after_the_confirmed_demoti
     assert!(lead_a.detail.starts_with("rev="), "{lead_a:?}");
     a.wait_log("the child confirmed it leads", LONG);
     assert_eq!(count(dir, "leader", "b"), 0);
+    // What each replica shows: the role told, the role confirmed, and the counts.
+    let hot = |port: &str| {
+        let v: serde_json::Value =
+            serde_json::from_str(&http("GET", port.parse().unwrap(), "/status").1).unwrap();
+        (
+            v["role"].clone(),
+            v["hot_standby"]["told"].clone(),
+            v["hot_standby"]["confirmed"].clone(),
+        )
+    };
+    wait_for(LONG, || hot(&pb).2 == "standby", || b.log());
+    assert_eq!(
+        hot(&pa),
+        ("leader".into(), "leader".into(), "leader".into())
+    );
+    assert_eq!(
+        hot(&pb),
+        ("standby".into(), "standby".into(), "standby".into())
+    );
+    let metrics = http("GET", pa.parse().unwrap(), "/metrics").1;
+    assert!(
+        metrics.contains("singleton_exec_promotions_total 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("singleton_exec_promotion_confirm_seconds_count 1"),
+        "{metrics}"
+    );
 
     a.signal(libc::SIGTERM);
     wait_for(LONG, || count(dir, "leader", "b") == 1, || b.log());
@@ -147,6 +176,10 @@ fn the_child_runs_everywhere_and_a_sigterm_hands_over_after_the_confirmed_demoti
     assert!(count(dir, "exit", "a") == 1, "{}", log_of(dir));
     assert_never_two_leaders(dir, &[&a, &b]);
     assert!(a.log().contains("demoting the child"), "{}", a.log());
+    assert_eq!(
+        hot(&pb),
+        ("leader".into(), "leader".into(), "leader".into())
+    );
 }
 
 #[test]
@@ -240,4 +273,57 @@ fn a_promoted_child_that_never_confirms_is_stopped_after_the_promote_timeout() {
     assert_never_two_leaders(dir, &[&a, &b]);
     // a's child was stopped (a failed start), and a new standby's child runs in its place.
     wait_for(LONG, || count(dir, "start", "a") == 2, || a.log());
+}
+
+/// The shell and Python examples of docs/hot-standby.md, as written: the leader's child leads,
+/// and on SIGTERM the standby's takes over without starting anew.
+#[test]
+fn the_documented_examples_hand_over_on_sigterm() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let examples = [
+        vec![root
+            .join("examples/hot-standby/app.sh")
+            .to_string_lossy()
+            .into_owned()],
+        vec![
+            "python3".to_owned(),
+            root.join("examples/hot-standby/app.py")
+                .to_string_lossy()
+                .into_owned(),
+        ],
+    ];
+    for (i, command) in examples.iter().enumerate() {
+        let etcd = EtcdCluster::start(1);
+        let ep = etcd.endpoints();
+        let election = format!("example{i}");
+        let opts = [
+            "--election",
+            election.as_str(),
+            "--hot-standby",
+            "--ttl",
+            "4s",
+        ];
+        let mut child = vec!["--".to_owned()];
+        child.extend(command.iter().cloned());
+        let mut a = Replica::start("a", &ep, &args(&opts, &child));
+        a.wait_stdout("leading (fencing revision", LONG);
+        let b = Replica::start("b", &ep, &args(&opts, &child));
+        b.wait_stdout("started as standby", LONG);
+        b.wait_log("standby: waiting for leadership", LONG);
+        a.signal(libc::SIGTERM);
+        b.wait_stdout("leading (fencing revision", LONG);
+        assert_eq!(a.wait(LONG), 0, "{command:?}\n{}", a.log());
+        assert!(a.stdout().contains("standing by"), "{}", a.stdout());
+        assert!(
+            a.log().contains("the child confirmed it stands by"),
+            "{}",
+            a.log()
+        );
+        assert_eq!(
+            b.stdout().matches("started as").count(),
+            1,
+            "{}",
+            b.stdout()
+        );
+    }
 }

@@ -302,7 +302,8 @@ pub struct RunArgs {
     /// atomically), and --role-signal follows every change. The child confirms with ROLE=leader
     /// or ROLE=standby on its notify socket. A leader that must stop leading tells its child
     /// `standby` and gives the lease up only once the child confirms, or once its tree is
-    /// killed, which happens before the lease can expire. Not with --slots or --once.
+    /// killed, which happens before the lease can expire. Not with --slots, --once, --watchdog
+    /// or --ready-timeout (see docs/hot-standby.md).
     #[arg(long, env = "SINGLETON_EXEC_HOT_STANDBY", value_parser = clap::builder::BoolishValueParser::new(), num_args = 0, default_missing_value = "true", default_value = "false")]
     pub hot_standby: bool,
 

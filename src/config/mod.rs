@@ -441,6 +441,14 @@ fn hot_standby(args: &RunArgs) -> Result<Option<HotStandby>, ConfigError> {
     if args.once.is_some() {
         return Err(ConfigError::HotStandbyWith("--once"));
     }
+    // The promotion's confirmation (ROLE=leader within --promote-timeout) is the hot child's
+    // readiness; its watchdog is not wired to demotion yet.
+    if args.notify.watchdog.is_some() {
+        return Err(ConfigError::HotStandbyWith("--watchdog"));
+    }
+    if args.notify.ready_timeout.is_some() {
+        return Err(ConfigError::HotStandbyWith("--ready-timeout"));
+    }
     let role_signal = match &args.role_signal {
         Some(name) => parse_signal("--role-signal", name)?,
         None => Signal::SIGUSR1,
@@ -943,6 +951,8 @@ pub(crate) mod tests {
             --promote-timeout 1s -- x                              => HotOptionWithoutHotStandby
             --hot-standby --slots 2 -- x                           => HotStandbyWith
             --hot-standby --once m -- x                            => HotStandbyWith
+            --hot-standby --watchdog 1s -- x                       => HotStandbyWith
+            --hot-standby --ready-timeout 1s -- x                  => HotStandbyWith
             --hot-standby --role-signal KILL -- x                  => BadRoleSignal
             --hot-standby --role-signal SEGV -- x                  => BadRoleSignal
             --hot-standby --role-signal TERM -- x                  => BadRoleSignal

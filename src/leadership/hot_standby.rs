@@ -23,6 +23,7 @@
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use tokio::time::Instant;
 
@@ -37,6 +38,7 @@ use crate::notify_socket::notices::confirms;
 use crate::notify_socket::{Channel, Listener};
 use crate::process::contract::{Event, Request};
 use crate::process::handle::ProcessThread;
+use crate::report::observer::Observer;
 
 use super::{next_event, UserRequests};
 
@@ -48,6 +50,7 @@ pub const ROLE_VARIABLE: &str = "SINGLETON_EXEC_ROLE";
 /// The hot standby's child, across campaigns.
 pub(super) struct HotChild<'a> {
     settings: HotStandby,
+    obs: Arc<Observer>,
     listener: &'a Listener,
     command: CommandSpec,
     on_child_exit: OnChildExit,
@@ -66,8 +69,8 @@ pub(super) struct HotChild<'a> {
     /// A promotion told to the child and not confirmed yet.
     promotion: Option<Pending>,
     /// A demotion told to the child: the mark its `ROLE=standby` must come after (`None` in
-    /// it: the socket could not be synced, so no confirmation can be taken).
-    demotion: Option<Option<u64>>,
+    /// it: the socket could not be synced, so no confirmation can be taken), and when.
+    demotion: Option<(Option<u64>, Instant)>,
     /// A role signal waits for the child's first `ROLE=` message.
     signal_held: bool,
 }
@@ -85,12 +88,14 @@ impl<'a> HotChild<'a> {
     /// be made (a read-only file system), said in the error.
     pub fn new(
         settings: HotStandby,
+        obs: Arc<Observer>,
         listener: &'a Listener,
         command: CommandSpec,
         on_child_exit: OnChildExit,
     ) -> std::io::Result<HotChild<'a>> {
         Ok(HotChild {
             settings,
+            obs,
             listener,
             command,
             on_child_exit,
@@ -130,6 +135,7 @@ impl<'a> HotChild<'a> {
         }
         let mut env = self.role_env(Role::Standby);
         env.extend(self.open_channel());
+        self.obs.hot_told(Role::Standby.as_str(), false);
         tracing::debug!("starting the child as a standby (--hot-standby)");
         process.request(Request::Spawn {
             command: self.command.clone(),
@@ -150,6 +156,7 @@ impl<'a> HotChild<'a> {
         }
         let mut env = self.role_env(Role::Leader);
         env.extend(self.open_channel());
+        self.obs.hot_told(Role::Leader.as_str(), true);
         self.starting = true;
         self.started_at = Instant::now();
         let now = Instant::now();
@@ -177,6 +184,7 @@ impl<'a> HotChild<'a> {
         match self.listener.open() {
             Ok(channel) => {
                 let var = ("NOTIFY_SOCKET".to_owned(), channel.env_value().to_owned());
+                self.obs.hot_listened(channel.notices.clone());
                 self.channel = Some(channel);
                 Some(var)
             }
@@ -205,6 +213,9 @@ impl<'a> HotChild<'a> {
 
     /// The child's tree is gone.
     fn gone(&mut self) {
+        if self.demotion.is_some() {
+            self.obs.hot_demotion_ended(None);
+        }
         self.pid = None;
         self.starting = false;
         self.channel = None;
@@ -264,6 +275,7 @@ impl<'a> HotChild<'a> {
     /// the role signal.
     pub async fn tell_leader(&mut self, revision: i64, process: &ProcessThread) {
         let mark = self.tell(&format!("leader {revision}")).await;
+        self.obs.hot_told(Role::Leader.as_str(), true);
         let now = Instant::now();
         self.promotion = Some(Pending {
             mark,
@@ -290,8 +302,10 @@ impl<'a> HotChild<'a> {
     /// freezes the deadline and sends the role signal).
     pub async fn tell_standby(&mut self, process: &ProcessThread) {
         self.promotion = None;
+        let told = Instant::now();
         let mark = self.tell("standby").await;
-        self.demotion = Some(mark);
+        self.obs.hot_told(Role::Standby.as_str(), false);
+        self.demotion = Some((mark, told));
         process.request(Request::Demote);
         self.signal(process);
     }
@@ -335,13 +349,18 @@ impl<'a> HotChild<'a> {
             if let Some(mark) = p.mark {
                 if confirms(&notices, Role::Leader, mark).is_some() {
                     self.promotion = None;
-                    tracing::info!(took = %Short(p.told.elapsed()), "the child confirmed it leads (ROLE=leader)");
+                    let took = p.told.elapsed();
+                    self.obs.hot_promotion_confirmed(took);
+                    tracing::info!(took = %Short(took), "the child confirmed it leads (ROLE=leader)");
                 }
             }
         }
         match self.demotion {
-            Some(Some(mark)) if confirms(&notices, Role::Standby, mark).is_some() => {
+            Some((Some(mark), told)) if confirms(&notices, Role::Standby, mark).is_some() => {
                 self.demotion = None;
+                let took = told.elapsed();
+                self.obs.hot_demotion_ended(Some(took));
+                tracing::info!(took = %Short(took), "the child confirmed it stands by (ROLE=standby)");
                 true
             }
             _ => false,

@@ -206,6 +206,7 @@ pub async fn run(
         (Some(settings), Some(listener)) => {
             let made = hot_standby::HotChild::new(
                 settings,
+                obs.clone(),
                 listener,
                 cfg.command.clone(),
                 cfg.on_child_exit,

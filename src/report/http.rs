@@ -491,6 +491,11 @@ fn status_body(
         "ready": st.child.as_ref().map(|c| c.ready),
         "child_status": st.child.as_ref().and_then(|c| c.status.clone()),
         "child": st.child.as_ref().map(|c| child_json(c, now)),
+        "hot_standby": st.hot.map(|h| serde_json::json!({
+            "told": h.told,
+            "told_ms_ago": now.saturating_duration_since(h.told_at).as_millis() as u64,
+            "confirmed": h.confirmed,
+        })),
     })
 }
 
@@ -677,6 +682,7 @@ mod tests {
             "ready": null,
             "child_status": null,
             "child": null,
+            "hot_standby": null,
         });
         assert_eq!(v, want);
     }

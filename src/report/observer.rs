@@ -50,6 +50,18 @@ pub struct Status {
     /// When the takeover that started the current child began (first in line), until its
     /// `READY=1`: the time to ready is measured from it.
     takeover_began: Option<BootInstant>,
+    /// `--hot-standby`: the role the child was last told, and the one it confirmed.
+    pub hot: Option<HotView>,
+}
+
+/// `--hot-standby`: what the child was told and what it said (`ROLE=`), for `/status`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HotView {
+    /// "leader" or "standby".
+    pub told: &'static str,
+    pub told_at: BootInstant,
+    /// The role of its last `ROLE=` message, if any.
+    pub confirmed: Option<&'static str>,
 }
 
 /// What the current child said of itself, for `/status` and `/leader`.
@@ -163,6 +175,46 @@ struct Metrics {
     kill_teardown_over_margin: Counter,
     health: HealthMetrics,
     notify: NotifyMetrics,
+    hot: HotMetrics,
+}
+
+/// `--hot-standby`: promotions and demotions of this replica's child.
+struct HotMetrics {
+    promotions: Counter,
+    demotions: Family<Vec<(String, String)>, Counter>,
+    promotion_confirm: Histogram,
+    demotion_confirm: Histogram,
+}
+
+impl HotMetrics {
+    fn register(registry: &mut Registry) -> HotMetrics {
+        HotMetrics {
+            promotions: registered(
+                registry,
+                "promotions",
+                "--hot-standby: times this replica's standby child was told it leads",
+                Counter::default(),
+            ),
+            demotions: registered(
+                registry,
+                "demotions",
+                "--hot-standby: demotions of this replica's child, by how they ended (confirmed: it sent ROLE=standby; stopped: its tree was stopped first, at the lease deadline or on a loss of leadership)",
+                Family::default(),
+            ),
+            promotion_confirm: registered(
+                registry,
+                "promotion_confirm_seconds",
+                "--hot-standby: time from telling the child it leads to its ROLE=leader",
+                Histogram::new(STOP_BUCKETS),
+            ),
+            demotion_confirm: registered(
+                registry,
+                "demotion_confirm_seconds",
+                "--hot-standby: time from telling the child to stand by to its ROLE=standby",
+                Histogram::new(STOP_BUCKETS),
+            ),
+        }
+    }
 }
 
 /// What the children said on their notify sockets, and what came of it.
@@ -279,6 +331,7 @@ impl Metrics {
         );
         let health = HealthMetrics::register(&mut r);
         let notify = NotifyMetrics::register(&mut r);
+        let hot = HotMetrics::register(&mut r);
         Metrics {
             registry: r,
             is_leader,
@@ -293,6 +346,7 @@ impl Metrics {
             kill_teardown_over_margin,
             health,
             notify,
+            hot,
         }
     }
 }
@@ -391,6 +445,8 @@ pub struct Observer {
     /// The current child's notices, live: its heartbeats wake nobody, so `/status` reads the
     /// last one here.
     notices: Mutex<Option<watch::Receiver<Notices>>>,
+    /// `--hot-standby`: the child's notices, kept across leaderships (the child is).
+    hot_notices: Mutex<Option<watch::Receiver<Notices>>>,
     metrics: Mutex<Metrics>,
     /// The slots this replica has held (`--slots N`), for their metric.
     held: Mutex<Vec<u32>>,
@@ -417,8 +473,10 @@ impl Observer {
                 health: None,
                 child: None,
                 takeover_began: None,
+                hot: None,
             }),
             notices: Mutex::new(None),
+            hot_notices: Mutex::new(None),
             metrics: Mutex::new(Metrics::register()),
             held: Mutex::new(Vec::new()),
         }
@@ -436,7 +494,56 @@ impl Observer {
         if let (Some(view), Some(n)) = (&mut st.child, notices.as_ref()) {
             view.last_ping = n.borrow().last_ping;
         }
+        let hot_notices = self.hot_notices.lock().expect("notices lock");
+        if let (Some(view), Some(n)) = (&mut st.hot, hot_notices.as_ref()) {
+            view.confirmed = n.borrow().role.map(|r| r.role.as_str());
+        }
         st
+    }
+
+    /// `--hot-standby`: the current child's notices, for the role it confirmed.
+    pub fn hot_listened(&self, notices: watch::Receiver<Notices>) {
+        *self.hot_notices.lock().expect("notices lock") = Some(notices);
+    }
+
+    /// `--hot-standby`: the child was told `role` (`promotion`: it was told it leads).
+    pub fn hot_told(&self, role: &'static str, promotion: bool) {
+        self.status.lock().expect("status lock").hot = Some(HotView {
+            told: role,
+            told_at: BootInstant::now(),
+            confirmed: None,
+        });
+        if promotion {
+            self.metrics
+                .lock()
+                .expect("metrics lock")
+                .hot
+                .promotions
+                .inc();
+        }
+    }
+
+    /// `--hot-standby`: the child confirmed its promotion, `took` after it was told.
+    pub fn hot_promotion_confirmed(&self, took: Duration) {
+        let m = self.metrics.lock().expect("metrics lock");
+        m.hot.promotion_confirm.observe(took.as_secs_f64());
+    }
+
+    /// `--hot-standby`: a demotion ended: confirmed `took` after it was told, or (`None`) the
+    /// child's tree was stopped first.
+    pub fn hot_demotion_ended(&self, confirmed: Option<Duration>) {
+        let m = self.metrics.lock().expect("metrics lock");
+        let outcome = match confirmed {
+            Some(took) => {
+                m.hot.demotion_confirm.observe(took.as_secs_f64());
+                "confirmed"
+            }
+            None => "stopped",
+        };
+        m.hot
+            .demotions
+            .get_or_create(&vec![("outcome".to_owned(), outcome.to_owned())])
+            .inc();
     }
 
     /// The current child's notices, read live for its last heartbeat.
