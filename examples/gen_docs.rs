@@ -599,6 +599,17 @@ const CHILD_VARIABLES: &[(&str, &str)] = &[
          unset for the first. A run that finds it knows it runs again.",
     ),
     (
+        "SINGLETON_EXEC_ROLE",
+        "With --hot-standby: the child's role when it started, standby (or leader, when no \
+         child ran to promote). A standby's child gets none of the leader's variables above.",
+    ),
+    (
+        "SINGLETON_EXEC_ROLE_FILE",
+        "With --hot-standby: a file holding leader REVISION or standby, replaced by a rename; \
+         --role-signal follows every change once the child has sent its first ROLE=. The child \
+         confirms with ROLE=leader or ROLE=standby on NOTIFY_SOCKET (docs/hot-standby.md).",
+    ),
+    (
         "ETCD_LOCK_KEY",
         "The leader key, as etcdctl lock NAME -- cmd sets it.",
     ),

@@ -327,3 +327,47 @@ fn the_documented_examples_hand_over_on_sigterm() {
         );
     }
 }
+
+/// A confirmed demotion leaves the child running as a standby: the deadline frozen for the
+/// demotion is lifted with the confirmation, so the child is not stopped when it passes, and the
+/// replica, back in the queue, is promoted again later with the same child.
+#[test]
+fn a_confirmed_demotion_keeps_the_child_past_the_frozen_deadline() {
+    let etcd = EtcdCluster::start(1);
+    let ep = etcd.endpoints();
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path();
+    let opts = ["--resign-signal", "USR2", "--resign-holdoff", "1s"];
+    let a = replica("a", &ep, dir, &opts, &[]);
+    wait_for(LONG, || count(dir, "leader", "a") == 1, || a.log());
+    let mut b = replica("b", &ep, dir, &opts, &[]);
+    wait_for(LONG, || count(dir, "start", "b") == 1, || b.log());
+    b.wait_log("standby: waiting for leadership", LONG);
+    let child_a = last(dir, "start", "a").unwrap().pid;
+    a.signal(libc::SIGUSR2);
+    wait_for(
+        LONG,
+        || count(dir, "leader", "b") == 1,
+        || a.log() + &b.log(),
+    );
+    a.wait_log("the child confirmed it stands by", LONG);
+    // Well past the deadline frozen when the demotion began (renew deadline 2.4 s).
+    crate::support::hold(
+        Duration::from_secs(5),
+        || crate::support::alive(child_a) && count(dir, "start", "a") == 1,
+        || {
+            format!(
+                "a's demoted child was stopped:\n{}\n{}",
+                log_of(dir),
+                a.log()
+            )
+        },
+    );
+    assert!(!a.log().contains("renew deadline passed"), "{}", a.log());
+    // Back in the queue behind b: promoted again, the same child.
+    b.signal(libc::SIGTERM);
+    wait_for(LONG, || count(dir, "leader", "a") == 2, || a.log());
+    assert_eq!(last(dir, "leader", "a").unwrap().pid, child_a);
+    assert_eq!(b.wait(LONG), 0, "{}", b.log());
+    assert_never_two_leaders(dir, &[&a, &b]);
+}

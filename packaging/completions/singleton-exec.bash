@@ -68,7 +68,7 @@ _singleton__exec() {
 
     case "${cmd}" in
         singleton__exec)
-            opts="-v -q -h -V --endpoints --cacert --cert --key --user --password --dial-timeout --election --id --slots --ttl --grace --margin --keepalive-interval --stop-signal --on-lease-lost --on-child-exit --acquire-timeout --once --once-attempts --health-addr --resign-signal --resign-token-file --resign-holdoff --prefix --health-cmd --health-url --health-interval --health-timeout --health-retries --health-start-period --watchdog --ready-timeout --log-format --verbose --quiet --help --version status resign timing once help"
+            opts="-v -q -h -V --endpoints --cacert --cert --key --user --password --dial-timeout --election --id --slots --ttl --grace --margin --keepalive-interval --stop-signal --on-lease-lost --on-child-exit --acquire-timeout --once --once-attempts --health-addr --resign-signal --hot-standby --role-signal --promote-timeout --resign-token-file --resign-holdoff --prefix --health-cmd --health-url --health-interval --health-timeout --health-retries --health-start-period --watchdog --ready-timeout --log-format --verbose --quiet --help --version status resign timing once help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -159,6 +159,14 @@ _singleton__exec() {
                     return 0
                     ;;
                 --resign-signal)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --role-signal)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --promote-timeout)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -550,7 +558,7 @@ _singleton__exec() {
             return 0
             ;;
         singleton__subcmd__exec__subcmd__timing)
-            opts="-v -q -h --output --endpoints --cacert --cert --key --user --password --dial-timeout --election --id --slots --ttl --grace --margin --keepalive-interval --stop-signal --on-lease-lost --on-child-exit --acquire-timeout --once --once-attempts --health-addr --resign-signal --resign-token-file --resign-holdoff --prefix --health-cmd --health-url --health-interval --health-timeout --health-retries --health-start-period --watchdog --ready-timeout --log-format --verbose --quiet --help"
+            opts="-v -q -h --output --endpoints --cacert --cert --key --user --password --dial-timeout --election --id --slots --ttl --grace --margin --keepalive-interval --stop-signal --on-lease-lost --on-child-exit --acquire-timeout --once --once-attempts --health-addr --resign-signal --hot-standby --role-signal --promote-timeout --resign-token-file --resign-holdoff --prefix --health-cmd --health-url --health-interval --health-timeout --health-retries --health-start-period --watchdog --ready-timeout --log-format --verbose --quiet --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -645,6 +653,14 @@ _singleton__exec() {
                     return 0
                     ;;
                 --resign-signal)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --role-signal)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --promote-timeout)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -358,6 +358,9 @@ impl<'a> HotChild<'a> {
         match self.demotion {
             Some((Some(mark), told)) if confirms(&notices, Role::Standby, mark).is_some() => {
                 self.demotion = None;
+                // The deadline frozen for the demotion is lifted before the lease is given up:
+                // the child, a standby now, answers to no lease (a stop already under way goes on).
+                process.request(Request::Disarm);
                 let took = told.elapsed();
                 self.obs.hot_demotion_ended(Some(took));
                 tracing::info!(took = %Short(took), "the child confirmed it stands by (ROLE=standby)");
