@@ -157,6 +157,7 @@ impl<'a> HotChild<'a> {
         let mut env = self.role_env(Role::Leader);
         env.extend(self.open_channel());
         self.obs.hot_told(Role::Leader.as_str(), true);
+        self.restart_at = None;
         self.starting = true;
         self.started_at = Instant::now();
         let now = Instant::now();
@@ -266,7 +267,10 @@ impl<'a> HotChild<'a> {
 
     /// Starts the standby's child again (its restart is due).
     pub fn restart(&mut self, process: &ProcessThread) {
-        if !self.exists() {
+        if self.exists() {
+            // A child runs already (started as the leader meanwhile): nothing is due any more.
+            self.restart_at = None;
+        } else {
             self.spawn_standby(process);
         }
     }
