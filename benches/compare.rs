@@ -5,7 +5,10 @@
 //! whether the old child survives, resident memory and idle CPU, etcd requests per leader change
 //! with 1, 10, 100 and 300 standbys, and the longest etcd black hole a leader at the defaults survives at
 //! the worst phase; and, for singleton-exec alone (etcdctl lock gives its child no notify socket),
-//! the handoff on SIGTERM to the new child's READY=1 (`systemd-notify --ready` as the child).
+//! the handoff on SIGTERM to the new child's READY=1 (`systemd-notify --ready` as the child);
+//! and `--hot-standby` beside the cold mode and `etcdctl lock` (`BENCH_ONLY=hot`): SIGTERM to the
+//! holder → the new holder's child acting as the leader, and the old child's demotion (or exit) →
+//! that, with a child that starts in 1 ms and one that takes 2 s to warm up.
 //! `BENCH_REPS` sets the repetitions (default 10); `BENCH_ONLY` picks parts.
 //! Under `cargo test` it does nothing: it is a benchmark, not a test.
 
@@ -27,6 +30,8 @@ use support::{bin, EtcdCluster};
 enum Tool {
     Se,
     Etcdctl,
+    /// singleton-exec --hot-standby
+    SeHot,
 }
 
 impl Tool {
@@ -34,12 +39,13 @@ impl Tool {
         match self {
             Tool::Se => "singleton-exec",
             Tool::Etcdctl => "etcdctl lock",
+            Tool::SeHot => "singleton-exec --hot-standby",
         }
     }
     /// The key prefix under which this tool queues for `name`.
     fn prefix(self, name: &str) -> String {
         match self {
-            Tool::Se => format!("/singleton-exec/{name}/"),
+            Tool::Se | Tool::SeHot => format!("/singleton-exec/{name}/"),
             Tool::Etcdctl => format!("{name}/"),
         }
     }
@@ -131,8 +137,11 @@ impl Bench {
     fn start(&self, tool: Tool, name: &str, id: &str, ttl: u64, script: &str) -> Proc {
         let ep = self.etcd.endpoints();
         let mut cmd = match tool {
-            Tool::Se => {
+            Tool::Se | Tool::SeHot => {
                 let mut c = Command::new(bin());
+                if tool == Tool::SeHot {
+                    c.arg("--hot-standby");
+                }
                 c.args([
                     "--endpoints",
                     &ep,
@@ -370,6 +379,48 @@ fn main() {
         w.kill();
     }
 
+    // 3c. Hot standby beside the cold mode and etcdctl lock: the child takes WARM to start (a
+    // warm-up) before it acts as the leader. Cold: it starts when its replica wins, warms up,
+    // then acts. Hot: it started and warmed up on every replica; it acts when told it leads.
+    // Measured from SIGTERM to the holder, and from the old child's last word (its exit, or its
+    // demotion before ROLE=standby) to the new child's "leading".
+    let hot_tools = [Tool::SeHot, Tool::Se, Tool::Etcdctl];
+    let warmups = [0.001f64, 2.0];
+    let mut hot = vec![vec![(Vec::new(), Vec::new()); hot_tools.len()]; warmups.len()];
+    let hot_reps = reps.min(5);
+    for _ in 0..if on("hot") { hot_reps } else { 0 } {
+        for (w, warm) in warmups.iter().enumerate() {
+            for (i, tool) in hot_tools.iter().enumerate() {
+                let name = b.fresh_name();
+                let script = match tool {
+                    Tool::SeHot => hot_script(*warm),
+                    _ => cold_script(*warm),
+                };
+                let mut a = b.start(*tool, &name, "a", 10, &script);
+                a.wait_line("leading", long).expect("holder leads");
+                let mut s = b.start(*tool, &name, "b", 10, &script);
+                b.wait_queued(*tool, &name, 2);
+                if *tool == Tool::SeHot {
+                    s.wait_line("warm", long)
+                        .expect("the standby's child warmed up");
+                }
+                std::thread::sleep(SETTLE);
+                let t = Instant::now();
+                a.signal(libc::SIGTERM);
+                let acting = s.wait_line("leading", long).expect("the new child leads");
+                let last_word = a
+                    .wait_line("standing by", Duration::ZERO)
+                    .or_else(|| a.wait_line("exiting", Duration::ZERO));
+                hot[w][i].0.push(ms(acting.0 - t));
+                if let Some((at, _)) = last_word {
+                    hot[w][i].1.push(ms(acting.0.saturating_duration_since(at)));
+                }
+                a.kill();
+                s.kill();
+            }
+        }
+    }
+
     // 4. Takeover after SIGKILL of the holder at TTL 5s; is the old child still alive?
     let mut kill_takeover = [Vec::new(), Vec::new()];
     let mut orphans = [0usize, 0usize];
@@ -524,6 +575,25 @@ fn main() {
         secs(survived),
         secs(stopped)
     );
+    if on("hot") {
+        println!();
+        println!("| handoff to the new child acting as the leader, {hot_reps} reps | child starts in 1 ms | child warms up 2 s |");
+        println!("|---|---|---|");
+        for (i, tool) in hot_tools.iter().enumerate() {
+            println!(
+                "| {}: SIGTERM to the holder → acting | {} | {} |",
+                tool.name(),
+                fmt(&hot[0][i].0, "ms"),
+                fmt(&hot[1][i].0, "ms")
+            );
+            println!(
+                "| {}: old child demoted (or exited) → acting | {} | {} |",
+                tool.name(),
+                fmt(&hot[0][i].1, "ms"),
+                fmt(&hot[1][i].1, "ms")
+            );
+        }
+    }
     for (tool, n, per_change, handoffs) in &scaling {
         println!(
             "| {}: etcd requests per leader change (keepalives aside), {n} standbys | {per_change:.1} | handoff {} | |",
@@ -531,6 +601,31 @@ fn main() {
             fmt(handoffs, "ms")
         );
     }
+}
+
+/// A cold child: it starts when its holder wins, warms up for `warm` seconds, then acts as the
+/// leader; on SIGTERM it says so and exits.
+fn cold_script(warm: f64) -> String {
+    format!(
+        "trap 'echo exiting; exit 0' TERM; echo started $$; sleep {warm}; echo leading; \
+         while :; do sleep 1 & wait $!; done"
+    )
+}
+
+/// A hot standby's child, as examples/hot-standby/app.sh: it warms up for `warm` seconds on every
+/// replica, then acts in the role its file says, confirming each with ROLE= (systemd-notify).
+fn hot_script(warm: f64) -> String {
+    format!(
+        "role=none; \
+         apply() {{ read -r want rev < \"$SINGLETON_EXEC_ROLE_FILE\"; \
+           if [ \"$want\" = leader ] && [ $role != leader ]; then role=leader; echo leading; \
+             systemd-notify ROLE=leader; \
+           elif [ \"$want\" = standby ] && [ $role != standby ]; then \
+             [ $role = leader ] && echo standing by; role=standby; systemd-notify ROLE=standby; fi; }}; \
+         trap apply USR1; trap 'kill $z 2>/dev/null; exit 0' TERM; \
+         echo started $$; sleep {warm}; echo warm; apply; \
+         while :; do sleep 1 & z=$!; wait $z; done"
+    )
 }
 
 /// Leader changes measured per queue length.

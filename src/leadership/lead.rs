@@ -171,6 +171,29 @@ impl Leading<'_, '_> {
             Action::VerifyKey => Some(Input::KeyChecked {
                 ours: self.still_ours().await,
             }),
+            Action::PromoteAfterTree => {
+                // Bounded: the tree is being stopped (SIGKILL after the grace at the latest).
+                tracing::info!(
+                    "the child's tree is still being stopped: promoting once it is gone"
+                );
+                loop {
+                    let Some(event) = next_event(&mut inp.process, &mut inp.user).await else {
+                        return Some(Input::ThreadGone);
+                    };
+                    if let Some(hot) = inp.hot.as_mut() {
+                        hot.observe(&event);
+                    }
+                    if let Event::Finished { .. } = event {
+                        break;
+                    }
+                }
+                let LeaseState::Alive { safe_until } = self.session.current() else {
+                    return Some(Input::PromoteRefused(PromoteRefusal::NoLeaseTime));
+                };
+                inp.process
+                    .request(Request::Promote(deadline_of(self.ctx.cfg, safe_until)));
+                None
+            }
             Action::Promote => {
                 let LeaseState::Alive { safe_until } = self.session.current() else {
                     return Some(Input::PromoteRefused(PromoteRefusal::NoLeaseTime));

@@ -144,6 +144,9 @@ pub enum Action {
     TellLeader,
     /// `--hot-standby`: tell the child to stand by (role file, role signal), the deadline frozen.
     Demote,
+    /// `--hot-standby`: wait for the child's tree, which is being stopped, to be gone; then ask
+    /// for the promotion again (no child then: one is started as the leader).
+    PromoteAfterTree,
 }
 
 /// What the transition reads and does not change.
@@ -352,8 +355,11 @@ fn promoting(input: Input, facts: Facts) -> (Lead, Option<Action>) {
                 None,
             )
         }
-        // Not a standby's child (not reached): whatever it is, it is stopped before the release.
-        Input::PromoteRefused(PromoteRefusal::NotStandby) => stop(StopReason::Deadline),
+        // A tree on its way out (a standby's leftovers, a stop begun before the last release):
+        // waited for, then asked again.
+        Input::PromoteRefused(PromoteRefusal::NotStandby) => {
+            (Lead::Promoting, Some(Action::PromoteAfterTree))
+        }
         _ => (Lead::Promoting, None),
     }
 }
@@ -803,7 +809,7 @@ mod tests {
                 rel(R::Shutdown(TERM), Next::Exit(Exit::Withdrew)), NONE),
             (Lead::Promoting, refused(PromoteRefusal::NoLeaseTime), quiet, rel(R::Deadline, AGAIN), NONE),
             (Lead::Promoting, refused(PromoteRefusal::NotStandby), quiet,
-                running(Some(R::Deadline), false), stop(R::Deadline)),
+                Lead::Promoting, Some(Action::PromoteAfterTree)),
             // The answer follows whatever else comes.
             (Lead::Promoting, Input::Shutdown(TERM), shutdown, Lead::Promoting, NONE),
             (Lead::Promoting, want(R::Resign), quiet, Lead::Promoting, NONE),

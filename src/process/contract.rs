@@ -149,7 +149,8 @@ pub struct Settings {
 pub enum PromoteRefusal {
     /// No child runs (it exited, or was never started): start one as the leader instead.
     NoChild,
-    /// The child is being stopped, or leads already.
+    /// A tree exists that is no running standby: being stopped, or its main child gone and the
+    /// leftovers being stopped (or, not reached, leading already). Wait for it to be gone.
     NotStandby,
     /// A shutdown signal came first.
     Shutdown(libc::c_int),

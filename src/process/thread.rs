@@ -526,14 +526,10 @@ impl ProcessOwner {
     /// A hot standby's child is to lead: the deadline is armed here, before the async side
     /// tells the child (role file, then [`Request::RoleSignal`]), so it never leads without one.
     fn promote(&mut self, lease: LeaseDeadline) {
-        let stage = self
-            .tree
-            .as_ref()
-            .filter(|t| t.main_pid().is_some())
-            .map(|t| t.stop);
+        let stage = self.tree.as_ref().map(|t| (t.stop, t.main_pid().is_some()));
         let promoted = match promote_refusal(stage, self.shutdown, lease.stop_at.has_passed()) {
             Some(why) => return self.emit(Event::PromoteRefused(why)),
-            None => stage.and_then(|s| s.promote(lease)),
+            None => stage.and_then(|(s, _)| s.promote(lease)),
         };
         if let (Some(tree), Some(stop)) = (&mut self.tree, promoted) {
             tree.stop = stop;
@@ -1029,18 +1025,20 @@ enum SpawnRefusal {
     NoLeaseTime,
 }
 
-/// Whether a promotion is refused, and why: `stage` is the running main child's (`None`: no
-/// child runs); a shutdown wins, then a missing child (the caller starts one as the leader).
+/// Whether a promotion is refused, and why: `stage` is the tree's, with whether its main child
+/// still runs (`None`: no tree); a shutdown wins, then a missing tree (the caller starts a child
+/// as the leader). A tree that is not a running standby (being stopped, or its main child gone
+/// and leftovers being stopped) is to be waited for.
 fn promote_refusal(
-    stage: Option<Stop>,
+    stage: Option<(Stop, bool)>,
     shutdown: Option<libc::c_int>,
     renew_deadline_passed: bool,
 ) -> Option<PromoteRefusal> {
     match (shutdown, stage, renew_deadline_passed) {
         (Some(sig), _, _) => Some(PromoteRefusal::Shutdown(sig)),
         (None, None, _) => Some(PromoteRefusal::NoChild),
-        (None, Some(Stop::Standby), true) => Some(PromoteRefusal::NoLeaseTime),
-        (None, Some(Stop::Standby), false) => None,
+        (None, Some((Stop::Standby, true)), true) => Some(PromoteRefusal::NoLeaseTime),
+        (None, Some((Stop::Standby, true)), false) => None,
         (None, Some(_), _) => Some(PromoteRefusal::NotStandby),
     }
 }
@@ -1243,23 +1241,28 @@ mod tests {
             stop_at: t0 + Duration::from_secs(1),
             kill_at: t0 + Duration::from_secs(2),
         };
-        let leads = Some(Stop::NotBegun { lease });
-        let stopping = Some(Stop::Killing {
-            reason: StopReason::Resign,
-        });
+        let leads = Some((Stop::NotBegun { lease }, true));
+        let stopping = Some((
+            Stop::Killing {
+                reason: StopReason::Resign,
+            },
+            true,
+        ));
+        let standby = Some((Stop::Standby, true));
+        // The main child ended, its leftovers are being stopped.
+        let leftovers = Some((Stop::Standby, false));
         let term = Some(libc::SIGTERM);
-        // ((stage of the running main child, shutdown, renew deadline passed), refusal)
+        // ((the tree's stage and whether its main child runs, shutdown, renew deadline passed),
+        // refusal)
         let rows = [
-            ((Some(Stop::Standby), None, false), None),
-            ((Some(Stop::Standby), None, true), Some(NoLeaseTime)),
-            (
-                (Some(Stop::Standby), term, false),
-                Some(Shutdown(libc::SIGTERM)),
-            ),
+            ((standby, None, false), None),
+            ((standby, None, true), Some(NoLeaseTime)),
+            ((standby, term, false), Some(Shutdown(libc::SIGTERM))),
             ((None, None, false), Some(NoChild)),
             ((None, term, false), Some(Shutdown(libc::SIGTERM))),
             ((leads, None, false), Some(NotStandby)),
             ((stopping, None, false), Some(NotStandby)),
+            ((leftovers, None, false), Some(NotStandby)),
         ];
         assert_table(rows, |(stage, shutdown, passed)| {
             promote_refusal(stage, shutdown, passed)
