@@ -380,9 +380,11 @@ fn main() {
     }
 
     // 3c. Hot standby beside the cold mode and etcdctl lock: the child takes WARM to start (a
-    // warm-up) before it acts as the leader. Cold: it starts when its replica wins, warms up,
-    // then acts. Hot: it started and warmed up on every replica; it acts when told it leads.
-    // Measured from SIGTERM to the holder, and from the old child's last word (its exit, or its
+    // warm-up) before it acts as the leader. Cold: it starts when its holder wins, warms up, then
+    // acts; the handoff is the old child's exit (etcdctl lock does not hand over on SIGTERM).
+    // Hot: it started and warmed up on every replica, and acts when told it leads; the handoff
+    // is SIGTERM to the holder, which demotes its child. Measured from the trigger (the old
+    // child's release, or SIGTERM), and from the old child's last word (its exit, or its
     // demotion before ROLE=standby) to the new child's "leading".
     let hot_tools = [Tool::SeHot, Tool::Se, Tool::Etcdctl];
     let warmups = [0.001f64, 2.0];
@@ -392,9 +394,10 @@ fn main() {
         for (w, warm) in warmups.iter().enumerate() {
             for (i, tool) in hot_tools.iter().enumerate() {
                 let name = b.fresh_name();
+                let fifo = b.fifo();
                 let script = match tool {
                     Tool::SeHot => hot_script(*warm),
-                    _ => cold_script(*warm),
+                    _ => cold_script(*warm, &fifo),
                 };
                 let mut a = b.start(*tool, &name, "a", 10, &script);
                 a.wait_line("leading", long).expect("holder leads");
@@ -406,11 +409,15 @@ fn main() {
                 }
                 std::thread::sleep(SETTLE);
                 let t = Instant::now();
-                a.signal(libc::SIGTERM);
+                match tool {
+                    Tool::SeHot => a.signal(libc::SIGTERM),
+                    _ => release(&fifo),
+                }
                 let acting = s.wait_line("leading", long).expect("the new child leads");
-                let last_word = a
-                    .wait_line("standing by", Duration::ZERO)
-                    .or_else(|| a.wait_line("exiting", Duration::ZERO));
+                let last_word = match tool {
+                    Tool::SeHot => a.wait_line("standing by", long),
+                    _ => a.wait_line("exiting", long),
+                };
                 hot[w][i].0.push(ms(acting.0 - t));
                 if let Some((at, _)) = last_word {
                     hot[w][i].1.push(ms(acting.0.saturating_duration_since(at)));
@@ -580,8 +587,12 @@ fn main() {
         println!("| handoff to the new child acting as the leader, {hot_reps} reps | child starts in 1 ms | child warms up 2 s |");
         println!("|---|---|---|");
         for (i, tool) in hot_tools.iter().enumerate() {
+            let trigger = match tool {
+                Tool::SeHot => "SIGTERM to the holder",
+                _ => "the old child released",
+            };
             println!(
-                "| {}: SIGTERM to the holder → acting | {} | {} |",
+                "| {}: {trigger} → acting | {} | {} |",
                 tool.name(),
                 fmt(&hot[0][i].0, "ms"),
                 fmt(&hot[1][i].0, "ms")
@@ -604,11 +615,11 @@ fn main() {
 }
 
 /// A cold child: it starts when its holder wins, warms up for `warm` seconds, then acts as the
-/// leader; on SIGTERM it says so and exits.
-fn cold_script(warm: f64) -> String {
+/// leader until a line comes on `fifo`, and exits (a standby's never gets that far).
+fn cold_script(warm: f64, fifo: &Path) -> String {
     format!(
-        "trap 'echo exiting; exit 0' TERM; echo started $$; sleep {warm}; echo leading; \
-         while :; do sleep 1 & wait $!; done"
+        "echo started $$; sleep {warm}; echo leading; read x < {}; echo exiting",
+        fifo.display()
     )
 }
 
