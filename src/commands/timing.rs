@@ -125,6 +125,16 @@ pub fn render_text(cfg: &TimingConfig) -> String {
             d(t.grace)
         );
     }
+    if let Some(h) = &cfg.hot {
+        out += &format!(
+            "\nhot standby: a demotion waits for ROLE=standby at most until the stop signal above ({} \
+             after the last acknowledged keepalive;\n  keepalives no longer move it), SIGKILL by {}; \
+             a promotion not confirmed within {} is stopped as a failed start\n",
+            d(f.stop_after_keepalive),
+            d(f.kill_after_keepalive),
+            d(h.promote_timeout)
+        );
+    }
     out
 }
 
@@ -150,6 +160,8 @@ pub fn render_json(cfg: &TimingConfig) -> serde_json::Value {
         "slowest_attempt_ms": ms(f.slowest_attempt),
         "tolerated_outage_on_a_slow_link_ms": ms(f.tolerated_outage_on_a_slow_link),
         "wedged_leader_bound_ms": cfg.health.as_ref().map(|h| ms(h.worst_case(t.grace))),
+        "demotion_wait_bound_ms": cfg.hot.map(|_| ms(f.stop_after_keepalive)),
+        "promote_timeout_ms": cfg.hot.map(|h| ms(h.promote_timeout)),
     })
 }
 
@@ -242,6 +254,8 @@ on a link slower than the attempt timeout (500ms), replies are awaited up to 1.6
             "tolerated_outage_on_a_slow_link_ms": 3_666,
             // 0 s + 10 s x 3 + 5 s + grace 5 s
             "wedged_leader_bound_ms": 40_000,
+            "demotion_wait_bound_ms": null,
+            "promote_timeout_ms": null,
         });
         assert_eq!(v, want);
         let text = render_text(&cfg);
@@ -250,5 +264,21 @@ on a link slower than the attempt timeout (500ms), replies are awaited up to 1.6
             "{text}"
         );
         assert!(render_json(&config(&[]))["wedged_leader_bound_ms"].is_null());
+    }
+
+    /// With --hot-standby: the demotion's bound is the stop signal's, from the same model.
+    #[test]
+    fn a_hot_standby_shows_the_demotion_bound_and_the_promote_timeout() {
+        let cfg = config(&["--hot-standby", "--promote-timeout", "5s", "--", "my-app"]);
+        let v = render_json(&cfg);
+        assert_eq!(v["demotion_wait_bound_ms"], 6_000);
+        assert_eq!(v["demotion_wait_bound_ms"], v["stop_after_keepalive_ms"]);
+        assert_eq!(v["promote_timeout_ms"], 5_000);
+        let text = render_text(&cfg);
+        assert!(text.contains("hot standby: a demotion waits for ROLE=standby at most until the stop signal above (6s"), "{text}");
+        assert!(
+            text.contains("SIGKILL by 9s; a promotion not confirmed within 5s"),
+            "{text}"
+        );
     }
 }

@@ -282,12 +282,15 @@ fn env_var(name: &str) -> Option<String> {
 pub struct TimingConfig {
     pub timing: TimingModel,
     pub health: Option<HealthConfig>,
+    /// `--hot-standby`: the demotion's bound and the promotion's timeout.
+    pub hot: Option<HotStandby>,
 }
 
 impl TimingConfig {
     pub fn from_args(args: RunArgs) -> Result<TimingConfig, ConfigError> {
         Ok(TimingConfig {
             timing: TimingModel::new(timing_input(&args))?,
+            hot: hot_standby(&args)?,
             health: health_config(args.health)?,
         })
     }
