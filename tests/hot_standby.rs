@@ -130,6 +130,11 @@ fn the_child_runs_everywhere_and_a_sigterm_hands_over_after_the_confirmed_demoti
     assert!(lead_a.detail.starts_with("rev="), "{lead_a:?}");
     a.wait_log("the child confirmed it leads", LONG);
     assert_eq!(count(dir, "leader", "b"), 0);
+    assert_eq!(
+        http("GET", pa.parse().unwrap(), "/leader").0,
+        200,
+        "confirmed: ready"
+    );
     // What each replica shows: the role told, the role confirmed, and the counts.
     let hot = |port: &str| {
         let v: serde_json::Value =
@@ -252,9 +257,12 @@ fn a_promoted_child_that_never_confirms_is_stopped_after_the_promote_timeout() {
     let ep = etcd.endpoints();
     let d = tempfile::tempdir().unwrap();
     let dir = d.path();
+    let port = free_port().to_string();
     let opts = [
+        "--health-addr",
+        port.as_str(),
         "--promote-timeout",
-        "1s",
+        "3s",
         "--resign-holdoff",
         "2s",
         "--on-child-exit",
@@ -262,8 +270,15 @@ fn a_promoted_child_that_never_confirms_is_stopped_after_the_promote_timeout() {
     ];
     let a = replica("a", &ep, dir, &opts, &["--never-promote"]);
     wait_for(LONG, || count(dir, "start", "a") == 1, || a.log());
-    let b = replica("b", &ep, dir, &opts, &[]);
-    // a leads first (it joined first), its child never confirms: a steps down, b takes over.
+    let b = replica("b", &ep, dir, &opts[2..], &[]);
+    // a leads first (it joined first), its child never confirms: until the timeout a is
+    // "promoting", not ready (/leader answers 503, status shows it), then steps down.
+    a.wait_log("promoting the standby's child", LONG);
+    let (code, _) = http("GET", port.parse().unwrap(), "/leader");
+    assert_eq!(code, 503, "a promoting leader is not ready");
+    let shown = crate::support::run_subcommand("status", &etcd, &["--election", "hot"]);
+    let shown = String::from_utf8_lossy(&shown.stdout).into_owned();
+    assert!(shown.contains("promoting"), "{shown}");
     a.wait_log("did not confirm it leads", LONG);
     wait_for(
         LONG,

@@ -143,7 +143,10 @@ impl fmt::Display for StopReason {
             StopReason::WatchdogTrigger => {
                 f.write_str("the child asked to be stopped (WATCHDOG=trigger)")
             }
-            StopReason::NotReady => f.write_str("the child sent no READY=1 within --ready-timeout"),
+            // With --hot-standby the same verdict on a promotion: no ROLE=leader in time.
+            StopReason::NotReady => f.write_str(
+                "the child sent no READY=1 within --ready-timeout (with --hot-standby: no ROLE=leader within --promote-timeout)",
+            ),
             StopReason::Shutdown(sig) => write!(f, "received {}", signal_name(*sig)),
             StopReason::Suspend => f.write_str("suspend requested (Ctrl-Z)"),
             StopReason::ChildExited => f.write_str("the child exited"),

@@ -75,6 +75,14 @@ pub(super) struct HotChild<'a> {
     signal_held: bool,
 }
 
+/// What the child confirmed ([`HotChild::take_confirmations`]).
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct Confirmed {
+    pub demoted: bool,
+    /// How long after it was told it confirmed its promotion.
+    pub promoted: Option<std::time::Duration>,
+}
+
 /// A promotion waiting for the child's `ROLE=leader`.
 #[derive(Debug, Clone, Copy)]
 struct Pending {
@@ -338,11 +346,12 @@ impl<'a> HotChild<'a> {
         }
     }
 
-    /// Whether the child confirmed its demotion; notes (and logs) a confirmed promotion, and
-    /// sends a role signal held back once the child has spoken.
-    pub fn take_confirmations(&mut self, process: &ProcessThread) -> bool {
+    /// What the child confirmed since the last look: its demotion, or its promotion (how long
+    /// after it was told). A role signal held back is sent once the child has spoken.
+    pub fn take_confirmations(&mut self, process: &ProcessThread) -> Confirmed {
+        let mut confirmed = Confirmed::default();
         let Some(c) = &mut self.channel else {
-            return false;
+            return confirmed;
         };
         let notices = c.notices.borrow_and_update().clone();
         if self.signal_held && notices.role_messages > 0 {
@@ -355,6 +364,7 @@ impl<'a> HotChild<'a> {
                     self.promotion = None;
                     let took = p.told.elapsed();
                     self.obs.hot_promotion_confirmed(took);
+                    confirmed.promoted = Some(took);
                     tracing::info!(took = %Short(took), "the child confirmed it leads (ROLE=leader)");
                 }
             }
@@ -368,10 +378,11 @@ impl<'a> HotChild<'a> {
                 let took = told.elapsed();
                 self.obs.hot_demotion_ended(Some(took));
                 tracing::info!(took = %Short(took), "the child confirmed it stands by (ROLE=standby)");
-                true
+                confirmed.demoted = true;
             }
-            _ => false,
+            _ => {}
         }
+        confirmed
     }
 
     /// When an unconfirmed promotion times out.

@@ -25,7 +25,7 @@ use crate::process::contract::{Event, PromoteRefusal, Request};
 
 use super::child_health::{check_due, check_result, ChildHealth};
 use super::child_notify::{self, notify_changed, ChildNotify, Opened};
-use super::health_publisher::HealthPublisher;
+use super::health_publisher::{ChildShown, HealthPublisher};
 use super::standby::Won;
 use super::transition::{step, Action, Ending, Facts, Input, Lead};
 use super::{
@@ -207,6 +207,7 @@ impl Leading<'_, '_> {
                 let pid = hot.pid()?;
                 self.asked_at = Instant::now();
                 self.started(pid);
+                self.show_promoting();
                 tracing::info!(
                     revision = self.me.revision,
                     pid,
@@ -264,6 +265,9 @@ impl Leading<'_, '_> {
             match event {
                 Some(Event::Started { pid }) => {
                     self.started(pid);
+                    if inp.hot.is_some() {
+                        self.show_promoting();
+                    }
                     return Input::Started;
                 }
                 Some(Event::SpawnFailed(e)) => {
@@ -280,6 +284,18 @@ impl Leading<'_, '_> {
                 None => return Input::ThreadGone,
             }
         }
+    }
+
+    /// `--hot-standby`: the child was told it leads and has not confirmed: not ready, for
+    /// `/leader`, `/status`, `status` and etcd's record, until it does.
+    fn show_promoting(&mut self) {
+        self.ctx.obs.hot_promoting();
+        let promoting = ChildShown {
+            ready: false,
+            ready_after_ms: None,
+            status: Some("promoting: told it leads, not confirmed yet".into()),
+        };
+        self.publisher.show_child(promoting, true);
     }
 
     /// The child runs: shows it, and starts watching its tree.
@@ -334,8 +350,15 @@ impl Leading<'_, '_> {
                 },
                 _ = hot_changed(inp.hot.as_mut()) => {
                     let process = &inp.process;
-                    let demoted = inp.hot.as_mut().is_some_and(|h| h.take_confirmations(process));
-                    (demoted && demoting).then_some(Input::Demoted)
+                    let confirmed = inp.hot.as_mut().map(|h| h.take_confirmations(process)).unwrap_or_default();
+                    if let Some(took) = confirmed.promoted {
+                        self.publisher.show_child(ChildShown {
+                            ready: true,
+                            ready_after_ms: Some(took.as_millis() as u64),
+                            status: Some("leading (ROLE=leader)".into()),
+                        }, true);
+                    }
+                    (confirmed.demoted && demoting).then_some(Input::Demoted)
                 }
                 _ = until(promote_due), if state.checks_allowed() => {
                     if let Some(hot) = inp.hot.as_mut() {

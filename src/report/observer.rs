@@ -523,10 +523,36 @@ impl Observer {
         }
     }
 
-    /// `--hot-standby`: the child confirmed its promotion, `took` after it was told.
+    /// `--hot-standby`: the leader's child was told it leads and has not confirmed yet: it is
+    /// not ready (`/leader` answers 503, `child_ready` is 0) until it does.
+    pub fn hot_promoting(&self) {
+        {
+            let mut st = self.status.lock().expect("status lock");
+            if let Some(view) = &mut st.child {
+                view.ready = false;
+                view.awaits_ready = true;
+            }
+        }
+        let m = self.metrics.lock().expect("metrics lock");
+        m.notify.child_ready.set(0);
+    }
+
+    /// `--hot-standby`: the child confirmed its promotion, `took` after it was told: ready now
+    /// (the takeover's time to ready is measured to here).
     pub fn hot_promotion_confirmed(&self, took: Duration) {
+        let now = BootInstant::now();
+        {
+            let mut st = self.status.lock().expect("status lock");
+            if let Some(view) = &mut st.child {
+                view.ready = true;
+                view.ready_after = Some(now.saturating_duration_since(view.started_at));
+            }
+        }
+        self.child_became_ready(now);
+        let ready = self.child_ready();
         let m = self.metrics.lock().expect("metrics lock");
         m.hot.promotion_confirm.observe(took.as_secs_f64());
+        m.notify.child_ready.set(i64::from(ready));
     }
 
     /// `--hot-standby`: a demotion ended: confirmed `took` after it was told, or (`None`) the
