@@ -287,7 +287,14 @@ fn a_child_that_stops_its_heartbeat_hands_leadership_to_a_standby() {
     std::fs::write(dir.path().join("wedged-a"), "").unwrap();
     wait_starts(dir.path(), 2, LONG, || format!("{}\n{}", a.log(), b.log()));
     let new = starts(dir.path())[1].clone();
-    assert_eq!(new.id, "b");
+    assert_eq!(
+        new.id,
+        "b",
+        "the standby's child did not take over:\n{:?}\n--- a\n{}\n--- b\n{}",
+        events(dir.path()),
+        a.log(),
+        b.log()
+    );
     let took = Duration::from_nanos((new.boot_ns - wedged_at) as u64);
     println!("heartbeat stopped → standby's child started: {took:?} (--watchdog 500ms)");
     // The watchdog, then the stop (the child exits on SIGTERM) and the handoff, with room for
@@ -353,7 +360,14 @@ fn a_child_that_says_stopping_and_hangs_still_makes_its_leader_step_down() {
     std::fs::write(dir.path().join("stopping-a"), "").unwrap();
     wait_starts(dir.path(), 2, LONG, || format!("{}\n{}", a.log(), b.log()));
     let new = starts(dir.path())[1].clone();
-    assert_eq!(new.id, "b");
+    assert_eq!(
+        new.id,
+        "b",
+        "the standby's child did not take over:\n{:?}\n--- a\n{}\n--- b\n{}",
+        events(dir.path()),
+        a.log(),
+        b.log()
+    );
     let took = Duration::from_nanos((new.boot_ns - said_at) as u64);
     println!("STOPPING=1 and a hang → standby's child started: {took:?} (--grace 1s)");
     // The stop timeout (--grace), then the stop (the child exits on SIGTERM) and the handoff.
