@@ -42,16 +42,30 @@
 //! the end with the list. Only a system that does not settle (no child, or never all replicas back
 //! in the queue, within a minute) ends the run early.
 //!
+//! The hot standby (`chaos_hot_standby_no_two_children_ever_lead_at_once`): the singleton's three
+//! replicas and faults, with `--hot-standby --on-child-exit restart`, the child
+//! `tests/programs/hot_child.py --chaos`, which runs on every replica and acts as the leader (an
+//! exclusive flock on DIR/lock, taken without waiting) only once its role file says so: `lock=held`
+//! in a `leader` line is an overlap, the definitive test. A "start" of the harness is then a
+//! child's `leader` line, and a child stops leading when it confirms `standby` or dies. In a
+//! quarter of the rounds (seeded) the leader's child never confirms its demotion
+//! (DIR/never-demote-NAME: it keeps the lock and ignores SIGTERM), so only its death at the frozen
+//! deadline can end it; in a quarter of the others every child confirms demotions slowly
+//! (DIR/slow-demote, 50-1000 ms). The margin of a handoff is measured from the old child's release
+//! of the lock (its `standby` line, or its death as the monitor saw it) to the next `leader` line.
+//! Big children take their working set on SIGWINCH (SIGUSR1 is the role signal).
+//!
 //! A third variant, the run-once mode (`once::chaos_once_runs_to_completion_never_two_at_once`,
 //! in tests/chaos/once.rs), starts three `--once` invocations per round and hits the runner (or
 //! etcd) mid-run: no two runs at once, every round ends with its completion recorded, runs are
 //! counted against completions.
 //!
 //! `cargo test chaos` runs 20 rounds of each variant, one variant after the other;
-//! `CHAOS_ROUNDS=200 cargo test --release chaos -- --nocapture` is the long run. `CHAOS_SEED` replays a
-//! run (of one variant: `chaos_no_two` or `chaos_slots`); `CHAOS_FAULTS=StalledLogReader,SlowThenCut`
-//! draws only these kinds (names as printed, any case); `CHAOS_BIG_CHILD=0` never makes a child big,
-//! `CHAOS_BIG_CHILD=1` always does.
+//! `CHAOS_ROUNDS=200 cargo test --release chaos -- --nocapture` is the long run. `CHAOS_SEED`
+//! replays a run (of one variant: `chaos_no_two`, `chaos_slots` or `chaos_hot`);
+//! `CHAOS_FAULTS=StalledLogReader,SlowThenCut` draws only these kinds (names as printed, any case);
+//! `CHAOS_BIG_CHILD=0` never makes a child big, `CHAOS_BIG_CHILD=1` always does; `CHAOS_LOGS=1`
+//! prints the replicas' log tails after every round.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -179,12 +193,27 @@ struct RoundFacts {
     /// The system did not recover by itself and the harness intervened (a failure already
     /// recorded): the gap is not judged again.
     recovered_by_hand: bool,
+    /// The hot standby: the gap runs from the old child's release (its confirmed demotion or its
+    /// death) to the next child's `leader` line.
+    hot: bool,
+    /// The hot standby: the leader's child never confirms its demotion this round.
+    never_demote: bool,
 }
+
+/// Added to every bound in the hot standby: the next leader's child runs already (no python start
+/// to wait for), but a promotion is a role file, a signal and the child's answer on a loaded
+/// machine, and the children's restarts (`--on-child-exit restart`) load it further.
+const HOT_EXTRA: Duration = Duration::from_secs(1);
 
 impl Fault {
     /// The longest leaderless gap (old child's death → next child's start) this fault may cause,
     /// given what happened in the round.
     fn gap_bound(self, facts: RoundFacts) -> Duration {
+        let extra = if facts.hot { HOT_EXTRA } else { Duration::ZERO };
+        self.cold_gap_bound(facts) + extra
+    }
+
+    fn cold_gap_bound(self, facts: RoundFacts) -> Duration {
         let ttl = Duration::from_secs(TTL_S);
         let held = facts.held;
         // A graceful stop of a child that ignores SIGTERM lasts the whole grace.
@@ -358,6 +387,73 @@ fn bigs(dir: &Path) -> Vec<Big> {
         .collect()
 }
 
+/// One line of a hot child's DIR/events.log: `EVENT NAME PID BOOT_NS DETAIL`.
+#[derive(Debug, Clone)]
+struct HotEv {
+    what: String,
+    name: String,
+    pid: i32,
+    at: u128,
+    detail: String,
+}
+
+fn hot_events(dir: &Path) -> Vec<HotEv> {
+    std::fs::read_to_string(dir.join("events.log"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| {
+            let mut w = l.splitn(5, ' ');
+            Some(HotEv {
+                what: w.next()?.into(),
+                name: w.next()?.into(),
+                pid: w.next()?.parse().ok()?,
+                at: w.next()?.parse().ok()?,
+                detail: w.next().unwrap_or("").trim().into(),
+            })
+        })
+        .collect()
+}
+
+/// The hot children's leaderships, as [`Start`]s: each `leader` line (`rev=R lock=free|held`), at
+/// the instant the child took up the leader's work. Key and lease are not in the line (a
+/// standby's child has none): [`Chaos::leader_kv`] reads them from etcd.
+fn hot_leads(dir: &Path) -> Vec<Start> {
+    hot_events(dir)
+        .into_iter()
+        .filter(|e| e.what == "leader")
+        .map(|e| {
+            let f: Vec<&str> = e.detail.split_whitespace().collect();
+            Start {
+                id: e.name,
+                revision: field(&f, "rev").and_then(|r| r.parse().ok()).unwrap_or(0),
+                pid: e.pid,
+                boot_ns: e.at,
+                overlap: 0,
+                lock_held: field(&f, "lock") == Some("held"),
+                key: "-".into(),
+                lease: "-".into(),
+                looked: None,
+            }
+        })
+        .collect()
+}
+
+/// The hot children's big working sets (`big NAME PID BOOT_NS mib=N`).
+fn hot_bigs(dir: &Path) -> Vec<Big> {
+    hot_events(dir)
+        .into_iter()
+        .filter(|e| e.what == "big")
+        .filter_map(|e| {
+            let f: Vec<&str> = e.detail.split_whitespace().collect();
+            Some(Big {
+                pid: e.pid,
+                at: e.at,
+                mib: field(&f, "mib")?.parse().ok()?,
+            })
+        })
+        .collect()
+}
+
 /// What the monitor saw of one worker, on the boot clock (ns).
 #[derive(Debug, Clone, Copy, Default)]
 struct Life {
@@ -514,6 +610,9 @@ struct Node {
     /// Where root: the replica's own network namespace; its proxies listen on our side of the link.
     netns: Option<NetNs>,
     replica: Replica,
+    /// The log of the replica's previous run, kept when it is started again (a fault that stops
+    /// the leader): the round's failure report shows what it did.
+    previous_log: String,
 }
 
 impl Node {
@@ -599,6 +698,20 @@ struct Report {
     /// `SlowThenCut` rounds where the leader changed while the link was only slow.
     slow_changes: usize,
     failures: Vec<Failure>,
+    /// Hot standby: rounds whose leader's child never confirms its demotion, and those whose
+    /// children confirm slowly.
+    never_demote: BTreeMap<Fault, usize>,
+    slow_demote: BTreeMap<Fault, usize>,
+    /// Hot standby: handoffs whose old child released the lock by a confirmed demotion, and those
+    /// where it died first; the smallest margin of those (death -> next `leader` line).
+    released_confirmed: usize,
+    released_dead: usize,
+    min_margin_dead: Option<i128>,
+    /// Hot standby: children that refused a demotion (`refused` lines).
+    refused: usize,
+    /// Hot standby: the longest a child that refused its demotion lived on after it (from its
+    /// `refused` line to its death as the monitor saw it).
+    max_refused_life: Option<Duration>,
 }
 
 struct Chaos {
@@ -617,6 +730,8 @@ struct Chaos {
     expect_exit: HashSet<usize>,
     /// Live children of one replica already reported (their pids), so each is reported once.
     doubles: HashSet<Vec<i32>>,
+    /// `--hot-standby`: a child on every replica, its leaderships are the "starts".
+    hot: bool,
 }
 
 impl Chaos {
@@ -633,9 +748,68 @@ impl Chaos {
         }
     }
 
-    /// The starts of `slot`'s children so far, in order.
+    /// The starts of `slot`'s children so far, in order (the hot standby: its leaderships).
     fn slot_starts(&self, slot: u32) -> Vec<Start> {
-        starts(&self.worker_dir(slot))
+        if self.hot {
+            hot_leads(self.dir())
+        } else {
+            starts(&self.worker_dir(slot))
+        }
+    }
+
+    /// The hot children (every `start` line): name, pid, start instant.
+    fn hot_children(&self) -> Vec<(String, i32, u128)> {
+        hot_events(self.dir())
+            .into_iter()
+            .filter(|e| e.what == "start")
+            .map(|e| (e.name, e.pid, e.at))
+            .collect()
+    }
+
+    /// Whether the hot child with `pid`, alive at `at`, is still alive.
+    fn hot_child_alive(&self, pid: i32, at: u128) -> bool {
+        self.mon.life_at(pid, at).death.is_none() && alive(pid)
+    }
+
+    /// The first `standby` line of the child of leadership `s` after it began.
+    fn confirmed_standby(&self, s: &Start) -> Option<u128> {
+        hot_events(self.dir())
+            .into_iter()
+            .find(|e| e.what == "standby" && e.pid == s.pid && e.at > s.boot_ns)
+            .map(|e| e.at)
+    }
+
+    /// The leader key with fencing revision `rev` (its create revision) and its lease, in hex, as
+    /// etcd has them now; "-" if it cannot be read.
+    fn leader_kv(&self, rev: i64) -> (String, String) {
+        let eps: Vec<String> = (0..self.etcd.members.len())
+            .map(|m| self.etcd.endpoint(m))
+            .collect();
+        let auth = self.auth;
+        runtime().block_on(async move {
+            for ep in eps {
+                let mut opts = etcd_client::ConnectOptions::new()
+                    .with_timeout(Duration::from_secs(1))
+                    .with_connect_timeout(Duration::from_secs(1));
+                if auth {
+                    opts = opts.with_user("root", ROOT_PW);
+                }
+                let Ok(mut c) = etcd_client::Client::connect([ep], Some(opts)).await else {
+                    continue;
+                };
+                let get = etcd_client::GetOptions::new().with_prefix();
+                if let Ok(r) = c.get(PREFIX, Some(get)).await {
+                    if let Some(kv) = r.kvs().iter().find(|kv| kv.create_revision() == rev) {
+                        return (
+                            String::from_utf8_lossy(kv.key()).into_owned(),
+                            format!("{:x}", kv.lease()),
+                        );
+                    }
+                    return ("-".into(), "-".into());
+                }
+            }
+            ("-".into(), "-".into())
+        })
     }
 
     /// The starts of every slot's children.
@@ -671,7 +845,9 @@ impl Chaos {
             self.dir(),
             self.auth,
             self.slots,
+            self.hot,
         );
+        self.nodes[i].previous_log = self.nodes[i].replica.log();
         self.nodes[i].replica = r;
         self.expect_exit.remove(&i);
     }
@@ -683,6 +859,7 @@ impl Chaos {
         dir: &Path,
         auth: bool,
         slots: u32,
+        hot: bool,
     ) -> Replica {
         let endpoints = proxies
             .iter()
@@ -704,6 +881,10 @@ impl Chaos {
         }
         if slots > 1 {
             cmd.args(["--slots", &slots.to_string()]);
+        }
+        if hot {
+            // A child killed with its leadership comes back as a standby.
+            cmd.args(["--hot-standby", "--on-child-exit", "restart"]);
         }
         // worker.py behind a shell that takes its lock within milliseconds of the exec: python
         // alone starts too slowly to find a dying predecessor.
@@ -730,10 +911,19 @@ impl Chaos {
             "--dial-timeout",
             "1s",
             "--",
-            "sh",
-            worker.to_str().unwrap(),
-            dir.to_str().unwrap(),
         ]);
+        if hot {
+            let child = program("hot_child.py");
+            cmd.args([
+                "python3",
+                child.to_str().unwrap(),
+                dir.to_str().unwrap(),
+                name,
+                "--chaos",
+            ]);
+        } else {
+            cmd.args(["sh", worker.to_str().unwrap(), dir.to_str().unwrap()]);
+        }
         if slots > 1 {
             cmd.arg("--per-slot");
         }
@@ -743,7 +933,22 @@ impl Chaos {
     fn logs(&self, n: usize) -> String {
         self.nodes
             .iter()
-            .map(|s| format!("--- {} log tail:\n{}\n", s.name, tail(&s.replica.log(), n)))
+            .map(|s| {
+                let previous = if s.previous_log.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        "--- {} (its previous run) log tail:\n{}\n",
+                        s.name,
+                        tail(&s.previous_log, n)
+                    )
+                };
+                format!(
+                    "{previous}--- {} log tail:\n{}\n",
+                    s.name,
+                    tail(&s.replica.log(), n)
+                )
+            })
             .collect()
     }
 
@@ -805,7 +1010,12 @@ impl Chaos {
         }
     }
 
+    /// Whether the child of `s` is alive; in the hot standby, whether it still leads (alive, and
+    /// no confirmed demotion since).
     fn is_alive(&self, s: &Start) -> bool {
+        if self.hot {
+            return self.hot_child_alive(s.pid, s.boot_ns) && self.confirmed_standby(s).is_none();
+        }
         self.mon.death(s).is_none() && alive(s.pid)
     }
 
@@ -947,10 +1157,15 @@ impl Chaos {
                 self.check_one_child_per_replica(&alive, round.saturating_sub(1), last);
             }
             let workers: Vec<usize> = alive.iter().map(Vec::len).collect();
-            let queue = self.candidates();
+            // The hot standby: a child on every replica, never two.
+            let children_ok = !self.hot || self.hot_children_settled(round.saturating_sub(1), last);
+            let queue = if children_ok { self.candidates() } else { None };
             // The one worker alive (per slot) has also logged its start (it registers its pid
             // first).
-            if workers.iter().all(|&n| n == 1) && queue == Some(self.nodes.len() as i64) {
+            if children_ok
+                && workers.iter().all(|&n| n == 1)
+                && queue == Some(self.nodes.len() as i64)
+            {
                 return;
             }
             if Instant::now() > deadline {
@@ -971,6 +1186,198 @@ impl Chaos {
         }
     }
 
+    /// The hot standby: whether every replica has exactly one child alive. Two alive children of
+    /// one replica are a failure of `fault` (each pair reported once): a replica starts a child
+    /// again only once the tree of the last one is gone. Every start is read before any child is
+    /// looked at, so two found alive were alive together.
+    fn hot_children_settled(&mut self, round: usize, fault: Fault) -> bool {
+        let children = self.hot_children();
+        let mut by_name: BTreeMap<String, Vec<i32>> = BTreeMap::new();
+        for (name, pid, at) in children {
+            if self.hot_child_alive(pid, at) {
+                by_name.entry(name).or_default().push(pid);
+            }
+        }
+        for (name, pids) in &by_name {
+            if pids.len() > 1 && self.doubles.insert(pids.clone()) {
+                self.fail(
+                    round,
+                    fault,
+                    format!("replica {name} runs two children at once: {pids:?}"),
+                );
+            }
+        }
+        self.nodes
+            .iter()
+            .all(|n| by_name.get(&n.name).is_some_and(|p| p.len() == 1))
+    }
+
+    /// The hot standby: a child that refused its demotion (`refused` line, after leadership
+    /// `before` began) is killed at the deadline frozen when the demotion began, which is at most
+    /// a TTL after it: a failure if it lived on longer than the TTL plus 1 s (a loaded machine,
+    /// a big child's slow death).
+    fn check_refused(
+        &mut self,
+        before: &Start,
+        round: usize,
+        fault: Fault,
+        note: &mut Vec<String>,
+    ) {
+        let Some(refused) = hot_events(self.dir())
+            .into_iter()
+            .find(|e| e.what == "refused" && e.pid == before.pid && e.at > before.boot_ns)
+        else {
+            return;
+        };
+        let bound = Duration::from_secs(TTL_S + 1);
+        within(bound * 2, Duration::from_millis(5), || {
+            self.mon.death(before).is_some()
+        });
+        match self.mon.death(before) {
+            Some(died) => {
+                let lived = Duration::from_nanos(died.saturating_sub(refused.at) as u64);
+                note.push(format!(
+                    "refused its demotion, dead {:.3}s later",
+                    lived.as_secs_f64()
+                ));
+                let max = self.report.max_refused_life.get_or_insert(lived);
+                *max = (*max).max(lived);
+                if lived > bound {
+                    self.fail(
+                        round,
+                        fault,
+                        format!(
+                            "the child {} of {} that refused its demotion lived {lived:?} after it, bound {bound:?}",
+                            before.pid, before.id
+                        ),
+                    );
+                }
+            }
+            None => self.fail(
+                round,
+                fault,
+                format!(
+                    "the child {} of {} that refused its demotion still runs {:?} after it",
+                    before.pid,
+                    before.id,
+                    bound * 2
+                ),
+            ),
+        }
+    }
+
+    /// The hot standby's handoff after `before`'s leadership: from the old child's release of
+    /// the lock (its confirmed demotion, else its death as the monitor saw it) to the next
+    /// `leader` line. The lock (`lock=held`) is the proof of an overlap; the monitor finding the
+    /// old child alive, not demoted, after the new one took up the work is one too.
+    fn measure_hot_handoff(
+        &mut self,
+        before: &Start,
+        round: usize,
+        fault: Fault,
+        facts: RoundFacts,
+        note: &mut Vec<String>,
+    ) {
+        *self.report.changes.entry(fault).or_default() += 1;
+        let first_new = self
+            .slot_starts(0)
+            .into_iter()
+            .find(|s| s.boot_ns > before.boot_ns && !s.is(before))
+            .unwrap();
+        let took = first_new.boot_ns;
+        let confirmed = self.confirmed_standby(before).filter(|&at| at < took);
+        if facts.never_demote && confirmed.is_some() {
+            // Told to stand by before the harness wrote its file (an aftermath of the last round).
+            note.push("the old child confirmed its demotion before it was told not to".into());
+        }
+        let release = match confirmed {
+            Some(at) => {
+                self.report.released_confirmed += 1;
+                at
+            }
+            None => {
+                // Not demoted by then: it must have died before (a big child takes a while).
+                within(Duration::from_secs(2), Duration::from_millis(5), || {
+                    self.mon.death(before).is_some()
+                });
+                let life = self.mon.death(before).map(|_| self.mon.life(before));
+                let Some(life) = life else {
+                    if !first_new.lock_held {
+                        self.fail(
+                            round,
+                            fault,
+                            format!(
+                                "OVERLAP: old leader's child {} of {} neither confirmed its demotion nor died, and child {} of {} leads",
+                                before.pid, before.id, first_new.pid, first_new.id
+                            ),
+                        );
+                    }
+                    return;
+                };
+                if life.seen_alive > took {
+                    if !first_new.lock_held {
+                        self.fail(
+                            round,
+                            fault,
+                            format!(
+                                "OVERLAP: old leader's child {} of {} (no demotion confirmed) still alive {:.3}s after child {} of {} took up the leader's work",
+                                before.pid,
+                                before.id,
+                                (life.death.unwrap_or(life.seen_alive) - took) as f64 / 1e9,
+                                first_new.pid,
+                                first_new.id
+                            ),
+                        );
+                    }
+                    return;
+                }
+                self.report.released_dead += 1;
+                life.death.unwrap()
+            }
+        };
+        let margin = took as i128 - release as i128;
+        if margin <= 0 {
+            // The monitor looked too late to tell (a confirmation is logged before it is sent,
+            // so it always comes first); the lock decides.
+            self.report.undecided += 1;
+            note.push(format!(
+                "the monitor saw the old child dead {:.3}s after the new leader, undecided",
+                -margin as f64 / 1e9
+            ));
+            return;
+        }
+        self.report.min_margin = Some(self.report.min_margin.map_or(margin, |m| m.min(margin)));
+        if confirmed.is_none() {
+            self.report.min_margin_dead = Some(
+                self.report
+                    .min_margin_dead
+                    .map_or(margin, |m| m.min(margin)),
+            );
+        }
+        let gap = Duration::from_nanos(margin as u64);
+        let bound = fault.gap_bound(facts);
+        if gap > bound && !facts.recovered_by_hand {
+            self.fail(
+                round,
+                fault,
+                format!("leaderless for {gap:?}, bound {bound:?}"),
+            );
+        }
+        note.push(format!(
+            "gap {:.3}s from the old child's {}",
+            gap.as_secs_f64(),
+            if confirmed.is_some() {
+                "confirmed demotion"
+            } else {
+                "death"
+            }
+        ));
+        if !facts.recovered_by_hand {
+            let max = self.report.max_gap.entry(fault).or_default();
+            *max = (*max).max(gap);
+        }
+    }
+
     /// After `before`'s slot changed hands: counts the handoff and measures the margin between
     /// the old child's death and the first new child's start on the slot (its first look, a few
     /// ms after the exec; a failure if over the fault's bound). An overlap the monitor saw (the old child alive after the new one started)
@@ -984,6 +1391,9 @@ impl Chaos {
         facts: RoundFacts,
         note: &mut Vec<String>,
     ) {
+        if self.hot {
+            return self.measure_hot_handoff(before, round, fault, facts, note);
+        }
         *self.report.changes.entry(fault).or_default() += 1;
         let label = self.on_slot(slot);
         // The first start after the old one is the handoff; measure it.
@@ -1085,14 +1495,27 @@ impl Chaos {
     /// it says it is: the size it holds.
     fn make_big(&self, slot: u32, child: &Start, mib: u64) -> Result<u64, String> {
         let dir = self.worker_dir(slot);
-        if let Some(had) = bigs(&dir).iter().find(|b| b.of(child)) {
+        let bigs_of = |dir: &Path| {
+            if self.hot {
+                hot_bigs(dir)
+            } else {
+                bigs(dir)
+            }
+        };
+        if let Some(had) = bigs_of(&dir).iter().find(|b| b.of(child)) {
             return Ok(had.mib);
         }
         std::fs::write(self.dir().join("big-mib"), mib.to_string()).unwrap();
-        unsafe { libc::kill(child.pid, libc::SIGUSR1) };
+        // SIGUSR1 is the hot standby's role signal: its child takes its working set on SIGWINCH.
+        let sig = if self.hot {
+            libc::SIGWINCH
+        } else {
+            libc::SIGUSR1
+        };
+        unsafe { libc::kill(child.pid, sig) };
         let timeout = Duration::from_secs(60);
         if within(timeout, Duration::from_millis(20), || {
-            bigs(&dir).iter().any(|b| b.of(child))
+            bigs_of(&dir).iter().any(|b| b.of(child))
         }) {
             Ok(mib)
         } else {
@@ -1117,7 +1540,13 @@ impl Chaos {
     /// first that found it a zombie (each look 2 ms apart at best).
     fn big_deaths(&self) -> String {
         let mut ms: Vec<f64> = (0..self.slots)
-            .flat_map(|k| bigs(&self.worker_dir(k)))
+            .flat_map(|k| {
+                if self.hot {
+                    hot_bigs(&self.worker_dir(k))
+                } else {
+                    bigs(&self.worker_dir(k))
+                }
+            })
             .filter_map(|big| {
                 let life = self.mon.life_at(big.pid, big.at);
                 Some((life.death? - life.exiting?) as f64 / 1e6)
@@ -1150,15 +1579,51 @@ impl Chaos {
                 .iter()
                 .filter(|x| x.what.starts_with("OVERLAP"))
                 .count();
+            let never = if self.hot {
+                format!(
+                    ", {} never confirming",
+                    r.never_demote.get(f).copied().unwrap_or(0)
+                )
+            } else {
+                String::new()
+            };
             s += &format!(
-                "  {f:?}: {n} rounds ({} with SIGTERM ignored, {} with a big child), {} handoffs (new child), max leaderless gap {gap}, {} failures ({overlaps} overlaps)\n",
+                "  {f:?}: {n} rounds ({} with SIGTERM ignored, {} with a big child{never}), {} handoffs (new child), max leaderless gap {gap}, {} failures ({overlaps} overlaps)\n",
                 r.ignore_term.get(f).copied().unwrap_or(0),
                 r.big.get(f).copied().unwrap_or(0),
                 r.changes.get(f).copied().unwrap_or(0),
                 failed.len(),
             );
         }
-        if let Some(m) = r.min_margin {
+        if self.hot {
+            let rounds = |m: &BTreeMap<Fault, usize>| m.values().sum::<usize>();
+            s += &format!(
+                "  hot standby: {} rounds whose leader's child never confirms its demotion, {} with slow confirmations; {} demotions refused; handoffs after a confirmed demotion {}, after the old child's death {}\n",
+                rounds(&r.never_demote),
+                rounds(&r.slow_demote),
+                r.refused,
+                r.released_confirmed,
+                r.released_dead
+            );
+            if let Some(m) = r.min_margin {
+                s += &format!(
+                    "  smallest margin old child's release of the lock (confirmed demotion or death) -> next child leads: {:.3}s\n",
+                    m as f64 / 1e9
+                );
+            }
+            if let Some(m) = r.max_refused_life {
+                s += &format!(
+                    "  longest a child that refused its demotion lived on after it: {:.3}s\n",
+                    m.as_secs_f64()
+                );
+            }
+            if let Some(m) = r.min_margin_dead {
+                s += &format!(
+                    "  smallest margin old child's death (no confirmation) -> next child leads: {:.3}s\n",
+                    m as f64 / 1e9
+                );
+            }
+        } else if let Some(m) = r.min_margin {
             s += &format!(
                 "  smallest margin old child death -> next child start: {:.3}s\n",
                 m as f64 / 1e9
@@ -1198,12 +1663,24 @@ fn env_faults() -> Vec<Fault> {
 
 #[test]
 fn chaos_no_two_children_ever_run_at_once() {
-    run(1);
+    run(1, false);
 }
 
 #[test]
 fn chaos_slots_no_two_children_ever_run_on_one_slot() {
-    run(SLOTS);
+    run(SLOTS, false);
+}
+
+/// The singleton's faults on `--hot-standby --on-child-exit restart`: the child runs on every
+/// replica, and no two children ever act as the leader at once (the flock of `hot_child.py`).
+/// Every fault of the singleton applies: each either demotes the leader's child (SIGTERM, a
+/// failed health check, a signal during a stop), or ends its leadership without a demotion (a
+/// lost lease, a deleted or put key, a SIGKILL), or must change nothing (a stopped standby).
+/// Nothing is left out; what differs is how the harness reads the children: their `leader`
+/// lines are the "starts", and a leadership ends with a confirmed demotion or the child's death.
+#[test]
+fn chaos_hot_standby_no_two_children_ever_lead_at_once() {
+    run(1, true);
 }
 
 /// One variant at a time: each is timing-sensitive, and both name their network namespaces after
@@ -1211,8 +1688,8 @@ fn chaos_slots_no_two_children_ever_run_on_one_slot() {
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
 /// The chaos run: the singleton with `slots` 1, else `--slots slots` on [`SLOT_REPLICAS`]
-/// replicas.
-fn run(slots: u32) {
+/// replicas; `hot`: the singleton with `--hot-standby`.
+fn run(slots: u32, hot: bool) {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let rounds: usize = std::env::var("CHAOS_ROUNDS")
         .ok()
@@ -1228,7 +1705,9 @@ fn run(slots: u32) {
     let big_child: Option<bool> = std::env::var("CHAOS_BIG_CHILD")
         .ok()
         .map(|v| v.trim() != "0");
-    let (replicas, name, netns_base) = if slots == 1 {
+    let (replicas, name, netns_base) = if hot {
+        (REPLICAS, "chaos --hot-standby".to_owned(), 200)
+    } else if slots == 1 {
         (REPLICAS, "chaos".to_owned(), 0)
     } else {
         (
@@ -1283,13 +1762,21 @@ fn run(slots: u32) {
             let proxies: Vec<FaultProxy> = (0..3)
                 .map(|m| FaultProxy::start_on(&host, &etcd.endpoint(m)))
                 .collect();
-            let replica =
-                Chaos::spawn_replica(&name, &proxies, netns.as_ref(), dir.path(), auth, slots);
+            let replica = Chaos::spawn_replica(
+                &name,
+                &proxies,
+                netns.as_ref(),
+                dir.path(),
+                auth,
+                slots,
+                hot,
+            );
             Node {
                 name,
                 proxies,
                 netns,
                 replica,
+                previous_log: String::new(),
             }
         })
         .collect();
@@ -1304,6 +1791,7 @@ fn run(slots: u32) {
         seen: HashSet::new(),
         expect_exit: HashSet::new(),
         doubles: HashSet::new(),
+        hot,
     };
     let long = Duration::from_secs(60);
     let started = Instant::now();
@@ -1330,7 +1818,11 @@ fn run(slots: u32) {
                 break all;
             }
         };
-        let before = holders[k as usize].clone();
+        let mut before = holders[k as usize].clone();
+        if hot {
+            // The operator's faults need the leader's key and lease; its child does not know them.
+            (before.key, before.lease) = c.leader_kv(before.revision);
+        }
         let leader = c
             .nodes
             .iter()
@@ -1359,8 +1851,33 @@ fn run(slots: u32) {
                 Err(e) => c.fail(round, fault, e),
             }
         }
+        // The hot standby: in a quarter of the rounds the leader's child never confirms its
+        // demotion (and ignores SIGTERM while it leads); in a quarter of the others every child
+        // confirms its demotions 50-1000 ms late. Drawn only in this variant, so that the
+        // others' sequences stay as they were.
+        let never_demote = hot && rng.below(4) == 0;
+        if hot {
+            let slow = Duration::from_millis(50 + rng.below(951));
+            let slow_demote = !never_demote && rng.below(4) == 0;
+            if never_demote {
+                *c.report.never_demote.entry(fault).or_default() += 1;
+                std::fs::write(c.dir().join(format!("never-demote-{}", before.id)), "").unwrap();
+                note.push("never confirms its demotion".into());
+            }
+            if slow_demote {
+                *c.report.slow_demote.entry(fault).or_default() += 1;
+                std::fs::write(
+                    c.dir().join("slow-demote"),
+                    format!("{:.3}", slow.as_secs_f64()),
+                )
+                .unwrap();
+                note.push(format!("demotions confirmed {} ms late", slow.as_millis()));
+            }
+        }
         let mut facts = RoundFacts {
             ignore_term,
+            hot,
+            never_demote,
             ..RoundFacts::default()
         };
         let t = Instant::now();
@@ -1660,6 +2177,25 @@ fn run(slots: u32) {
                         ),
                     );
                 }
+                // Nor a standby's child.
+                let again: Vec<(String, i32, u128)> = if hot {
+                    c.hot_children()
+                        .into_iter()
+                        .filter(|(id, _, at)| *id == before.id && *at > sent)
+                        .collect()
+                } else {
+                    Vec::new()
+                };
+                if !again.is_empty() {
+                    c.fail(
+                        round,
+                        fault,
+                        format!(
+                            "replica {} started a standby's child after {name}: {again:?}",
+                            before.id
+                        ),
+                    );
+                }
                 c.wait_running(k, Some(&before), round, fault);
                 c.restart(leader);
             }
@@ -1710,6 +2246,13 @@ fn run(slots: u32) {
         }
         c.check_overlaps(round, fault);
         c.set_ignore_term(false);
+        if hot {
+            c.check_refused(&before, round, fault, &mut note);
+            // The old child that refused its demotion is dead by now (a leader leads): the files
+            // go for the next round.
+            let _ = std::fs::remove_file(c.dir().join(format!("never-demote-{}", before.id)));
+            let _ = std::fs::remove_file(c.dir().join("slow-demote"));
+        }
         println!(
             "round {round:3}: {fault:?}{}{}{} {} -> {} in {:.2}s",
             if ignore_term {
@@ -1727,6 +2270,9 @@ fn run(slots: u32) {
             after.id,
             held.as_secs_f64()
         );
+        if std::env::var_os("CHAOS_LOGS").is_some() {
+            print!("{}", c.logs(60));
+        }
     }
     c.settle(rounds, last);
     c.check_overlaps(rounds.saturating_sub(1), last);
@@ -1749,6 +2295,23 @@ fn run(slots: u32) {
         || all.iter().all(|s| !c.is_alive(s)),
         || "a child outlived its supervisor".into(),
     );
+    if hot {
+        // Every child, the standbys' too.
+        let children = c.hot_children();
+        wait_for(
+            Duration::from_secs(10),
+            || {
+                children
+                    .iter()
+                    .all(|&(_, pid, at)| !c.hot_child_alive(pid, at))
+            },
+            || "a standby's child outlived its supervisor".into(),
+        );
+        c.report.refused = hot_events(c.dir())
+            .iter()
+            .filter(|e| e.what == "refused")
+            .count();
+    }
 
     println!(
         "{name} summary: rounds {rounds}, seed {seed}, {:.0}s, handoffs {}, overlaps {overlaps}, unexpected replica exits {}",

@@ -3,7 +3,7 @@
 nothing but Python's standard library: it runs as a standby, acts as the leader when its role file
 says `leader REVISION`, and confirms each role with ROLE= on $NOTIFY_SOCKET.
 
-Usage: hot_child.py DIR NAME [--never-demote] [--never-promote] [--start-delay SECONDS]
+Usage: hot_child.py DIR NAME [--never-demote] [--never-promote] [--start-delay SECONDS] [--chaos]
 
 Acting as the leader means holding an exclusive flock on DIR/lock; it is taken (without waiting)
 before ROLE=leader is sent and released before ROLE=standby is sent. Each line appended to
@@ -17,8 +17,23 @@ DIR/events.log is `EVENT NAME PID BOOT_NS DETAIL`:
 --never-demote: once it leads it keeps the lock, never confirms `standby`, and ignores SIGTERM
 (only SIGKILL ends it). --never-promote: it never sends ROLE=leader (nor takes the lock).
 --start-delay: sleeps that long before it reads its role at all (a slow start-up).
+
+--chaos (tests/chaos.rs, the hot mode), each file looked at when it matters, so that a test can
+choose per round:
+- it registers DIR/PID.pid holding its start time (field 22 of /proc/PID/stat), as worker.py
+  does, for the chaos suite's death monitor (pids are reused: a pid and its start time);
+- DIR/never-demote-NAME: when told to stand by while it leads, it logs `refused NAME PID BOOT_NS`
+  and from then on acts as with --never-demote (keeps the lock, never confirms, ignores SIGTERM);
+  SIGTERM while it leads is ignored too while the file exists;
+- DIR/slow-demote (seconds, a float): it waits that long before it releases the lock and
+  confirms a demotion (a slow hand-over of the leader's work);
+- DIR/ignore-term: SIGTERM is ignored (`ignored NAME PID BOOT_NS` is logged);
+- SIGUSR2 writes 70 KB to stderr (more than a pipe holds: it blocks when nobody reads);
+- SIGWINCH takes a large working set (DIR/big-mib MiB, 512 if absent), touched in 4 KiB pages, so
+  that its death takes 50-200 ms; then it logs `big NAME PID BOOT_NS mib=N`.
 """
 import fcntl
+import mmap
 import os
 import signal
 import socket
@@ -28,6 +43,7 @@ import time
 d, name = sys.argv[1], sys.argv[2]
 never_demote = "--never-demote" in sys.argv
 never_promote = "--never-promote" in sys.argv
+chaos = "--chaos" in sys.argv
 delay = float(sys.argv[sys.argv.index("--start-delay") + 1]) if "--start-delay" in sys.argv else 0.0
 role_file = os.environ["SINGLETON_EXEC_ROLE_FILE"]
 
@@ -62,11 +78,54 @@ def read_role():
 
 lock = None
 leading = False
+refusing = False
+big = None
+STDERR_FLOOD = 70 * 1024
+
+
+def exists(f):
+    return chaos and os.path.exists(os.path.join(d, f))
+
+
+def never_demoting():
+    """Whether it keeps the leader's work for good: --never-demote, or DIR/never-demote-NAME."""
+    return never_demote or exists(f"never-demote-{name}")
+
+
+def flood():
+    line = (f"hot child {name} pid {os.getpid()}: stderr flood " + "x" * 100 + "\n").encode()
+    data = (line * (STDERR_FLOOD // len(line) + 1))[:STDERR_FLOOD]
+    while data:
+        try:
+            n = os.write(2, data)
+        except InterruptedError:
+            continue
+        data = data[n:]
+
+
+def take_big():
+    global big
+    if big is not None:
+        return
+    try:
+        with open(os.path.join(d, "big-mib")) as f:
+            mib = int(f.read().strip())
+    except (OSError, ValueError):
+        mib = 512
+    size = mib << 20
+    m = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    if hasattr(mmap, "MADV_NOHUGEPAGE"):
+        m.madvise(mmap.MADV_NOHUGEPAGE)
+    chunk = b"\x01" * (1 << 20)
+    for off in range(0, size, len(chunk)):
+        m[off : off + len(chunk)] = chunk
+    big = m
+    event("big", f"mib={mib}")
 
 
 def act():
     """Reads the role file and acts in that role; confirms it."""
-    global lock, leading
+    global lock, leading, refusing
     role, rev = read_role()
     if role == "leader" and not leading:
         if never_promote:
@@ -81,8 +140,18 @@ def act():
         event("leader", f"rev={rev} lock={state}")
         notify("ROLE=leader")
     elif role == "standby" and leading:
-        if never_demote:
+        if refusing or never_demoting():
+            if not refusing:
+                event("refused")
+            refusing = True
             return
+        try:
+            with open(os.path.join(d, "slow-demote")) as f:
+                slow = float(f.read().strip()) if chaos else 0.0
+        except (OSError, ValueError):
+            slow = 0.0
+        if slow > 0:
+            time.sleep(slow)
         lock.close()  # releases the flock
         lock = None
         leading = False
@@ -95,7 +164,14 @@ def act():
 
 
 signals = {signal.SIGUSR1, signal.SIGTERM}
+if chaos:
+    signals |= {signal.SIGUSR2, signal.SIGWINCH}
 signal.pthread_sigmask(signal.SIG_BLOCK, signals)
+if chaos:
+    with open(f"/proc/{os.getpid()}/stat") as f:
+        started = f.read().rsplit(")", 1)[1].split()[19]
+    with open(os.path.join(d, f"{os.getpid()}.pid"), "w") as f:
+        f.write(started)
 with open(role_file) as f:
     first = f.read().strip()
 event("start", f"role={os.environ.get('SINGLETON_EXEC_ROLE')} file={first.replace(' ', '_')}")
@@ -106,6 +182,15 @@ while True:
     sig = signal.sigwaitinfo(signals).si_signo
     if sig == signal.SIGUSR1:
         act()
-    elif sig == signal.SIGTERM and not never_demote:
+    elif sig == signal.SIGUSR2:
+        flood()
+    elif sig == signal.SIGWINCH:
+        take_big()
+    elif sig == signal.SIGTERM:
+        if never_demote or refusing or (leading and never_demoting()):
+            continue
+        if exists("ignore-term"):
+            event("ignored")
+            continue
         event("exit")
         sys.exit(0)
