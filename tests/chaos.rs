@@ -365,13 +365,6 @@ struct Big {
     mib: u64,
 }
 
-impl Big {
-    /// Whether worker `s` said this (a later worker may have its pid).
-    fn of(&self, s: &Start) -> bool {
-        self.pid == s.pid && self.at >= s.boot_ns
-    }
-}
-
 /// The workers that took their large working set (`big` lines).
 fn bigs(dir: &Path) -> Vec<Big> {
     lines_of(dir, "big")
@@ -1502,7 +1495,21 @@ impl Chaos {
                 bigs(dir)
             }
         };
-        if let Some(had) = bigs_of(&dir).iter().find(|b| b.of(child)) {
+        // A hot child may have taken its working set in an earlier leadership (`child` is one
+        // leadership of it): what counts is since the child's start.
+        let since = if self.hot {
+            self.hot_children()
+                .iter()
+                .filter(|&&(_, pid, at)| pid == child.pid && at <= child.boot_ns)
+                .map(|c| c.2)
+                .max()
+                .unwrap_or(child.boot_ns)
+        } else {
+            child.boot_ns
+        };
+        // Said by this worker (a later one may have its pid).
+        let of = |b: &Big| b.pid == child.pid && b.at >= since;
+        if let Some(had) = bigs_of(&dir).iter().find(|b| of(b)) {
             return Ok(had.mib);
         }
         std::fs::write(self.dir().join("big-mib"), mib.to_string()).unwrap();
@@ -1515,7 +1522,7 @@ impl Chaos {
         unsafe { libc::kill(child.pid, sig) };
         let timeout = Duration::from_secs(60);
         if within(timeout, Duration::from_millis(20), || {
-            bigs_of(&dir).iter().any(|b| b.of(child))
+            bigs_of(&dir).iter().any(of)
         }) {
             Ok(mib)
         } else {
