@@ -53,7 +53,9 @@
 //! deadline can end it; in a quarter of the others every child confirms demotions slowly
 //! (DIR/slow-demote, 50-1000 ms). The margin of a handoff is measured from the old child's release
 //! of the lock (its `standby` line, or its death as the monitor saw it) to the next `leader` line.
-//! Big children take their working set on SIGWINCH (SIGUSR1 is the role signal).
+//! Big children take their working set on SIGWINCH (SIGUSR1 is the role signal). A handoff that
+//! comes after its round ended (found at the next settle: an aftermath of the fault) is measured
+//! too, as that round's.
 //!
 //! A third variant, the run-once mode (`once::chaos_once_runs_to_completion_never_two_at_once`,
 //! in tests/chaos/once.rs), starts three `--once` invocations per round and hits the runner (or
@@ -1809,6 +1811,9 @@ fn run(slots: u32, hot: bool) {
         order.swap(i, rng.below(i as u64 + 1) as usize);
     }
     let mut last = order[0];
+    // The hot standby: the leadership a round ended with, its fault and facts, to measure a
+    // handoff that came after the round (an aftermath of its fault) at the next settle.
+    let mut ended_with: Option<(Start, Fault, RoundFacts)> = None;
     for round in 0..rounds {
         // The slot whose holder the fault hits (the singleton has one).
         let k = if slots == 1 {
@@ -1826,6 +1831,19 @@ fn run(slots: u32, hot: bool) {
             }
         };
         let mut before = holders[k as usize].clone();
+        if let Some((prev, prev_fault, prev_facts)) = ended_with.take() {
+            if !before.is(&prev) {
+                let mut note = Vec::new();
+                let r = round - 1;
+                c.measure_handoff(k, &prev, r, prev_fault, prev_facts, &mut note);
+                println!(
+                    "round {r:3}: {prev_fault:?}, after the round [{}] {} -> {}",
+                    note.join("; "),
+                    prev.id,
+                    before.id
+                );
+            }
+        }
         if hot {
             // The operator's faults need the leader's key and lease; its child does not know them.
             (before.key, before.lease) = c.leader_kv(before.revision);
@@ -2211,6 +2229,9 @@ fn run(slots: u32, hot: bool) {
         let after = c.wait_running(k, None, round, fault);
         let held = t.elapsed();
         facts.held = held;
+        if hot {
+            ended_with = Some((after.clone(), fault, facts));
+        }
         c.check_overlaps(round, fault);
         if !after.is(&before) {
             if !fault.may_change_leader() {
