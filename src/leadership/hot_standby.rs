@@ -310,15 +310,15 @@ impl<'a> HotChild<'a> {
         }
     }
 
-    /// Tells the child to stand by: the role file, the mark, then the demotion request (which
-    /// freezes the deadline and sends the role signal).
+    /// Tells the child to stand by: the deadline frozen first (no keepalive moves it from the
+    /// moment the file says `standby`), then the role file, the mark, and the role signal.
     pub async fn tell_standby(&mut self, process: &ProcessThread) {
         self.promotion = None;
+        process.request(Request::Demote);
         let told = Instant::now();
         let mark = self.tell("standby").await;
         self.obs.hot_told(Role::Standby.as_str(), false);
         self.demotion = Some((mark, told));
-        process.request(Request::Demote);
         self.signal(process);
     }
 

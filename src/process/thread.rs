@@ -222,6 +222,13 @@ impl ProcessOwner {
         let now = BootInstant::now();
         let Some(tree) = &mut self.tree else { return };
         match tree.stop.due(now) {
+            Some(Due::BeginStop { late }) if tree.demoting => {
+                // Not a lost keepalive: the deadline was frozen for a demotion the child did not
+                // confirm in time. Signals first, then the line.
+                self.begin_stop(StopReason::Deadline, None);
+                tracing::warn!(late = %Short(late),
+                    "the child did not confirm its demotion (ROLE=standby) before the deadline frozen for it: stopping the child's tree");
+            }
             Some(Due::BeginStop { late }) => self.begin_stop(StopReason::Deadline, Some(late)),
             Some(Due::Sweep { reason }) => {
                 tree.stop = tree.stop.swept();
