@@ -16,9 +16,10 @@ use std::sync::atomic::{AtomicU16, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::support::procfs::state_flags_and_start;
 use crate::support::worker::{self, assert_no_overlap, events, starts};
 use crate::support::{
-    alive, bin, boot_ns, free_port, http, program, wait_for, EtcdCluster, Replica,
+    alive, alive_since, bin, boot_ns, free_port, http, program, wait_for, EtcdCluster, Replica,
 };
 
 const LONG: Duration = Duration::from_secs(30);
@@ -504,27 +505,42 @@ fn a_running_check_dies_with_a_sigkilled_supervisor() {
         dir.path(),
     );
     wait_starts(dir.path(), 1, || a.log());
-    let child = starts(dir.path())[0].pid;
+    let child = starts(dir.path())[0].clone();
+    // A check's sleep that runs now, known by its pid and start time: each check lives at most
+    // its 500 ms timeout, and the next one writes the file anew (pids are reused, fast when the
+    // machine is busy).
+    let running_check = || {
+        let pid: i32 = std::fs::read_to_string(&pid_file)
+            .ok()?
+            .trim()
+            .parse()
+            .ok()?;
+        let (state, _, start) = state_flags_and_start(pid)?;
+        (state != 'Z').then_some((pid, start))
+    };
+    let mut found = None;
     wait_for(
         LONG,
-        || std::fs::read_to_string(&pid_file).is_ok_and(|s| s.trim().parse::<i32>().is_ok()),
+        || {
+            found = running_check();
+            found.is_some()
+        },
         || a.log(),
     );
-    let check_pid: i32 = std::fs::read_to_string(&pid_file)
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
-    assert!(alive(check_pid));
+    let (check_pid, check_start) = found.unwrap();
     a.signal(libc::SIGKILL);
+    let same_check_alive = || {
+        state_flags_and_start(check_pid)
+            .is_some_and(|(state, _, start)| state != 'Z' && start == check_start)
+    };
     wait_for(
         Duration::from_secs(5),
-        || !alive(check_pid),
+        || !same_check_alive(),
         || format!("check {check_pid} outlived the supervisor"),
     );
     wait_for(
         Duration::from_secs(5),
-        || !alive(child),
-        || format!("child {child} outlived the supervisor"),
+        || !alive_since(child.pid, child.boot_ns),
+        || format!("child {} outlived the supervisor", child.pid),
     );
 }
