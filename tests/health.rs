@@ -486,7 +486,9 @@ fn a_child_that_exits_while_checked_keeps_its_exit_status() {
 fn a_running_check_dies_with_a_sigkilled_supervisor() {
     let etcd = EtcdCluster::single();
     let dir = tempfile::tempdir().unwrap();
-    let pid_file = dir.path().join("check.pid");
+    // Not in the worker's directory: the worker reads every `*.pid` there as a worker's.
+    let check_dir = tempfile::tempdir().unwrap();
+    let pid_file = check_dir.path().join("check-pid");
     // The sleep is the shell's child: PR_SET_PDEATHSIG reaches only the shell, the guard the group.
     let check = format!("sleep 60 & echo $! > {}; wait", pid_file.display());
     let a = replica(

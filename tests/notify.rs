@@ -233,7 +233,8 @@ fn a_child_that_stops_its_heartbeat_hands_leadership_to_a_standby() {
     let etcd = EtcdCluster::single();
     let dir = tempfile::tempdir().unwrap();
     let (pa, pb) = (free_port(), free_port());
-    let opts = ["--watchdog", "500ms", "--grace", "2s"];
+    // 1 s: the pings (every 250 ms) of a child on a loaded machine still arrive in time.
+    let opts = ["--watchdog", "1s", "--grace", "2s"];
     let a = replica(
         "a",
         &etcd.endpoints(),
@@ -296,10 +297,10 @@ fn a_child_that_stops_its_heartbeat_hands_leadership_to_a_standby() {
         b.log()
     );
     let took = Duration::from_nanos((new.boot_ns - wedged_at) as u64);
-    println!("heartbeat stopped → standby's child started: {took:?} (--watchdog 500ms)");
+    println!("heartbeat stopped → standby's child started: {took:?} (--watchdog 1s)");
     // The watchdog, then the stop (the child exits on SIGTERM) and the handoff, with room for
     // a loaded machine.
-    assert!(took < Duration::from_millis(500 + 2_500), "{took:?}");
+    assert!(took < Duration::from_millis(1_000 + 2_500), "{took:?}");
     let stop = of_kind(dir.path(), "stop");
     assert!(
         stop.iter().any(|e| e.id == "a" && e.boot_ns < new.boot_ns),
@@ -313,12 +314,13 @@ fn a_child_that_stops_its_heartbeat_hands_leadership_to_a_standby() {
         "{}",
         a.log()
     );
-    assert_eq!(
+    // At least this one (a, its child wedged for good, steps down again whenever it leads again,
+    // which a loaded machine can bring about).
+    assert!(
         metric(
             pa,
             "singleton_exec_watchdog_step_downs_total{reason=\"missed\"}"
-        ),
-        1.0
+        ) >= 1.0
     );
     wait_for(LONG, || status(pa)["role"] == "standby", || a.log());
 }
