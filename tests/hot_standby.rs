@@ -355,7 +355,7 @@ fn a_confirmed_demotion_keeps_the_child_past_the_frozen_deadline() {
     let d = tempfile::tempdir().unwrap();
     let dir = d.path();
     let opts = ["--resign-signal", "USR2", "--resign-holdoff", "1s"];
-    let a = replica("a", &ep, dir, &opts, &[]);
+    let mut a = replica("a", &ep, dir, &opts, &[]);
     wait_for(LONG, || count(dir, "leader", "a") == 1, || a.log());
     let mut b = replica("b", &ep, dir, &opts, &[]);
     wait_for(LONG, || count(dir, "start", "b") == 1, || b.log());
@@ -368,15 +368,21 @@ fn a_confirmed_demotion_keeps_the_child_past_the_frozen_deadline() {
         || a.log() + &b.log(),
     );
     a.wait_log("the child confirmed it stands by", LONG);
-    // Well past the deadline frozen when the demotion began (renew deadline 2.4 s).
+    // Well past the deadline frozen when the demotion began (renew deadline 2.4 s): the child
+    // stands by, and the replica (--on-child-exit exit) stays in the queue.
+    let alog = a.log.clone();
     crate::support::hold(
         Duration::from_secs(5),
-        || crate::support::alive(child_a) && count(dir, "start", "a") == 1,
+        || {
+            crate::support::alive(child_a)
+                && count(dir, "start", "a") == 1
+                && a.try_status().is_none()
+        },
         || {
             format!(
-                "a's demoted child was stopped:\n{}\n{}",
+                "a's demoted child was stopped, or a ended:\n{}\n{}",
                 log_of(dir),
-                a.log()
+                std::fs::read_to_string(&alog).unwrap_or_default()
             )
         },
     );
@@ -395,38 +401,43 @@ fn a_confirmed_demotion_keeps_the_child_past_the_frozen_deadline() {
 
 // Attacks on --hot-standby: the moments a promotion or a demotion can be caught at.
 
-/// A confirmed demotion lifts the frozen deadline: the demoted child is not stopped at it while it
-/// stands by, and with the default `--on-child-exit exit` the replica stays.
+/// A leading child that says `ROLE=standby` by itself (it found it cannot lead on) is not left
+/// holding the lease with nobody acting as the leader: its replica steps down (tells it
+/// `standby`, takes its confirmation, gives the lease up) and the other replica's child is
+/// promoted. The child that stood down keeps running, a standby.
 #[test]
-fn a_demoted_child_is_not_stopped_at_the_frozen_deadline() {
+fn a_child_that_stands_down_by_itself_hands_the_lead_over() {
     let etcd = EtcdCluster::start(1);
     let ep = etcd.endpoints();
     let d = tempfile::tempdir().unwrap();
     let dir = d.path();
-    let opts = ["--resign-signal", "USR2", "--resign-holdoff", "1s"];
-    let mut a = replica("a", &ep, dir, &opts, &[]);
+    let opts = ["--resign-holdoff", "1s"];
+    let a = replica("a", &ep, dir, &opts, &[]);
     wait_for(LONG, || count(dir, "leader", "a") == 1, || a.log());
+    a.wait_log("the child confirmed it leads", LONG);
     let b = replica("b", &ep, dir, &opts, &[]);
     wait_for(LONG, || count(dir, "start", "b") == 1, || b.log());
-    let pid_a = last(dir, "leader", "a").unwrap().pid;
-    a.signal(libc::SIGUSR2);
-    wait_for(LONG, || count(dir, "leader", "b") == 1, || b.log());
-    assert_eq!(count(dir, "standby", "a"), 1, "{}", log_of(dir));
-    // The demoted child stands by: nothing should stop it, and the replica stays in the queue.
-    // (TTL 4s: the frozen deadline's stop would come within ~2s.)
-    let alog = a.log.clone();
-    let start = std::time::Instant::now();
-    while start.elapsed() < Duration::from_secs(6) {
-        let ok = crate::support::alive(pid_a) && a.try_status().is_none();
-        assert!(
-            ok,
-            "a's demoted child or a itself ended after {:?}:\n{}\n{}",
-            start.elapsed(),
-            log_of(dir),
-            std::fs::read_to_string(&alog).unwrap_or_default()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    b.wait_log("standby: waiting for leadership", LONG);
+    let child_a = last(dir, "leader", "a").unwrap().pid;
+    // SAFETY: kill(2) on a pid we read from the child's own log; it still runs.
+    unsafe { libc::kill(child_a, libc::SIGHUP) };
+    wait_for(
+        LONG,
+        || count(dir, "leader", "b") == 1,
+        || format!("{}\n{}\n{}", log_of(dir), a.log(), b.log()),
+    );
+    let log = a.log();
+    assert!(
+        log.contains("said it stands by (ROLE=standby) without being asked"),
+        "{log}"
+    );
+    assert!(log.contains("the child confirmed it stands by"), "{log}");
+    // b's child acted only after a's stood down, and a's child still runs, a standby.
+    let stood = last(dir, "standby", "a").unwrap();
+    assert_eq!(stood.detail, "unasked", "{}", log_of(dir));
+    assert!(last(dir, "leader", "b").unwrap().at > stood.at);
+    assert!(crate::support::alive(child_a), "{}\n{log}", log_of(dir));
+    assert_eq!(count(dir, "start", "a"), 1, "{}", log_of(dir));
     assert_never_two_leaders(dir, &[&a, &b]);
 }
 

@@ -71,6 +71,9 @@ pub enum StopReason {
     WatchdogTrigger,
     /// The child did not send `READY=1` within `--ready-timeout`: the leader steps down.
     NotReady,
+    /// `--hot-standby`: the leading child said `ROLE=standby` on its own (it cannot lead on):
+    /// the leader steps down, and another replica's child is promoted.
+    StoodDown,
     /// SIGTERM or SIGINT reached the supervisor.
     Shutdown(libc::c_int),
     /// Ctrl-Z under job control (the child stopped by SIGTSTP, or SIGTSTP to the supervisor):
@@ -100,6 +103,7 @@ impl StopReason {
                 | StopReason::WatchdogMissed
                 | StopReason::WatchdogTrigger
                 | StopReason::NotReady
+                | StopReason::StoodDown
         )
     }
 
@@ -147,6 +151,9 @@ impl fmt::Display for StopReason {
             StopReason::NotReady => f.write_str(
                 "the child sent no READY=1 within --ready-timeout (with --hot-standby: no ROLE=leader within --promote-timeout)",
             ),
+            StopReason::StoodDown => {
+                f.write_str("the child said it stands by (ROLE=standby) while it led")
+            }
             StopReason::Shutdown(sig) => write!(f, "received {}", signal_name(*sig)),
             StopReason::Suspend => f.write_str("suspend requested (Ctrl-Z)"),
             StopReason::ChildExited => f.write_str("the child exited"),
@@ -339,7 +346,7 @@ mod tests {
         assert_eq!(LeaseId(255).to_string(), "ff");
     }
 
-    const REASONS: [StopReason; 13] = [
+    const REASONS: [StopReason; 14] = [
         StopReason::LeaseGone,
         StopReason::KeyDeleted,
         StopReason::KeyChanged,
@@ -349,6 +356,7 @@ mod tests {
         StopReason::WatchdogMissed,
         StopReason::WatchdogTrigger,
         StopReason::NotReady,
+        StopReason::StoodDown,
         StopReason::Shutdown(libc::SIGTERM),
         StopReason::Shutdown(libc::SIGINT),
         StopReason::Suspend,
@@ -373,13 +381,23 @@ mod tests {
             (_, A::Shutdown, _, _) | (R::Shutdown(_), _, _, _) => Next::Exit(Exit::Child(status)),
             (R::Suspend, _, _, _) => Next::Suspend,
             (
-                R::Resign | R::Unhealthy | R::WatchdogMissed | R::WatchdogTrigger | R::NotReady,
+                R::Resign
+                | R::Unhealthy
+                | R::WatchdogMissed
+                | R::WatchdogTrigger
+                | R::NotReady
+                | R::StoodDown,
                 A::Suspend,
                 _,
                 _,
             ) => Next::Suspend,
             (
-                R::Resign | R::Unhealthy | R::WatchdogMissed | R::WatchdogTrigger | R::NotReady,
+                R::Resign
+                | R::Unhealthy
+                | R::WatchdogMissed
+                | R::WatchdogTrigger
+                | R::NotReady
+                | R::StoodDown,
                 A::Nothing,
                 _,
                 _,
@@ -423,7 +441,7 @@ mod tests {
                 }
             }
         }
-        assert_eq!(rows, 13 * 3 * 3 * 2 * 2);
+        assert_eq!(rows, REASONS.len() * 3 * 3 * 2 * 2);
     }
 
     #[test]
@@ -476,6 +494,7 @@ mod tests {
             StopReason::WatchdogMissed,
             StopReason::WatchdogTrigger,
             StopReason::NotReady,
+            StopReason::StoodDown,
             StopReason::ChildExited,
             StopReason::Shutdown(libc::SIGTERM),
             StopReason::Suspend,
@@ -493,7 +512,8 @@ mod tests {
                 StopReason::Unhealthy,
                 StopReason::WatchdogMissed,
                 StopReason::WatchdogTrigger,
-                StopReason::NotReady
+                StopReason::NotReady,
+                StopReason::StoodDown
             ]
         );
         assert!(!StopReason::Suspend.is_lease_loss());

@@ -73,6 +73,9 @@ pub(super) struct HotChild<'a> {
     demotion: Option<(Option<u64>, Instant)>,
     /// A role signal waits for the child's first `ROLE=` message.
     signal_held: bool,
+    /// While the child leads (it confirmed): the number of its `ROLE=leader`. A `ROLE=standby`
+    /// after it, not asked for, means it stood down by itself.
+    leads_since: Option<u64>,
 }
 
 /// What the child confirmed ([`HotChild::take_confirmations`]).
@@ -81,6 +84,8 @@ pub(super) struct Confirmed {
     pub demoted: bool,
     /// How long after it was told it confirmed its promotion.
     pub promoted: Option<std::time::Duration>,
+    /// It led (confirmed) and said `ROLE=standby` with no demotion asked for: it stood down.
+    pub stood_down: bool,
 }
 
 /// A promotion waiting for the child's `ROLE=leader`.
@@ -117,6 +122,7 @@ impl<'a> HotChild<'a> {
             promotion: None,
             demotion: None,
             signal_held: false,
+            leads_since: None,
         })
     }
 
@@ -231,6 +237,7 @@ impl<'a> HotChild<'a> {
         self.promotion = None;
         self.demotion = None;
         self.signal_held = false;
+        self.leads_since = None;
     }
 
     /// While standing by (no leadership): what an event means for the replica. `Some`: it
@@ -286,6 +293,7 @@ impl<'a> HotChild<'a> {
     /// Tells the child it leads (the deadline is armed already): the role file, the mark, then
     /// the role signal.
     pub async fn tell_leader(&mut self, revision: i64, process: &ProcessThread) {
+        self.leads_since = None;
         let mark = self.tell(&format!("leader {revision}")).await;
         self.obs.hot_told(Role::Leader.as_str(), true);
         let now = Instant::now();
@@ -314,6 +322,7 @@ impl<'a> HotChild<'a> {
     /// moment the file says `standby`), then the role file, the mark, and the role signal.
     pub async fn tell_standby(&mut self, process: &ProcessThread) {
         self.promotion = None;
+        self.leads_since = None;
         process.request(Request::Demote);
         let told = Instant::now();
         let mark = self.tell("standby").await;
@@ -362,6 +371,7 @@ impl<'a> HotChild<'a> {
             if let Some(mark) = p.mark {
                 if confirms(&notices, Role::Leader, mark).is_some() {
                     self.promotion = None;
+                    self.leads_since = notices.role.map(|r| r.number);
                     let took = p.told.elapsed();
                     self.obs.hot_promotion_confirmed(took);
                     confirmed.promoted = Some(took);
@@ -381,6 +391,15 @@ impl<'a> HotChild<'a> {
                 confirmed.demoted = true;
             }
             _ => {}
+        }
+        // Stood down by itself: the file still says `leader`, so the leadership loop tells it
+        // `standby` (a demotion like any other), and the lease goes once it confirms that.
+        if let (Some(since), None, None) = (self.leads_since, self.promotion, self.demotion) {
+            if confirms(&notices, Role::Standby, since).is_some() {
+                self.leads_since = None;
+                tracing::warn!("the leading child said it stands by (ROLE=standby) without being asked: stepping down");
+                confirmed.stood_down = true;
+            }
         }
         confirmed
     }

@@ -358,7 +358,11 @@ impl Leading<'_, '_> {
                             status: Some("leading (ROLE=leader)".into()),
                         }, true);
                     }
-                    (confirmed.demoted && demoting).then_some(Input::Demoted)
+                    if confirmed.demoted && demoting {
+                        Some(Input::Demoted)
+                    } else {
+                        confirmed.stood_down.then_some(Input::StopWanted(StopReason::StoodDown))
+                    }
                 }
                 _ = until(promote_due), if state.checks_allowed() => {
                     if let Some(hot) = inp.hot.as_mut() {

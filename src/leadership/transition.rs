@@ -392,7 +392,9 @@ fn demoting(reason: StopReason, input: Input, facts: Facts) -> (Lead, Option<Act
 /// Whether a step-down for `reason` demotes a hot standby's child: not when another replica may
 /// lead already, the deadline has passed, or the replica is to suspend (with no child); nor when
 /// the child did not confirm its promotion in time (`NotReady`): that is a failed start, so the
-/// child is stopped, and started again as a standby by the restart policy.
+/// child is stopped, and started again as a standby by the restart policy. A child that stood
+/// down by itself (`StoodDown`) is told `standby` like any other: the lease goes once it
+/// confirms that, after the file changed.
 fn demotes(reason: StopReason) -> bool {
     matches!(
         reason,
@@ -400,6 +402,7 @@ fn demotes(reason: StopReason) -> bool {
             | StopReason::Unhealthy
             | StopReason::WatchdogMissed
             | StopReason::WatchdogTrigger
+            | StopReason::StoodDown
             | StopReason::Shutdown(_)
     )
 }
@@ -634,7 +637,7 @@ mod tests {
     #[rustfmt::skip]
     fn a_verdict_on_the_child_counts_only_while_nothing_else_stops_the_tree() {
         let (healthy, resigning, stopping) = (running(None, false), running(Some(R::Resign), false), running(None, true));
-        for verdict in [R::Unhealthy, R::WatchdogMissed, R::WatchdogTrigger, R::NotReady] {
+        for verdict in [R::Unhealthy, R::WatchdogMissed, R::WatchdogTrigger, R::NotReady, R::StoodDown] {
             check(&[
                 (healthy, want(verdict), EXIT, running(Some(verdict), false), stop(verdict)),
                 (resigning, want(verdict), EXIT, resigning, NONE),
@@ -816,6 +819,11 @@ mod tests {
             // A step-down demotes; a known loss, the deadline or Ctrl-Z stops.
             (running(None, false), want(R::Resign), quiet, demoting(R::Resign), demote),
             (running(None, false), want(R::Unhealthy), quiet, demoting(R::Unhealthy), demote),
+            // A child that stood down by itself is told to stand by; it confirms that again.
+            (running(None, false), want(R::StoodDown), quiet, demoting(R::StoodDown), demote),
+            (demoting(R::StoodDown), Input::Demoted, quiet, rel(R::StoodDown, HOLDOFF), NONE),
+            // Not while something else stops the tree (it is a verdict on the child).
+            (running(Some(R::Resign), false), want(R::StoodDown), quiet, running(Some(R::Resign), false), NONE),
             // A promotion not confirmed in time is a failed start: stopped.
             (running(None, false), want(R::NotReady), quiet, running(Some(R::NotReady), false), stop(R::NotReady)),
             (running(None, false), Input::Shutdown(TERM), shutdown, demoting(R::Shutdown(TERM)), demote),
@@ -856,6 +864,7 @@ mod tests {
             R::WatchdogMissed,
             R::WatchdogTrigger,
             R::NotReady,
+            R::StoodDown,
             R::Shutdown(TERM),
             R::Suspend,
             R::ChildExited,

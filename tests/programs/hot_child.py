@@ -17,6 +17,8 @@ DIR/events.log is `EVENT NAME PID BOOT_NS DETAIL`:
 --never-demote: once it leads it keeps the lock, never confirms `standby`, and ignores SIGTERM
 (only SIGKILL ends it). --never-promote: it never sends ROLE=leader (nor takes the lock).
 --start-delay: sleeps that long before it reads its role at all (a slow start-up).
+SIGHUP while it leads: it stands down by itself (it cannot lead on): releases the lock, logs
+`standby`, sends ROLE=standby; it leads again only when told (SIGUSR1, the file says `leader`).
 
 --chaos (tests/chaos.rs, the hot mode), each file looked at when it matters, so that a test can
 choose per round:
@@ -123,6 +125,18 @@ def take_big():
     event("big", f"mib={mib}")
 
 
+def stand_down():
+    """Gives the leader's work up unasked, as a child that finds it cannot lead on would."""
+    global lock, leading
+    if not leading:
+        return
+    lock.close()
+    lock = None
+    leading = False
+    event("standby", "unasked")
+    notify("ROLE=standby")
+
+
 def act():
     """Reads the role file and acts in that role; confirms it."""
     global lock, leading, refusing
@@ -163,7 +177,7 @@ def act():
         notify("ROLE=leader")
 
 
-signals = {signal.SIGUSR1, signal.SIGTERM}
+signals = {signal.SIGUSR1, signal.SIGTERM, signal.SIGHUP}
 if chaos:
     signals |= {signal.SIGUSR2, signal.SIGWINCH}
 signal.pthread_sigmask(signal.SIG_BLOCK, signals)
@@ -182,6 +196,8 @@ while True:
     sig = signal.sigwaitinfo(signals).si_signo
     if sig == signal.SIGUSR1:
         act()
+    elif sig == signal.SIGHUP:
+        stand_down()
     elif sig == signal.SIGUSR2:
         flood()
     elif sig == signal.SIGWINCH:
