@@ -683,8 +683,11 @@ fn on_event(
     }
 }
 
-/// `--hot-standby`: the process thread's answer to a promotion.
+/// `--hot-standby`: the process thread's answer to a promotion. A standby's child whose end
+/// comes before it (it exited as its replica won) makes the answer "no child": its status is
+/// not lost, `--on-child-exit` decides on it as on a leader's child's exit.
 async fn promote_answer(inp: &mut Inputs<'_>) -> Input {
+    let mut exited = None;
     loop {
         let Some(event) = next_event(&mut inp.process, &mut inp.user).await else {
             return Input::ThreadGone;
@@ -694,10 +697,19 @@ async fn promote_answer(inp: &mut Inputs<'_>) -> Input {
         }
         match event {
             Event::Promoted => return Input::Promoted,
+            Event::PromoteRefused(PromoteRefusal::NoChild) if exited.is_some() => {
+                let status = exited.unwrap_or(crate::core::exit_code::ChildStatus::Exited(0));
+                tracing::info!(%status, "the standby's child exited as its replica won");
+                return Input::TreeGone {
+                    status,
+                    reason: StopReason::ChildExited,
+                };
+            }
             Event::PromoteRefused(why) => {
                 tracing::info!(?why, "the standby's child was not promoted");
                 return Input::PromoteRefused(why);
             }
+            Event::Finished { status, .. } => exited = Some(status),
             // A standby's start or end, a shutdown (recorded): the answer follows.
             event => tracing::debug!(?event, "while promoting"),
         }

@@ -355,6 +355,17 @@ fn promoting(input: Input, facts: Facts) -> (Lead, Option<Action>) {
                 None,
             )
         }
+        // The standby's child exited as its replica won (no child to promote): its exit, by
+        // --on-child-exit, as a leader's child's would be: started again (as the leader), or the
+        // replica goes with it.
+        Input::TreeGone { status, .. } => {
+            match decide(StopReason::ChildExited, facts.asked, status, facts.policies) {
+                Next::Restart | Next::Recampaign { .. } => {
+                    (Lead::Spawning { last: Some(status) }, Some(Action::Spawn))
+                }
+                next => (release(Some(StopReason::ChildExited), next, false), None),
+            }
+        }
         // A tree on its way out (a standby's leftovers, a stop begun before the last release):
         // waited for, then asked again.
         Input::PromoteRefused(PromoteRefusal::NotStandby) => {
@@ -815,6 +826,13 @@ mod tests {
                 Lead::Promoting, Some(Action::PromoteAfterTree)),
             // The answer follows whatever else comes.
             (Lead::Promoting, Input::Shutdown(TERM), shutdown, Lead::Promoting, NONE),
+            // The standby's child exited as the replica won: --on-child-exit decides.
+            (Lead::Promoting, gone(Exited(3), R::ChildExited), quiet,
+                rel(R::ChildExited, Next::Exit(Exit::Child(Exited(3)))), NONE),
+            (Lead::Promoting, gone(Exited(3), R::ChildExited), RESTART,
+                Lead::Spawning { last: Some(Exited(3)) }, Some(Action::Spawn)),
+            (Lead::Promoting, gone(Exited(3), R::ChildExited), suspend,
+                rel(R::ChildExited, Next::Exit(Exit::Child(Exited(3)))), NONE),
             (Lead::Promoting, want(R::Resign), quiet, Lead::Promoting, NONE),
             // A step-down demotes; a known loss, the deadline or Ctrl-Z stops.
             (running(None, false), want(R::Resign), quiet, demoting(R::Resign), demote),
@@ -933,7 +951,8 @@ mod tests {
                             let what = format!("{state:?} on {input:?} with {f:?}");
                             // The lease is given up only once no process of the tree is left,
                             // or (a hot standby's) once the child confirmed its demotion, or
-                            // when a standby's child that never led here could not be promoted.
+                            // when a standby's child that never led here could not be promoted
+                            // (it is gone, or being stopped for a shutdown).
                             if let Lead::Over(Ending::Release { .. }) = next {
                                 match state {
                                     Lead::Running { .. } => {
@@ -949,7 +968,7 @@ mod tests {
                                             Input::PromoteRefused(
                                                 PromoteRefusal::Shutdown(_)
                                                     | PromoteRefusal::NoLeaseTime
-                                            )
+                                            ) | Input::TreeGone { .. }
                                         ),
                                         "{what}"
                                     ),
@@ -1003,15 +1022,16 @@ mod tests {
                                 }
                             }
                             // A child is asked for only once the key was read back as ours (or,
-                            // a hot standby's, when none ran to promote), and never while a
-                            // suspension is asked for.
+                            // a hot standby's, when none ran to promote or it has just exited),
+                            // and never while a suspension is asked for.
                             if action == Some(Action::Spawn) {
                                 assert!(
                                     input == Input::KeyChecked { ours: true }
-                                        || (state, input)
-                                            == (
-                                                Lead::Promoting,
+                                        || state == Lead::Promoting
+                                            && matches!(
+                                                input,
                                                 Input::PromoteRefused(PromoteRefusal::NoChild)
+                                                    | Input::TreeGone { .. }
                                             ),
                                     "{what}"
                                 );
