@@ -106,7 +106,15 @@ impl Proc {
     }
 
     /// Kills the process group (the tool and, for etcdctl, its child) and reaps.
-    fn kill(mut self) {
+    fn kill(self) {
+        drop(self);
+    }
+}
+
+/// Also when a measurement panics: nothing the bench started outlives it. The group leader is
+/// reaped only here, so its process group id cannot have been reused.
+impl Drop for Proc {
+    fn drop(&mut self) {
         unsafe { libc::killpg(self.pid(), libc::SIGKILL) };
         let _ = self.child.kill();
         let _ = self.child.wait();
