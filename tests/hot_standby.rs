@@ -680,3 +680,53 @@ fn sigterms_during_promotion_and_demotion_never_hang() {
         assert!(cb == 0 || cb == 143, "b: {cb}\n{}", b.log());
     }
 }
+
+/// A standby's child that exits by itself leaving a process behind (it ignores SIGTERM, so its
+/// stop lasts the grace), and its replica wins meanwhile: the replica waits for the tree, then
+/// `--on-child-exit` (the default, `exit`) decides on the child's status: it exits with it. It
+/// once started a new child as the leader instead, the status lost.
+#[test]
+fn a_standby_child_that_exited_as_its_replica_won_keeps_its_status() {
+    let etcd = EtcdCluster::start(1);
+    let ep = etcd.endpoints();
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path();
+    let mut a = replica("a", &ep, dir, &[], &[]);
+    wait_for(LONG, || count(dir, "leader", "a") == 1, || a.log());
+    a.wait_log("the child confirmed it leads", LONG);
+    let (ran, ready, go) = (dir.join("ran"), dir.join("ready"), dir.join("go"));
+    // The first run leaves a process that ignores SIGTERM and exits 3 on cue; a second one
+    // (started as the leader) would sleep: the replica would not exit.
+    let script = format!(
+        "if [ -e {ran} ]; then exec sleep 60; fi; touch {ran}; \
+         (trap '' TERM; exec sleep 60) & touch {ready}; \
+         while [ ! -e {go} ]; do sleep 0.05; done; exit 3",
+        ran = ran.display(),
+        ready = ready.display(),
+        go = go.display()
+    );
+    let opts = [
+        "--election",
+        "hot",
+        "--hot-standby",
+        "--ttl",
+        "10s",
+        "--grace",
+        "5s",
+    ];
+    let child = ["--", "sh", "-c", &script].map(String::from);
+    let mut b = Replica::start("b", &ep, &args(&opts, &child));
+    wait_for(LONG, || ready.exists(), || b.log());
+    b.wait_log("standby: waiting for leadership", LONG);
+    std::fs::write(&go, "").unwrap();
+    // Its leftover is being stopped (SIGTERM ignored: SIGKILL in 5 s) when b wins.
+    b.wait_log("stopping the child's tree", LONG);
+    a.signal(libc::SIGTERM);
+    assert_eq!(a.wait(LONG), 0, "{}", a.log());
+    assert_eq!(b.wait(LONG), 3, "{}", b.log());
+    assert!(
+        !b.log().contains("promoting the standby's child"),
+        "{}",
+        b.log()
+    );
+}

@@ -10,19 +10,19 @@
 # * set the signal handler before the first ROLE= (singleton-exec sends no signal until then);
 # * send ROLE=standby only once the leader's work has stopped completely: the lease is given up
 #   on it, and another replica's child may lead a moment later;
-# * send the role you act in at the moment you send it, nothing else.
+# * send the role you act in at the moment you send it, nothing else; answer every signal, even
+#   when the role is unchanged (a confirmation counts only if sent after the file changed).
 role=none
 apply() {
     read -r want revision < "$SINGLETON_EXEC_ROLE_FILE"
     if [ "$want" = leader ] && [ "$role" != leader ]; then
         role=leader
         echo "leading (fencing revision $revision)"    # start the leader's work here
-        systemd-notify ROLE=leader
     elif [ "$want" = standby ] && [ "$role" != standby ]; then
         [ "$role" = leader ] && echo "standing by"      # stop the leader's work here, first
         role=standby
-        systemd-notify ROLE=standby
     fi
+    [ "$role" = none ] || systemd-notify "ROLE=$role"
 }
 trap apply USR1
 trap 'kill "$sleeper" 2>/dev/null; exit 0' TERM

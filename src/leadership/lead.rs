@@ -15,6 +15,7 @@ use tokio::time::Instant;
 
 use crate::core::backoff::{Backoff, Schedule};
 use crate::core::duration::Short;
+use crate::core::exit_code::ChildStatus;
 use crate::core::lifecycle::{Next, Phase, StopReason};
 use crate::election::candidacy_watch::CandidacyWatch;
 use crate::election::once::Begun;
@@ -183,8 +184,16 @@ impl Leading<'_, '_> {
                     if let Some(hot) = inp.hot.as_mut() {
                         hot.observe(&event);
                     }
-                    if let Event::Finished { .. } = event {
-                        break;
+                    match event {
+                        // The standby's child had exited by itself (its leftovers were being
+                        // stopped): its status is its exit's, for --on-child-exit to decide on.
+                        Event::Finished {
+                            status,
+                            reason: reason @ StopReason::ChildExited,
+                            ..
+                        } => return Some(Input::TreeGone { status, reason }),
+                        Event::Finished { .. } => break,
+                        _ => {}
                     }
                 }
                 let LeaseState::Alive { safe_until } = self.session.current() else {
@@ -684,10 +693,11 @@ fn on_event(
 }
 
 /// `--hot-standby`: the process thread's answer to a promotion. A standby's child whose end
-/// comes before it (it exited as its replica won) makes the answer "no child": its status is
-/// not lost, `--on-child-exit` decides on it as on a leader's child's exit.
+/// comes before it (it exited, or a shutdown stopped it, as its replica won) makes the answer "no
+/// child" or "shutdown": its end is the input then, so its status is not lost (`--on-child-exit`
+/// decides on it, and a shutdown exits with it).
 async fn promote_answer(inp: &mut Inputs<'_>) -> Input {
-    let mut exited = None;
+    let mut ended = None;
     loop {
         let Some(event) = next_event(&mut inp.process, &mut inp.user).await else {
             return Input::ThreadGone;
@@ -697,19 +707,19 @@ async fn promote_answer(inp: &mut Inputs<'_>) -> Input {
         }
         match event {
             Event::Promoted => return Input::Promoted,
-            Event::PromoteRefused(PromoteRefusal::NoChild) if exited.is_some() => {
-                let status = exited.unwrap_or(crate::core::exit_code::ChildStatus::Exited(0));
-                tracing::info!(%status, "the standby's child exited as its replica won");
-                return Input::TreeGone {
-                    status,
-                    reason: StopReason::ChildExited,
-                };
+            Event::PromoteRefused(PromoteRefusal::NoChild | PromoteRefusal::Shutdown(_))
+                if ended.is_some() =>
+            {
+                let (status, reason) =
+                    ended.unwrap_or((ChildStatus::Exited(0), StopReason::ChildExited));
+                tracing::info!(%status, %reason, "the standby's child ended as its replica won");
+                return Input::TreeGone { status, reason };
             }
             Event::PromoteRefused(why) => {
                 tracing::info!(?why, "the standby's child was not promoted");
                 return Input::PromoteRefused(why);
             }
-            Event::Finished { status, .. } => exited = Some(status),
+            Event::Finished { status, reason, .. } => ended = Some((status, reason)),
             // A standby's start or end, a shutdown (recorded): the answer follows.
             event => tracing::debug!(?event, "while promoting"),
         }

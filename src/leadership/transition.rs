@@ -355,15 +355,15 @@ fn promoting(input: Input, facts: Facts) -> (Lead, Option<Action>) {
                 None,
             )
         }
-        // The standby's child exited as its replica won (no child to promote): its exit, by
-        // --on-child-exit, as a leader's child's would be: started again (as the leader), or the
-        // replica goes with it.
-        Input::TreeGone { status, .. } => {
-            match decide(StopReason::ChildExited, facts.asked, status, facts.policies) {
-                Next::Restart | Next::Recampaign { .. } => {
+        // The standby's child ended as its replica won (no child to promote): by itself, then
+        // by --on-child-exit, as a leader's child's exit would be (started again as the leader,
+        // or the replica goes with it); stopped by a shutdown, then the replica exits with it.
+        Input::TreeGone { status, reason } => {
+            match decide(reason, facts.asked, status, facts.policies) {
+                Next::Restart | Next::Recampaign { .. } if reason == StopReason::ChildExited => {
                     (Lead::Spawning { last: Some(status) }, Some(Action::Spawn))
                 }
-                next => (release(Some(StopReason::ChildExited), next, false), None),
+                next => (release(Some(reason), next, false), None),
             }
         }
         // A tree on its way out (a standby's leftovers, a stop begun before the last release):
@@ -833,6 +833,9 @@ mod tests {
                 Lead::Spawning { last: Some(Exited(3)) }, Some(Action::Spawn)),
             (Lead::Promoting, gone(Exited(3), R::ChildExited), suspend,
                 rel(R::ChildExited, Next::Exit(Exit::Child(Exited(3)))), NONE),
+            // Stopped by a shutdown as the replica won: it exits with the child's status.
+            (Lead::Promoting, gone(Signaled(15), R::Shutdown(TERM)), shutdown,
+                rel(R::Shutdown(TERM), Next::Exit(Exit::Child(Signaled(15)))), NONE),
             (Lead::Promoting, want(R::Resign), quiet, Lead::Promoting, NONE),
             // A step-down demotes; a known loss, the deadline or Ctrl-Z stops.
             (running(None, false), want(R::Resign), quiet, demoting(R::Resign), demote),
