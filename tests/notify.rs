@@ -603,6 +603,10 @@ fn deadline_under_notify_traffic(election: &str, flood: bool) -> u64 {
         "3s",
         "--grace",
         "1s",
+        // The room the timing model leaves for a late wake-up: the bound the tests hold the
+        // deadline's lateness to (a loaded machine's scheduler alone can take a few hundred ms).
+        "--margin",
+        "1s",
         "--dial-timeout",
         "1s",
         "--watchdog",
@@ -723,14 +727,18 @@ fn deadline_under_notify_traffic(election: &str, flood: bool) -> u64 {
     late
 }
 
-/// Promise: nothing the child sends can delay the fail-closed stop. The deadline fires within a
-/// few milliseconds whether the child floods its socket or not (the bound leaves room for a
-/// loaded machine; the figures printed are the measure).
+/// How late the deadline may fire in these tests: `--margin`, the room the timing model leaves
+/// for it. On a quiet machine it fires within a few milliseconds, flood or not: the figures
+/// printed are the measure; the bound only leaves room for a loaded machine.
+const LATE_BOUND_MS: u64 = 1_000;
+
+/// Promise: nothing the child sends can delay the fail-closed stop. The deadline fires on time
+/// whether the child floods its socket or not, and before the standby's child starts.
 #[test]
 fn a_notify_flood_leaves_the_fail_closed_deadline_on_time() {
     let late = deadline_under_notify_traffic("flood", true);
     assert!(
-        late < 250,
+        late < LATE_BOUND_MS,
         "the deadline fired {late} ms late under a notify flood"
     );
 }
@@ -740,7 +748,7 @@ fn a_notify_flood_leaves_the_fail_closed_deadline_on_time() {
 #[test]
 fn heartbeats_forever_do_not_keep_the_deadline_from_firing() {
     let late = deadline_under_notify_traffic("heartbeats", false);
-    assert!(late < 250, "the deadline fired {late} ms late");
+    assert!(late < LATE_BOUND_MS, "the deadline fired {late} ms late");
 }
 
 /// EXTEND_TIMEOUT_USEC on the way out: a child that ignores SIGTERM and asks for more time gets
