@@ -719,7 +719,13 @@ async fn promote_answer(inp: &mut Inputs<'_>) -> Input {
                 tracing::info!(?why, "the standby's child was not promoted");
                 return Input::PromoteRefused(why);
             }
-            Event::Finished { status, reason, .. } => ended = Some((status, reason)),
+            // Only the standby's child's own end, or a shutdown's stop: the end of a tree this
+            // replica stopped before (a demotion's frozen deadline) is no news of the child.
+            Event::Finished {
+                status,
+                reason: reason @ (StopReason::ChildExited | StopReason::Shutdown(_)),
+                ..
+            } => ended = Some((status, reason)),
             // A standby's start or end, a shutdown (recorded): the answer follows.
             event => tracing::debug!(?event, "while promoting"),
         }
