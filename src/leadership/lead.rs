@@ -254,9 +254,10 @@ impl Leading<'_, '_> {
     /// Reports what the step changed, and keeps the tree's watches for as long as it runs.
     fn moved(&mut self, from: Lead, input: Input, to: Lead) {
         match (from, input, to) {
-            (Lead::Running { .. }, Input::TreeGone { status, .. }, _) => {
+            // (From Promoting: the standby's child ended as its replica won.)
+            (Lead::Running { .. } | Lead::Promoting, Input::TreeGone { status, .. }, _) => {
                 self.tree = None;
-                let restarting = matches!(to, Lead::Pausing { .. });
+                let restarting = matches!(to, Lead::Pausing { .. } | Lead::Spawning { .. });
                 self.ctx.obs.child_exited(status.code(), restarting);
             }
             (_, _, Lead::Running { .. } | Lead::Demoting { .. }) => {}
