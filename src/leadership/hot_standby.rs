@@ -34,8 +34,8 @@ use crate::core::duration::Short;
 use crate::core::exit_code::{ChildStatus, Exit};
 use crate::core::lifecycle::{OnChildExit, StopReason};
 use crate::notify_socket::message::Role;
-use crate::notify_socket::notices::confirms;
-use crate::notify_socket::{Channel, Listener};
+use crate::notify_socket::notices::{confirms, led};
+use crate::notify_socket::{Channel, Listener, Notices};
 use crate::process::contract::{Event, Request};
 use crate::process::handle::ProcessThread;
 use crate::report::observer::Observer;
@@ -86,6 +86,52 @@ pub(super) struct Confirmed {
     pub promoted: Option<std::time::Duration>,
     /// It led (confirmed) and said `ROLE=standby` with no demotion asked for: it stood down.
     pub stood_down: bool,
+}
+
+/// What was asked of the child when its role messages are read ([`read_roles`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Asked {
+    /// A promotion waits for its `ROLE=leader`: its mark.
+    promotion: Option<u64>,
+    /// A demotion waits for its `ROLE=standby` (its mark, if one could be taken).
+    demoting: bool,
+    demotion: Option<u64>,
+    /// The child leads: the number of the `ROLE=leader` that confirmed it.
+    leads_since: Option<u64>,
+}
+
+/// What the child's role messages answer ([`read_roles`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct RolesRead {
+    /// Its promotion is confirmed, by the `ROLE=leader` of this number.
+    promoted: Option<u64>,
+    /// Its demotion is confirmed.
+    demoted: bool,
+    /// It led and its last word since is `ROLE=standby`, with no demotion asked: it stood down.
+    stood_down: bool,
+}
+
+/// The pure reading of the child's role messages against what was asked of it. A promotion is
+/// confirmed by any `ROLE=leader` after its mark (a `ROLE=standby` read in the same look, after
+/// it, is the child standing down by itself, not a promotion that never came); a demotion only
+/// by a last word of `ROLE=standby` after its mark ([`confirms`]): a child that said standby and
+/// then leader again has not confirmed it stands by.
+fn read_roles(n: &Notices, asked: Asked) -> RolesRead {
+    let promoted = asked
+        .promotion
+        .and_then(|mark| led(n, mark))
+        .map(|r| r.number);
+    let demoted = asked
+        .demotion
+        .is_some_and(|mark| confirms(n, Role::Standby, mark).is_some());
+    let leads_since = promoted.or(asked.leads_since);
+    let stood_down = !asked.demoting
+        && leads_since.is_some_and(|since| confirms(n, Role::Standby, since).is_some());
+    RolesRead {
+        promoted,
+        demoted,
+        stood_down,
+    }
 }
 
 /// A promotion waiting for the child's `ROLE=leader`.
@@ -367,39 +413,39 @@ impl<'a> HotChild<'a> {
             self.signal_held = false;
             process.request(Request::RoleSignal);
         }
-        if let Some(p) = self.promotion {
-            if let Some(mark) = p.mark {
-                if confirms(&notices, Role::Leader, mark).is_some() {
-                    self.promotion = None;
-                    self.leads_since = notices.role.map(|r| r.number);
-                    let took = p.told.elapsed();
-                    self.obs.hot_promotion_confirmed(took);
-                    confirmed.promoted = Some(took);
-                    tracing::info!(took = %Short(took), "the child confirmed it leads (ROLE=leader)");
-                }
-            }
+        let read = read_roles(
+            &notices,
+            Asked {
+                promotion: self.promotion.and_then(|p| p.mark),
+                demoting: self.demotion.is_some(),
+                demotion: self.demotion.and_then(|(mark, _)| mark),
+                leads_since: self.leads_since,
+            },
+        );
+        if let (Some(number), Some(p)) = (read.promoted, self.promotion) {
+            self.promotion = None;
+            self.leads_since = Some(number);
+            let took = p.told.elapsed();
+            self.obs.hot_promotion_confirmed(took);
+            confirmed.promoted = Some(took);
+            tracing::info!(took = %Short(took), "the child confirmed it leads (ROLE=leader)");
         }
-        match self.demotion {
-            Some((Some(mark), told)) if confirms(&notices, Role::Standby, mark).is_some() => {
-                self.demotion = None;
-                // The deadline frozen for the demotion is lifted before the lease is given up:
-                // the child, a standby now, answers to no lease (a stop already under way goes on).
-                process.request(Request::Disarm);
-                let took = told.elapsed();
-                self.obs.hot_demotion_ended(Some(took));
-                tracing::info!(took = %Short(took), "the child confirmed it stands by (ROLE=standby)");
-                confirmed.demoted = true;
-            }
-            _ => {}
+        if let (true, Some((_, told))) = (read.demoted, self.demotion) {
+            self.demotion = None;
+            // The deadline frozen for the demotion is lifted before the lease is given up:
+            // the child, a standby now, answers to no lease (a stop already under way goes on).
+            process.request(Request::Disarm);
+            let took = told.elapsed();
+            self.obs.hot_demotion_ended(Some(took));
+            tracing::info!(took = %Short(took), "the child confirmed it stands by (ROLE=standby)");
+            confirmed.demoted = true;
         }
         // Stood down by itself: the file still says `leader`, so the leadership loop tells it
         // `standby` (a demotion like any other), and the lease goes once it confirms that.
-        if let (Some(since), None, None) = (self.leads_since, self.promotion, self.demotion) {
-            if confirms(&notices, Role::Standby, since).is_some() {
-                self.leads_since = None;
-                tracing::warn!("the leading child said it stands by (ROLE=standby) without being asked: stepping down");
-                confirmed.stood_down = true;
-            }
+        if read.stood_down {
+            self.leads_since = None;
+            tracing::warn!("the leading child said it stands by (ROLE=standby) without being asked: stepping down");
+            confirmed.stood_down = true;
         }
         confirmed
     }
@@ -500,7 +546,58 @@ impl Drop for RoleFile {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::clock::BootInstant;
+    use crate::notify_socket::message::Message;
     use std::os::unix::fs::PermissionsExt;
+
+    /// The notices after the child said these roles (`L` leader, `S` standby), in this order.
+    fn said(roles: &str) -> Notices {
+        let mut n = Notices::default();
+        for c in roles.chars() {
+            let role = if c == 'L' {
+                Role::Leader
+            } else {
+                Role::Standby
+            };
+            let m = Message {
+                role: Some(role),
+                ..Message::default()
+            };
+            n.apply(&m, BootInstant::now());
+        }
+        n
+    }
+
+    #[test]
+    #[rustfmt::skip]
+    fn what_the_role_messages_answer() {
+        let promoting = |mark| Asked { promotion: Some(mark), ..Asked::default() };
+        let demoting = |mark| Asked { demoting: true, demotion: Some(mark), ..Asked::default() };
+        let leading = |since| Asked { leads_since: Some(since), ..Asked::default() };
+        let read = |promoted, demoted, stood_down| RolesRead { promoted, demoted, stood_down };
+        let none = read(None, false, false);
+        let rows: &[(&str, Asked, RolesRead, &str)] = &[
+            ("S", promoting(1), none, "nothing after the mark"),
+            ("L", promoting(1), none, "a ROLE=leader from before the mark"),
+            ("SL", promoting(1), read(Some(2), false, false), "confirmed"),
+            ("SLS", promoting(1), read(Some(2), false, true), "it led, then stood down before the look"),
+            ("SLSL", promoting(1), read(Some(4), false, false), "its last word leads"),
+            ("SS", promoting(1), none, "standby after the mark: not promoted, not a stand-down"),
+            ("SL", Asked { promotion: None, ..Asked::default() }, none, "no promotion waits"),
+            ("SL", leading(2), none, "it leads"),
+            ("SLS", leading(2), read(None, false, true), "stood down"),
+            ("SLSL", leading(2), none, "stood down and led again: its last word leads"),
+            ("LS", demoting(1), read(None, true, false), "demoted"),
+            ("LSL", demoting(1), none, "it said standby, then leader again: not demoted"),
+            ("LS", demoting(2), none, "its ROLE=standby came before the mark"),
+            ("LS", Asked { demoting: true, demotion: None, ..Asked::default() }, none, "no mark: never confirmed"),
+            ("LS", Asked { demoting: true, demotion: Some(1), leads_since: Some(1), ..Asked::default() },
+                read(None, true, false), "a demotion asked is not a stand-down"),
+        ];
+        for (roles, asked, want, why) in rows {
+            assert_eq!(read_roles(&said(roles), *asked), *want, "{roles} {asked:?}: {why}");
+        }
+    }
 
     #[test]
     fn the_role_file_is_replaced_whole_and_removed_with_its_directory() {

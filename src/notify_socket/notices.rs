@@ -55,6 +55,10 @@ pub struct Notices {
     pub role: Option<RoleNotice>,
     /// How many `ROLE=` messages were read so far: the number of the last one.
     pub role_messages: u64,
+    /// The last `ROLE=leader`, if any: a promotion is confirmed by one read after its mark even
+    /// when a `ROLE=standby` followed before the leadership loop looked (the child led, then
+    /// stood down by itself: [`led`]).
+    pub last_leader: Option<RoleNotice>,
 }
 
 /// A `ROLE=` message: the role, when it came, and its number among the child's `ROLE=` messages
@@ -76,6 +80,15 @@ pub fn confirms(n: &Notices, role: Role, mark: u64) -> Option<BootInstant> {
     n.role
         .filter(|r| r.role == role && r.number > mark)
         .map(|r| r.at)
+}
+
+/// The child's `ROLE=leader` read after `mark`, if it sent one, whatever it said since: its
+/// promotion was confirmed (it acted as the leader from that message on). Unlike [`confirms`],
+/// a later `ROLE=standby` does not undo it: that is the child standing down by itself, which
+/// the leadership loop reads as such (`ROLE=standby` after this message's number), rather than
+/// as a promotion never confirmed.
+pub fn led(n: &Notices, mark: u64) -> Option<RoleNotice> {
+    n.last_leader.filter(|r| r.number > mark)
 }
 
 /// An `EXTEND_TIMEOUT_USEC=` message.
@@ -132,11 +145,15 @@ impl Notices {
         }
         if let Some(role) = m.role {
             self.role_messages += 1;
-            self.role = Some(RoleNotice {
+            let notice = RoleNotice {
                 role,
                 at: now,
                 number: self.role_messages,
-            });
+            };
+            self.role = Some(notice);
+            if role == Role::Leader {
+                self.last_leader = Some(notice);
+            }
             changed.at_once = true;
         }
         if m.says_anything() {
@@ -320,6 +337,34 @@ mod tests {
         );
         assert_eq!(n.role_messages, 3);
         assert_eq!(n.accepted, 3);
+    }
+
+    /// A `ROLE=leader` after the mark stays a confirmed promotion when a `ROLE=standby` follows
+    /// before anyone looks; one before the mark confirms nothing.
+    #[test]
+    fn a_promotion_is_confirmed_by_any_role_leader_after_the_mark() {
+        let t0 = BootInstant::now();
+        let role = |r| Message {
+            role: Some(r),
+            ..Message::default()
+        };
+        let mut n = Notices::default();
+        assert_eq!(led(&n, 0), None);
+        n.apply(&role(Role::Leader), t0 + ms(1));
+        let mark = n.role_messages;
+        assert_eq!(led(&n, mark), None, "sent before the mark");
+        n.apply(&role(Role::Standby), t0 + ms(2));
+        assert_eq!(led(&n, mark), None, "still none after the mark");
+        n.apply(&role(Role::Leader), t0 + ms(3));
+        n.apply(&role(Role::Standby), t0 + ms(4));
+        let leader = led(&n, mark).expect("a ROLE=leader after the mark");
+        assert_eq!((leader.number, leader.at), (3, t0 + ms(3)));
+        assert_eq!(
+            confirms(&n, Role::Leader, mark),
+            None,
+            "the last one says standby"
+        );
+        assert_eq!(confirms(&n, Role::Standby, leader.number), Some(t0 + ms(4)));
     }
 
     #[test]

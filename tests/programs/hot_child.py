@@ -3,13 +3,15 @@
 nothing but Python's standard library: it runs as a standby, acts as the leader when its role file
 says `leader REVISION`, and confirms each role with ROLE= on $NOTIFY_SOCKET.
 
-Usage: hot_child.py DIR NAME [--never-demote] [--never-promote] [--start-delay SECONDS] [--chaos]
+Usage: hot_child.py DIR NAME [--never-demote] [--never-promote] [--start-delay SECONDS]
+                    [--stand-down-at-first-lead] [--chaos]
 
 Acting as the leader means holding an exclusive flock on DIR/lock; it is taken (without waiting)
 before ROLE=leader is sent and released before ROLE=standby is sent. Each line appended to
 DIR/events.log is `EVENT NAME PID BOOT_NS DETAIL`:
 
     start NAME PID BOOT_NS role=ENV_ROLE file=FILE_LINE   (at its start)
+    spoke NAME PID BOOT_NS                                (its first ROLE= is sent)
     leader NAME PID BOOT_NS rev=REVISION lock=free|held   (held: another child leads: overlap)
     standby NAME PID BOOT_NS
     exit NAME PID BOOT_NS                                 (on SIGTERM)
@@ -17,6 +19,8 @@ DIR/events.log is `EVENT NAME PID BOOT_NS DETAIL`:
 --never-demote: once it leads it keeps the lock, never confirms `standby`, and ignores SIGTERM
 (only SIGKILL ends it). --never-promote: it never sends ROLE=leader (nor takes the lock).
 --start-delay: sleeps that long before it reads its role at all (a slow start-up).
+--stand-down-at-first-lead: the first time it is told to lead it confirms (ROLE=leader) and at
+once stands down by itself (as SIGHUP below), two datagrams back to back; later it leads as told.
 SIGHUP while it leads: it stands down by itself (it cannot lead on): releases the lock, logs
 `standby`, sends ROLE=standby; it leads again only when told (SIGUSR1, the file says `leader`).
 
@@ -45,6 +49,7 @@ import time
 d, name = sys.argv[1], sys.argv[2]
 never_demote = "--never-demote" in sys.argv
 never_promote = "--never-promote" in sys.argv
+stand_down_once = "--stand-down-at-first-lead" in sys.argv
 chaos = "--chaos" in sys.argv
 delay = float(sys.argv[sys.argv.index("--start-delay") + 1]) if "--start-delay" in sys.argv else 0.0
 role_file = os.environ["SINGLETON_EXEC_ROLE_FILE"]
@@ -139,7 +144,7 @@ def stand_down():
 
 def act():
     """Reads the role file and acts in that role; confirms it."""
-    global lock, leading, refusing
+    global lock, leading, refusing, stand_down_once
     role, rev = read_role()
     if role == "leader" and not leading:
         if never_promote:
@@ -153,6 +158,9 @@ def act():
         leading = True
         event("leader", f"rev={rev} lock={state}")
         notify("ROLE=leader")
+        if stand_down_once:
+            stand_down_once = False
+            stand_down()
     elif role == "standby" and leading:
         if refusing or never_demoting():
             if not refusing:
@@ -192,6 +200,7 @@ event("start", f"role={os.environ.get('SINGLETON_EXEC_ROLE')} file={first.replac
 if delay:
     time.sleep(delay)
 act()
+event("spoke")
 while True:
     sig = signal.sigwaitinfo(signals).si_signo
     if sig == signal.SIGUSR1:
