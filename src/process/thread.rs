@@ -881,7 +881,9 @@ fn drain(counter: impl AsFd) {
 fn timer_value(at: BootInstant) -> TimeSpec {
     let nanos = at.as_nanos();
     TimeSpec::new(
-        (nanos / 1_000_000_000) as libc::time_t,
+        // `as _`, not `as libc::time_t`: the libc crate deprecates that alias on musl (the images'
+        // static build); the seconds field is a `time_t` either way.
+        (nanos / 1_000_000_000) as _,
         ((nanos % 1_000_000_000) as libc::c_long).max(1),
     )
 }
