@@ -134,6 +134,25 @@ fn read_roles(n: &Notices, asked: Asked) -> RolesRead {
     }
 }
 
+/// How a standby's child ended, by the reason its tree's end carries ([`standby_end`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StandbyEnd {
+    /// It exited by itself: `--on-child-exit` decides.
+    Exited,
+    /// This replica stopped it for a leadership it has given up since, and the end came late.
+    StoppedByUs,
+}
+
+/// A standby's child's end is its own only when the tree's end says the child exited; any
+/// other reason names a stop this replica began (a shutdown's and a suspension's are the
+/// caller's, which looks at them first).
+fn standby_end(reason: StopReason) -> StandbyEnd {
+    match reason {
+        StopReason::ChildExited => StandbyEnd::Exited,
+        _ => StandbyEnd::StoppedByUs,
+    }
+}
+
 /// A promotion waiting for the child's `ROLE=leader`.
 #[derive(Debug, Clone, Copy)]
 struct Pending {
@@ -289,7 +308,11 @@ impl<'a> HotChild<'a> {
     /// While standing by (no leadership): what an event means for the replica. `Some`: it
     /// leaves (the child could not be started, or exited and `--on-child-exit exit` says the
     /// replica goes with it). A child that exited is started again after the restart backoff
-    /// ([`HotChild::restart_due`]), unless the replica is on its way out.
+    /// ([`HotChild::restart_due`]), unless the replica is on its way out. A tree this replica
+    /// stopped for a leadership it has given up since (its demotion's frozen deadline passed in
+    /// the same turn as the child confirmed, the end reported late) did not exit by itself: it
+    /// is started again at once, whatever `--on-child-exit` says, and its status (the replica's
+    /// own SIGKILL, say) is nobody's exit code.
     pub fn on_standby_event(&mut self, event: &Event, user: &UserRequests) -> Option<Exit> {
         self.observe(event);
         match event {
@@ -297,8 +320,16 @@ impl<'a> HotChild<'a> {
                 tracing::error!(error = %e, code = e.exit_code(), "cannot start the command");
                 Some(e.exit())
             }
-            Event::Finished { status, .. } if user.shutdown.is_none() && !user.suspend => {
-                self.standby_exited(*status)
+            Event::Finished { status, reason, .. } if user.shutdown.is_none() && !user.suspend => {
+                match standby_end(*reason) {
+                    StandbyEnd::Exited => self.standby_exited(*status),
+                    StandbyEnd::StoppedByUs => {
+                        tracing::info!(%status, ?reason,
+                            "the standby's child was stopped for a leadership given up since; starting it again, still standing by");
+                        self.restart_at = Some(Instant::now());
+                        None
+                    }
+                }
             }
             _ => None,
         }
@@ -566,6 +597,29 @@ mod tests {
             n.apply(&m, BootInstant::now());
         }
         n
+    }
+
+    /// Only the child's own exit is its exit; every stop the replica began is not.
+    #[test]
+    fn a_standby_child_exited_only_when_its_end_says_so() {
+        use StopReason::*;
+        assert_eq!(standby_end(ChildExited), StandbyEnd::Exited);
+        for reason in [
+            LeaseGone,
+            KeyDeleted,
+            KeyChanged,
+            Deadline,
+            Resign,
+            Unhealthy,
+            WatchdogMissed,
+            WatchdogTrigger,
+            NotReady,
+            StoodDown,
+            Shutdown(libc::SIGTERM),
+            Suspend,
+        ] {
+            assert_eq!(standby_end(reason), StandbyEnd::StoppedByUs, "{reason:?}");
+        }
     }
 
     #[test]
