@@ -91,7 +91,8 @@ pub(super) struct Confirmed {
 /// What was asked of the child when its role messages are read ([`read_roles`]).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 struct Asked {
-    /// A promotion waits for its `ROLE=leader`: its mark.
+    /// A promotion waits for its `ROLE=leader` (its mark, if one could be taken).
+    promoting: bool,
     promotion: Option<u64>,
     /// A demotion waits for its `ROLE=standby` (its mark, if one could be taken).
     demoting: bool,
@@ -124,7 +125,8 @@ fn read_roles(n: &Notices, asked: Asked) -> RolesRead {
     let demoted = asked
         .demotion
         .is_some_and(|mark| confirms(n, Role::Standby, mark).is_some());
-    let leads_since = promoted.or(asked.leads_since);
+    // While a promotion waits, only its own confirmation says the child leads.
+    let leads_since = promoted.or(asked.leads_since.filter(|_| !asked.promoting));
     let stood_down = !asked.demoting
         && leads_since.is_some_and(|since| confirms(n, Role::Standby, since).is_some());
     RolesRead {
@@ -239,6 +241,7 @@ impl<'a> HotChild<'a> {
         self.restart_at = None;
         self.starting = true;
         self.started_at = Instant::now();
+        self.leads_since = None;
         let now = Instant::now();
         self.promotion = Some(Pending {
             mark: Some(0),
@@ -447,6 +450,7 @@ impl<'a> HotChild<'a> {
         let read = read_roles(
             &notices,
             Asked {
+                promoting: self.promotion.is_some(),
                 promotion: self.promotion.and_then(|p| p.mark),
                 demoting: self.demotion.is_some(),
                 demotion: self.demotion.and_then(|(mark, _)| mark),
@@ -625,7 +629,7 @@ mod tests {
     #[test]
     #[rustfmt::skip]
     fn what_the_role_messages_answer() {
-        let promoting = |mark| Asked { promotion: Some(mark), ..Asked::default() };
+        let promoting = |mark| Asked { promoting: true, promotion: Some(mark), ..Asked::default() };
         let demoting = |mark| Asked { demoting: true, demotion: Some(mark), ..Asked::default() };
         let leading = |since| Asked { leads_since: Some(since), ..Asked::default() };
         let read = |promoted, demoted, stood_down| RolesRead { promoted, demoted, stood_down };
@@ -641,6 +645,10 @@ mod tests {
             ("SL", leading(2), none, "it leads"),
             ("SLS", leading(2), read(None, false, true), "stood down"),
             ("SLSL", leading(2), none, "stood down and led again: its last word leads"),
+            ("LS", Asked { promoting: true, promotion: None, leads_since: Some(1), ..Asked::default() }, none,
+                "a promotion waits (unmarked): an earlier ROLE=leader says nothing"),
+            ("SLS", Asked { promoting: true, promotion: Some(3), leads_since: Some(2), ..Asked::default() }, none,
+                "a promotion waits: its start-up ROLE=standby is no stand-down"),
             ("LS", demoting(1), read(None, true, false), "demoted"),
             ("LSL", demoting(1), none, "it said standby, then leader again: not demoted"),
             ("LS", demoting(2), none, "its ROLE=standby came before the mark"),

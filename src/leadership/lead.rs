@@ -361,7 +361,8 @@ impl Leading<'_, '_> {
                 _ = hot_changed(inp.hot.as_mut()) => {
                     let process = &inp.process;
                     let confirmed = inp.hot.as_mut().map(|h| h.take_confirmations(process)).unwrap_or_default();
-                    if let Some(took) = confirmed.promoted {
+                    // One that stood down in the same look is not shown leading.
+                    if let (Some(took), false) = (confirmed.promoted, confirmed.stood_down) {
                         self.publisher.show_child(ChildShown {
                             ready: true,
                             ready_after_ms: Some(took.as_millis() as u64),
