@@ -725,22 +725,19 @@ fn sigterms_during_promotion_and_demotion_never_hang() {
     }
 }
 
-/// A standby's child that exits by itself leaving a process behind (it ignores SIGTERM, so its
-/// stop lasts the grace), and its replica wins meanwhile: the replica waits for the tree, then
-/// `--on-child-exit` (the default, `exit`) decides on the child's status: it exits with it. It
-/// once started a new child as the leader instead, the status lost.
-#[test]
-fn a_standby_child_that_exited_as_its_replica_won_keeps_its_status() {
-    let etcd = EtcdCluster::start(1);
-    let ep = etcd.endpoints();
-    let d = tempfile::tempdir().unwrap();
-    let dir = d.path();
-    let mut a = replica("a", &ep, dir, &[], &[]);
+/// b's standby child exits 3 by itself leaving a process behind (it ignores SIGTERM, so its stop
+/// lasts the grace), and b wins meanwhile: a (the leader) is gone when this returns, b waits
+/// for its child's tree. A second run of the child (started as the leader) sleeps. `b_opts`
+/// are b's options beyond the hot election's.
+fn standby_child_exits_as_its_replica_wins(
+    ep: &str,
+    dir: &Path,
+    b_opts: &[&str],
+) -> (Replica, Replica) {
+    let mut a = replica("a", ep, dir, &[], &[]);
     wait_for(LONG, || count(dir, "leader", "a") == 1, || a.log());
     a.wait_log("the child confirmed it leads", LONG);
     let (ran, ready, go) = (dir.join("ran"), dir.join("ready"), dir.join("go"));
-    // The first run leaves a process that ignores SIGTERM and exits 3 on cue; a second one
-    // (started as the leader) would sleep: the replica would not exit.
     let script = format!(
         "if [ -e {ran} ]; then exec sleep 60; fi; touch {ran}; \
          (trap '' TERM; exec sleep 60) & touch {ready}; \
@@ -749,7 +746,7 @@ fn a_standby_child_that_exited_as_its_replica_won_keeps_its_status() {
         ready = ready.display(),
         go = go.display()
     );
-    let opts = [
+    let mut opts = vec![
         "--election",
         "hot",
         "--hot-standby",
@@ -758,8 +755,9 @@ fn a_standby_child_that_exited_as_its_replica_won_keeps_its_status() {
         "--grace",
         "5s",
     ];
+    opts.extend(b_opts);
     let child = ["--", "sh", "-c", &script].map(String::from);
-    let mut b = Replica::start("b", &ep, &args(&opts, &child));
+    let b = Replica::start("b", ep, &args(&opts, &child));
     wait_for(LONG, || ready.exists(), || b.log());
     b.wait_log("standby: waiting for leadership", LONG);
     std::fs::write(&go, "").unwrap();
@@ -767,7 +765,60 @@ fn a_standby_child_that_exited_as_its_replica_won_keeps_its_status() {
     b.wait_log("stopping the child's tree", LONG);
     a.signal(libc::SIGTERM);
     assert_eq!(a.wait(LONG), 0, "{}", a.log());
+    (a, b)
+}
+
+/// The default `--on-child-exit exit` decides on the child's status once the tree is gone: b
+/// exits with it. It once started a new child as the leader instead, the status lost.
+#[test]
+fn a_standby_child_that_exited_as_its_replica_won_keeps_its_status() {
+    let etcd = EtcdCluster::start(1);
+    let d = tempfile::tempdir().unwrap();
+    let (_a, mut b) = standby_child_exits_as_its_replica_wins(&etcd.endpoints(), d.path(), &[]);
     assert_eq!(b.wait(LONG), 3, "{}", b.log());
+    assert!(
+        !b.log().contains("promoting the standby's child"),
+        "{}",
+        b.log()
+    );
+}
+
+/// With `--on-child-exit restart`, b starts a child as the leader once the tree is gone, and
+/// the end counts as the child's: /metrics shows its exit code and a restart.
+#[test]
+fn a_standby_child_that_exited_as_its_replica_won_is_counted_and_restarted() {
+    let etcd = EtcdCluster::start(1);
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path();
+    let port = free_port().to_string();
+    let opts = [
+        "--on-child-exit",
+        "restart",
+        "--promote-timeout",
+        "60s",
+        "--health-addr",
+        &port,
+    ];
+    let (_a, b) = standby_child_exits_as_its_replica_wins(&etcd.endpoints(), dir, &opts);
+    let metrics = || http("GET", port.parse().unwrap(), "/metrics").1;
+    let sample = |text: &str, name: &str| {
+        text.lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.rsplit(' ').next())
+            .map(str::to_string)
+    };
+    wait_for(
+        LONG,
+        || sample(&metrics(), "singleton_exec_child_restarts_total").as_deref() == Some("1"),
+        || format!("{}\n{}", metrics(), b.log()),
+    );
+    let text = metrics();
+    assert_eq!(
+        sample(&text, "singleton_exec_last_child_exit_code").as_deref(),
+        Some("3"),
+        "{text}"
+    );
+    b.wait_log("leader: child started", LONG);
     assert!(
         !b.log().contains("promoting the standby's child"),
         "{}",
