@@ -15,7 +15,14 @@
 //! told and exits: within milliseconds, long before the lease can expire.
 //!
 //! Each message is one line, `PGID STARTTIME` per group, sent in one `send(MSG_NOSIGNAL)` on a
-//! socket pair (never half a line, never a SIGPIPE if the guard is gone). Before killing, the guard
+//! socket pair (never half a line, never a SIGPIPE if the guard is gone).
+//!
+//! The child's group is told before the child runs a single instruction of its own: the child
+//! sends the line itself, between clone and exec ([`ChildNote`], `crate::process::spawn`), with
+//! its own pid and a start time of 0 (no check), and the supervisor sends it again with the start
+//! time once the child runs. Told only by the supervisor after the start, a supervisor SIGKILLed
+//! in between (its process thread not scheduled while the child already forked: a loaded
+//! machine) left the child's children running. Before killing, the guard
 //! checks that a process numbered PGID, if there is one, is still the leader it was told about (its
 //! start time): after the leader was reaped and its group emptied, the number may belong to someone
 //! else.
@@ -35,7 +42,7 @@
 
 use std::ffi::OsStr;
 use std::io::{self, BufRead};
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 
@@ -123,11 +130,7 @@ impl Guard {
     /// The groups to kill if we die are `groups` now (none: nothing to kill). Never blocks; an
     /// error means the guard is gone.
     pub fn watch(&mut self, groups: &[libc::pid_t]) -> io::Result<()> {
-        let mut line = groups
-            .iter()
-            .map(|&g| format!("{g} {}", start_time(g).unwrap_or(0)))
-            .collect::<Vec<_>>()
-            .join(" ");
+        let mut line = groups_text(groups);
         line.push('\n');
         // One send: no SIGPIPE, no waiting.
         let flags = MsgFlags::MSG_NOSIGNAL | MsgFlags::MSG_DONTWAIT;
@@ -138,6 +141,38 @@ impl Guard {
             Err(io::Error::other("the guard took half a message"))
         }
     }
+}
+
+/// What a child about to start sends the guard itself, before it execs: the line the supervisor
+/// would send with the child's group at its end, which only the child can complete (its pid, a
+/// start time of 0). `prefix` holds the other groups to keep watching (a running check's), each
+/// followed by a space.
+pub struct ChildNote<'a> {
+    pub socket: BorrowedFd<'a>,
+    pub prefix: String,
+}
+
+impl Guard {
+    /// The note for a child about to start while `others` are watched too.
+    pub fn child_note(&self, others: &[libc::pid_t]) -> ChildNote<'_> {
+        let mut prefix = groups_text(others);
+        if !prefix.is_empty() {
+            prefix.push(' ');
+        }
+        ChildNote {
+            socket: self.socket.as_fd(),
+            prefix,
+        }
+    }
+}
+
+/// `PGID STARTTIME` per group, space-separated, no newline.
+fn groups_text(groups: &[libc::pid_t]) -> String {
+    groups
+        .iter()
+        .map(|&g| format!("{g} {}", start_time(g).unwrap_or(0)))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// A process' start time (field 22 of `/proc/PID/stat`), which tells a pid from its reuse.

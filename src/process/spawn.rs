@@ -18,7 +18,9 @@
 //! calls and execs. No page tables are copied, and there is one `execve`, not one per PATH entry.
 //! `posix_spawn` itself cannot set `PR_SET_PDEATHSIG`. While the child shares our memory it writes
 //! nothing but its own stack, the errno slot it reports an exec failure in, the digits of its own
-//! pid into an environment entry prepared for them (`WATCHDOG_PID`), and the C library's
+//! pid into an environment entry prepared for them (`WATCHDOG_PID`) and into the line it sends
+//! the guard (its process group, told before it execs: [`crate::process::guard::ChildNote`]),
+//! and the C library's
 //! `errno` of the calling thread (which reads it only if the clone itself failed); that thread is
 //! suspended until the child has exec'd or exited, and every signal is blocked in the child until
 //! its handlers are reset, so none of ours can run there. A child whose exec failed is reaped here;
@@ -49,6 +51,7 @@ use nix::unistd::{access, getpgrp, getpid, isatty, tcgetpgrp, tcsetpgrp, AccessF
 
 use crate::core::command::CommandSpec;
 use crate::core::exit_code::{self, ChildStatus};
+use crate::process::guard::ChildNote;
 use crate::process::signals;
 
 /// Variables that belong to the supervisor's own service manager, never to the child.
@@ -153,12 +156,14 @@ pub fn take_back_terminal() {
 }
 
 /// Starts `spec` with `extra_env` added, and `own_pid_variable` (if any) set to the child's own
-/// pid, handing it the terminal's foreground when `hand_terminal`. Returns the child's pid.
+/// pid, handing it the terminal's foreground when `hand_terminal`; with `note`, the child tells
+/// the guard its process group before it execs. Returns the child's pid.
 pub fn spawn(
     spec: &CommandSpec,
     extra_env: &[(String, String)],
     own_pid_variable: Option<&str>,
     hand_terminal: bool,
+    note: Option<&ChildNote<'_>>,
 ) -> Result<libc::pid_t, SpawnError> {
     let fail = |source| SpawnError {
         program: spec.program.clone(),
@@ -174,7 +179,8 @@ pub fn spawn(
         hand_terminal,
         None,
     )
-    .map_err(fail)?;
+    .map_err(fail)?
+    .with_note(note);
     plan.start().map_err(fail)
 }
 
@@ -252,6 +258,8 @@ struct Plan {
     _strings: Vec<CString>,
     /// The entry of `envp` the child completes with its own pid, if any.
     own_pid: Option<OwnPidEntry>,
+    /// The line the child completes with its pid and sends the guard before it execs, if any.
+    guard_line: Option<GuardLine>,
     parent: libc::pid_t,
     hand_terminal: bool,
     stdio: Option<Stdio>,
@@ -300,20 +308,7 @@ impl OwnPidEntry {
     /// Writes `pid` in decimal after the `=`, NUL-terminated: no allocation, no lock, so the
     /// child may call it between clone and exec.
     fn fill(&self, pid: libc::pid_t) {
-        let mut digits = [0u8; Self::DIGITS];
-        let mut n = pid.unsigned_abs();
-        let mut len = 0;
-        loop {
-            digits[len] = b'0' + (n % 10) as u8;
-            len += 1;
-            n /= 10;
-            if n == 0 || len == Self::DIGITS - 1 {
-                break;
-            }
-        }
-        for i in 0..len {
-            self.bytes[self.digits_at + i].store(digits[len - 1 - i], Ordering::Relaxed);
-        }
+        let len = put_decimal(&self.bytes[self.digits_at..], pid);
         self.bytes[self.digits_at + len].store(0, Ordering::Relaxed);
     }
 
@@ -325,6 +320,90 @@ impl OwnPidEntry {
             .iter()
             .map(|b| b.load(Ordering::Relaxed))
             .take_while(|&b| b != 0)
+            .collect();
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
+}
+
+/// Writes `pid` in decimal at the start of `to` (room for 10 digits at least); the number of
+/// digits. No allocation, no lock: the child calls it between clone and exec.
+fn put_decimal(to: &[AtomicU8], pid: libc::pid_t) -> usize {
+    let mut digits = [0u8; 10];
+    let mut n = pid.unsigned_abs();
+    let mut len = 0;
+    loop {
+        digits[len] = b'0' + (n % 10) as u8;
+        len += 1;
+        n /= 10;
+        if n == 0 || len == digits.len() {
+            break;
+        }
+    }
+    for i in 0..len {
+        to[i].store(digits[len - 1 - i], Ordering::Relaxed);
+    }
+    len
+}
+
+/// The line a child sends the guard before it execs: the note's prefix (the other groups), then
+/// room for its pid, then ` 0\n` (start time 0: the guard kills the group without checking it;
+/// the supervisor sends the start time once the child runs).
+struct GuardLine {
+    fd: RawFd,
+    bytes: Box<[AtomicU8]>,
+    digits_at: usize,
+}
+
+impl GuardLine {
+    const TAIL: &'static [u8] = b" 0\n";
+
+    fn new(note: &ChildNote<'_>) -> GuardLine {
+        let bytes: Box<[AtomicU8]> = note
+            .prefix
+            .bytes()
+            .chain(std::iter::repeat_n(
+                0,
+                OwnPidEntry::DIGITS - 1 + Self::TAIL.len(),
+            ))
+            .map(AtomicU8::new)
+            .collect();
+        GuardLine {
+            fd: note.socket.as_raw_fd(),
+            digits_at: note.prefix.len(),
+            bytes,
+        }
+    }
+
+    /// Completes the line with `pid`; its length. No allocation, no lock.
+    fn fill(&self, pid: libc::pid_t) -> usize {
+        let mut end = self.digits_at + put_decimal(&self.bytes[self.digits_at..], pid);
+        for &b in Self::TAIL {
+            self.bytes[end].store(b, Ordering::Relaxed);
+            end += 1;
+        }
+        end
+    }
+
+    /// Sends the first `len` bytes in one send: never blocks, never raises SIGPIPE; a guard that
+    /// is gone changes nothing for the child (the supervisor finds out on its next message).
+    ///
+    /// # Safety
+    /// Only between clone and exec, from [`prepare_child`]: `fd` is the supervisor's open socket.
+    unsafe fn send(&self, len: usize) {
+        libc::send(
+            self.fd,
+            self.bytes.as_ptr().cast(),
+            len,
+            libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT,
+        );
+    }
+
+    /// What the line says up to `len` (for tests).
+    #[cfg(test)]
+    fn text(&self, len: usize) -> String {
+        let bytes: Vec<u8> = self.bytes[..len]
+            .iter()
+            .map(|b| b.load(Ordering::Relaxed))
             .collect();
         String::from_utf8_lossy(&bytes).into_owned()
     }
@@ -449,6 +528,7 @@ impl Plan {
             envp,
             _strings: strings.0,
             own_pid,
+            guard_line: None,
             parent: getpid().as_raw(),
             hand_terminal,
             stdio,
@@ -456,6 +536,12 @@ impl Plan {
             mask,
             error: AtomicI32::new(0),
         })
+    }
+
+    /// The child sends the guard `note`, completed with its own group, before it execs.
+    fn with_note(mut self, note: Option<&ChildNote<'_>>) -> Plan {
+        self.guard_line = note.map(GuardLine::new);
+        self
     }
 
     /// Clones the child and returns once it has exec'd (its pid) or failed to (the errno; it is
@@ -600,6 +686,11 @@ unsafe fn prepare_child(plan: &Plan) -> Result<(), libc::c_int> {
     if libc::getppid() != plan.parent {
         return Err(libc::ESRCH);
     }
+    // Our group exists and we die with the supervisor: the guard learns the group now, before
+    // anything of the command's can fork, so its children die with the supervisor too.
+    if let Some(line) = &plan.guard_line {
+        line.send(line.fill(libc::getpid()));
+    }
     // Every signal is blocked, SIGTTOU included, so a background group may take the terminal.
     if plan.hand_terminal {
         libc::tcsetpgrp(0, libc::getpid());
@@ -743,6 +834,7 @@ pub fn pidfd(pid: libc::pid_t) -> Option<OwnedFd> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::fd::AsFd;
     use std::os::unix::fs::PermissionsExt;
 
     #[test]
@@ -944,7 +1036,7 @@ mod tests {
             program: program.as_os_str().to_owned(),
             args: args.iter().map(OsString::from).collect(),
         };
-        let e = spawn(&spec(&script, &[]), &[], None, false).unwrap_err();
+        let e = spawn(&spec(&script, &[]), &[], None, false, None).unwrap_err();
         assert_eq!(e.source.raw_os_error(), Some(libc::ENOENT), "{e}");
         assert_eq!(e.exit_code(), exit_code::NOT_FOUND);
 
@@ -956,6 +1048,7 @@ mod tests {
             &[("SINGLETON_EXEC_T".into(), "7".into())],
             None,
             false,
+            None,
         )
         .unwrap();
         // Our own child: a zombie keeps its group until reaped.
@@ -1005,7 +1098,64 @@ mod tests {
             ],
         };
         let extra = [("WATCHDOG_PID".into(), "stale".into())];
-        let pid = spawn(&spec, &extra, Some("WATCHDOG_PID"), false).unwrap();
+        let pid = spawn(&spec, &extra, Some("WATCHDOG_PID"), false, None).unwrap();
+        let status = waitpid(Pid::from_raw(pid), None);
+        assert_eq!(
+            status,
+            Ok(nix::sys::wait::WaitStatus::Exited(Pid::from_raw(pid), 0))
+        );
+    }
+
+    #[test]
+    fn the_guard_line_takes_any_pid_after_the_other_groups() {
+        let (ours, _theirs) = std::os::unix::net::UnixStream::pair().unwrap();
+        let rows = [
+            ("", 4242, "4242 0\n"),
+            ("", 1, "1 0\n"),
+            ("17 99 ", i32::MAX, "17 99 2147483647 0\n"),
+            ("17 99 ", 77, "17 99 77 0\n"),
+        ];
+        for (prefix, pid, want) in rows {
+            let note = ChildNote {
+                socket: ours.as_fd(),
+                prefix: prefix.into(),
+            };
+            let line = GuardLine::new(&note);
+            let len = line.fill(pid);
+            assert_eq!(line.text(len), want, "{prefix:?} {pid}");
+        }
+    }
+
+    /// The child itself tells the guard its group, before it execs: the supervisor has told
+    /// nothing here, and the line names the child's pid (its group) after the other groups. The
+    /// socket is close-on-exec, so only the child's code before exec can have sent it.
+    /// Before, only the supervisor told the guard, after the start: a supervisor SIGKILLed
+    /// between the two left the command's own children running.
+    #[test]
+    fn the_child_tells_the_guard_its_group_before_it_execs() {
+        use std::io::Read;
+        let _serial = crate::test_children();
+        let (ours, mut theirs) = std::os::unix::net::UnixStream::pair().unwrap();
+        theirs
+            .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+            .unwrap();
+        let note = ChildNote {
+            socket: ours.as_fd(),
+            prefix: "17 99 ".into(),
+        };
+        let spec = CommandSpec {
+            program: "sh".into(),
+            args: vec!["-c".into(), "exit 0".into()],
+        };
+        let pid = spawn(&spec, &[], None, false, Some(&note)).unwrap();
+        let mut got = Vec::new();
+        while !got.ends_with(b"\n") {
+            let mut buf = [0u8; 64];
+            let n = theirs.read(&mut buf).expect("the child's line");
+            assert!(n > 0, "end of file before the line");
+            got.extend_from_slice(&buf[..n]);
+        }
+        assert_eq!(String::from_utf8_lossy(&got), format!("17 99 {pid} 0\n"));
         let status = waitpid(Pid::from_raw(pid), None);
         assert_eq!(
             status,

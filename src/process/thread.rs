@@ -587,7 +587,13 @@ impl ProcessOwner {
         }
         let terminal = spawn::owns_terminal_foreground();
         tracing::trace!("starting the child");
-        match spawn::spawn(command, env, own_pid_variable, terminal) {
+        // The child tells the guard its group itself before it execs (the check's kept); the
+        // start time follows from here once it runs.
+        let others: Vec<libc::pid_t> = self.check.group().into_iter().collect();
+        let note = self.guard.as_ref().map(|g| g.child_note(&others));
+        let spawned = spawn::spawn(command, env, own_pid_variable, terminal, note.as_ref());
+        drop(note);
+        match spawned {
             Ok(pid) => {
                 tracing::trace!(pid, "the child runs");
                 self.tree = Some(Tree::started(pid, spawn::pidfd(pid), lease, terminal));
@@ -598,6 +604,8 @@ impl ProcessOwner {
                 if terminal {
                     spawn::take_back_terminal();
                 }
+                // The line the child may have sent names a group that is gone.
+                self.tell_guard();
                 self.emit(Event::SpawnFailed(e));
             }
         }
