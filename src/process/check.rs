@@ -21,6 +21,7 @@ use nix::fcntl::{fcntl, FcntlArg, OFlag};
 use crate::core::clock::BootInstant;
 use crate::core::exit_code::ChildStatus;
 use crate::process::contract::CheckExit;
+use crate::process::guard::ChildNote;
 use crate::process::{signals, spawn};
 
 /// Output kept per check, for the log and `/status`.
@@ -71,9 +72,10 @@ impl CheckSlot {
         command: &str,
         env: &[(String, String)],
         timeout: Duration,
+        note: Option<&ChildNote<'_>>,
     ) -> Result<(), CheckExit> {
         let (read, write) = pipe().map_err(|e| CheckExit::SpawnFailed(format!("pipe: {e}")))?;
-        let pid = spawn::spawn_check(command, env, write)
+        let pid = spawn::spawn_check(command, env, write, note)
             .map_err(|e| CheckExit::SpawnFailed(e.to_string()))?;
         self.current = Some(Running {
             id,

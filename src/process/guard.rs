@@ -8,8 +8,8 @@
 //!
 //! So, when not PID 1, start-up launches a guard: our own binary again, in a mode that only waits.
 //! It is double-forked, so it is nobody's child of ours (not reaped, not in the child's tree, not
-//! signalled by the stop sequence), and it holds the read end of a pipe whose write end only the
-//! supervisor holds. The supervisor writes the process groups to kill (the child's, and a running
+//! signalled by the stop sequence), and it holds one end of a socket pair whose other end only the
+//! supervisor holds (and, until they exec, the children it starts: close-on-exec). The supervisor writes the process groups to kill (the child's, and a running
 //! health check's) whenever they change, and an empty line when none is left. When the pipe reaches
 //! end-of-file (the supervisor is gone, however it died), the guard SIGKILLs the last groups it was
 //! told and exits: within milliseconds, long before the lease can expire.

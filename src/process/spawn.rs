@@ -186,11 +186,13 @@ pub fn spawn(
 
 /// Starts a health check, `/bin/sh -c CHECK`, with the child's environment, in a process group of
 /// its own (so it and whatever it started can be killed as one), stdin from /dev/null and stdout
-/// and stderr into `output`. Never given the terminal.
+/// and stderr into `output`; with `note`, it tells the guard its group before it execs, as the
+/// child does. Never given the terminal.
 pub fn spawn_check(
     check: &str,
     extra_env: &[(String, String)],
     output: OwnedFd,
+    note: Option<&ChildNote<'_>>,
 ) -> Result<libc::pid_t, SpawnError> {
     let program = OsString::from("/bin/sh");
     let fail = |source| SpawnError {
@@ -212,7 +214,8 @@ pub fn spawn_check(
         false,
         Some(stdio),
     )
-    .map_err(fail)?;
+    .map_err(fail)?
+    .with_note(note);
     // `null` and `output` stay open until the child has exec'd (start returns only then).
     plan.start().map_err(fail)
 }
@@ -390,11 +393,16 @@ impl GuardLine {
     /// # Safety
     /// Only between clone and exec, from [`prepare_child`]: `fd` is the supervisor's open socket.
     unsafe fn send(&self, len: usize) {
-        libc::send(
+        // The raw system call, not libc's `send`: that is a cancellation point, whose wrapper
+        // writes the calling thread's cancellation state, and that thread is the parent's.
+        libc::syscall(
+            libc::SYS_sendto,
             self.fd,
-            self.bytes.as_ptr().cast(),
+            self.bytes.as_ptr(),
             len,
             libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT,
+            std::ptr::null::<libc::sockaddr>(),
+            0 as libc::socklen_t,
         );
     }
 
@@ -1132,7 +1140,7 @@ mod tests {
     /// Before, only the supervisor told the guard, after the start: a supervisor SIGKILLed
     /// between the two left the command's own children running.
     #[test]
-    fn the_child_tells_the_guard_its_group_before_it_execs() {
+    fn the_child_and_a_check_tell_the_guard_their_group_before_they_exec() {
         use std::io::Read;
         let _serial = crate::test_children();
         let (ours, mut theirs) = std::os::unix::net::UnixStream::pair().unwrap();
@@ -1143,23 +1151,31 @@ mod tests {
             socket: ours.as_fd(),
             prefix: "17 99 ".into(),
         };
+        let line = |from: &mut std::os::unix::net::UnixStream| {
+            let mut got = Vec::new();
+            while !got.ends_with(b"\n") {
+                let mut buf = [0u8; 64];
+                let n = from.read(&mut buf).expect("a line from the child");
+                assert!(n > 0, "end of file before the line");
+                got.extend_from_slice(&buf[..n]);
+            }
+            String::from_utf8_lossy(&got).into_owned()
+        };
         let spec = CommandSpec {
             program: "sh".into(),
             args: vec!["-c".into(), "exit 0".into()],
         };
         let pid = spawn(&spec, &[], None, false, Some(&note)).unwrap();
-        let mut got = Vec::new();
-        while !got.ends_with(b"\n") {
-            let mut buf = [0u8; 64];
-            let n = theirs.read(&mut buf).expect("the child's line");
-            assert!(n > 0, "end of file before the line");
-            got.extend_from_slice(&buf[..n]);
-        }
-        assert_eq!(String::from_utf8_lossy(&got), format!("17 99 {pid} 0\n"));
+        assert_eq!(line(&mut theirs), format!("17 99 {pid} 0\n"));
         let status = waitpid(Pid::from_raw(pid), None);
         assert_eq!(
             status,
             Ok(nix::sys::wait::WaitStatus::Exited(Pid::from_raw(pid), 0))
         );
+        // A health check does the same.
+        let (_read, write) = nix::unistd::pipe().unwrap();
+        let pid = spawn_check("exit 0", &[], write, Some(&note)).unwrap();
+        assert_eq!(line(&mut theirs), format!("17 99 {pid} 0\n"));
+        let _ = waitpid(Pid::from_raw(pid), None);
     }
 }

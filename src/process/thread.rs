@@ -489,10 +489,19 @@ impl ProcessOwner {
         let refused = check_refusal(self.check.is_running(), child_available);
         let result = match refused {
             Some(why) => Err(CheckExit::NotRun(why.into())),
-            None => self.check.start(id, command, env, timeout),
+            None => {
+                // The check tells the guard its group itself before it execs, the tree's kept.
+                let others: Vec<libc::pid_t> =
+                    self.tree.as_ref().map(|t| t.pgid).into_iter().collect();
+                let note = self.guard.as_ref().map(|g| g.child_note(&others));
+                self.check.start(id, command, env, timeout, note.as_ref())
+            }
         };
+        // The start time follows; after a failed start, the line the check may have sent names
+        // a group that is gone.
+        self.tell_guard();
         match result {
-            Ok(()) => self.tell_guard(),
+            Ok(()) => {}
             Err(exit) => self.emit(Event::CheckEnded {
                 id,
                 exit,
